@@ -1,0 +1,51 @@
+"""Every gateway callback that passed its signature check, stored before it is applied."""
+
+from __future__ import annotations
+
+from django.db import models
+
+from gateways.models import Gateway
+
+
+class CallbackEvent(models.Model):
+    class Result(models.TextChoices):
+        RECEIVED = "received", "Received (not applied yet)"
+        APPLIED = "applied", "Applied"
+        IGNORED = "ignored", "Ignored (already in that final state)"
+        FLAGGED = "flagged", "Flagged for review (not applied)"
+
+    class Signature(models.TextChoices):
+        CURRENT = "current", "Current secret"
+        PREVIOUS = "previous", "Previous secret (rotation)"
+
+    gateway = models.ForeignKey(Gateway, on_delete=models.PROTECT, related_name="callback_events")
+    event_id = models.CharField(max_length=255)
+    reference = models.CharField(max_length=255, blank=True, default="")
+    status = models.CharField(max_length=16, blank=True, default="")
+    payment_id = models.CharField(max_length=255, blank=True, default="")
+    reason = models.CharField(max_length=255, blank=True, default="")
+    raw_body = models.TextField()
+    headers = models.JSONField(default=dict)
+    signature = models.CharField(max_length=10, choices=Signature.choices)
+    signature_timestamp = models.BigIntegerField()
+    result = models.CharField(max_length=10, choices=Result.choices, default=Result.RECEIVED)
+    flagged = models.BooleanField(default=False)
+    flag_reason = models.CharField(max_length=64, blank=True, default="")
+    transaction = models.ForeignKey(
+        "payments.Transaction", on_delete=models.SET_NULL, null=True, blank=True, related_name="callback_events"
+    )
+    attempt = models.ForeignKey(
+        "payments.Attempt", on_delete=models.SET_NULL, null=True, blank=True, related_name="callback_events"
+    )
+    received_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["gateway", "event_id"], name="callback_gateway_event_unique"),
+        ]
+        indexes = [models.Index(fields=["result", "received_at"], name="callback_result_received")]
+
+    def __str__(self) -> str:
+        return f"{self.gateway_id}:{self.event_id}"

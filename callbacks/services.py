@@ -1,0 +1,152 @@
+"""Gateway callbacks: verify, store first, then apply under the transaction's row lock."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from gateways.adapters import ADAPTERS
+from gateways.models import Gateway
+from gateways.types import CallbackParseError
+from paygate.errors import InvalidSignature, NotFound, ValidationFailed
+from payments.models import Attempt, AttemptOutcome, FailureReason, Transaction, TransactionStatus
+from payments.services import transaction_lock, transaction_transition
+
+from .models import CallbackEvent
+from .signing import SignatureError, verify_signature
+
+logger = logging.getLogger(__name__)
+
+# Only these request headers are kept with the event: enough to audit, nothing secret.
+_KEPT_HEADERS = ("Content-Type", "User-Agent", "X-Signature", "X-Request-Id")
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiveResult:
+    event: CallbackEvent
+    duplicate: bool
+
+
+def callback_receive(*, gateway_code: str, body: bytes, headers: Mapping[str, str]) -> ReceiveResult:
+    """Check the signature and store the event; its application is queued after the commit."""
+    gateway = Gateway.objects.filter(code=gateway_code).first()
+    if gateway is None:
+        raise NotFound(f"Unknown gateway {gateway_code!r}.")
+    try:
+        matched = verify_signature(
+            header=headers.get("X-Signature"),
+            body=body,
+            secrets=[gateway.webhook_secret, gateway.previous_webhook_secret],
+            tolerance=settings.PAYGATE_CALLBACK_TOLERANCE_SECONDS,
+        )
+    except SignatureError as exc:
+        logger.warning("callback refused: %s", exc.code, extra={"gateway": gateway_code})
+        raise InvalidSignature(exc.message, code=exc.code) from None
+    try:
+        notification = ADAPTERS[gateway.data_format].parse_callback(body)
+    except CallbackParseError as exc:
+        raise ValidationFailed(f"Malformed callback body: {exc}", code="malformed_callback") from None
+
+    signature_ts = int(headers.get("X-Signature", "").split(",")[0].partition("=")[2])
+    from .tasks import publish_apply_event
+
+    try:
+        with transaction.atomic():
+            event = CallbackEvent.objects.create(
+                gateway=gateway,
+                event_id=notification.event_id,
+                reference=notification.reference,
+                status=notification.status,
+                payment_id=notification.payment_id or "",
+                reason=(notification.reason or "")[:255],
+                raw_body=body.decode("utf-8", errors="replace"),
+                headers={name: headers[name] for name in _KEPT_HEADERS if name in headers},
+                signature=CallbackEvent.Signature.CURRENT if matched == 0 else CallbackEvent.Signature.PREVIOUS,
+                signature_timestamp=signature_ts,
+            )
+            event_pk = event.pk
+            transaction.on_commit(lambda: publish_apply_event(event_pk), robust=True)
+    except IntegrityError:
+        existing = CallbackEvent.objects.get(gateway=gateway, event_id=notification.event_id)
+        logger.info("duplicate callback absorbed", extra={"gateway": gateway_code, "event_id": notification.event_id})
+        return ReceiveResult(event=existing, duplicate=True)
+    logger.info(
+        "callback stored", extra={"gateway": gateway_code, "event_id": event.event_id, "attempt": event.reference}
+    )
+    return ReceiveResult(event=event, duplicate=False)
+
+
+def _flag(event: CallbackEvent, reason: str) -> None:
+    event.result = CallbackEvent.Result.FLAGGED
+    event.flagged = True
+    event.flag_reason = reason
+    logger.warning(
+        "callback flagged for review: %s", reason,
+        extra={"gateway": event.gateway_id, "event_id": event.event_id, "attempt": event.reference,
+               "transaction_id": str(event.transaction_id) if event.transaction_id else None},
+    )
+
+
+def _apply(event: CallbackEvent) -> None:
+    try:
+        attempt_id = uuid.UUID(event.reference)
+    except ValueError:
+        _flag(event, "unknown_reference")
+        return
+    attempt = Attempt.objects.filter(pk=attempt_id).first()
+    if attempt is None:
+        _flag(event, "unknown_reference")
+        return
+    event.attempt = attempt
+    event.transaction_id = attempt.transaction_id
+    if attempt.gateway_id != event.gateway_id:
+        _flag(event, "gateway_mismatch")
+        return
+    txn: Transaction = transaction_lock(attempt.transaction_id)
+    attempt.refresh_from_db()
+    current = txn.attempts.order_by("-number").first()
+    if current is None or current.pk != attempt.pk:
+        _flag(event, "stale_attempt")
+        return
+    target = TransactionStatus.COMPLETED if event.status == "completed" else TransactionStatus.FAILED
+    if txn.is_final:
+        if txn.status == target and (
+            target == TransactionStatus.COMPLETED or txn.failure_reason == FailureReason.GATEWAY_FAILED
+        ):
+            event.result = CallbackEvent.Result.IGNORED
+        else:
+            _flag(event, "final_state_conflict")
+        return
+    # The callback may arrive before the worker recorded the gateway's accept: it still applies.
+    attempt.outcome = AttemptOutcome.ACCEPTED
+    if event.payment_id:
+        attempt.gateway_payment_id = event.payment_id
+    attempt.save(update_fields=["outcome", "gateway_payment_id", "updated_at"])
+    txn.gateway_id = attempt.gateway_id
+    txn.gateway_reference = attempt.gateway_payment_id
+    transaction_transition(
+        txn, to=target, failure_reason=FailureReason.GATEWAY_FAILED if target == TransactionStatus.FAILED else None
+    )
+    event.result = CallbackEvent.Result.APPLIED
+
+
+def callback_apply(*, event_pk: int) -> None:
+    """Apply a stored event once: the event row's lock and its `result` make a second run a no-op."""
+    with transaction.atomic():
+        event = CallbackEvent.objects.select_for_update().filter(pk=event_pk).first()
+        if event is None or event.result != CallbackEvent.Result.RECEIVED:
+            return
+        _apply(event)
+        event.processed_at = timezone.now()
+        event.save()
+    logger.info(
+        "callback %s", event.result,
+        extra={"gateway": event.gateway_id, "event_id": event.event_id, "attempt": event.reference,
+               "transaction_id": str(event.transaction_id) if event.transaction_id else None},
+    )

@@ -1,0 +1,53 @@
+"""Applying stored callbacks on a worker."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from celery import shared_task
+from django.conf import settings
+from django.db import DatabaseError
+from django.utils import timezone
+
+from .models import CallbackEvent
+from .services import callback_apply
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(
+    name="callbacks.apply_event",
+    acks_late=True,
+    autoretry_for=(DatabaseError,),
+    retry_backoff=True,
+    retry_backoff_max=60,
+    retry_kwargs={"max_retries": 10},
+)
+def apply_event(event_pk: int) -> None:
+    callback_apply(event_pk=event_pk)
+
+
+def publish_apply_event(event_pk: int) -> None:
+    try:
+        apply_event.apply_async(args=[event_pk])
+    except Exception:
+        logger.exception("could not publish a callback; the recovery sweep will retry", extra={"event_pk": event_pk})
+
+
+@shared_task(name="callbacks.sweep_unapplied", acks_late=True, ignore_result=True)
+def sweep_unapplied() -> int:
+    """Republish stored callbacks that were never applied (their publish was lost)."""
+    cutoff = timezone.now() - timedelta(seconds=settings.PAYGATE_SWEEP_GRACE_SECONDS)
+    pks = list(
+        CallbackEvent.objects.filter(result=CallbackEvent.Result.RECEIVED, received_at__lte=cutoff)
+        .order_by("received_at")
+        .values_list("pk", flat=True)[:500]
+    )
+    for pk in pks:
+        try:
+            apply_event.apply_async(args=[pk])
+        except Exception:
+            logger.exception("sweep could not publish a callback", extra={"event_pk": pk})
+            break
+    return len(pks)

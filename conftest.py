@@ -1,0 +1,250 @@
+"""Shared fixtures: the real stack for integration tests.
+
+Integration tests run a Celery worker in its own process and the three sandbox gateways
+as their own processes over HTTP on loopback; callbacks reach this process through
+pytest-django's live server. The database is the test database of whatever backend is
+configured (SQLite file by default, PostgreSQL with DATABASE_URL), and the broker is the
+configured one (the filesystem transport by default, Redis with CELERY_BROKER_URL).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent
+LOG_DIR = ROOT / ".data" / "test-logs"
+
+# Gateways in tests give up quickly, so that timeouts do not slow the suite down.
+TEST_READ_TIMEOUT = 1.5
+SANDBOX_TIMEOUT_DELAY = 4.0
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """A SQLite test database deleted without its -wal/-shm files leaves them to corrupt the next one."""
+    from django.conf import settings
+
+    if settings.USING_SQLITE:
+        name = Path(settings.DATABASES["default"]["TEST"]["NAME"])
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(f"{name}{suffix}").unlink(missing_ok=True)
+
+
+def services_configured() -> bool:
+    return bool(os.environ.get("DATABASE_URL")) and (os.environ.get("CELERY_BROKER_URL") or "").startswith("redis")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`services` tests need PostgreSQL and Redis; CI sets PAYGATE_REQUIRE_SERVICES=1 so they never skip."""
+    if services_configured():
+        return
+    if os.environ.get("PAYGATE_REQUIRE_SERVICES") == "1":
+        raise pytest.UsageError("PAYGATE_REQUIRE_SERVICES=1 but DATABASE_URL / CELERY_BROKER_URL (redis) are not set")
+    skip = pytest.mark.skip(reason="needs PostgreSQL and Redis (set DATABASE_URL and CELERY_BROKER_URL)")
+    for item in items:
+        if "services" in item.keywords:
+            item.add_marker(skip)
+
+
+def wait_for(predicate: Callable[[], Any], *, timeout: float = 20.0, interval: float = 0.05, message: str = "") -> Any:
+    """Poll until `predicate()` is truthy and return its value; fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {message or predicate}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Sandbox:
+    def __init__(self, code: str, data_format: str, port: int) -> None:
+        self.code = code
+        self.data_format = data_format
+        self.port = port
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        log = open(LOG_DIR / f"sandbox-{self.code}.log", "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "run_sandbox_gateway", "--code", self.code, "--format", self.data_format,
+             "--port", str(self.port), "--callback-delay", "0.1", "--timeout-delay", str(SANDBOX_TIMEOUT_DELAY)],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        )
+        wait_for(self._up, timeout=30, message=f"sandbox {self.code} to start")
+
+    def _up(self) -> bool:
+        try:
+            return requests.get(f"{self.base_url}/_sandbox/mode", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+    def mode(self, mode: str = "ok", **options: Any) -> None:
+        response = requests.post(f"{self.base_url}/_sandbox/mode", json={"mode": mode, **options}, timeout=5)
+        response.raise_for_status()
+
+    def reset(self) -> None:
+        requests.post(f"{self.base_url}/_sandbox/reset", timeout=5).raise_for_status()
+
+    def payments(self) -> list[dict[str, Any]]:
+        response = requests.get(f"{self.base_url}/_sandbox/payments", timeout=5)
+        response.raise_for_status()
+        return response.json()["payments"]
+
+
+@pytest.fixture(scope="session")
+def sandboxes() -> Iterator[dict[str, Sandbox]]:
+    from gateways.demo import DEMO_GATEWAYS
+
+    boxes = {demo.code: Sandbox(demo.code, demo.data_format, free_port()) for demo in DEMO_GATEWAYS}
+    try:
+        for box in boxes.values():
+            box.start()
+        yield boxes
+    finally:
+        for box in boxes.values():
+            box.stop()
+
+
+def _purge_broker() -> None:
+    from django.conf import settings
+
+    from paygate.celery import app
+
+    if settings.CELERY_BROKER_URL.startswith("filesystem"):
+        for sub in ("queue", "processed"):
+            folder = settings.BROKER_DIR / sub
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True, exist_ok=True)
+    else:
+        with app.connection_for_write() as conn:
+            conn.default_channel.queue_purge("celery")
+
+
+class Worker:
+    """A Celery worker in its own process, against the test database and the configured broker."""
+
+    def __init__(self, env: dict[str, str], concurrency: int = 2) -> None:
+        self.env = env
+        self.concurrency = concurrency
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        log = open(LOG_DIR / "worker.log", "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "paygate", "worker", "--loglevel", "INFO",
+             "--concurrency", str(self.concurrency), "--without-gossip", "--without-mingle",
+             "--hostname", f"test-{os.getpid()}@%h"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+
+
+def worker_env(live_server_url: str) -> dict[str, str]:
+    from django.conf import settings
+    from django.db import connection
+
+    env = dict(os.environ)
+    env["PAYGATE_PUBLIC_URL"] = live_server_url
+    env["PYTHONUNBUFFERED"] = "1"
+    name = str(connection.settings_dict["NAME"])
+    if settings.USING_SQLITE:
+        env["PAYGATE_SQLITE_PATH"] = name
+    else:
+        url = os.environ["DATABASE_URL"]
+        env["DATABASE_URL"] = url.rsplit("/", 1)[0] + "/" + name
+    env["PAYGATE_BROKER_DIR"] = str(settings.BROKER_DIR)
+    # Tests wait for transactions; the production backoff would make them wait long.
+    env.setdefault("PAYGATE_RETRY_BACKOFF_BASE_SECONDS", "0.5")
+    env.setdefault("PAYGATE_RETRY_BACKOFF_MAX_SECONDS", "1")
+    return env
+
+
+@pytest.fixture(scope="session")
+def worker_process(django_db_setup: Any, django_db_blocker: Any, live_server: Any) -> Iterator[Worker]:
+    with django_db_blocker.unblock():
+        _purge_broker()
+        worker = Worker(worker_env(live_server.url))
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def stack(
+    transactional_db: Any, sandboxes: dict[str, Sandbox], worker_process: Worker, live_server: Any, settings: Any
+) -> dict[str, Sandbox]:
+    """The demo configuration, pointed at the test sandboxes, with a live worker and fresh sandboxes."""
+    from gateways.models import Gateway
+    from gateways.services import demo_seed
+
+    settings.PAYGATE_PUBLIC_URL = live_server.url
+    for box in sandboxes.values():
+        box.reset()
+    demo_seed(ports={code: box.port for code, box in sandboxes.items()})
+    Gateway.objects.update(read_timeout=TEST_READ_TIMEOUT, connect_timeout=1.0)
+    return sandboxes
+
+
+@pytest.fixture
+def api_key(db: Any) -> str:
+    from payments.services import api_key_create
+
+    return api_key_create(client_name="merchant-a")[1]
+
+
+@pytest.fixture
+def api(api_key: str) -> Any:
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {api_key}")
+    return client
+
+
+@pytest.fixture
+def other_api(db: Any) -> Any:
+    from rest_framework.test import APIClient
+
+    from payments.services import api_key_create
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {api_key_create(client_name='merchant-b')[1]}")
+    return client

@@ -1,0 +1,198 @@
+"""The gateway adapter interface and the flow every adapter shares.
+
+A concrete adapter only builds wire requests and interprets wire replies (its
+`<format>_transformers` module holds the wire format itself). Sending, timing and
+turning technical faults into outcomes happen here, once, so the rule "an adapter
+never raises on a gateway problem" holds for every format.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import ClassVar, TypeVar
+
+from gateways.adapters.http import GatewayTransportError, HttpClient, HttpReply, default_client
+from gateways.types import (
+    CallbackNotification,
+    GatewayCredentials,
+    HealthResult,
+    LookupResult,
+    LookupStatus,
+    Outcome,
+    PaymentRequest,
+    PaymentResult,
+)
+
+logger = logging.getLogger(__name__)
+
+# Error codes adapters add to the transport ones (`GatewayTransportError.code`).
+MALFORMED_REPLY = "malformed_reply"
+SERVICE_UNAVAILABLE = "service_unavailable"
+SERVER_ERROR = "server_error"
+SOAP_FAULT = "soap_fault"
+UNEXPECTED_STATUS = "unexpected_status"
+IDEMPOTENCY_CONFLICT = "idempotency_conflict"
+REJECTED_PREFIX = "rejected_"  # + the HTTP status or the SOAP fault code
+
+_R = TypeVar("_R", PaymentResult, LookupResult)
+
+HEALTH_CONNECT_TIMEOUT = 2.0
+HEALTH_READ_TIMEOUT = 3.0
+
+
+class MalformedReply(Exception):
+    """The gateway's reply is not in its documented format."""
+
+
+@dataclass(frozen=True, slots=True)
+class WireRequest:
+    method: str
+    path: str  # appended to the credentials' base_url
+    # Kept out of repr: they carry the api key.
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    body: bytes | None = field(default=None, repr=False)
+
+
+class GatewayAdapter(ABC):
+    """One gateway, reached with its credentials through the shared HTTP client."""
+
+    data_format: ClassVar[str]
+    # What the gateway sends its callbacks as (compare the media type, parameters aside).
+    callback_content_types: ClassVar[tuple[str, ...]]
+
+    def __init__(self, credentials: GatewayCredentials, http: HttpClient | None = None) -> None:
+        self.credentials = credentials
+        self._http = http
+
+    @property
+    def http(self) -> HttpClient:
+        return self._http if self._http is not None else default_client()
+
+    # --- the shared flow ----------------------------------------------------------------
+
+    def create_payment(self, request: PaymentRequest) -> PaymentResult:
+        """Submit a payment. Raises only `ValueError` for a request that cannot be encoded."""
+        wire = self.build_create_request(request)
+        try:
+            reply = self._send(wire)
+        except GatewayTransportError as exc:
+            outcome = Outcome.UNKNOWN if exc.submitted else Outcome.NOT_SUBMITTED
+            return PaymentResult(outcome=outcome, error=exc.code, latency_ms=exc.latency_ms)
+        result = self._interpret(self.interpret_create_reply, reply, PaymentResult(outcome=Outcome.UNKNOWN))
+        return replace(result, latency_ms=reply.latency_ms, http_status=reply.status)
+
+    def lookup_payment(self, reference: str) -> LookupResult:
+        """Ask the gateway what became of `reference`; UNAVAILABLE when it cannot tell us."""
+        wire = self.build_lookup_request(reference)
+        try:
+            reply = self._send(wire)
+        except GatewayTransportError as exc:
+            return LookupResult(status=LookupStatus.UNAVAILABLE, error=exc.code, latency_ms=exc.latency_ms)
+        result = self._interpret(
+            self.interpret_lookup_reply, reply, LookupResult(status=LookupStatus.UNAVAILABLE)
+        )
+        return replace(result, latency_ms=reply.latency_ms)
+
+    def check_health(self) -> tuple[HealthResult, float]:
+        """Probe the gateway with short timeouts; returns the result and the latency in ms."""
+        connect_timeout = min(self.credentials.connect_timeout, HEALTH_CONNECT_TIMEOUT)
+        read_timeout = min(self.credentials.read_timeout, HEALTH_READ_TIMEOUT)
+        try:
+            reply = self._send(self.build_health_request(), connect_timeout=connect_timeout, read_timeout=read_timeout)
+        except GatewayTransportError as exc:
+            return HealthResult.DOWN, exc.latency_ms or 0.0
+        return (HealthResult.UP if reply.status == 200 else HealthResult.DOWN), reply.latency_ms
+
+    def _send(
+        self, wire: WireRequest, *, connect_timeout: float | None = None, read_timeout: float | None = None
+    ) -> HttpReply:
+        creds = self.credentials
+        return self.http.send(
+            wire.method,
+            creds.base_url.rstrip("/") + wire.path,
+            headers=wire.headers,
+            data=wire.body,
+            connect_timeout=creds.connect_timeout if connect_timeout is None else connect_timeout,
+            read_timeout=creds.read_timeout if read_timeout is None else read_timeout,
+            gateway_code=creds.code,
+        )
+
+    def _interpret(self, interpret: Callable[[HttpReply], _R], reply: HttpReply, unknown: _R) -> _R:
+        # The request was sent: whatever goes wrong reading the reply, the answer is
+        # "we do not know", never an exception the caller could mistake for "not sent".
+        try:
+            return interpret(reply)
+        except MalformedReply as exc:
+            logger.warning("gateway=%s malformed reply (HTTP %s): %s", self.credentials.code, reply.status, exc)
+        except Exception:
+            logger.exception("gateway=%s reply could not be interpreted (HTTP %s)", self.credentials.code, reply.status)
+        return replace(unknown, error=MALFORMED_REPLY)
+
+    # --- what each format provides ------------------------------------------------------
+
+    @abstractmethod
+    def build_create_request(self, request: PaymentRequest) -> WireRequest: ...
+
+    @abstractmethod
+    def interpret_create_reply(self, reply: HttpReply) -> PaymentResult:
+        """Map a reply to an outcome; raise `MalformedReply` when it cannot be read."""
+
+    @abstractmethod
+    def build_lookup_request(self, reference: str) -> WireRequest: ...
+
+    @abstractmethod
+    def interpret_lookup_reply(self, reply: HttpReply) -> LookupResult:
+        """Map a reply to a lookup status; raise `MalformedReply` when it cannot be read."""
+
+    def build_health_request(self) -> WireRequest:
+        return WireRequest(method="GET", path="/health")
+
+    @staticmethod
+    @abstractmethod
+    def parse_callback(body: bytes) -> CallbackNotification:
+        """Parse a callback body; raise `CallbackParseError` if it is not a valid notification."""
+
+
+# --- HTTP status rules both formats share ----------------------------------------------------
+
+
+def payment_result_for_status(status: int) -> PaymentResult:
+    """The outcome of a reply that carries no usable answer, from its HTTP status alone."""
+    if status == 503:
+        return PaymentResult(outcome=Outcome.NOT_SUBMITTED, error=SERVICE_UNAVAILABLE)
+    if status >= 500:
+        return PaymentResult(outcome=Outcome.UNKNOWN, error=SERVER_ERROR)
+    if status == 409:
+        # An idempotency-key conflict: the gateway has seen this reference before.
+        return PaymentResult(outcome=Outcome.UNKNOWN, error=IDEMPOTENCY_CONFLICT)
+    if 400 <= status < 500:
+        return PaymentResult(outcome=Outcome.NOT_SUBMITTED, error=f"{REJECTED_PREFIX}{status}")
+    return PaymentResult(outcome=Outcome.UNKNOWN, error=UNEXPECTED_STATUS)
+
+
+def lookup_result_for_status(status: int) -> LookupResult:
+    """A lookup reply without a usable answer: we still do not know."""
+    if status == 503:
+        error = SERVICE_UNAVAILABLE
+    elif status >= 500:
+        error = SERVER_ERROR
+    elif 400 <= status < 500:
+        error = f"{REJECTED_PREFIX}{status}"
+    else:
+        error = UNEXPECTED_STATUS
+    return LookupResult(status=LookupStatus.UNAVAILABLE, error=error)
+
+
+def is_success(status: int) -> bool:
+    return 200 <= status < 300
+
+
+def amount_string(amount: Decimal) -> str:
+    """A plain decimal string ("25.00"): never a float, never exponent notation."""
+    if not isinstance(amount, Decimal) or not amount.is_finite():
+        raise ValueError(f"amount must be a finite Decimal, got {amount!r}")
+    return format(amount, "f")

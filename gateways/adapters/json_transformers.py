@@ -1,0 +1,149 @@
+"""The JSON gateways' wire format: request bodies out, reply and callback bodies in."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from gateways.adapters.base import MalformedReply, amount_string
+from gateways.types import CallbackNotification, CallbackParseError, LookupStatus, PaymentRequest
+
+MAX_ID_LENGTH = 255
+
+_LOOKUP_STATUSES = {
+    "accepted": LookupStatus.ACCEPTED,
+    "completed": LookupStatus.COMPLETED,
+    "failed": LookupStatus.FAILED,
+}
+_CALLBACK_STATUSES = frozenset({"completed", "failed"})
+
+
+class _InvalidJson(ValueError):
+    pass
+
+
+# --- requests ----------------------------------------------------------------------------
+
+
+def payment_body(request: PaymentRequest) -> bytes:
+    body = {
+        "reference": request.reference,
+        "transaction_id": request.transaction_id,
+        "type": request.type,
+        "amount": amount_string(request.amount),
+        "currency": request.currency,
+        "country": request.country,
+        "customer_id": request.customer_id,
+        "callback_url": request.callback_url,
+    }
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+# --- replies -----------------------------------------------------------------------------
+
+
+def parse_object(body: bytes) -> dict[str, Any]:
+    """Decode a JSON object strictly: UTF-8, no NaN/Infinity, no duplicate keys."""
+    try:
+        value = json.loads(
+            body.decode("utf-8-sig"),
+            parse_constant=_reject_constant,
+            object_pairs_hook=_unique_keys,
+        )
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise _InvalidJson(f"not valid JSON: {type(exc).__name__}") from None
+    if not isinstance(value, dict):
+        raise _InvalidJson(f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Two values for one key would let two readers disagree about the same body.
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def _reply_object(body: bytes) -> dict[str, Any]:
+    try:
+        return parse_object(body)
+    except _InvalidJson as exc:
+        raise MalformedReply(str(exc)) from None
+
+
+def _required_id(data: dict[str, Any], key: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
+        raise MalformedReply(f"{key!r} must be a non-empty string of at most {MAX_ID_LENGTH} characters")
+    return value
+
+
+def _optional_str(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise MalformedReply(f"{key!r} must be a string or null")
+    return value or None
+
+
+def parse_payment_reply(body: bytes) -> tuple[str, str | None, str | None]:
+    """A 2xx reply to POST /payments → ("accepted", payment_id, None) or ("declined", None, reason)."""
+    data = _reply_object(body)
+    status = data.get("status")
+    if status == "accepted":
+        return "accepted", _required_id(data, "payment_id"), None
+    if status == "declined":
+        return "declined", _optional_str(data, "payment_id"), _optional_str(data, "reason")
+    raise MalformedReply(f"unexpected payment status {status!r}")
+
+
+def parse_lookup_reply(body: bytes) -> tuple[LookupStatus, str]:
+    """A 200 reply to GET /payments/{reference} → (status, payment_id)."""
+    data = _reply_object(body)
+    raw_status = data.get("status")
+    status = _LOOKUP_STATUSES.get(raw_status) if isinstance(raw_status, str) else None
+    if status is None:
+        raise MalformedReply(f"unexpected lookup status {raw_status!r}")
+    return status, _required_id(data, "payment_id")
+
+
+# --- callbacks ---------------------------------------------------------------------------
+
+
+def parse_callback(body: bytes) -> CallbackNotification:
+    """`{"event_id", "payment_id", "reference", "status": "completed|failed", "reason"}`."""
+    try:
+        data = parse_object(body)
+    except _InvalidJson as exc:
+        raise CallbackParseError(str(exc)) from None
+    status = data.get("status")
+    if not isinstance(status, str) or status not in _CALLBACK_STATUSES:
+        raise CallbackParseError("'status' must be 'completed' or 'failed'")
+    payment_id = data.get("payment_id")
+    if not isinstance(payment_id, str) or len(payment_id) > MAX_ID_LENGTH:
+        raise CallbackParseError(f"'payment_id' must be a string of at most {MAX_ID_LENGTH} characters")
+    reason = data.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise CallbackParseError("'reason' must be a string or null")
+    return CallbackNotification(
+        event_id=_callback_id(data, "event_id"),
+        reference=_callback_id(data, "reference"),
+        status=status,
+        payment_id=payment_id or None,
+        reason=reason or None,
+    )
+
+
+def _callback_id(data: dict[str, Any], key: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
+        raise CallbackParseError(f"{key!r} must be a non-empty string of at most {MAX_ID_LENGTH} characters")
+    return value

@@ -1,0 +1,223 @@
+"""The SOAP 1.1 gateways' wire format.
+
+Envelopes are built by hand (the contract is three operations, not worth a WSDL
+toolkit) and every XML input is parsed with defusedxml with DTDs forbidden, so no
+entity expansion or external reference can reach us through a gateway.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from xml.etree.ElementTree import Element
+from xml.sax.saxutils import escape
+
+import defusedxml
+import defusedxml.ElementTree as SafeET
+
+from gateways.adapters.base import MalformedReply, amount_string
+from gateways.types import CallbackNotification, CallbackParseError, LookupStatus, PaymentRequest
+
+SOAP_ENV_NS = "http://schemas.xmlsoap.org/soap/envelope/"
+SANDBOX_NS = "urn:paygate:sandbox"
+CONTENT_TYPE = "text/xml; charset=utf-8"
+PROCESS_PAYMENT = "ProcessPayment"
+GET_PAYMENT_STATUS = "GetPaymentStatus"
+MAX_ID_LENGTH = 255
+
+_PAYMENT_STATUSES = frozenset({"Accepted", "Declined"})
+_LOOKUP_STATUSES = {
+    "Accepted": LookupStatus.ACCEPTED,
+    "Completed": LookupStatus.COMPLETED,
+    "Failed": LookupStatus.FAILED,
+}
+_CALLBACK_STATUSES = frozenset({"Completed", "Failed"})
+# Characters XML 1.0 cannot carry at all, not even as character references.
+_NOT_XML_CHAR = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+class InvalidXml(ValueError):
+    """Not well-formed, or refused by defusedxml (DTD, entities, external references)."""
+
+
+# --- requests ----------------------------------------------------------------------------
+
+
+def soap_action(operation: str) -> str:
+    return f'"{operation}"'  # SOAP 1.1 requires the quotes
+
+
+def process_payment_envelope(request: PaymentRequest, *, api_key: str) -> bytes:
+    return envelope(
+        PROCESS_PAYMENT,
+        [
+            ("ApiKey", api_key),
+            ("Reference", request.reference),
+            ("TransactionId", request.transaction_id),
+            ("Type", request.type),
+            ("Amount", amount_string(request.amount)),
+            ("Currency", request.currency),
+            ("Country", request.country),
+            ("CustomerId", request.customer_id),
+            ("CallbackUrl", request.callback_url),
+        ],
+    )
+
+
+def get_payment_status_envelope(reference: str, *, api_key: str) -> bytes:
+    return envelope(GET_PAYMENT_STATUS, [("ApiKey", api_key), ("Reference", reference)])
+
+
+def envelope(operation: str, fields: Sequence[tuple[str, str]]) -> bytes:
+    children = "".join(f"<{name}>{_xml_text(value)}</{name}>" for name, value in fields)
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>'
+        f'<soap:Envelope xmlns:soap="{SOAP_ENV_NS}">'
+        f'<soap:Body><{operation} xmlns="{SANDBOX_NS}">{children}</{operation}></soap:Body>'
+        "</soap:Envelope>"
+    ).encode("utf-8")
+
+
+def _xml_text(value: str) -> str:
+    if _NOT_XML_CHAR.search(value):
+        raise ValueError("value contains a character XML cannot carry")
+    # A raw CR would be normalised to LF by the receiving parser.
+    return escape(value, {"\r": "&#13;"})
+
+
+# --- parsing -----------------------------------------------------------------------------
+
+
+def parse_xml(body: bytes) -> Element:
+    try:
+        return SafeET.fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except (SafeET.ParseError, defusedxml.DefusedXmlException, ValueError) as exc:
+        raise InvalidXml(f"{type(exc).__name__}: {exc}") from None
+
+
+def local_name(tag: str) -> str:
+    """`{ns}Name` or `prefix:Name` → `Name`."""
+    return tag.rpartition("}")[2].rpartition(":")[2]
+
+
+def _children(element: Element, name: str) -> list[Element]:
+    return [child for child in element if isinstance(child.tag, str) and local_name(child.tag) == name]
+
+
+def child_text(element: Element, name: str, *, error: type[Exception]) -> str | None:
+    """The stripped text of the one child `name` (None when absent); nested markup is refused."""
+    matches = _children(element, name)
+    if not matches:
+        return None
+    if len(matches) > 1:
+        raise error(f"<{name}> appears {len(matches)} times")
+    (child,) = matches
+    if len(child):
+        raise error(f"<{name}> must hold text only")
+    return (child.text or "").strip()
+
+
+@dataclass(frozen=True, slots=True)
+class SoapFault:
+    code: str  # as sent, e.g. "soap:Server.Unavailable"
+    message: str | None
+
+    @property
+    def local_code(self) -> str:
+        return self.code.rpartition(":")[2]
+
+    @property
+    def is_client_fault(self) -> bool:
+        return self.local_code == "Client" or self.local_code.startswith("Client.")
+
+
+def read_envelope(body: bytes) -> Element | SoapFault:
+    """The payload element of a SOAP 1.1 reply, or its Fault."""
+    try:
+        root = parse_xml(body)
+    except InvalidXml as exc:
+        raise MalformedReply(str(exc)) from None
+    if root.tag != f"{{{SOAP_ENV_NS}}}Envelope":
+        raise MalformedReply(f"root element is {root.tag!r}, not a SOAP 1.1 Envelope")
+    bodies = root.findall(f"{{{SOAP_ENV_NS}}}Body")
+    if len(bodies) != 1 or len(bodies[0]) < 1:
+        raise MalformedReply("the envelope needs exactly one non-empty Body")
+    payload = bodies[0][0]
+    if payload.tag == f"{{{SOAP_ENV_NS}}}Fault":
+        return _read_fault(payload)
+    return payload
+
+
+def _read_fault(fault: Element) -> SoapFault:
+    code = child_text(fault, "faultcode", error=MalformedReply)
+    if not code:
+        raise MalformedReply("the Fault has no faultcode")
+    return SoapFault(code=code, message=child_text(fault, "faultstring", error=MalformedReply) or None)
+
+
+def _expect(payload: Element, name: str) -> None:
+    if payload.tag not in (f"{{{SANDBOX_NS}}}{name}", name):
+        raise MalformedReply(f"expected {name}, got {payload.tag!r}")
+
+
+def _reply_id(payload: Element, name: str) -> str:
+    value = child_text(payload, name, error=MalformedReply)
+    if not value or len(value) > MAX_ID_LENGTH:
+        raise MalformedReply(f"<{name}> must be non-empty and at most {MAX_ID_LENGTH} characters")
+    return value
+
+
+def parse_payment_response(payload: Element) -> tuple[str, str | None, str | None]:
+    """`ProcessPaymentResponse` → ("Accepted", payment_id, None) or ("Declined", payment_id?, reason)."""
+    _expect(payload, "ProcessPaymentResponse")
+    status = child_text(payload, "Status", error=MalformedReply)
+    if status not in _PAYMENT_STATUSES:
+        raise MalformedReply(f"unexpected payment status {status!r}")
+    reason = child_text(payload, "Reason", error=MalformedReply) or None
+    if status == "Accepted":
+        return status, _reply_id(payload, "PaymentId"), None
+    return status, child_text(payload, "PaymentId", error=MalformedReply) or None, reason
+
+
+def parse_status_response(payload: Element) -> tuple[LookupStatus, str]:
+    """`GetPaymentStatusResponse` → (status, payment_id)."""
+    _expect(payload, "GetPaymentStatusResponse")
+    raw_status = child_text(payload, "Status", error=MalformedReply)
+    status = _LOOKUP_STATUSES.get(raw_status or "")
+    if status is None:
+        raise MalformedReply(f"unexpected lookup status {raw_status!r}")
+    return status, _reply_id(payload, "PaymentId")
+
+
+# --- callbacks ---------------------------------------------------------------------------
+
+
+def parse_callback(body: bytes) -> CallbackNotification:
+    """`<PaymentNotification>` with EventId, PaymentId, Reference, Status (Completed|Failed), Reason."""
+    try:
+        root = parse_xml(body)
+    except InvalidXml as exc:
+        raise CallbackParseError(str(exc)) from None
+    if root.tag not in ("PaymentNotification", f"{{{SANDBOX_NS}}}PaymentNotification"):
+        raise CallbackParseError(f"root element is {root.tag!r}, not PaymentNotification")
+    status = child_text(root, "Status", error=CallbackParseError)
+    if status not in _CALLBACK_STATUSES:
+        raise CallbackParseError("<Status> must be Completed or Failed")
+    payment_id = child_text(root, "PaymentId", error=CallbackParseError)
+    if payment_id is not None and len(payment_id) > MAX_ID_LENGTH:
+        raise CallbackParseError(f"<PaymentId> is longer than {MAX_ID_LENGTH} characters")
+    return CallbackNotification(
+        event_id=_callback_id(root, "EventId"),
+        reference=_callback_id(root, "Reference"),
+        status=status.lower(),
+        payment_id=payment_id or None,
+        reason=child_text(root, "Reason", error=CallbackParseError) or None,
+    )
+
+
+def _callback_id(root: Element, name: str) -> str:
+    value = child_text(root, name, error=CallbackParseError)
+    if not value or len(value) > MAX_ID_LENGTH:
+        raise CallbackParseError(f"<{name}> must be non-empty and at most {MAX_ID_LENGTH} characters")
+    return value

@@ -1,0 +1,36 @@
+"""The demo configuration of CONTRACT §5: three gateways on loopback sandboxes, four countries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DemoGateway:
+    code: str
+    name: str
+    data_format: str
+    port: int
+
+    @property
+    def api_key(self) -> str:
+        return f"demo-{self.code}-api-key"
+
+    @property
+    def webhook_secret(self) -> str:
+        return f"demo-{self.code}-webhook-secret"
+
+
+DEMO_GATEWAYS = (
+    DemoGateway("acmepay", "AcmePay", "json", 8101),
+    DemoGateway("soapbank", "SoapBank", "xml", 8102),
+    DemoGateway("globex", "Globex", "json", 8103),
+)
+
+# (code, name, currency, minor units, [(gateway, priority), ...])
+DEMO_COUNTRIES = (
+    ("DE", "Germany", "EUR", 2, [("acmepay", 1), ("soapbank", 2)]),
+    ("GB", "United Kingdom", "GBP", 2, [("soapbank", 1), ("globex", 2)]),
+    ("US", "United States", "USD", 2, [("globex", 1), ("acmepay", 2)]),
+    ("BR", "Brazil", "BRL", 2, [("soapbank", 1)]),
+)

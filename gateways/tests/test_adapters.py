@@ -1,0 +1,723 @@
+"""Gateway adapters against a real local HTTP server replaying recorded gateway payloads.
+
+No database, no mocking of `requests`: each test scripts what the stub gateway answers
+and, where it matters, asserts what the adapter actually put on the wire.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+
+from gateways.adapters import ADAPTERS, GatewayAdapter, JsonGatewayAdapter, SoapGatewayAdapter, get_adapter
+from gateways.adapters import http as gateway_http
+from gateways.adapters.http import HttpClient, classify
+from gateways.types import (
+    CallbackNotification,
+    CallbackParseError,
+    GatewayCredentials,
+    HealthResult,
+    LookupStatus,
+    Outcome,
+    PaymentRequest,
+)
+
+PAYLOADS = Path(__file__).parent / "payloads"
+API_KEY = "sk_test_9f8e7d6c5b4a"
+SOAP_ENV = "{http://schemas.xmlsoap.org/soap/envelope/}"
+SANDBOX = "{urn:paygate:sandbox}"
+READ_TIMEOUT = 0.3
+
+
+def payload(name: str) -> bytes:
+    return (PAYLOADS / name).read_bytes()
+
+
+# --- the stub gateway ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Canned:
+    status: int
+    body: bytes = b""
+    content_type: str = "application/json"
+    hang: bool = False  # wait for the test's release event before answering
+
+
+@dataclass(frozen=True)
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class StubGateway:
+    server: ThreadingHTTPServer
+    routes: dict[tuple[str, str], Canned] = field(default_factory=dict)
+    seen: list[Seen] = field(default_factory=list)
+    release: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def answer(self, method: str, path: str, canned: Canned) -> None:
+        self.routes[(method, path)] = canned
+
+    def reset(self) -> None:
+        self.release.set()  # frees any handler still hanging from the previous test
+        self.release = threading.Event()
+        self.routes.clear()
+        self.seen.clear()
+
+    @property
+    def last(self) -> Seen:
+        assert self.seen, "the gateway received no request"
+        return self.seen[-1]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, so the client's pool is exercised
+    disable_nagle_algorithm = True  # headers and body go out in two writes
+    server: ThreadingHTTPServer
+
+    def _serve(self) -> None:
+        stub: StubGateway = self.server.stub  # type: ignore[attr-defined]
+        release = stub.release
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        stub.seen.append(Seen(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+        canned = stub.routes.get((self.command, self.path), Canned(404, b'{"error": "no route"}'))
+        if canned.hang:
+            release.wait(timeout=5)
+        try:
+            self.send_response(canned.status)
+            self.send_header("Content-Type", canned.content_type)
+            self.send_header("Content-Length", str(len(canned.body)))
+            self.end_headers()
+            self.wfile.write(canned.body)
+        except OSError:
+            self.close_connection = True  # the client gave up waiting
+
+    do_GET = do_POST = _serve
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def stub_server() -> Iterator[StubGateway]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    stub = StubGateway(server=server)
+    server.stub = stub  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield stub
+    stub.release.set()
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def gateway(stub_server: StubGateway) -> Iterator[StubGateway]:
+    stub_server.reset()
+    yield stub_server
+    stub_server.reset()
+
+
+@pytest.fixture(scope="module")
+def http_client() -> Iterator[HttpClient]:
+    client = HttpClient()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def credentials(base_url: str, code: str = "sandbox") -> GatewayCredentials:
+    return GatewayCredentials(
+        code=code, base_url=base_url, api_key=API_KEY, connect_timeout=0.5, read_timeout=READ_TIMEOUT
+    )
+
+
+@pytest.fixture
+def json_adapter(gateway: StubGateway, http_client: HttpClient) -> JsonGatewayAdapter:
+    return JsonGatewayAdapter(credentials(gateway.base_url + "/", code="sandbox-json"), http_client)
+
+
+@pytest.fixture
+def soap_adapter(gateway: StubGateway, http_client: HttpClient) -> SoapGatewayAdapter:
+    return SoapGatewayAdapter(credentials(gateway.base_url, code="sandbox-soap"), http_client)
+
+
+def make_request(**overrides: object) -> PaymentRequest:
+    values: dict[str, object] = {
+        "reference": "att_0001",
+        "transaction_id": "txn_42",
+        "type": "deposit",
+        "amount": Decimal("25.00"),
+        "currency": "EUR",
+        "country": "DE",
+        "customer_id": "cust_<7>&'\"",
+        "callback_url": "https://paygate.example/callbacks/sandbox?x=1&y=2",
+    }
+    values.update(overrides)
+    return PaymentRequest(**values)  # type: ignore[arg-type]
+
+
+def soap_fault(code: str, message: str = "boom") -> bytes:
+    return (
+        '<?xml version="1.0"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/">'
+        f"<soap:Body><soap:Fault><faultcode>{code}</faultcode><faultstring>{message}</faultstring>"
+        "</soap:Fault></soap:Body></soap:Envelope>"
+    ).encode()
+
+
+def xml_canned(status: int, name: str) -> Canned:
+    return Canned(status, payload(name), "text/xml; charset=utf-8")
+
+
+def json_canned(status: int, name: str) -> Canned:
+    return Canned(status, payload(name))
+
+
+GARBAGE = Canned(200, b"\x00\xffnot a reply at all<<<", "text/plain")
+
+
+# --- JSON: create_payment --------------------------------------------------------------------
+
+
+def test_json_accepted_and_the_request_on_the_wire(gateway: StubGateway, json_adapter: JsonGatewayAdapter) -> None:
+    gateway.answer("POST", "/payments", json_canned(202, "json/create_accepted.json"))
+
+    result = json_adapter.create_payment(make_request())
+
+    assert result.outcome is Outcome.ACCEPTED
+    assert result.payment_id == "pay_7f3a91c2"
+    assert result.error is None and result.reason is None
+    assert result.http_status == 202
+    assert result.latency_ms is not None and result.latency_ms > 0
+    sent = gateway.last
+    assert (sent.method, sent.path) == ("POST", "/payments")
+    assert sent.headers["authorization"] == f"Bearer {API_KEY}"
+    assert sent.headers["idempotency-key"] == "att_0001"
+    assert sent.headers["content-type"] == "application/json"
+    assert json.loads(sent.body) == {
+        "reference": "att_0001",
+        "transaction_id": "txn_42",
+        "type": "deposit",
+        "amount": "25.00",
+        "currency": "EUR",
+        "country": "DE",
+        "customer_id": "cust_<7>&'\"",
+        "callback_url": "https://paygate.example/callbacks/sandbox?x=1&y=2",
+    }
+
+
+@pytest.mark.parametrize(
+    ("amount", "wire"), [(Decimal("1E+2"), "100"), (Decimal("0.5"), "0.5"), (Decimal("1000"), "1000")]
+)
+def test_json_amount_is_a_plain_decimal_string(
+    gateway: StubGateway, json_adapter: JsonGatewayAdapter, amount: Decimal, wire: str
+) -> None:
+    gateway.answer("POST", "/payments", json_canned(202, "json/create_accepted.json"))
+    json_adapter.create_payment(make_request(amount=amount))
+    assert json.loads(gateway.last.body)["amount"] == wire
+
+
+def test_json_declined(gateway: StubGateway, json_adapter: JsonGatewayAdapter) -> None:
+    gateway.answer("POST", "/payments", json_canned(200, "json/create_declined.json"))
+    result = json_adapter.create_payment(make_request())
+    assert result.outcome is Outcome.DECLINED
+    assert result.reason == "insufficient_funds"
+    assert result.error is None
+
+
+@pytest.mark.parametrize(
+    ("status", "name", "outcome", "error"),
+    [
+        (503, "json/error_503.json", Outcome.NOT_SUBMITTED, "service_unavailable"),
+        (500, "json/error_500.json", Outcome.UNKNOWN, "server_error"),
+        (502, "json/error_500.json", Outcome.UNKNOWN, "server_error"),
+        (400, "json/error_401.json", Outcome.NOT_SUBMITTED, "rejected_400"),
+        (401, "json/error_401.json", Outcome.NOT_SUBMITTED, "rejected_401"),
+        (409, "json/error_500.json", Outcome.UNKNOWN, "idempotency_conflict"),
+    ],
+)
+def test_json_error_statuses(
+    gateway: StubGateway, json_adapter: JsonGatewayAdapter, status: int, name: str, outcome: Outcome, error: str
+) -> None:
+    gateway.answer("POST", "/payments", json_canned(status, name))
+    result = json_adapter.create_payment(make_request())
+    assert (result.outcome, result.error, result.http_status) == (outcome, error, status)
+
+
+@pytest.mark.parametrize(
+    "canned",
+    [
+        GARBAGE,
+        Canned(202, b'{"payment_id": "p1", "status": "accepted"'),
+        json_canned(202, "json/create_wrong_shape.json"),
+        json_canned(202, "json/create_accepted_without_payment_id.json"),
+        json_canned(202, "json/create_unknown_status.json"),
+        Canned(202, b'{"payment_id": 17, "status": "accepted"}'),
+        Canned(200, b'{"status": "declined", "reason": ["x"]}'),
+        Canned(202, b'{"payment_id": "a", "payment_id": "b", "status": "accepted"}'),
+        Canned(202, b'{"payment_id": "p1", "status": "accepted", "amount": NaN}'),
+        Canned(202, b"[" * 100_000),
+    ],
+    ids=["garbage", "truncated", "array", "no-payment-id", "unknown-status", "id-not-string",
+         "reason-not-string", "duplicate-key", "nan", "deep-nesting"],
+)
+def test_json_malformed_reply_is_unknown(
+    gateway: StubGateway, json_adapter: JsonGatewayAdapter, canned: Canned
+) -> None:
+    gateway.answer("POST", "/payments", canned)
+    result = json_adapter.create_payment(make_request())
+    assert (result.outcome, result.error) == (Outcome.UNKNOWN, "malformed_reply")
+
+
+def test_json_timeout_is_unknown(gateway: StubGateway, json_adapter: JsonGatewayAdapter) -> None:
+    gateway.answer("POST", "/payments", Canned(202, payload("json/create_accepted.json"), hang=True))
+    started = time.monotonic()
+    result = json_adapter.create_payment(make_request())
+    assert (result.outcome, result.error) == (Outcome.UNKNOWN, "timeout")
+    assert result.http_status is None
+    assert time.monotonic() - started < 2
+    assert gateway.last.path == "/payments"  # it was sent: that is why the outcome is unknown
+
+
+def test_json_connection_refused_is_not_submitted(http_client: HttpClient, closed_port: int) -> None:
+    adapter = JsonGatewayAdapter(credentials(f"http://127.0.0.1:{closed_port}"), http_client)
+    result = adapter.create_payment(make_request())
+    assert (result.outcome, result.error) == (Outcome.NOT_SUBMITTED, "connection_refused")
+    assert result.latency_ms is not None
+
+
+def test_invalid_amount_is_a_caller_error(json_adapter: JsonGatewayAdapter, soap_adapter: SoapGatewayAdapter) -> None:
+    with pytest.raises(ValueError):
+        json_adapter.create_payment(make_request(amount=Decimal("NaN")))
+    with pytest.raises(ValueError):
+        soap_adapter.create_payment(make_request(customer_id="bad\x00id"))
+
+
+# --- JSON: lookup_payment --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "status"),
+    [
+        ("json/lookup_accepted.json", LookupStatus.ACCEPTED),
+        ("json/lookup_completed.json", LookupStatus.COMPLETED),
+        ("json/lookup_failed.json", LookupStatus.FAILED),
+    ],
+)
+def test_json_lookup_found(
+    gateway: StubGateway, json_adapter: JsonGatewayAdapter, name: str, status: LookupStatus
+) -> None:
+    gateway.answer("GET", "/payments/att%2F0001", json_canned(200, name))
+    result = json_adapter.lookup_payment("att/0001")
+    assert (result.status, result.payment_id, result.error) == (status, "pay_7f3a91c2", None)
+    assert result.latency_ms is not None
+    assert gateway.last.headers["authorization"] == f"Bearer {API_KEY}"
+
+
+def test_json_lookup_not_found(gateway: StubGateway, json_adapter: JsonGatewayAdapter) -> None:
+    gateway.answer("GET", "/payments/att_0001", json_canned(404, "json/error_404.json"))
+    assert json_adapter.lookup_payment("att_0001").status is LookupStatus.NOT_FOUND
+
+
+@pytest.mark.parametrize(
+    ("canned", "error"),
+    [
+        (json_canned(500, "json/error_500.json"), "server_error"),
+        (json_canned(503, "json/error_503.json"), "service_unavailable"),
+        (json_canned(401, "json/error_401.json"), "rejected_401"),
+        (GARBAGE, "malformed_reply"),
+        (json_canned(200, "json/create_declined.json"), "malformed_reply"),
+        (Canned(200, b'{"status": "completed"}'), "malformed_reply"),
+        (Canned(200, payload("json/lookup_completed.json"), hang=True), "timeout"),
+    ],
+    ids=["500", "503", "401", "garbage", "wrong-shape", "no-payment-id", "timeout"],
+)
+def test_json_lookup_unavailable(
+    gateway: StubGateway, json_adapter: JsonGatewayAdapter, canned: Canned, error: str
+) -> None:
+    gateway.answer("GET", "/payments/att_0001", canned)
+    result = json_adapter.lookup_payment("att_0001")
+    assert (result.status, result.error) == (LookupStatus.UNAVAILABLE, error)
+
+
+def test_json_lookup_connection_refused(http_client: HttpClient, closed_port: int) -> None:
+    result = JsonGatewayAdapter(credentials(f"http://127.0.0.1:{closed_port}"), http_client).lookup_payment("a")
+    assert (result.status, result.error) == (LookupStatus.UNAVAILABLE, "connection_refused")
+
+
+# --- JSON: callbacks -------------------------------------------------------------------------
+
+
+def test_json_callback_completed() -> None:
+    notification = JsonGatewayAdapter.parse_callback(payload("json/callback_completed.json"))
+    assert notification == CallbackNotification(
+        event_id="evt_01HZX4", reference="att_0001", status="completed", payment_id="pay_7f3a91c2", reason=None
+    )
+
+
+def test_json_callback_failed_with_reason() -> None:
+    notification = JsonGatewayAdapter.parse_callback(payload("json/callback_failed.json"))
+    assert (notification.status, notification.reason) == ("failed", "card_expired")
+
+
+def test_json_callback_reason_may_be_missing() -> None:
+    body = b'{"event_id": "e1", "payment_id": "p1", "reference": "r1", "status": "failed"}'
+    assert JsonGatewayAdapter.parse_callback(body).reason is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"",
+        b'["evt"]',
+        payload("json/callback_wrong_types.json"),
+        payload("json/callback_unknown_status.json"),
+        b'{"event_id": "e1", "payment_id": "p1", "reference": "", "status": "completed"}',
+        b'{"event_id": "e1", "payment_id": "p1", "status": "completed"}',
+        json.dumps({"event_id": "e" * 256, "payment_id": "p1", "reference": "r1", "status": "completed"}).encode(),
+        b'{"event_id": "e1", "payment_id": 5, "reference": "r1", "status": "completed"}',
+        b'{"event_id": "e1", "payment_id": "p1", "reference": "r1", "status": ["completed"]}',
+        b'{"event_id": "e1", "payment_id": "p1", "reference": "r1", "status": "completed", "reason": 3}',
+        b'{"event_id": "e1", "event_id": "e2", "payment_id": "p1", "reference": "r1", "status": "completed"}',
+    ],
+    ids=["not-json", "empty", "array", "wrong-types", "unknown-status", "empty-reference", "no-reference",
+         "long-event-id", "payment-id-number", "status-list", "reason-number", "duplicate-key"],
+)
+def test_json_callback_malformed(body: bytes) -> None:
+    with pytest.raises(CallbackParseError):
+        JsonGatewayAdapter.parse_callback(body)
+
+
+# --- SOAP: create_payment --------------------------------------------------------------------
+
+
+def test_soap_accepted_and_the_envelope_on_the_wire(gateway: StubGateway, soap_adapter: SoapGatewayAdapter) -> None:
+    gateway.answer("POST", "/soap", xml_canned(200, "xml/create_accepted.xml"))
+
+    result = soap_adapter.create_payment(make_request())
+
+    assert (result.outcome, result.payment_id, result.http_status) == (Outcome.ACCEPTED, "PX-20931", 200)
+    sent = gateway.last
+    assert (sent.method, sent.path) == ("POST", "/soap")
+    assert sent.headers["soapaction"] == '"ProcessPayment"'
+    assert sent.headers["content-type"] == "text/xml; charset=utf-8"
+    assert "authorization" not in sent.headers
+    operation = ET.fromstring(sent.body).find(f"{SOAP_ENV}Body/{SANDBOX}ProcessPayment")
+    assert operation is not None
+    assert {child.tag.removeprefix(SANDBOX): child.text for child in operation} == {
+        "ApiKey": API_KEY,
+        "Reference": "att_0001",
+        "TransactionId": "txn_42",
+        "Type": "deposit",
+        "Amount": "25.00",
+        "Currency": "EUR",
+        "Country": "DE",
+        "CustomerId": "cust_<7>&'\"",
+        "CallbackUrl": "https://paygate.example/callbacks/sandbox?x=1&y=2",
+    }
+
+
+def test_soap_declined(gateway: StubGateway, soap_adapter: SoapGatewayAdapter) -> None:
+    gateway.answer("POST", "/soap", xml_canned(200, "xml/create_declined.xml"))
+    result = soap_adapter.create_payment(make_request())
+    assert (result.outcome, result.reason, result.payment_id, result.error) == (
+        Outcome.DECLINED, "Card expired", None, None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("canned", "outcome", "error"),
+    [
+        (xml_canned(500, "xml/fault_server_unavailable.xml"), Outcome.NOT_SUBMITTED, "service_unavailable"),
+        (xml_canned(503, "xml/fault_server_unavailable.xml"), Outcome.NOT_SUBMITTED, "service_unavailable"),
+        (Canned(500, soap_fault("Server.Unavailable"), "text/xml"), Outcome.NOT_SUBMITTED, "service_unavailable"),
+        (Canned(500, soap_fault("env:Server.Unavailable"), "text/xml"), Outcome.NOT_SUBMITTED, "service_unavailable"),
+        (xml_canned(500, "xml/fault_server.xml"), Outcome.UNKNOWN, "soap_fault"),
+        (Canned(500, soap_fault("soap:Server.Timeout"), "text/xml"), Outcome.UNKNOWN, "soap_fault"),
+        (
+            xml_canned(500, "xml/fault_client_authentication.xml"),
+            Outcome.NOT_SUBMITTED,
+            "rejected_client_authentication",
+        ),
+        (
+            Canned(500, soap_fault("soap:Client.Validation"), "text/xml"),
+            Outcome.NOT_SUBMITTED,
+            "rejected_client_validation",
+        ),
+        (Canned(503, b"<html>Service Unavailable</html>", "text/html"), Outcome.NOT_SUBMITTED, "service_unavailable"),
+        (Canned(500, b"Internal Server Error", "text/plain"), Outcome.UNKNOWN, "server_error"),
+        (Canned(502, b"", "text/plain"), Outcome.UNKNOWN, "server_error"),
+    ],
+    ids=["unavailable-500", "unavailable-503", "unprefixed", "other-prefix", "server-fault", "other-server-fault",
+         "client-auth", "client-other", "plain-503", "plain-500", "plain-502"],
+)
+def test_soap_faults_and_error_statuses(
+    gateway: StubGateway, soap_adapter: SoapGatewayAdapter, canned: Canned, outcome: Outcome, error: str
+) -> None:
+    gateway.answer("POST", "/soap", canned)
+    result = soap_adapter.create_payment(make_request())
+    assert (result.outcome, result.error, result.http_status) == (outcome, error, canned.status)
+    assert result.reason is None
+
+
+@pytest.mark.parametrize(
+    "canned",
+    [
+        GARBAGE,
+        xml_canned(200, "xml/truncated.xml"),
+        xml_canned(200, "xml/create_accepted_xxe.xml"),
+        xml_canned(200, "xml/not_soap.xml"),
+        xml_canned(200, "xml/create_accepted_without_payment_id.xml"),
+        xml_canned(200, "xml/lookup_completed.xml"),
+        Canned(200, payload("xml/create_accepted.xml").replace(b"Accepted", b"Pending"), "text/xml"),
+    ],
+    ids=["garbage", "truncated", "dtd-entity", "not-soap", "no-payment-id", "wrong-operation", "unknown-status"],
+)
+def test_soap_malformed_reply_is_unknown(
+    gateway: StubGateway, soap_adapter: SoapGatewayAdapter, canned: Canned
+) -> None:
+    gateway.answer("POST", "/soap", canned)
+    result = soap_adapter.create_payment(make_request())
+    assert (result.outcome, result.error) == (Outcome.UNKNOWN, "malformed_reply")
+
+
+def test_soap_timeout_is_unknown(gateway: StubGateway, soap_adapter: SoapGatewayAdapter) -> None:
+    gateway.answer("POST", "/soap", Canned(200, payload("xml/create_accepted.xml"), "text/xml", hang=True))
+    result = soap_adapter.create_payment(make_request())
+    assert (result.outcome, result.error) == (Outcome.UNKNOWN, "timeout")
+
+
+def test_soap_connection_refused_is_not_submitted(http_client: HttpClient, closed_port: int) -> None:
+    adapter = SoapGatewayAdapter(credentials(f"http://127.0.0.1:{closed_port}"), http_client)
+    result = adapter.create_payment(make_request())
+    assert (result.outcome, result.error) == (Outcome.NOT_SUBMITTED, "connection_refused")
+
+
+# --- SOAP: lookup_payment --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "status"),
+    [
+        ("xml/lookup_accepted.xml", LookupStatus.ACCEPTED),
+        ("xml/lookup_completed.xml", LookupStatus.COMPLETED),
+        ("xml/lookup_failed.xml", LookupStatus.FAILED),
+    ],
+)
+def test_soap_lookup_found(
+    gateway: StubGateway, soap_adapter: SoapGatewayAdapter, name: str, status: LookupStatus
+) -> None:
+    gateway.answer("POST", "/soap", xml_canned(200, name))
+    result = soap_adapter.lookup_payment("att_0001")
+    assert (result.status, result.payment_id, result.error) == (status, "PX-20931", None)
+    sent = gateway.last
+    assert sent.headers["soapaction"] == '"GetPaymentStatus"'
+    operation = ET.fromstring(sent.body).find(f"{SOAP_ENV}Body/{SANDBOX}GetPaymentStatus")
+    assert operation is not None
+    assert {child.tag.removeprefix(SANDBOX): child.text for child in operation} == {
+        "ApiKey": API_KEY,
+        "Reference": "att_0001",
+    }
+
+
+def test_soap_lookup_not_found(gateway: StubGateway, soap_adapter: SoapGatewayAdapter) -> None:
+    gateway.answer("POST", "/soap", xml_canned(500, "xml/fault_client_not_found.xml"))
+    assert soap_adapter.lookup_payment("att_0001").status is LookupStatus.NOT_FOUND
+
+
+@pytest.mark.parametrize(
+    ("canned", "error"),
+    [
+        (xml_canned(500, "xml/fault_server.xml"), "soap_fault"),
+        (xml_canned(503, "xml/fault_server_unavailable.xml"), "service_unavailable"),
+        (xml_canned(500, "xml/fault_client_authentication.xml"), "rejected_client_authentication"),
+        (Canned(500, b"oops", "text/plain"), "server_error"),
+        (GARBAGE, "malformed_reply"),
+        (xml_canned(200, "xml/create_accepted.xml"), "malformed_reply"),
+        (xml_canned(200, "xml/create_accepted_xxe.xml"), "malformed_reply"),
+        (Canned(200, payload("xml/lookup_completed.xml"), "text/xml", hang=True), "timeout"),
+    ],
+    ids=["server-fault", "unavailable", "client-auth", "plain-500", "garbage", "wrong-operation", "dtd", "timeout"],
+)
+def test_soap_lookup_unavailable(
+    gateway: StubGateway, soap_adapter: SoapGatewayAdapter, canned: Canned, error: str
+) -> None:
+    gateway.answer("POST", "/soap", canned)
+    result = soap_adapter.lookup_payment("att_0001")
+    assert (result.status, result.error) == (LookupStatus.UNAVAILABLE, error)
+
+
+# --- SOAP: callbacks -------------------------------------------------------------------------
+
+
+def test_soap_callback_completed() -> None:
+    notification = SoapGatewayAdapter.parse_callback(payload("xml/callback_completed.xml"))
+    assert notification == CallbackNotification(
+        event_id="EV-5512", reference="att_0001", status="completed", payment_id="PX-20931", reason=None
+    )
+
+
+def test_soap_callback_failed_with_reason() -> None:
+    notification = SoapGatewayAdapter.parse_callback(payload("xml/callback_failed.xml"))
+    assert (notification.status, notification.reason) == ("failed", "Card expired")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"not xml",
+        payload("xml/callback_missing_reference.xml"),
+        payload("xml/callback_unknown_status.xml"),
+        payload("xml/callback_xxe.xml"),
+        payload("xml/callback_billion_laughs.xml"),
+        payload("xml/create_accepted.xml"),
+        b"<PaymentNotification><EventId>e</EventId><EventId>f</EventId><Reference>r</Reference>"
+        b"<Status>Completed</Status></PaymentNotification>",
+        b"<PaymentNotification><EventId>e</EventId><Reference><b>r</b></Reference>"
+        b"<Status>Completed</Status></PaymentNotification>",
+    ],
+    ids=["empty", "not-xml", "missing-reference", "unknown-status", "xxe", "billion-laughs", "wrong-root",
+         "duplicate-element", "nested-markup"],
+)
+def test_soap_callback_malformed(body: bytes) -> None:
+    with pytest.raises(CallbackParseError):
+        SoapGatewayAdapter.parse_callback(body)
+
+
+# --- both: health, registry, the HTTP client -------------------------------------------------
+
+
+@pytest.mark.parametrize("data_format", ["json", "xml"])
+@pytest.mark.parametrize(
+    ("status", "health"), [(200, HealthResult.UP), (503, HealthResult.DOWN), (500, HealthResult.DOWN)]
+)
+def test_health(
+    gateway: StubGateway, http_client: HttpClient, data_format: str, status: int, health: HealthResult
+) -> None:
+    gateway.answer("GET", "/health", Canned(status, b'{"status": "ok"}'))
+    result, latency_ms = get_adapter(data_format, credentials(gateway.base_url), http_client).check_health()
+    assert result is health
+    assert latency_ms > 0
+    assert (gateway.last.method, gateway.last.path) == ("GET", "/health")
+
+
+@pytest.mark.parametrize("data_format", ["json", "xml"])
+def test_health_down_when_unreachable_or_slow(
+    gateway: StubGateway, http_client: HttpClient, closed_port: int, data_format: str
+) -> None:
+    refused = get_adapter(data_format, credentials(f"http://127.0.0.1:{closed_port}"), http_client)
+    assert refused.check_health()[0] is HealthResult.DOWN
+    gateway.answer("GET", "/health", Canned(200, hang=True))
+    slow = get_adapter(data_format, credentials(gateway.base_url), http_client)
+    result, latency_ms = slow.check_health()
+    assert result is HealthResult.DOWN
+    assert latency_ms >= READ_TIMEOUT * 1000 * 0.9
+
+
+def test_registry() -> None:
+    creds = credentials("http://127.0.0.1:1")
+    assert ADAPTERS == {"json": JsonGatewayAdapter, "xml": SoapGatewayAdapter}
+    assert isinstance(get_adapter("json", creds), JsonGatewayAdapter)
+    assert isinstance(get_adapter("xml", creds), SoapGatewayAdapter)
+    assert get_adapter("json", creds).http is gateway_http.default_client()
+    with pytest.raises(KeyError):
+        get_adapter("csv", creds)
+    with pytest.raises(ValueError):
+        get_adapter("soap", creds)
+    assert "application/json" in JsonGatewayAdapter.callback_content_types
+    assert "application/xml" in SoapGatewayAdapter.callback_content_types
+    assert all(issubclass(cls, GatewayAdapter) for cls in ADAPTERS.values())
+
+
+def test_one_log_line_per_call_without_secrets(
+    gateway: StubGateway, json_adapter: JsonGatewayAdapter, caplog: pytest.LogCaptureFixture
+) -> None:
+    gateway.answer("POST", "/payments", json_canned(202, "json/create_accepted.json"))
+    with caplog.at_level(logging.INFO, logger="gateways.adapters.http"):
+        json_adapter.create_payment(make_request())
+    lines = [record.getMessage() for record in caplog.records if record.name == "gateways.adapters.http"]
+    assert len(lines) == 1
+    assert "sandbox-json" in lines[0] and "POST /payments" in lines[0] and "status=202" in lines[0]
+    assert "latency_ms=" in lines[0]
+    for secret in (API_KEY, "Bearer", "cust_", "pay_7f3a91c2"):
+        assert secret not in caplog.text
+
+
+def test_failed_call_is_logged_with_its_error(
+    http_client: HttpClient, closed_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="gateways.adapters.http"):
+        SoapGatewayAdapter(credentials(f"http://127.0.0.1:{closed_port}"), http_client).create_payment(make_request())
+    assert "error=connection_refused" in caplog.text
+    assert API_KEY not in caplog.text
+
+
+def test_http_client_typed_errors_and_reply(gateway: StubGateway, http_client: HttpClient, closed_port: int) -> None:
+    gateway.answer("GET", "/health", Canned(200, b"ok", "text/plain"))
+    timeouts = {"connect_timeout": 0.5, "read_timeout": 0.5}
+    reply = http_client.send("GET", gateway.base_url + "/health", **timeouts, gateway_code="g")
+    assert (reply.status, reply.body, reply.headers["content-type"]) == (200, b"ok", "text/plain")
+    with pytest.raises(gateway_http.ConnectionRefused) as refused:
+        http_client.send("GET", f"http://127.0.0.1:{closed_port}/", **timeouts, gateway_code="g")
+    assert (refused.value.code, refused.value.submitted) == ("connection_refused", False)
+    assert isinstance(refused.value, gateway_http.GatewayTransportError)
+    with pytest.raises(gateway_http.InvalidRequest):
+        http_client.send("GET", "not a url", **timeouts, gateway_code="g")
+
+
+def test_http_client_refuses_oversized_replies(gateway: StubGateway) -> None:
+    gateway.answer("POST", "/payments", Canned(202, b'{"payment_id": "' + b"x" * 500 + b'", "status": "accepted"}'))
+    client = HttpClient(max_reply_bytes=100)
+    try:
+        result = JsonGatewayAdapter(credentials(gateway.base_url), client).create_payment(make_request())
+    finally:
+        client.close()
+    assert (result.outcome, result.error) == (Outcome.UNKNOWN, "reply_too_large")
+
+
+def test_classify_timeouts() -> None:
+    connect = classify(requests.ConnectTimeout(), "GET /")
+    read = classify(requests.ReadTimeout(), "GET /")
+    broken = classify(requests.ConnectionError(), "GET /")
+    assert (connect.code, connect.submitted) == ("connect_timeout", False)
+    assert (read.code, read.submitted) == ("timeout", True)
+    assert (broken.code, broken.submitted) == ("connection_error", True)
+
+
+def test_default_client_is_shared_and_fork_safe(monkeypatch: pytest.MonkeyPatch) -> None:
+    client = gateway_http.default_client()
+    assert gateway_http.default_client() is client
+    session = client.session
+    assert client.session is session
+    monkeypatch.setattr(gateway_http.os, "getpid", lambda: -1)
+    assert client.session is not session  # a forked child gets its own pool

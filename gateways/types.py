@@ -1,0 +1,94 @@
+"""What gateway adapters take and return: plain frozen dataclasses, no ORM.
+
+An adapter is built from `GatewayCredentials`, turns a `PaymentRequest` into a wire
+request and the wire reply into a `PaymentResult` (or a `LookupResult` for a status
+look-up). The four outcomes draw the line the failover rules need:
+
+- ACCEPTED: the gateway took the payment; its id is in `payment_id`.
+- DECLINED: the customer's answer; never retried elsewhere, not a gateway fault.
+- NOT_SUBMITTED: the gateway certainly did not act (connection refused, 503,
+  SOAP `Server.Unavailable`); safe to fail over, counts against the gateway.
+- UNKNOWN: it may have acted (timeout after sending, other 5xx or faults, a malformed
+  reply); look the reference up before anything else.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+
+class Outcome(enum.StrEnum):
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    NOT_SUBMITTED = "not_submitted"
+    UNKNOWN = "unknown"
+
+
+class LookupStatus(enum.StrEnum):
+    ACCEPTED = "accepted"  # received, not finished yet
+    COMPLETED = "completed"
+    FAILED = "failed"
+    NOT_FOUND = "not_found"  # the gateway never received this reference
+    UNAVAILABLE = "unavailable"  # the look-up itself failed: we still do not know
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayCredentials:
+    code: str
+    base_url: str
+    api_key: str
+    connect_timeout: float = 3.0
+    read_timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentRequest:
+    reference: str  # our attempt id: the gateway's idempotency key
+    transaction_id: str
+    type: str  # "deposit" | "withdrawal"
+    amount: Decimal
+    currency: str
+    country: str
+    customer_id: str
+    callback_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentResult:
+    outcome: Outcome
+    payment_id: str | None = None
+    reason: str | None = None  # a decline's reason, from the gateway
+    error: str | None = None  # a technical fault's short code, e.g. "connection_refused"
+    latency_ms: float | None = None
+    http_status: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LookupResult:
+    status: LookupStatus
+    payment_id: str | None = None
+    error: str | None = None
+    latency_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackNotification:
+    """A gateway's callback body, parsed from its own wire format."""
+
+    event_id: str
+    reference: str
+    status: str  # "completed" | "failed"
+    payment_id: str | None = None
+    reason: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class CallbackParseError(Exception):
+    """The callback body is not a well-formed notification in the gateway's format."""
+
+
+class HealthResult(enum.StrEnum):
+    UP = "up"
+    DOWN = "down"

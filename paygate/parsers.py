@@ -1,0 +1,98 @@
+"""Request parsers: strict JSON (decimals stay decimals) and XML through defusedxml only."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+import defusedxml.ElementTree as SafeET
+from defusedxml import DefusedXmlException
+from django.conf import settings
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import BaseParser
+from xml.etree.ElementTree import Element, ParseError as XMLSyntaxError
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a valid JSON value")
+
+
+def _depth(value: Any, limit: int, level: int = 1) -> None:
+    if level > limit:
+        raise ParseError(f"JSON nested deeper than {limit} levels.")
+    if isinstance(value, dict):
+        for item in value.values():
+            _depth(item, limit, level + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _depth(item, limit, level + 1)
+
+
+def _read(stream: Any) -> bytes:
+    limit = settings.PAYGATE_MAX_BODY_BYTES
+    data = stream.read(limit + 1) if stream is not None else b""
+    if len(data) > limit:
+        from paygate.errors import PayloadTooLarge
+
+        raise PayloadTooLarge(f"Request body is larger than {limit} bytes.")
+    return data
+
+
+def loads_strict_json(data: bytes) -> Any:
+    """JSON with floats as Decimal, NaN/Infinity refused and depth bounded."""
+    try:
+        value = json.loads(data.decode("utf-8"), parse_float=Decimal, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ParseError(f"Malformed JSON: {exc}") from None
+    except RecursionError:
+        raise ParseError("JSON nested too deeply.") from None
+    _depth(value, settings.PAYGATE_MAX_JSON_DEPTH)
+    return value
+
+
+class StrictJSONParser(BaseParser):
+    media_type = "application/json"
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict | None = None) -> Any:
+        return loads_strict_json(_read(stream))
+
+
+def element_to_data(element: Element, *, depth: int = 1) -> Any:
+    """`<a><b>1</b><c><d>2</d></c></a>` → `{"b": "1", "c": {"d": "2"}}`; a leaf is its text."""
+    if depth > settings.PAYGATE_MAX_JSON_DEPTH:
+        raise ParseError("XML nested too deeply.")
+    children = list(element)
+    if not children:
+        return (element.text or "").strip()
+    data: dict[str, Any] = {}
+    for child in children:
+        tag = child.tag.rsplit("}", 1)[-1]
+        if tag in data:
+            raise ParseError(f"XML element <{tag}> appears more than once.")
+        data[tag] = element_to_data(child, depth=depth + 1)
+    return data
+
+
+def loads_xml(data: bytes) -> Element:
+    try:
+        return SafeET.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except DefusedXmlException:
+        raise ParseError("XML with a DTD or entities is not accepted.") from None
+    except (XMLSyntaxError, ValueError) as exc:
+        raise ParseError(f"Malformed XML: {exc}") from None
+
+
+class XMLParser(BaseParser):
+    media_type = "application/xml"
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict | None = None) -> Any:
+        root = loads_xml(_read(stream))
+        data = element_to_data(root)
+        if not isinstance(data, dict):
+            raise ParseError("XML body must be an element with child elements.")
+        return data
+
+
+class TextXMLParser(XMLParser):
+    media_type = "text/xml"

@@ -1,0 +1,283 @@
+"""Paygate settings: every value that varies between machines is read here, from the environment.
+
+Defaults are safe for development and announce themselves with a warning, so a
+deployment that forgot a variable is loud rather than silently insecure.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(os.environ.get("PAYGATE_DATA_DIR", BASE_DIR / ".data"))
+
+
+def _warn_default(name: str) -> None:
+    sys.stderr.write(f"WARNING: {name} is not set; using an insecure development default.\n")
+
+
+def _env(name: str, default: str | None = None, *, warn: bool = False) -> str | None:
+    value = os.environ.get(name)
+    if value is None:
+        file_path = os.environ.get(f"{name}_FILE")
+        if file_path:
+            value = Path(file_path).read_text().strip()
+    if value is None or value == "":
+        if warn:
+            _warn_default(name)
+        return default
+    return value
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = _env(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _env_int(name: str, default: int) -> int:
+    value = _env(name)
+    return default if value is None else int(value)
+
+
+def _env_float(name: str, default: float) -> float:
+    value = _env(name)
+    return default if value is None else float(value)
+
+
+def _env_list(name: str, default: list[str]) -> list[str]:
+    value = _env(name)
+    if value is None:
+        return default
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+DEBUG = _env_bool("DEBUG", True)
+
+_DEV_SECRET_KEY = "dev-insecure-secret-key-change-me-3f9a1c7e5b2d4f6a8c0e1b3d5f7a9c1e"
+_DEV_FERNET_KEY = "dev-insecure-fernet-key-change-me-0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d"
+
+SECRET_KEY = _env("SECRET_KEY", _DEV_SECRET_KEY, warn=True)
+# Newest first: values are encrypted with the first key and decrypted with any of them.
+FERNET_KEYS = _env_list("FERNET_KEYS", [])
+if not FERNET_KEYS:
+    _warn_default("FERNET_KEYS")
+    FERNET_KEYS = [_DEV_FERNET_KEY]
+
+ALLOWED_HOSTS = _env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework_api_key",
+    "drf_spectacular",
+    "django_celery_beat",
+    "gateways",
+    "payments",
+    "callbacks",
+]
+
+MIDDLEWARE = [
+    "paygate.middleware.RequestBodyLimitMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "paygate.urls"
+WSGI_APPLICATION = "paygate.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------------------
+# The embedded default is a SQLite file in WAL mode with immediate transactions and a busy
+# timeout: web, worker and beat are separate processes writing to one file, and SQLite's
+# default journal mode fails concurrent writers with "database is locked".
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+DATABASE_URL = _env("DATABASE_URL")
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=_env_int("DB_CONN_MAX_AGE", 60))}
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": _env("PAYGATE_SQLITE_PATH") or str(DATA_DIR / "paygate.sqlite3"),
+            "OPTIONS": {
+                "timeout": 30,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+            # Integration tests run a worker in another process, which cannot see an
+            # in-memory test database.
+            "TEST": {"NAME": str(DATA_DIR / "test_paygate.sqlite3")},
+        }
+    }
+USING_SQLITE = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+
+# --- Request limits -----------------------------------------------------------------------
+# Bodies above this answer 413 before they are read.
+PAYGATE_MAX_BODY_BYTES = _env_int("PAYGATE_MAX_BODY_BYTES", 64 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = PAYGATE_MAX_BODY_BYTES
+PAYGATE_MAX_JSON_DEPTH = _env_int("PAYGATE_MAX_JSON_DEPTH", 10)
+
+# --- REST framework -----------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["payments.auth.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["paygate.parsers.StrictJSONParser", "paygate.parsers.XMLParser", "paygate.parsers.TextXMLParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer", "paygate.renderers.XMLRenderer", "paygate.renderers.TextXMLRenderer"],
+    "DEFAULT_PAGINATION_CLASS": "paygate.pagination.Pagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "paygate.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Paygate API",
+    "DESCRIPTION": "Deposits and withdrawals routed to payment gateways by country.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "APPEND_COMPONENTS": {
+        "securitySchemes": {
+            "ApiKeyAuth": {"type": "apiKey", "in": "header", "name": "Authorization",
+                           "description": "`Api-Key <key>`"},
+        }
+    },
+    "SECURITY": [{"ApiKeyAuth": []}],
+}
+
+# --- Celery -------------------------------------------------------------------------------
+# The embedded default broker is kombu's filesystem transport: no server, and a worker in a
+# separate process picks tasks up from a shared folder. It lists the whole folder on every
+# fetch, so it slows down badly on large backlogs: use Redis for anything real.
+CELERY_BROKER_URL = _env("CELERY_BROKER_URL") or "filesystem://"
+BROKER_DIR = Path(_env("PAYGATE_BROKER_DIR") or DATA_DIR / "broker")
+if CELERY_BROKER_URL.startswith("filesystem"):
+    for sub in ("queue", "processed"):
+        (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR / "queue"),
+        "data_folder_out": str(BROKER_DIR / "queue"),
+        "processed_folder": str(BROKER_DIR / "processed"),
+        "store_processed": False,
+        # Seconds between folder scans when idle; the default (1 s) caps a busy worker too.
+        "polling_interval": 0.05,
+    }
+else:
+    # Longer than any task's run time plus its longest countdown, so that a task is not
+    # delivered twice merely because it was still running or waiting.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": _env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
+        "socket_connect_timeout": 3,
+        "socket_timeout": 5,
+    }
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_PUBLISH_RETRY = True
+# A publish that cannot reach the broker gives up quickly; the recovery sweep republishes.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = 120
+CELERY_TASK_SOFT_TIME_LIMIT = 90
+CELERY_TASK_ALWAYS_EAGER = False
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Celery's Django fix-up otherwise closes the database connection around every task.
+CELERY_DB_REUSE_MAX = _env_int("CELERY_DB_REUSE_MAX", 1000)
+os.environ.setdefault("CELERY_DB_REUSE_MAX", str(CELERY_DB_REUSE_MAX))
+
+# --- Payments -----------------------------------------------------------------------------
+# Where gateways send callbacks: this service's address as the gateways see it.
+PAYGATE_PUBLIC_URL = (_env("PAYGATE_PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/")
+PAYGATE_MAX_AMOUNT = _env("PAYGATE_MAX_AMOUNT") or "1000000"
+# How long a transaction may wait in `pending` for a gateway before `no_gateway_available`.
+PAYGATE_NO_GATEWAY_DEADLINE_SECONDS = _env_int("PAYGATE_NO_GATEWAY_DEADLINE_SECONDS", 900)
+# Backoff between rounds of routes that all did not act: base * 2**round, capped.
+PAYGATE_RETRY_BACKOFF_BASE_SECONDS = _env_float("PAYGATE_RETRY_BACKOFF_BASE_SECONDS", 2.0)
+PAYGATE_RETRY_BACKOFF_MAX_SECONDS = _env_float("PAYGATE_RETRY_BACKOFF_MAX_SECONDS", 60.0)
+# How long a `processing` transaction may wait for its callback or a status look-up.
+PAYGATE_PROCESSING_DEADLINE_SECONDS = _env_int("PAYGATE_PROCESSING_DEADLINE_SECONDS", 24 * 3600)
+# Status look-ups of a transaction whose outcome is unknown: first after, then every.
+PAYGATE_LOOKUP_FIRST_DELAY_SECONDS = _env_float("PAYGATE_LOOKUP_FIRST_DELAY_SECONDS", 60.0)
+PAYGATE_LOOKUP_INTERVAL_SECONDS = _env_float("PAYGATE_LOOKUP_INTERVAL_SECONDS", 300.0)
+# How long past its expected progress a transaction waits before the recovery sweep republishes it.
+PAYGATE_SWEEP_GRACE_SECONDS = _env_float("PAYGATE_SWEEP_GRACE_SECONDS", 30.0)
+PAYGATE_SWEEP_INTERVAL_SECONDS = _env_float("PAYGATE_SWEEP_INTERVAL_SECONDS", 10.0)
+# Callbacks whose signature timestamp is further than this from now are refused.
+PAYGATE_CALLBACK_TOLERANCE_SECONDS = _env_int("PAYGATE_CALLBACK_TOLERANCE_SECONDS", 300)
+
+# --- Logging ------------------------------------------------------------------------------
+LOG_LEVEL = _env("LOG_LEVEL") or "INFO"
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        "urllib3": {"level": "WARNING"},
+    },
+}
+
+if not DEBUG:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -1,0 +1,30 @@
+from django.contrib import admin
+from django.urls import path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from callbacks.apis import CallbackReceiveApi
+from payments.apis import DepositCreateApi, TransactionDetailApi, TransactionListApi, WithdrawalCreateApi
+
+from . import ops
+
+api_v1 = [
+    re_path(r"^api/v1/deposits/?$", DepositCreateApi.as_view(), name="deposit-create"),
+    re_path(r"^api/v1/withdrawals/?$", WithdrawalCreateApi.as_view(), name="withdrawal-create"),
+    re_path(r"^api/v1/transactions/?$", TransactionListApi.as_view(), name="transaction-list"),
+    re_path(r"^api/v1/transactions/(?P<transaction_id>[^/]+)/?$", TransactionDetailApi.as_view(), name="transaction-detail"),
+    re_path(r"^api/v1/callbacks/(?P<gateway_code>[^/]+)/?$", CallbackReceiveApi.as_view(), name="callback-receive"),
+]
+
+urlpatterns = [
+    *api_v1,
+    path("healthz", ops.healthz, name="healthz"),
+    path("readyz", ops.readyz, name="readyz"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("admin/", admin.site.urls),
+]
+
+handler400 = "paygate.errors.handler400"
+handler403 = "paygate.errors.handler403"
+handler404 = "paygate.errors.handler404"
+handler500 = "paygate.errors.handler500"

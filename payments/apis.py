@@ -1,0 +1,289 @@
+"""Merchant API: create deposits and withdrawals, read transactions (CONTRACT §1)."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from paygate.errors import NotFound, ValidationFailed
+from paygate.pagination import Pagination
+
+from .auth import client_of
+from .masking import mask_details
+from .models import Transaction, TransactionStatus, TransactionType
+from .money import AmountError, format_amount, is_currency, parse_amount
+from .selectors import transaction_get, transaction_list
+from .services import TransactionInput, transaction_create
+
+MAX_METADATA_BYTES = 4096
+MAX_DETAIL_KEYS = 20
+
+
+class StrictCharField(serializers.CharField):
+    """A string, and only a string: numbers and booleans are refused, not converted."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class CodeField(StrictCharField):
+    def __init__(self, *, length: int, **kwargs: Any) -> None:
+        super().__init__(min_length=length, max_length=length, **kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data).upper()
+        if not value.isascii() or not value.isalpha():
+            raise serializers.ValidationError("Must be letters only.")
+        return value
+
+
+class AmountField(serializers.Field):
+    """Kept raw here; checked against the currency's minor units in `validate`."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, (bool, float)) or not isinstance(data, (str, int, Decimal)):
+            raise serializers.ValidationError('Must be a decimal string such as "25.00".')
+        return data
+
+    def to_representation(self, value: Any) -> str:
+        return str(value)
+
+
+def _json_object(value: Any, *, field: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise serializers.ValidationError(f"{field} must be an object.")
+    return value
+
+
+class TransactionCreateInput(serializers.Serializer):
+    customer_id = StrictCharField(max_length=100)
+    country = CodeField(length=2, help_text="ISO 3166-1 alpha-2")
+    amount = AmountField(help_text='A decimal string, e.g. "25.00"; a JSON number is accepted.')
+    currency = CodeField(length=3, help_text="ISO 4217")
+    payment_details = serializers.DictField(
+        child=StrictCharField(max_length=255, allow_blank=True), required=False, default=dict,
+        help_text="Sensitive: encrypted at rest, returned masked.",
+    )
+    metadata = serializers.JSONField(required=False, default=dict, help_text="A small free-form object.")
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError({"non_field_errors": ["The body must be an object."]})
+        unknown = sorted(set(data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+    def validate_currency(self, value: str) -> str:
+        if not is_currency(value):
+            raise serializers.ValidationError("Not an ISO 4217 currency code.")
+        return value
+
+    def validate_payment_details(self, value: dict[str, Any]) -> dict[str, Any]:
+        if len(value) > MAX_DETAIL_KEYS:
+            raise serializers.ValidationError(f"At most {MAX_DETAIL_KEYS} entries.")
+        return value
+
+    def validate_metadata(self, value: Any) -> dict[str, Any]:
+        value = _json_object(value, field="metadata")
+        if len(json.dumps(value, default=str)) > MAX_METADATA_BYTES:
+            raise serializers.ValidationError(f"At most {MAX_METADATA_BYTES} bytes.")
+        # JSON numbers arrive as Decimal; keep them as their exact text.
+        return json.loads(json.dumps(value, default=str))
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        try:
+            attrs["amount"] = parse_amount(
+                attrs["amount"], currency=attrs["currency"], maximum=Decimal(settings.PAYGATE_MAX_AMOUNT)
+            )
+        except AmountError as exc:
+            raise serializers.ValidationError({"amount": [str(exc)]}) from None
+        return attrs
+
+
+class AttemptOutput(serializers.Serializer):
+    reference = serializers.CharField(source="pk")
+    gateway = serializers.CharField(source="gateway.code")
+    outcome = serializers.CharField()
+    error = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+
+    def get_error(self, attempt: Any) -> str | None:
+        return attempt.error or None
+
+
+class TransactionOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    type = serializers.ChoiceField(choices=TransactionType.choices)
+    status = serializers.ChoiceField(choices=TransactionStatus.choices)
+    amount = serializers.SerializerMethodField()
+    currency = serializers.CharField()
+    country = serializers.CharField(source="country_id")
+    customer_id = serializers.CharField(source="customer.reference")
+    gateway = serializers.SerializerMethodField()
+    gateway_reference = serializers.SerializerMethodField()
+    failure_reason = serializers.CharField(allow_null=True)
+    payment_details = serializers.SerializerMethodField()
+    metadata = serializers.JSONField()
+    attempts = AttemptOutput(many=True)
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+    def get_amount(self, txn: Transaction) -> str:
+        return format_amount(txn.amount, txn.currency)
+
+    def get_gateway(self, txn: Transaction) -> str | None:
+        return txn.gateway.code if txn.gateway_id else None
+
+    def get_gateway_reference(self, txn: Transaction) -> str | None:
+        return txn.gateway_reference or None
+
+    def get_payment_details(self, txn: Transaction) -> dict[str, str]:
+        return mask_details(txn.payment_details)
+
+
+ERROR_RESPONSE = inline_serializer(
+    name="Error",
+    fields={
+        "error": inline_serializer(
+            name="ErrorDetail",
+            fields={
+                "code": serializers.CharField(),
+                "message": serializers.CharField(),
+                "fields": serializers.DictField(),
+            },
+        )
+    },
+)
+
+_IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
+    description="At most 255 characters. The same key with the same body replays the original answer; "
+    "with a different body it answers 409.",
+)
+
+_CREATE_EXAMPLE = OpenApiExample(
+    "Deposit",
+    value={
+        "customer_id": "cus_42", "country": "DE", "amount": "25.00", "currency": "EUR",
+        "payment_details": {"iban": "DE89370400440532013000", "holder_name": "Jane Roe"},
+        "metadata": {"order": "A-1001"},
+    },
+    request_only=True,
+)
+
+
+def _idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not key.strip() or len(key) > 255:
+        raise ValidationFailed(
+            "Idempotency-Key must be 1 to 255 characters.", fields={"Idempotency-Key": ["Invalid length."]}
+        )
+    return key
+
+
+class TransactionCreateApi(APIView):
+    transaction_type: str = ""
+    xml_root_name = "transaction"
+
+    def post(self, request: Request) -> Response:
+        serializer = TransactionCreateInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        result = transaction_create(
+            client=client_of(request),
+            data=TransactionInput(type=self.transaction_type, **data),
+            idempotency_key=_idempotency_key(request),
+        )
+        headers = {"Location": f"/api/v1/transactions/{result.transaction.pk}"}
+        if result.replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return Response(TransactionOutput(result.transaction).data, status=status.HTTP_202_ACCEPTED, headers=headers)
+
+
+_CREATE_RESPONSES = {
+    202: TransactionOutput,
+    400: OpenApiResponse(ERROR_RESPONSE, description="Validation error or unparseable body"),
+    401: OpenApiResponse(ERROR_RESPONSE, description="No or bad API key"),
+    409: OpenApiResponse(ERROR_RESPONSE, description="Idempotency-Key reused with a different body"),
+    413: OpenApiResponse(ERROR_RESPONSE, description="Body too large"),
+    415: OpenApiResponse(ERROR_RESPONSE, description="Unsupported media type"),
+    422: OpenApiResponse(ERROR_RESPONSE, description="no_route: no active route for country, currency, type"),
+}
+
+
+class DepositCreateApi(TransactionCreateApi):
+    transaction_type = TransactionType.DEPOSIT
+
+    @extend_schema(
+        operation_id="deposit_create", request=TransactionCreateInput, responses=_CREATE_RESPONSES,
+        parameters=[_IDEMPOTENCY_HEADER], examples=[_CREATE_EXAMPLE], tags=["transactions"],
+    )
+    def post(self, request: Request) -> Response:
+        return super().post(request)
+
+
+class WithdrawalCreateApi(TransactionCreateApi):
+    transaction_type = TransactionType.WITHDRAWAL
+
+    @extend_schema(
+        operation_id="withdrawal_create", request=TransactionCreateInput, responses=_CREATE_RESPONSES,
+        parameters=[_IDEMPOTENCY_HEADER], examples=[_CREATE_EXAMPLE], tags=["transactions"],
+    )
+    def post(self, request: Request) -> Response:
+        return super().post(request)
+
+
+class TransactionDetailApi(APIView):
+    xml_root_name = "transaction"
+
+    @extend_schema(
+        operation_id="transaction_retrieve",
+        responses={200: TransactionOutput, 401: ERROR_RESPONSE, 404: ERROR_RESPONSE},
+        tags=["transactions"],
+    )
+    def get(self, request: Request, transaction_id: str) -> Response:
+        txn = transaction_get(client=client_of(request), transaction_id=transaction_id)
+        if txn is None:
+            raise NotFound("No such transaction.")
+        return Response(TransactionOutput(txn).data)
+
+
+class TransactionListApi(APIView):
+    xml_root_name = "transactions"
+
+    class FilterInput(serializers.Serializer):
+        status = serializers.ChoiceField(choices=TransactionStatus.choices, required=False)
+        type = serializers.ChoiceField(choices=TransactionType.choices, required=False)
+        country = CodeField(length=2, required=False)
+        gateway = serializers.SlugField(max_length=50, required=False)
+
+    @extend_schema(
+        operation_id="transaction_list",
+        parameters=[FilterInput, OpenApiParameter("page", int), OpenApiParameter("page_size", int)],
+        responses={200: TransactionOutput(many=True), 400: ERROR_RESPONSE, 401: ERROR_RESPONSE},
+        tags=["transactions"],
+    )
+    def get(self, request: Request) -> Response:
+        unknown = sorted(set(request.query_params) - {"status", "type", "country", "gateway", "page", "page_size"})
+        if unknown:
+            raise ValidationFailed("Unknown query parameter.", fields={name: ["Unknown parameter."] for name in unknown})
+        filters = self.FilterInput(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        queryset = transaction_list(client=client_of(request), filters=filters.validated_data)
+        paginator = Pagination()
+        page = paginator.paginate_queryset(queryset, request, view=self)
+        return paginator.get_paginated_response(TransactionOutput(page, many=True).data)

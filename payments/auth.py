@@ -1,0 +1,51 @@
+"""`Authorization: Api-Key <key>`: keys are stored hashed (SHA-512 of a high-entropy key)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.utils import timezone
+from rest_framework import authentication, exceptions
+from rest_framework.request import Request
+
+from .models import ApiClient, ClientAPIKey
+
+KEYWORD = "Api-Key"
+# Writing last_used_at on every request would make every request a write; once a minute is enough.
+_LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    def authenticate(self, request: Request) -> tuple[ApiClient, ClientAPIKey] | None:
+        header = authentication.get_authorization_header(request).decode("latin-1")
+        if not header:
+            return None
+        keyword, _, key = header.partition(" ")
+        if keyword != KEYWORD or not key.strip():
+            raise exceptions.AuthenticationFailed(f"Use 'Authorization: {KEYWORD} <key>'.")
+        api_key = self._lookup(key.strip())
+        if api_key is None:
+            raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
+        now = timezone.now()
+        if api_key.last_used_at is None or now - api_key.last_used_at > _LAST_USED_RESOLUTION:
+            ClientAPIKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        return api_key.client, api_key
+
+    @staticmethod
+    def _lookup(key: str) -> ClientAPIKey | None:
+        prefix, _, _ = key.partition(".")
+        candidates = ClientAPIKey.objects.select_related("client").filter(prefix=prefix, revoked=False)
+        for candidate in candidates:
+            if candidate.is_valid(key):
+                return candidate
+        return None
+
+    def authenticate_header(self, request: Request) -> str:
+        return KEYWORD
+
+
+def client_of(request: Any) -> ApiClient:
+    client = request.user
+    assert isinstance(client, ApiClient)
+    return client

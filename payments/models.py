@@ -1,0 +1,174 @@
+"""API clients, customers, transactions and their gateway attempts."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from rest_framework_api_key.models import AbstractAPIKey
+
+from gateways.models import Country, Gateway
+from paygate.fields import EncryptedJSONField
+
+
+class ApiClient(models.Model):
+    """A merchant backend. Every transaction belongs to exactly one client."""
+
+    name = models.CharField(max_length=100, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    # DRF's IsAuthenticated asks the authenticated principal this.
+    is_authenticated = True
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ClientAPIKey(AbstractAPIKey):
+    """An API key of a client, stored hashed; `revoked` keys stop working at once."""
+
+    client = models.ForeignKey(ApiClient, on_delete=models.CASCADE, related_name="api_keys")
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta(AbstractAPIKey.Meta):
+        verbose_name = "API key"
+        verbose_name_plural = "API keys"
+
+
+class Customer(models.Model):
+    client = models.ForeignKey(ApiClient, on_delete=models.PROTECT, related_name="customers")
+    reference = models.CharField(max_length=100, help_text="The merchant's own customer id.")
+    country = models.ForeignKey(Country, on_delete=models.PROTECT, to_field="code", related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["client", "reference"], name="customer_client_reference_unique")]
+
+    def __str__(self) -> str:
+        return self.reference
+
+
+class TransactionType(models.TextChoices):
+    DEPOSIT = "deposit", "Deposit"
+    WITHDRAWAL = "withdrawal", "Withdrawal"
+
+
+class TransactionStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    """Stored and queued: no gateway has it yet (or every gateway tried so far did not act)."""
+    PROCESSING = "processing", "Processing"
+    """A gateway accepted it, or may have after an unknown outcome: awaiting its callback or a look-up."""
+    COMPLETED = "completed", "Completed"
+    """Final: the gateway confirmed the payment."""
+    FAILED = "failed", "Failed"
+    """Final: declined, no gateway in time, failed at the gateway, or expired (see failure_reason)."""
+
+
+class FailureReason(models.TextChoices):
+    DECLINED = "declined", "Declined"
+    NO_GATEWAY_AVAILABLE = "no_gateway_available", "No gateway available"
+    GATEWAY_FAILED = "gateway_failed", "Gateway failed"
+    EXPIRED = "expired", "Expired"
+
+
+FINAL_STATUSES = frozenset({TransactionStatus.COMPLETED, TransactionStatus.FAILED})
+
+# The state machine: every status change goes through `payments.services.transaction_transition`.
+ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
+    TransactionStatus.PENDING: frozenset(
+        {TransactionStatus.PROCESSING, TransactionStatus.COMPLETED, TransactionStatus.FAILED}
+    ),
+    # Back to pending only when the gateway whose outcome was unknown confirms it never
+    # received the attempt: the transaction then fails over like any "did not act".
+    TransactionStatus.PROCESSING: frozenset(
+        {TransactionStatus.COMPLETED, TransactionStatus.FAILED, TransactionStatus.PENDING}
+    ),
+    TransactionStatus.COMPLETED: frozenset(),
+    TransactionStatus.FAILED: frozenset(),
+}
+
+
+class Transaction(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    client = models.ForeignKey(ApiClient, on_delete=models.PROTECT, related_name="transactions")
+    type = models.CharField(max_length=10, choices=TransactionType.choices)
+    status = models.CharField(max_length=10, choices=TransactionStatus.choices, default=TransactionStatus.PENDING)
+    failure_reason = models.CharField(max_length=32, choices=FailureReason.choices, null=True, blank=True)
+    amount = models.DecimalField(max_digits=24, decimal_places=4)
+    currency = models.CharField(max_length=3)
+    country = models.ForeignKey(Country, on_delete=models.PROTECT, to_field="code", related_name="+")
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="transactions")
+    payment_details = EncryptedJSONField(default=dict, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    gateway = models.ForeignKey(Gateway, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    gateway_reference = models.CharField(max_length=255, blank=True, default="")
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    request_hash = models.CharField(max_length=64, blank=True, default="")
+    # Failover rounds: all routes did not act in round N → wait, then round N+1.
+    route_round = models.PositiveIntegerField(default=0)
+    # When the recovery sweep should look at this transaction again if nothing else has.
+    next_check_at = models.DateTimeField(null=True, blank=True)
+    lookup_count = models.PositiveIntegerField(default=0)
+    needs_review = models.BooleanField(default=False, help_text="Expired or contradicted: an operator should look.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["client", "idempotency_key"],
+                condition=models.Q(idempotency_key__isnull=False),
+                name="transaction_client_idempotency_key_unique",
+            ),
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="transaction_amount_positive"),
+        ]
+        indexes = [
+            models.Index(fields=["client", "-created_at"], name="txn_client_created"),
+            models.Index(fields=["status", "next_check_at"], name="txn_status_next_check"),
+        ]
+
+    def __str__(self) -> str:
+        return str(self.id)
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+
+class AttemptOutcome(models.TextChoices):
+    PENDING = "pending", "Pending"
+    """Committed before the call; the gateway's answer is not recorded yet."""
+    ACCEPTED = "accepted", "Accepted"
+    DECLINED = "declined", "Declined"
+    ERROR = "error", "Error (the gateway did not act)"
+    UNKNOWN = "unknown", "Unknown (the gateway may have acted)"
+
+
+class Attempt(models.Model):
+    """One try at one gateway. Its id is the reference (and idempotency key) sent to the gateway."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    transaction = models.ForeignKey(Transaction, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveIntegerField()
+    route_round = models.PositiveIntegerField(default=0)
+    gateway = models.ForeignKey(Gateway, on_delete=models.PROTECT, related_name="attempts")
+    outcome = models.CharField(max_length=10, choices=AttemptOutcome.choices, default=AttemptOutcome.PENDING)
+    error = models.CharField(max_length=100, blank=True, default="")
+    gateway_payment_id = models.CharField(max_length=255, blank=True, default="")
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    latency_ms = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["transaction", "number"]
+        constraints = [
+            # Two concurrent runs of the processing task cannot both add attempt N.
+            models.UniqueConstraint(fields=["transaction", "number"], name="attempt_transaction_number_unique"),
+        ]
+        indexes = [models.Index(fields=["gateway", "-created_at"], name="attempt_gateway_created")]
+
+    def __str__(self) -> str:
+        return f"{self.transaction_id}#{self.number}@{self.gateway_id}"

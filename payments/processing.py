@@ -1,0 +1,322 @@
+"""The processing pipeline: route a pending transaction to a gateway and apply the failover rules.
+
+Every step that changes state is a short block holding the transaction's row lock;
+gateway calls happen between those blocks, never inside one. An attempt is committed
+before its call, so a crash mid-call leaves a trace that the next run resolves with a
+status look-up instead of paying twice. Every function here is safe to run twice and
+concurrently with itself.
+
+Failover (CONTRACT §3):
+- declined → the transaction fails `declined`, no other gateway is tried;
+- not submitted (the gateway certainly did not act) → the next route, at once;
+- unknown → look the reference up on that gateway: never received → next route;
+  found → follow it; the look-up fails too → `processing` on that gateway, and the
+  reconciliation sweep keeps looking it up until the deadline (`expired`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from gateways.adapters import get_adapter
+from gateways.models import Gateway
+from gateways.selectors import gateway_credentials, route_list
+from gateways.types import LookupResult, LookupStatus, Outcome, PaymentRequest, PaymentResult
+
+from .money import format_amount
+from .models import Attempt, AttemptOutcome, FailureReason, Transaction, TransactionStatus
+from .services import transaction_lock, transaction_transition
+
+logger = logging.getLogger(__name__)
+
+# A run never loops forever, even against a misbehaving gateway.
+_MAX_STEPS = 20
+# Slack added to a gateway's timeouts before an unanswered attempt is presumed abandoned.
+_CALL_GRACE_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class RetryLater:
+    countdown: float
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    attempt_id: str
+    gateway: Gateway
+    request: PaymentRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    attempt_id: str
+    gateway: Gateway
+
+
+@dataclass(frozen=True, slots=True)
+class Continue:
+    pass
+
+
+Step = Done | RetryLater | Call | Lookup | Continue
+
+
+def _call_window(gateway: Gateway) -> float:
+    return gateway.connect_timeout + gateway.read_timeout + _CALL_GRACE_SECONDS
+
+
+def _backoff(route_round: int) -> float:
+    base = settings.PAYGATE_RETRY_BACKOFF_BASE_SECONDS
+    return min(base * (2 ** max(route_round - 1, 0)), settings.PAYGATE_RETRY_BACKOFF_MAX_SECONDS)
+
+
+def _current_attempt(txn: Transaction) -> Attempt | None:
+    return txn.attempts.select_related("gateway").order_by("-number").first()
+
+
+def _callback_url(gateway: Gateway) -> str:
+    return f"{settings.PAYGATE_PUBLIC_URL}/api/v1/callbacks/{gateway.code}"
+
+
+def _payment_request(txn: Transaction, attempt: Attempt) -> PaymentRequest:
+    return PaymentRequest(
+        reference=str(attempt.pk),
+        transaction_id=str(txn.pk),
+        type=txn.type,
+        amount=Decimal(format_amount(txn.amount, txn.currency)),
+        currency=txn.currency,
+        country=txn.country_id,
+        customer_id=txn.customer.reference,
+        callback_url=_callback_url(attempt.gateway),
+    )
+
+
+def _next_step(transaction_id: str) -> Step:
+    """Decide, under the row lock, what the transaction needs next; commit a new attempt if a call."""
+    with transaction.atomic():
+        txn = transaction_lock(transaction_id)
+        if txn.status != TransactionStatus.PENDING:
+            return Done()
+        now = timezone.now()
+        last = _current_attempt(txn)
+        if last is not None and last.outcome == AttemptOutcome.PENDING:
+            age = (now - last.created_at).total_seconds()
+            window = _call_window(last.gateway)
+            if age < window:
+                # Another run may be mid-call on this attempt: let it finish.
+                return RetryLater(countdown=window - age)
+            # That run died mid-call; the gateway may or may not have the payment.
+            last.outcome = AttemptOutcome.UNKNOWN
+            last.error = "interrupted"
+            last.save(update_fields=["outcome", "error", "updated_at"])
+            return Lookup(attempt_id=str(last.pk), gateway=last.gateway)
+        if last is not None and last.outcome == AttemptOutcome.UNKNOWN:
+            return Lookup(attempt_id=str(last.pk), gateway=last.gateway)
+
+        deadline = txn.created_at + timedelta(seconds=settings.PAYGATE_NO_GATEWAY_DEADLINE_SECONDS)
+        if now >= deadline:
+            transaction_transition(txn, to=TransactionStatus.FAILED, failure_reason=FailureReason.NO_GATEWAY_AVAILABLE)
+            return Done()
+
+        routes = route_list(country_code=txn.country_id, currency=txn.currency, transaction_type=txn.type)
+        tried = set(
+            txn.attempts.filter(route_round=txn.route_round).values_list("gateway_id", flat=True)
+        )
+        candidates = [route for route in routes if route.healthy and route.gateway_id not in tried]
+        if not candidates:
+            if tried:
+                txn.route_round += 1  # every usable route did not act: wait, then go round again
+            countdown = min(_backoff(txn.route_round), max((deadline - now).total_seconds(), 0.0))
+            txn.next_check_at = now + timedelta(seconds=countdown + settings.PAYGATE_SWEEP_GRACE_SECONDS)
+            txn.save(update_fields=["route_round", "next_check_at", "updated_at"])
+            logger.info(
+                "no gateway available now; retrying in %.1fs", countdown,
+                extra={"transaction_id": str(txn.pk), "route_round": txn.route_round},
+            )
+            return RetryLater(countdown=countdown)
+
+        route = candidates[0]
+        gateway = Gateway.objects.get(pk=route.gateway_id)
+        attempt = Attempt.objects.create(
+            transaction=txn,
+            number=(last.number + 1) if last is not None else 1,
+            route_round=txn.route_round,
+            gateway=gateway,
+        )
+        txn.next_check_at = now + timedelta(seconds=_call_window(gateway) + settings.PAYGATE_SWEEP_GRACE_SECONDS)
+        txn.save(update_fields=["next_check_at", "updated_at"])
+        return Call(attempt_id=str(attempt.pk), gateway=gateway, request=_payment_request(txn, attempt))
+
+
+def _lock_attempt(attempt_id: str) -> tuple[Transaction, Attempt, bool]:
+    """Lock the attempt's transaction; also say whether the attempt is still the current one."""
+    attempt = Attempt.objects.select_related("gateway").get(pk=attempt_id)
+    txn = transaction_lock(attempt.transaction_id)
+    attempt.refresh_from_db()
+    current = _current_attempt(txn)
+    return txn, attempt, current is not None and current.pk == attempt.pk
+
+
+def _accept(txn: Transaction, attempt: Attempt, *, payment_id: str | None, to: str) -> None:
+    attempt.outcome = AttemptOutcome.ACCEPTED
+    if payment_id:
+        attempt.gateway_payment_id = payment_id
+    txn.gateway = attempt.gateway
+    txn.gateway_reference = attempt.gateway_payment_id
+    if to == TransactionStatus.PROCESSING:
+        if txn.status != TransactionStatus.PROCESSING:
+            transaction_transition(txn, to=to, save=False)
+        txn.next_check_at = timezone.now() + timedelta(seconds=settings.PAYGATE_LOOKUP_FIRST_DELAY_SECONDS)
+    elif to == TransactionStatus.FAILED:
+        transaction_transition(txn, to=to, failure_reason=FailureReason.GATEWAY_FAILED, save=False)
+    else:
+        transaction_transition(txn, to=to, save=False)
+
+
+def _record_result(attempt_id: str, result: PaymentResult) -> Step:
+    with transaction.atomic():
+        txn, attempt, is_current = _lock_attempt(attempt_id)
+        attempt.latency_ms = result.latency_ms
+        attempt.http_status = result.http_status
+        if result.payment_id:
+            attempt.gateway_payment_id = result.payment_id
+        # A callback may have got here first and already recorded the accept.
+        already_accepted = attempt.outcome == AttemptOutcome.ACCEPTED
+        open_ = is_current and not txn.is_final
+        step: Step = Done()
+        if result.outcome == Outcome.ACCEPTED or already_accepted:
+            attempt.outcome = AttemptOutcome.ACCEPTED
+            if open_ and txn.status == TransactionStatus.PENDING:
+                _accept(txn, attempt, payment_id=result.payment_id, to=TransactionStatus.PROCESSING)
+        elif result.outcome == Outcome.DECLINED:
+            attempt.outcome = AttemptOutcome.DECLINED
+            attempt.error = (result.reason or "declined")[:100]
+            if open_:
+                transaction_transition(txn, to=TransactionStatus.FAILED, failure_reason=FailureReason.DECLINED, save=False)
+        elif result.outcome == Outcome.NOT_SUBMITTED:
+            attempt.outcome = AttemptOutcome.ERROR
+            attempt.error = (result.error or "not_submitted")[:100]
+            step = Continue() if open_ else Done()
+        else:
+            attempt.outcome = AttemptOutcome.UNKNOWN
+            attempt.error = (result.error or "unknown")[:100]
+            step = Lookup(attempt_id=str(attempt.pk), gateway=attempt.gateway) if open_ else Done()
+        attempt.save()
+        txn.save()
+    logger.info(
+        "gateway answered %s", attempt.outcome,
+        extra={"transaction_id": str(txn.pk), "attempt": str(attempt.pk), "gateway": attempt.gateway.code,
+               "error": attempt.error, "latency_ms": result.latency_ms},
+    )
+    return step
+
+
+def _record_lookup(attempt_id: str, result: LookupResult, *, expire_if_unresolved: bool = False) -> Step:
+    """Apply a status look-up of an attempt whose outcome was unknown (or still awaited)."""
+    with transaction.atomic():
+        txn, attempt, is_current = _lock_attempt(attempt_id)
+        if txn.is_final or not is_current:
+            return Done()
+        txn.lookup_count += 1
+        step: Step = Done()
+        if result.status == LookupStatus.NOT_FOUND and attempt.outcome != AttemptOutcome.ACCEPTED:
+            attempt.outcome = AttemptOutcome.ERROR
+            attempt.error = f"{attempt.error or 'unknown'}; not_received"[:100]
+            if txn.status == TransactionStatus.PROCESSING:
+                transaction_transition(txn, to=TransactionStatus.PENDING, save=False)
+                txn.gateway = None
+                txn.gateway_reference = ""
+            txn.next_check_at = timezone.now()
+            step = Continue()
+        elif result.status == LookupStatus.COMPLETED:
+            _accept(txn, attempt, payment_id=result.payment_id, to=TransactionStatus.COMPLETED)
+        elif result.status == LookupStatus.FAILED:
+            _accept(txn, attempt, payment_id=result.payment_id, to=TransactionStatus.FAILED)
+        else:
+            if result.status == LookupStatus.ACCEPTED:
+                attempt.outcome = AttemptOutcome.ACCEPTED
+                if result.payment_id:
+                    attempt.gateway_payment_id = result.payment_id
+            deadline = txn.created_at + timedelta(seconds=settings.PAYGATE_PROCESSING_DEADLINE_SECONDS)
+            if expire_if_unresolved and timezone.now() >= deadline:
+                transaction_transition(txn, to=TransactionStatus.FAILED, failure_reason=FailureReason.EXPIRED, save=False)
+                txn.needs_review = True
+            else:
+                # Keep it on this gateway: its callback or a later look-up settles it.
+                first = txn.status == TransactionStatus.PENDING
+                txn.gateway = attempt.gateway
+                txn.gateway_reference = attempt.gateway_payment_id
+                if first:
+                    transaction_transition(txn, to=TransactionStatus.PROCESSING, save=False)
+                delay = (
+                    settings.PAYGATE_LOOKUP_FIRST_DELAY_SECONDS if first else settings.PAYGATE_LOOKUP_INTERVAL_SECONDS
+                )
+                txn.next_check_at = timezone.now() + timedelta(seconds=delay)
+        attempt.save()
+        txn.save()
+    logger.info(
+        "look-up answered %s", result.status,
+        extra={"transaction_id": str(txn.pk), "attempt": str(attempt.pk), "gateway": attempt.gateway.code},
+    )
+    return step
+
+
+def _lookup(step: Lookup) -> LookupResult:
+    adapter = get_adapter(step.gateway.data_format, gateway_credentials(step.gateway))
+    return adapter.lookup_payment(step.attempt_id)
+
+
+def transaction_process(*, transaction_id: str) -> RetryLater | None:
+    """Drive a pending transaction as far as it can go now; return a delay if it must wait."""
+    for _ in range(_MAX_STEPS):
+        step = _next_step(transaction_id)
+        while True:
+            if isinstance(step, Call):
+                adapter = get_adapter(step.gateway.data_format, gateway_credentials(step.gateway))
+                step = _record_result(step.attempt_id, adapter.create_payment(step.request))
+            elif isinstance(step, Lookup):
+                step = _record_lookup(step.attempt_id, _lookup(step))
+            else:
+                break
+        if isinstance(step, Done):
+            return None
+        if isinstance(step, RetryLater):
+            return step
+        # Continue: decide again under the lock.
+    return RetryLater(countdown=_backoff(1))
+
+
+def transaction_reconcile(*, transaction_id: str) -> None:
+    """Look up a `processing` transaction's current attempt; expire it past the deadline."""
+    with transaction.atomic():
+        txn = transaction_lock(transaction_id)
+        if txn.status != TransactionStatus.PROCESSING:
+            return
+        attempt = _current_attempt(txn)
+        if attempt is None:
+            return
+        # Claim this look-up so that a concurrent sweep does not repeat it straight away.
+        txn.next_check_at = timezone.now() + timedelta(seconds=settings.PAYGATE_LOOKUP_INTERVAL_SECONDS)
+        txn.save(update_fields=["next_check_at", "updated_at"])
+    step = _record_lookup(
+        str(attempt.pk), _lookup(Lookup(attempt_id=str(attempt.pk), gateway=attempt.gateway)),
+        expire_if_unresolved=True,
+    )
+    if isinstance(step, Continue):
+        retry = transaction_process(transaction_id=transaction_id)
+        if retry is not None:
+            from .tasks import publish_process_transaction
+
+            publish_process_transaction(transaction_id, countdown=retry.countdown)

@@ -1,0 +1,39 @@
+"""Reads: a client's own transactions, never anyone else's."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.db.models import Prefetch, QuerySet
+
+from .models import ApiClient, Attempt, Transaction
+
+
+def transaction_queryset(*, client: ApiClient) -> QuerySet[Transaction]:
+    return (
+        Transaction.objects.filter(client=client)
+        .select_related("customer", "gateway")
+        .prefetch_related(Prefetch("attempts", queryset=Attempt.objects.select_related("gateway").order_by("number")))
+    )
+
+
+def transaction_get(*, client: ApiClient, transaction_id: str) -> Transaction | None:
+    try:
+        pk = uuid.UUID(str(transaction_id))
+    except ValueError:
+        return None
+    return transaction_queryset(client=client).filter(pk=pk).first()
+
+
+def transaction_list(*, client: ApiClient, filters: dict[str, Any]) -> QuerySet[Transaction]:
+    queryset = transaction_queryset(client=client).order_by("-created_at", "-id")
+    if filters.get("status"):
+        queryset = queryset.filter(status=filters["status"])
+    if filters.get("type"):
+        queryset = queryset.filter(type=filters["type"])
+    if filters.get("country"):
+        queryset = queryset.filter(country_id=filters["country"])
+    if filters.get("gateway"):
+        queryset = queryset.filter(gateway__code=filters["gateway"])
+    return queryset

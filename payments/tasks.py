@@ -1,0 +1,93 @@
+"""Celery tasks of the payment pipeline: ids in, one service call each, safe to run twice."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from celery import shared_task
+from django.conf import settings
+from django.db import DatabaseError, transaction
+from django.utils import timezone
+
+from .models import Transaction, TransactionStatus
+from .processing import transaction_process, transaction_reconcile
+
+logger = logging.getLogger(__name__)
+
+# A database outage is retried; anything else is a bug and goes to the log with its traceback.
+_RETRY_ON = (DatabaseError,)
+_RETRY_KWARGS = {"max_retries": 10}
+
+
+@shared_task(
+    name="payments.process_transaction",
+    acks_late=True,
+    autoretry_for=_RETRY_ON,
+    retry_backoff=True,
+    retry_backoff_max=60,
+    retry_kwargs=_RETRY_KWARGS,
+)
+def process_transaction(transaction_id: str) -> None:
+    retry = transaction_process(transaction_id=transaction_id)
+    if retry is not None:
+        publish_process_transaction(transaction_id, countdown=retry.countdown)
+
+
+@shared_task(
+    name="payments.reconcile_transaction",
+    acks_late=True,
+    autoretry_for=_RETRY_ON,
+    retry_backoff=True,
+    retry_backoff_max=60,
+    retry_kwargs=_RETRY_KWARGS,
+)
+def reconcile_transaction(transaction_id: str) -> None:
+    transaction_reconcile(transaction_id=transaction_id)
+
+
+def publish_process_transaction(transaction_id: object, *, countdown: float | None = None) -> None:
+    """Queue processing. A failed publish is logged, not raised: the sweep republishes."""
+    try:
+        process_transaction.apply_async(args=[str(transaction_id)], countdown=countdown)
+    except Exception:
+        logger.exception("could not publish processing; the recovery sweep will retry",
+                         extra={"transaction_id": str(transaction_id)})
+
+
+_SWEEP_BATCH = 500
+
+
+@shared_task(name="payments.sweep_due", acks_late=True, ignore_result=True)
+def sweep_due() -> dict[str, int]:
+    """Republish pending transactions whose task was lost; look up `processing` ones that are due.
+
+    Each picked row's `next_check_at` is pushed forward in the same statement that picks
+    it, so overlapping sweeps do not publish the same transaction twice in a row (and if
+    they do, the tasks are idempotent anyway).
+    """
+    now = timezone.now()
+    counts = {}
+    for status, task, hold in (
+        (TransactionStatus.PENDING, process_transaction, 60),
+        (TransactionStatus.PROCESSING, reconcile_transaction, settings.PAYGATE_LOOKUP_INTERVAL_SECONDS),
+    ):
+        with transaction.atomic():
+            due = list(
+                Transaction.objects.filter(status=status, next_check_at__lte=now)
+                .order_by("next_check_at")
+                .values_list("pk", flat=True)[:_SWEEP_BATCH]
+            )
+            Transaction.objects.filter(pk__in=due, status=status).update(
+                next_check_at=now + timedelta(seconds=hold)
+            )
+        for pk in due:
+            try:
+                task.apply_async(args=[str(pk)])
+            except Exception:
+                logger.exception("sweep could not publish", extra={"transaction_id": str(pk)})
+                break
+        counts[status] = len(due)
+    if any(counts.values()):
+        logger.info("sweep published %s", counts)
+    return counts
