@@ -57,6 +57,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
+    """With PAYGATE_REQUIRE_SERVICES=1 a `services` test that skips itself is a failure, not a skip."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.skipped and "services" in item.keywords and os.environ.get("PAYGATE_REQUIRE_SERVICES") == "1":
+        report.outcome = "failed"
+        report.longrepr = f"a test needing PostgreSQL and Redis was skipped: {report.longrepr}"
+
+
 def wait_for(predicate: Callable[[], Any], *, timeout: float = 20.0, interval: float = 0.05, message: str = "") -> Any:
     """Poll until `predicate()` is truthy and return its value; fail at the deadline."""
     deadline = time.monotonic() + timeout

@@ -8,9 +8,15 @@ from .demo import DEMO_COUNTRIES, DEMO_GATEWAYS
 from .models import Country, Gateway, GatewayRoute
 
 
-def demo_seed(*, host: str = "127.0.0.1", ports: dict[str, int] | None = None) -> None:
-    """Create the demo gateways, countries and routes that are missing; edits made since are kept."""
+def demo_seed(
+    *, host: str = "127.0.0.1", ports: dict[str, int] | None = None, base_urls: dict[str, str] | None = None
+) -> None:
+    """Create the demo gateways, countries and routes that are missing; edits made since are kept.
+
+    `base_urls` (code → URL) overrides where a sandbox is, e.g. another container's name.
+    """
     ports = ports or {}
+    base_urls = base_urls or {}
     with transaction.atomic():
         gateways = {}
         for demo in DEMO_GATEWAYS:
@@ -20,7 +26,7 @@ def demo_seed(*, host: str = "127.0.0.1", ports: dict[str, int] | None = None) -
                 defaults={
                     "name": demo.name,
                     "data_format": demo.data_format,
-                    "base_url": f"http://{host}:{port}",
+                    "base_url": base_urls.get(demo.code, f"http://{host}:{port}"),
                     "api_key": demo.api_key,
                     "webhook_secret": demo.webhook_secret,
                     "is_active": True,

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.http import HttpRequest
+
+from .models import Country, Gateway, GatewayRoute
+
+
+class RouteInline(admin.TabularInline):
+    model = GatewayRoute
+    extra = 0
+    fields = ("gateway", "priority", "currencies", "transaction_types", "is_active")
+    ordering = ("priority",)
+
+
+@admin.register(Country)
+class CountryAdmin(admin.ModelAdmin):
+    list_display = ("code", "name", "currency", "currency_minor_units", "route_summary")
+    search_fields = ("code", "name")
+    inlines = [RouteInline]
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        return super().get_queryset(request).prefetch_related("routes__gateway")
+
+    @admin.display(description="Routes (priority order)")
+    def route_summary(self, country: Country) -> str:
+        routes = sorted(country.routes.all(), key=lambda r: r.priority)
+        return ", ".join(f"{r.gateway.code} {r.priority}{'' if r.is_active else ' (off)'}" for r in routes)
+
+
+class GatewayForm(forms.ModelForm):
+    """Credentials are write-only: the form never shows the stored values."""
+
+    base_url = forms.URLField(assume_scheme="http", max_length=500)
+    api_key = forms.CharField(widget=forms.PasswordInput(render_value=False), required=False,
+                              help_text="Leave empty to keep the current key.")
+    webhook_secret = forms.CharField(widget=forms.PasswordInput(render_value=False), required=False,
+                                     help_text="Leave empty to keep the current secret.")
+
+    class Meta:
+        model = Gateway
+        exclude = ("previous_webhook_secret",)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        for name in ("api_key", "webhook_secret"):
+            if not data.get(name):
+                if not self.instance.pk:
+                    self.add_error(name, "Required for a new gateway.")
+                else:
+                    data[name] = getattr(self.instance, name)
+        return data
+
+
+@admin.register(Gateway)
+class GatewayAdmin(admin.ModelAdmin):
+    form = GatewayForm
+    list_display = ("code", "name", "data_format", "is_active", "health_status", "last_checked_at", "base_url")
+    list_filter = ("data_format", "is_active", "health_status")
+    search_fields = ("code", "name")
+    readonly_fields = ("health_status", "last_checked_at", "last_check_latency_ms", "consecutive_check_failures",
+                       "consecutive_check_successes", "created_at", "updated_at")
+    actions = ["disable_gateways"]
+
+    @admin.action(description="Disable the selected gateways (no more traffic)")
+    def disable_gateways(self, request: HttpRequest, queryset: Any) -> None:
+        count = queryset.update(is_active=False)
+        self.message_user(request, f"Disabled {count} gateway(s).")
+
+
+@admin.register(GatewayRoute)
+class GatewayRouteAdmin(admin.ModelAdmin):
+    list_display = ("country", "gateway", "priority", "is_active", "currencies", "transaction_types")
+    list_editable = ("priority", "is_active")
+    list_filter = ("country", "gateway", "is_active")

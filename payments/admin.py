@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+from django.utils.html import format_html
+from rest_framework_api_key.admin import APIKeyModelAdmin
+from rest_framework_api_key.models import APIKey
+
+from callbacks.models import CallbackEvent
+
+from .masking import mask_details
+from .models import ApiClient, Attempt, ClientAPIKey, Transaction
+
+
+class ReadOnlyMixin:
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class AttemptInline(ReadOnlyMixin, admin.TabularInline):
+    model = Attempt
+    extra = 0
+    fields = ("number", "id", "gateway", "route_round", "outcome", "error", "gateway_payment_id", "http_status",
+              "latency_ms", "created_at")
+    readonly_fields = fields
+    ordering = ("number",)
+
+
+class CallbackInline(ReadOnlyMixin, admin.TabularInline):
+    model = CallbackEvent
+    extra = 0
+    fields = ("received_at", "gateway", "event_id", "status", "result", "flag_reason")
+    readonly_fields = fields
+
+
+@admin.register(Transaction)
+class TransactionAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ("id", "client", "type", "status", "failure_reason", "amount", "currency", "country", "gateway",
+                    "created_at")
+    list_filter = ("status", "type", "country", "gateway", "failure_reason", "needs_review", "created_at")
+    list_select_related = ("client", "gateway")
+    search_fields = ("=id", "gateway_reference", "customer__reference", "idempotency_key")
+    date_hierarchy = "created_at"
+    inlines = [AttemptInline, CallbackInline]
+    exclude = ("payment_details",)
+    readonly_fields = ("masked_payment_details",)
+
+    @admin.display(description="Payment details (masked)")
+    def masked_payment_details(self, txn: Transaction) -> str:
+        return format_html("<code>{}</code>", json.dumps(mask_details(txn.payment_details)))
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.is_active and request.user.is_staff)
+
+
+@admin.register(ApiClient)
+class ApiClientAdmin(admin.ModelAdmin):
+    list_display = ("name", "created_at")
+    search_fields = ("name",)
+
+
+# Clients' keys are ClientAPIKey; the package's own unbound key model is not used.
+if admin.site.is_registered(APIKey):
+    admin.site.unregister(APIKey)
+
+
+@admin.register(ClientAPIKey)
+class ClientAPIKeyAdmin(APIKeyModelAdmin):
+    list_display = (*APIKeyModelAdmin.list_display, "client", "last_used_at")
+    list_filter = (*APIKeyModelAdmin.list_filter, "client")

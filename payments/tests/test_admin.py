@@ -1,0 +1,100 @@
+"""Every admin page renders for staff and sends anyone else to the login page."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+
+from callbacks.models import CallbackEvent
+from gateways.models import Gateway
+from gateways.services import demo_seed
+from payments.models import Attempt, Transaction
+
+DEPOSIT = {"customer_id": "cus_1", "country": "DE", "amount": "25.00", "currency": "EUR",
+           "payment_details": {"iban": "DE89370400440532013000", "holder_name": "Jane Roe"}}
+
+
+@pytest.fixture
+def objects(api: Any) -> Transaction:
+    demo_seed()
+    txn_id = api.post("/api/v1/deposits", data=json.dumps(DEPOSIT), content_type="application/json").json()["id"]
+    txn = Transaction.objects.get(pk=txn_id)
+    attempt = Attempt.objects.create(transaction=txn, number=1, gateway=Gateway.objects.get(code="acmepay"))
+    CallbackEvent.objects.create(gateway=attempt.gateway, event_id="evt_1", reference=str(attempt.pk),
+                                 status="completed", raw_body="{}", signature="current", signature_timestamp=0,
+                                 transaction=txn, attempt=attempt)
+    return txn
+
+
+@pytest.fixture
+def staff_client(client: Any) -> Any:
+    user = get_user_model().objects.create_superuser("ops", "", "pw-for-tests-only")
+    client.force_login(user)
+    return client
+
+
+def admin_urls() -> list[str]:
+    urls = [reverse("admin:index")]
+    for model in admin.site._registry:
+        opts = model._meta
+        urls.append(reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"))
+        first = model._default_manager.first()
+        if first is not None:
+            urls.append(reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[first.pk]))
+    return urls
+
+
+def test_every_admin_page_renders_for_staff(objects: Transaction, staff_client: Any) -> None:
+    urls = admin_urls()
+    assert any("transaction" in url for url in urls) and any("callbackevent" in url for url in urls)
+    for url in urls:
+        response = staff_client.get(url)
+        assert response.status_code == 200, url
+
+
+def test_admin_needs_a_staff_login(objects: Transaction, client: Any) -> None:
+    for url in admin_urls():
+        response = client.get(url)
+        assert response.status_code == 302 and "/admin/login/" in response["Location"], url
+
+
+def test_transaction_page_masks_payment_details(objects: Transaction, staff_client: Any) -> None:
+    page = staff_client.get(reverse("admin:payments_transaction_change", args=[objects.pk])).content.decode()
+    assert "DE89370400440532013000" not in page
+    assert "DE89************3000" in page
+
+
+def test_transactions_are_read_only(objects: Transaction, staff_client: Any) -> None:
+    url = reverse("admin:payments_transaction_change", args=[objects.pk])
+    response = staff_client.post(url, {"status": "completed"})
+    assert response.status_code == 403
+    objects.refresh_from_db()
+    assert objects.status == "pending"
+
+
+def test_gateway_credentials_are_never_shown(objects: Transaction, staff_client: Any) -> None:
+    gateway = Gateway.objects.get(code="acmepay")
+    page = staff_client.get(reverse("admin:gateways_gateway_change", args=[gateway.pk])).content.decode()
+    assert "demo-acmepay-api-key" not in page and "demo-acmepay-webhook-secret" not in page
+
+
+def test_route_priority_edit_in_place(objects: Transaction, staff_client: Any) -> None:
+    from gateways.models import GatewayRoute
+
+    route = GatewayRoute.objects.get(country__code="DE", gateway__code="soapbank")
+    url = reverse("admin:gateways_gatewayroute_changelist")
+    routes = list(GatewayRoute.objects.order_by("country__code", "priority", "id"))
+    data = {"form-TOTAL_FORMS": str(len(routes)), "form-INITIAL_FORMS": str(len(routes)), "_save": "Save"}
+    for i, r in enumerate(routes):
+        data[f"form-{i}-id"] = str(r.pk)
+        data[f"form-{i}-priority"] = "0" if r.pk == route.pk else str(r.priority)
+        if r.is_active:
+            data[f"form-{i}-is_active"] = "on"
+    assert staff_client.post(url, data).status_code == 302
+    route.refresh_from_db()
+    assert route.priority == 0
