@@ -1,0 +1,747 @@
+"""The sandbox gateway, run as a real process (`manage.py run_sandbox_gateway`), over HTTP.
+
+No database: each sandbox is a subprocess on a free port, and callbacks land on a small
+HTTP server running in a thread of the test process.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from xml.etree.ElementTree import Element
+from xml.sax.saxutils import escape
+
+import defusedxml.ElementTree
+import pytest
+import requests
+
+from callbacks.signing import verify_signature
+
+pytestmark = pytest.mark.integration
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+SB = "urn:paygate:sandbox"
+WSDL = "http://schemas.xmlsoap.org/wsdl/"
+WSDL_SOAP = "http://schemas.xmlsoap.org/wsdl/soap/"
+STARTUP_DEADLINE = 60.0
+QUIET_PERIOD = 0.5  # how long "no further callback" is watched for (callback delay is 0.05 s)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(predicate: Any, timeout: float, message: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(message)
+        time.sleep(0.02)
+
+
+# --- Callback receiver ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class CallbackReceiver:
+    """Records every POST it gets; answers 200, or 500 while `fail_next` is positive."""
+
+    def __init__(self) -> None:
+        self.received: list[Received] = []
+        self.fail_next = 0
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with receiver._lock:
+                    failing = receiver.fail_next > 0
+                    receiver.fail_next -= 1 if failing else 0
+                    receiver.received.append(Received(self.path, dict(self.headers.items()), body))
+                self.send_response(500 if failing else 200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def url(self, path: str = "/callbacks") -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}{path}"
+
+    def clear(self) -> None:
+        with self._lock:
+            self.received.clear()
+            self.fail_next = 0
+
+    def snapshot(self) -> list[Received]:
+        with self._lock:
+            return list(self.received)
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
+        message = f"expected {count} callback(s), got {self.snapshot()}"
+        wait_until(lambda: len(self.snapshot()) >= count, timeout, message)
+        return self.snapshot()
+
+    def assert_stays_at(self, count: int) -> None:
+        """No further callback arrives during a quiet period."""
+        deadline = time.monotonic() + QUIET_PERIOD
+        while time.monotonic() < deadline:
+            assert len(self.snapshot()) == count, f"unexpected callback(s): {self.snapshot()}"
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+# --- Sandbox processes ------------------------------------------------------------------------
+
+
+@dataclass
+class Sandbox:
+    code: str
+    format: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    api_key: str = ""
+    secret: str = ""
+    _stopped: bool = field(default=False, repr=False)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return requests.get(self.base_url + path, timeout=kwargs.pop("timeout", 5), **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> requests.Response:
+        return requests.post(self.base_url + path, timeout=kwargs.pop("timeout", 5), **kwargs)
+
+    def set_mode(self, **settings: Any) -> dict[str, Any]:
+        response = self.post("/_sandbox/mode", json=settings)
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    def payments(self) -> list[dict[str, Any]]:
+        return list(self.get("/_sandbox/payments").json()["payments"])
+
+    def reset(self) -> None:
+        assert self.post("/_sandbox/reset").status_code == 200
+
+    def stop(self) -> int:
+        """SIGTERM, then the exit code (killing it if it does not stop in time)."""
+        if self._stopped:
+            return self.process.returncode
+        self._stopped = True
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+            raise AssertionError(f"sandbox {self.code} ignored SIGTERM:\n{self.log()}") from None
+
+
+def start_sandbox(log_dir: Path, code: str, fmt: str, *extra: str) -> Sandbox:
+    port = free_port()
+    log_path = log_dir / f"sandbox-{code}-{port}.log"
+    command = [
+        sys.executable, "manage.py", "run_sandbox_gateway",
+        "--code", code, "--format", fmt, "--port", str(port),
+        "--callback-delay", "0.05", "--timeout-delay", "3",
+        *extra,
+    ]  # fmt: skip
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT)
+    sandbox = Sandbox(code, fmt, port, process, log_path, f"demo-{code}-api-key", f"demo-{code}-webhook-secret")
+
+    def healthy() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"sandbox {code} exited with {process.returncode}:\n{sandbox.log()}")
+        try:
+            return sandbox.get("/health", timeout=1).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    try:
+        wait_until(healthy, STARTUP_DEADLINE, f"sandbox {code} did not become healthy")
+    except BaseException:
+        process.kill()
+        process.wait(5)
+        raise
+    return sandbox
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[CallbackReceiver]:
+    server = CallbackReceiver()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def sandbox_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("sandbox-logs")
+
+
+@pytest.fixture(scope="module")
+def json_server(sandbox_logs: Path) -> Iterator[Sandbox]:
+    sandbox = start_sandbox(sandbox_logs, "alpha", "json")
+    yield sandbox
+    sandbox.stop()
+
+
+@pytest.fixture(scope="module")
+def xml_server(sandbox_logs: Path) -> Iterator[Sandbox]:
+    sandbox = start_sandbox(sandbox_logs, "beta", "xml")
+    yield sandbox
+    sandbox.stop()
+
+
+@pytest.fixture
+def json_gw(json_server: Sandbox, receiver: CallbackReceiver) -> Sandbox:
+    json_server.reset()
+    receiver.clear()
+    return json_server
+
+
+@pytest.fixture
+def xml_gw(xml_server: Sandbox, receiver: CallbackReceiver) -> Sandbox:
+    xml_server.reset()
+    receiver.clear()
+    return xml_server
+
+
+# --- Protocol helpers -------------------------------------------------------------------------
+
+
+def payment_fields(receiver: CallbackReceiver, reference: str | None = None) -> dict[str, str]:
+    return {
+        "reference": reference or f"att_{uuid.uuid4().hex}",
+        "transaction_id": f"txn_{uuid.uuid4().hex}",
+        "type": "deposit",
+        "amount": "125.50",
+        "currency": "EUR",
+        "country": "DE",
+        "customer_id": "cust_42",
+        "callback_url": receiver.url(),
+    }
+
+
+def json_pay(gw: Sandbox, body: dict[str, Any], *, api_key: str | None = None, **kwargs: Any) -> requests.Response:
+    headers = {"Authorization": f"Bearer {api_key or gw.api_key}", "Idempotency-Key": str(body.get("reference"))}
+    return gw.post("/payments", json=body, headers=headers, **kwargs)
+
+
+def soap_request(operation: str, values: dict[str, str]) -> bytes:
+    children = "".join(f"<sb:{name}>{escape(value)}</sb:{name}>" for name, value in values.items())
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>'
+        f'<soapenv:Envelope xmlns:soapenv="{SOAP_ENV}" xmlns:sb="{SB}">'
+        f"<soapenv:Header/><soapenv:Body><sb:{operation}>{children}</sb:{operation}></soapenv:Body>"
+        "</soapenv:Envelope>"
+    ).encode()
+
+
+def soap_post(gw: Sandbox, action: str, body: bytes, *, quoted: bool = True, **kwargs: Any) -> requests.Response:
+    headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{action}"' if quoted else action}
+    return gw.post("/soap", data=body, headers=headers, **kwargs)
+
+
+def soap_pay(
+    gw: Sandbox, fields: dict[str, str], *, api_key: str | None = None, quoted: bool = True, **kwargs: Any
+) -> requests.Response:
+    values = {
+        "ApiKey": api_key or gw.api_key,
+        "Reference": fields["reference"],
+        "TransactionId": fields["transaction_id"],
+        "Type": fields["type"],
+        "Amount": fields["amount"],
+        "Currency": fields["currency"],
+        "Country": fields["country"],
+        "CustomerId": fields["customer_id"],
+        "CallbackUrl": fields["callback_url"],
+    }
+    return soap_post(gw, "ProcessPayment", soap_request("ProcessPayment", values), quoted=quoted, **kwargs)
+
+
+def soap_status(gw: Sandbox, reference: str) -> requests.Response:
+    body = soap_request("GetPaymentStatus", {"ApiKey": gw.api_key, "Reference": reference})
+    return soap_post(gw, "GetPaymentStatus", body)
+
+
+def soap_result(response: requests.Response, operation: str) -> dict[str, str]:
+    root = defusedxml.ElementTree.fromstring(response.content, forbid_dtd=True)
+    result = root.find(f"{{{SOAP_ENV}}}Body/{{{SB}}}{operation}Response")
+    assert result is not None, response.text
+    return {child.tag.removeprefix(f"{{{SB}}}"): child.text or "" for child in result}
+
+
+def soap_fault_code(response: requests.Response) -> str:
+    root = defusedxml.ElementTree.fromstring(response.content, forbid_dtd=True)
+    fault = root.find(f"{{{SOAP_ENV}}}Body/{{{SOAP_ENV}}}Fault")
+    assert fault is not None, response.text
+    return fault.findtext("faultcode") or ""
+
+
+def xml_children(element: Element) -> dict[str, str]:
+    return {child.tag: child.text or "" for child in element}
+
+
+def assert_signed(gw: Sandbox, callback: Received) -> None:
+    header = callback.headers.get("X-Signature")
+    verify_signature(header=header, body=callback.body, secrets=[gw.secret], tolerance=300)
+
+
+# --- JSON protocol ----------------------------------------------------------------------------
+
+
+def test_json_accept_and_signed_callback(json_gw: Sandbox, receiver: CallbackReceiver) -> None:
+    fields = payment_fields(receiver)
+    response = json_pay(json_gw, fields)
+    assert response.status_code == 202
+    answer = response.json()
+    assert answer["status"] == "accepted"
+    payment_id = answer["payment_id"]
+
+    [callback] = receiver.wait_for(1)
+    assert callback.path == "/callbacks"
+    assert callback.headers["Content-Type"] == "application/json"
+    assert_signed(json_gw, callback)
+    body = callback.json()
+    assert body["event_id"].startswith("evt_")
+    assert body == {
+        "event_id": body["event_id"],
+        "payment_id": payment_id,
+        "reference": fields["reference"],
+        "status": "completed",
+        "reason": None,
+    }
+    lookup = json_gw.get(f"/payments/{fields['reference']}")
+    assert lookup.status_code == 200
+    assert lookup.json()["status"] == "completed"
+    assert lookup.json()["payment_id"] == payment_id
+
+    [listed] = json_gw.payments()
+    assert listed["reference"] == fields["reference"]
+    assert listed["transaction_id"] == fields["transaction_id"]
+    assert listed["amount"] == "125.50"
+    assert listed["status"] == "completed"
+    assert listed["requests"] == 1
+    receiver.assert_stays_at(1)
+
+
+def test_json_wrong_or_missing_api_key_is_refused(json_gw: Sandbox, receiver: CallbackReceiver) -> None:
+    fields = payment_fields(receiver)
+    assert json_pay(json_gw, fields, api_key="not-the-key").status_code == 401
+    assert json_gw.post("/payments", json=fields).status_code == 401
+    assert json_gw.payments() == []
+    assert json_gw.get(f"/payments/{fields['reference']}").status_code == 404
+
+
+def test_json_malformed_body_is_a_400(json_gw: Sandbox, receiver: CallbackReceiver) -> None:
+    headers = {"Authorization": f"Bearer {json_gw.api_key}", "Content-Type": "application/json"}
+    assert json_gw.post("/payments", data=b"{not json", headers=headers).status_code == 400
+    assert json_gw.post("/payments", data=b"[1, 2]", headers=headers).status_code == 400
+    missing = payment_fields(receiver)
+    del missing["amount"]
+    assert json_pay(json_gw, missing).status_code == 400
+    bad_amount = payment_fields(receiver) | {"amount": "ten"}
+    assert json_pay(json_gw, bad_amount).status_code == 400
+    assert json_gw.payments() == []
+
+
+def test_json_repeated_reference_is_idempotent(json_gw: Sandbox, receiver: CallbackReceiver) -> None:
+    fields = payment_fields(receiver)
+    first = json_pay(json_gw, fields)
+    second = json_pay(json_gw, fields)
+    assert first.status_code == second.status_code == 202
+    assert first.json() == second.json()
+
+    [payment] = json_gw.payments()
+    assert payment["requests"] == 2
+    assert payment["payment_id"] == first.json()["payment_id"]
+    receiver.wait_for(1)
+    receiver.assert_stays_at(1)
+    # Still the same answer once the payment has completed.
+    third = json_pay(json_gw, fields)
+    assert third.status_code == 202
+    assert third.json()["payment_id"] == first.json()["payment_id"]
+    assert json_gw.payments()[0]["requests"] == 3
+
+
+def test_json_lookup_404_then_found(json_gw: Sandbox, receiver: CallbackReceiver) -> None:
+    json_gw.set_mode(callback="none")
+    fields = payment_fields(receiver)
+    assert json_gw.get(f"/payments/{fields['reference']}").status_code == 404
+    payment_id = json_pay(json_gw, fields).json()["payment_id"]
+    path = f"/payments/{fields['reference']}"
+    assert json_gw.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    lookup = json_gw.get(path, headers={"Authorization": f"Bearer {json_gw.api_key}"})
+    assert lookup.status_code == 200
+    assert lookup.json() == {
+        "payment_id": payment_id,
+        "reference": fields["reference"],
+        "status": "accepted",
+        "reason": None,
+    }
+
+
+# --- Modes ------------------------------------------------------------------------------------
+
+
+def test_mode_down_answers_503_and_records_nothing(json_gw: Sandbox, receiver: CallbackReceiver) -> None:
+    json_gw.set_mode(mode="down")
+    assert json_gw.get("/health").status_code == 503
+    fields = payment_fields(receiver)
+    assert json_pay(json_gw, fields).status_code == 503
+    assert json_gw.get(f"/payments/{fields['reference']}").status_code == 503
+    assert json_gw.get("/_sandbox/mode").json()["mode"] == "down"
+    assert json_gw.payments() == []
+    json_gw.set_mode(mode="ok")
+    assert json_gw.get("/health").status_code == 200
+    assert json_gw.get(f"/payments/{fields['reference']}").status_code == 404
+
+
+def test_mode_error_answers_500_and_records_nothing(json_gw: Sandbox, receiver: CallbackReceiver) -> None:
+    json_gw.set_mode(mode="error")
+    fields = payment_fields(receiver)
+    assert json_pay(json_gw, fields).status_code == 500
+    assert json_gw.get("/health").status_code == 200
+    assert json_gw.get(f"/payments/{fields['reference']}").status_code == 404
+    assert json_gw.payments() == []
+    receiver.assert_stays_at(0)
+
+
+def test_mode_timeout_records_but_answers_late(json_gw: Sandbox, receiver: CallbackReceiver) -> None:
+    json_gw.set_mode(mode="timeout")
+    fields = payment_fields(receiver)
+    with pytest.raises(requests.ReadTimeout):
+        json_pay(json_gw, fields, timeout=(2, 1))
+
+    started = time.monotonic()
+    lookup = json_gw.get(f"/payments/{fields['reference']}")
+    assert time.monotonic() - started < 0.9
+    assert lookup.status_code == 200
+    assert lookup.json()["status"] in ("accepted", "completed")
+    [payment] = json_gw.payments()
+    assert payment["reference"] == fields["reference"]
+    [callback] = receiver.wait_for(1)
+    assert callback.json()["payment_id"] == lookup.json()["payment_id"]
+
+
+def test_mode_decline(json_gw: Sandbox, receiver: CallbackReceiver) -> None:
+    json_gw.set_mode(mode="decline")
+    fields = payment_fields(receiver)
+    response = json_pay(json_gw, fields)
+    assert response.status_code == 200
+    assert response.json() == {"status": "declined", "reason": "insufficient_funds"}
+    repeat = json_pay(json_gw, fields)
+    assert repeat.status_code == 200
+    assert repeat.json() == response.json()
+
+    [payment] = json_gw.payments()
+    assert payment["status"] == "declined"
+    assert payment["requests"] == 2
+    assert json_gw.get(f"/payments/{fields['reference']}").json()["status"] == "failed"
+    receiver.assert_stays_at(0)
+
+
+def test_mode_flaky(json_gw: Sandbox, receiver: CallbackReceiver) -> None:
+    json_gw.set_mode(mode="flaky", failure_rate=1.0)
+    for _ in range(3):
+        assert json_pay(json_gw, payment_fields(receiver)).status_code == 503
+    assert json_gw.payments() == []
+
+    json_gw.set_mode(failure_rate=0.0)
+    for _ in range(3):
+        assert json_pay(json_gw, payment_fields(receiver)).status_code == 202
+    assert len(json_gw.payments()) == 3
+    assert json_gw.get("/_sandbox/mode").json()["mode"] == "flaky"
+
+
+def test_callback_none(json_gw: Sandbox, receiver: CallbackReceiver) -> None:
+    json_gw.set_mode(callback="none")
+    fields = payment_fields(receiver)
+    assert json_pay(json_gw, fields).status_code == 202
+    receiver.assert_stays_at(0)
+    assert json_gw.get(f"/payments/{fields['reference']}").json()["status"] == "accepted"
+
+
+def test_callback_failed(json_gw: Sandbox, receiver: CallbackReceiver) -> None:
+    json_gw.set_mode(callback="failed")
+    fields = payment_fields(receiver)
+    payment_id = json_pay(json_gw, fields).json()["payment_id"]
+    [callback] = receiver.wait_for(1)
+    assert_signed(json_gw, callback)
+    body = callback.json()
+    assert (body["payment_id"], body["status"], body["reason"]) == (payment_id, "failed", "rejected_by_bank")
+    assert json_gw.get(f"/payments/{fields['reference']}").json()["status"] == "failed"
+
+
+def test_duplicate_callbacks(json_gw: Sandbox, receiver: CallbackReceiver) -> None:
+    json_gw.set_mode(duplicate_callbacks=True)
+    json_pay(json_gw, payment_fields(receiver))
+    first, second = receiver.wait_for(2)
+    assert first.json() == second.json()
+    assert first.json()["event_id"].startswith("evt_")
+    assert_signed(json_gw, first)
+    assert_signed(json_gw, second)
+    receiver.assert_stays_at(2)
+
+
+def test_failed_callback_delivery_is_retried(json_gw: Sandbox, receiver: CallbackReceiver) -> None:
+    receiver.fail_next = 1
+    json_pay(json_gw, payment_fields(receiver))
+    failed, retried = receiver.wait_for(2)
+    assert failed.json() == retried.json()
+    assert_signed(json_gw, retried)
+    receiver.assert_stays_at(2)
+
+
+def test_mode_endpoint(json_gw: Sandbox) -> None:
+    assert json_gw.get("/_sandbox/mode").json() == {
+        "mode": "ok",
+        "failure_rate": 0.3,
+        "callback": "completed",
+        "duplicate_callbacks": False,
+    }
+    updated = json_gw.set_mode(mode="flaky", failure_rate=0.5)
+    assert updated == {"mode": "flaky", "failure_rate": 0.5, "callback": "completed", "duplicate_callbacks": False}
+    for invalid in ({"mode": "sideways"}, {"failure_rate": 1.5}, {"failure_rate": "high"}, {"callback": "maybe"},
+                    {"duplicate_callbacks": "yes"}, {"colour": "blue"}):  # fmt: skip
+        assert json_gw.post("/_sandbox/mode", json=invalid).status_code == 400, invalid
+    assert json_gw.post("/_sandbox/mode", data=b"nope").status_code == 400
+    assert json_gw.get("/_sandbox/mode").json() == updated
+    json_gw.reset()
+    assert json_gw.get("/_sandbox/mode").json()["mode"] == "ok"
+
+
+# --- SOAP protocol ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("quoted", [True, False])
+def test_soap_accept_and_signed_callback(xml_gw: Sandbox, receiver: CallbackReceiver, quoted: bool) -> None:
+    fields = payment_fields(receiver)
+    response = soap_pay(xml_gw, fields, quoted=quoted)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/xml")
+    result = soap_result(response, "ProcessPayment")
+    assert result["Status"] == "Accepted"
+    assert result["PaymentId"]
+
+    [callback] = receiver.wait_for(1)
+    assert callback.headers["Content-Type"] == "application/xml"
+    assert_signed(xml_gw, callback)
+    notification = defusedxml.ElementTree.fromstring(callback.body, forbid_dtd=True)
+    assert notification.tag == "PaymentNotification"
+    values = xml_children(notification)
+    assert values["EventId"].startswith("evt_")
+    assert values == {
+        "EventId": values["EventId"],
+        "PaymentId": result["PaymentId"],
+        "Reference": fields["reference"],
+        "Status": "Completed",
+        "Reason": "",
+    }
+    status = soap_result(soap_status(xml_gw, fields["reference"]), "GetPaymentStatus")
+    assert status == {"PaymentId": result["PaymentId"], "Status": "Completed"}
+
+
+def test_soap_repeat_is_idempotent_and_lookup(xml_gw: Sandbox, receiver: CallbackReceiver) -> None:
+    fields = payment_fields(receiver)
+    not_found = soap_status(xml_gw, fields["reference"])
+    assert not_found.status_code == 500
+    assert soap_fault_code(not_found) == "Client.NotFound"
+
+    xml_gw.set_mode(callback="failed")
+    first = soap_result(soap_pay(xml_gw, fields), "ProcessPayment")
+    second = soap_result(soap_pay(xml_gw, fields), "ProcessPayment")
+    assert first == second
+    [payment] = xml_gw.payments()
+    assert payment["requests"] == 2
+
+    [callback] = receiver.wait_for(1)
+    values = xml_children(defusedxml.ElementTree.fromstring(callback.body, forbid_dtd=True))
+    assert (values["Status"], values["Reason"]) == ("Failed", "rejected_by_bank")
+    receiver.assert_stays_at(1)
+    status = soap_result(soap_status(xml_gw, fields["reference"]), "GetPaymentStatus")
+    assert status == {"PaymentId": first["PaymentId"], "Status": "Failed"}
+
+
+def test_soap_decline(xml_gw: Sandbox, receiver: CallbackReceiver) -> None:
+    xml_gw.set_mode(mode="decline")
+    response = soap_pay(xml_gw, payment_fields(receiver))
+    assert response.status_code == 200
+    result = soap_result(response, "ProcessPayment")
+    assert (result["Status"], result["Reason"]) == ("Declined", "insufficient_funds")
+    assert xml_gw.payments()[0]["status"] == "declined"
+    receiver.assert_stays_at(0)
+
+
+def test_soap_wrong_api_key_is_an_authentication_fault(xml_gw: Sandbox, receiver: CallbackReceiver) -> None:
+    response = soap_pay(xml_gw, payment_fields(receiver), api_key="not-the-key")
+    assert response.status_code == 500
+    assert soap_fault_code(response) == "Client.Authentication"
+    assert xml_gw.payments() == []
+
+
+@pytest.mark.parametrize(
+    ("settings", "http_status", "fault_code"),
+    [
+        ({"mode": "error"}, 500, "Server.Error"),
+        ({"mode": "flaky", "failure_rate": 1.0}, 500, "Server.Unavailable"),
+        ({"mode": "down"}, 503, "Server.Unavailable"),
+    ],
+)
+def test_soap_technical_faults_record_nothing(
+    xml_gw: Sandbox, receiver: CallbackReceiver, settings: dict[str, Any], http_status: int, fault_code: str
+) -> None:
+    xml_gw.set_mode(**settings)
+    response = soap_pay(xml_gw, payment_fields(receiver))
+    assert response.status_code == http_status
+    assert soap_fault_code(response) == fault_code
+    assert xml_gw.get("/health").status_code == (503 if settings["mode"] == "down" else 200)
+    assert xml_gw.payments() == []
+
+
+def test_soap_timeout_mode(xml_gw: Sandbox, receiver: CallbackReceiver) -> None:
+    xml_gw.set_mode(mode="timeout")
+    fields = payment_fields(receiver)
+    with pytest.raises(requests.ReadTimeout):
+        soap_pay(xml_gw, fields, timeout=(2, 1))
+    started = time.monotonic()
+    status = soap_result(soap_status(xml_gw, fields["reference"]), "GetPaymentStatus")
+    assert time.monotonic() - started < 0.9
+    assert status["Status"] in ("Accepted", "Completed")
+    assert len(xml_gw.payments()) == 1
+
+
+def test_wsdl(xml_gw: Sandbox) -> None:
+    response = xml_gw.get("/soap?wsdl")
+    assert response.status_code == 200
+    root = defusedxml.ElementTree.fromstring(response.content, forbid_dtd=True)
+    assert root.tag == f"{{{WSDL}}}definitions"
+    assert root.get("targetNamespace") == SB
+    operations = {op.get("name") for op in root.iterfind(f"{{{WSDL}}}portType/{{{WSDL}}}operation")}
+    assert operations == {"ProcessPayment", "GetPaymentStatus"}
+    binding = root.find(f"{{{WSDL}}}binding/{{{WSDL_SOAP}}}binding")
+    assert binding is not None and binding.get("style") == "document"
+    actions = {op.get("soapAction") for op in root.iter(f"{{{WSDL_SOAP}}}operation")}
+    assert actions == {"ProcessPayment", "GetPaymentStatus"}
+    assert {body.get("use") for body in root.iter(f"{{{WSDL_SOAP}}}body")} == {"literal"}
+    address = root.find(f"{{{WSDL}}}service/{{{WSDL}}}port/{{{WSDL_SOAP}}}address")
+    assert address is not None and address.get("location") == xml_gw.base_url + "/soap"
+
+
+XXE_BODIES = {
+    "external_entity": (
+        '<?xml version="1.0"?><!DOCTYPE r [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
+        f'<soapenv:Envelope xmlns:soapenv="{SOAP_ENV}" xmlns:sb="{SB}"><soapenv:Body><sb:ProcessPayment>'
+        "<sb:ApiKey>demo-beta-api-key</sb:ApiKey><sb:Reference>&xxe;</sb:Reference>"
+        "</sb:ProcessPayment></soapenv:Body></soapenv:Envelope>"
+    ),
+    "entity_expansion": (
+        '<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;">]>'
+        f'<soapenv:Envelope xmlns:soapenv="{SOAP_ENV}" xmlns:sb="{SB}"><soapenv:Body><sb:ProcessPayment>'
+        "<sb:ApiKey>demo-beta-api-key</sb:ApiKey><sb:Reference>&b;</sb:Reference>"
+        "</sb:ProcessPayment></soapenv:Body></soapenv:Envelope>"
+    ),
+    "bare_dtd": '<?xml version="1.0"?><!DOCTYPE Envelope><Envelope/>',
+    "malformed": "<soapenv:Envelope",
+}
+
+
+@pytest.mark.parametrize("name", sorted(XXE_BODIES))
+def test_soap_dtd_and_malformed_xml_are_refused(xml_gw: Sandbox, name: str) -> None:
+    response = soap_post(xml_gw, "ProcessPayment", XXE_BODIES[name].encode())
+    assert response.status_code == 500
+    assert soap_fault_code(response) == "Client.BadRequest"
+    assert "root:" not in response.text
+    assert xml_gw.payments() == []
+
+
+# --- Persistence and process lifecycle --------------------------------------------------------
+
+
+def test_state_file_survives_a_restart(tmp_path: Path, receiver: CallbackReceiver) -> None:
+    receiver.clear()
+    state_file = tmp_path / "state" / "gamma.json"
+    first = start_sandbox(tmp_path, "gamma", "json", "--state-file", str(state_file))
+    try:
+        done = payment_fields(receiver)
+        done_id = json_pay(first, done).json()["payment_id"]
+        receiver.wait_for(1)
+        assert first.stop() == 0
+        assert "sandbox gamma (json) listening on http://127.0.0.1:" in first.log()
+    finally:
+        first.stop()
+    assert state_file.exists()
+
+    second = start_sandbox(tmp_path, "gamma", "json", "--state-file", str(state_file))
+    try:
+        lookup = second.get(f"/payments/{done['reference']}").json()
+        assert (lookup["payment_id"], lookup["status"]) == (done_id, "completed")
+        repeat = json_pay(second, done)
+        assert (repeat.status_code, repeat.json()["payment_id"]) == (202, done_id)
+        [payment] = second.payments()
+        assert payment["requests"] == 2
+        receiver.assert_stays_at(1)
+    finally:
+        assert second.stop() == 0
+
+
+def test_pending_callback_is_sent_after_a_restart(tmp_path: Path, receiver: CallbackReceiver) -> None:
+    receiver.clear()
+    state_file = tmp_path / "delta.json"
+    first = start_sandbox(tmp_path, "delta", "json", "--state-file", str(state_file), "--callback-delay", "60")
+    try:
+        fields = payment_fields(receiver)
+        payment_id = json_pay(first, fields).json()["payment_id"]
+    finally:
+        assert first.stop() == 0
+    assert receiver.snapshot() == []
+
+    second = start_sandbox(tmp_path, "delta", "json", "--state-file", str(state_file))
+    try:
+        [callback] = receiver.wait_for(1)
+        assert callback.json()["payment_id"] == payment_id
+        assert second.get(f"/payments/{fields['reference']}").json()["status"] == "completed"
+    finally:
+        assert second.stop() == 0
