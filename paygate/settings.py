@@ -69,6 +69,15 @@ if not FERNET_KEYS:
     _warn_default("FERNET_KEYS")
     FERNET_KEYS = [_DEV_FERNET_KEY]
 
+if not DEBUG:
+    # Production refuses to start on development secrets rather than run insecurely.
+    from django.core.exceptions import ImproperlyConfigured
+
+    if SECRET_KEY == _DEV_SECRET_KEY:
+        raise ImproperlyConfigured("DEBUG is off: set SECRET_KEY (or SECRET_KEY_FILE).")
+    if FERNET_KEYS == [_DEV_FERNET_KEY]:
+        raise ImproperlyConfigured("DEBUG is off: set FERNET_KEYS (or FERNET_KEYS_FILE), newest key first.")
+
 ALLOWED_HOSTS = _env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 
 INSTALLED_APPS = [
@@ -81,6 +90,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework_api_key",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "gateways",
     "payments",
@@ -90,6 +100,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "paygate.middleware.RequestBodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -158,6 +169,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
+# WhiteNoise serves static files under gunicorn too; finders make collectstatic optional.
+WHITENOISE_USE_FINDERS = True
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
 # --- Request limits -----------------------------------------------------------------------
 # Bodies above this answer 413 before they are read.
@@ -184,6 +198,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI's assets are served from this project, not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Celery -------------------------------------------------------------------------------
@@ -270,7 +288,12 @@ LOGGING = {
     },
 }
 
+CSRF_TRUSTED_ORIGINS = _env_list("CSRF_TRUSTED_ORIGINS", [])
+if _env_bool("PAYGATE_BEHIND_TLS_PROXY", False):
+    # The proxy terminates TLS and says so in this header; only trust it behind such a proxy.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
 if not DEBUG:
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
+    SESSION_COOKIE_SECURE = _env_bool("SESSION_COOKIE_SECURE", True)
+    CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
     SECURE_CONTENT_TYPE_NOSNIFF = True

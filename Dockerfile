@@ -1,0 +1,50 @@
+# Paygate: one image for every process (web, worker, beat, migrate, sandbox gateways);
+# docker-compose.yml picks the process with `command:`. The default CMD is the web server.
+# No secrets are baked in: SECRET_KEY, FERNET_KEYS, DATABASE_URL, ... come from the
+# environment (or <NAME>_FILE) at run time.
+FROM python:3.11-slim
+
+# PAYGATE_DATA_DIR: settings.py creates this folder at import, so it must be writable by
+# the app user; STATIC_ROOT is $PAYGATE_DATA_DIR/static, sandbox state files go in ./sandbox.
+# WEB_CONCURRENCY: gunicorn reads its default --workers from it.
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    DJANGO_SETTINGS_MODULE=paygate.settings \
+    PAYGATE_DATA_DIR=/data \
+    WEB_CONCURRENCY=3
+
+WORKDIR /app
+
+RUN groupadd --system --gid 10001 paygate \
+ && useradd --system --uid 10001 --gid paygate --home-dir /app --no-create-home \
+        --shell /usr/sbin/nologin paygate
+
+# Runtime dependencies only (requirements-dev.txt is not installed). Every pin has a
+# manylinux wheel for CPython 3.11, so no compiler is needed.
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+
+# The code stays root-owned (read-only for the app user); only /data is writable.
+COPY . .
+
+# collectstatic needs neither a database nor a broker; the dummy values below exist only
+# for this RUN line (they are not ENV, so they are not in the image's environment) and
+# keep settings.py from warning or creating an embedded broker folder.
+RUN mkdir -p /data/sandbox \
+ && SECRET_KEY=build-only-not-a-secret \
+    FERNET_KEYS=build-only-not-a-key \
+    DEBUG=False \
+    DATABASE_URL=postgres://build:build@127.0.0.1:1/build \
+    CELERY_BROKER_URL=redis://127.0.0.1:1/0 \
+    python manage.py collectstatic --noinput \
+ && chown -R paygate:paygate /data
+
+USER paygate
+
+EXPOSE 8000
+
+# --worker-tmp-dir on tmpfs: the heartbeat files of gunicorn's workers must not sit on a
+# slow or overlay filesystem. Workers: WEB_CONCURRENCY (default 3 above).
+CMD ["gunicorn", "paygate.wsgi", "--bind", "0.0.0.0:8000", "--worker-tmp-dir", "/dev/shm", \
+     "--access-logfile", "-", "--graceful-timeout", "10"]
