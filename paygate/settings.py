@@ -211,12 +211,13 @@ SPECTACULAR_SETTINGS = {
 CELERY_BROKER_URL = _env("CELERY_BROKER_URL") or "filesystem://"
 BROKER_DIR = Path(_env("PAYGATE_BROKER_DIR") or DATA_DIR / "broker")
 if CELERY_BROKER_URL.startswith("filesystem"):
-    for sub in ("queue", "processed"):
+    for sub in ("queue", "processed", "control"):
         (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         "processed_folder": str(BROKER_DIR / "processed"),
+        "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
         # Seconds between folder scans when idle; the default (1 s) caps a busy worker too.
         "polling_interval": 0.05,
