@@ -159,32 +159,46 @@ def _purge_broker() -> None:
             conn.default_channel.queue_purge("celery")
 
 
-class Worker:
-    """A Celery worker in its own process, against the test database and the configured broker."""
+class Process:
+    """A child process of the stack (worker, beat, web), in its own process group."""
 
-    def __init__(self, env: dict[str, str], concurrency: int = 2) -> None:
+    def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        self.name = name
+        self.argv = argv
         self.env = env
-        self.concurrency = concurrency
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self) -> "Process":
         LOG_DIR.mkdir(parents=True, exist_ok=True)
-        log = open(LOG_DIR / "worker.log", "ab")
+        log = open(LOG_DIR / f"{self.name}.log", "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "paygate", "worker", "--loglevel", "INFO",
-             "--concurrency", str(self.concurrency), "--without-gossip", "--without-mingle",
-             "--hostname", f"test-{os.getpid()}@%h"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
+        return self
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 20) -> None:
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
-                self.process.wait(20)
+                self.process.wait(timeout)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(5)
+
+
+def celery_worker(env: dict[str, str], *, name: str = "worker", concurrency: int = 2) -> Process:
+    return Process(name, [
+        sys.executable, "-m", "celery", "-A", "paygate", "worker", "--loglevel", "INFO",
+        "--concurrency", str(concurrency), "--without-gossip", "--without-mingle",
+        "--hostname", f"{name}-{os.getpid()}@%h",
+    ], env)
+
+
+def celery_beat(env: dict[str, str], *, name: str = "beat") -> Process:
+    return Process(name, [
+        sys.executable, "-m", "celery", "-A", "paygate", "beat", "--loglevel", "INFO",
+        "--pidfile", str(LOG_DIR / f"{name}.pid"),
+    ], env)
 
 
 def worker_env(live_server_url: str) -> dict[str, str]:
@@ -204,14 +218,15 @@ def worker_env(live_server_url: str) -> dict[str, str]:
     # Tests wait for transactions; the production backoff would make them wait long.
     env.setdefault("PAYGATE_RETRY_BACKOFF_BASE_SECONDS", "0.5")
     env.setdefault("PAYGATE_RETRY_BACKOFF_MAX_SECONDS", "1")
+    env.setdefault("PAYGATE_BREAKER_FAILURE_THRESHOLD", "3")
     return env
 
 
 @pytest.fixture(scope="session")
-def worker_process(django_db_setup: Any, django_db_blocker: Any, live_server: Any) -> Iterator[Worker]:
+def worker_process(django_db_setup: Any, django_db_blocker: Any, live_server: Any) -> Iterator[Process]:
     with django_db_blocker.unblock():
         _purge_broker()
-        worker = Worker(worker_env(live_server.url))
+        worker = celery_worker(worker_env(live_server.url))
     worker.start()
     yield worker
     worker.stop()
@@ -219,17 +234,21 @@ def worker_process(django_db_setup: Any, django_db_blocker: Any, live_server: An
 
 @pytest.fixture
 def stack(
-    transactional_db: Any, sandboxes: dict[str, Sandbox], worker_process: Worker, live_server: Any, settings: Any
+    transactional_db: Any, sandboxes: dict[str, Sandbox], worker_process: Process, live_server: Any, settings: Any
 ) -> dict[str, Sandbox]:
     """The demo configuration, pointed at the test sandboxes, with a live worker and fresh sandboxes."""
+    from gateways.breaker import breaker_close
     from gateways.models import Gateway
     from gateways.services import demo_seed
 
     settings.PAYGATE_PUBLIC_URL = live_server.url
+    settings.PAYGATE_BREAKER_FAILURE_THRESHOLD = 3
     for box in sandboxes.values():
         box.reset()
     demo_seed(ports={code: box.port for code, box in sandboxes.items()})
     Gateway.objects.update(read_timeout=TEST_READ_TIMEOUT, connect_timeout=1.0)
+    for gateway_id in Gateway.objects.values_list("pk", flat=True):
+        breaker_close(gateway_id)
     return sandboxes
 
 

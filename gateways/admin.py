@@ -2,9 +2,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from datetime import timedelta
+
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import Count, Q
 from django.http import HttpRequest
+from django.utils import timezone
+
+from .breaker import breaker_close, breaker_force_open, breaker_state
+from .services import gateway_check_health
 
 from .models import Country, Gateway, GatewayRoute
 
@@ -58,17 +65,57 @@ class GatewayForm(forms.ModelForm):
 @admin.register(Gateway)
 class GatewayAdmin(admin.ModelAdmin):
     form = GatewayForm
-    list_display = ("code", "name", "data_format", "is_active", "health_status", "last_checked_at", "base_url")
+    list_display = ("code", "name", "data_format", "is_active", "health_status", "breaker", "last_checked_at",
+                    "last_check_latency_ms", "success_rate_last_hour", "base_url")
     list_filter = ("data_format", "is_active", "health_status")
     search_fields = ("code", "name")
-    readonly_fields = ("health_status", "last_checked_at", "last_check_latency_ms", "consecutive_check_failures",
-                       "consecutive_check_successes", "created_at", "updated_at")
-    actions = ["disable_gateways"]
+    readonly_fields = ("health_status", "breaker", "last_checked_at", "last_check_latency_ms",
+                       "consecutive_check_failures", "consecutive_check_successes", "created_at", "updated_at")
+    actions = ["check_health_now", "open_breaker", "close_breaker", "disable_gateways"]
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        since = timezone.now() - timedelta(hours=1)
+        recent = Q(attempts__created_at__gte=since)
+        answered = recent & Q(attempts__outcome__in=["accepted", "declined"])
+        return super().get_queryset(request).annotate(
+            attempts_last_hour=Count("attempts", filter=recent),
+            answered_last_hour=Count("attempts", filter=answered),
+        )
+
+    @admin.display(description="Breaker")
+    def breaker(self, gateway: Gateway) -> str:
+        return str(breaker_state(gateway.pk))
+
+    @admin.display(description="Answered, last hour")
+    def success_rate_last_hour(self, gateway: Gateway) -> str:
+        total = getattr(gateway, "attempts_last_hour", 0)
+        if not total:
+            return "no traffic"
+        return f"{100 * gateway.answered_last_hour / total:.0f}% of {total}"  # type: ignore[attr-defined]
+
+    @admin.action(description="Check health now")
+    def check_health_now(self, request: HttpRequest, queryset: Any) -> None:
+        for gateway in queryset:
+            checked = gateway_check_health(gateway_id=gateway.pk)
+            status = checked.health_status if checked else "skipped (disabled)"
+            self.message_user(request, f"{gateway.code}: {status}")
+
+    @admin.action(description="Open the circuit breaker (stop traffic until closed)")
+    def open_breaker(self, request: HttpRequest, queryset: Any) -> None:
+        for gateway in queryset:
+            breaker_force_open(gateway.pk)
+        self.message_user(request, f"Opened the breaker of {queryset.count()} gateway(s).", messages.WARNING)
+
+    @admin.action(description="Close the circuit breaker")
+    def close_breaker(self, request: HttpRequest, queryset: Any) -> None:
+        for gateway in queryset:
+            breaker_close(gateway.pk)
+        self.message_user(request, f"Closed the breaker of {queryset.count()} gateway(s).")
 
     @admin.action(description="Disable the selected gateways (no more traffic)")
     def disable_gateways(self, request: HttpRequest, queryset: Any) -> None:
         count = queryset.update(is_active=False)
-        self.message_user(request, f"Disabled {count} gateway(s).")
+        self.message_user(request, f"Disabled {count} gateway(s).", messages.WARNING)
 
 
 @admin.register(GatewayRoute)

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
+from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from .demo import DEMO_COUNTRIES, DEMO_GATEWAYS
 from .models import Country, Gateway, GatewayRoute
+
+logger = logging.getLogger(__name__)
 
 
 def demo_seed(
@@ -43,3 +49,55 @@ def demo_seed(
                     gateway=gateways[gateway_code],
                     defaults={"priority": priority, "is_active": True, "currencies": [currency]},
                 )
+
+
+def gateway_health_record(*, gateway_id: int, up: bool, latency_ms: float | None) -> Gateway:
+    """Record one health check. K failures in a row make a gateway unhealthy, M successes healthy.
+
+    A gateway never checked before turns healthy on its first good check.
+    """
+    with transaction.atomic():
+        gateway = Gateway.objects.select_for_update().get(pk=gateway_id)
+        previous = gateway.health_status
+        if up:
+            gateway.consecutive_check_successes += 1
+            gateway.consecutive_check_failures = 0
+            if gateway.health_status == Gateway.Health.UNKNOWN or (
+                gateway.health_status == Gateway.Health.UNHEALTHY
+                and gateway.consecutive_check_successes >= settings.PAYGATE_HEALTH_RECOVERY_THRESHOLD
+            ):
+                gateway.health_status = Gateway.Health.HEALTHY
+        else:
+            gateway.consecutive_check_failures += 1
+            gateway.consecutive_check_successes = 0
+            if gateway.consecutive_check_failures >= settings.PAYGATE_HEALTH_FAILURE_THRESHOLD:
+                gateway.health_status = Gateway.Health.UNHEALTHY
+        gateway.last_checked_at = timezone.now()
+        gateway.last_check_latency_ms = latency_ms
+        gateway.save(update_fields=[
+            "health_status", "last_checked_at", "last_check_latency_ms", "consecutive_check_failures",
+            "consecutive_check_successes", "updated_at",
+        ])
+    if previous != gateway.health_status:
+        logger.warning("gateway health %s -> %s", previous, gateway.health_status, extra={"gateway": gateway.code})
+    return gateway
+
+
+def gateway_check_health(*, gateway_id: int, min_interval: float = 0.0) -> Gateway | None:
+    """Call the gateway's health endpoint and record the answer.
+
+    With `min_interval`, a gateway checked more recently than that is skipped: a second
+    beat, or a check scheduled twice, then changes nothing.
+    """
+    from .adapters import get_adapter
+    from .selectors import gateway_credentials
+    from .types import HealthResult
+
+    gateway = Gateway.objects.filter(pk=gateway_id, is_active=True).first()
+    if gateway is None:
+        return None
+    if min_interval and gateway.last_checked_at is not None:
+        if (timezone.now() - gateway.last_checked_at).total_seconds() < min_interval:
+            return None
+    result, latency_ms = get_adapter(gateway.data_format, gateway_credentials(gateway)).check_health()
+    return gateway_health_record(gateway_id=gateway.pk, up=result == HealthResult.UP, latency_ms=latency_ms)

@@ -3,6 +3,10 @@
 import os
 
 from celery import Celery
+from kombu.transport import TRANSPORT_ALIASES
+
+# `filesystem://` means the multi-process-safe variant of kombu's filesystem transport.
+TRANSPORT_ALIASES["filesystem"] = "paygate.broker:Transport"
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "paygate.settings")
 

@@ -218,7 +218,6 @@ if CELERY_BROKER_URL.startswith("filesystem"):
         "data_folder_out": str(BROKER_DIR / "queue"),
         "processed_folder": str(BROKER_DIR / "processed"),
         "control_folder": str(BROKER_DIR / "control"),
-        "store_processed": False,
         # Seconds between folder scans when idle; the default (1 s) caps a busy worker too.
         "polling_interval": 0.05,
     }
@@ -250,6 +249,43 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Celery's Django fix-up otherwise closes the database connection around every task.
 CELERY_DB_REUSE_MAX = _env_int("CELERY_DB_REUSE_MAX", 1000)
 os.environ.setdefault("CELERY_DB_REUSE_MAX", str(CELERY_DB_REUSE_MAX))
+
+# --- Cache: the circuit breaker's shared store (and rate limits) -----------------------------
+# Redis when the broker is Redis (or PAYGATE_CACHE_URL says so); otherwise a folder that
+# every local process shares.
+PAYGATE_CACHE_URL = _env("PAYGATE_CACHE_URL") or (
+    CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else None
+)
+if PAYGATE_CACHE_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": PAYGATE_CACHE_URL,
+            "KEY_PREFIX": "paygate",
+            # Short timeouts: when Redis is down, the breaker fails open quickly.
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(DATA_DIR / "cache"),
+            "KEY_PREFIX": "paygate",
+        }
+    }
+
+# --- Gateway health and the circuit breaker --------------------------------------------------
+PAYGATE_HEALTH_CHECK_INTERVAL_SECONDS = _env_int("PAYGATE_HEALTH_CHECK_INTERVAL_SECONDS", 10)
+# Consecutive failed checks before a gateway is unhealthy, and good ones before it is healthy.
+PAYGATE_HEALTH_FAILURE_THRESHOLD = _env_int("PAYGATE_HEALTH_FAILURE_THRESHOLD", 2)
+PAYGATE_HEALTH_RECOVERY_THRESHOLD = _env_int("PAYGATE_HEALTH_RECOVERY_THRESHOLD", 2)
+PAYGATE_BREAKER_CACHE = "default"
+PAYGATE_BREAKER_FAILURE_THRESHOLD = _env_int("PAYGATE_BREAKER_FAILURE_THRESHOLD", 5)
+PAYGATE_BREAKER_WINDOW_SECONDS = _env_int("PAYGATE_BREAKER_WINDOW_SECONDS", 30)
+PAYGATE_BREAKER_COOLDOWN_SECONDS = _env_int("PAYGATE_BREAKER_COOLDOWN_SECONDS", 30)
+# How long a claimed half-open probe blocks others if its worker never reports back.
+PAYGATE_BREAKER_PROBE_TIMEOUT_SECONDS = _env_int("PAYGATE_BREAKER_PROBE_TIMEOUT_SECONDS", 30)
 
 # --- Payments -----------------------------------------------------------------------------
 # Where gateways send callbacks: this service's address as the gateways see it.

@@ -3,6 +3,7 @@ from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from callbacks.apis import CallbackReceiveApi
+from gateways.apis import GatewayListApi
 from payments.apis import DepositCreateApi, TransactionDetailApi, TransactionListApi, WithdrawalCreateApi
 
 from . import ops
@@ -12,6 +13,7 @@ api_v1 = [
     re_path(r"^api/v1/withdrawals/?$", WithdrawalCreateApi.as_view(), name="withdrawal-create"),
     re_path(r"^api/v1/transactions/?$", TransactionListApi.as_view(), name="transaction-list"),
     re_path(r"^api/v1/transactions/(?P<transaction_id>[^/]+)/?$", TransactionDetailApi.as_view(), name="transaction-detail"),
+    re_path(r"^api/v1/gateways/?$", GatewayListApi.as_view(), name="gateway-list"),
     re_path(r"^api/v1/callbacks/(?P<gateway_code>[^/]+)/?$", CallbackReceiveApi.as_view(), name="callback-receive"),
 ]
 

@@ -26,6 +26,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from gateways.adapters import get_adapter
+from gateways.breaker import breaker_allows, breaker_record_fault, breaker_record_success
 from gateways.models import Gateway
 from gateways.selectors import gateway_credentials, route_list
 from gateways.types import LookupResult, LookupStatus, Outcome, PaymentRequest, PaymentResult
@@ -134,8 +135,10 @@ def _next_step(transaction_id: str) -> Step:
         tried = set(
             txn.attempts.filter(route_round=txn.route_round).values_list("gateway_id", flat=True)
         )
-        candidates = [route for route in routes if route.healthy and route.gateway_id not in tried]
-        if not candidates:
+        candidates = (route for route in routes if route.healthy and route.gateway_id not in tried)
+        # The breaker is asked last and lazily: in half-open it hands out a single probe.
+        route = next((route for route in candidates if breaker_allows(route.gateway_id)), None)
+        if route is None:
             if tried:
                 txn.route_round += 1  # every usable route did not act: wait, then go round again
             countdown = min(_backoff(txn.route_round), max((deadline - now).total_seconds(), 0.0))
@@ -147,7 +150,6 @@ def _next_step(transaction_id: str) -> Step:
             )
             return RetryLater(countdown=countdown)
 
-        route = candidates[0]
         gateway = Gateway.objects.get(pk=route.gateway_id)
         attempt = Attempt.objects.create(
             transaction=txn,
@@ -215,6 +217,10 @@ def _record_result(attempt_id: str, result: PaymentResult) -> Step:
             step = Lookup(attempt_id=str(attempt.pk), gateway=attempt.gateway) if open_ else Done()
         attempt.save()
         txn.save()
+    if result.outcome in (Outcome.NOT_SUBMITTED, Outcome.UNKNOWN):
+        breaker_record_fault(attempt.gateway_id)
+    else:
+        breaker_record_success(attempt.gateway_id)
     logger.info(
         "gateway answered %s", attempt.outcome,
         extra={"transaction_id": str(txn.pk), "attempt": str(attempt.pk), "gateway": attempt.gateway.code,

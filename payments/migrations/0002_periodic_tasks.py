@@ -1,27 +1,20 @@
-"""The recovery sweeps run on celery-beat; created here so they exist after `migrate` and are editable in the admin."""
+"""The periodic tasks run by celery-beat, created here so they exist after `migrate`."""
 
-from django.conf import settings
 from django.db import migrations
 
-PERIODIC_TASKS = (
-    # (name, task, seconds)
-    ("Sweep due transactions", "payments.sweep_due", None),
-    ("Sweep unapplied callbacks", "callbacks.sweep_unapplied", 30),
-)
+from paygate.schedule import periodic_tasks, periodic_tasks_ensure
 
 
 def create_periodic_tasks(apps, schema_editor):
-    IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    for name, task, seconds in PERIODIC_TASKS:
-        every = int(seconds or settings.PAYGATE_SWEEP_INTERVAL_SECONDS)
-        schedule, _ = IntervalSchedule.objects.get_or_create(every=every, period="seconds")
-        PeriodicTask.objects.get_or_create(name=name, defaults={"task": task, "interval": schedule})
+    periodic_tasks_ensure(
+        periodic_task_model=apps.get_model("django_celery_beat", "PeriodicTask"),
+        interval_model=apps.get_model("django_celery_beat", "IntervalSchedule"),
+    )
 
 
 def remove_periodic_tasks(apps, schema_editor):
     PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    PeriodicTask.objects.filter(name__in=[name for name, _, _ in PERIODIC_TASKS]).delete()
+    PeriodicTask.objects.filter(name__in=[name for name, _, _ in periodic_tasks()]).delete()
 
 
 class Migration(migrations.Migration):

@@ -1,0 +1,23 @@
+"""One row per floor request: the same columns a transaction has, without Paygate's logic."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+
+class FloorTransaction(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    type = models.CharField(max_length=10)
+    customer_id = models.CharField(max_length=100)
+    country = models.CharField(max_length=2)
+    amount = models.DecimalField(max_digits=24, decimal_places=4)
+    currency = models.CharField(max_length=3)
+    # Plain JSON: no encryption, that is part of what the floor leaves out.
+    payment_details = models.JSONField(default=dict)
+    metadata = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return str(self.id)

@@ -1,0 +1,160 @@
+"""The load generator: a fixed number of in-flight requests on one asyncio loop (aiohttp).
+
+Why not locust: on a 2-core machine shared with the whole stack, the generator's own CPU is
+taken from the system under test. Locust's headless runner adds gevent, its stats pipeline
+and per-request event hooks; an aiohttp client with pre-encoded bodies spends a few tens of
+microseconds per request and keeps exactly `concurrency` requests in flight (a closed loop),
+which is the "same concurrency" the floor comparison needs. Connections are pooled with
+HTTP keep-alive; gunicorn's sync workers answer `Connection: close`, so in practice each
+request opens a new loopback connection, for Paygate and the floor alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+import aiohttp
+
+# The four demo countries (CONTRACT §5) and a payment-details shape typical of each.
+COUNTRIES: tuple[tuple[str, str, dict[str, str]], ...] = (
+    ("DE", "EUR", {"iban": "DE89370400440532013000", "holder_name": "Jane Roe"}),
+    ("GB", "GBP", {"iban": "GB29NWBK60161331926819", "holder_name": "John Smith"}),
+    ("US", "USD", {"account_number": "000123456789", "routing_number": "110000000", "holder_name": "Ann Lee"}),
+    ("BR", "BRL", {"pix_key": "ana@example.com", "holder_name": "Ana Souza"}),
+)
+TYPES = ("deposit", "withdrawal")
+CUSTOMERS = 500
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSpec:
+    index: int
+    type: str
+    country: str
+    body: bytes
+    idempotency_key: str
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    index: int
+    type: str
+    country: str
+    started_at: float  # wall clock (time.time), comparable with the database's timestamps
+    latency_s: float
+    status: int  # HTTP status; 0 when no answer
+    transaction_id: str | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    records: list[RequestRecord]
+    started_at: float
+    ended_at: float
+
+    @property
+    def accepted(self) -> list[RequestRecord]:
+        return [record for record in self.records if record.status == 202 and record.transaction_id]
+
+    @property
+    def duration_s(self) -> float:
+        return max(self.ended_at - self.started_at, 1e-9)
+
+
+def make_specs(count: int, *, run_tag: str, start: int = 0) -> list[RequestSpec]:
+    """Deposits and withdrawals alternating, across the four countries, 500 recurring customers."""
+    specs = []
+    for index in range(start, start + count):
+        country, currency, details = COUNTRIES[index % len(COUNTRIES)]
+        kind = TYPES[(index // len(COUNTRIES)) % len(TYPES)]
+        amount = Decimal(1000 + (index * 7919) % 90000) / 100
+        body = {
+            "customer_id": f"cus_{index % CUSTOMERS}",
+            "country": country,
+            "amount": f"{amount:.2f}",
+            "currency": currency,
+            "payment_details": details,
+            "metadata": {"order": f"{run_tag}-{index}"},
+        }
+        specs.append(
+            RequestSpec(
+                index=index, type=kind, country=country,
+                body=json.dumps(body, separators=(",", ":")).encode(), idempotency_key=f"{run_tag}-{index}",
+            )
+        )
+    return specs
+
+
+def path_for(kind: str, *, floor: bool) -> str:
+    plural = "deposits" if kind == "deposit" else "withdrawals"
+    return f"/bench/floor/{plural}" if floor else f"/api/v1/{plural}"
+
+
+async def _one(session: aiohttp.ClientSession, base_url: str, spec: RequestSpec, *, floor: bool,
+               headers: dict[str, str]) -> RequestRecord:
+    url = base_url + path_for(spec.type, floor=floor)
+    request_headers = {**headers, "Idempotency-Key": spec.idempotency_key}
+    started_at = time.time()
+    started = time.perf_counter()
+    status, txn_id, error = 0, None, None
+    try:
+        async with session.post(url, data=spec.body, headers=request_headers) as response:
+            payload = await response.read()
+            status = response.status
+        if status == 202:
+            txn_id = json.loads(payload)["id"]
+        else:
+            error = payload[:200].decode(errors="replace")
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, KeyError) as exc:
+        error = f"{type(exc).__name__}: {exc}"[:200]
+    return RequestRecord(
+        index=spec.index, type=spec.type, country=spec.country, started_at=started_at,
+        latency_s=time.perf_counter() - started, status=status, transaction_id=txn_id, error=error,
+    )
+
+
+async def _drive(base_url: str, specs: Sequence[RequestSpec], *, concurrency: int, floor: bool,
+                 api_key: str | None, timeout_s: float,
+                 after_each: Callable[[RequestRecord], None] | None) -> LoadResult:
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Api-Key {api_key}"
+    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency, keepalive_timeout=30)
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    records: list[RequestRecord] = []
+    queue: Iterator[RequestSpec] = iter(specs)
+
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False) as session:
+
+        async def client() -> None:
+            for spec in queue:  # one shared iterator: each in-flight slot takes the next request
+                record = await _one(session, base_url, spec, floor=floor, headers=headers)
+                records.append(record)
+                if after_each is not None:
+                    after_each(record)  # blocking on purpose: the closed loop waits for it
+
+        started_at = time.time()
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        ended_at = time.time()
+    records.sort(key=lambda record: record.index)
+    return LoadResult(records=records, started_at=started_at, ended_at=ended_at)
+
+
+def drive(base_url: str, specs: Sequence[RequestSpec], *, concurrency: int, floor: bool = False,
+          api_key: str | None = None, timeout_s: float = 60.0,
+          after_each: Callable[[RequestRecord], None] | None = None) -> LoadResult:
+    """Send every spec with `concurrency` requests in flight; one record per request.
+
+    `after_each` runs after each answer, before that slot sends its next request: with
+    concurrency 1 it makes a closed loop that waits, e.g., for the transaction to be final.
+    """
+    return asyncio.run(
+        _drive(base_url, specs, concurrency=concurrency, floor=floor, api_key=api_key, timeout_s=timeout_s,
+               after_each=after_each)
+    )

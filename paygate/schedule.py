@@ -1,0 +1,23 @@
+"""The periodic tasks celery-beat runs. A migration creates them; operators edit them in the admin."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+
+def periodic_tasks() -> list[tuple[str, str, int]]:
+    """(name, task, every N seconds)."""
+    return [
+        ("Gateway health checks", "gateways.check_health_all", settings.PAYGATE_HEALTH_CHECK_INTERVAL_SECONDS),
+        ("Sweep due transactions", "payments.sweep_due", int(settings.PAYGATE_SWEEP_INTERVAL_SECONDS)),
+        ("Sweep unapplied callbacks", "callbacks.sweep_unapplied", 30),
+    ]
+
+
+def periodic_tasks_ensure(*, periodic_task_model: Any, interval_model: Any) -> None:
+    """Create the periodic tasks that are missing; ones that exist (perhaps edited) are kept."""
+    for name, task, seconds in periodic_tasks():
+        schedule, _ = interval_model.objects.get_or_create(every=max(int(seconds), 1), period="seconds")
+        periodic_task_model.objects.get_or_create(name=name, defaults={"task": task, "interval": schedule})
