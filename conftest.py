@@ -35,6 +35,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     """A SQLite test database deleted without its -wal/-shm files leaves them to corrupt the next one."""
     from django.conf import settings
 
+    for stale in Path(settings.PROMETHEUS_MULTIPROC_DIR).glob("*.db"):
+        stale.unlink()
     if settings.USING_SQLITE:
         name = Path(settings.DATABASES["default"]["TEST"]["NAME"])
         for suffix in ("", "-wal", "-shm", "-journal"):

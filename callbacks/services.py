@@ -15,6 +15,8 @@ from gateways.adapters import ADAPTERS
 from gateways.models import Gateway
 from gateways.types import CallbackParseError
 from paygate.errors import InvalidSignature, NotFound, ValidationFailed
+from paygate.logs import bind
+from paygate.metrics import CALLBACKS
 from payments.models import Attempt, AttemptOutcome, FailureReason, Transaction, TransactionStatus
 from payments.services import transaction_lock, transaction_transition
 
@@ -38,6 +40,7 @@ def callback_receive(*, gateway_code: str, body: bytes, headers: Mapping[str, st
     gateway = Gateway.objects.filter(code=gateway_code).first()
     if gateway is None:
         raise NotFound(f"Unknown gateway {gateway_code!r}.")
+    bind(gateway=gateway.code)
     try:
         matched = verify_signature(
             header=headers.get("X-Signature"),
@@ -46,13 +49,16 @@ def callback_receive(*, gateway_code: str, body: bytes, headers: Mapping[str, st
             tolerance=settings.PAYGATE_CALLBACK_TOLERANCE_SECONDS,
         )
     except SignatureError as exc:
-        logger.warning("callback refused: %s", exc.code, extra={"gateway": gateway_code})
+        CALLBACKS.labels(gateway=gateway.code, result="rejected").inc()
+        logger.warning("callback refused: %s", exc.code)
         raise InvalidSignature(exc.message, code=exc.code) from None
     try:
         notification = ADAPTERS[gateway.data_format].parse_callback(body)
     except CallbackParseError as exc:
+        CALLBACKS.labels(gateway=gateway.code, result="rejected").inc()
         raise ValidationFailed(f"Malformed callback body: {exc}", code="malformed_callback") from None
 
+    bind(attempt=notification.reference)
     signature_ts = int(headers.get("X-Signature", "").split(",")[0].partition("=")[2])
     from .tasks import publish_apply_event
 
@@ -74,11 +80,10 @@ def callback_receive(*, gateway_code: str, body: bytes, headers: Mapping[str, st
             transaction.on_commit(lambda: publish_apply_event(event_pk), robust=True)
     except IntegrityError:
         existing = CallbackEvent.objects.get(gateway=gateway, event_id=notification.event_id)
-        logger.info("duplicate callback absorbed", extra={"gateway": gateway_code, "event_id": notification.event_id})
+        CALLBACKS.labels(gateway=gateway.code, result="duplicate").inc()
+        logger.info("duplicate callback absorbed", extra={"event_id": notification.event_id})
         return ReceiveResult(event=existing, duplicate=True)
-    logger.info(
-        "callback stored", extra={"gateway": gateway_code, "event_id": event.event_id, "attempt": event.reference}
-    )
+    logger.info("callback stored", extra={"event_id": event.event_id})
     return ReceiveResult(event=event, duplicate=False)
 
 
@@ -86,11 +91,7 @@ def _flag(event: CallbackEvent, reason: str) -> None:
     event.result = CallbackEvent.Result.FLAGGED
     event.flagged = True
     event.flag_reason = reason
-    logger.warning(
-        "callback flagged for review: %s", reason,
-        extra={"gateway": event.gateway_id, "event_id": event.event_id, "attempt": event.reference,
-               "transaction_id": str(event.transaction_id) if event.transaction_id else None},
-    )
+    logger.warning("callback flagged for review: %s", reason, extra={"event_id": event.event_id})
 
 
 def _apply(event: CallbackEvent) -> None:
@@ -105,6 +106,7 @@ def _apply(event: CallbackEvent) -> None:
         return
     event.attempt = attempt
     event.transaction_id = attempt.transaction_id
+    bind(transaction_id=attempt.transaction_id)
     if attempt.gateway_id != event.gateway_id:
         _flag(event, "gateway_mismatch")
         return
@@ -142,11 +144,9 @@ def callback_apply(*, event_pk: int) -> None:
         event = CallbackEvent.objects.select_for_update().filter(pk=event_pk).first()
         if event is None or event.result != CallbackEvent.Result.RECEIVED:
             return
+        bind(gateway=event.gateway.code, attempt=event.reference)
         _apply(event)
         event.processed_at = timezone.now()
         event.save()
-    logger.info(
-        "callback %s", event.result,
-        extra={"gateway": event.gateway_id, "event_id": event.event_id, "attempt": event.reference,
-               "transaction_id": str(event.transaction_id) if event.transaction_id else None},
-    )
+    CALLBACKS.labels(gateway=event.gateway.code, result=event.result).inc()
+    logger.info("callback %s", event.result, extra={"event_id": event.event_id})

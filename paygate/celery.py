@@ -13,3 +13,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "paygate.settings")
 app = Celery("paygate")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+from paygate.logs import connect_celery_signals  # noqa: E402  (after the app exists)
+
+connect_celery_signals()

@@ -98,6 +98,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "paygate.logs.RequestIdMiddleware",
     "paygate.middleware.RequestBodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -172,6 +173,13 @@ STATIC_ROOT = DATA_DIR / "static"
 # WhiteNoise serves static files under gunicorn too; finders make collectstatic optional.
 WHITENOISE_USE_FINDERS = True
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+
+# --- Metrics ------------------------------------------------------------------------------
+# prometheus_client's multiprocess mode: every process writes here, /metrics adds them up.
+# Must be set before prometheus_client is imported; emptied when the stack starts.
+PROMETHEUS_MULTIPROC_DIR = Path(_env("PROMETHEUS_MULTIPROC_DIR") or DATA_DIR / "metrics")
+PROMETHEUS_MULTIPROC_DIR.mkdir(parents=True, exist_ok=True)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(PROMETHEUS_MULTIPROC_DIR)
 
 # --- Request limits -----------------------------------------------------------------------
 # Bodies above this answer 413 before they are read.
@@ -309,19 +317,31 @@ PAYGATE_CALLBACK_TOLERANCE_SECONDS = _env_int("PAYGATE_CALLBACK_TOLERANCE_SECOND
 
 # --- Logging ------------------------------------------------------------------------------
 LOG_LEVEL = _env("LOG_LEVEL") or "INFO"
+# json: one JSON object per line (production, log shipping); text: for a terminal.
+LOG_FORMAT = _env("LOG_FORMAT") or "json"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {
+        "context": {"()": "paygate.logs.ContextFilter"},
+        "redact": {"()": "paygate.logs.RedactingFilter"},
+    },
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "paygate.logs.JsonFormatter"},
+        "text": {"()": "paygate.logs.TextFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["context", "redact"],
+        },
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
         "urllib3": {"level": "WARNING"},
+        "kombu.connection": {"level": "ERROR"},
     },
 }
 

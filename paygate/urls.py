@@ -7,6 +7,7 @@ from gateways.apis import GatewayListApi
 from payments.apis import DepositCreateApi, TransactionDetailApi, TransactionListApi, WithdrawalCreateApi
 
 from . import ops
+from .metrics import metrics_view
 
 api_v1 = [
     re_path(r"^api/v1/deposits/?$", DepositCreateApi.as_view(), name="deposit-create"),
@@ -21,6 +22,7 @@ urlpatterns = [
     *api_v1,
     path("healthz", ops.healthz, name="healthz"),
     path("readyz", ops.readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("admin/", admin.site.urls),

@@ -31,6 +31,9 @@ from gateways.models import Gateway
 from gateways.selectors import gateway_credentials, route_list
 from gateways.types import LookupResult, LookupStatus, Outcome, PaymentRequest, PaymentResult
 
+from paygate.logs import bind
+from paygate.metrics import ATTEMPTS, GATEWAY_LATENCY
+
 from .money import format_amount
 from .models import Attempt, AttemptOutcome, FailureReason, Transaction, TransactionStatus
 from .services import transaction_lock, transaction_transition
@@ -146,7 +149,7 @@ def _next_step(transaction_id: str) -> Step:
             txn.save(update_fields=["route_round", "next_check_at", "updated_at"])
             logger.info(
                 "no gateway available now; retrying in %.1fs", countdown,
-                extra={"transaction_id": str(txn.pk), "route_round": txn.route_round},
+                extra={"route_round": txn.route_round},
             )
             return RetryLater(countdown=countdown)
 
@@ -217,14 +220,16 @@ def _record_result(attempt_id: str, result: PaymentResult) -> Step:
             step = Lookup(attempt_id=str(attempt.pk), gateway=attempt.gateway) if open_ else Done()
         attempt.save()
         txn.save()
+    ATTEMPTS.labels(gateway=attempt.gateway.code, outcome=result.outcome).inc()
+    if result.latency_ms is not None:
+        GATEWAY_LATENCY.labels(gateway=attempt.gateway.code, operation="payment").observe(result.latency_ms / 1000)
     if result.outcome in (Outcome.NOT_SUBMITTED, Outcome.UNKNOWN):
         breaker_record_fault(attempt.gateway_id)
     else:
         breaker_record_success(attempt.gateway_id)
     logger.info(
         "gateway answered %s", attempt.outcome,
-        extra={"transaction_id": str(txn.pk), "attempt": str(attempt.pk), "gateway": attempt.gateway.code,
-               "error": attempt.error, "latency_ms": result.latency_ms},
+        extra={"error": attempt.error or None, "latency_ms": result.latency_ms},
     )
     return step
 
@@ -272,23 +277,26 @@ def _record_lookup(attempt_id: str, result: LookupResult, *, expire_if_unresolve
                 txn.next_check_at = timezone.now() + timedelta(seconds=delay)
         attempt.save()
         txn.save()
-    logger.info(
-        "look-up answered %s", result.status,
-        extra={"transaction_id": str(txn.pk), "attempt": str(attempt.pk), "gateway": attempt.gateway.code},
-    )
+    logger.info("look-up answered %s", result.status)
     return step
 
 
 def _lookup(step: Lookup) -> LookupResult:
     adapter = get_adapter(step.gateway.data_format, gateway_credentials(step.gateway))
-    return adapter.lookup_payment(step.attempt_id)
+    result = adapter.lookup_payment(step.attempt_id)
+    if result.latency_ms is not None:
+        GATEWAY_LATENCY.labels(gateway=step.gateway.code, operation="lookup").observe(result.latency_ms / 1000)
+    return result
 
 
 def transaction_process(*, transaction_id: str) -> RetryLater | None:
     """Drive a pending transaction as far as it can go now; return a delay if it must wait."""
+    bind(transaction_id=transaction_id)
     for _ in range(_MAX_STEPS):
         step = _next_step(transaction_id)
         while True:
+            if isinstance(step, (Call, Lookup)):
+                bind(attempt=step.attempt_id, gateway=step.gateway.code)
             if isinstance(step, Call):
                 adapter = get_adapter(step.gateway.data_format, gateway_credentials(step.gateway))
                 step = _record_result(step.attempt_id, adapter.create_payment(step.request))
@@ -306,6 +314,7 @@ def transaction_process(*, transaction_id: str) -> RetryLater | None:
 
 def transaction_reconcile(*, transaction_id: str) -> None:
     """Look up a `processing` transaction's current attempt; expire it past the deadline."""
+    bind(transaction_id=transaction_id)
     with transaction.atomic():
         txn = transaction_lock(transaction_id)
         if txn.status != TransactionStatus.PROCESSING:
@@ -316,6 +325,7 @@ def transaction_reconcile(*, transaction_id: str) -> None:
         # Claim this look-up so that a concurrent sweep does not repeat it straight away.
         txn.next_check_at = timezone.now() + timedelta(seconds=settings.PAYGATE_LOOKUP_INTERVAL_SECONDS)
         txn.save(update_fields=["next_check_at", "updated_at"])
+    bind(attempt=attempt.pk, gateway=attempt.gateway.code)
     step = _record_lookup(
         str(attempt.pk), _lookup(Lookup(attempt_id=str(attempt.pk), gateway=attempt.gateway)),
         expire_if_unresolved=True,

@@ -18,6 +18,8 @@ from django.utils import timezone
 from gateways.models import Country
 from gateways.selectors import route_list
 from paygate.errors import ApplicationError, IdempotencyConflict, NoRoute
+from paygate.logs import bind
+from paygate.metrics import TRANSACTIONS_CREATED, TRANSACTIONS_FINISHED
 
 from .models import (
     ALLOWED_TRANSITIONS,
@@ -134,7 +136,9 @@ def transaction_create(
         if replay is None:
             raise
         return replay
-    logger.info("transaction created", extra={"transaction_id": str(txn.pk), "type": txn.type})
+    bind(transaction_id=txn.pk)
+    TRANSACTIONS_CREATED.labels(type=txn.type, country=txn.country_id).inc()
+    logger.info("transaction created", extra={"type": txn.type})
     return CreateResult(transaction=txn, replayed=False)
 
 
@@ -158,6 +162,10 @@ def transaction_transition(
     if to in FINAL_STATUSES:
         txn.finished_at = timezone.now()
         txn.next_check_at = None
+        transaction.on_commit(lambda: TRANSACTIONS_FINISHED.labels(
+            type=txn.type, status=to, country=txn.country_id,
+            gateway=txn.gateway.code if txn.gateway_id else "none", failure_reason=failure_reason or "",
+        ).inc())
     if save:
         txn.save()
 

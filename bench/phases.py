@@ -1,0 +1,317 @@
+"""The measured phases of one bench configuration, and what is read back from the database and sandboxes."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from bench import load, stack, stats
+
+FINAL = ("completed", "failed")
+
+
+# --- reading transactions back -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TxnRow:
+    id: str
+    status: str
+    failure_reason: str | None
+    created_at: float
+    finished_at: float | None
+    gateway_ms: float  # sum of the attempts' latency_ms
+    attempts: int
+    first_attempt_at: float | None
+    last_attempt_at: float | None
+    callback_received_at: float | None
+    callback_processed_at: float | None
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL
+
+    @property
+    def e2e_ms(self) -> float | None:
+        return None if self.finished_at is None else (self.finished_at - self.created_at) * 1000
+
+    @property
+    def overhead_ms(self) -> float | None:
+        e2e = self.e2e_ms
+        return None if e2e is None else e2e - self.gateway_ms
+
+
+_ROWS_SQL = """
+WITH a AS (
+    SELECT transaction_id, coalesce(sum(latency_ms), 0) AS gateway_ms, count(*) AS attempts,
+           extract(epoch FROM min(created_at)) AS first_at, extract(epoch FROM max(created_at)) AS last_at
+    FROM payments_attempt WHERE transaction_id = ANY(%(ids)s::uuid[]) GROUP BY transaction_id
+), e AS (
+    SELECT transaction_id, extract(epoch FROM min(received_at)) AS received_at,
+           extract(epoch FROM max(processed_at)) AS processed_at
+    FROM callbacks_callbackevent WHERE transaction_id = ANY(%(ids)s::uuid[]) AND result = 'applied' GROUP BY transaction_id
+)
+SELECT t.id::text, t.status, t.failure_reason, extract(epoch FROM t.created_at), extract(epoch FROM t.finished_at),
+       coalesce(a.gateway_ms, 0), coalesce(a.attempts, 0), a.first_at, a.last_at, e.received_at, e.processed_at
+FROM payments_transaction t LEFT JOIN a ON a.transaction_id = t.id LEFT JOIN e ON e.transaction_id = t.id
+WHERE t.id = ANY(%(ids)s::uuid[])
+"""
+
+
+def _floats(row: Sequence[Any]) -> list[Any]:
+    return [float(value) if value is not None and not isinstance(value, str) else value for value in row]
+
+
+def fetch_rows(db: psycopg.Connection, ids: Iterable[str]) -> dict[str, TxnRow]:
+    id_list = list(ids)
+    if not id_list:
+        return {}
+    rows = db.execute(_ROWS_SQL, {"ids": id_list}).fetchall()
+    out = {}
+    for raw in rows:
+        values = _floats(raw)
+        values[6] = int(values[6])
+        out[values[0]] = TxnRow(*values)
+    return out
+
+
+def count_final(db: psycopg.Connection, ids: Sequence[str]) -> int:
+    return int(db.execute(
+        "SELECT count(*) FROM payments_transaction WHERE id = ANY(%s::uuid[]) AND status IN ('completed', 'failed')", [list(ids)]
+    ).fetchone()[0])
+
+
+def wait_all_final(db: psycopg.Connection, ids: Sequence[str], *, timeout: float,
+                   alive: Any = None) -> tuple[bool, float]:
+    """Poll until every id is final; (all final?, seconds waited). Never raises on the deadline."""
+    started = time.monotonic()
+    try:
+        stack.wait_for(lambda: count_final(db, ids) >= len(ids), timeout=timeout, interval=0.25,
+                       what=f"{len(ids)} transactions to be final", alive=alive)
+        return True, time.monotonic() - started
+    except stack.BenchError as exc:
+        if "timed out" not in str(exc):
+            raise
+        return False, time.monotonic() - started
+
+
+# --- analysis ------------------------------------------------------------------------------------
+
+
+def api_summary(result: load.LoadResult) -> dict[str, Any]:
+    accepted = result.accepted
+    latencies = [record.latency_s * 1000 for record in accepted]
+    errors = Counter(str(record.status) for record in result.records if record.status != 202)
+    samples = [f"{r.status}: {r.error}" for r in result.records if r.status != 202][:5]
+    return {
+        "requests": len(result.records),
+        "accepted": len(accepted),
+        "not_accepted_by_status": dict(errors),
+        "not_accepted_samples": samples,
+        "duration_s": round(result.duration_s, 3),
+        "accepted_per_s": round(len(accepted) / result.duration_s, 2),
+        "latency_ms": stats.summary(latencies),
+    }
+
+
+def breakdown(rows: Iterable[TxnRow]) -> dict[str, Any]:
+    """Where the time between accept and final goes, per transaction (single-attempt ones)."""
+    pickup, gateway, to_callback, apply, overhead, e2e = [], [], [], [], [], []
+    for row in rows:
+        if not row.final or row.e2e_ms is None:
+            continue
+        e2e.append(row.e2e_ms)
+        overhead.append(row.overhead_ms)
+        if row.attempts == 1 and row.first_attempt_at is not None and row.callback_received_at is not None:
+            call_end = row.first_attempt_at + row.gateway_ms / 1000
+            pickup.append((row.first_attempt_at - row.created_at) * 1000)
+            gateway.append(row.gateway_ms)
+            to_callback.append((row.callback_received_at - call_end) * 1000)
+            apply.append((row.finished_at - row.callback_received_at) * 1000)  # type: ignore[operator]
+    return {
+        "accept_to_final_ms": stats.summary(e2e),
+        "overhead_ms": stats.summary(overhead),
+        "parts_ms": {
+            "accept_to_attempt_row (publish, queue wait, pick-up, routing)": stats.summary(pickup),
+            "gateway_call (attempt latency_ms)": stats.summary(gateway),
+            "call_end_to_callback_stored (record result, gateway sends callback, web stores it)": stats.summary(
+                to_callback),
+            "callback_stored_to_final (publish, queue wait, apply)": stats.summary(apply),
+        },
+    }
+
+
+def e2e_summary(rows: dict[str, TxnRow], ids: Sequence[str]) -> dict[str, Any]:
+    present = [rows[i] for i in ids if i in rows]
+    final = [row for row in present if row.final and row.finished_at is not None]
+    statuses = Counter(row.status if row.status != "failed" else f"failed:{row.failure_reason}" for row in present)
+    out: dict[str, Any] = {
+        "transactions": len(ids),
+        "final": len(final),
+        "statuses": dict(statuses),
+        "attempts_per_transaction": dict(Counter(row.attempts for row in present)),
+    }
+    if final:
+        first = min(row.created_at for row in final)
+        last = max(row.finished_at for row in final)  # type: ignore[type-var]
+        out["span_s"] = round(last - first, 3)
+        out["finished_per_s"] = round(len(final) / max(last - first, 1e-9), 2)
+    out.update(breakdown(present))
+    return out
+
+
+def drain_summary(rows: dict[str, TxnRow], ids: Sequence[str]) -> dict[str, Any]:
+    """A backlog of pending transactions processed from the first attempt on (workers started late)."""
+    present = [rows[i] for i in ids if i in rows]
+    final = [row for row in present if row.final and row.finished_at is not None]
+    starts = [row.first_attempt_at for row in present if row.first_attempt_at is not None]
+    out: dict[str, Any] = {"transactions": len(ids), "final": len(final)}
+    if final and starts:
+        first, last = min(starts), max(row.finished_at for row in final)  # type: ignore[type-var]
+        out["span_s"] = round(last - first, 3)
+        out["finished_per_s"] = round(len(final) / max(last - first, 1e-9), 2)
+        out["first_attempt_at"] = first
+    return out
+
+
+# --- correctness against the sandboxes' own records ----------------------------------------------
+
+
+def sandbox_payments() -> dict[str, list[dict[str, Any]]]:
+    out = {}
+    for code in stack.SANDBOXES:
+        status, body = stack.http_get(f"{stack.sandbox_url(code)}/_sandbox/payments", timeout=30)
+        if status != 200:
+            raise stack.BenchError(f"sandbox {code}: GET /_sandbox/payments answered {status}")
+        import json
+
+        out[code] = json.loads(body)["payments"]
+    return out
+
+
+def correctness(accepted_ids: Sequence[str], rows: dict[str, TxnRow], payments: dict[str, list[dict[str, Any]]],
+                db: psycopg.Connection) -> dict[str, Any]:
+    """lost, sent to two gateways, paid twice; and the database's and the gateways' views compared."""
+    accepted = set(accepted_ids)
+    by_txn: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+    for code, listing in payments.items():
+        for payment in listing:
+            by_txn[payment["transaction_id"]].append((code, payment))
+    missing = sorted(accepted - set(rows))
+    not_final = sorted(i for i in accepted if i in rows and not rows[i].final)
+    two_gateways = sorted(t for t, ps in by_txn.items() if len({code for code, _ in ps}) > 1)
+    paid_twice = sorted(t for t, ps in by_txn.items()
+                        if sum(1 for _, p in ps if p["status"] in ("accepted", "completed")) > 1)
+    completed_ids = {i for i in accepted if i in rows and rows[i].status == "completed"}
+    gateway_completed = {t for t, ps in by_txn.items() if any(p["status"] == "completed" for _, p in ps)}
+    flagged = db.execute(
+        "SELECT flag_reason, count(*) FROM callbacks_callbackevent WHERE flagged GROUP BY flag_reason").fetchall()
+    unapplied = db.execute("SELECT count(*) FROM callbacks_callbackevent WHERE result = 'received'").fetchone()[0]
+    review = db.execute(
+        "SELECT count(*) FROM payments_transaction WHERE needs_review AND id = ANY(%s::uuid[])", [list(accepted)]).fetchone()[0]
+    return {
+        "accepted": len(accepted),
+        "lost": len(missing) + len(not_final),
+        "lost_missing_in_db": missing[:20],
+        "lost_not_final": not_final[:20],
+        "sent_to_two_gateways": len(two_gateways),
+        "sent_to_two_gateways_ids": two_gateways[:20],
+        "paid_twice": len(paid_twice),
+        "paid_twice_ids": paid_twice[:20],
+        "gateway_requests_repeated_same_reference": sum(
+            1 for ps in by_txn.values() for _, p in ps if int(p.get("requests", 1)) > 1),
+        "completed_in_db_but_not_at_gateway": len(completed_ids - gateway_completed),
+        "completed_at_gateway_but_not_in_db": len((gateway_completed & accepted) - completed_ids),
+        "gateway_payments_for_unknown_transactions": len(set(by_txn) - accepted),
+        "gateway_payments_by_sandbox": {code: len(listing) for code, listing in payments.items()},
+        "callbacks_flagged": {reason: count for reason, count in flagged},
+        "callbacks_unapplied": int(unapplied),
+        "transactions_needing_review": int(review),
+    }
+
+
+# --- the floor's no-op drain ---------------------------------------------------------------------
+
+
+def watch_drain(expected: int, *, timeout: float, alive: Any = None) -> dict[str, Any]:
+    """Poll the floor queue while workers consume it: time from the first message taken to the last ack."""
+    samples: list[tuple[float, int]] = []
+    first_at: float | None = None
+    first_length = expected
+    deadline = time.monotonic() + timeout
+    while True:
+        if alive is not None:
+            alive()
+        length = stack.queue_length(stack.FLOOR_QUEUE)
+        now = time.time()
+        samples.append((now, length))
+        if first_at is None and length < expected:
+            first_at, first_length = now, length
+        if length == 0 and stack.unacked_count() == 0:
+            break
+        if time.monotonic() >= deadline:
+            raise stack.BenchError(f"the floor queue did not drain in {timeout:.0f}s ({length} left)")
+        time.sleep(0.01)
+    end = time.time()
+    start = first_at if first_at is not None else end
+    consumed = first_length  # messages taken after the first observed decrease
+    return {
+        "tasks": expected,
+        "span_s": round(end - start, 3),
+        "tasks_per_s": round(consumed / max(end - start, 1e-9), 2),
+        "_samples": [(round(t - start, 3), n) for t, n in samples if t >= start],
+    }
+
+
+# --- logs and machine --------------------------------------------------------------------------------
+
+_LOG_PROBLEM = re.compile(r"\b(ERROR|CRITICAL|Traceback|WARNING)\b")
+
+
+def scan_logs(log_dir: Path) -> dict[str, Any]:
+    """Counts of warnings and errors per process log (LOG_LEVEL=WARNING: everything logged is one)."""
+    out: dict[str, Any] = {}
+    for path in sorted(log_dir.glob("*.log")):
+        lines = path.read_text(errors="replace").splitlines()
+        problems = [line for line in lines if _LOG_PROBLEM.search(line)]
+        if problems:
+            distinct: list[str] = []
+            for line in problems:
+                short = re.sub(r"^\S+ \S+ ", "", line)[:300]
+                if short not in distinct:
+                    distinct.append(short)
+            out[path.stem] = {"lines": len(problems), "distinct_samples": distinct[:8]}
+    return out
+
+
+def cpu_times() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    with open("/proc/stat") as handle:
+        fields = [float(value) for value in handle.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)
+    return sum(fields) - idle, sum(fields)
+
+
+def cpu_busy_percent(before: tuple[float, float], after: tuple[float, float]) -> float:
+    busy, total = after[0] - before[0], after[1] - before[1]
+    return round(100.0 * busy / total, 1) if total > 0 else 0.0
+
+
+def machine_snapshot() -> dict[str, Any]:
+    """Load and the busiest processes at this moment, to flag a machine shared with other work."""
+    import subprocess
+
+    with open("/proc/loadavg") as handle:
+        load1, load5, load15 = handle.read().split()[:3]
+    top = subprocess.run(["ps", "-eo", "pid,pcpu,etime,args", "--sort=-pcpu"], capture_output=True, text=True,
+                         check=False).stdout.splitlines()[1:6]
+    return {"loadavg": [float(load1), float(load5), float(load15)], "cpus": os.cpu_count(),
+            "busiest_processes": [line.strip()[:160] for line in top]}

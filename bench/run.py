@@ -1,0 +1,343 @@
+"""Paygate's benchmark: the production shape on PostgreSQL + Redis, driven over HTTP, against its floor.
+
+    .venv/bin/python bench/run.py [--n 2000] [--concurrency 16] [--web-workers 2]
+                                  [--worker-processes 1] [--worker-concurrency 4] [--quick] [--scaling]
+
+One configuration runs, in order, on a fresh `paygate_bench` database and Redis db 14:
+
+1. set-up: migrate (and the floor app's migration), seed the demo on the bench sandbox ports,
+   an API key; the three sandboxes (`--callback-delay 0`), Paygate's gunicorn (:8200) and the
+   floor's gunicorn (:8201, same worker count, DJANGO_SETTINGS_MODULE=bench.floor_settings);
+2. `queries`: SQL statements per transaction, in-process (bench/queries.py);
+3. `micro`: API-key verification and Fernet costs per call (bench/micro.py);
+4. celery beat and the Paygate workers start;
+5. `low_load`: a closed loop of single transactions, each waited for until final: Paygate's
+   own overhead without any queueing;
+6. `mixed`: N creates at the given concurrency with the workers running: accepted/s,
+   API latency, finished/s and accept-to-final latency: the realistic end to end;
+7. `api_only` + `drain`: N creates with the workers stopped (like the floor), then the workers
+   start and the backlog is drained: the API and the worker each on their own;
+8. correctness against the sandboxes' own records; then Paygate's workers and beat stop;
+9. `floor`: the bare endpoint at the same concurrency (its no-op tasks go to their own queue
+   with no consumer), then floor workers (same processes x concurrency) drain that queue.
+
+Results: bench/results/<timestamp>.json, latest.json, latest.md and PNG charts.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+if __package__ in (None, ""):  # run as a script: bench/ must not shadow anything, the project must import
+    _here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
+    sys.path.insert(0, os.path.dirname(_here))
+
+import argparse
+import dataclasses
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from bench import load, phases, report, stack
+from bench.stack import FLOOR_PORT, HOST, WEB_PORT, BenchError, Stack
+
+ALL_PHASES = frozenset({"queries", "micro", "low_load", "mixed", "api_only", "floor"})
+THROUGHPUT_PHASES = frozenset({"mixed", "api_only", "floor"})
+SCALING_MATRIX = ((1, 2), (1, 4), (2, 2), (2, 4))  # (worker processes, gunicorn workers)
+
+
+@dataclass(frozen=True)
+class Config:
+    n: int
+    concurrency: int
+    web_workers: int
+    worker_processes: int
+    worker_concurrency: int
+    low_load_n: int
+    final_timeout: float
+    micro_number: int
+
+    @property
+    def slug(self) -> str:
+        return f"web{self.web_workers}-wp{self.worker_processes}x{self.worker_concurrency}-c{self.concurrency}"
+
+    @property
+    def label(self) -> str:
+        return (f"gunicorn {self.web_workers} workers, celery {self.worker_processes} process(es) x "
+                f"{self.worker_concurrency}, {self.concurrency} in flight")
+
+
+class Timer:
+    """Wall-clock and machine-CPU use of each phase, for the report."""
+
+    def __init__(self) -> None:
+        self.phases: dict[str, dict[str, float]] = {}
+
+    def phase(self, name: str) -> _PhaseTimer:
+        return _PhaseTimer(self, name)
+
+
+class _PhaseTimer:
+    def __init__(self, timer: Timer, name: str) -> None:
+        self.timer, self.name = timer, name
+
+    def __enter__(self) -> None:
+        print(f"  - {self.name} …", flush=True)
+        self.started, self.cpu = time.monotonic(), phases.cpu_times()
+
+    def __exit__(self, *exc: object) -> None:
+        self.timer.phases[self.name] = {
+            "seconds": round(time.monotonic() - self.started, 2),
+            "machine_cpu_busy_percent": phases.cpu_busy_percent(self.cpu, phases.cpu_times()),
+        }
+
+
+def _reset_sandboxes() -> None:
+    for code in stack.SANDBOXES:
+        stack.http_post_json(f"{stack.sandbox_url(code)}/_sandbox/reset")
+
+
+def _wait_final_each(db: psycopg.Connection, alive: Callable[[], None]) -> Callable[[load.RequestRecord], None]:
+    def wait(record: load.RequestRecord) -> None:
+        if record.transaction_id:
+            stack.wait_for(lambda: phases.count_final(db, [record.transaction_id]) == 1, timeout=30, interval=0.002,
+                           what=f"transaction {record.transaction_id} to be final", alive=alive)
+
+    return wait
+
+
+def _series(times: list[float], origin: float) -> list[int]:
+    from bench.stats import per_second_series
+
+    return per_second_series(times, origin=origin)
+
+
+def run_config(cfg: Config, wanted: frozenset[str], *, tag: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run one configuration; (summary, raw data for charts)."""
+    print(f"== {cfg.label}", flush=True)
+    data_dir = stack.WORK_DIR / "data"
+    log_dir = stack.WORK_DIR / "logs" / cfg.slug
+    shutil.rmtree(log_dir, ignore_errors=True)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    run_secrets = stack.Secrets.generate()
+    env = stack.bench_env(data_dir, run_secrets)
+    floor_env = stack.bench_env(data_dir, run_secrets, settings_module="bench.floor_settings")
+    web_url, floor_url = f"http://{HOST}:{WEB_PORT}", f"http://{HOST}:{FLOOR_PORT}"
+    timer = Timer()
+    out: dict[str, Any] = {"config": dataclasses.asdict(cfg), "label": cfg.label}
+    raw: dict[str, Any] = {}
+
+    with Stack(env=env, log_dir=log_dir) as bench:
+        with timer.phase("setup"):
+            api_key = bench.prepare(floor_env=floor_env)
+            bench.start_sandboxes()
+            bench.start_web(name="web", port=WEB_PORT, workers=cfg.web_workers)
+            bench.start_web(name="floor-web", port=FLOOR_PORT, workers=cfg.web_workers, env=floor_env)
+
+        if "queries" in wanted:
+            with timer.phase("queries"):
+                target = stack.WORK_DIR / "queries.json"
+                stack.child_python("queries.py", "--attach", "--out", str(target), env=env)
+                out["queries"] = json.loads(target.read_text())
+        if "micro" in wanted:
+            with timer.phase("micro"):
+                target = stack.WORK_DIR / "micro.json"
+                stack.child_python("micro.py", "--attach", "--number", str(cfg.micro_number), "--out", str(target),
+                                   env=env)
+                out["micro"] = json.loads(target.read_text())
+
+        # What the in-process measurements published was never meant to run.
+        stack.flush_broker()
+        _reset_sandboxes()
+        bench.start_beat(data_dir)
+        worker_names = [f"worker{i}" for i in range(1, cfg.worker_processes + 1)]
+        bench.start_workers(prefix="worker", processes=cfg.worker_processes, concurrency=cfg.worker_concurrency)
+
+        db = psycopg.connect(stack.PSYCOPG_DSN, autocommit=True)
+        all_ids: list[str] = []
+        try:
+            if "low_load" in wanted:
+                with timer.phase("low_load"):
+                    specs = load.make_specs(cfg.low_load_n, run_tag=f"{tag}-low")
+                    result = load.drive(web_url, specs, concurrency=1, api_key=api_key,
+                                        after_each=_wait_final_each(db, bench.check_alive))
+                    ids = [r.transaction_id for r in result.accepted if r.transaction_id]
+                    all_ids += ids
+                    rows = phases.fetch_rows(db, ids)
+                    out["low_load"] = {"api": phases.api_summary(result), "e2e": phases.e2e_summary(rows, ids)}
+                    raw["low_load_e2e_ms"] = [row.e2e_ms for row in rows.values() if row.e2e_ms is not None]
+
+            if "mixed" in wanted:
+                with timer.phase("mixed"):
+                    specs = load.make_specs(cfg.n, run_tag=f"{tag}-mixed")
+                    result = load.drive(web_url, specs, concurrency=cfg.concurrency, api_key=api_key)
+                    ids = [r.transaction_id for r in result.accepted if r.transaction_id]
+                    all_ids += ids
+                    done, waited = phases.wait_all_final(db, ids, timeout=cfg.final_timeout, alive=bench.check_alive)
+                    rows = phases.fetch_rows(db, ids)
+                    out["mixed"] = {"api": phases.api_summary(result), "e2e": phases.e2e_summary(rows, ids),
+                                    "all_final_within_deadline": done, "waited_for_final_s": round(waited, 2)}
+                    origin = result.started_at
+                    raw["mixed"] = {
+                        "accepted_per_s": _series([r.started_at + r.latency_s for r in result.accepted], origin),
+                        "finished_per_s": _series([row.finished_at for row in rows.values()
+                                                   if row.finished_at is not None], origin),
+                        "api_latency_ms": [r.latency_s * 1000 for r in result.accepted],
+                        "e2e_ms": [row.e2e_ms for row in rows.values() if row.e2e_ms is not None],
+                        "requests": [dataclasses.asdict(r) for r in result.records],
+                    }
+
+            if "api_only" in wanted:
+                with timer.phase("api_only"):
+                    bench.stop(worker_names)
+                    specs = load.make_specs(cfg.n, run_tag=f"{tag}-apionly")
+                    result = load.drive(web_url, specs, concurrency=cfg.concurrency, api_key=api_key)
+                    ids = [r.transaction_id for r in result.accepted if r.transaction_id]
+                    all_ids += ids
+                    out["api_only"] = {"api": phases.api_summary(result)}
+                    raw["api_only"] = {
+                        "accepted_per_s": _series([r.started_at + r.latency_s for r in result.accepted],
+                                                  result.started_at),
+                        "api_latency_ms": [r.latency_s * 1000 for r in result.accepted],
+                        "requests": [dataclasses.asdict(r) for r in result.records],
+                    }
+                with timer.phase("drain"):
+                    bench.start_workers(prefix="worker", processes=cfg.worker_processes,
+                                        concurrency=cfg.worker_concurrency, wait=False)
+                    done, waited = phases.wait_all_final(db, ids, timeout=cfg.final_timeout, alive=bench.check_alive)
+                    rows = phases.fetch_rows(db, ids)
+                    drain = phases.drain_summary(rows, ids)
+                    out["drain"] = {**drain, "all_final_within_deadline": done,
+                                    "accept_to_final_ms": phases.e2e_summary(rows, ids)["accept_to_final_ms"]}
+                    first = drain.get("first_attempt_at") or time.time()
+                    raw["drain_finished_per_s"] = _series(
+                        [row.finished_at for row in rows.values() if row.finished_at is not None], first)
+
+            with timer.phase("correctness"):
+                # Give late transactions of any phase the same deadline before judging them lost.
+                phases.wait_all_final(db, all_ids, timeout=cfg.final_timeout, alive=bench.check_alive)
+                rows = phases.fetch_rows(db, all_ids)
+                out["correctness"] = phases.correctness(all_ids, rows, phases.sandbox_payments(), db)
+        finally:
+            db.close()
+
+        bench.stop(["beat", *worker_names])
+
+        if "floor" in wanted:
+            with timer.phase("floor"):
+                floor: dict[str, Any] = {}
+                if "low_load" in wanted:
+                    stack.purge_queue(stack.FLOOR_QUEUE)
+                    specs = load.make_specs(cfg.low_load_n, run_tag=f"{tag}-floorlow")
+                    floor["low_load_api"] = phases.api_summary(
+                        load.drive(floor_url, specs, concurrency=1, floor=True))
+                stack.purge_queue(stack.FLOOR_QUEUE)
+                specs = load.make_specs(cfg.n, run_tag=f"{tag}-floor")
+                result = load.drive(floor_url, specs, concurrency=cfg.concurrency, floor=True)
+                floor["api"] = phases.api_summary(result)
+                published = len(result.accepted)
+                stack.wait_for(lambda: stack.queue_length(stack.FLOOR_QUEUE) >= published, timeout=30,
+                               what="the floor's tasks to be in their queue")
+                raw["floor"] = {
+                    "accepted_per_s": _series([r.started_at + r.latency_s for r in result.accepted], result.started_at),
+                    "api_latency_ms": [r.latency_s * 1000 for r in result.accepted],
+                }
+            with timer.phase("floor_drain"):
+                bench.start_workers(prefix="floor-worker", processes=cfg.worker_processes,
+                                    concurrency=cfg.worker_concurrency, queues=stack.FLOOR_QUEUE, env=floor_env,
+                                    wait=False)
+                drain = phases.watch_drain(published, timeout=cfg.final_timeout, alive=bench.check_alive)
+                raw["floor_drain_samples"] = drain.pop("_samples")
+                floor["noop_drain"] = drain
+                out["floor"] = floor
+
+    out["logs"] = phases.scan_logs(log_dir)
+    out["log_dir"] = str(log_dir.relative_to(stack.ROOT))
+    out["phases"] = timer.phases
+    return out, raw
+
+
+def _config_from(args: argparse.Namespace) -> Config:
+    quick = args.quick
+    return Config(
+        n=args.n if args.n is not None else (200 if quick else 2000),
+        concurrency=args.concurrency,
+        web_workers=args.web_workers,
+        worker_processes=args.worker_processes,
+        worker_concurrency=args.worker_concurrency,
+        low_load_n=args.low_load_n if args.low_load_n is not None else (20 if quick else 100),
+        final_timeout=args.final_timeout,
+        micro_number=300 if quick else 2000,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Paygate benchmark (see bench/README.md).")
+    parser.add_argument("--n", type=int, default=None, help="transactions per load phase (default 2000; --quick 200)")
+    parser.add_argument("--concurrency", type=int, default=16, help="requests in flight (default 16)")
+    parser.add_argument("--web-workers", type=int, default=2,
+                        help="gunicorn sync workers, Paygate and floor alike (default 2: one per core)")
+    parser.add_argument("--worker-processes", type=int, default=1, help="separate celery worker processes (default 1)")
+    parser.add_argument("--worker-concurrency", type=int, default=4,
+                        help="prefork children per celery worker process (default 4)")
+    parser.add_argument("--low-load-n", type=int, default=None,
+                        help="transactions of the closed-loop low-load phase (default 100; --quick 20)")
+    parser.add_argument("--final-timeout", type=float, default=300.0,
+                        help="seconds to wait for transactions to become final (default 300)")
+    parser.add_argument("--quick", action="store_true", help="a small smoke run (N=200)")
+    parser.add_argument("--scaling", action="store_true",
+                        help="also run the matrix 1|2 worker processes x 2|4 gunicorn workers (throughput phases)")
+    parser.add_argument("--results-dir", type=Path, default=stack.RESULTS_DIR, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if min(args.concurrency, args.web_workers, args.worker_processes, args.worker_concurrency) < 1:
+        parser.error("counts must be at least 1")
+
+    stack.install_signal_handlers()
+    cfg = _config_from(args)
+    started = time.time()
+    timestamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(started))
+    results: dict[str, Any] = {
+        "meta": {"timestamp_utc": timestamp, "quick": args.quick, "python": sys.version.split()[0],
+                 "machine_before": phases.machine_snapshot()},
+    }
+    raws: dict[str, Any] = {}
+    try:
+        main_result, raws["main"] = run_config(cfg, ALL_PHASES, tag=f"b{timestamp}")
+        results["main"] = main_result
+        if args.scaling:
+            rows = []
+            for worker_processes, web_workers in SCALING_MATRIX:
+                variant = dataclasses.replace(cfg, worker_processes=worker_processes, web_workers=web_workers)
+                if variant == cfg:
+                    rows.append(main_result)
+                    continue
+                summary, _ = run_config(variant, THROUGHPUT_PHASES, tag=f"s{timestamp}-{variant.slug}")
+                rows.append(summary)
+            results["scaling"] = rows
+    except KeyboardInterrupt:
+        print("interrupted: everything started has been stopped", file=sys.stderr)
+        return 130
+    except BenchError as exc:
+        print(f"bench failed: {exc}", file=sys.stderr)
+        return 1
+    results["meta"]["machine_after"] = phases.machine_snapshot()
+    results["meta"]["duration_s"] = round(time.time() - started, 1)
+    paths = report.write(results, raws, results_dir=args.results_dir, timestamp=timestamp)
+    print((args.results_dir / "latest.md").read_text())
+    print("written: " + ", ".join(str(p.relative_to(stack.ROOT)) if p.is_relative_to(stack.ROOT) else str(p)
+                                  for p in paths))
+    correctness = results["main"]["correctness"]
+    broken = correctness["lost"] or correctness["paid_twice"] or correctness["sent_to_two_gateways"]
+    return 2 if broken else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
