@@ -61,6 +61,18 @@ class GatewayForm(forms.ModelForm):
                     data[name] = getattr(self.instance, name)
         return data
 
+    def save(self, commit: bool = True) -> Gateway:
+        gateway = super().save(commit=False)
+        if self.instance.pk and "webhook_secret" in self.changed_data and self.cleaned_data.get("webhook_secret"):
+            # A new secret starts a changeover: callbacks signed with the old one keep
+            # working until "Finish webhook secret rotation" forgets it.
+            previous = Gateway.objects.get(pk=self.instance.pk).webhook_secret
+            if previous != gateway.webhook_secret:
+                gateway.previous_webhook_secret = previous
+        if commit:
+            gateway.save()
+        return gateway
+
 
 @admin.register(Gateway)
 class GatewayAdmin(admin.ModelAdmin):
@@ -71,7 +83,7 @@ class GatewayAdmin(admin.ModelAdmin):
     search_fields = ("code", "name")
     readonly_fields = ("health_status", "breaker", "last_checked_at", "last_check_latency_ms",
                        "consecutive_check_failures", "consecutive_check_successes", "created_at", "updated_at")
-    actions = ["check_health_now", "open_breaker", "close_breaker", "disable_gateways"]
+    actions = ["check_health_now", "open_breaker", "close_breaker", "finish_secret_rotation", "disable_gateways"]
 
     def get_queryset(self, request: HttpRequest) -> Any:
         since = timezone.now() - timedelta(hours=1)
@@ -111,6 +123,13 @@ class GatewayAdmin(admin.ModelAdmin):
         for gateway in queryset:
             breaker_close(gateway.pk)
         self.message_user(request, f"Closed the breaker of {queryset.count()} gateway(s).")
+
+    @admin.action(description="Finish webhook secret rotation (stop accepting the previous secret)")
+    def finish_secret_rotation(self, request: HttpRequest, queryset: Any) -> None:
+        for gateway in queryset:
+            gateway.previous_webhook_secret = ""
+            gateway.save(update_fields=["previous_webhook_secret", "updated_at"])
+        self.message_user(request, f"Only the current webhook secret is accepted now ({queryset.count()}).")
 
     @admin.action(description="Disable the selected gateways (no more traffic)")
     def disable_gateways(self, request: HttpRequest, queryset: Any) -> None:

@@ -1,0 +1,417 @@
+"""Turning a bench run into bench/results/: JSON, a Markdown summary and PNG charts."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.stats import ratio
+
+# The targets of the performance issue (2 cores shared by the load generator and the stack).
+TARGET_API_RATIO = 0.60
+TARGET_E2E_RATIO = 0.35
+TARGET_OVERHEAD_P50_MS = 10.0
+
+
+def _get(data: dict[str, Any], *path: str) -> Any:
+    for key in path:
+        if not isinstance(data, dict) or key not in data:
+            return None
+        data = data[key]
+    return data
+
+
+def summarize(main: dict[str, Any]) -> dict[str, Any]:
+    """The headline figures, each with its floor and the ratio to it."""
+    floor_rate = _get(main, "floor", "api", "accepted_per_s")
+    noop_rate = _get(main, "floor", "noop_drain", "tasks_per_s")
+    api_iso = _get(main, "api_only", "api", "accepted_per_s")
+    api_mixed = _get(main, "mixed", "api", "accepted_per_s")
+    finished = _get(main, "mixed", "e2e", "finished_per_s")
+    drain = _get(main, "drain", "finished_per_s")
+    overhead_low = _get(main, "low_load", "e2e", "overhead_ms", "p50")
+    queries = _get(main, "queries", "scenarios") or {}
+    demo = _get(queries, "demo", "per_transaction") or {}
+    grows = sorted({(s["per_transaction"]["web_max"], s["per_transaction"]["worker_max"]) for s in queries.values()})
+    correctness = main.get("correctness", {})
+    return {
+        "api_accepted_per_s_isolated": {"paygate": api_iso, "floor": floor_rate, "ratio": ratio(api_iso, floor_rate),
+                                        "target_ratio": TARGET_API_RATIO,
+                                        "met": _ge(ratio(api_iso, floor_rate), TARGET_API_RATIO)},
+        "api_accepted_per_s_with_workers": {"paygate": api_mixed, "floor": floor_rate,
+                                            "ratio": ratio(api_mixed, floor_rate)},
+        "e2e_finished_per_s": {"paygate": finished, "floor": floor_rate, "ratio": ratio(finished, floor_rate),
+                               "target_ratio": TARGET_E2E_RATIO, "met": _ge(ratio(finished, floor_rate),
+                                                                             TARGET_E2E_RATIO),
+                               "ratio_to_noop_drain": ratio(finished, noop_rate)},
+        "worker_drain_per_s": {"paygate": drain, "floor_noop": noop_rate, "ratio": ratio(drain, noop_rate)},
+        "overhead_p50_ms_low_load": {"paygate": overhead_low, "target_max": TARGET_OVERHEAD_P50_MS,
+                                     "met": overhead_low is not None and overhead_low < TARGET_OVERHEAD_P50_MS},
+        "sql_per_transaction": {"web": demo.get("web_max"), "worker": demo.get("worker_max"),
+                                "constant_with_more_gateways": len(grows) == 1},
+        "correctness": {"lost": correctness.get("lost"), "sent_to_two_gateways": correctness.get(
+            "sent_to_two_gateways"), "paid_twice": correctness.get("paid_twice"),
+                        "met": not (correctness.get("lost") or correctness.get("paid_twice")
+                                    or correctness.get("sent_to_two_gateways"))},
+    }
+
+
+def _ge(value: float | None, target: float) -> bool | None:
+    return None if value is None else value >= target
+
+
+# --- Markdown -----------------------------------------------------------------------------------
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _ratio(value: float | None, floor: float | None) -> str:
+    r = ratio(value, floor, 3)
+    return "–" if r is None else f"{r:.2f}×"
+
+
+def _met(flag: bool | None) -> str:
+    return "–" if flag is None else ("**met**" if flag else "**NOT met**")
+
+
+def _lat(summary: dict[str, Any] | None) -> str:
+    if not summary or summary.get("p50") is None:
+        return "–"
+    return f"{summary['p50']:.1f} / {summary.get('p95', 0) or 0:.1f} / {summary['p99']:.1f}"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    main = results["main"]
+    s = main["summary"]
+    cfg = main["config"]
+    lines = [
+        f"# Paygate benchmark — {results['meta']['timestamp_utc']} UTC",
+        "",
+        f"Configuration: {main['label']}; N = {cfg['n']} per load phase, {cfg['low_load_n']} in the low-load loop. "
+        f"PostgreSQL and Redis on 127.0.0.1, sandboxes with `--callback-delay 0`, DEBUG=False, "
+        f"LOG_LEVEL=WARNING. The load generator (asyncio + aiohttp, one process) shares the "
+        f"{results['meta']['machine_before']['cpus']} CPUs with the whole stack. "
+        f"Load average before: {results['meta']['machine_before']['loadavg']}, "
+        f"after: {_get(results, 'meta', 'machine_after', 'loadavg')}.",
+        "",
+        "## Summary",
+        "",
+        "| figure | Paygate | floor | ratio | target |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
+    floor_api = _get(main, "floor", "api") or {}
+    iso = _get(main, "api_only", "api") or {}
+    mixed_api = _get(main, "mixed", "api") or {}
+    e2e = _get(main, "mixed", "e2e") or {}
+    low = _get(main, "low_load") or {}
+    floor_low = _get(main, "floor", "low_load_api") or {}
+    drain = main.get("drain") or {}
+    noop = _get(main, "floor", "noop_drain") or {}
+    lines += [
+        f"| API accepted/s, workers stopped (like the floor) | {_fmt(iso.get('accepted_per_s'))} | "
+        f"{_fmt(floor_api.get('accepted_per_s'))} | {_ratio(iso.get('accepted_per_s'), floor_api.get('accepted_per_s'))}"
+        f" | ≥ {TARGET_API_RATIO:.2f}× {_met(s['api_accepted_per_s_isolated']['met'])} |",
+        f"| API accepted/s, workers running | {_fmt(mixed_api.get('accepted_per_s'))} | "
+        f"{_fmt(floor_api.get('accepted_per_s'))} | "
+        f"{_ratio(mixed_api.get('accepted_per_s'), floor_api.get('accepted_per_s'))} | |",
+        f"| API latency p50 / p95 / p99 ms, workers stopped | {_lat(iso.get('latency_ms'))} | "
+        f"{_lat(floor_api.get('latency_ms'))} | {_ratio(_get(iso, 'latency_ms', 'p50'), _get(floor_api, 'latency_ms', 'p50'))}"
+        f" (p50) | |",
+        f"| API latency p50 / p95 / p99 ms, workers running | {_lat(mixed_api.get('latency_ms'))} | "
+        f"{_lat(floor_api.get('latency_ms'))} | "
+        f"{_ratio(_get(mixed_api, 'latency_ms', 'p50'), _get(floor_api, 'latency_ms', 'p50'))} (p50) | |",
+        f"| End to end: finished/s (workers running, under load) | {_fmt(e2e.get('finished_per_s'))} | "
+        f"{_fmt(floor_api.get('accepted_per_s'))} (bare endpoint) | "
+        f"{_ratio(e2e.get('finished_per_s'), floor_api.get('accepted_per_s'))} | ≥ {TARGET_E2E_RATIO:.2f}× "
+        f"{_met(s['e2e_finished_per_s']['met'])} |",
+        f"| End to end: finished/s vs no-op task drain | {_fmt(e2e.get('finished_per_s'))} | "
+        f"{_fmt(noop.get('tasks_per_s'))} (no-op tasks/s) | {_ratio(e2e.get('finished_per_s'), noop.get('tasks_per_s'))}"
+        f" | |",
+        f"| Worker alone: backlog drained, finished/s | {_fmt(drain.get('finished_per_s'))} | "
+        f"{_fmt(noop.get('tasks_per_s'))} (no-op tasks/s) | {_ratio(drain.get('finished_per_s'), noop.get('tasks_per_s'))}"
+        f" | |",
+        f"| Accept→final p50 / p95 / p99 ms, under load | {_lat(e2e.get('accept_to_final_ms'))} | – | – | |",
+        f"| Accept→final p50 / p95 / p99 ms, low load | {_lat(_get(low, 'e2e', 'accept_to_final_ms'))} | – | – | |",
+        f"| Paygate overhead p50 ms, low load (accept→final − gateway call) | "
+        f"{_fmt(_get(low, 'e2e', 'overhead_ms', 'p50'))} | – | – | < {TARGET_OVERHEAD_P50_MS:.0f} ms "
+        f"{_met(s['overhead_p50_ms_low_load']['met'])} |",
+        f"| API latency p50 ms, low load (one request at a time) | {_fmt(_get(low, 'api', 'latency_ms', 'p50'))} | "
+        f"{_fmt(_get(floor_low, 'latency_ms', 'p50'))} | "
+        f"{_ratio(_get(low, 'api', 'latency_ms', 'p50'), _get(floor_low, 'latency_ms', 'p50'))} | |",
+        f"| Paygate overhead p50 ms, under load | {_fmt(_get(e2e, 'overhead_ms', 'p50'))} | – | – | |",
+        f"| SQL statements per transaction, web (create + callback) | {_fmt(s['sql_per_transaction']['web'])} | "
+        f"3 (BEGIN, INSERT, COMMIT) | {_ratio(s['sql_per_transaction']['web'], 3)} | |",
+        f"| SQL statements per transaction, worker (process + apply) | {_fmt(s['sql_per_transaction']['worker'])} | "
+        f"0 (no-op) | – | constant with more gateways: {_fmt(s['sql_per_transaction']['constant_with_more_gateways'])} |",
+        f"| Lost / sent to two gateways / paid twice | {s['correctness']['lost']} / "
+        f"{s['correctness']['sent_to_two_gateways']} / {s['correctness']['paid_twice']} | – | – | 0 / 0 / 0 "
+        f"{_met(s['correctness']['met'])} |",
+        "",
+    ]
+    lines += _definitions()
+    lines += _breakdown_section(main)
+    lines += _queries_section(main.get("queries"))
+    lines += _micro_section(main.get("micro"))
+    lines += _correctness_section(main)
+    if results.get("scaling"):
+        lines += _scaling_section(results["scaling"])
+    lines += _logs_section(main)
+    lines += [
+        "## Charts",
+        "",
+        "![throughput](latest-throughput.png)",
+        "",
+        "![latency](latest-latency.png)",
+        "",
+        f"Phases (wall seconds, machine CPU busy %): "
+        + ", ".join(f"{name} {p['seconds']}s/{p['machine_cpu_busy_percent']}%" for name, p in main["phases"].items()),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _definitions() -> list[str]:
+    return [
+        "Definitions:",
+        "",
+        "- *accepted/s*: 202 answers divided by the wall time from the first request sent to the last "
+        "answer, at a fixed number of requests in flight (closed loop).",
+        "- *finished/s*: transactions that reached `completed`/`failed`, divided by the time from the first "
+        "one's `created_at` to the last one's `finished_at` (both from the database).",
+        "- *accept→final*: `finished_at − created_at` of each transaction (`created_at` is set at the INSERT "
+        "inside the create request).",
+        "- *Paygate overhead*: accept→final minus the sum of the transaction's `payments_attempt.latency_ms` "
+        "(the gateway calls as the HTTP client timed them). What is left is Paygate's own time: publish and "
+        "queue wait, pick-up, routing and bookkeeping before and after the call, the gateway's callback "
+        "reaching the web (the sandbox sends it at once), storing it, queueing and applying it. The API "
+        "request's own latency is reported beside it; at low load each transaction is waited for before the "
+        "next is sent, so no queueing is included.",
+        "- *floor*: a bare DRF endpoint in the same gunicorn shape that validates the same body with the same "
+        "serializer, INSERTs one row and publishes one no-op Celery task after commit (no auth, idempotency, "
+        "routing, encryption); and the drain rate of that no-op task by the same number of worker processes "
+        "and concurrency.",
+        "",
+    ]
+
+
+def _breakdown_section(main: dict[str, Any]) -> list[str]:
+    lines = ["## Where accept→final goes (single-attempt transactions, p50 / p95 / p99 ms)", "",
+             "| part | low load | under load |", "| --- | ---: | ---: |"]
+    low = _get(main, "low_load", "e2e", "parts_ms") or {}
+    mixed = _get(main, "mixed", "e2e", "parts_ms") or {}
+    for name in mixed or low:
+        lines.append(f"| {name} | {_lat(low.get(name))} | {_lat(mixed.get(name))} |")
+    lines.append(f"| overhead (accept→final − gateway) | {_lat(_get(main, 'low_load', 'e2e', 'overhead_ms'))} | "
+                 f"{_lat(_get(main, 'mixed', 'e2e', 'overhead_ms'))} |")
+    lines.append("")
+    return lines
+
+
+def _queries_section(queries: dict[str, Any] | None) -> list[str]:
+    if not queries:
+        return []
+    lines = ["## SQL statements per transaction (bench/queries.py, in-process, CaptureQueriesContext)", "",
+             "| scenario | gateways / routes | api_create | worker_process | callback_receive | worker_apply | "
+             "web total | worker total | Fernet decrypts (api / worker_process) |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for name, scenario in queries["scenarios"].items():
+        steps, per = scenario["steps"], scenario["per_transaction"]
+
+        def q(step: str) -> str:
+            low, high = steps[step]["queries_min"], steps[step]["queries_max"]
+            return str(low) if low == high else f"{low}–{high}"
+
+        def d(step: str) -> str:
+            low, high = steps[step]["fernet_decrypt_min"], steps[step]["fernet_decrypt_max"]
+            return str(low) if low == high else f"{low}–{high}"
+
+        web = per["web_max"] if per["web_min"] == per["web_max"] else f"{per['web_min']}–{per['web_max']}"
+        worker = (per["worker_max"] if per["worker_min"] == per["worker_max"]
+                  else f"{per['worker_min']}–{per['worker_max']}")
+        lines.append(f"| {name} | {scenario['config']['gateways']} / {scenario['config']['routes']} | "
+                     f"{q('api_create')} | {q('worker_process')} | {q('callback_receive')} | {q('worker_apply')} | "
+                     f"{web} | {worker} | {d('api_create')} / {d('worker_process')} |")
+    lines += ["", "By kind, demo (one deposit to DE): " + "; ".join(
+        f"{step}: " + ", ".join(f"{k} {v}" for k, v in data["sample"]["by_kind"].items())
+        for step, data in queries["scenarios"]["demo"]["steps"].items()), ""]
+    lines += [f"- {note}" for note in queries.get("notes", [])] + [""]
+    return lines
+
+
+def _micro_section(micro: dict[str, Any] | None) -> list[str]:
+    if not micro:
+        return []
+    lines = ["## Per-call costs (bench/micro.py; best round / median round, µs)", "", "| operation | µs per call |",
+             "| --- | ---: |"]
+    for name, value in micro["results"].items():
+        lines.append(f"| {name} | {value['min_us']:.1f} / {value['median_us']:.1f} |")
+    for name, value in micro.get("derived", {}).items():
+        lines.append(f"| {name} (derived) | {value:.1f} |")
+    lines += [""] + [f"- {note}" for note in micro.get("notes", [])] + [""]
+    return lines
+
+
+def _correctness_section(main: dict[str, Any]) -> list[str]:
+    c = main.get("correctness") or {}
+    keys = ("accepted", "lost", "sent_to_two_gateways", "paid_twice", "gateway_requests_repeated_same_reference",
+            "completed_in_db_but_not_at_gateway", "completed_at_gateway_but_not_in_db",
+            "gateway_payments_for_unknown_transactions", "gateway_payments_by_sandbox", "callbacks_flagged",
+            "callbacks_unapplied", "transactions_needing_review")
+    lines = ["## Correctness (every accepted id of every Paygate phase, against the sandboxes' own records)", ""]
+    lines += [f"- {key}: {c.get(key)}" for key in keys]
+    statuses = {phase: _get(main, phase, "e2e", "statuses") for phase in ("low_load", "mixed")}
+    lines += [f"- statuses: {statuses}; attempts per transaction (mixed): "
+              f"{_get(main, 'mixed', 'e2e', 'attempts_per_transaction')}", ""]
+    for phase in ("low_load", "mixed", "api_only"):
+        errors = _get(main, phase, "api", "not_accepted_by_status")
+        if errors:
+            lines.append(f"- {phase}: requests not accepted: {errors}; e.g. {_get(main, phase, 'api', 'not_accepted_samples')}")
+    lines.append("")
+    return lines
+
+
+def _scaling_section(rows: Sequence[dict[str, Any]]) -> list[str]:
+    lines = ["## Scaling (same N and concurrency; throughput phases only)", "",
+             "| gunicorn workers | celery processes × concurrency | API/s workers stopped | floor API/s | ratio | "
+             "API/s workers running | finished/s | finished/s ÷ floor | drain/s | no-op drain/s | API p50 ms |",
+             "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for row in rows:
+        cfg = row["config"]
+        iso = _get(row, "api_only", "api", "accepted_per_s")
+        floor = _get(row, "floor", "api", "accepted_per_s")
+        finished = _get(row, "mixed", "e2e", "finished_per_s")
+        lines.append(
+            f"| {cfg['web_workers']} | {cfg['worker_processes']} × {cfg['worker_concurrency']} | {_fmt(iso)} | "
+            f"{_fmt(floor)} | {_ratio(iso, floor)} | {_fmt(_get(row, 'mixed', 'api', 'accepted_per_s'))} | "
+            f"{_fmt(finished)} | {_ratio(finished, floor)} | {_fmt(_get(row, 'drain', 'finished_per_s'))} | "
+            f"{_fmt(_get(row, 'floor', 'noop_drain', 'tasks_per_s'))} | "
+            f"{_fmt(_get(row, 'mixed', 'api', 'latency_ms', 'p50'))} |")
+    lines.append("")
+    return lines
+
+
+def _logs_section(main: dict[str, Any]) -> list[str]:
+    logs = main.get("logs") or {}
+    lines = [f"## Warnings and errors in the process logs ({main.get('log_dir')})", ""]
+    if not logs:
+        return lines + ["None.", ""]
+    for name, data in logs.items():
+        lines.append(f"- **{name}**: {data['lines']} line(s), e.g.")
+        lines += [f"  - `{sample}`" for sample in data["distinct_samples"][:4]]
+    lines.append("")
+    return lines
+
+
+# --- charts ---------------------------------------------------------------------------------------
+
+
+def _cdf(ax: Any, values: Sequence[float], label: str) -> None:
+    if not values:
+        return
+    ordered = sorted(values)
+    n = len(ordered)
+    ax.plot(ordered, [(i + 1) / n for i in range(n)], label=f"{label} (n={n})")
+
+
+def charts(raw: dict[str, Any], results_dir: Path, timestamp: str) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 8), constrained_layout=True)
+    mixed = raw.get("mixed") or {}
+    top.step(range(len(mixed.get("accepted_per_s", []))), mixed.get("accepted_per_s", []), where="post",
+             label="accepted/s (API answers)")
+    top.step(range(len(mixed.get("finished_per_s", []))), mixed.get("finished_per_s", []), where="post",
+             label="finished/s (finished_at)")
+    top.set_title("Paygate under load, workers running")
+    top.set_xlabel("seconds since the first request")
+    top.set_ylabel("per second")
+    top.legend()
+    for key, label in (("api_only", "Paygate API accepted/s (workers stopped)"),
+                       ("floor", "floor API accepted/s")):
+        series = (raw.get(key) or {}).get("accepted_per_s", [])
+        bottom.step(range(len(series)), series, where="post", label=label)
+    drain = raw.get("drain_finished_per_s") or []
+    bottom.step(range(len(drain)), drain, where="post", label="Paygate backlog drain finished/s")
+    samples = raw.get("floor_drain_samples") or []
+    if len(samples) > 1:
+        per_second: dict[int, int] = {}
+        for (t0, n0), (t1, n1) in zip(samples, samples[1:]):
+            per_second[int(t1)] = per_second.get(int(t1), 0) + max(n0 - n1, 0)
+        xs = list(range(max(per_second) + 1))
+        bottom.step(xs, [per_second.get(x, 0) for x in xs], where="post", label="floor no-op drain tasks/s")
+    bottom.set_title("Each side alone: API with workers stopped, then the backlog drained")
+    bottom.set_xlabel("seconds since the phase's start")
+    bottom.set_ylabel("per second")
+    bottom.legend()
+    path = results_dir / f"{timestamp}-throughput.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    paths.append(path)
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5), constrained_layout=True)
+    _cdf(left, (raw.get("api_only") or {}).get("api_latency_ms", []), "Paygate, workers stopped")
+    _cdf(left, mixed.get("api_latency_ms", []), "Paygate, workers running")
+    _cdf(left, (raw.get("floor") or {}).get("api_latency_ms", []), "floor")
+    left.set_xscale("log")
+    left.set_title("API request latency (CDF)")
+    left.set_xlabel("ms")
+    left.legend()
+    _cdf(right, raw.get("low_load_e2e_ms", []), "low load")
+    _cdf(right, mixed.get("e2e_ms", []), "under load")
+    right.set_xscale("log")
+    right.set_title("Accept → final latency (CDF)")
+    right.set_xlabel("ms")
+    right.legend()
+    path = results_dir / f"{timestamp}-latency.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    paths.append(path)
+    return paths
+
+
+# --- writing ---------------------------------------------------------------------------------------
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write(results: dict[str, Any], raws: dict[str, Any], *, results_dir: Path, timestamp: str) -> list[Path]:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    results["main"]["summary"] = summarize(results["main"])
+    paths: list[Path] = []
+    text = json.dumps(results, indent=2, default=str).encode()
+    for name in (f"{timestamp}.json", "latest.json"):
+        _atomic_write(results_dir / name, text)
+        paths.append(results_dir / name)
+    raw_dir = results_dir / "raw"
+    raw_dir.mkdir(exist_ok=True)
+    _atomic_write(raw_dir / f"{timestamp}.json.gz", gzip.compress(json.dumps(raws, default=str).encode()))
+    paths.append(raw_dir / f"{timestamp}.json.gz")
+    for chart in charts(raws.get("main", {}), results_dir, timestamp):
+        latest = results_dir / chart.name.replace(timestamp, "latest")
+        shutil.copyfile(chart, latest)
+        paths += [chart, latest]
+    _atomic_write(results_dir / f"{timestamp}.md", markdown(results).encode())
+    shutil.copyfile(results_dir / f"{timestamp}.md", results_dir / "latest.md")
+    paths += [results_dir / f"{timestamp}.md", results_dir / "latest.md"]
+    return paths
