@@ -186,6 +186,8 @@ os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(PROMETHEUS_MULTIPROC_DIR)
 PAYGATE_MAX_BODY_BYTES = _env_int("PAYGATE_MAX_BODY_BYTES", 64 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = PAYGATE_MAX_BODY_BYTES
 PAYGATE_MAX_JSON_DEPTH = _env_int("PAYGATE_MAX_JSON_DEPTH", 10)
+# Requests per API key: "N/second", "N/minute" or "N/hour"; empty turns the limit off.
+PAYGATE_RATE_LIMIT = os.environ.get("PAYGATE_RATE_LIMIT", "6000/minute")
 
 # --- REST framework -----------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -193,6 +195,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": ["paygate.parsers.StrictJSONParser", "paygate.parsers.XMLParser", "paygate.parsers.TextXMLParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer", "paygate.renderers.XMLRenderer", "paygate.renderers.TextXMLRenderer"],
+    "DEFAULT_THROTTLE_CLASSES": ["paygate.throttling.ApiKeyRateThrottle"],
     "DEFAULT_PAGINATION_CLASS": "paygate.pagination.Pagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "paygate.errors.exception_handler",

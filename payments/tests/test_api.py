@@ -345,3 +345,13 @@ def test_list_query_count_does_not_grow_with_rows(api: Any) -> None:
 )
 def test_other_errors_have_the_same_shape(api: Any, method: str, path: str, status: int, code: str) -> None:
     assert_error(getattr(api, method)(path), status, code)
+
+
+def test_rate_limit_per_api_key(api: Any, other_api: Any, settings: Any) -> None:
+    settings.PAYGATE_RATE_LIMIT = "3/minute"
+    statuses = [api.get("/api/v1/transactions").status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    limited = api.get("/api/v1/transactions")
+    assert_error(limited, 429, "rate_limited")
+    assert 0 < int(limited["Retry-After"]) <= 60
+    assert other_api.get("/api/v1/transactions").status_code == 200  # another key has its own count
