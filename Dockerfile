@@ -31,14 +31,14 @@ COPY . .
 # collectstatic needs neither a database nor a broker; the dummy values below exist only
 # for this RUN line (they are not ENV, so they are not in the image's environment) and
 # keep settings.py from warning or creating an embedded broker folder.
-RUN mkdir -p /data/sandbox \
+RUN mkdir -p /data/sandbox /metrics \
  && SECRET_KEY=build-only-not-a-secret \
     FERNET_KEYS=build-only-not-a-key \
     DEBUG=False \
     DATABASE_URL=postgres://build:build@127.0.0.1:1/build \
     CELERY_BROKER_URL=redis://127.0.0.1:1/0 \
     python manage.py collectstatic --noinput \
- && chown -R paygate:paygate /data
+ && chown -R paygate:paygate /data /metrics
 
 USER paygate
 

@@ -1,0 +1,56 @@
+"""Production settings: refuse development secrets, read secrets from files, pass `check --deploy`."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import ROOT
+
+
+def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "FERNET_KEYS", "DEBUG"}}
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env={**clean, **env},
+                          capture_output=True, text=True, timeout=120)
+
+
+def production_env() -> dict[str, str]:
+    return {"DEBUG": "False", "SECRET_KEY": secrets.token_urlsafe(50), "FERNET_KEYS": secrets.token_urlsafe(32),
+            "ALLOWED_HOSTS": "paygate.example.com"}
+
+
+def test_check_deploy_passes_with_production_settings() -> None:
+    result = manage("check", "--deploy", "--fail-level", "WARNING", **production_env())
+    assert result.returncode == 0, result.stderr + result.stdout
+
+
+def test_production_refuses_the_development_secret_key() -> None:
+    env = production_env()
+    del env["SECRET_KEY"]
+    result = manage("check", **env)
+    assert result.returncode != 0 and "set SECRET_KEY" in result.stderr
+
+
+def test_production_refuses_missing_fernet_keys() -> None:
+    env = production_env()
+    del env["FERNET_KEYS"]
+    result = manage("check", **env)
+    assert result.returncode != 0 and "set FERNET_KEYS" in result.stderr
+
+
+def test_secrets_can_come_from_files(tmp_path: Path) -> None:
+    env = production_env()
+    (tmp_path / "secret_key").write_text(env.pop("SECRET_KEY") + "\n")
+    (tmp_path / "fernet_keys").write_text(env.pop("FERNET_KEYS"))
+    result = manage("check", "--deploy", "--fail-level", "WARNING", SECRET_KEY_FILE=str(tmp_path / "secret_key"),
+                    FERNET_KEYS_FILE=str(tmp_path / "fernet_keys"), **env)
+    assert result.returncode == 0, result.stderr
+
+
+def test_development_defaults_warn_but_start() -> None:
+    result = manage("check")
+    assert result.returncode == 0
+    assert "SECRET_KEY is not set" in result.stderr and "FERNET_KEYS is not set" in result.stderr
