@@ -104,7 +104,7 @@ async def _one(session: aiohttp.ClientSession, base_url: str, spec: RequestSpec,
     started = time.perf_counter()
     status, txn_id, error = 0, None, None
     try:
-        async with session.post(url, data=spec.body, headers=request_headers) as response:
+        async with session.post(url, data=spec.body, headers=request_headers, allow_redirects=False) as response:
             payload = await response.read()
             status = response.status
         if status == 202:

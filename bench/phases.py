@@ -292,17 +292,79 @@ def scan_logs(log_dir: Path) -> dict[str, Any]:
     return out
 
 
-def cpu_times() -> tuple[float, float]:
-    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True, slots=True)
+class CpuSample:
+    """Per-process CPU seconds (utime + stime) of every process now, with what each one is."""
+
+    at: float
+    machine_busy: float  # jiffies
+    machine_total: float
+    processes: dict[int, tuple[float, str]]  # pid -> (cpu seconds, owner)
+
+
+def _owner(pid: int, pgrp: int, ours: set[int]) -> str:
+    if pgrp in ours or pgrp == os.getpgrp() or pid == os.getpid():
+        return "bench"
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return "other"
+    if cmdline.startswith("postgres: ") and f" {stack.DB_NAME} " in cmdline:
+        return "bench"  # the backends serving the bench database
+    if cmdline.startswith(("postgres", "/usr/lib/postgresql")) or "redis-server" in cmdline:
+        return "shared"  # PostgreSQL's background processes, Redis: serve everyone
+    return "other"
+
+
+def cpu_sample(ours: set[int]) -> CpuSample:
     with open("/proc/stat") as handle:
         fields = [float(value) for value in handle.readline().split()[1:]]
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)
-    return sum(fields) - idle, sum(fields)
+    processes: dict[int, tuple[float, str]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        rest = raw[raw.rindex(")") + 2:].split()
+        pid = int(entry.name)
+        processes[pid] = ((float(rest[11]) + float(rest[12])) / _TICKS, _owner(pid, int(rest[2]), ours))
+    return CpuSample(at=time.monotonic(), machine_busy=sum(fields) - idle, machine_total=sum(fields),
+                     processes=processes)
 
 
-def cpu_busy_percent(before: tuple[float, float], after: tuple[float, float]) -> float:
-    busy, total = after[0] - before[0], after[1] - before[1]
-    return round(100.0 * busy / total, 1) if total > 0 else 0.0
+def cpu_usage(before: CpuSample, after: CpuSample) -> dict[str, float]:
+    """Machine busy % and CPU seconds by owner between two samples (processes that ended meanwhile are missed)."""
+    seconds: dict[str, float] = defaultdict(float)
+    for pid, (cpu, owner) in after.processes.items():
+        earlier = before.processes.get(pid)
+        seconds[owner] += cpu - (earlier[0] if earlier is not None else 0.0)
+    wall = max(after.at - before.at, 1e-9)
+    capacity = wall * (os.cpu_count() or 1)
+    total = after.machine_total - before.machine_total
+    return {
+        "machine_busy_percent": round(100.0 * (after.machine_busy - before.machine_busy) / total, 1) if total else 0.0,
+        **{f"{owner}_cpu_s": round(value, 2) for owner, value in sorted(seconds.items())},
+        "other_percent_of_machine": round(100.0 * seconds.get("other", 0.0) / capacity, 1),
+    }
+
+
+def wait_quiet(*, timeout: float, threshold_percent: float = 15.0, window: float = 2.0) -> dict[str, Any]:
+    """Wait (up to `timeout`) for a `window` in which other work uses under `threshold_percent` of the machine."""
+    started = time.monotonic()
+    last: dict[str, float] = {}
+    while True:
+        before = cpu_sample(set())
+        time.sleep(window)  # a measurement window, not a synchronisation
+        last = cpu_usage(before, cpu_sample(set()))
+        quiet = last["other_percent_of_machine"] < threshold_percent
+        if quiet or time.monotonic() - started >= timeout:
+            return {"quiet": quiet, "waited_s": round(time.monotonic() - started, 1), "last_window": last}
 
 
 def machine_snapshot() -> dict[str, Any]:

@@ -176,10 +176,8 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "![latency](latest-latency.png)",
         "",
-        f"Phases (wall seconds, machine CPU busy %): "
-        + ", ".join(f"{name} {p['seconds']}s/{p['machine_cpu_busy_percent']}%" for name, p in main["phases"].items()),
-        "",
     ]
+    lines += _phases_section(main)
     return "\n".join(lines)
 
 
@@ -299,6 +297,20 @@ def _scaling_section(rows: Sequence[dict[str, Any]]) -> list[str]:
             f"{_fmt(finished)} | {_ratio(finished, floor)} | {_fmt(_get(row, 'drain', 'finished_per_s'))} | "
             f"{_fmt(_get(row, 'floor', 'noop_drain', 'tasks_per_s'))} | "
             f"{_fmt(_get(row, 'mixed', 'api', 'latency_ms', 'p50'))} |")
+    lines.append("")
+    return lines
+
+
+def _phases_section(main: dict[str, Any]) -> list[str]:
+    lines = ["## Phases: wall time and CPU (the machine is shared: *other* is work that is not this bench)", "",
+             "| phase | seconds | machine busy % | bench CPU s | PostgreSQL/Redis background CPU s | other CPU s | "
+             "other % of machine |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for name, p in main["phases"].items():
+        lines.append(f"| {name} | {p['seconds']} | {p['machine_busy_percent']} | {p.get('bench_cpu_s', 0)} | "
+                     f"{p.get('shared_cpu_s', 0)} | {p.get('other_cpu_s', 0)} | {p['other_percent_of_machine']} |")
+    quiet = main.get("machine_quiet_check")
+    if quiet:
+        lines += ["", f"Quiet check before the run: {quiet}"]
     lines.append("")
     return lines
 

@@ -76,9 +76,10 @@ class Config:
 
 
 class Timer:
-    """Wall-clock and machine-CPU use of each phase, for the report."""
+    """Wall time and CPU use (ours, shared services, other work on the machine) of each phase."""
 
-    def __init__(self) -> None:
+    def __init__(self, ours: set[int]) -> None:
+        self.ours = ours  # the stack's process groups; grows as processes start
         self.phases: dict[str, dict[str, float]] = {}
 
     def phase(self, name: str) -> _PhaseTimer:
@@ -91,12 +92,12 @@ class _PhaseTimer:
 
     def __enter__(self) -> None:
         print(f"  - {self.name} …", flush=True)
-        self.started, self.cpu = time.monotonic(), phases.cpu_times()
+        self.started, self.cpu = time.monotonic(), phases.cpu_sample(self.timer.ours)
 
     def __exit__(self, *exc: object) -> None:
         self.timer.phases[self.name] = {
             "seconds": round(time.monotonic() - self.started, 2),
-            "machine_cpu_busy_percent": phases.cpu_busy_percent(self.cpu, phases.cpu_times()),
+            **phases.cpu_usage(self.cpu, phases.cpu_sample(self.timer.ours)),
         }
 
 
@@ -120,7 +121,8 @@ def _series(times: list[float], origin: float) -> list[int]:
     return per_second_series(times, origin=origin)
 
 
-def run_config(cfg: Config, wanted: frozenset[str], *, tag: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def run_config(cfg: Config, wanted: frozenset[str], *, tag: str,
+               quiet_timeout: float = 0.0) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run one configuration; (summary, raw data for charts)."""
     print(f"== {cfg.label}", flush=True)
     data_dir = stack.WORK_DIR / "data"
@@ -131,11 +133,16 @@ def run_config(cfg: Config, wanted: frozenset[str], *, tag: str) -> tuple[dict[s
     env = stack.bench_env(data_dir, run_secrets)
     floor_env = stack.bench_env(data_dir, run_secrets, settings_module="bench.floor_settings")
     web_url, floor_url = f"http://{HOST}:{WEB_PORT}", f"http://{HOST}:{FLOOR_PORT}"
-    timer = Timer()
     out: dict[str, Any] = {"config": dataclasses.asdict(cfg), "label": cfg.label}
     raw: dict[str, Any] = {}
+    if quiet_timeout > 0:
+        out["machine_quiet_check"] = quiet = phases.wait_quiet(timeout=quiet_timeout)
+        if not quiet["quiet"]:
+            print(f"  ! other work keeps {quiet['last_window']['other_percent_of_machine']}% of the machine busy; "
+                  "measuring anyway (see machine_quiet_check and the per-phase CPU figures)", flush=True)
 
     with Stack(env=env, log_dir=log_dir) as bench:
+        timer = Timer(bench.pgids)
         with timer.phase("setup"):
             api_key = bench.prepare(floor_env=floor_env)
             bench.start_sandboxes()
@@ -292,6 +299,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="transactions of the closed-loop low-load phase (default 100; --quick 20)")
     parser.add_argument("--final-timeout", type=float, default=300.0,
                         help="seconds to wait for transactions to become final (default 300)")
+    parser.add_argument("--wait-quiet", type=float, default=60.0,
+                        help="before each configuration, wait up to this many seconds for other work on the machine "
+                             "to fall under 15%% of its CPU (default 60; 0: do not wait)")
     parser.add_argument("--quick", action="store_true", help="a small smoke run (N=200)")
     parser.add_argument("--scaling", action="store_true",
                         help="also run the matrix 1|2 worker processes x 2|4 gunicorn workers (throughput phases)")
@@ -310,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     raws: dict[str, Any] = {}
     try:
-        main_result, raws["main"] = run_config(cfg, ALL_PHASES, tag=f"b{timestamp}")
+        main_result, raws["main"] = run_config(cfg, ALL_PHASES, tag=f"b{timestamp}", quiet_timeout=args.wait_quiet)
         results["main"] = main_result
         if args.scaling:
             rows = []
@@ -319,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
                 if variant == cfg:
                     rows.append(main_result)
                     continue
-                summary, _ = run_config(variant, THROUGHPUT_PHASES, tag=f"s{timestamp}-{variant.slug}")
+                summary, _ = run_config(variant, THROUGHPUT_PHASES, tag=f"s{timestamp}-{variant.slug}",
+                                        quiet_timeout=args.wait_quiet)
                 rows.append(summary)
             results["scaling"] = rows
     except KeyboardInterrupt:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -144,11 +145,18 @@ def bench_env(data_dir: Path, run_secrets: Secrets, *, settings_module: str = "p
             "PAYGATE_PUBLIC_URL": f"http://{HOST}:{WEB_PORT}",
             "PAYGATE_DATA_DIR": str(data_dir),
             "PAYGATE_DEMO_BASE_URLS": ",".join(f"{code}={sandbox_url(code)}" for code in SANDBOXES),
+            "PROMETHEUS_MULTIPROC_DIR": str(data_dir / "metrics"),
             "LOG_LEVEL": "WARNING",
             # The production shape: DEBUG off (no debug cursor on every query) with real secrets.
             "DEBUG": "False",
             "SECRET_KEY": run_secrets.secret_key,
             "FERNET_KEYS": run_secrets.fernet_key,
+            # TLS is terminated in front of Paygate in production; the bench speaks plain HTTP on
+            # loopback, which DEBUG=False would otherwise redirect to https://.
+            "SECURE_SSL_REDIRECT": "False",
+            # The per-key limit still runs (one cache increment per request) but never trips: one
+            # bench key sends more than a merchant's default 6000/minute on purpose.
+            "PAYGATE_RATE_LIMIT": "1000000/second",
         }
     )
     return env
@@ -282,6 +290,8 @@ class Stack:
     env: dict[str, str]
     log_dir: Path
     procs: list[Proc] = field(default_factory=list)
+    # Every process group this stack ever started (each child leads its own), for CPU accounting.
+    pgids: set[int] = field(default_factory=set)
 
     def __enter__(self) -> Stack:
         return self
@@ -295,7 +305,9 @@ class Stack:
     def add(self, name: str, argv: list[str], *, env: Mapping[str, str] | None = None) -> Proc:
         proc = Proc(name=name, argv=argv, env=dict(env or self.env), log_path=self.log_dir / f"{name}.log")
         self.procs.append(proc)
-        return proc.start()
+        proc.start()
+        self.pgids.add(proc.pid)
+        return proc
 
     def stop(self, names: Iterable[str], *, timeout: float = 20.0) -> None:
         wanted = set(names)
@@ -319,6 +331,10 @@ class Stack:
             raise BenchError(f"ports {busy} on {HOST} are in use (a previous bench still running?); free them first")
         recreate_database()
         flush_broker()
+        # prometheus_client's multiprocess files of an earlier run would be added to this one's.
+        metrics_dir = Path(self.env["PROMETHEUS_MULTIPROC_DIR"])
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True, exist_ok=True)
         self.manage("migrate", "--noinput")
         if floor_env is not None:
             self.manage("migrate", "floor", "--noinput", env=floor_env)

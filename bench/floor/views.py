@@ -24,6 +24,7 @@ from .tasks import publish_noop
 class FloorCreateApi(APIView):
     authentication_classes: list[type] = []
     permission_classes = [AllowAny]
+    throttle_classes: list[type] = []
     transaction_type: str = ""
 
     def post(self, request: Request) -> Response:
