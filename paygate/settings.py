@@ -116,7 +116,7 @@ WSGI_APPLICATION = "paygate.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "paygate" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

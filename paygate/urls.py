@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from callbacks.apis import CallbackReceiveApi
 from gateways.apis import GatewayListApi
+from gateways.dashboard import dashboard_view
 from payments.apis import DepositCreateApi, TransactionDetailApi, TransactionListApi, WithdrawalCreateApi
 
 from . import ops
@@ -25,6 +26,7 @@ urlpatterns = [
     path("metrics", metrics_view, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("admin/dashboard/", admin.site.admin_view(dashboard_view), name="gateway-dashboard"),
     path("admin/", admin.site.urls),
 ]
 

@@ -98,3 +98,24 @@ def test_route_priority_edit_in_place(objects: Transaction, staff_client: Any) -
     assert staff_client.post(url, data).status_code == 302
     route.refresh_from_db()
     assert route.priority == 0
+
+
+def test_gateway_dashboard_renders_for_staff_only(objects: Transaction, staff_client: Any) -> None:
+    from django.test import Client
+
+    attempt = Attempt.objects.get()
+    Attempt.objects.filter(pk=attempt.pk).update(outcome="accepted", latency_ms=12.5)
+    Attempt.objects.create(transaction=objects, number=2, gateway=Gateway.objects.get(code="soapbank"),
+                           outcome="error", error="service_unavailable", latency_ms=3.0)
+    page = staff_client.get("/admin/dashboard/")
+    assert page.status_code == 200
+    stats = {s.gateway.code: s for s in page.context["stats"]}
+    assert (stats["acmepay"].attempts, stats["acmepay"].accepted, stats["acmepay"].success_rate) == (1, 1, 100.0)
+    assert (stats["soapbank"].faults, stats["soapbank"].success_rate) == (1, 0.0)
+    assert stats["acmepay"].p50_ms == 12.5
+    assert "DE #1" in stats["acmepay"].routes
+    html = page.content.decode()
+    assert "<svg" in html and "acmepay" in html
+    assert "Gateway dashboard" in staff_client.get("/admin/").content.decode()
+    anonymous = Client().get("/admin/dashboard/")
+    assert anonymous.status_code == 302 and "/admin/login/" in anonymous["Location"]

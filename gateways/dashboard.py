@@ -1,0 +1,123 @@
+"""The gateway dashboard: the admin page an operator opens first."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from statistics import quantiles
+
+from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils import timezone
+
+from payments.models import Attempt, AttemptOutcome, Transaction, TransactionStatus
+
+from .breaker import breaker_state
+from .models import Gateway
+
+BUCKET_MINUTES = 5
+BUCKETS = 12  # one hour
+CHART_HEIGHT = 40
+
+
+@dataclass
+class Bucket:
+    answered: int = 0
+    faults: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.answered + self.faults
+
+
+@dataclass
+class GatewayStats:
+    gateway: Gateway
+    breaker: str
+    attempts: int = 0
+    accepted: int = 0
+    declined: int = 0
+    faults: int = 0
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    buckets: list[Bucket] = field(default_factory=lambda: [Bucket() for _ in range(BUCKETS)])
+    routes: list[str] = field(default_factory=list)
+
+    @property
+    def success_rate(self) -> float | None:
+        """Share of attempts the gateway answered (accepted or declined): its technical health."""
+        return None if not self.attempts else 100.0 * (self.accepted + self.declined) / self.attempts
+
+    @property
+    def bars(self) -> list[dict[str, float]]:
+        peak = max((b.total for b in self.buckets), default=0) or 1
+        bars = []
+        for index, bucket in enumerate(self.buckets):
+            answered = CHART_HEIGHT * bucket.answered / peak
+            faults = CHART_HEIGHT * bucket.faults / peak
+            bars.append({"x": index * 10, "answered_y": CHART_HEIGHT - answered, "answered_h": answered,
+                         "faults_y": CHART_HEIGHT - answered - faults, "faults_h": faults,
+                         "label": f"{bucket.answered} answered, {bucket.faults} faults"})
+        return bars
+
+
+def dashboard_stats(*, now: object = None) -> list[GatewayStats]:
+    now = now or timezone.now()
+    since = now - timedelta(minutes=BUCKET_MINUTES * BUCKETS)  # type: ignore[operator]
+    gateways = Gateway.objects.prefetch_related("routes__country").order_by("code")
+    stats = {g.pk: GatewayStats(gateway=g, breaker=str(breaker_state(g.pk))) for g in gateways}
+    latencies: dict[int, list[float]] = {pk: [] for pk in stats}
+    rows = Attempt.objects.filter(created_at__gte=since).values_list("gateway_id", "outcome", "latency_ms", "created_at")
+    for gateway_id, outcome, latency_ms, created_at in rows.iterator(chunk_size=2000):
+        entry = stats.get(gateway_id)
+        if entry is None:
+            continue
+        entry.attempts += 1
+        answered = outcome in (AttemptOutcome.ACCEPTED, AttemptOutcome.DECLINED)
+        if outcome == AttemptOutcome.ACCEPTED:
+            entry.accepted += 1
+        elif outcome == AttemptOutcome.DECLINED:
+            entry.declined += 1
+        elif outcome != AttemptOutcome.PENDING:
+            entry.faults += 1
+        index = min(int((created_at - since).total_seconds() // (BUCKET_MINUTES * 60)), BUCKETS - 1)
+        bucket = entry.buckets[index]
+        if answered:
+            bucket.answered += 1
+        elif outcome != AttemptOutcome.PENDING:
+            bucket.faults += 1
+        if latency_ms is not None:
+            latencies[gateway_id].append(latency_ms)
+    for pk, values in latencies.items():
+        if len(values) >= 2:
+            cuts = quantiles(values, n=100, method="inclusive")
+            stats[pk].p50_ms, stats[pk].p95_ms = cuts[49], cuts[94]
+        elif values:
+            stats[pk].p50_ms = stats[pk].p95_ms = values[0]
+    for entry in stats.values():
+        entry.routes = [
+            f"{route.country.code} #{route.priority}{'' if route.is_active else ' (off)'}"
+            for route in sorted(entry.gateway.routes.all(), key=lambda r: (r.country.code, r.priority))
+        ]
+    return list(stats.values())
+
+
+def dashboard_view(request: HttpRequest) -> HttpResponse:
+    waiting = {
+        status: Transaction.objects.filter(status=status).order_by("created_at").values_list("created_at", flat=True).first()
+        for status in (TransactionStatus.PENDING, TransactionStatus.PROCESSING)
+    }
+    now = timezone.now()
+    context = {
+        **admin.site.each_context(request),
+        "title": "Gateway dashboard",
+        "stats": dashboard_stats(now=now),
+        "chart_height": CHART_HEIGHT,
+        "chart_width": BUCKETS * 10,
+        "bucket_minutes": BUCKET_MINUTES,
+        "oldest_pending_s": (now - waiting["pending"]).total_seconds() if waiting["pending"] else None,
+        "oldest_processing_s": (now - waiting["processing"]).total_seconds() if waiting["processing"] else None,
+        "needs_review": Transaction.objects.filter(needs_review=True).count(),
+    }
+    return TemplateResponse(request, "admin/gateways/dashboard.html", context)
