@@ -35,7 +35,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     """A SQLite test database deleted without its -wal/-shm files leaves them to corrupt the next one."""
     from django.conf import settings
 
-    for stale in Path(settings.PROMETHEUS_MULTIPROC_DIR).glob("*.db"):
+    for stale in Path(settings.PROMETHEUS_METRICS_ROOT).glob("*/*.db"):
         stale.unlink()
     if settings.USING_SQLITE:
         name = Path(settings.DATABASES["default"]["TEST"]["NAME"])

@@ -111,7 +111,7 @@ async def _one(session: aiohttp.ClientSession, base_url: str, spec: RequestSpec,
             txn_id = json.loads(payload)["id"]
         else:
             error = payload[:200].decode(errors="replace")
-    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, KeyError) as exc:
+    except (TimeoutError, aiohttp.ClientError, ValueError, KeyError) as exc:
         error = f"{type(exc).__name__}: {exc}"[:200]
     return RequestRecord(
         index=spec.index, type=spec.type, country=spec.country, started_at=started_at,

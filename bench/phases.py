@@ -57,7 +57,8 @@ WITH a AS (
 ), e AS (
     SELECT transaction_id, extract(epoch FROM min(received_at)) AS received_at,
            extract(epoch FROM max(processed_at)) AS processed_at
-    FROM callbacks_callbackevent WHERE transaction_id = ANY(%(ids)s::uuid[]) AND result = 'applied' GROUP BY transaction_id
+    FROM callbacks_callbackevent WHERE transaction_id = ANY(%(ids)s::uuid[]) AND result = 'applied'
+    GROUP BY transaction_id
 )
 SELECT t.id::text, t.status, t.failure_reason, extract(epoch FROM t.created_at), extract(epoch FROM t.finished_at),
        coalesce(a.gateway_ms, 0), coalesce(a.attempts, 0), a.first_at, a.last_at, e.received_at, e.processed_at
@@ -83,10 +84,15 @@ def fetch_rows(db: psycopg.Connection, ids: Iterable[str]) -> dict[str, TxnRow]:
     return out
 
 
+def scalar(db: psycopg.Connection, sql: str, params: Sequence[Any] = ()) -> int:
+    row = db.execute(sql, params).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 def count_final(db: psycopg.Connection, ids: Sequence[str]) -> int:
-    return int(db.execute(
-        "SELECT count(*) FROM payments_transaction WHERE id = ANY(%s::uuid[]) AND status IN ('completed', 'failed')", [list(ids)]
-    ).fetchone()[0])
+    return scalar(db, "SELECT count(*) FROM payments_transaction WHERE id = ANY(%s::uuid[]) "
+                      "AND status IN ('completed', 'failed')", [list(ids)])
 
 
 def wait_all_final(db: psycopg.Connection, ids: Sequence[str], *, timeout: float,
@@ -124,18 +130,24 @@ def api_summary(result: load.LoadResult) -> dict[str, Any]:
 
 def breakdown(rows: Iterable[TxnRow]) -> dict[str, Any]:
     """Where the time between accept and final goes, per transaction (single-attempt ones)."""
-    pickup, gateway, to_callback, apply, overhead, e2e = [], [], [], [], [], []
+    pickup: list[float] = []
+    gateway: list[float] = []
+    to_callback: list[float] = []
+    apply: list[float] = []
+    overhead: list[float] = []
+    e2e: list[float] = []
     for row in rows:
-        if not row.final or row.e2e_ms is None:
+        finished, started, received = row.finished_at, row.first_attempt_at, row.callback_received_at
+        if not row.final or finished is None:
             continue
-        e2e.append(row.e2e_ms)
-        overhead.append(row.overhead_ms)
-        if row.attempts == 1 and row.first_attempt_at is not None and row.callback_received_at is not None:
-            call_end = row.first_attempt_at + row.gateway_ms / 1000
-            pickup.append((row.first_attempt_at - row.created_at) * 1000)
+        e2e.append((finished - row.created_at) * 1000)
+        overhead.append((finished - row.created_at) * 1000 - row.gateway_ms)
+        if row.attempts == 1 and started is not None and received is not None:
+            call_end = started + row.gateway_ms / 1000
+            pickup.append((started - row.created_at) * 1000)
             gateway.append(row.gateway_ms)
-            to_callback.append((row.callback_received_at - call_end) * 1000)
-            apply.append((row.finished_at - row.callback_received_at) * 1000)  # type: ignore[operator]
+            to_callback.append((received - call_end) * 1000)
+            apply.append((finished - received) * 1000)
     return {
         "accept_to_final_ms": stats.summary(e2e),
         "overhead_ms": stats.summary(overhead),
@@ -159,9 +171,9 @@ def e2e_summary(rows: dict[str, TxnRow], ids: Sequence[str]) -> dict[str, Any]:
         "statuses": dict(statuses),
         "attempts_per_transaction": dict(Counter(row.attempts for row in present)),
     }
+    finished = [row.finished_at for row in final if row.finished_at is not None]
     if final:
-        first = min(row.created_at for row in final)
-        last = max(row.finished_at for row in final)  # type: ignore[type-var]
+        first, last = min(row.created_at for row in final), max(finished)
         out["span_s"] = round(last - first, 3)
         out["finished_per_s"] = round(len(final) / max(last - first, 1e-9), 2)
     out.update(breakdown(present))
@@ -173,9 +185,10 @@ def drain_summary(rows: dict[str, TxnRow], ids: Sequence[str]) -> dict[str, Any]
     present = [rows[i] for i in ids if i in rows]
     final = [row for row in present if row.final and row.finished_at is not None]
     starts = [row.first_attempt_at for row in present if row.first_attempt_at is not None]
+    finished = [row.finished_at for row in final if row.finished_at is not None]
     out: dict[str, Any] = {"transactions": len(ids), "final": len(final)}
-    if final and starts:
-        first, last = min(starts), max(row.finished_at for row in final)  # type: ignore[type-var]
+    if finished and starts:
+        first, last = min(starts), max(finished)
         out["span_s"] = round(last - first, 3)
         out["finished_per_s"] = round(len(final) / max(last - first, 1e-9), 2)
         out["first_attempt_at"] = first
@@ -214,9 +227,9 @@ def correctness(accepted_ids: Sequence[str], rows: dict[str, TxnRow], payments: 
     gateway_completed = {t for t, ps in by_txn.items() if any(p["status"] == "completed" for _, p in ps)}
     flagged = db.execute(
         "SELECT flag_reason, count(*) FROM callbacks_callbackevent WHERE flagged GROUP BY flag_reason").fetchall()
-    unapplied = db.execute("SELECT count(*) FROM callbacks_callbackevent WHERE result = 'received'").fetchone()[0]
-    review = db.execute(
-        "SELECT count(*) FROM payments_transaction WHERE needs_review AND id = ANY(%s::uuid[])", [list(accepted)]).fetchone()[0]
+    unapplied = scalar(db, "SELECT count(*) FROM callbacks_callbackevent WHERE result = 'received'")
+    review = scalar(db, "SELECT count(*) FROM payments_transaction WHERE needs_review AND id = ANY(%s::uuid[])",
+                    [list(accepted)])
     return {
         "accepted": len(accepted),
         "lost": len(missing) + len(not_final),
@@ -255,7 +268,7 @@ def watch_drain(expected: int, *, timeout: float, alive: Any = None) -> dict[str
         samples.append((now, length))
         if first_at is None and length < expected:
             first_at, first_length = now, length
-        if length == 0 and stack.unacked_count() == 0:
+        if length == 0 and stack.unacked_count(stack.FLOOR_QUEUE) == 0:
             break
         if time.monotonic() >= deadline:
             raise stack.BenchError(f"the floor queue did not drain in {timeout:.0f}s ({length} left)")

@@ -133,10 +133,30 @@ def _callback_body(data_format: str, *, event_id: str, payment_id: str, referenc
     return xml.encode(), "application/xml"
 
 
-def one_transaction(api: Any, *, country: str, currency: str, kind: str, tag: str) -> dict[str, Measured]:
-    """One transaction through its four steps; each step measured. Ends `completed` or raises."""
-    from rest_framework.test import APIClient
+_CALLBACK_CLIENT: Any = None
 
+
+def _callback_client() -> Any:
+    """One client without credentials for every callback: like a gunicorn worker, it loads the middleware
+    once (a new test client per request would re-run WhiteNoise's start-up file scan each time)."""
+    global _CALLBACK_CLIENT
+    if _CALLBACK_CLIENT is None:
+        from rest_framework.test import APIClient
+
+        _CALLBACK_CLIENT = APIClient()
+    return _CALLBACK_CLIENT
+
+
+# Runs one named step of a transaction: measures it (here), profiles it (bench/profile.py), or just runs it.
+Runner = Callable[[str, Callable[[], Any]], Any]
+
+
+def just_run(step: str, fn: Callable[[], Any]) -> Any:
+    return fn()
+
+
+def one_transaction(api: Any, *, country: str, currency: str, kind: str, tag: str, run: Runner = just_run) -> str:
+    """One transaction through its four steps, each through `run`. Ends `completed` or raises; returns its id."""
     from callbacks.models import CallbackEvent
     from callbacks.services import callback_apply
     from callbacks.signing import signature_header
@@ -147,13 +167,12 @@ def one_transaction(api: Any, *, country: str, currency: str, kind: str, tag: st
             "payment_details": {"iban": "DE89370400440532013000", "holder_name": "Jane Roe"},
             "metadata": {"order": tag}}
     path = "/api/v1/deposits" if kind == "deposit" else "/api/v1/withdrawals"
-    response, api_create = measure(
-        lambda: api.post(path, data=json.dumps(body), content_type="application/json", HTTP_IDEMPOTENCY_KEY=tag)
-    )
+    response = run("api_create", lambda: api.post(path, data=json.dumps(body), content_type="application/json",
+                                                  HTTP_IDEMPOTENCY_KEY=tag))
     if response.status_code != 202:
         raise stack.BenchError(f"create answered {response.status_code}: {response.content[:300]!r}")
     txn_id = response.json()["id"]
-    retry, worker_process = measure(lambda: transaction_process(transaction_id=txn_id))
+    retry = run("worker_process", lambda: transaction_process(transaction_id=txn_id))
     attempt = Attempt.objects.select_related("gateway").filter(transaction_id=txn_id).order_by("-number").first()
     if retry is not None or attempt is None or attempt.outcome != "accepted":
         raise stack.BenchError(f"processing of {txn_id} did not reach an accepted attempt (retry={retry})")
@@ -162,20 +181,29 @@ def one_transaction(api: Any, *, country: str, currency: str, kind: str, tag: st
     cb_body, content_type = _callback_body(gateway.data_format, event_id=event_id,
                                            payment_id=attempt.gateway_payment_id, reference=str(attempt.pk))
     signature = signature_header(secret=gateway.webhook_secret, body=cb_body)
-    callback_client = APIClient()
-    cb_response, callback_receive = measure(
-        lambda: callback_client.post(f"/api/v1/callbacks/{gateway.code}", data=cb_body, content_type=content_type,
-                                     HTTP_X_SIGNATURE=signature)
-    )
+    callback_client = _callback_client()
+    cb_response = run("callback_receive", lambda: callback_client.post(
+        f"/api/v1/callbacks/{gateway.code}", data=cb_body, content_type=content_type, HTTP_X_SIGNATURE=signature))
     if cb_response.status_code != 200:
         raise stack.BenchError(f"callback answered {cb_response.status_code}: {cb_response.content[:300]!r}")
     event = CallbackEvent.objects.get(gateway=gateway, event_id=event_id)
-    _, worker_apply = measure(lambda: callback_apply(event_pk=event.pk))
+    run("worker_apply", lambda: callback_apply(event_pk=event.pk))
     status = Transaction.objects.values_list("status", flat=True).get(pk=txn_id)
     if status != "completed":
         raise stack.BenchError(f"transaction {txn_id} ended {status}, expected completed")
-    return {"api_create": api_create, "worker_process": worker_process, "callback_receive": callback_receive,
-            "worker_apply": worker_apply}
+    return txn_id
+
+
+def measured_transaction(api: Any, *, country: str, currency: str, kind: str, tag: str) -> dict[str, Measured]:
+    """One transaction with each step's statements and Fernet operations counted."""
+    measured: dict[str, Measured] = {}
+
+    def run(step: str, fn: Callable[[], Any]) -> Any:
+        result, measured[step] = measure(fn)
+        return result
+
+    one_transaction(api, country=country, currency=currency, kind=kind, tag=tag, run=run)
+    return measured
 
 
 def _add_extra_gateways() -> dict[str, int]:
@@ -234,15 +262,16 @@ def _counts() -> dict[str, int]:
     from gateways.models import Gateway, GatewayRoute
 
     return {"gateways": Gateway.objects.count(), "active_gateways": Gateway.objects.filter(is_active=True).count(),
-            "routes": GatewayRoute.objects.count(), "active_routes": GatewayRoute.objects.filter(is_active=True).count()}
+            "routes": GatewayRoute.objects.count(),
+            "active_routes": GatewayRoute.objects.filter(is_active=True).count()}
 
 
 def _scenario(api: Any, label: str, run_tag: str) -> dict[str, Any]:
     samples: list[dict[str, Any]] = []
     for kind in ("deposit", "withdrawal"):
         for country, currency in DEMO:
-            measured = one_transaction(api, country=country, currency=currency, kind=kind,
-                                       tag=f"{run_tag}-{label}-{kind}-{country}")
+            measured = measured_transaction(api, country=country, currency=currency, kind=kind,
+                                            tag=f"{run_tag}-{label}-{kind}-{country}")
             samples.append({"country": country, "type": kind, "steps": measured})
     steps: dict[str, Any] = {}
     for step in STEPS:
@@ -261,37 +290,45 @@ def _scenario(api: Any, label: str, run_tag: str) -> dict[str, Any]:
         "config": _counts(),
         "steps": steps,
         "per_transaction": {"web_min": min(web), "web_max": max(web), "worker_min": min(worker),
-                            "worker_max": max(worker), "total_max": max(w + k for w, k in zip(web, worker))},
+                            "worker_max": max(worker),
+                            "total_max": max(w + k for w, k in zip(web, worker, strict=True))},
         "_sql": {step: samples[0]["steps"][step].sql for step in STEPS},
     }
 
 
-def _set_callbacks(value: str) -> None:
+def set_callbacks(value: str) -> None:
+    """Switch every sandbox's callbacks: `none` while this process delivers them itself."""
     for code in stack.SANDBOXES:
         stack.http_post_json(f"{stack.sandbox_url(code)}/_sandbox/mode", {"callback": value})
 
 
-def measure_all() -> dict[str, Any]:
+def api_client(name: str) -> Any:
+    """Django set up (bench environment), and an APIClient holding a new API key of client `name`."""
     import django
 
     django.setup()
     from django.conf import settings
+    from rest_framework.test import APIClient
 
     from payments.services import api_key_create
 
     if settings.CELERY_TASK_ALWAYS_EAGER:
         raise stack.BenchError("CELERY_TASK_ALWAYS_EAGER must be False for this measurement")
-    from rest_framework.test import APIClient
-
     api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Api-Key {api_key_create(client_name='bench-queries')[1]}")
+    api.credentials(HTTP_AUTHORIZATION=f"Api-Key {api_key_create(client_name=name)[1]}")
+    return api
+
+
+def measure_all() -> dict[str, Any]:
+    api = api_client("bench-queries")
     run_tag = f"q{int(time.time())}"
-    _set_callbacks("none")
+    set_callbacks("none")
     try:
         # Warm-up (not counted): first connection set-up, lazy imports, the key's last_used_at write.
         for kind in ("deposit", "withdrawal"):
             for country, currency in DEMO:
-                one_transaction(api, country=country, currency=currency, kind=kind, tag=f"{run_tag}-warm-{kind}-{country}")
+                one_transaction(api, country=country, currency=currency, kind=kind,
+                                tag=f"{run_tag}-warm-{kind}-{country}")
         scenarios = {"demo": _scenario(api, "demo", run_tag)}
         try:
             added = _add_extra_gateways()
@@ -302,7 +339,7 @@ def measure_all() -> dict[str, Any]:
         finally:
             _remove_extras()
     finally:
-        _set_callbacks("completed")
+        set_callbacks("completed")
     sql = scenarios["demo"].pop("_sql")
     for scenario in scenarios.values():
         scenario.pop("_sql", None)

@@ -113,52 +113,52 @@ def markdown(results: dict[str, Any]) -> str:
         "| --- | ---: | ---: | ---: | --- |",
     ]
     floor_api = _get(main, "floor", "api") or {}
+    floor_rate = floor_api.get("accepted_per_s")
+    floor_p50 = _get(floor_api, "latency_ms", "p50")
     iso = _get(main, "api_only", "api") or {}
     mixed_api = _get(main, "mixed", "api") or {}
     e2e = _get(main, "mixed", "e2e") or {}
     low = _get(main, "low_load") or {}
-    floor_low = _get(main, "floor", "low_load_api") or {}
-    drain = main.get("drain") or {}
-    noop = _get(main, "floor", "noop_drain") or {}
+    floor_low_p50 = _get(main, "floor", "low_load_api", "latency_ms", "p50")
+    drain_rate = _get(main, "drain", "finished_per_s")
+    noop_rate = _get(main, "floor", "noop_drain", "tasks_per_s")
+    sql = s["sql_per_transaction"]
+    c = s["correctness"]
+
+    def row(figure: str, paygate: str, floor: str = "–", ratio_text: str = "–", target: str = "") -> str:
+        return f"| {figure} | {paygate} | {floor} | {ratio_text} | {target} |"
+
     lines += [
-        f"| API accepted/s, workers stopped (like the floor) | {_fmt(iso.get('accepted_per_s'))} | "
-        f"{_fmt(floor_api.get('accepted_per_s'))} | {_ratio(iso.get('accepted_per_s'), floor_api.get('accepted_per_s'))}"
-        f" | ≥ {TARGET_API_RATIO:.2f}× {_met(s['api_accepted_per_s_isolated']['met'])} |",
-        f"| API accepted/s, workers running | {_fmt(mixed_api.get('accepted_per_s'))} | "
-        f"{_fmt(floor_api.get('accepted_per_s'))} | "
-        f"{_ratio(mixed_api.get('accepted_per_s'), floor_api.get('accepted_per_s'))} | |",
-        f"| API latency p50 / p95 / p99 ms, workers stopped | {_lat(iso.get('latency_ms'))} | "
-        f"{_lat(floor_api.get('latency_ms'))} | {_ratio(_get(iso, 'latency_ms', 'p50'), _get(floor_api, 'latency_ms', 'p50'))}"
-        f" (p50) | |",
-        f"| API latency p50 / p95 / p99 ms, workers running | {_lat(mixed_api.get('latency_ms'))} | "
-        f"{_lat(floor_api.get('latency_ms'))} | "
-        f"{_ratio(_get(mixed_api, 'latency_ms', 'p50'), _get(floor_api, 'latency_ms', 'p50'))} (p50) | |",
-        f"| End to end: finished/s (workers running, under load) | {_fmt(e2e.get('finished_per_s'))} | "
-        f"{_fmt(floor_api.get('accepted_per_s'))} (bare endpoint) | "
-        f"{_ratio(e2e.get('finished_per_s'), floor_api.get('accepted_per_s'))} | ≥ {TARGET_E2E_RATIO:.2f}× "
-        f"{_met(s['e2e_finished_per_s']['met'])} |",
-        f"| End to end: finished/s vs no-op task drain | {_fmt(e2e.get('finished_per_s'))} | "
-        f"{_fmt(noop.get('tasks_per_s'))} (no-op tasks/s) | {_ratio(e2e.get('finished_per_s'), noop.get('tasks_per_s'))}"
-        f" | |",
-        f"| Worker alone: backlog drained, finished/s | {_fmt(drain.get('finished_per_s'))} | "
-        f"{_fmt(noop.get('tasks_per_s'))} (no-op tasks/s) | {_ratio(drain.get('finished_per_s'), noop.get('tasks_per_s'))}"
-        f" | |",
-        f"| Accept→final p50 / p95 / p99 ms, under load | {_lat(e2e.get('accept_to_final_ms'))} | – | – | |",
-        f"| Accept→final p50 / p95 / p99 ms, low load | {_lat(_get(low, 'e2e', 'accept_to_final_ms'))} | – | – | |",
-        f"| Paygate overhead p50 ms, low load (accept→final − gateway call) | "
-        f"{_fmt(_get(low, 'e2e', 'overhead_ms', 'p50'))} | – | – | < {TARGET_OVERHEAD_P50_MS:.0f} ms "
-        f"{_met(s['overhead_p50_ms_low_load']['met'])} |",
-        f"| API latency p50 ms, low load (one request at a time) | {_fmt(_get(low, 'api', 'latency_ms', 'p50'))} | "
-        f"{_fmt(_get(floor_low, 'latency_ms', 'p50'))} | "
-        f"{_ratio(_get(low, 'api', 'latency_ms', 'p50'), _get(floor_low, 'latency_ms', 'p50'))} | |",
-        f"| Paygate overhead p50 ms, under load | {_fmt(_get(e2e, 'overhead_ms', 'p50'))} | – | – | |",
-        f"| SQL statements per transaction, web (create + callback) | {_fmt(s['sql_per_transaction']['web'])} | "
-        f"3 (BEGIN, INSERT, COMMIT) | {_ratio(s['sql_per_transaction']['web'], 3)} | |",
-        f"| SQL statements per transaction, worker (process + apply) | {_fmt(s['sql_per_transaction']['worker'])} | "
-        f"0 (no-op) | – | constant with more gateways: {_fmt(s['sql_per_transaction']['constant_with_more_gateways'])} |",
-        f"| Lost / sent to two gateways / paid twice | {s['correctness']['lost']} / "
-        f"{s['correctness']['sent_to_two_gateways']} / {s['correctness']['paid_twice']} | – | – | 0 / 0 / 0 "
-        f"{_met(s['correctness']['met'])} |",
+        row("API accepted/s, workers stopped (like the floor)", _fmt(iso.get("accepted_per_s")), _fmt(floor_rate),
+            _ratio(iso.get("accepted_per_s"), floor_rate),
+            f"≥ {TARGET_API_RATIO:.2f}× {_met(s['api_accepted_per_s_isolated']['met'])}"),
+        row("API accepted/s, workers running", _fmt(mixed_api.get("accepted_per_s")), _fmt(floor_rate),
+            _ratio(mixed_api.get("accepted_per_s"), floor_rate)),
+        row("API latency p50 / p95 / p99 ms, workers stopped", _lat(iso.get("latency_ms")),
+            _lat(floor_api.get("latency_ms")), f"{_ratio(_get(iso, 'latency_ms', 'p50'), floor_p50)} (p50)"),
+        row("API latency p50 / p95 / p99 ms, workers running", _lat(mixed_api.get("latency_ms")),
+            _lat(floor_api.get("latency_ms")), f"{_ratio(_get(mixed_api, 'latency_ms', 'p50'), floor_p50)} (p50)"),
+        row("End to end: finished/s (workers running, under load)", _fmt(e2e.get("finished_per_s")),
+            f"{_fmt(floor_rate)} (bare endpoint)", _ratio(e2e.get("finished_per_s"), floor_rate),
+            f"≥ {TARGET_E2E_RATIO:.2f}× {_met(s['e2e_finished_per_s']['met'])}"),
+        row("End to end: finished/s vs the no-op task drain", _fmt(e2e.get("finished_per_s")),
+            f"{_fmt(noop_rate)} (no-op tasks/s)", _ratio(e2e.get("finished_per_s"), noop_rate)),
+        row("Worker alone: backlog drained, finished/s", _fmt(drain_rate), f"{_fmt(noop_rate)} (no-op tasks/s)",
+            _ratio(drain_rate, noop_rate)),
+        row("Accept→final p50 / p95 / p99 ms, under load", _lat(e2e.get("accept_to_final_ms"))),
+        row("Accept→final p50 / p95 / p99 ms, low load", _lat(_get(low, "e2e", "accept_to_final_ms"))),
+        row("Paygate overhead p50 ms, low load (accept→final − gateway call)",
+            _fmt(_get(low, "e2e", "overhead_ms", "p50")),
+            target=f"< {TARGET_OVERHEAD_P50_MS:.0f} ms {_met(s['overhead_p50_ms_low_load']['met'])}"),
+        row("API latency p50 ms, low load (one request at a time)", _fmt(_get(low, "api", "latency_ms", "p50")),
+            _fmt(floor_low_p50), _ratio(_get(low, "api", "latency_ms", "p50"), floor_low_p50)),
+        row("Paygate overhead p50 ms, under load", _fmt(_get(e2e, "overhead_ms", "p50"))),
+        row("SQL statements per transaction, web (create + callback)", _fmt(sql["web"]), "3 (BEGIN, INSERT, COMMIT)",
+            _ratio(sql["web"], 3)),
+        row("SQL statements per transaction, worker (process + apply)", _fmt(sql["worker"]), "0 (no-op)",
+            target=f"constant with more gateways: {_fmt(sql['constant_with_more_gateways'])}"),
+        row("Lost / sent to two gateways / paid twice",
+            f"{c['lost']} / {c['sent_to_two_gateways']} / {c['paid_twice']}", target=f"0 / 0 / 0 {_met(c['met'])}"),
         "",
     ]
     lines += _definitions()
@@ -225,16 +225,18 @@ def _queries_section(queries: dict[str, Any] | None) -> list[str]:
              "| scenario | gateways / routes | api_create | worker_process | callback_receive | worker_apply | "
              "web total | worker total | Fernet decrypts (api / worker_process) |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    def span(step: dict[str, Any], what: str) -> str:
+        low, high = step[f"{what}_min"], step[f"{what}_max"]
+        return str(low) if low == high else f"{low}–{high}"
+
     for name, scenario in queries["scenarios"].items():
         steps, per = scenario["steps"], scenario["per_transaction"]
 
-        def q(step: str) -> str:
-            low, high = steps[step]["queries_min"], steps[step]["queries_max"]
-            return str(low) if low == high else f"{low}–{high}"
+        def q(step: str, steps: dict[str, Any] = steps) -> str:
+            return span(steps[step], "queries")
 
-        def d(step: str) -> str:
-            low, high = steps[step]["fernet_decrypt_min"], steps[step]["fernet_decrypt_max"]
-            return str(low) if low == high else f"{low}–{high}"
+        def d(step: str, steps: dict[str, Any] = steps) -> str:
+            return span(steps[step], "fernet_decrypt")
 
         web = per["web_max"] if per["web_min"] == per["web_max"] else f"{per['web_min']}–{per['web_max']}"
         worker = (per["worker_max"] if per["worker_min"] == per["worker_max"]
@@ -276,7 +278,8 @@ def _correctness_section(main: dict[str, Any]) -> list[str]:
     for phase in ("low_load", "mixed", "api_only"):
         errors = _get(main, phase, "api", "not_accepted_by_status")
         if errors:
-            lines.append(f"- {phase}: requests not accepted: {errors}; e.g. {_get(main, phase, 'api', 'not_accepted_samples')}")
+            samples = _get(main, phase, "api", "not_accepted_samples")
+            lines.append(f"- {phase}: requests not accepted: {errors}; e.g. {samples}")
     lines.append("")
     return lines
 
@@ -364,7 +367,7 @@ def charts(raw: dict[str, Any], results_dir: Path, timestamp: str) -> list[Path]
     samples = raw.get("floor_drain_samples") or []
     if len(samples) > 1:
         per_second: dict[int, int] = {}
-        for (t0, n0), (t1, n1) in zip(samples, samples[1:]):
+        for (_, n0), (t1, n1) in zip(samples, samples[1:], strict=False):
             per_second[int(t1)] = per_second.get(int(t1), 0) + max(n0 - n1, 0)
         xs = list(range(max(per_second) + 1))
         bottom.step(xs, [per_second.get(x, 0) for x in xs], where="post", label="floor no-op drain tasks/s")

@@ -16,12 +16,12 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -112,6 +112,10 @@ def sandbox_url(code: str) -> str:
     return f"http://{HOST}:{SANDBOXES[code][1]}"
 
 
+def sandbox_up(code: str) -> bool:
+    return http_get(f"{sandbox_url(code)}/_sandbox/mode")[0] == 200
+
+
 # --- environment -------------------------------------------------------------------------------
 
 
@@ -127,13 +131,19 @@ class Secrets:
         return cls(secret_key=secrets.token_urlsafe(50), fernet_key=Fernet.generate_key().decode())
 
 
+_FOREIGN_PREFIXES = ("PAYGATE_", "CELERY_", "DJANGO_", "SECURE_", "GUNICORN_")
+_FOREIGN_NAMES = {"DATABASE_URL", "DEBUG", "ALLOWED_HOSTS", "SECRET_KEY", "FERNET_KEYS", "LOG_LEVEL", "LOG_FORMAT",
+                  "SESSION_COOKIE_SECURE", "CSRF_TRUSTED_ORIGINS", "PROMETHEUS_MULTIPROC_DIR", "WEB_CONCURRENCY",
+                  "WORKER_CONCURRENCY"}
+
+
 def bench_env(data_dir: Path, run_secrets: Secrets, *, settings_module: str = "paygate.settings") -> dict[str, str]:
     """The environment of every bench process: production settings on the bench database and Redis db."""
     env = {
         name: value
         for name, value in os.environ.items()
         # Nothing from the caller's Paygate configuration may leak into the bench.
-        if not name.startswith(("PAYGATE_", "CELERY_", "DJANGO_")) and name not in {"DATABASE_URL", "DEBUG"}
+        if not name.startswith(_FOREIGN_PREFIXES) and name.removesuffix("_FILE") not in _FOREIGN_NAMES
     }
     env.update(
         {
@@ -192,9 +202,16 @@ def queue_length(name: str) -> int:
     return sum(int(client.llen(key)) for key in keys)
 
 
-def unacked_count() -> int:
-    """Messages delivered to a worker and not acknowledged yet (kombu's Redis `unacked` hash)."""
-    return int(redis_client().hlen("unacked"))
+def unacked_count(queue: str) -> int:
+    """Messages of `queue` delivered to a worker and not acknowledged yet (kombu's Redis `unacked` hash,
+    whose values are `[message, exchange, routing_key]`)."""
+    count = 0
+    for value in redis_client().hvals("unacked"):
+        try:
+            count += json.loads(value)[2] == queue
+        except (ValueError, IndexError, TypeError):
+            continue
+    return count
 
 
 def purge_queue(name: str) -> None:
@@ -351,8 +368,7 @@ class Stack:
                  "--port", str(port), "--callback-delay", "0"],
             )
         for code in SANDBOXES:
-            wait_for(lambda code=code: http_get(f"{sandbox_url(code)}/_sandbox/mode")[0] == 200,
-                     timeout=30, what=f"sandbox {code}", alive=self.check_alive)
+            wait_for(partial(sandbox_up, code), timeout=30, what=f"sandbox {code}", alive=self.check_alive)
 
     def start_web(self, *, name: str, port: int, workers: int, env: Mapping[str, str] | None = None) -> None:
         self.add(

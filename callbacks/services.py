@@ -42,7 +42,7 @@ def callback_receive(*, gateway_code: str, body: bytes, headers: Mapping[str, st
         raise NotFound(f"Unknown gateway {gateway_code!r}.")
     bind(gateway=gateway.code)
     try:
-        matched = verify_signature(
+        matched, signature_ts = verify_signature(
             header=headers.get("X-Signature"),
             body=body,
             secrets=[gateway.webhook_secret, gateway.previous_webhook_secret],
@@ -59,7 +59,6 @@ def callback_receive(*, gateway_code: str, body: bytes, headers: Mapping[str, st
         raise ValidationFailed(f"Malformed callback body: {exc}", code="malformed_callback") from None
 
     bind(attempt=notification.reference)
-    signature_ts = int(headers.get("X-Signature", "").split(",")[0].partition("=")[2])
     from .tasks import publish_apply_event
 
     try:

@@ -50,8 +50,8 @@ def parse_signature_header(header: str | None) -> tuple[int, list[str]]:
 
 def verify_signature(
     *, header: str | None, body: bytes, secrets: Iterable[str], tolerance: int, now: float | None = None
-) -> int:
-    """Check the header against each secret in order; return the index of the one that matched.
+) -> tuple[int, int]:
+    """Check the header against each secret in order; return (index of the secret that matched, timestamp).
 
     Every candidate is compared in constant time, and the timestamp must be within
     `tolerance` seconds of now in either direction (a replayed old callback is refused).
@@ -70,4 +70,4 @@ def verify_signature(
                 matched = index
     if matched is None:
         raise SignatureError("signature_invalid", "X-Signature does not match.")
-    return matched
+    return matched, timestamp

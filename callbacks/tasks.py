@@ -35,7 +35,7 @@ def publish_apply_event(event_pk: int) -> None:
         logger.exception("could not publish a callback; the recovery sweep will retry", extra={"event_pk": event_pk})
 
 
-@shared_task(name="callbacks.sweep_unapplied", acks_late=True, ignore_result=True)
+@shared_task(name="callbacks.sweep_unapplied", acks_late=True, ignore_result=True, priority=0)
 def sweep_unapplied() -> int:
     """Republish stored callbacks that were never applied (their publish was lost)."""
     cutoff = timezone.now() - timedelta(seconds=settings.PAYGATE_SWEEP_GRACE_SECONDS)

@@ -78,6 +78,7 @@ def encryption_keys_rotate(*, batch_size: int = 500, dry_run: bool = False) -> R
                         continue
                     if dry_run:
                         report.rotated += 1
+                        report.per_column[label] += 1
                         continue
                     with connection.cursor() as cursor:
                         cursor.execute(

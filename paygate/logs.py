@@ -25,7 +25,7 @@ _context: dict[str, contextvars.ContextVar[str | None]] = {
     name: contextvars.ContextVar(name, default=None) for name in CONTEXT_FIELDS
 }
 # Extra attributes worth keeping in a JSON line when a call passes them.
-_EXTRA_FIELDS = ("event_id", "error", "latency_ms", "route_round", "gateway_id", "type", "status", "task")
+_EXTRA_FIELDS = ("event_id", "event_pk", "error", "latency_ms", "route_round", "gateway_id", "type", "status", "task")
 
 
 def bind(**values: Any) -> None:

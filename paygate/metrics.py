@@ -2,15 +2,20 @@
 
 Counters and histograms use prometheus_client's multiprocess mode: every process writes
 its samples to files in PROMETHEUS_MULTIPROC_DIR (set in settings, emptied when the
-stack starts) and `/metrics` adds them up. Gauges that describe the present — health,
+stack starts; one subfolder per host) and `/metrics` adds them up. Gauges that describe the present — health,
 breaker state, the age of the oldest waiting transaction — are read from the database
 and the breaker's store at scrape time instead, so they are never stale or per-process.
 """
 
 from __future__ import annotations
 
+import glob
 import logging
+import os
 from collections.abc import Iterator
+from typing import Any
+
+from django.conf import settings
 
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
@@ -68,8 +73,16 @@ class StateCollector(Collector):
         yield oldest
 
 
+class AllHostsCollector(Collector):
+    """Every process's samples from every host's subfolder of the metrics root, merged."""
+
+    def collect(self) -> Iterator[Any]:
+        files = glob.glob(os.path.join(settings.PROMETHEUS_METRICS_ROOT, "*", "*.db"))
+        return iter(multiprocess.MultiProcessCollector.merge(files, accumulate=True))
+
+
 def metrics_view(request: HttpRequest) -> HttpResponse:
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
+    registry.register(AllHostsCollector())
     registry.register(StateCollector())
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

@@ -7,6 +7,8 @@ deployment that forgot a variable is loud rather than silently insecure.
 from __future__ import annotations
 
 import os
+import re
+import socket
 import sys
 from pathlib import Path
 
@@ -68,6 +70,21 @@ FERNET_KEYS = _env_list("FERNET_KEYS", [])
 if not FERNET_KEYS:
     _warn_default("FERNET_KEYS")
     FERNET_KEYS = [_DEV_FERNET_KEY]
+
+def _check_formats() -> None:
+    """Fail at start, not on every request, when a setting cannot be parsed."""
+    from decimal import Decimal, InvalidOperation
+
+    from django.core.exceptions import ImproperlyConfigured
+
+    if PAYGATE_RATE_LIMIT and not re.fullmatch(r"\d+/(second|minute|hour)s?", PAYGATE_RATE_LIMIT.strip()):
+        raise ImproperlyConfigured(f"PAYGATE_RATE_LIMIT must be N/second, N/minute or N/hour, not {PAYGATE_RATE_LIMIT!r}")
+    try:
+        if not Decimal(PAYGATE_MAX_AMOUNT).is_finite() or Decimal(PAYGATE_MAX_AMOUNT) <= 0:
+            raise InvalidOperation
+    except InvalidOperation:
+        raise ImproperlyConfigured(f"PAYGATE_MAX_AMOUNT must be a positive number, not {PAYGATE_MAX_AMOUNT!r}") from None
+
 
 if not DEBUG:
     # Production refuses to start on development secrets rather than run insecurely.
@@ -176,8 +193,11 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
 # --- Metrics ------------------------------------------------------------------------------
 # prometheus_client's multiprocess mode: every process writes here, /metrics adds them up.
-# Must be set before prometheus_client is imported; emptied when the stack starts.
-PROMETHEUS_MULTIPROC_DIR = Path(_env("PROMETHEUS_MULTIPROC_DIR") or DATA_DIR / "metrics")
+# Must be set before prometheus_client is imported; `make run` empties it when it starts.
+# Each host (container) writes in its own subfolder, since process ids repeat across hosts;
+# /metrics merges every subfolder of the (shared) root.
+PROMETHEUS_METRICS_ROOT = Path(_env("PROMETHEUS_METRICS_ROOT") or DATA_DIR / "metrics")
+PROMETHEUS_MULTIPROC_DIR = PROMETHEUS_METRICS_ROOT / socket.gethostname()
 PROMETHEUS_MULTIPROC_DIR.mkdir(parents=True, exist_ok=True)
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(PROMETHEUS_MULTIPROC_DIR)
 
@@ -187,7 +207,7 @@ PAYGATE_MAX_BODY_BYTES = _env_int("PAYGATE_MAX_BODY_BYTES", 64 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = PAYGATE_MAX_BODY_BYTES
 PAYGATE_MAX_JSON_DEPTH = _env_int("PAYGATE_MAX_JSON_DEPTH", 10)
 # Requests per API key: "N/second", "N/minute" or "N/hour"; empty turns the limit off.
-PAYGATE_RATE_LIMIT = os.environ.get("PAYGATE_RATE_LIMIT", "6000/minute")
+PAYGATE_RATE_LIMIT = "" if os.environ.get("PAYGATE_RATE_LIMIT") == "" else (_env("PAYGATE_RATE_LIMIT") or "6000/minute")
 
 # --- REST framework -----------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -249,6 +269,9 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
+# On Redis, priority 0 is served first: health checks and sweeps (priority 0) never wait
+# behind a backlog of payment tasks (this default).
+CELERY_TASK_DEFAULT_PRIORITY = 5
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = 120
@@ -367,3 +390,5 @@ if not DEBUG:
         # Submitting a domain to the browsers' HSTS preload list is the domain owner's
         # decision, not a default a service can make for it.
         SILENCED_SYSTEM_CHECKS = ["security.W021"]
+
+_check_formats()

@@ -27,7 +27,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed(f"Use 'Authorization: {KEYWORD} <key>'.")
         api_key = self._lookup(key.strip())
         if api_key is None:
-            raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
+            raise exceptions.AuthenticationFailed("Invalid, revoked or expired API key.")
         now = timezone.now()
         if api_key.last_used_at is None or now - api_key.last_used_at > _LAST_USED_RESOLUTION:
             ClientAPIKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
@@ -38,7 +38,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         prefix, _, _ = key.partition(".")
         candidates = ClientAPIKey.objects.select_related("client").filter(prefix=prefix, revoked=False)
         for candidate in candidates:
-            if candidate.is_valid(key):
+            if candidate.is_valid(key) and not candidate.has_expired:
                 return candidate
         return None
 

@@ -58,7 +58,7 @@ def publish_process_transaction(transaction_id: object, *, countdown: float | No
 _SWEEP_BATCH = 500
 
 
-@shared_task(name="payments.sweep_due", acks_late=True, ignore_result=True)
+@shared_task(name="payments.sweep_due", acks_late=True, ignore_result=True, priority=0)
 def sweep_due() -> dict[str, int]:
     """Republish pending transactions whose task was lost; look up `processing` ones that are due.
 

@@ -67,6 +67,8 @@ CALLBACK_TIMEOUT_SECONDS = 5.0
 CALLBACK_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)
 # With duplicate_callbacks the second copy trails the first by this much.
 DUPLICATE_CALLBACK_GAP_SECONDS = 0.1
+# The largest `callback_jitter` accepted: a random extra delay per callback, to reorder deliveries.
+MAX_CALLBACK_JITTER_SECONDS = 60.0
 # Several delivery threads, so one unreachable callback URL (5 s timeouts) does not hold up the rest.
 CALLBACK_WORKERS = 4
 MAX_BODY_BYTES = 1024 * 1024
@@ -145,6 +147,8 @@ class ModeSettings:
     failure_rate: float = 0.3
     callback: str = "completed"
     duplicate_callbacks: bool = False
+    # Each callback waits callback_delay + uniform(0, callback_jitter): deliveries then arrive out of order.
+    callback_jitter: float = 0.0
 
     def updated(self, changes: Mapping[str, Any]) -> ModeSettings:
         """A copy with `changes` applied; ValueError names the first invalid key or value."""
@@ -164,7 +168,20 @@ class ModeSettings:
         duplicate = changes.get("duplicate_callbacks", self.duplicate_callbacks)
         if not isinstance(duplicate, bool):
             raise ValueError("duplicate_callbacks must be true or false")
-        return ModeSettings(mode=mode, failure_rate=float(rate), callback=callback, duplicate_callbacks=duplicate)
+        jitter = changes.get("callback_jitter", self.callback_jitter)
+        if (
+            isinstance(jitter, bool)
+            or not isinstance(jitter, int | float)
+            or not 0.0 <= jitter <= MAX_CALLBACK_JITTER_SECONDS  # also refuses NaN
+        ):
+            raise ValueError(f"callback_jitter must be a number of seconds between 0 and {MAX_CALLBACK_JITTER_SECONDS:g}")
+        return ModeSettings(
+            mode=mode,
+            failure_rate=float(rate),
+            callback=callback,
+            duplicate_callbacks=duplicate,
+            callback_jitter=float(jitter),
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -490,10 +507,16 @@ class SandboxGateway:
             reason=CALLBACK_FAILURE_REASON if status == "failed" else None,
             generation=generation,
         )
-        delay = self.config.callback_delay
+        # With callback_jitter each delivery (a duplicate copy too) draws its own extra delay,
+        # so callbacks of different payments, and the two copies of one, arrive in any order.
+        jitter = self.mode.callback_jitter
+        delay = self.config.callback_delay + (random.uniform(0.0, jitter) if jitter else 0.0)
         self._scheduler.call_later(delay, partial(self._deliver, job))
         if duplicate:
-            self._scheduler.call_later(delay + DUPLICATE_CALLBACK_GAP_SECONDS, partial(self._deliver, job))
+            extra = random.uniform(0.0, jitter) if jitter else 0.0
+            self._scheduler.call_later(
+                self.config.callback_delay + DUPLICATE_CALLBACK_GAP_SECONDS + extra, partial(self._deliver, job)
+            )
 
     def callback_body(self, job: CallbackJob, payment_id: str) -> tuple[bytes, str]:
         """The notification body and its content type, in this gateway's format."""

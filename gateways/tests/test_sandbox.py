@@ -526,6 +526,32 @@ def test_duplicate_callbacks(json_gw: Sandbox, receiver: CallbackReceiver) -> No
     receiver.assert_stays_at(2)
 
 
+def test_callback_jitter_reorders_deliveries(json_gw: Sandbox, receiver: CallbackReceiver) -> None:
+    """Each callback waits callback_delay + uniform(0, jitter): sent in one order, they arrive in another."""
+    assert json_gw.set_mode(callback_jitter=1.5)["callback_jitter"] == 1.5
+    assert json_gw.get("/_sandbox/mode").json()["callback_jitter"] == 1.5
+    # The chance that 12 uniformly delayed callbacks all keep their sending order is 1/12!.
+    references = []
+    for _ in range(12):
+        fields = payment_fields(receiver)
+        assert json_pay(json_gw, fields).status_code == 202
+        references.append(fields["reference"])
+    received = [callback.json()["reference"] for callback in receiver.wait_for(12, timeout=15)]
+    assert sorted(received) == sorted(references)
+    assert received != references
+    receiver.assert_stays_at(12)
+
+    for invalid in ({"callback_jitter": -0.1}, {"callback_jitter": 60.5}, {"callback_jitter": "1"},
+                    {"callback_jitter": True}, {"callback_jitter": None}):  # fmt: skip
+        assert json_gw.post("/_sandbox/mode", json=invalid).status_code == 400, invalid
+    assert json_gw.post("/_sandbox/mode", data=b'{"callback_jitter": NaN}').status_code == 400
+    assert json_gw.set_mode(callback_jitter=60)["callback_jitter"] == 60.0
+    assert json_gw.set_mode(callback_jitter=0)["callback_jitter"] == 0.0
+    json_gw.set_mode(callback_jitter=2.0)
+    json_gw.reset()
+    assert json_gw.get("/_sandbox/mode").json()["callback_jitter"] == 0.0
+
+
 def test_failed_callback_delivery_is_retried(json_gw: Sandbox, receiver: CallbackReceiver) -> None:
     receiver.fail_next = 1
     json_pay(json_gw, payment_fields(receiver))
@@ -541,9 +567,13 @@ def test_mode_endpoint(json_gw: Sandbox) -> None:
         "failure_rate": 0.3,
         "callback": "completed",
         "duplicate_callbacks": False,
+        "callback_jitter": 0.0,
     }
     updated = json_gw.set_mode(mode="flaky", failure_rate=0.5)
-    assert updated == {"mode": "flaky", "failure_rate": 0.5, "callback": "completed", "duplicate_callbacks": False}
+    assert updated == {
+        "mode": "flaky", "failure_rate": 0.5, "callback": "completed", "duplicate_callbacks": False,
+        "callback_jitter": 0.0,
+    }  # fmt: skip
     for invalid in ({"mode": "sideways"}, {"failure_rate": 1.5}, {"failure_rate": "high"}, {"callback": "maybe"},
                     {"duplicate_callbacks": "yes"}, {"colour": "blue"}):  # fmt: skip
         assert json_gw.post("/_sandbox/mode", json=invalid).status_code == 400, invalid

@@ -355,3 +355,12 @@ def test_rate_limit_per_api_key(api: Any, other_api: Any, settings: Any) -> None
     assert_error(limited, 429, "rate_limited")
     assert 0 < int(limited["Retry-After"]) <= 60
     assert other_api.get("/api/v1/transactions").status_code == 200  # another key has its own count
+
+
+def test_expired_key_stops_working(api: Any) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    ClientAPIKey.objects.update(expiry_date=timezone.now() - timedelta(seconds=1))
+    assert_error(api.get("/api/v1/transactions"), 401)

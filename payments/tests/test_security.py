@@ -147,3 +147,16 @@ def test_celery_messages_carry_ids_only() -> None:
     for name, task in ours.items():
         params = list(inspect.signature(task.run).parameters)
         assert all(p.endswith("_id") or p.endswith("_pk") for p in params), (name, params)
+
+
+@pytest.mark.django_db
+def test_signature_fields_in_any_order(client: Any) -> None:
+    from gateways.services import demo_seed
+
+    demo_seed()
+    body = b'{"event_id": "evt_order", "payment_id": "p", "reference": "not-ours", "status": "completed"}'
+    t, v1 = signature_header(secret="demo-acmepay-webhook-secret", body=body).split(",")
+    response = client.post("/api/v1/callbacks/acmepay", data=body, content_type="application/json",
+                           HTTP_X_SIGNATURE=f"{v1},{t}")
+    assert response.status_code == 200, response.content
+    assert CallbackEvent.objects.get().signature_timestamp == int(t.partition("=")[2])

@@ -1,0 +1,745 @@
+"""Paygate's fault-injection ("chaos") run: the production shape under crashes, restarts and bad gateways.
+
+    .venv/bin/python bench/chaos.py [--short] [--duration S] [--rate R] [--clients N] [--seed N]
+                                    [--worker-nodes N] [--settle-timeout S] [--no-postgres-restart]
+
+1. Start the stack on PostgreSQL (database `paygate_chaos`, recreated) and a private redis-server on
+   :6391 (AOF, everysec, started and SIGKILLed by this script only): migrate, seed the demo with the
+   sandboxes on :8311-8313 (each with a --state-file), an API key, gunicorn on :8300 (2 workers),
+   celery worker node(s) (prefork, concurrency 2), celery beat; readiness is polled, and a canary
+   deposit must complete end to end before the load starts.
+2. Drive deposits and withdrawals over DE/GB/US/BR at a steady rate. Every request carries an
+   Idempotency-Key; on a connection error, a timeout or a 5xx the client retries the same request
+   with the same key (bounded in tries and time), as a merchant would. Every id answered 202 is kept.
+3. Meanwhile inject faults on a seeded random plan: SIGKILL celery pool processes and worker main
+   processes (a worker whose main died is started again), SIGKILL + restart Redis (same port, same
+   AOF folder), stop + start PostgreSQL, SIGKILL + restart a sandbox (state file), and switch
+   sandboxes between ok / flaky / down / error / timeout, with duplicate callbacks and callback
+   jitter (out-of-order delivery). A monitor restarts any process that dies unexpectedly and
+   reports it.
+4. Stop the faults, heal everything (sandboxes `ok`, callbacks on), wait for the stack to settle
+   (no transaction left non-final and no callback left unapplied, or a deadline), then check the
+   database against the clients' history and the sandboxes' records (bench/chaos_check.py).
+
+Results: a table on stdout, bench/results/chaos-<timestamp>.json and chaos-latest.json. The exit
+status is 1 when a safety property is violated (a lost or double-paid transaction, a completed one
+without a matching gateway payment, ...), 2 when the run itself could not be carried out.
+Logs of every process: bench/.work/chaos/logs/ (chaos-events.jsonl is the fault timeline).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+if __package__ in (None, ""):  # run as a script: the project root must be importable, bench/ not shadow it
+    _here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
+    sys.path.insert(0, os.path.dirname(_here))
+
+import argparse
+import dataclasses
+import json
+import random
+import signal
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from bench.chaos_check import check, snapshot
+from bench.chaos_stack import (
+    LOG_DIR,
+    PSYCOPG_DSN,
+    RESULTS_DIR,
+    SANDBOXES,
+    WEB_URL,
+    ChaosError,
+    ChaosStack,
+    Timings,
+    http_get,
+    http_post_json,
+    ping_workers,
+    redis_ping,
+    sandbox_url,
+    wait_for,
+)
+
+COUNTRIES = {
+    "DE": ("EUR", {"iban": "DE89370400440532013000", "holder_name": "Jane Roe"}),
+    "GB": ("GBP", {"iban": "GB29NWBK60161331926819", "holder_name": "John Smith"}),
+    "US": ("USD", {"account_number": "000123456789", "routing_number": "110000000", "holder_name": "Ann Lee"}),
+    "BR": ("BRL", {"pix_key": "ana@example.com", "holder_name": "Ana Souza"}),
+}
+SHORT_WALL_BUDGET = 175.0  # seconds, start-up to exit, for --short (CI allows 3 minutes)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+# --- the event log ---------------------------------------------------------------------------------
+
+
+class Timeline:
+    """Every fault and notable event, with its offset from the start of the load: a JSON-lines file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.t0 = time.monotonic()
+        self.events: list[dict[str, Any]] = []
+        self.faults: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def reset_clock(self) -> None:
+        self.t0 = time.monotonic()
+
+    def offset(self) -> float:
+        return round(time.monotonic() - self.t0, 2)
+
+    def record(self, kind: str, *, fault: bool = False, quiet: bool = False, **details: Any) -> None:
+        entry = {"t": self.offset(), "at": now_iso(), "kind": kind, **details}
+        with self._lock:
+            self.events.append(entry)
+            if fault:
+                self.faults[kind] += 1
+            with open(self.path, "a") as handle:
+                handle.write(json.dumps(entry, default=str) + "\n")
+        if not quiet:
+            extra = " ".join(f"{k}={v}" for k, v in details.items())
+            print(f"  [{entry['t']:7.1f}s] {kind} {extra}".rstrip(), flush=True)
+
+
+# --- the clients -----------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadConfig:
+    duration: float
+    rate: float
+    clients: int
+    max_tries: int = 30
+    request_deadline: float = 120.0
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+
+
+class Load:
+    """Merchant backends: a steady stream of creates; a retry re-sends the same body with the same key."""
+
+    def __init__(self, config: LoadConfig, api_key: str, rng: random.Random, timeline: Timeline) -> None:
+        self.config = config
+        self.api_key = api_key
+        self.timeline = timeline
+        self.history: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._next = 0
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._t0 = 0.0
+        self._end = 0.0
+        # The bodies are drawn up front, from the seed, so a run's requests are reproducible.
+        count = int(config.duration * config.rate) + 1
+        self._bodies = [self._body(rng, index) for index in range(count)]
+
+    def _body(self, rng: random.Random, index: int) -> tuple[str, str, dict[str, Any]]:
+        country = rng.choice(sorted(COUNTRIES))
+        currency, details = COUNTRIES[country]
+        kind = "deposits" if rng.random() < 0.6 else "withdrawals"
+        body = {
+            "customer_id": f"cus_{rng.randrange(1, 300)}",
+            "country": country,
+            "currency": currency,
+            "amount": f"{rng.randrange(100, 100000) / 100:.2f}",
+            "payment_details": details,
+            "metadata": {"chaos_run": self.config.run_id, "n": index},
+        }
+        return f"chaos-{self.config.run_id}-{index:06d}", kind, body
+
+    def start(self) -> None:
+        self._t0 = time.monotonic()
+        self._end = self._t0 + self.config.duration
+        for index in range(self.config.clients):
+            thread = threading.Thread(target=self._client, name=f"client-{index}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def join(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(deadline - time.monotonic(), 0.0))
+        return not any(thread.is_alive() for thread in self._threads)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def in_flight(self) -> int:
+        return sum(thread.is_alive() for thread in self._threads)
+
+    def _take(self) -> int | None:
+        with self._lock:
+            index = self._next
+            if index >= len(self._bodies):
+                return None
+            self._next += 1
+        due = self._t0 + index / self.config.rate
+        if due >= self._end:
+            return None
+        delay = due - time.monotonic()
+        if delay > 0 and self._stop.wait(delay):
+            return None
+        return None if self._stop.is_set() else index
+
+    def _client(self) -> None:
+        session = requests.Session()
+        session.trust_env = False
+        while True:
+            index = self._take()
+            if index is None:
+                return
+            record = self._send(session, index)
+            with self._lock:
+                self.history.append(record)
+
+    def _send(self, session: requests.Session, index: int) -> dict[str, Any]:
+        key, kind, body = self._bodies[index]
+        headers = {"Authorization": f"Api-Key {self.api_key}", "Idempotency-Key": key}
+        record: dict[str, Any] = {
+            "key": key, "kind": kind, "country": body["country"], "status": None, "id": None, "ids": [],
+            "tries": 0, "outcomes": [], "replayed": False, "sent_at": now_iso(),
+        }
+        started = time.monotonic()
+        for attempt in range(self.config.max_tries):
+            record["tries"] = attempt + 1
+            try:
+                response = session.post(f"{WEB_URL}/api/v1/{kind}", json=body, headers=headers, timeout=(3, 20))
+                outcome: Any = response.status_code
+            except requests.RequestException as exc:
+                response, outcome = None, type(exc).__name__
+            record["outcomes"].append(outcome)
+            if response is not None and response.status_code == 202:
+                txn_id = response.json()["id"]
+                record.update(status=202, id=txn_id,
+                              replayed=response.headers.get("Idempotent-Replayed") == "true")
+                if txn_id not in record["ids"]:
+                    record["ids"].append(txn_id)
+                break
+            if response is not None and response.status_code < 500 and response.status_code != 429:
+                record["status"] = response.status_code  # a definitive refusal
+                record["error"] = response.text[:300]
+                break
+            # A connection error, a timeout, a 5xx or a 429: the same request again, later.
+            if time.monotonic() - started > self.config.request_deadline:
+                break
+            time.sleep(min(0.25 * 2 ** attempt, 4.0) * random.uniform(0.75, 1.25))
+        record["answered_at"] = now_iso()
+        record["elapsed_s"] = round(time.monotonic() - started, 3)
+        return record
+
+
+# --- the faults ------------------------------------------------------------------------------------
+
+
+@dataclass(order=True)
+class PlannedFault:
+    at: float
+    kind: str = field(compare=False)
+    params: dict[str, Any] = field(compare=False, default_factory=dict)
+
+
+def spread(rng: random.Random, count: int, start: float, end: float, min_gap: float) -> list[float]:
+    """`count` random times in [start, end], at least `min_gap` apart where the span allows."""
+    if count <= 0:
+        return []
+    slot = (end - start) / count
+    return [round(start + slot * i + rng.uniform(0, max(slot - min_gap, 0.0)), 1) for i in range(count)]
+
+
+def sandbox_setting(rng: random.Random) -> dict[str, Any]:
+    mode = rng.choices(["ok", "flaky", "down", "error", "timeout"], weights=[3, 3, 1, 1.5, 1.5])[0]
+    setting: dict[str, Any] = {"mode": mode, "failure_rate": 0.3, "callback": "completed",
+                               "duplicate_callbacks": rng.random() < 0.5,
+                               "callback_jitter": round(rng.uniform(0.5, 3.0), 2) if rng.random() < 0.6 else 0.0}
+    if mode == "ok" and rng.random() < 0.15:
+        setting["callback"] = "failed"  # the gateway fails some payments after accepting them
+    return setting
+
+
+def fault_plan(rng: random.Random, *, duration: float, short: bool, worker_nodes: int,
+               postgres: bool) -> list[PlannedFault]:
+    plan: list[PlannedFault] = []
+    codes = sorted(SANDBOXES)
+    if short:
+        plan.append(PlannedFault(0.0, "sandbox_mode", {"code": "acmepay", "mode": "flaky", "failure_rate": 0.3,
+                                                       "duplicate_callbacks": True, "callback_jitter": 0.0}))
+        plan.append(PlannedFault(0.0, "sandbox_mode", {"code": "soapbank", "mode": "ok", "duplicate_callbacks": True,
+                                                       "callback_jitter": 2.0}))
+        plan.append(PlannedFault(0.0, "sandbox_mode", {"code": "globex", "mode": "flaky", "failure_rate": 0.3,
+                                                       "duplicate_callbacks": False, "callback_jitter": 1.5}))
+        plan.append(PlannedFault(duration * 0.22, "worker_kill", {"target": "child", "node": 1}))
+        plan.append(PlannedFault(duration * 0.42, "redis_restart", {"down_for": 2.0}))
+        plan.append(PlannedFault(duration * 0.62, "worker_kill", {"target": "main", "node": worker_nodes}))
+        for at in spread(rng, 4, duration * 0.15, duration * 0.8, 4):
+            plan.append(PlannedFault(at, "sandbox_mode", {"code": rng.choice(codes), **sandbox_setting(rng)}))
+        return sorted(plan)
+
+    for code in codes:
+        plan.append(PlannedFault(0.0, "sandbox_mode", {"code": code, **sandbox_setting(rng)}))
+    end = duration - 10
+    for at in spread(rng, max(12, int(duration / 18)), 8, end, 4):
+        target = "main" if rng.random() < 0.35 else "child"
+        plan.append(PlannedFault(at, "worker_kill", {"target": target, "node": rng.randint(1, worker_nodes)}))
+    for at in spread(rng, 4, 15, end, 20):
+        plan.append(PlannedFault(at, "redis_restart", {"down_for": round(rng.uniform(1.0, 4.0), 1)}))
+    if postgres:
+        plan.append(PlannedFault(round(duration * rng.uniform(0.45, 0.55), 1), "postgres_restart",
+                                 {"down_for": round(rng.uniform(3.0, 6.0), 1)}))
+    for at in spread(rng, 2, 20, end, 30):
+        plan.append(PlannedFault(at, "sandbox_restart", {"code": rng.choice(codes)}))
+    for at in spread(rng, int(duration / 8), 5, end, 3):
+        plan.append(PlannedFault(at, "sandbox_mode", {"code": rng.choice(codes), **sandbox_setting(rng)}))
+    return sorted(plan)
+
+
+class Faults:
+    """Carries out the plan in one thread; the monitor (same lock) restarts what died unexpectedly."""
+
+    def __init__(self, stack: ChaosStack, plan: list[PlannedFault], timeline: Timeline, rng: random.Random) -> None:
+        self.stack = stack
+        self.plan = plan
+        self.timeline = timeline
+        self.rng = rng
+        self.lock = threading.RLock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="faults", daemon=True)
+        self._monitor = threading.Thread(target=self._watch, name="monitor", daemon=True)
+        self.unexpected_exits: list[dict[str, Any]] = []
+        self._restart_at: dict[str, float] = {}
+        self.errors: list[str] = []
+
+    def start(self) -> None:
+        self._thread.start()
+        self._monitor.start()
+
+    def stop_plan(self) -> None:
+        """Stop injecting (the monitor keeps watching until `stop_monitor`)."""
+        self._stop.set()
+        self._thread.join(60)
+
+    def stop_monitor(self) -> None:
+        self._stop.set()
+        self._monitor_stop = True
+        self._monitor.join(10)
+
+    _monitor_stop = False
+
+    def _run(self) -> None:
+        t0 = time.monotonic()
+        for fault in self.plan:
+            delay = t0 + fault.at - time.monotonic()
+            if delay > 0 and self._stop.wait(delay):
+                return
+            if self._stop.is_set():
+                return
+            try:
+                with self.lock:
+                    getattr(self, f"_do_{fault.kind}")(**fault.params)
+            except Exception as exc:  # a fault that could not be injected is reported, the run goes on
+                self.errors.append(f"{fault.kind} {fault.params}: {exc!r}")
+                self.timeline.record("fault_error", kind_failed=fault.kind, error=repr(exc))
+
+    # Each fault
+
+    def _do_sandbox_mode(self, code: str, **setting: Any) -> None:
+        http_post_json(f"{sandbox_url(code)}/_sandbox/mode", setting)
+        self.timeline.record("sandbox_mode", code=code, **setting)
+        self.timeline.faults[f"sandbox_mode_{setting.get('mode', 'ok')}"] += 1
+        if setting.get("duplicate_callbacks"):
+            self.timeline.faults["sandbox_duplicate_callbacks_on"] += 1
+        if setting.get("callback_jitter"):
+            self.timeline.faults["sandbox_callback_jitter_on"] += 1
+        if setting.get("callback") == "failed":
+            self.timeline.faults["sandbox_callback_failed_on"] += 1
+
+    def _do_worker_kill(self, target: str, node: int) -> None:
+        proc = self.stack.procs[f"worker-{node}"]
+        if not proc.running():
+            self._revive(proc.name, "was down before the kill")
+        if target == "child":
+            children = proc.children()
+            if not children:
+                self.timeline.record("worker_kill_skipped", node=node, reason="no pool child found")
+                return
+            victim = self.rng.choice(children)
+            try:
+                os.kill(victim, signal.SIGKILL)
+            except ProcessLookupError:
+                return
+            self.timeline.record("worker_kill_child", fault=True, node=node, pid=victim)
+            return
+        # The main process: SIGKILL it, then its pool (as an OOM kill of the container would), restart.
+        proc.expected_exit = True
+        main_pid = proc.pid
+        proc.signal_main(signal.SIGKILL)
+        proc.signal_group(signal.SIGKILL)
+        assert proc.popen is not None
+        proc.popen.wait(10)
+        self.timeline.record("worker_kill_main", fault=True, node=node, pid=main_pid)
+        time.sleep(self.rng.uniform(0.5, 2.0))  # the fault's duration: the node stays down a moment
+        proc = self.stack.start_worker(node)
+        self.timeline.record("worker_restarted", node=node, pid=proc.pid)
+
+    def _do_redis_restart(self, down_for: float) -> None:
+        proc = self.stack.procs["redis"]
+        proc.expected_exit = True
+        proc.signal_group(signal.SIGKILL)
+        assert proc.popen is not None
+        proc.popen.wait(10)
+        self.timeline.record("redis_restart", fault=True, down_for=down_for)
+        time.sleep(down_for)
+        self.stack.start_redis()
+        self.timeline.record("redis_up")
+
+    def _do_postgres_restart(self, down_for: float) -> None:
+        self.timeline.record("postgres_stopping", down_for=down_for)
+        self.stack.postgres_stop()
+        self.timeline.record("postgres_restart", fault=True, down_for=down_for)
+        time.sleep(down_for)
+        self.stack.postgres_start()
+        self.timeline.record("postgres_up")
+
+    def _do_sandbox_restart(self, code: str) -> None:
+        proc = self.stack.procs[f"sandbox-{code}"]
+        mode = http_get(f"{sandbox_url(code)}/_sandbox/mode")[1]
+        proc.expected_exit = True
+        proc.signal_group(signal.SIGKILL)
+        assert proc.popen is not None
+        proc.popen.wait(10)
+        self.timeline.record("sandbox_restart", fault=True, code=code)
+        time.sleep(self.rng.uniform(0.5, 2.0))
+        self.stack.start_sandbox(code)
+        wait_for(lambda: http_get(f"{sandbox_url(code)}/_sandbox/mode")[0] == 200, timeout=30,
+                 what=f"sandbox {code} after its restart")
+        if mode:  # a restarted sandbox starts in `ok`: keep the behaviour it had
+            http_post_json(f"{sandbox_url(code)}/_sandbox/mode", json.loads(mode))
+        self.timeline.record("sandbox_up", code=code)
+
+    # The monitor
+
+    def _revive(self, name: str, why: str) -> None:
+        proc = self.stack.procs[name]
+        self.unexpected_exits.append({"t": self.timeline.offset(), "process": name, "returncode": proc.returncode(),
+                                      "why": why, "log_tail": proc.log_tail(15)})
+        self.timeline.record("unexpected_exit", process=name, returncode=proc.returncode())
+        self.stack.restart(name)
+
+    def _watch(self) -> None:
+        while not self._monitor_stop:
+            time.sleep(1.0)
+            with self.lock:
+                for name, proc in list(self.stack.procs.items()):
+                    if proc.running() or proc.expected_exit or proc.popen is None:
+                        continue
+                    # Restart at most every 5 s per process, so a crash loop does not spin.
+                    if time.monotonic() < self._restart_at.get(name, 0.0):
+                        continue
+                    self._restart_at[name] = time.monotonic() + 5.0
+                    try:
+                        self._revive(name, "exited on its own")
+                    except Exception as exc:
+                        self.errors.append(f"restart of {name}: {exc!r}")
+
+    def heal(self) -> None:
+        """Everything up and every sandbox `ok` with callbacks on, no duplicates, no jitter."""
+        with self.lock:
+            if self.stack.postgres_stopped:
+                self.stack.postgres_start()
+            if not redis_ping():
+                self.stack.start_redis()
+            for name, proc in list(self.stack.procs.items()):
+                if not proc.running():
+                    self.stack.restart(name)
+                    self.timeline.record("healed", process=name)
+            for code in SANDBOXES:
+                wait_for(lambda code=code: http_get(f"{sandbox_url(code)}/_sandbox/mode")[0] == 200, timeout=30,
+                         what=f"sandbox {code}")
+                http_post_json(f"{sandbox_url(code)}/_sandbox/mode", {
+                    "mode": "ok", "callback": "completed", "duplicate_callbacks": False, "callback_jitter": 0.0})
+        self.timeline.record("healed_all")
+
+
+# --- waiting for the stack ---------------------------------------------------------------------------
+
+
+def db_progress() -> dict[str, int] | None:
+    """Non-final transactions and unapplied callbacks, or None while the database cannot be read."""
+    import psycopg
+
+    try:
+        with psycopg.connect(PSYCOPG_DSN, connect_timeout=3) as conn:
+            waiting = conn.execute(
+                "SELECT count(*) FROM payments_transaction WHERE status IN ('pending', 'processing')").fetchone()[0]
+            unapplied = conn.execute(
+                "SELECT count(*) FROM callbacks_callbackevent WHERE result = 'received'").fetchone()[0]
+            total = conn.execute("SELECT count(*) FROM payments_transaction").fetchone()[0]
+    except psycopg.Error:
+        return None
+    return {"waiting": waiting, "unapplied": unapplied, "total": total}
+
+
+def callbacks_delivered() -> int:
+    total = 0
+    for code in SANDBOXES:
+        status, body = http_get(f"{sandbox_url(code)}/_sandbox/payments", timeout=10)
+        if status == 200:
+            total += sum(int(p.get("callbacks_delivered") or 0) for p in json.loads(body)["payments"])
+    return total
+
+
+def settle(timeout: float, timeline: Timeline) -> dict[str, Any]:
+    """Poll until nothing is waiting and no callback is unapplied (then a short quiet period), or the deadline."""
+    started = time.monotonic()
+    deadline = started + timeout
+    last_print = 0.0
+    progress = None
+    while time.monotonic() < deadline:
+        progress = db_progress()
+        if progress is not None and progress["waiting"] == 0 and progress["unapplied"] == 0:
+            break
+        if time.monotonic() - last_print > 10:
+            last_print = time.monotonic()
+            print(f"  settling: {progress}", flush=True)
+        time.sleep(1.0)
+    settled = progress is not None and progress["waiting"] == 0 and progress["unapplied"] == 0
+    # Late copies of duplicated or jittered callbacks: wait until deliveries stop changing (bounded).
+    quiet_deadline = min(time.monotonic() + 15.0, deadline + 15.0)
+    previous = callbacks_delivered()
+    while time.monotonic() < quiet_deadline:
+        time.sleep(2.0)
+        current = callbacks_delivered()
+        if current == previous:
+            break
+        previous = current
+    elapsed = round(time.monotonic() - started, 1)
+    timeline.record("settled" if settled else "settle_deadline", seconds=elapsed, progress=progress)
+    return {"settled": settled, "seconds": elapsed, "last_progress": progress}
+
+
+def canary(api_key: str, timeout: float = 60.0) -> float:
+    """One deposit end to end (API, worker, sandbox, callback): proves the stack is ready."""
+    started = time.monotonic()
+    headers = {"Authorization": f"Api-Key {api_key}", "Idempotency-Key": f"chaos-canary-{uuid.uuid4().hex}"}
+    body = {"customer_id": "cus_canary", "country": "DE", "currency": "EUR", "amount": "1.00",
+            "payment_details": COUNTRIES["DE"][1], "metadata": {"canary": True}}
+    session = requests.Session()
+    session.trust_env = False
+    response = session.post(f"{WEB_URL}/api/v1/deposits", json=body, headers=headers, timeout=10)
+    if response.status_code != 202:
+        raise ChaosError(f"canary deposit answered {response.status_code}: {response.text[:300]}")
+    txn_id = response.json()["id"]
+
+    def final() -> str | None:
+        status = session.get(f"{WEB_URL}/api/v1/transactions/{txn_id}", headers=headers, timeout=5).json()["status"]
+        return status if status in ("completed", "failed") else None
+
+    status = wait_for(final, timeout=timeout, what="the canary deposit to finish", interval=0.2)
+    if status != "completed":
+        raise ChaosError(f"the canary deposit ended {status}")
+    return round(time.monotonic() - started, 2)
+
+
+# --- reporting -----------------------------------------------------------------------------------------
+
+
+def print_table(result: dict[str, Any]) -> None:
+    counts, violations = result["check"]["counts"], result["check"]["violations"]
+    rows: list[tuple[str, Any]] = [
+        ("mode", result["mode"]),
+        ("wall time (s)", result["wall_seconds"]),
+        ("load (s) / rate (/s) / clients", f"{result['config']['duration']} / {result['config']['rate']} / "
+                                           f"{result['config']['clients']}"),
+        ("requests sent", counts["requests"]),
+        ("accepted (202)", counts["accepted"]),
+        ("  of which after client retries", counts["accepted_after_retries"]),
+        ("refused (4xx)", counts["rejected_by_status"] or 0),
+        ("client gave up (no answer)", counts["client_gave_up"]),
+        ("transactions in DB", counts["transactions_in_db"]),
+        ("completed", counts["completed"]),
+        ("failed", counts["failed"]),
+    ]
+    rows += [(f"  failed: {reason}", n) for reason, n in sorted(counts["failed_by_reason"].items())]
+    rows.append(("still waiting", counts["waiting"]))
+    rows += [(f"  {reason}", n) for reason, n in sorted(counts["waiting_by_reason"].items())]
+    rows += [
+        ("stuck (overdue, unexplained)", counts["stuck"]),
+        ("LOST", counts["lost"]),
+        ("DOUBLE PAID", counts["double_paid"]),
+        ("completed w/o matching gateway payment", violations["completed_unmatched"]),
+        ("paid at gateway but failed (not expired)", violations["paid_but_failed"]),
+        ("paid at gateway, expired (for review)", counts["paid_but_expired_for_review"]),
+        ("idempotency anomalies", violations["idempotency"]),
+        ("callbacks acked by Paygate, not stored", violations["callback_acked_not_stored"]),
+        ("callbacks applied twice", violations["callback_applied_twice"]),
+        ("callback events stored / by result", f"{counts['callback_events_stored']} "
+                                               f"{counts['callback_events_by_result']}"),
+        ("callbacks flagged for review", counts["callback_events_flagged"] or 0),
+        ("callbacks unapplied", counts["callback_events_unapplied"]),
+        ("duplicate callbacks absorbed (sandbox vs DB)", counts["duplicate_callbacks_absorbed"]),
+        ("duplicate callbacks (metric)", counts["duplicate_callbacks_metric"]),
+        ("attempts by outcome", counts["attempts_by_outcome"]),
+        ("unexpected process exits", len(result["unexpected_exits"])),
+    ]
+    rows += [(f"fault: {kind}", n) for kind, n in sorted(result["faults"].items())]
+    rows.append(("settled", f"{result['settle']['settled']} after {result['settle']['seconds']}s"))
+    rows.append(("RESULT", "OK" if result["check"]["ok"] else "VIOLATIONS: " + ", ".join(
+        f"{k}={v}" for k, v in violations.items() if v)))
+    width = max(len(label) for label, _ in rows)
+    print()
+    for label, value in rows:
+        print(f"  {label.ljust(width)}  {value}")
+    print()
+
+
+def write_results(result: dict[str, Any]) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    text = json.dumps(result, indent=1, default=str)
+    path = RESULTS_DIR / f"chaos-{stamp}.json"
+    for target in (path, RESULTS_DIR / "chaos-latest.json"):
+        tmp = target.with_suffix(".json.tmp")
+        tmp.write_text(text)
+        tmp.replace(target)
+    return path
+
+
+# --- main ---------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--short", action="store_true",
+                        help="CI mode: <= 3 minutes in all; a worker kill, a Redis restart, flaky/duplicate/jitter")
+    parser.add_argument("--duration", type=float, help="seconds of load and faults (default 240, --short 70)")
+    parser.add_argument("--rate", type=float, default=4.0, help="new transactions per second (default 4)")
+    parser.add_argument("--clients", type=int, default=6, help="concurrent merchant clients (default 6)")
+    parser.add_argument("--seed", type=int, help="random seed of the load and the fault plan (default: random)")
+    parser.add_argument("--worker-nodes", type=int, default=2, help="celery worker processes (default 2)")
+    parser.add_argument("--settle-timeout", type=float, help="max seconds to settle (default 180, --short fits)")
+    parser.add_argument("--no-postgres-restart", action="store_true", help="full run without the PostgreSQL restart")
+    args = parser.parse_args(argv)
+    if args.duration is None:
+        args.duration = 70.0 if args.short else 240.0
+    if args.seed is None:
+        args.seed = random.SystemRandom().randrange(1, 10**6)
+    if not 0 < args.duration <= 3600 or not 0 < args.rate <= 100 or not 1 <= args.clients <= 64:
+        parser.error("--duration must be in (0, 3600], --rate in (0, 100], --clients in [1, 64]")
+    if not 1 <= args.worker_nodes <= 4:
+        parser.error("--worker-nodes must be between 1 and 4")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    wall_start = time.monotonic()
+
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_term)
+    rng = random.Random(args.seed)
+    timings = Timings(no_gateway_deadline=60 if args.short else 120)
+    stack = ChaosStack(timings=timings, worker_nodes=args.worker_nodes)
+    mode = "short" if args.short else "full"
+    print(f"==> Paygate chaos run ({mode}): seed {args.seed}, {args.duration:.0f}s of load at {args.rate}/s, "
+          f"logs in {LOG_DIR.relative_to(Path.cwd()) if LOG_DIR.is_relative_to(Path.cwd()) else LOG_DIR}", flush=True)
+    faults: Faults | None = None
+    load: Load | None = None
+    try:
+        print("==> Starting PostgreSQL db, private Redis :6391, sandboxes, web :8300, workers, beat", flush=True)
+        stack.start()
+        timeline = Timeline(LOG_DIR / "chaos-events.jsonl")
+        canary_s = canary(stack.api_key)
+        startup_s = round(time.monotonic() - wall_start, 1)
+        print(f"    ready in {startup_s}s (canary deposit completed in {canary_s}s)", flush=True)
+
+        plan = fault_plan(rng, duration=args.duration, short=args.short, worker_nodes=args.worker_nodes,
+                          postgres=not args.short and not args.no_postgres_restart)
+        load_config = LoadConfig(duration=args.duration, rate=args.rate, clients=args.clients)
+        load = Load(load_config, stack.api_key, rng, timeline)
+        faults = Faults(stack, plan, timeline, random.Random(args.seed + 1))
+        print(f"==> Load and faults for {args.duration:.0f}s ({len(plan)} planned faults)", flush=True)
+        timeline.reset_clock()
+        timeline.record("load_start", rate=args.rate, clients=args.clients)
+        load.start()
+        faults.start()
+        load_phase_end = time.monotonic() + args.duration
+        while time.monotonic() < load_phase_end:
+            time.sleep(min(10.0, max(load_phase_end - time.monotonic(), 0.0)))
+            print(f"  [{timeline.offset():7.1f}s] requests answered: {len(load.history)}", flush=True)
+        faults.stop_plan()
+        timeline.record("faults_stopped")
+        faults.heal()
+        # Clients still retrying (e.g. after an outage) finish within their own bound.
+        if not load.join(load_config.request_deadline + 30):
+            load.stop()
+            load.join(10)
+        timeline.record("load_done", requests=len(load.history))
+
+        if args.settle_timeout is not None:
+            settle_timeout = args.settle_timeout
+        elif args.short:
+            settle_timeout = max(SHORT_WALL_BUDGET - (time.monotonic() - wall_start) - 25.0, 10.0)
+        else:
+            settle_timeout = 180.0
+        print(f"==> Settling (up to {settle_timeout:.0f}s)", flush=True)
+        settle_result = settle(settle_timeout, timeline)
+        faults.stop_monitor()
+
+        print("==> Checking the database against the clients' history and the sandboxes' records", flush=True)
+        report = check(load.history, snapshot())
+        wall = round(time.monotonic() - wall_start, 1)
+        result = {
+            "mode": mode,
+            "command": " ".join([".venv/bin/python", "bench/chaos.py", *(argv if argv is not None else sys.argv[1:])]),
+            "seed": args.seed,
+            "started_at": timeline.events[0]["at"] if timeline.events else None,
+            "wall_seconds": wall,
+            "startup_seconds": startup_s,
+            "config": {**dataclasses.asdict(load_config), "worker_nodes": args.worker_nodes,
+                       "timings": dataclasses.asdict(timings)},
+            "faults": dict(timeline.faults),
+            "fault_errors": faults.errors,
+            "unexpected_exits": faults.unexpected_exits,
+            "settle": settle_result,
+            "check": report,
+            "timeline": timeline.events,
+            "history": load.history,
+        }
+        print_table(result)
+        path = write_results(result)
+        print(f"Results: {path} (and chaos-latest.json); logs: {LOG_DIR}")
+        return 0 if report["ok"] else 1
+    except ChaosError as exc:
+        print(f"chaos run could not be carried out: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; tearing down", file=sys.stderr)
+        return 130
+    finally:
+        if load is not None:
+            load.stop()
+        if faults is not None:
+            faults._stop.set()
+            faults._monitor_stop = True
+        stack.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
