@@ -323,3 +323,29 @@ def check(history: list[dict[str, Any]], snap: Snapshot) -> dict[str, Any]:
         },
         "snapshot_errors": snap.errors,
     }
+
+
+def scan_logs(log_dir: Any) -> dict[str, dict[str, int]]:
+    """ERROR and CRITICAL lines of every process log, grouped by logger and message (for the report)."""
+    import json
+    from pathlib import Path
+
+    found: dict[str, dict[str, int]] = {}
+    for path in sorted(Path(log_dir).glob("*.log")):
+        counts: Counter[str] = Counter()
+        with open(path, errors="replace") as handle:
+            for line in handle:
+                if line.startswith("{"):
+                    try:
+                        entry = json.loads(line)
+                    except ValueError:
+                        continue
+                    if entry.get("level") in ("ERROR", "CRITICAL"):
+                        exception = (entry.get("exception") or "").strip().splitlines()
+                        last = f" | {exception[-1][:160]}" if exception else ""
+                        counts[f"{entry['level']} {entry.get('logger')}: {entry.get('message', '')[:140]}{last}"] += 1
+                elif "ERROR/" in line or "CRITICAL/" in line:
+                    counts[re.sub(r"^\[[^\]]*: ", "", line.strip())[:200]] += 1
+        if counts:
+            found[path.name] = dict(counts.most_common(30))
+    return found

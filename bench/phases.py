@@ -286,7 +286,11 @@ def watch_drain(expected: int, *, timeout: float, alive: Any = None) -> dict[str
 
 # --- logs and machine --------------------------------------------------------------------------------
 
-_LOG_PROBLEM = re.compile(r"\b(ERROR|CRITICAL|Traceback|WARNING)\b")
+# JSON log records (Paygate), celery's "[... WARNING/MainProcess]", gunicorn's "[pid] [ERROR]", tracebacks.
+_LOG_PROBLEM = re.compile(
+    r'"level": "(WARNING|ERROR|CRITICAL)"|\b(WARNING|ERROR|CRITICAL)/\w+\]|\] \[(WARNING|ERROR|CRITICAL)\]'
+    r"|^Traceback|Error: |Exception occurred"
+)
 
 
 def scan_logs(log_dir: Path) -> dict[str, Any]:
@@ -346,7 +350,10 @@ def cpu_sample(ours: set[int]) -> CpuSample:
             continue
         rest = raw[raw.rindex(")") + 2:].split()
         pid = int(entry.name)
-        processes[pid] = ((float(rest[11]) + float(rest[12])) / _TICKS, _owner(pid, int(rest[2]), ours))
+        ticks = float(rest[11]) + float(rest[12])  # utime + stime
+        if pid == os.getpid():
+            ticks += float(rest[13]) + float(rest[14])  # and the children it waited for (queries.py, micro.py)
+        processes[pid] = (ticks / _TICKS, _owner(pid, int(rest[2]), ours))
     return CpuSample(at=time.monotonic(), machine_busy=sum(fields) - idle, machine_total=sum(fields),
                      processes=processes)
 

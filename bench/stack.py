@@ -261,6 +261,14 @@ class Proc:
         except OSError:
             return "(no log)"
 
+    def signal_leader(self, sig: int) -> None:
+        """Signal the process we started: gunicorn's and celery's masters then stop their children cleanly."""
+        if self.popen is not None and self.popen.poll() is None:
+            try:
+                self.popen.send_signal(sig)
+            except ProcessLookupError:
+                pass
+
     def signal_group(self, sig: int) -> None:
         """Signal this child's process group (its session, which we created): gunicorn and celery children too."""
         if self.popen is None:
@@ -272,11 +280,10 @@ class Proc:
 
 
 def stop_procs(procs: Iterable[Proc], *, timeout: float = 20.0) -> None:
-    """SIGTERM every group, wait for all with one deadline, then SIGKILL the rest."""
+    """SIGTERM every process we started, wait for all with one deadline, then SIGKILL their whole groups."""
     procs = [proc for proc in procs if proc.popen is not None]
     for proc in procs:
-        if proc.running():
-            proc.signal_group(signal.SIGTERM)
+        proc.signal_leader(signal.SIGTERM)
     deadline = time.monotonic() + timeout
     for proc in procs:
         assert proc.popen is not None
@@ -317,7 +324,9 @@ class Stack:
         self.close()
 
     def close(self) -> None:
-        stop_procs(self.procs)
+        # The gateways last, so that nothing in flight towards them is cut off by their exit.
+        stop_procs([proc for proc in self.procs if not proc.name.startswith("sandbox-")])
+        stop_procs([proc for proc in self.procs if proc.name.startswith("sandbox-")])
 
     def add(self, name: str, argv: list[str], *, env: Mapping[str, str] | None = None) -> Proc:
         proc = Proc(name=name, argv=argv, env=dict(env or self.env), log_path=self.log_dir / f"{name}.log")

@@ -257,13 +257,16 @@ else:
     # delivered twice merely because it was still running or waiting.
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": _env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
-        "socket_connect_timeout": 3,
+        # Redis answers in microseconds on a LAN: a publish to a dead broker gives up fast
+        # and the API still answers 202 (the recovery sweep publishes it later).
+        "socket_connect_timeout": 1,
         "socket_timeout": 5,
     }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_TASK_PUBLISH_RETRY = True
 # A publish that cannot reach the broker gives up quickly; the recovery sweep republishes.
-CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
