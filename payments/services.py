@@ -15,7 +15,6 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from gateways.models import Country
 from gateways.selectors import route_list
 from paygate.errors import ApplicationError, IdempotencyConflict, NoRoute
 from paygate.logs import bind
@@ -25,6 +24,7 @@ from .models import (
     ALLOWED_TRANSITIONS,
     FINAL_STATUSES,
     ApiClient,
+    Attempt,
     Customer,
     FailureReason,
     Transaction,
@@ -109,16 +109,16 @@ def transaction_create(
 
     try:
         with transaction.atomic():
-            country = Country.objects.get(code=data.country)
+            # The routes above exist, so the country does: its code is the foreign key.
             customer, _ = Customer.objects.get_or_create(
-                client=client, reference=data.customer_id, defaults={"country": country}
+                client=client, reference=data.customer_id, defaults={"country_id": data.country}
             )
             txn = Transaction.objects.create(
                 client=client,
                 type=data.type,
                 amount=data.amount,
                 currency=data.currency,
-                country=country,
+                country_id=data.country,
                 customer=customer,
                 payment_details=data.payment_details,
                 metadata=data.metadata,
@@ -127,6 +127,8 @@ def transaction_create(
                 # If the publish below is lost, the recovery sweep picks it up from here.
                 next_check_at=timezone.now() + timedelta(seconds=settings.PAYGATE_SWEEP_GRACE_SECONDS),
             )
+            # A new transaction has no attempts yet: spare the response a query for them.
+            txn._prefetched_objects_cache = {"attempts": Attempt.objects.none()}
             txn_id = txn.pk
             transaction.on_commit(lambda: publish_process_transaction(txn_id), robust=True)
     except IntegrityError:

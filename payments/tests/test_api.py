@@ -364,3 +364,21 @@ def test_expired_key_stops_working(api: Any) -> None:
 
     ClientAPIKey.objects.update(expiry_date=timezone.now() - timedelta(seconds=1))
     assert_error(api.get("/api/v1/transactions"), 401)
+
+
+def test_create_query_count_does_not_grow_with_gateways_or_routes(api: Any) -> None:
+    from gateways.models import Country, Gateway, GatewayRoute
+
+    post(api, "/api/v1/deposits", DEPOSIT)  # the customer exists from here on
+    with CaptureQueriesContext(connection) as before:
+        assert post(api, "/api/v1/deposits", DEPOSIT).status_code == 202
+    germany = Country.objects.get(code="DE")
+    for n in range(10):
+        country = Country.objects.create(code=f"Q{n}", name=f"Q{n}", currency="EUR")
+        gateway = Gateway.objects.create(code=f"extra{n}", name="x", data_format="json", base_url="http://127.0.0.1:9",
+                                         api_key="k", webhook_secret="s")
+        GatewayRoute.objects.create(country=country, gateway=gateway, priority=1)
+        GatewayRoute.objects.create(country=germany, gateway=gateway, priority=10 + n, is_active=n % 2 == 0)
+    with CaptureQueriesContext(connection) as after:
+        assert post(api, "/api/v1/deposits", DEPOSIT).status_code == 202
+    assert len(after) == len(before) <= 8, [q["sql"][:80] for q in after.captured_queries]
