@@ -25,6 +25,8 @@ def route_list(*, country_code: str, currency: str, transaction_type: str) -> li
     routes = (
         GatewayRoute.objects.filter(country__code=country_code, is_active=True, gateway__is_active=True)
         .select_related("gateway", "country")
+        # Credentials are decrypted on load: routing does not need them.
+        .defer("gateway__api_key", "gateway__webhook_secret", "gateway__previous_webhook_secret")
         .order_by("priority", "id")
     )
     return [

@@ -55,7 +55,7 @@ class StateCollector(Collector):
                                    labels=["gateway", "status"])
         breaker = GaugeMetricFamily("paygate_gateway_breaker_open",
                                     "Circuit breaker: 0 closed, 0.5 half-open, 1 open.", labels=["gateway"])
-        for gateway in Gateway.objects.only("pk", "code", "health_status"):
+        for gateway in Gateway.objects.only("pk", "code", "health_status"):  # no credentials decrypted
             health.add_metric([gateway.code, gateway.health_status],
                               1.0 if gateway.health_status != Gateway.Health.UNHEALTHY else 0.0)
             state = breaker_state(gateway.pk)
