@@ -9,6 +9,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from payments.apis import AUTHENTICATED_ERRORS
+
 from .breaker import BreakerState, breaker_state
 from .models import Gateway, GatewayRoute
 
@@ -44,7 +46,8 @@ class GatewayListApi(APIView):
 
     @extend_schema(
         operation_id="gateway_list",
-        responses={200: inline_serializer(name="GatewayList", fields={"gateways": GatewayOutput(many=True)})},
+        responses={200: inline_serializer(name="GatewayList", fields={"gateways": GatewayOutput(many=True)}),
+                   **AUTHENTICATED_ERRORS},
         tags=["gateways"],
         description="Gateways with health, circuit-breaker state "
         f"({', '.join(state.value for state in BreakerState)}) and routes by country.",

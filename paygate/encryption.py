@@ -52,7 +52,7 @@ def encryption_keys_rotate(*, batch_size: int = 500, dry_run: bool = False) -> R
             where = "" if last is None else f" WHERE {pk} > %s"
             with connection.cursor() as cursor:
                 cursor.execute(
-                    f"SELECT {pk}, {name} FROM {table}{where} ORDER BY {pk} LIMIT %s",  # nosec B608: names are quoted identifiers
+                    f"SELECT {pk}, {name} FROM {table}{where} ORDER BY {pk} LIMIT %s",  # nosec B608  # names are quoted identifiers
                     ([] if last is None else [last]) + [batch_size],
                 )
                 rows = cursor.fetchall()
@@ -82,7 +82,7 @@ def encryption_keys_rotate(*, batch_size: int = 500, dry_run: bool = False) -> R
                         continue
                     with connection.cursor() as cursor:
                         cursor.execute(
-                            f"UPDATE {table} SET {name} = %s WHERE {pk} = %s AND {name} = %s",  # nosec B608
+                            f"UPDATE {table} SET {name} = %s WHERE {pk} = %s AND {name} = %s",  # nosec B608  # quoted identifiers
                             [connection.Database.Binary(rotated), row_pk, connection.Database.Binary(token)],
                         )
                         changed = cursor.rowcount

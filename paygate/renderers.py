@@ -2,19 +2,39 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from xml.etree.ElementTree import Element, SubElement, tostring
 
-from rest_framework.renderers import BaseRenderer
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 
 # The element name of one item in a list, by the list's own name.
 _ITEM_NAMES = {"results": "transaction", "attempts": "attempt", "routes": "route", "gateways": "gateway"}
 
 
+# Element names we write as they are; any other key (it may come from a client's metadata)
+# becomes <entry key="...">, where ElementTree escapes it as an attribute value.
+_XML_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+# Characters XML 1.0 cannot carry at all, even escaped.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _text(value: str) -> str:
+    return _NOT_XML.sub("\ufffd", value)
+
+
+def _child(parent: Element, key: Any) -> Element:
+    name = str(key)
+    if _XML_NAME.match(name) and not name.lower().startswith("xml"):
+        return SubElement(parent, name)
+    return SubElement(parent, "entry", key=_text(name))
+
+
 def _fill(parent: Element, value: Any) -> None:
     if isinstance(value, dict):
         for key, item in value.items():
-            _fill(SubElement(parent, str(key)), item)
+            _fill(_child(parent, key), item)
     elif isinstance(value, list):
         item_name = _ITEM_NAMES.get(parent.tag, "item")
         for item in value:
@@ -24,7 +44,7 @@ def _fill(parent: Element, value: Any) -> None:
     elif isinstance(value, bool):
         parent.text = "true" if value else "false"
     else:
-        parent.text = str(value)
+        parent.text = _text(str(value))
 
 
 def data_to_xml(data: Any, root_name: str) -> bytes:
@@ -50,3 +70,13 @@ class XMLRenderer(BaseRenderer):
 
 class TextXMLRenderer(XMLRenderer):
     media_type = "text/xml"
+
+
+class JSONFallbackNegotiation(DefaultContentNegotiation):
+    """An `Accept` nothing here can produce gets JSON rather than a 406."""
+
+    def select_renderer(self, request: Any, renderers: list[Any], format_suffix: str | None = None) -> Any:
+        try:
+            return super().select_renderer(request, renderers, format_suffix)
+        except Exception:
+            return JSONRenderer(), JSONRenderer.media_type

@@ -61,8 +61,9 @@ def _env_list(name: str, default: list[str]) -> list[str]:
 
 DEBUG = _env_bool("DEBUG", True)
 
-_DEV_SECRET_KEY = "dev-insecure-secret-key-change-me-3f9a1c7e5b2d4f6a8c0e1b3d5f7a9c1e"
-_DEV_FERNET_KEY = "dev-insecure-fernet-key-change-me-0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d"
+# Development-only defaults, refused (ImproperlyConfigured) when DEBUG is off.
+_DEV_SECRET_KEY = "dev-insecure-secret-key-change-me-3f9a1c7e5b2d4f6a8c0e1b3d5f7a9c1e"  # nosec B105
+_DEV_FERNET_KEY = "dev-insecure-fernet-key-change-me-0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d"  # nosec B105
 
 SECRET_KEY = _env("SECRET_KEY", _DEV_SECRET_KEY, warn=True)
 # Newest first: values are encrypted with the first key and decrypted with any of them.
@@ -219,6 +220,9 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "paygate.pagination.Pagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "paygate.errors.exception_handler",
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "paygate.renderers.JSONFallbackNegotiation",
+    # No `?format=`: the representation follows the Accept header only.
+    "URL_FORMAT_OVERRIDE": None,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
@@ -260,7 +264,8 @@ else:
         # Redis answers in microseconds on a LAN: a publish to a dead broker gives up fast
         # and the API still answers 202 (the recovery sweep publishes it later).
         "socket_connect_timeout": 1,
-        "socket_timeout": 5,
+        # Above kombu's 1 s BRPOP wait; bounds how long a publish to a hung Redis blocks a request.
+        "socket_timeout": 2,
     }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_TIMEOUT = 2

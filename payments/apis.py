@@ -61,6 +61,17 @@ class AmountField(serializers.Field):
         return str(value)
 
 
+@extend_schema_field({"type": "object", "additionalProperties": {"type": "string", "maxLength": 255},
+                      "maxProperties": 20})
+class PaymentDetailsField(serializers.DictField):
+    pass
+
+
+@extend_schema_field({"type": "object", "additionalProperties": True})
+class MetadataField(serializers.JSONField):
+    pass
+
+
 def _json_object(value: Any, *, field: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise serializers.ValidationError(f"{field} must be an object.")
@@ -72,11 +83,11 @@ class TransactionCreateInput(serializers.Serializer):
     country = CodeField(length=2, help_text="ISO 3166-1 alpha-2")
     amount = AmountField(help_text='A decimal string, e.g. "25.00"; a JSON number is accepted.')
     currency = CodeField(length=3, help_text="ISO 4217")
-    payment_details = serializers.DictField(
+    payment_details = PaymentDetailsField(
         child=StrictCharField(max_length=255, allow_blank=True), required=False, default=dict,
         help_text="Sensitive: encrypted at rest, returned masked.",
     )
-    metadata = serializers.JSONField(required=False, default=dict, help_text="A small free-form object.")
+    metadata = MetadataField(required=False, default=dict, help_text="A small free-form object (at most 4 KiB).")
 
     def to_internal_value(self, data: Any) -> Any:
         if not isinstance(data, dict):
@@ -168,8 +179,16 @@ ERROR_RESPONSE = inline_serializer(
     },
 )
 
+# Every endpoint behind an API key can answer these.
+AUTHENTICATED_ERRORS = {
+    401: OpenApiResponse(ERROR_RESPONSE, description="No, bad, revoked or expired API key"),
+    405: OpenApiResponse(ERROR_RESPONSE, description="Method not allowed"),
+    413: OpenApiResponse(ERROR_RESPONSE, description="Body too large"),
+    429: OpenApiResponse(ERROR_RESPONSE, description="Rate limited; see the Retry-After header"),
+}
+
 _IDEMPOTENCY_HEADER = OpenApiParameter(
-    "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
+    "Idempotency-Key", {"type": "string", "minLength": 1, "maxLength": 255}, OpenApiParameter.HEADER, required=False,
     description="At most 255 characters. The same key with the same body replays the original answer; "
     "with a different body it answers 409.",
 )
@@ -218,7 +237,7 @@ class TransactionCreateApi(APIView):
 _CREATE_RESPONSES = {
     202: TransactionOutput,
     400: OpenApiResponse(ERROR_RESPONSE, description="Validation error or unparseable body"),
-    401: OpenApiResponse(ERROR_RESPONSE, description="No or bad API key"),
+    **AUTHENTICATED_ERRORS,
     409: OpenApiResponse(ERROR_RESPONSE, description="Idempotency-Key reused with a different body"),
     413: OpenApiResponse(ERROR_RESPONSE, description="Body too large"),
     415: OpenApiResponse(ERROR_RESPONSE, description="Unsupported media type"),
@@ -253,7 +272,8 @@ class TransactionDetailApi(APIView):
 
     @extend_schema(
         operation_id="transaction_retrieve",
-        responses={200: TransactionOutput, 401: ERROR_RESPONSE, 404: ERROR_RESPONSE},
+        responses={200: TransactionOutput, 404: OpenApiResponse(ERROR_RESPONSE, description="No such transaction"),
+                   **AUTHENTICATED_ERRORS},
         tags=["transactions"],
     )
     def get(self, request: Request, transaction_id: str) -> Response:
@@ -275,7 +295,17 @@ class TransactionListApi(APIView):
     @extend_schema(
         operation_id="transaction_list",
         parameters=[FilterInput, OpenApiParameter("page", int), OpenApiParameter("page_size", int)],
-        responses={200: TransactionOutput(many=True), 400: ERROR_RESPONSE, 401: ERROR_RESPONSE},
+        responses={
+            200: inline_serializer(name="PaginatedTransactionList", fields={
+                "count": serializers.IntegerField(),
+                "next": serializers.URLField(allow_null=True),
+                "previous": serializers.URLField(allow_null=True),
+                "results": TransactionOutput(many=True),
+            }),
+            400: OpenApiResponse(ERROR_RESPONSE, description="Unknown or invalid filter"),
+            404: OpenApiResponse(ERROR_RESPONSE, description="No such page"),
+            **AUTHENTICATED_ERRORS,
+        },
         tags=["transactions"],
     )
     def get(self, request: Request) -> Response:

@@ -48,7 +48,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
 def client_of(request: Any) -> ApiClient:
     client = request.user
-    assert isinstance(client, ApiClient)
+    if not isinstance(client, ApiClient):
+        raise exceptions.NotAuthenticated()
     return client
 
 

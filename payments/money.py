@@ -65,7 +65,8 @@ def parse_amount(raw: object, *, currency: str, maximum: Decimal) -> Decimal:
         raise AmountError("Must be greater than zero.")
     places = minor_units(currency)
     exponent = amount.normalize().as_tuple().exponent
-    assert isinstance(exponent, int)  # finite, checked above
+    if not isinstance(exponent, int):  # "n"/"N"/"F": not reachable through _AMOUNT_RE, but never assume
+        raise AmountError("Must be a finite number.")
     if -exponent > places:
         raise AmountError(f"{currency} allows at most {places} decimal places.")
     if amount > maximum:

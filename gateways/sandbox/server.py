@@ -467,7 +467,7 @@ class SandboxGateway:
 
     @staticmethod
     def flaky_fails(mode: ModeSettings) -> bool:
-        return mode.mode == "flaky" and random.random() < mode.failure_rate
+        return mode.mode == "flaky" and random.random() < mode.failure_rate  # nosec B311  # simulated flakiness
 
     # Payments
 
@@ -510,10 +510,10 @@ class SandboxGateway:
         # With callback_jitter each delivery (a duplicate copy too) draws its own extra delay,
         # so callbacks of different payments, and the two copies of one, arrive in any order.
         jitter = self.mode.callback_jitter
-        delay = self.config.callback_delay + (random.uniform(0.0, jitter) if jitter else 0.0)
+        delay = self.config.callback_delay + (random.uniform(0.0, jitter) if jitter else 0.0)  # nosec B311
         self._scheduler.call_later(delay, partial(self._deliver, job))
         if duplicate:
-            extra = random.uniform(0.0, jitter) if jitter else 0.0
+            extra = random.uniform(0.0, jitter) if jitter else 0.0  # nosec B311  # simulated reordering
             self._scheduler.call_later(
                 self.config.callback_delay + DUPLICATE_CALLBACK_GAP_SECONDS + extra, partial(self._deliver, job)
             )

@@ -382,3 +382,22 @@ def test_create_query_count_does_not_grow_with_gateways_or_routes(api: Any) -> N
     with CaptureQueriesContext(connection) as after:
         assert post(api, "/api/v1/deposits", DEPOSIT).status_code == 202
     assert len(after) == len(before) <= 8, [q["sql"][:80] for q in after.captured_queries]
+
+
+def test_xml_output_escapes_client_chosen_keys_and_characters(api: Any) -> None:
+    from defusedxml.ElementTree import fromstring
+
+    metadata = {"x><injected>1</injected><y": "v", "ok": "a\x01b", "xmlns": "n"}
+    response = api.post("/api/v1/deposits", data=json.dumps({**DEPOSIT, "metadata": metadata}),
+                        content_type="application/json", HTTP_ACCEPT="application/xml")
+    assert response.status_code == 202
+    root = fromstring(response.content)  # well-formed
+    assert root.find(".//injected") is None
+    entries = {e.get("key"): e.text for e in root.iter("entry")}
+    assert entries == {"x><injected>1</injected><y": "v", "xmlns": "n"}
+    assert root.findtext("metadata/ok") == "a\ufffdb"
+
+
+def test_unknown_accept_falls_back_to_json(api: Any) -> None:
+    response = api.get("/api/v1/transactions", HTTP_ACCEPT="text/csv")
+    assert response.status_code == 200 and response["Content-Type"].startswith("application/json")

@@ -19,15 +19,14 @@ def test_readyz_checks_database_and_broker(client: Any) -> None:
 
 
 @pytest.mark.django_db
-def test_readyz_names_what_is_down(client: Any, settings: Any) -> None:
+def test_readyz_names_what_is_down(client: Any, monkeypatch: Any) -> None:
+    from kombu import Connection
+
     from paygate.celery import app
 
-    original = app.conf.broker_url
-    app.conf.broker_url = "redis://127.0.0.1:1/0"
-    try:
-        response = client.get("/readyz")
-    finally:
-        app.conf.broker_url = original
+    # A real connection attempt, to a port where no broker listens.
+    monkeypatch.setattr(app, "connection_for_write", lambda: Connection("redis://127.0.0.1:1/0"))
+    response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["checks"]["broker"] == "down"
     assert "broker" in response.json()["error"]["message"]
