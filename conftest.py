@@ -99,9 +99,24 @@ class Sandbox:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         log = open(LOG_DIR / f"sandbox-{self.code}.log", "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "run_sandbox_gateway", "--code", self.code, "--format", self.data_format,
-             "--port", str(self.port), "--callback-delay", "0.1", "--timeout-delay", str(SANDBOX_TIMEOUT_DELAY)],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "manage.py",
+                "run_sandbox_gateway",
+                "--code",
+                self.code,
+                "--format",
+                self.data_format,
+                "--port",
+                str(self.port),
+                "--callback-delay",
+                "0.1",
+                "--timeout-delay",
+                str(SANDBOX_TIMEOUT_DELAY),
+            ],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         wait_for(self._up, timeout=30, message=f"sandbox {self.code} to start")
 
@@ -189,18 +204,45 @@ class Process:
 
 
 def celery_worker(env: dict[str, str], *, name: str = "worker", concurrency: int = 2) -> Process:
-    return Process(name, [
-        sys.executable, "-m", "celery", "-A", "paygate", "worker", "--loglevel", "INFO",
-        "--concurrency", str(concurrency), "--without-gossip", "--without-mingle",
-        "--hostname", f"{name}-{os.getpid()}@%h",
-    ], env)
+    return Process(
+        name,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "paygate",
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--concurrency",
+            str(concurrency),
+            "--without-gossip",
+            "--without-mingle",
+            "--hostname",
+            f"{name}-{os.getpid()}@%h",
+        ],
+        env,
+    )
 
 
 def celery_beat(env: dict[str, str], *, name: str = "beat") -> Process:
-    return Process(name, [
-        sys.executable, "-m", "celery", "-A", "paygate", "beat", "--loglevel", "INFO",
-        "--pidfile", str(LOG_DIR / f"{name}.pid"),
-    ], env)
+    return Process(
+        name,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "paygate",
+            "beat",
+            "--loglevel",
+            "INFO",
+            "--pidfile",
+            str(LOG_DIR / f"{name}.pid"),
+        ],
+        env,
+    )
 
 
 def worker_env(live_server_url: str) -> dict[str, str]:

@@ -28,7 +28,10 @@ class CallbackReceiveApi(APIView):
         request={"application/json": OpenApiTypes.OBJECT, "application/xml": OpenApiTypes.STR},
         parameters=[
             OpenApiParameter(
-                "X-Signature", OpenApiTypes.STR, OpenApiParameter.HEADER, required=True,
+                "X-Signature",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                required=True,
                 description='t=<unix seconds>,v1=<hex HMAC-SHA256(webhook_secret, "<t>.<raw body>")>',
             )
         ],

@@ -7,8 +7,9 @@ from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
-from django.db import DatabaseError
 from django.utils import timezone
+
+from paygate.tasks import PIPELINE_TASK
 
 from .models import CallbackEvent
 from .services import callback_apply
@@ -16,14 +17,7 @@ from .services import callback_apply
 logger = logging.getLogger(__name__)
 
 
-@shared_task(
-    name="callbacks.apply_event",
-    acks_late=True,
-    autoretry_for=(DatabaseError,),
-    retry_backoff=True,
-    retry_backoff_max=60,
-    retry_kwargs={"max_retries": 10},
-)
+@shared_task(name="callbacks.apply_event", **PIPELINE_TASK)
 def apply_event(event_pk: int) -> None:
     callback_apply(event_pk=event_pk)
 

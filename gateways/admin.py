@@ -42,10 +42,14 @@ class GatewayForm(forms.ModelForm):
     """Credentials are write-only: the form never shows the stored values."""
 
     base_url = forms.URLField(assume_scheme="http", max_length=500)
-    api_key = forms.CharField(widget=forms.PasswordInput(render_value=False), required=False,
-                              help_text="Leave empty to keep the current key.")
-    webhook_secret = forms.CharField(widget=forms.PasswordInput(render_value=False), required=False,
-                                     help_text="Leave empty to keep the current secret.")
+    api_key = forms.CharField(
+        widget=forms.PasswordInput(render_value=False), required=False, help_text="Leave empty to keep the current key."
+    )
+    webhook_secret = forms.CharField(
+        widget=forms.PasswordInput(render_value=False),
+        required=False,
+        help_text="Leave empty to keep the current secret.",
+    )
 
     class Meta:
         model = Gateway
@@ -77,21 +81,43 @@ class GatewayForm(forms.ModelForm):
 @admin.register(Gateway)
 class GatewayAdmin(admin.ModelAdmin):
     form = GatewayForm
-    list_display = ("code", "name", "data_format", "is_active", "health_status", "breaker", "last_checked_at",
-                    "last_check_latency_ms", "success_rate_last_hour", "base_url")
+    list_display = (
+        "code",
+        "name",
+        "data_format",
+        "is_active",
+        "health_status",
+        "breaker",
+        "last_checked_at",
+        "last_check_latency_ms",
+        "success_rate_last_hour",
+        "base_url",
+    )
     list_filter = ("data_format", "is_active", "health_status")
     search_fields = ("code", "name")
-    readonly_fields = ("health_status", "breaker", "last_checked_at", "last_check_latency_ms",
-                       "consecutive_check_failures", "consecutive_check_successes", "created_at", "updated_at")
+    readonly_fields = (
+        "health_status",
+        "breaker",
+        "last_checked_at",
+        "last_check_latency_ms",
+        "consecutive_check_failures",
+        "consecutive_check_successes",
+        "created_at",
+        "updated_at",
+    )
     actions = ["check_health_now", "open_breaker", "close_breaker", "finish_secret_rotation", "disable_gateways"]
 
     def get_queryset(self, request: HttpRequest) -> Any:
         since = timezone.now() - timedelta(hours=1)
         recent = Q(attempts__created_at__gte=since)
         answered = recent & Q(attempts__outcome__in=["accepted", "declined"])
-        return super().get_queryset(request).annotate(
-            attempts_last_hour=Count("attempts", filter=recent),
-            answered_last_hour=Count("attempts", filter=answered),
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                attempts_last_hour=Count("attempts", filter=recent),
+                answered_last_hour=Count("attempts", filter=answered),
+            )
         )
 
     @admin.display(description="Breaker")

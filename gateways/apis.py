@@ -46,14 +46,18 @@ class GatewayListApi(APIView):
 
     @extend_schema(
         operation_id="gateway_list",
-        responses={200: inline_serializer(name="GatewayList", fields={"gateways": GatewayOutput(many=True)}),
-                   **AUTHENTICATED_ERRORS},
+        responses={
+            200: inline_serializer(name="GatewayList", fields={"gateways": GatewayOutput(many=True)}),
+            **AUTHENTICATED_ERRORS,
+        },
         tags=["gateways"],
         description="Gateways with health, circuit-breaker state "
         f"({', '.join(state.value for state in BreakerState)}) and routes by country.",
     )
     def get(self, request: Request) -> Response:
         gateways = Gateway.objects.order_by("code").prefetch_related(
-            Prefetch("routes", queryset=GatewayRoute.objects.select_related("country").order_by("country__code", "priority"))
+            Prefetch(
+                "routes", queryset=GatewayRoute.objects.select_related("country").order_by("country__code", "priority")
+            )
         )
         return Response({"gateways": self.GatewayOutput(gateways, many=True).data})

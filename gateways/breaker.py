@@ -45,8 +45,12 @@ def _failing_open(action: str, gateway_id: int) -> Iterator[None]:
     try:
         yield
     except Exception:
-        logger.warning("circuit breaker store unavailable (%s); failing open", action,
-                       extra={"gateway_id": gateway_id}, exc_info=True)
+        logger.warning(
+            "circuit breaker store unavailable (%s); failing open",
+            action,
+            extra={"gateway_id": gateway_id},
+            exc_info=True,
+        )
 
 
 def _window() -> int:
@@ -86,7 +90,9 @@ def breaker_allows(gateway_id: int) -> bool:
     allowed = True
     with _failing_open("probe", gateway_id):
         # add() is atomic: of all workers asking at once, one gets the probe.
-        allowed = bool(_cache().add(_key(gateway_id, "probe"), 1, timeout=settings.PAYGATE_BREAKER_PROBE_TIMEOUT_SECONDS))
+        allowed = bool(
+            _cache().add(_key(gateway_id, "probe"), 1, timeout=settings.PAYGATE_BREAKER_PROBE_TIMEOUT_SECONDS)
+        )
     if allowed:
         logger.info("circuit breaker half-open: letting one probe through", extra={"gateway_id": gateway_id})
     return allowed
@@ -132,7 +138,12 @@ def breaker_force_open(gateway_id: int) -> None:
 
 def breaker_close(gateway_id: int) -> None:
     window = _window()
-    _cache().delete_many([
-        _key(gateway_id, "forced"), _key(gateway_id, "open_until"), _key(gateway_id, "probe"),
-        _key(gateway_id, f"faults:{window}"), _key(gateway_id, f"faults:{window - 1}"),
-    ])
+    _cache().delete_many(
+        [
+            _key(gateway_id, "forced"),
+            _key(gateway_id, "open_until"),
+            _key(gateway_id, "probe"),
+            _key(gateway_id, f"faults:{window}"),
+            _key(gateway_id, f"faults:{window - 1}"),
+        ]
+    )

@@ -56,9 +56,16 @@ class GatewayStats:
         for index, bucket in enumerate(self.buckets):
             answered = CHART_HEIGHT * bucket.answered / peak
             faults = CHART_HEIGHT * bucket.faults / peak
-            bars.append({"x": index * 10, "answered_y": CHART_HEIGHT - answered, "answered_h": answered,
-                         "faults_y": CHART_HEIGHT - answered - faults, "faults_h": faults,
-                         "label": f"{bucket.answered} answered, {bucket.faults} faults"})
+            bars.append(
+                {
+                    "x": index * 10,
+                    "answered_y": CHART_HEIGHT - answered,
+                    "answered_h": answered,
+                    "faults_y": CHART_HEIGHT - answered - faults,
+                    "faults_h": faults,
+                    "label": f"{bucket.answered} answered, {bucket.faults} faults",
+                }
+            )
         return bars
 
 
@@ -68,7 +75,9 @@ def dashboard_stats(*, now: object = None) -> list[GatewayStats]:
     gateways = Gateway.objects.prefetch_related("routes__country").order_by("code")
     stats = {g.pk: GatewayStats(gateway=g, breaker=str(breaker_state(g.pk))) for g in gateways}
     latencies: dict[int, list[float]] = {pk: [] for pk in stats}
-    rows = Attempt.objects.filter(created_at__gte=since).values_list("gateway_id", "outcome", "latency_ms", "created_at")
+    rows = Attempt.objects.filter(created_at__gte=since).values_list(
+        "gateway_id", "outcome", "latency_ms", "created_at"
+    )
     for gateway_id, outcome, latency_ms, created_at in rows.iterator(chunk_size=2000):
         entry = stats.get(gateway_id)
         if entry is None:
@@ -105,7 +114,10 @@ def dashboard_stats(*, now: object = None) -> list[GatewayStats]:
 
 def dashboard_view(request: HttpRequest) -> HttpResponse:
     waiting = {
-        status: Transaction.objects.filter(status=status).order_by("created_at").values_list("created_at", flat=True).first()
+        status: Transaction.objects.filter(status=status)
+        .order_by("created_at")
+        .values_list("created_at", flat=True)
+        .first()
         for status in (TransactionStatus.PENDING, TransactionStatus.PROCESSING)
     }
     now = timezone.now()

@@ -37,9 +37,7 @@ def route_list(*, country_code: str, currency: str, transaction_type: str) -> li
             healthy=route.gateway.health_status != Gateway.Health.UNHEALTHY,
         )
         for route in routes
-        if route.serves(
-            currency=currency, transaction_type=transaction_type, country_currency=route.country.currency
-        )
+        if route.serves(currency=currency, transaction_type=transaction_type, country_currency=route.country.currency)
     ]
 
 

@@ -74,10 +74,16 @@ def gateway_health_record(*, gateway_id: int, up: bool, latency_ms: float | None
                 gateway.health_status = Gateway.Health.UNHEALTHY
         gateway.last_checked_at = timezone.now()
         gateway.last_check_latency_ms = latency_ms
-        gateway.save(update_fields=[
-            "health_status", "last_checked_at", "last_check_latency_ms", "consecutive_check_failures",
-            "consecutive_check_successes", "updated_at",
-        ])
+        gateway.save(
+            update_fields=[
+                "health_status",
+                "last_checked_at",
+                "last_check_latency_ms",
+                "consecutive_check_failures",
+                "consecutive_check_successes",
+                "updated_at",
+            ]
+        )
     if previous != gateway.health_status:
         logger.warning("gateway health %s -> %s", previous, gateway.health_status, extra={"gateway": gateway.code})
     return gateway

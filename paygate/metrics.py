@@ -30,17 +30,18 @@ TRANSACTIONS_CREATED = Counter(
     "paygate_transactions_created_total", "Transactions accepted by the API.", ["type", "country"]
 )
 TRANSACTIONS_FINISHED = Counter(
-    "paygate_transactions_finished_total", "Transactions that reached a final status.",
+    "paygate_transactions_finished_total",
+    "Transactions that reached a final status.",
     ["type", "status", "country", "gateway", "failure_reason"],
 )
 ATTEMPTS = Counter("paygate_gateway_attempts_total", "Gateway attempts by outcome.", ["gateway", "outcome"])
 GATEWAY_LATENCY = Histogram(
-    "paygate_gateway_call_seconds", "Latency of gateway calls (payments and look-ups).", ["gateway", "operation"],
+    "paygate_gateway_call_seconds",
+    "Latency of gateway calls (payments and look-ups).",
+    ["gateway", "operation"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
-CALLBACKS = Counter(
-    "paygate_callbacks_total", "Gateway callbacks by result.", ["gateway", "result"]
-)
+CALLBACKS = Counter("paygate_callbacks_total", "Gateway callbacks by result.", ["gateway", "result"])
 
 
 class StateCollector(Collector):
@@ -51,24 +52,35 @@ class StateCollector(Collector):
         from gateways.models import Gateway
         from payments.models import Transaction, TransactionStatus
 
-        health = GaugeMetricFamily("paygate_gateway_healthy", "1 if the gateway's health checks pass.",
-                                   labels=["gateway", "status"])
-        breaker = GaugeMetricFamily("paygate_gateway_breaker_open",
-                                    "Circuit breaker: 0 closed, 0.5 half-open, 1 open.", labels=["gateway"])
+        health = GaugeMetricFamily(
+            "paygate_gateway_healthy", "1 if the gateway's health checks pass.", labels=["gateway", "status"]
+        )
+        breaker = GaugeMetricFamily(
+            "paygate_gateway_breaker_open", "Circuit breaker: 0 closed, 0.5 half-open, 1 open.", labels=["gateway"]
+        )
         for gateway in Gateway.objects.only("pk", "code", "health_status"):  # no credentials decrypted
-            health.add_metric([gateway.code, gateway.health_status],
-                              1.0 if gateway.health_status != Gateway.Health.UNHEALTHY else 0.0)
+            health.add_metric(
+                [gateway.code, gateway.health_status], 1.0 if gateway.health_status != Gateway.Health.UNHEALTHY else 0.0
+            )
             state = breaker_state(gateway.pk)
-            breaker.add_metric([gateway.code], {BreakerState.CLOSED: 0.0, BreakerState.HALF_OPEN: 0.5,
-                                                BreakerState.OPEN: 1.0}[state])
+            breaker.add_metric(
+                [gateway.code], {BreakerState.CLOSED: 0.0, BreakerState.HALF_OPEN: 0.5, BreakerState.OPEN: 1.0}[state]
+            )
         yield health
         yield breaker
-        oldest = GaugeMetricFamily("paygate_oldest_transaction_age_seconds",
-                                   "Age of the oldest transaction in a waiting status.", labels=["status"])
+        oldest = GaugeMetricFamily(
+            "paygate_oldest_transaction_age_seconds",
+            "Age of the oldest transaction in a waiting status.",
+            labels=["status"],
+        )
         now = timezone.now()
         for status in (TransactionStatus.PENDING, TransactionStatus.PROCESSING):
-            created = (Transaction.objects.filter(status=status).order_by("created_at")
-                       .values_list("created_at", flat=True).first())
+            created = (
+                Transaction.objects.filter(status=status)
+                .order_by("created_at")
+                .values_list("created_at", flat=True)
+                .first()
+            )
             oldest.add_metric([status], (now - created).total_seconds() if created else 0.0)
         yield oldest
 

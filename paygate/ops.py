@@ -39,7 +39,10 @@ def _broker_ok() -> bool:
 def readyz(request: HttpRequest) -> JsonResponse:
     checks = {"database": _database_ok(), "broker": _broker_ok()}
     down = [name for name, ok in checks.items() if not ok]
-    body = {"status": "ok" if not down else "unavailable", "checks": {k: "ok" if v else "down" for k, v in checks.items()}}
+    body = {
+        "status": "ok" if not down else "unavailable",
+        "checks": {k: "ok" if v else "down" for k, v in checks.items()},
+    }
     if down:
         body["error"] = {"code": "not_ready", "message": f"Unreachable: {', '.join(down)}.", "fields": {}}
     return JsonResponse(body, status=503 if down else 200)

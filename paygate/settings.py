@@ -72,6 +72,7 @@ if not FERNET_KEYS:
     _warn_default("FERNET_KEYS")
     FERNET_KEYS = [_DEV_FERNET_KEY]
 
+
 def _check_formats() -> None:
     """Fail at start, not on every request, when a setting cannot be parsed."""
     from decimal import Decimal, InvalidOperation
@@ -79,12 +80,16 @@ def _check_formats() -> None:
     from django.core.exceptions import ImproperlyConfigured
 
     if PAYGATE_RATE_LIMIT and not re.fullmatch(r"\d+/(second|minute|hour)s?", PAYGATE_RATE_LIMIT.strip()):
-        raise ImproperlyConfigured(f"PAYGATE_RATE_LIMIT must be N/second, N/minute or N/hour, not {PAYGATE_RATE_LIMIT!r}")
+        raise ImproperlyConfigured(
+            f"PAYGATE_RATE_LIMIT must be N/second, N/minute or N/hour, not {PAYGATE_RATE_LIMIT!r}"
+        )
     try:
         if not Decimal(PAYGATE_MAX_AMOUNT).is_finite() or Decimal(PAYGATE_MAX_AMOUNT) <= 0:
             raise InvalidOperation
     except InvalidOperation:
-        raise ImproperlyConfigured(f"PAYGATE_MAX_AMOUNT must be a positive number, not {PAYGATE_MAX_AMOUNT!r}") from None
+        raise ImproperlyConfigured(
+            f"PAYGATE_MAX_AMOUNT must be a positive number, not {PAYGATE_MAX_AMOUNT!r}"
+        ) from None
 
 
 if not DEBUG:
@@ -214,8 +219,16 @@ PAYGATE_RATE_LIMIT = "" if os.environ.get("PAYGATE_RATE_LIMIT") == "" else (_env
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["payments.auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["paygate.parsers.StrictJSONParser", "paygate.parsers.XMLParser", "paygate.parsers.TextXMLParser"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer", "paygate.renderers.XMLRenderer", "paygate.renderers.TextXMLRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "paygate.parsers.StrictJSONParser",
+        "paygate.parsers.XMLParser",
+        "paygate.parsers.TextXMLParser",
+    ],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "paygate.renderers.XMLRenderer",
+        "paygate.renderers.TextXMLRenderer",
+    ],
     "DEFAULT_THROTTLE_CLASSES": ["paygate.throttling.ApiKeyRateThrottle"],
     "DEFAULT_PAGINATION_CLASS": "paygate.pagination.Pagination",
     "PAGE_SIZE": 50,

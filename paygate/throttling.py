@@ -17,7 +17,7 @@ _PERIODS = {"second": 1, "minute": 60, "hour": 3600}
 
 
 def parse_rate(rate: str) -> tuple[int, int]:
-    """"6000/minute" → (6000, 60)."""
+    """ "6000/minute" → (6000, 60)."""
     count, _, period = rate.partition("/")
     return int(count), _PERIODS[period.strip().rstrip("s")]
 

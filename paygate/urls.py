@@ -14,7 +14,9 @@ api_v1 = [
     re_path(r"^api/v1/deposits/?$", DepositCreateApi.as_view(), name="deposit-create"),
     re_path(r"^api/v1/withdrawals/?$", WithdrawalCreateApi.as_view(), name="withdrawal-create"),
     re_path(r"^api/v1/transactions/?$", TransactionListApi.as_view(), name="transaction-list"),
-    re_path(r"^api/v1/transactions/(?P<transaction_id>[^/]+)/?$", TransactionDetailApi.as_view(), name="transaction-detail"),
+    re_path(
+        r"^api/v1/transactions/(?P<transaction_id>[^/]+)/?$", TransactionDetailApi.as_view(), name="transaction-detail"
+    ),
     re_path(r"^api/v1/gateways/?$", GatewayListApi.as_view(), name="gateway-list"),
     re_path(r"^api/v1/callbacks/(?P<gateway_code>[^/]+)/?$", CallbackReceiveApi.as_view(), name="callback-receive"),
 ]

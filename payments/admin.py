@@ -29,8 +29,18 @@ class ReadOnlyMixin:
 class AttemptInline(ReadOnlyMixin, admin.TabularInline):
     model = Attempt
     extra = 0
-    fields = ("number", "id", "gateway", "route_round", "outcome", "error", "gateway_payment_id", "http_status",
-              "latency_ms", "created_at")
+    fields = (
+        "number",
+        "id",
+        "gateway",
+        "route_round",
+        "outcome",
+        "error",
+        "gateway_payment_id",
+        "http_status",
+        "latency_ms",
+        "created_at",
+    )
     readonly_fields = fields
     ordering = ("number",)
 
@@ -44,8 +54,18 @@ class CallbackInline(ReadOnlyMixin, admin.TabularInline):
 
 @admin.register(Transaction)
 class TransactionAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ("id", "client", "type", "status", "failure_reason", "amount", "currency", "country", "gateway",
-                    "created_at")
+    list_display = (
+        "id",
+        "client",
+        "type",
+        "status",
+        "failure_reason",
+        "amount",
+        "currency",
+        "country",
+        "gateway",
+        "created_at",
+    )
     list_filter = ("status", "type", "country", "gateway", "failure_reason", "needs_review", "created_at")
     list_select_related = ("client", "gateway")
     search_fields = ("=id", "gateway_reference", "customer__reference", "idempotency_key")

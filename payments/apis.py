@@ -7,8 +7,14 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field, OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    extend_schema_field,
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -61,8 +67,9 @@ class AmountField(serializers.Field):
         return str(value)
 
 
-@extend_schema_field({"type": "object", "additionalProperties": {"type": "string", "maxLength": 255},
-                      "maxProperties": 20})
+@extend_schema_field(
+    {"type": "object", "additionalProperties": {"type": "string", "maxLength": 255}, "maxProperties": 20}
+)
 class PaymentDetailsField(serializers.DictField):
     pass
 
@@ -84,7 +91,9 @@ class TransactionCreateInput(serializers.Serializer):
     amount = AmountField(help_text='A decimal string, e.g. "25.00"; a JSON number is accepted.')
     currency = CodeField(length=3, help_text="ISO 4217")
     payment_details = PaymentDetailsField(
-        child=StrictCharField(max_length=255, allow_blank=True), required=False, default=dict,
+        child=StrictCharField(max_length=255, allow_blank=True),
+        required=False,
+        default=dict,
         help_text="Sensitive: encrypted at rest, returned masked.",
     )
     metadata = MetadataField(required=False, default=dict, help_text="A small free-form object (at most 4 KiB).")
@@ -188,7 +197,10 @@ AUTHENTICATED_ERRORS = {
 }
 
 _IDEMPOTENCY_HEADER = OpenApiParameter(
-    "Idempotency-Key", {"type": "string", "minLength": 1, "maxLength": 255}, OpenApiParameter.HEADER, required=False,
+    "Idempotency-Key",
+    {"type": "string", "minLength": 1, "maxLength": 255},
+    OpenApiParameter.HEADER,
+    required=False,
     description="At most 255 characters. The same key with the same body replays the original answer; "
     "with a different body it answers 409.",
 )
@@ -196,7 +208,10 @@ _IDEMPOTENCY_HEADER = OpenApiParameter(
 _CREATE_EXAMPLE = OpenApiExample(
     "Deposit",
     value={
-        "customer_id": "cus_42", "country": "DE", "amount": "25.00", "currency": "EUR",
+        "customer_id": "cus_42",
+        "country": "DE",
+        "amount": "25.00",
+        "currency": "EUR",
         "payment_details": {"iban": "DE89370400440532013000", "holder_name": "Jane Roe"},
         "metadata": {"order": "A-1001"},
     },
@@ -249,8 +264,12 @@ class DepositCreateApi(TransactionCreateApi):
     transaction_type = TransactionType.DEPOSIT
 
     @extend_schema(
-        operation_id="deposit_create", request=TransactionCreateInput, responses=_CREATE_RESPONSES,
-        parameters=[_IDEMPOTENCY_HEADER], examples=[_CREATE_EXAMPLE], tags=["transactions"],
+        operation_id="deposit_create",
+        request=TransactionCreateInput,
+        responses=_CREATE_RESPONSES,
+        parameters=[_IDEMPOTENCY_HEADER],
+        examples=[_CREATE_EXAMPLE],
+        tags=["transactions"],
     )
     def post(self, request: Request) -> Response:
         return super().post(request)
@@ -260,8 +279,12 @@ class WithdrawalCreateApi(TransactionCreateApi):
     transaction_type = TransactionType.WITHDRAWAL
 
     @extend_schema(
-        operation_id="withdrawal_create", request=TransactionCreateInput, responses=_CREATE_RESPONSES,
-        parameters=[_IDEMPOTENCY_HEADER], examples=[_CREATE_EXAMPLE], tags=["transactions"],
+        operation_id="withdrawal_create",
+        request=TransactionCreateInput,
+        responses=_CREATE_RESPONSES,
+        parameters=[_IDEMPOTENCY_HEADER],
+        examples=[_CREATE_EXAMPLE],
+        tags=["transactions"],
     )
     def post(self, request: Request) -> Response:
         return super().post(request)
@@ -272,8 +295,11 @@ class TransactionDetailApi(APIView):
 
     @extend_schema(
         operation_id="transaction_retrieve",
-        responses={200: TransactionOutput, 404: OpenApiResponse(ERROR_RESPONSE, description="No such transaction"),
-                   **AUTHENTICATED_ERRORS},
+        responses={
+            200: TransactionOutput,
+            404: OpenApiResponse(ERROR_RESPONSE, description="No such transaction"),
+            **AUTHENTICATED_ERRORS,
+        },
         tags=["transactions"],
     )
     def get(self, request: Request, transaction_id: str) -> Response:
@@ -296,12 +322,15 @@ class TransactionListApi(APIView):
         operation_id="transaction_list",
         parameters=[FilterInput, OpenApiParameter("page", int), OpenApiParameter("page_size", int)],
         responses={
-            200: inline_serializer(name="PaginatedTransactionList", fields={
-                "count": serializers.IntegerField(),
-                "next": serializers.URLField(allow_null=True),
-                "previous": serializers.URLField(allow_null=True),
-                "results": TransactionOutput(many=True),
-            }),
+            200: inline_serializer(
+                name="PaginatedTransactionList",
+                fields={
+                    "count": serializers.IntegerField(),
+                    "next": serializers.URLField(allow_null=True),
+                    "previous": serializers.URLField(allow_null=True),
+                    "results": TransactionOutput(many=True),
+                },
+            ),
             400: OpenApiResponse(ERROR_RESPONSE, description="Unknown or invalid filter"),
             404: OpenApiResponse(ERROR_RESPONSE, description="No such page"),
             **AUTHENTICATED_ERRORS,
@@ -311,7 +340,9 @@ class TransactionListApi(APIView):
     def get(self, request: Request) -> Response:
         unknown = sorted(set(request.query_params) - {"status", "type", "country", "gateway", "page", "page_size"})
         if unknown:
-            raise ValidationFailed("Unknown query parameter.", fields={name: ["Unknown parameter."] for name in unknown})
+            raise ValidationFailed(
+                "Unknown query parameter.", fields={name: ["Unknown parameter."] for name in unknown}
+            )
         filters = self.FilterInput(data=request.query_params)
         filters.is_valid(raise_exception=True)
         queryset = transaction_list(client=client_of(request), filters=filters.validated_data)

@@ -109,7 +109,9 @@ class Transaction(models.Model):
     # When the recovery sweep should look at this transaction again if nothing else has.
     next_check_at = models.DateTimeField(null=True, blank=True)
     lookup_count = models.PositiveIntegerField(default=0)
-    needs_review = models.BooleanField(default=False, help_text="Expired without an answer from the gateway: an operator should look.")
+    needs_review = models.BooleanField(
+        default=False, help_text="Expired without an answer from the gateway: an operator should look."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -45,7 +45,7 @@ def parse_amount(raw: object, *, currency: str, maximum: Decimal) -> Decimal:
     floats, booleans, exponents, NaN and Infinity.
     """
     if isinstance(raw, bool) or isinstance(raw, float):
-        raise AmountError("Must be a decimal string such as \"25.00\".")
+        raise AmountError('Must be a decimal string such as "25.00".')
     if isinstance(raw, int):
         raw = str(raw)
     if isinstance(raw, Decimal):
@@ -53,10 +53,10 @@ def parse_amount(raw: object, *, currency: str, maximum: Decimal) -> Decimal:
             raise AmountError("Must be a finite number.")
         raw = format(raw, "f")
     if not isinstance(raw, str):
-        raise AmountError("Must be a decimal string such as \"25.00\".")
+        raise AmountError('Must be a decimal string such as "25.00".')
     text = raw.strip()
     if not _AMOUNT_RE.match(text):
-        raise AmountError("Must be a plain decimal number such as \"25.00\".")
+        raise AmountError('Must be a plain decimal number such as "25.00".')
     try:
         amount = Decimal(text)
     except InvalidOperation:

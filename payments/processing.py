@@ -135,9 +135,7 @@ def _next_step(transaction_id: str) -> Step:
             return Done()
 
         routes = route_list(country_code=txn.country_id, currency=txn.currency, transaction_type=txn.type)
-        tried = set(
-            txn.attempts.filter(route_round=txn.route_round).values_list("gateway_id", flat=True)
-        )
+        tried = set(txn.attempts.filter(route_round=txn.route_round).values_list("gateway_id", flat=True))
         candidates = (route for route in routes if route.healthy and route.gateway_id not in tried)
         # The breaker is asked last and lazily: in half-open it hands out a single probe.
         route = next((route for route in candidates if breaker_allows(route.gateway_id)), None)
@@ -148,7 +146,8 @@ def _next_step(transaction_id: str) -> Step:
             txn.next_check_at = now + timedelta(seconds=countdown + settings.PAYGATE_SWEEP_GRACE_SECONDS)
             txn.save(update_fields=["route_round", "next_check_at", "updated_at"])
             logger.info(
-                "no gateway available now; retrying in %.1fs", countdown,
+                "no gateway available now; retrying in %.1fs",
+                countdown,
                 extra={"route_round": txn.route_round},
             )
             return RetryLater(countdown=countdown)
@@ -209,7 +208,9 @@ def _record_result(attempt_id: str, result: PaymentResult) -> Step:
             attempt.outcome = AttemptOutcome.DECLINED
             attempt.error = (result.reason or "declined")[:100]
             if open_:
-                transaction_transition(txn, to=TransactionStatus.FAILED, failure_reason=FailureReason.DECLINED, save=False)
+                transaction_transition(
+                    txn, to=TransactionStatus.FAILED, failure_reason=FailureReason.DECLINED, save=False
+                )
         elif result.outcome == Outcome.NOT_SUBMITTED:
             attempt.outcome = AttemptOutcome.ERROR
             attempt.error = (result.error or "not_submitted")[:100]
@@ -228,7 +229,8 @@ def _record_result(attempt_id: str, result: PaymentResult) -> Step:
     else:
         breaker_record_success(attempt.gateway_id)
     logger.info(
-        "gateway answered %s", attempt.outcome,
+        "gateway answered %s",
+        attempt.outcome,
         extra={"error": attempt.error or None, "latency_ms": result.latency_ms},
     )
     return step
@@ -262,7 +264,9 @@ def _record_lookup(attempt_id: str, result: LookupResult, *, expire_if_unresolve
                     attempt.gateway_payment_id = result.payment_id
             deadline = txn.created_at + timedelta(seconds=settings.PAYGATE_PROCESSING_DEADLINE_SECONDS)
             if expire_if_unresolved and timezone.now() >= deadline:
-                transaction_transition(txn, to=TransactionStatus.FAILED, failure_reason=FailureReason.EXPIRED, save=False)
+                transaction_transition(
+                    txn, to=TransactionStatus.FAILED, failure_reason=FailureReason.EXPIRED, save=False
+                )
                 txn.needs_review = True
             else:
                 # Keep it on this gateway: its callback or a later look-up settles it.
@@ -327,7 +331,8 @@ def transaction_reconcile(*, transaction_id: str) -> None:
         txn.save(update_fields=["next_check_at", "updated_at"])
     bind(attempt=attempt.pk, gateway=attempt.gateway.code)
     step = _record_lookup(
-        str(attempt.pk), _lookup(Lookup(attempt_id=str(attempt.pk), gateway=attempt.gateway)),
+        str(attempt.pk),
+        _lookup(Lookup(attempt_id=str(attempt.pk), gateway=attempt.gateway)),
         expire_if_unresolved=True,
     )
     if isinstance(step, Continue):

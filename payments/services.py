@@ -144,9 +144,7 @@ def transaction_create(
     return CreateResult(transaction=txn, replayed=False)
 
 
-def transaction_transition(
-    txn: Transaction, *, to: str, failure_reason: str | None = None, save: bool = True
-) -> None:
+def transaction_transition(txn: Transaction, *, to: str, failure_reason: str | None = None, save: bool = True) -> None:
     """Move a locked transaction to `to`, enforcing the state machine.
 
     The caller holds the row lock (select_for_update) inside an atomic block.
@@ -156,7 +154,10 @@ def transaction_transition(
     if to == TransactionStatus.FAILED and failure_reason not in FailureReason.values:
         raise InvalidTransition("A failed transaction needs a failure reason.")
     logger.info(
-        "transaction %s -> %s%s", txn.status, to, f" ({failure_reason})" if failure_reason else "",
+        "transaction %s -> %s%s",
+        txn.status,
+        to,
+        f" ({failure_reason})" if failure_reason else "",
         extra={"transaction_id": str(txn.pk)},
     )
     txn.status = to
@@ -164,10 +165,15 @@ def transaction_transition(
     if to in FINAL_STATUSES:
         txn.finished_at = timezone.now()
         txn.next_check_at = None
-        transaction.on_commit(lambda: TRANSACTIONS_FINISHED.labels(
-            type=txn.type, status=to, country=txn.country_id,
-            gateway=txn.gateway.code if txn.gateway_id else "none", failure_reason=failure_reason or "",
-        ).inc())
+        transaction.on_commit(
+            lambda: TRANSACTIONS_FINISHED.labels(
+                type=txn.type,
+                status=to,
+                country=txn.country_id,
+                gateway=txn.gateway.code if txn.gateway_id else "none",
+                failure_reason=failure_reason or "",
+            ).inc()
+        )
     if save:
         txn.save()
 

@@ -7,41 +7,25 @@ from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import transaction
 from django.utils import timezone
+
+from paygate.tasks import PIPELINE_TASK
 
 from .models import Transaction, TransactionStatus
 from .processing import transaction_process, transaction_reconcile
 
 logger = logging.getLogger(__name__)
 
-# A database outage is retried; anything else is a bug and goes to the log with its traceback.
-_RETRY_ON = (DatabaseError,)
-_RETRY_KWARGS = {"max_retries": 10}
 
-
-@shared_task(
-    name="payments.process_transaction",
-    acks_late=True,
-    autoretry_for=_RETRY_ON,
-    retry_backoff=True,
-    retry_backoff_max=60,
-    retry_kwargs=_RETRY_KWARGS,
-)
+@shared_task(name="payments.process_transaction", **PIPELINE_TASK)
 def process_transaction(transaction_id: str) -> None:
     retry = transaction_process(transaction_id=transaction_id)
     if retry is not None:
         publish_process_transaction(transaction_id, countdown=retry.countdown)
 
 
-@shared_task(
-    name="payments.reconcile_transaction",
-    acks_late=True,
-    autoretry_for=_RETRY_ON,
-    retry_backoff=True,
-    retry_backoff_max=60,
-    retry_kwargs=_RETRY_KWARGS,
-)
+@shared_task(name="payments.reconcile_transaction", **PIPELINE_TASK)
 def reconcile_transaction(transaction_id: str) -> None:
     transaction_reconcile(transaction_id=transaction_id)
 
@@ -51,8 +35,9 @@ def publish_process_transaction(transaction_id: object, *, countdown: float | No
     try:
         process_transaction.apply_async(args=[str(transaction_id)], countdown=countdown)
     except Exception:
-        logger.exception("could not publish processing; the recovery sweep will retry",
-                         extra={"transaction_id": str(transaction_id)})
+        logger.exception(
+            "could not publish processing; the recovery sweep will retry", extra={"transaction_id": str(transaction_id)}
+        )
 
 
 _SWEEP_BATCH = 500
@@ -78,9 +63,7 @@ def sweep_due() -> dict[str, int]:
                 .order_by("next_check_at")
                 .values_list("pk", flat=True)[:_SWEEP_BATCH]
             )
-            Transaction.objects.filter(pk__in=due, status=status).update(
-                next_check_at=now + timedelta(seconds=hold)
-            )
+            Transaction.objects.filter(pk__in=due, status=status).update(next_check_at=now + timedelta(seconds=hold))
         for pk in due:
             try:
                 task.apply_async(args=[str(pk)])

@@ -92,9 +92,7 @@ class GatewayAdapter(ABC):
             reply = self._send(wire)
         except GatewayTransportError as exc:
             return LookupResult(status=LookupStatus.UNAVAILABLE, error=exc.code, latency_ms=exc.latency_ms)
-        result = self._interpret(
-            self.interpret_lookup_reply, reply, LookupResult(status=LookupStatus.UNAVAILABLE)
-        )
+        result = self._interpret(self.interpret_lookup_reply, reply, LookupResult(status=LookupStatus.UNAVAILABLE))
         return replace(result, latency_ms=reply.latency_ms)
 
     def check_health(self) -> tuple[HealthResult, float]:

@@ -286,8 +286,18 @@ def test_json_error_statuses(
         Canned(202, b'{"payment_id": "p1", "status": "accepted", "amount": NaN}'),
         Canned(202, b"[" * 100_000),
     ],
-    ids=["garbage", "truncated", "array", "no-payment-id", "unknown-status", "id-not-string",
-         "reason-not-string", "duplicate-key", "nan", "deep-nesting"],
+    ids=[
+        "garbage",
+        "truncated",
+        "array",
+        "no-payment-id",
+        "unknown-status",
+        "id-not-string",
+        "reason-not-string",
+        "duplicate-key",
+        "nan",
+        "deep-nesting",
+    ],
 )
 def test_json_malformed_reply_is_unknown(
     gateway: StubGateway, json_adapter: JsonGatewayAdapter, canned: Canned
@@ -409,8 +419,20 @@ def test_json_callback_reason_may_be_missing() -> None:
         b'{"event_id": "e1", "payment_id": "p1", "reference": "r1", "status": "completed", "reason": 3}',
         b'{"event_id": "e1", "event_id": "e2", "payment_id": "p1", "reference": "r1", "status": "completed"}',
     ],
-    ids=["not-json", "empty", "array", "wrong-types", "unknown-status", "empty-reference", "no-reference",
-         "long-event-id", "payment-id-number", "status-list", "reason-number", "duplicate-key"],
+    ids=[
+        "not-json",
+        "empty",
+        "array",
+        "wrong-types",
+        "unknown-status",
+        "empty-reference",
+        "no-reference",
+        "long-event-id",
+        "payment-id-number",
+        "status-list",
+        "reason-number",
+        "duplicate-key",
+    ],
 )
 def test_json_callback_malformed(body: bytes) -> None:
     with pytest.raises(CallbackParseError):
@@ -450,7 +472,10 @@ def test_soap_declined(gateway: StubGateway, soap_adapter: SoapGatewayAdapter) -
     gateway.answer("POST", "/soap", xml_canned(200, "xml/create_declined.xml"))
     result = soap_adapter.create_payment(make_request())
     assert (result.outcome, result.reason, result.payment_id, result.error) == (
-        Outcome.DECLINED, "Card expired", None, None,
+        Outcome.DECLINED,
+        "Card expired",
+        None,
+        None,
     )
 
 
@@ -477,8 +502,19 @@ def test_soap_declined(gateway: StubGateway, soap_adapter: SoapGatewayAdapter) -
         (Canned(500, b"Internal Server Error", "text/plain"), Outcome.UNKNOWN, "server_error"),
         (Canned(502, b"", "text/plain"), Outcome.UNKNOWN, "server_error"),
     ],
-    ids=["unavailable-500", "unavailable-503", "unprefixed", "other-prefix", "server-fault", "other-server-fault",
-         "client-auth", "client-other", "plain-503", "plain-500", "plain-502"],
+    ids=[
+        "unavailable-500",
+        "unavailable-503",
+        "unprefixed",
+        "other-prefix",
+        "server-fault",
+        "other-server-fault",
+        "client-auth",
+        "client-other",
+        "plain-503",
+        "plain-500",
+        "plain-502",
+    ],
 )
 def test_soap_faults_and_error_statuses(
     gateway: StubGateway, soap_adapter: SoapGatewayAdapter, canned: Canned, outcome: Outcome, error: str
@@ -606,8 +642,17 @@ def test_soap_callback_failed_with_reason() -> None:
         b"<PaymentNotification><EventId>e</EventId><Reference><b>r</b></Reference>"
         b"<Status>Completed</Status></PaymentNotification>",
     ],
-    ids=["empty", "not-xml", "missing-reference", "unknown-status", "xxe", "billion-laughs", "wrong-root",
-         "duplicate-element", "nested-markup"],
+    ids=[
+        "empty",
+        "not-xml",
+        "missing-reference",
+        "unknown-status",
+        "xxe",
+        "billion-laughs",
+        "wrong-root",
+        "duplicate-element",
+        "nested-markup",
+    ],
 )
 def test_soap_callback_malformed(body: bytes) -> None:
     with pytest.raises(CallbackParseError):

@@ -21,8 +21,13 @@ from gateways.models import Gateway, GatewayRoute
 from payments.models import Transaction
 from payments.tasks import sweep_due
 
-DEPOSIT = {"customer_id": "cus_7", "country": "DE", "amount": "12.00", "currency": "EUR",
-           "payment_details": {"iban": "DE89370400440532013000"}}
+DEPOSIT = {
+    "customer_id": "cus_7",
+    "country": "DE",
+    "amount": "12.00",
+    "currency": "EUR",
+    "payment_details": {"iban": "DE89370400440532013000"},
+}
 FINAL = {"completed", "failed"}
 
 
@@ -33,8 +38,11 @@ def create(api: Any, **changes: Any) -> dict[str, Any]:
 
 
 def wait_final(api: Any, txn_id: str, statuses: set[str] = FINAL, timeout: float = 30) -> dict[str, Any]:
-    return wait_for(lambda: (b := api.get(f"/api/v1/transactions/{txn_id}").json())["status"] in statuses and b,
-                    timeout=timeout, message=f"{txn_id} to reach {statuses}")
+    return wait_for(
+        lambda: (b := api.get(f"/api/v1/transactions/{txn_id}").json())["status"] in statuses and b,
+        timeout=timeout,
+        message=f"{txn_id} to reach {statuses}",
+    )
 
 
 def gateway(code: str) -> Gateway:
@@ -135,18 +143,28 @@ def test_admin_priority_edit_changes_where_the_next_transaction_goes(
     germany = GatewayRoute.objects.get(country__code="DE", gateway__code="acmepay").country
     url = reverse("admin:gateways_country_change", args=[germany.pk])
     routes = list(GatewayRoute.objects.filter(country=germany).order_by("id"))
-    form = {"code": "DE", "name": germany.name, "currency": "EUR", "currency_minor_units": "2",
-            "routes-TOTAL_FORMS": str(len(routes)), "routes-INITIAL_FORMS": str(len(routes)),
-            "routes-MIN_NUM_FORMS": "0", "routes-MAX_NUM_FORMS": "1000"}
+    form = {
+        "code": "DE",
+        "name": germany.name,
+        "currency": "EUR",
+        "currency_minor_units": "2",
+        "routes-TOTAL_FORMS": str(len(routes)),
+        "routes-INITIAL_FORMS": str(len(routes)),
+        "routes-MIN_NUM_FORMS": "0",
+        "routes-MAX_NUM_FORMS": "1000",
+    }
     for i, route in enumerate(routes):
-        form.update({
-            f"routes-{i}-id": str(route.pk), f"routes-{i}-country": str(germany.pk),
-            f"routes-{i}-gateway": str(route.gateway_id),
-            f"routes-{i}-priority": "1" if route.gateway.code == "soapbank" else "2",
-            f"routes-{i}-currencies": json.dumps(route.currencies),
-            f"routes-{i}-transaction_types": json.dumps(route.transaction_types),
-            f"routes-{i}-is_active": "on",
-        })
+        form.update(
+            {
+                f"routes-{i}-id": str(route.pk),
+                f"routes-{i}-country": str(germany.pk),
+                f"routes-{i}-gateway": str(route.gateway_id),
+                f"routes-{i}-priority": "1" if route.gateway.code == "soapbank" else "2",
+                f"routes-{i}-currencies": json.dumps(route.currencies),
+                f"routes-{i}-transaction_types": json.dumps(route.transaction_types),
+                f"routes-{i}-is_active": "on",
+            }
+        )
     response = client.post(url, form)
     assert response.status_code == 302, response.content.decode()[:2000]
     assert wait_final(api, create(api)["id"])["gateway"] == "soapbank"
@@ -168,8 +186,10 @@ def test_processing_without_callback_is_resolved_by_look_up(api: Any, stack: dic
     acmepay.save()
     txn = create(api)
     wait_final(api, txn["id"], {"processing"})
-    wait_for(lambda: all(p["status"] == "completed" for p in stack["acmepay"].payments()),
-             message="the sandbox to finish the payment")
+    wait_for(
+        lambda: all(p["status"] == "completed" for p in stack["acmepay"].payments()),
+        message="the sandbox to finish the payment",
+    )
     assert api.get(f"/api/v1/transactions/{txn['id']}").json()["status"] == "processing"
     Transaction.objects.filter(pk=txn["id"]).update(next_check_at=timezone.now())
     assert sweep_due()["processing"] == 1
@@ -208,13 +228,17 @@ def test_transaction_committed_while_the_broker_is_down_is_processed_once_it_is_
     env = worker_env(f"http://127.0.0.1:{web_port}")
     env.update(CELERY_BROKER_URL=f"redis://127.0.0.1:{port}/0", PAYGATE_SWEEP_GRACE_SECONDS="1")
     every(1, "fast sweep", "payments.sweep_due")
-    web = Process("private-web", [sys.executable, "-m", "gunicorn", "paygate.wsgi", "--bind",
-                                  f"127.0.0.1:{web_port}", "--workers", "1"], env).start()
+    web = Process(
+        "private-web",
+        [sys.executable, "-m", "gunicorn", "paygate.wsgi", "--bind", f"127.0.0.1:{web_port}", "--workers", "1"],
+        env,
+    ).start()
     worker = celery_worker(env, name="private-worker", concurrency=1).start()
     beat = celery_beat(env, name="private-beat").start()
     base = f"http://127.0.0.1:{web_port}"
     headers = {"Authorization": f"Api-Key {api_key}"}
     try:
+
         def ping() -> bool:
             try:
                 return requests.get(f"{base}/healthz", timeout=1).ok
@@ -230,9 +254,14 @@ def test_transaction_committed_while_the_broker_is_down_is_processed_once_it_is_
         assert Transaction.objects.get(pk=txn_id).status == "pending"
         redis = Process("private-redis", redis_argv, {}).start()
         done = wait_for(
-            lambda: (b := requests.get(f"{base}/api/v1/transactions/{txn_id}", headers=headers, timeout=5).json())[
-                "status"] in FINAL and b,
-            timeout=60, interval=0.5, message="the deposit to be processed after Redis is back",
+            lambda: (
+                (b := requests.get(f"{base}/api/v1/transactions/{txn_id}", headers=headers, timeout=5).json())["status"]
+                in FINAL
+                and b
+            ),
+            timeout=60,
+            interval=0.5,
+            message="the deposit to be processed after Redis is back",
         )
         assert (done["status"], done["gateway"]) == ("completed", "acmepay")
         assert len(stack["acmepay"].payments()) == 1
@@ -252,7 +281,10 @@ def test_gateway_list_shows_health_breaker_and_routes(api: Any) -> None:
     assert set(by_code) == {"acmepay", "soapbank", "globex"}
     soapbank = by_code["soapbank"]
     assert (soapbank["data_format"], soapbank["health_status"], soapbank["breaker_state"]) == (
-        "xml", "unknown", "closed")
+        "xml",
+        "unknown",
+        "closed",
+    )
     assert {(r["country"], r["priority"]) for r in soapbank["routes"]} == {("DE", 2), ("GB", 1), ("BR", 1)}
     assert "api_key" not in json.dumps(body) and "demo-soapbank" not in json.dumps(body)
 

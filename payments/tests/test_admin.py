@@ -15,8 +15,13 @@ from gateways.models import Gateway
 from gateways.services import demo_seed
 from payments.models import Attempt, Transaction
 
-DEPOSIT = {"customer_id": "cus_1", "country": "DE", "amount": "25.00", "currency": "EUR",
-           "payment_details": {"iban": "DE89370400440532013000", "holder_name": "Jane Roe"}}
+DEPOSIT = {
+    "customer_id": "cus_1",
+    "country": "DE",
+    "amount": "25.00",
+    "currency": "EUR",
+    "payment_details": {"iban": "DE89370400440532013000", "holder_name": "Jane Roe"},
+}
 
 
 @pytest.fixture
@@ -25,9 +30,17 @@ def objects(api: Any) -> Transaction:
     txn_id = api.post("/api/v1/deposits", data=json.dumps(DEPOSIT), content_type="application/json").json()["id"]
     txn = Transaction.objects.get(pk=txn_id)
     attempt = Attempt.objects.create(transaction=txn, number=1, gateway=Gateway.objects.get(code="acmepay"))
-    CallbackEvent.objects.create(gateway=attempt.gateway, event_id="evt_1", reference=str(attempt.pk),
-                                 status="completed", raw_body="{}", signature="current", signature_timestamp=0,
-                                 transaction=txn, attempt=attempt)
+    CallbackEvent.objects.create(
+        gateway=attempt.gateway,
+        event_id="evt_1",
+        reference=str(attempt.pk),
+        status="completed",
+        raw_body="{}",
+        signature="current",
+        signature_timestamp=0,
+        transaction=txn,
+        attempt=attempt,
+    )
     return txn
 
 
@@ -105,8 +118,14 @@ def test_gateway_dashboard_renders_for_staff_only(objects: Transaction, staff_cl
 
     attempt = Attempt.objects.get()
     Attempt.objects.filter(pk=attempt.pk).update(outcome="accepted", latency_ms=12.5)
-    Attempt.objects.create(transaction=objects, number=2, gateway=Gateway.objects.get(code="soapbank"),
-                           outcome="error", error="service_unavailable", latency_ms=3.0)
+    Attempt.objects.create(
+        transaction=objects,
+        number=2,
+        gateway=Gateway.objects.get(code="soapbank"),
+        outcome="error",
+        error="service_unavailable",
+        latency_ms=3.0,
+    )
     page = staff_client.get("/admin/dashboard/")
     assert page.status_code == 200
     stats = {s.gateway.code: s for s in page.context["stats"]}

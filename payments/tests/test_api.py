@@ -13,7 +13,10 @@ from gateways.services import demo_seed
 from payments.models import ClientAPIKey, Transaction
 
 DEPOSIT = {
-    "customer_id": "cus_42", "country": "DE", "amount": "25.00", "currency": "EUR",
+    "customer_id": "cus_42",
+    "country": "DE",
+    "amount": "25.00",
+    "currency": "EUR",
     "payment_details": {"iban": "DE89370400440532013000", "holder_name": "Jane Roe"},
     "metadata": {"order": "A-1001"},
 }
@@ -58,8 +61,10 @@ def test_deposit_is_accepted_pending_with_details_masked(api: Any) -> None:
 def test_payment_details_are_encrypted_in_the_database(api: Any) -> None:
     txn_id = post(api, "/api/v1/deposits", DEPOSIT).json()["id"]
     with connection.cursor() as cursor:
-        cursor.execute("SELECT payment_details FROM payments_transaction WHERE id = %s",
-                       [txn_id if connection.vendor == "postgresql" else txn_id.replace("-", "")])
+        cursor.execute(
+            "SELECT payment_details FROM payments_transaction WHERE id = %s",
+            [txn_id if connection.vendor == "postgresql" else txn_id.replace("-", "")],
+        )
         raw = bytes(cursor.fetchone()[0])
     assert b"DE89370400440532013000" not in raw
     assert b"Jane" not in raw
@@ -90,7 +95,10 @@ def test_xml_in_and_out(api: Any) -> None:
 
 
 def test_text_xml_is_accepted(api: Any) -> None:
-    xml = "<transaction><customer_id>c</customer_id><country>GB</country><amount>1</amount><currency>GBP</currency></transaction>"
+    xml = (
+        "<transaction><customer_id>c</customer_id><country>GB</country>"
+        "<amount>1</amount><currency>GBP</currency></transaction>"
+    )
     response = api.post("/api/v1/deposits", data=xml, content_type="text/xml")
     assert response.status_code == 202, response.content
     assert response.json()["amount"] == "1.00"
@@ -112,8 +120,20 @@ def test_text_xml_is_accepted(api: Any) -> None:
         ("12,50", "EUR", "DE", False),
         ("", "EUR", "DE", False),
     ],
-    ids=["plain", "integer", "too-many-decimals", "zero", "negative", "nan", "infinity", "exponent", "huge",
-         "over-maximum", "comma", "empty"],
+    ids=[
+        "plain",
+        "integer",
+        "too-many-decimals",
+        "zero",
+        "negative",
+        "nan",
+        "infinity",
+        "exponent",
+        "huge",
+        "over-maximum",
+        "comma",
+        "empty",
+    ],
 )
 def test_amount_rules(api: Any, amount: str, currency: str, country: str, ok: bool) -> None:
     response = post(api, "/api/v1/deposits", {**DEPOSIT, "amount": amount, "currency": currency, "country": country})
@@ -169,9 +189,21 @@ def test_currency_minor_units(api: Any, currency: str, amount: str, ok: bool) ->
         ({"status": "completed"}, "status"),
         ({"gateway": "acmepay"}, "gateway"),
     ],
-    ids=["int-customer", "long-country", "int-country", "unknown-currency", "json-number", "bool-amount",
-         "null-amount", "int-detail", "string-details", "list-metadata", "big-metadata", "server-owned-status",
-         "server-owned-gateway"],
+    ids=[
+        "int-customer",
+        "long-country",
+        "int-country",
+        "unknown-currency",
+        "json-number",
+        "bool-amount",
+        "null-amount",
+        "int-detail",
+        "string-details",
+        "list-metadata",
+        "big-metadata",
+        "server-owned-status",
+        "server-owned-gateway",
+    ],
 )
 def test_strict_types(api: Any, change: dict[str, Any], field: str | None) -> None:
     body = {**DEPOSIT, **change}
@@ -197,15 +229,34 @@ def test_missing_fields_are_named(api: Any) -> None:
         ("application/json", b"\xff\xfe", 400, "parse_error"),
         ("application/json", b"[" * 5000 + b"]" * 5000, 400, "parse_error"),
         ("application/xml", b"<transaction><amount>1</amount>", 400, "parse_error"),
-        ("application/xml", b'<?xml version="1.0"?><!DOCTYPE t [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
-                            b"<transaction><customer_id>&x;</customer_id></transaction>", 400, "parse_error"),
-        ("application/xml", b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa">'
-                            b'<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;">]>'
-                            b"<transaction><customer_id>&c;</customer_id></transaction>", 400, "parse_error"),
+        (
+            "application/xml",
+            b'<?xml version="1.0"?><!DOCTYPE t [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+            b"<transaction><customer_id>&x;</customer_id></transaction>",
+            400,
+            "parse_error",
+        ),
+        (
+            "application/xml",
+            b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa">'
+            b'<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;">]>'
+            b"<transaction><customer_id>&c;</customer_id></transaction>",
+            400,
+            "parse_error",
+        ),
         ("text/plain", b"hello", 415, "unsupported_media_type"),
     ],
-    ids=["broken-json", "json-list", "json-string", "bad-utf8", "deep-json", "broken-xml", "xxe", "entity-bomb",
-         "text-plain"],
+    ids=[
+        "broken-json",
+        "json-list",
+        "json-string",
+        "bad-utf8",
+        "deep-json",
+        "broken-xml",
+        "xxe",
+        "entity-bomb",
+        "text-plain",
+    ],
 )
 def test_malformed_bodies(api: Any, content_type: str, raw: bytes, status: int, code: str) -> None:
     assert_error(api.post("/api/v1/deposits", data=raw, content_type=content_type), status, code)
@@ -275,8 +326,11 @@ def test_idempotent_replay_returns_the_original(api: Any) -> None:
 
 def test_idempotency_key_with_a_different_body_is_409(api: Any) -> None:
     post(api, "/api/v1/deposits", DEPOSIT, HTTP_IDEMPOTENCY_KEY="k")
-    assert_error(post(api, "/api/v1/deposits", {**DEPOSIT, "amount": "26.00"}, HTTP_IDEMPOTENCY_KEY="k"), 409,
-                 "idempotency_conflict")
+    assert_error(
+        post(api, "/api/v1/deposits", {**DEPOSIT, "amount": "26.00"}, HTTP_IDEMPOTENCY_KEY="k"),
+        409,
+        "idempotency_conflict",
+    )
     # A deposit and a withdrawal are different requests too.
     assert_error(post(api, "/api/v1/withdrawals", DEPOSIT, HTTP_IDEMPOTENCY_KEY="k"), 409)
     assert Transaction.objects.count() == 1
@@ -375,8 +429,14 @@ def test_create_query_count_does_not_grow_with_gateways_or_routes(api: Any) -> N
     germany = Country.objects.get(code="DE")
     for n in range(10):
         country = Country.objects.create(code=f"Q{n}", name=f"Q{n}", currency="EUR")
-        gateway = Gateway.objects.create(code=f"extra{n}", name="x", data_format="json", base_url="http://127.0.0.1:9",
-                                         api_key="k", webhook_secret="s")
+        gateway = Gateway.objects.create(
+            code=f"extra{n}",
+            name="x",
+            data_format="json",
+            base_url="http://127.0.0.1:9",
+            api_key="k",
+            webhook_secret="s",
+        )
         GatewayRoute.objects.create(country=country, gateway=gateway, priority=1)
         GatewayRoute.objects.create(country=germany, gateway=gateway, priority=10 + n, is_active=n % 2 == 0)
     with CaptureQueriesContext(connection) as after:
@@ -388,8 +448,12 @@ def test_xml_output_escapes_client_chosen_keys_and_characters(api: Any) -> None:
     from defusedxml.ElementTree import fromstring
 
     metadata = {"x><injected>1</injected><y": "v", "ok": "a\x01b", "xmlns": "n"}
-    response = api.post("/api/v1/deposits", data=json.dumps({**DEPOSIT, "metadata": metadata}),
-                        content_type="application/json", HTTP_ACCEPT="application/xml")
+    response = api.post(
+        "/api/v1/deposits",
+        data=json.dumps({**DEPOSIT, "metadata": metadata}),
+        content_type="application/json",
+        HTTP_ACCEPT="application/xml",
+    )
     assert response.status_code == 202
     root = fromstring(response.content)  # well-formed
     assert root.find(".//injected") is None

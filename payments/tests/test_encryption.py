@@ -46,8 +46,11 @@ def raw_values() -> list[bytes]:
 
 def test_every_sensitive_column_is_encrypted() -> None:
     names = {f"{model._meta.label}.{column.name}" for model, column in encrypted_columns()}
-    assert {"payments.Transaction.payment_details", "gateways.Gateway.api_key",
-            "gateways.Gateway.webhook_secret"} <= names
+    assert {
+        "payments.Transaction.payment_details",
+        "gateways.Gateway.api_key",
+        "gateways.Gateway.webhook_secret",
+    } <= names
 
 
 def test_rotation_re_encrypts_everything_and_the_old_key_can_go(
@@ -55,8 +58,13 @@ def test_rotation_re_encrypts_everything_and_the_old_key_can_go(
 ) -> None:
     demo_seed()
     for n in range(7):
-        body = {"customer_id": f"c{n}", "country": "DE", "amount": "1.00", "currency": "EUR",
-                "payment_details": {"iban": "DE89370400440532013000", "n": str(n)}}
+        body = {
+            "customer_id": f"c{n}",
+            "country": "DE",
+            "amount": "1.00",
+            "currency": "EUR",
+            "payment_details": {"iban": "DE89370400440532013000", "n": str(n)},
+        }
         assert api.post("/api/v1/deposits", data=json.dumps(body), content_type="application/json").status_code == 202
     before = raw_values()
     old = Fernet(encrypted_columns().__next__()[1].fernet_keys[0])

@@ -14,8 +14,13 @@ from paygate.logs import ContextFilter, JsonFormatter, RedactingFilter, redact
 
 IBAN = "DE89370400440532013000"
 PAN = "4111111111111111"
-DEPOSIT = {"customer_id": "cus_obs", "country": "DE", "amount": "30.00", "currency": "EUR",
-           "payment_details": {"iban": IBAN, "card_number": PAN, "holder_name": "Jane Roe"}}
+DEPOSIT = {
+    "customer_id": "cus_obs",
+    "country": "DE",
+    "amount": "30.00",
+    "currency": "EUR",
+    "payment_details": {"iban": IBAN, "card_number": PAN, "holder_name": "Jane Roe"},
+}
 
 
 def scrape(client: Any) -> dict[str, float]:
@@ -91,24 +96,34 @@ def test_a_deposit_shows_in_metrics_and_every_log_line_carries_its_ids(
     api: Any, client: Any, stack: dict[str, Sandbox], json_log: io.StringIO
 ) -> None:
     before = scrape(client)
-    response = api.post("/api/v1/deposits", data=json.dumps(DEPOSIT), content_type="application/json",
-                        HTTP_X_REQUEST_ID="req-obs-1")
+    response = api.post(
+        "/api/v1/deposits", data=json.dumps(DEPOSIT), content_type="application/json", HTTP_X_REQUEST_ID="req-obs-1"
+    )
     assert response["X-Request-Id"] == "req-obs-1"
     txn_id = response.json()["id"]
     done = wait_for(lambda: (b := api.get(f"/api/v1/transactions/{txn_id}").json())["status"] == "completed" and b)
     attempt = done["attempts"][0]["reference"]
 
-    after = wait_for(lambda: (s := scrape(client)) and value(
-        s, "paygate_callbacks_total", gateway="acmepay", result="applied") > value(
-        before, "paygate_callbacks_total", gateway="acmepay", result="applied") and s,
-        message="the applied callback in /metrics")
+    after = wait_for(
+        lambda: (
+            (s := scrape(client))
+            and value(s, "paygate_callbacks_total", gateway="acmepay", result="applied")
+            > value(before, "paygate_callbacks_total", gateway="acmepay", result="applied")
+            and s
+        ),
+        message="the applied callback in /metrics",
+    )
 
     def delta(name: str, **labels: str) -> float:
         return value(after, name, **labels) - value(before, name, **labels)
 
     assert delta("paygate_transactions_created_total", type="deposit", country="DE") == 1
-    assert delta("paygate_transactions_finished_total", type="deposit", status="completed", country="DE",
-                 gateway="acmepay") == 1
+    assert (
+        delta(
+            "paygate_transactions_finished_total", type="deposit", status="completed", country="DE", gateway="acmepay"
+        )
+        == 1
+    )
     assert delta("paygate_gateway_attempts_total", gateway="acmepay", outcome="accepted") == 1
     assert delta("paygate_gateway_call_seconds_count", gateway="acmepay", operation="payment") == 1
     assert value(after, "paygate_gateway_healthy", gateway="acmepay") == 1
@@ -119,8 +134,13 @@ def test_a_deposit_shows_in_metrics_and_every_log_line_carries_its_ids(
     web_lines = [json.loads(line) for line in json_log.getvalue().splitlines()]
     created = [line for line in web_lines if line["message"] == "transaction created"]
     assert created and created[0]["transaction_id"] == txn_id and created[0]["request_id"] == "req-obs-1"
-    applied = wait_for(lambda: [line for line in (json.loads(x) for x in json_log.getvalue().splitlines())
-                                if line.get("attempt") == attempt and line["logger"].startswith("callbacks")])
+    applied = wait_for(
+        lambda: [
+            line
+            for line in (json.loads(x) for x in json_log.getvalue().splitlines())
+            if line.get("attempt") == attempt and line["logger"].startswith("callbacks")
+        ]
+    )
     assert all(line["gateway"] == "acmepay" for line in applied)
 
     # The worker process: every line of ours about this transaction has all the ids.
@@ -131,8 +151,10 @@ def test_a_deposit_shows_in_metrics_and_every_log_line_carries_its_ids(
                 lines.append(json.loads(raw))
         return lines
 
-    lines = wait_for(lambda: (ls := worker_lines()) and any("callback applied" in x["message"] for x in ls) and ls,
-                     message="the worker's log lines")
+    lines = wait_for(
+        lambda: (ls := worker_lines()) and any("callback applied" in x["message"] for x in ls) and ls,
+        message="the worker's log lines",
+    )
     ours = [line for line in lines if line["logger"].split(".")[0] in {"payments", "gateways", "callbacks"}]
     messages = " | ".join(line["message"] for line in ours)
     assert "gateway answered accepted" in messages and "POST /payments" in messages, messages

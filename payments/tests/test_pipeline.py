@@ -22,7 +22,10 @@ from payments.models import Attempt, Transaction
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 DEPOSIT = {
-    "customer_id": "cus_42", "country": "DE", "amount": "25.00", "currency": "EUR",
+    "customer_id": "cus_42",
+    "country": "DE",
+    "amount": "25.00",
+    "currency": "EUR",
     "payment_details": {"iban": "DE89370400440532013000", "holder_name": "Jane Roe"},
     "metadata": {"order": "A-1001"},
 }
@@ -44,7 +47,8 @@ def fetch(api: Any, txn_id: str) -> dict[str, Any]:
 def wait_status(api: Any, txn_id: str, statuses: set[str], timeout: float = 30) -> dict[str, Any]:
     return wait_for(
         lambda: (body := fetch(api, txn_id))["status"] in statuses and body,
-        timeout=timeout, message=f"transaction {txn_id} to reach {statuses}",
+        timeout=timeout,
+        message=f"transaction {txn_id} to reach {statuses}",
     )
 
 
@@ -147,8 +151,11 @@ def test_no_healthy_route_waits_then_proceeds(api: Any, stack: dict[str, Sandbox
     for code in ("acmepay", "soapbank"):
         stack[code].mode("down")
     txn = create(api)
-    wait_for(lambda: Attempt.objects.filter(transaction_id=txn["id"]).count() >= 4, timeout=20,
-             message="two rounds of attempts")
+    wait_for(
+        lambda: Attempt.objects.filter(transaction_id=txn["id"]).count() >= 4,
+        timeout=20,
+        message="two rounds of attempts",
+    )
     assert fetch(api, txn["id"])["status"] == "pending"
     stack["soapbank"].mode("ok")
     done = wait_status(api, txn["id"], FINAL)
@@ -160,22 +167,42 @@ def test_duplicate_callbacks_apply_once(api: Any, stack: dict[str, Sandbox]) -> 
     txn = create(api)
     wait_status(api, txn["id"], FINAL)
     # The second delivery carries the same event id: stored once, applied once.
-    wait_for(lambda: all(p["callbacks_delivered"] >= 2 for p in payments_for(stack["acmepay"], txn["id"])),
-             message="the sandbox to deliver the callback twice")
+    wait_for(
+        lambda: all(p["callbacks_delivered"] >= 2 for p in payments_for(stack["acmepay"], txn["id"])),
+        message="the sandbox to deliver the callback twice",
+    )
     assert CallbackEvent.objects.filter(transaction_id=txn["id"]).count() == 1
     assert CallbackEvent.objects.get().result == CallbackEvent.Result.APPLIED
 
 
-def _signed_post(live_server: Any, gateway: str, body: bytes, *, secret: str | None = None,
-                 timestamp: int | None = None, content_type: str = "application/json") -> requests.Response:
+def _signed_post(
+    live_server: Any,
+    gateway: str,
+    body: bytes,
+    *,
+    secret: str | None = None,
+    timestamp: int | None = None,
+    content_type: str = "application/json",
+) -> requests.Response:
     header = signature_header(secret=secret or f"demo-{gateway}-webhook-secret", body=body, timestamp=timestamp)
-    return requests.post(f"{live_server.url}/api/v1/callbacks/{gateway}", data=body,
-                         headers={"X-Signature": header, "Content-Type": content_type}, timeout=5)
+    return requests.post(
+        f"{live_server.url}/api/v1/callbacks/{gateway}",
+        data=body,
+        headers={"X-Signature": header, "Content-Type": content_type},
+        timeout=5,
+    )
 
 
 def _callback(attempt: Attempt, *, status: str = "completed", event_id: str = "evt_manual") -> bytes:
-    return json.dumps({"event_id": event_id, "payment_id": "pay_manual", "reference": str(attempt.pk),
-                       "status": status, "reason": None}).encode()
+    return json.dumps(
+        {
+            "event_id": event_id,
+            "payment_id": "pay_manual",
+            "reference": str(attempt.pk),
+            "status": status,
+            "reason": None,
+        }
+    ).encode()
 
 
 def test_forged_and_stale_callbacks_are_refused_and_change_nothing(
@@ -217,7 +244,10 @@ def test_late_callback_contradicting_a_final_status_is_flagged(
     txn = create(api)
     done = wait_status(api, txn["id"], FINAL)
     attempt = Attempt.objects.get(pk=done["attempts"][0]["reference"])
-    assert _signed_post(live_server, "acmepay", _callback(attempt, status="failed", event_id="evt_late")).status_code == 200
+    assert (
+        _signed_post(live_server, "acmepay", _callback(attempt, status="failed", event_id="evt_late")).status_code
+        == 200
+    )
     event = wait_for(lambda: CallbackEvent.objects.filter(event_id="evt_late", result="flagged").first())
     assert event.flag_reason == "final_state_conflict"
     assert fetch(api, txn["id"])["status"] == "completed"
@@ -239,8 +269,10 @@ def test_callback_before_the_worker_records_the_accept_still_applies(
 
 
 def test_xml_callback_with_an_entity_is_refused(stack: dict[str, Sandbox], live_server: Any) -> None:
-    body = (b'<?xml version="1.0"?><!DOCTYPE n [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
-            b"<PaymentNotification><EventId>&x;</EventId></PaymentNotification>")
+    body = (
+        b'<?xml version="1.0"?><!DOCTYPE n [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+        b"<PaymentNotification><EventId>&x;</EventId></PaymentNotification>"
+    )
     response = _signed_post(live_server, "soapbank", body, content_type="application/xml")
     assert response.status_code == 400
     assert CallbackEvent.objects.count() == 0
@@ -255,7 +287,9 @@ def test_concurrent_requests_with_one_idempotency_key_make_one_transaction(
 ) -> None:
     def send(_: int) -> requests.Response:
         return requests.post(
-            f"{live_server.url}/api/v1/deposits", json=DEPOSIT, timeout=30,
+            f"{live_server.url}/api/v1/deposits",
+            json=DEPOSIT,
+            timeout=30,
             headers={"Authorization": f"Api-Key {api_key}", "Idempotency-Key": "same-key"},
         )
 
@@ -274,8 +308,12 @@ def test_two_worker_processes_drain_200_without_paying_twice(api: Any, stack: di
         country, currency = countries[n % 4]
         path = "/api/v1/deposits" if n % 2 == 0 else "/api/v1/withdrawals"
         ids.append(create(api, path, country=country, currency=currency, amount=f"{n + 1}.00")["id"])
-    wait_for(lambda: Transaction.objects.filter(status="completed").count() == 200, timeout=180, interval=0.5,
-             message="all 200 transactions to complete")
+    wait_for(
+        lambda: Transaction.objects.filter(status="completed").count() == 200,
+        timeout=180,
+        interval=0.5,
+        message="all 200 transactions to complete",
+    )
     sent = Counter(p["transaction_id"] for box in stack.values() for p in box.payments())
     assert set(sent) == set(ids)
     assert max(sent.values()) == 1

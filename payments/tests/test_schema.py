@@ -11,7 +11,12 @@ def test_openapi_schema_validates_without_warnings(tmp_path: Path) -> None:
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(target))
     schema = yaml.safe_load(target.read_text())
     paths = schema["paths"]
-    for path in ("/api/v1/deposits", "/api/v1/withdrawals", "/api/v1/transactions",
-                 "/api/v1/transactions/{transaction_id}", "/api/v1/callbacks/{gateway_code}"):
+    for path in (
+        "/api/v1/deposits",
+        "/api/v1/withdrawals",
+        "/api/v1/transactions",
+        "/api/v1/transactions/{transaction_id}",
+        "/api/v1/callbacks/{gateway_code}",
+    ):
         assert any(p.rstrip("/") == path for p in paths), path
     assert schema["components"]["securitySchemes"]["ApiKeyAuth"]["name"] == "Authorization"

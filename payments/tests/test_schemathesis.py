@@ -67,7 +67,10 @@ GATEWAY_CODES = [demo.code for demo in DEMO_GATEWAYS]
 COUNTRIES = [(code, currency) for code, _name, currency, _units, _routes in DEMO_COUNTRIES]
 
 VALID_DEPOSIT = {
-    "customer_id": "cus_42", "country": "DE", "amount": "25.00", "currency": "EUR",
+    "customer_id": "cus_42",
+    "country": "DE",
+    "amount": "25.00",
+    "currency": "EUR",
     "payment_details": {"iban": "DE89370400440532013000", "holder_name": "Jane Roe"},
     "metadata": {"order": "A-1001"},
 }
@@ -292,8 +295,10 @@ def test_client_b_never_sees_client_a(clients: Clients) -> None:
         exact = {"status": status, "type": kind, "country": country, **({"gateway": gateway} if gateway else {})}
         queries.append(exact)
         queries.extend({name: value} for name, value in exact.items())
-    queries.extend({"status": s, "type": t} for s, t in itertools.product(
-        ("pending", "processing", "completed", "failed"), ("deposit", "withdrawal")))
+    queries.extend(
+        {"status": s, "type": t}
+        for s, t in itertools.product(("pending", "processing", "completed", "failed"), ("deposit", "withdrawal"))
+    )
     queries.extend({"gateway": code} for code in GATEWAY_CODES)
     queries.extend({"country": code} for code, _currency in COUNTRIES)
     seen_by_a: set[str] = set()

@@ -20,10 +20,19 @@ from gateways.models import Gateway
 
 IBAN = "GB82WEST12345698765432"
 PAN = "4012888888881881"
-SECRETS = ("demo-acmepay-api-key", "demo-acmepay-webhook-secret", "demo-soapbank-api-key",
-           "demo-soapbank-webhook-secret")
-DEPOSIT = {"customer_id": "cus_sec", "country": "GB", "amount": "9.99", "currency": "GBP",
-           "payment_details": {"iban": IBAN, "card_number": PAN, "holder_name": "Jane Roe"}}
+SECRETS = (
+    "demo-acmepay-api-key",
+    "demo-acmepay-webhook-secret",
+    "demo-soapbank-api-key",
+    "demo-soapbank-webhook-secret",
+)
+DEPOSIT = {
+    "customer_id": "cus_sec",
+    "country": "GB",
+    "amount": "9.99",
+    "currency": "GBP",
+    "payment_details": {"iban": IBAN, "card_number": PAN, "holder_name": "Jane Roe"},
+}
 
 
 def assert_clean(text: str, where: str) -> None:
@@ -39,14 +48,18 @@ def test_no_payment_data_or_secret_in_the_database_dump_the_broker_or_the_logs(
 ) -> None:
     monitor = subprocess.Popen(
         [shutil.which("redis-cli") or "redis-cli", "-u", settings.CELERY_BROKER_URL, "monitor"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         wait_for(lambda: monitor.stdout and monitor.stdout.readline().strip() == "OK", message="redis monitor")
         response = api.post("/api/v1/deposits", data=json.dumps(DEPOSIT), content_type="application/json")
         txn_id = response.json()["id"]
-        wait_for(lambda: api.get(f"/api/v1/transactions/{txn_id}").json()["status"] == "completed",
-                 message="the deposit to complete")
+        wait_for(
+            lambda: api.get(f"/api/v1/transactions/{txn_id}").json()["status"] == "completed",
+            message="the deposit to complete",
+        )
         wait_for(lambda: CallbackEvent.objects.filter(result="applied").exists())
     finally:
         monitor.terminate()
@@ -55,10 +68,21 @@ def test_no_payment_data_or_secret_in_the_database_dump_the_broker_or_the_logs(
     assert_clean(broker_traffic, "the Redis traffic")
 
     dump = subprocess.run(
-        ["pg_dump", "--data-only", "-h", str(connection.settings_dict["HOST"] or "127.0.0.1"),
-         "-p", str(connection.settings_dict["PORT"] or 5432), "-U", str(connection.settings_dict["USER"]),
-         str(connection.settings_dict["NAME"])],
-        capture_output=True, text=True, check=True, timeout=120,
+        [
+            "pg_dump",
+            "--data-only",
+            "-h",
+            str(connection.settings_dict["HOST"] or "127.0.0.1"),
+            "-p",
+            str(connection.settings_dict["PORT"] or 5432),
+            "-U",
+            str(connection.settings_dict["USER"]),
+            str(connection.settings_dict["NAME"]),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
     ).stdout
     assert txn_id in dump  # the dump has the transaction...
     assert_clean(dump, "pg_dump")  # ...but not its payment details or the gateway credentials
@@ -76,8 +100,11 @@ def test_callbacks_signed_with_the_previous_secret_work_during_a_changeover(
     acmepay.previous_webhook_secret = acmepay.webhook_secret
     acmepay.webhook_secret = "the-new-secret"
     acmepay.save()
-    txn_id = api.post("/api/v1/deposits", data=json.dumps({**DEPOSIT, "country": "DE", "currency": "EUR"}),
-                      content_type="application/json").json()["id"]
+    txn_id = api.post(
+        "/api/v1/deposits",
+        data=json.dumps({**DEPOSIT, "country": "DE", "currency": "EUR"}),
+        content_type="application/json",
+    ).json()["id"]
     wait_for(lambda: api.get(f"/api/v1/transactions/{txn_id}").json()["status"] == "completed")
     assert CallbackEvent.objects.get().signature == CallbackEvent.Signature.PREVIOUS
     # Once the changeover is finished, the old secret is refused.
@@ -85,8 +112,12 @@ def test_callbacks_signed_with_the_previous_secret_work_during_a_changeover(
     acmepay.save()
     body = json.dumps({"event_id": "evt_x", "payment_id": "p", "reference": "r", "status": "completed"}).encode()
     old = signature_header(secret="demo-acmepay-webhook-secret", body=body)
-    response = requests.post(f"{live_server.url}/api/v1/callbacks/acmepay", data=body, timeout=5,
-                             headers={"X-Signature": old, "Content-Type": "application/json"})
+    response = requests.post(
+        f"{live_server.url}/api/v1/callbacks/acmepay",
+        data=body,
+        timeout=5,
+        headers={"X-Signature": old, "Content-Type": "application/json"},
+    )
     assert response.status_code == 401
 
 
@@ -110,8 +141,9 @@ def test_unsigned_or_badly_signed_callbacks_are_401_and_store_nothing(
 
     demo_seed()
     extra = {"HTTP_X_SIGNATURE": header} if header else {}
-    response = client.post("/api/v1/callbacks/acmepay", data=b'{"event_id": "e"}', content_type="application/json",
-                           **extra)
+    response = client.post(
+        "/api/v1/callbacks/acmepay", data=b'{"event_id": "e"}', content_type="application/json", **extra
+    )
     assert response.status_code == 401
     assert response.json()["error"]["code"] == code
     assert CallbackEvent.objects.count() == 0
@@ -120,8 +152,13 @@ def test_unsigned_or_badly_signed_callbacks_are_401_and_store_nothing(
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     "body",
-    [b"not json", b"[]", b'{"event_id": 1, "reference": "r", "status": "completed"}',
-     b'{"event_id": "e", "reference": "r", "status": "paid"}', b'{"a":' * 100 + b"1" + b"}" * 100],
+    [
+        b"not json",
+        b"[]",
+        b'{"event_id": 1, "reference": "r", "status": "completed"}',
+        b'{"event_id": "e", "reference": "r", "status": "paid"}',
+        b'{"a":' * 100 + b"1" + b"}" * 100,
+    ],
     ids=["garbage", "list", "int-event-id", "unknown-status", "deep"],
 )
 def test_malformed_signed_callbacks_are_400_and_store_nothing(client: Any, body: bytes) -> None:
@@ -129,8 +166,9 @@ def test_malformed_signed_callbacks_are_400_and_store_nothing(client: Any, body:
 
     demo_seed()
     header = signature_header(secret="demo-acmepay-webhook-secret", body=body)
-    response = client.post("/api/v1/callbacks/acmepay", data=body, content_type="application/json",
-                           HTTP_X_SIGNATURE=header)
+    response = client.post(
+        "/api/v1/callbacks/acmepay", data=body, content_type="application/json", HTTP_X_SIGNATURE=header
+    )
     assert response.status_code == 400, response.content
     assert CallbackEvent.objects.count() == 0
 
@@ -142,7 +180,9 @@ def test_celery_messages_carry_ids_only() -> None:
     from paygate.celery import app
 
     app.loader.import_default_modules()
-    ours = {name: task for name, task in app.tasks.items() if name.split(".")[0] in {"payments", "callbacks", "gateways"}}
+    ours = {
+        name: task for name, task in app.tasks.items() if name.split(".")[0] in {"payments", "callbacks", "gateways"}
+    }
     assert {"payments.process_transaction", "callbacks.apply_event", "gateways.check_health"} <= set(ours)
     for name, task in ours.items():
         params = list(inspect.signature(task.run).parameters)
@@ -156,7 +196,8 @@ def test_signature_fields_in_any_order(client: Any) -> None:
     demo_seed()
     body = b'{"event_id": "evt_order", "payment_id": "p", "reference": "not-ours", "status": "completed"}'
     t, v1 = signature_header(secret="demo-acmepay-webhook-secret", body=body).split(",")
-    response = client.post("/api/v1/callbacks/acmepay", data=body, content_type="application/json",
-                           HTTP_X_SIGNATURE=f"{v1},{t}")
+    response = client.post(
+        "/api/v1/callbacks/acmepay", data=body, content_type="application/json", HTTP_X_SIGNATURE=f"{v1},{t}"
+    )
     assert response.status_code == 200, response.content
     assert CallbackEvent.objects.get().signature_timestamp == int(t.partition("=")[2])

@@ -13,13 +13,23 @@ from conftest import ROOT
 
 def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "FERNET_KEYS", "DEBUG"}}
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env={**clean, **env},
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def production_env() -> dict[str, str]:
-    return {"DEBUG": "False", "SECRET_KEY": secrets.token_urlsafe(50), "FERNET_KEYS": secrets.token_urlsafe(32),
-            "ALLOWED_HOSTS": "paygate.example.com"}
+    return {
+        "DEBUG": "False",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "FERNET_KEYS": secrets.token_urlsafe(32),
+        "ALLOWED_HOSTS": "paygate.example.com",
+    }
 
 
 def test_check_deploy_passes_with_production_settings() -> None:
@@ -45,8 +55,15 @@ def test_secrets_can_come_from_files(tmp_path: Path) -> None:
     env = production_env()
     (tmp_path / "secret_key").write_text(env.pop("SECRET_KEY") + "\n")
     (tmp_path / "fernet_keys").write_text(env.pop("FERNET_KEYS"))
-    result = manage("check", "--deploy", "--fail-level", "WARNING", SECRET_KEY_FILE=str(tmp_path / "secret_key"),
-                    FERNET_KEYS_FILE=str(tmp_path / "fernet_keys"), **env)
+    result = manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        SECRET_KEY_FILE=str(tmp_path / "secret_key"),
+        FERNET_KEYS_FILE=str(tmp_path / "fernet_keys"),
+        **env,
+    )
     assert result.returncode == 0, result.stderr
 
 

@@ -18,7 +18,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--staff", action="store_true",
+            "--staff",
+            action="store_true",
             help=f"Also create the demo-only admin login {DEMO_STAFF[0]} / {DEMO_STAFF[1]} if it does not exist.",
         )
 
