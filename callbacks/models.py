@@ -39,13 +39,15 @@ class CallbackEvent(models.Model):
     )
     received_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)
+    # When the recovery sweep republishes it if it is still not applied.
+    next_check_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-received_at"]
         constraints = [
             models.UniqueConstraint(fields=["gateway", "event_id"], name="callback_gateway_event_unique"),
         ]
-        indexes = [models.Index(fields=["result", "received_at"], name="callback_result_received")]
+        indexes = [models.Index(fields=["result", "next_check_at"], name="callback_result_next_check")]
 
     def __str__(self) -> str:
         return f"{self.gateway_id}:{self.event_id}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import timedelta
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -74,6 +75,7 @@ def callback_receive(*, gateway_code: str, body: bytes, headers: Mapping[str, st
                 headers={name: headers[name] for name in _KEPT_HEADERS if name in headers},
                 signature=CallbackEvent.Signature.CURRENT if matched == 0 else CallbackEvent.Signature.PREVIOUS,
                 signature_timestamp=signature_ts,
+                next_check_at=timezone.now() + timedelta(seconds=settings.PAYGATE_SWEEP_GRACE_SECONDS),
             )
             event_pk = event.pk
             transaction.on_commit(lambda: publish_apply_event(event_pk), robust=True)

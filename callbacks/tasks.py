@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from paygate.tasks import PIPELINE_TASK
@@ -15,6 +16,8 @@ from .models import CallbackEvent
 from .services import callback_apply
 
 logger = logging.getLogger(__name__)
+
+_SWEEP_HOLD_SECONDS = 60
 
 
 @shared_task(name="callbacks.apply_event", **PIPELINE_TASK)
@@ -31,13 +34,19 @@ def publish_apply_event(event_pk: int) -> None:
 
 @shared_task(name="callbacks.sweep_unapplied", acks_late=True, ignore_result=True, priority=0)
 def sweep_unapplied() -> int:
-    """Republish stored callbacks that were never applied (their publish was lost)."""
-    cutoff = timezone.now() - timedelta(seconds=settings.PAYGATE_SWEEP_GRACE_SECONDS)
-    pks = list(
-        CallbackEvent.objects.filter(result=CallbackEvent.Result.RECEIVED, received_at__lte=cutoff)
-        .order_by("received_at")
-        .values_list("pk", flat=True)[:500]
-    )
+    """Republish stored callbacks that were never applied (their publish was lost).
+
+    The picked events' next check moves a minute ahead in the same transaction, so an event
+    merely waiting in a long queue is not published again on every sweep.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        pks = list(
+            CallbackEvent.objects.filter(result=CallbackEvent.Result.RECEIVED, next_check_at__lte=now)
+            .order_by("next_check_at")
+            .values_list("pk", flat=True)[:500]
+        )
+        CallbackEvent.objects.filter(pk__in=pks).update(next_check_at=now + timedelta(seconds=_SWEEP_HOLD_SECONDS))
     for pk in pks:
         try:
             apply_event.apply_async(args=[pk])

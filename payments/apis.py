@@ -194,6 +194,7 @@ AUTHENTICATED_ERRORS = {
     405: OpenApiResponse(ERROR_RESPONSE, description="Method not allowed"),
     413: OpenApiResponse(ERROR_RESPONSE, description="Body too large"),
     429: OpenApiResponse(ERROR_RESPONSE, description="Rate limited; see the Retry-After header"),
+    503: OpenApiResponse(ERROR_RESPONSE, description="Database unreachable for a moment; retry (Retry-After)"),
 }
 
 _IDEMPOTENCY_HEADER = OpenApiParameter(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -44,6 +44,10 @@ logger = logging.getLogger(__name__)
 _MAX_STEPS = 20
 # Slack added to a gateway's timeouts before an unanswered attempt is presumed abandoned.
 _CALL_GRACE_SECONDS = 5.0
+# A call not started within the grace period after its attempt was committed is not sent at
+# all: by the end of the call window another run may treat the attempt as abandoned, look
+# it up, find nothing and fail over, and a late send would then pay a second time.
+NOT_SENT_IN_TIME = "not_sent_in_time"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +63,7 @@ class RetryLater:
 @dataclass(frozen=True, slots=True)
 class Call:
     attempt_id: str
+    attempt_created_at: datetime
     gateway: Gateway
     request: PaymentRequest
 
@@ -140,8 +145,9 @@ def _next_step(transaction_id: str) -> Step:
         # The breaker is asked last and lazily: in half-open it hands out a single probe.
         route = next((route for route in candidates if breaker_allows(route.gateway_id)), None)
         if route is None:
-            if tried:
-                txn.route_round += 1  # every usable route did not act: wait, then go round again
+            # Every usable route did not act, or none is usable now: wait longer each time
+            # (a new round also forgets which gateways were tried).
+            txn.route_round += 1
             countdown = min(_backoff(txn.route_round), max((deadline - now).total_seconds(), 0.0))
             txn.next_check_at = now + timedelta(seconds=countdown + settings.PAYGATE_SWEEP_GRACE_SECONDS)
             txn.save(update_fields=["route_round", "next_check_at", "updated_at"])
@@ -161,7 +167,12 @@ def _next_step(transaction_id: str) -> Step:
         )
         txn.next_check_at = now + timedelta(seconds=_call_window(gateway) + settings.PAYGATE_SWEEP_GRACE_SECONDS)
         txn.save(update_fields=["next_check_at", "updated_at"])
-        return Call(attempt_id=str(attempt.pk), gateway=gateway, request=_payment_request(txn, attempt))
+        return Call(
+            attempt_id=str(attempt.pk),
+            attempt_created_at=attempt.created_at,
+            gateway=gateway,
+            request=_payment_request(txn, attempt),
+        )
 
 
 def _lock_attempt(attempt_id: str) -> tuple[Transaction, Attempt, bool]:
@@ -224,7 +235,9 @@ def _record_result(attempt_id: str, result: PaymentResult) -> Step:
     ATTEMPTS.labels(gateway=attempt.gateway.code, outcome=result.outcome).inc()
     if result.latency_ms is not None:
         GATEWAY_LATENCY.labels(gateway=attempt.gateway.code, operation="payment").observe(result.latency_ms / 1000)
-    if result.outcome in (Outcome.NOT_SUBMITTED, Outcome.UNKNOWN):
+    if result.error == NOT_SENT_IN_TIME:
+        pass  # our stall, not the gateway's fault
+    elif result.outcome in (Outcome.NOT_SUBMITTED, Outcome.UNKNOWN):
         breaker_record_fault(attempt.gateway_id)
     else:
         breaker_record_success(attempt.gateway_id)
@@ -293,6 +306,14 @@ def _lookup(step: Lookup) -> LookupResult:
     return result
 
 
+def _send(step: Call) -> PaymentResult:
+    late = (timezone.now() - step.attempt_created_at).total_seconds() > _CALL_GRACE_SECONDS
+    if late:  # this process stalled (paused, swapped out) between committing and sending
+        logger.warning("attempt not sent: too late after it was committed")
+        return PaymentResult(outcome=Outcome.NOT_SUBMITTED, error=NOT_SENT_IN_TIME)
+    return get_adapter(step.gateway.data_format, gateway_credentials(step.gateway)).create_payment(step.request)
+
+
 def transaction_process(*, transaction_id: str) -> RetryLater | None:
     """Drive a pending transaction as far as it can go now; return a delay if it must wait."""
     bind(transaction_id=transaction_id)
@@ -302,8 +323,7 @@ def transaction_process(*, transaction_id: str) -> RetryLater | None:
             if isinstance(step, (Call, Lookup)):
                 bind(attempt=step.attempt_id, gateway=step.gateway.code)
             if isinstance(step, Call):
-                adapter = get_adapter(step.gateway.data_format, gateway_credentials(step.gateway))
-                step = _record_result(step.attempt_id, adapter.create_payment(step.request))
+                step = _record_result(step.attempt_id, _send(step))
             elif isinstance(step, Lookup):
                 step = _record_lookup(step.attempt_id, _lookup(step))
             else:

@@ -1,0 +1,146 @@
+"""The state machine, route selection and the waiting logic, without a worker."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.db import OperationalError, transaction
+
+from gateways.models import Gateway, GatewayRoute
+from gateways.selectors import route_list
+from gateways.services import demo_seed
+from payments.models import Customer, FailureReason, Transaction, TransactionStatus
+from payments.processing import RetryLater, _next_step
+from payments.services import InvalidTransition, api_key_create, transaction_transition
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def txn(db: Any) -> Transaction:
+    demo_seed()
+    client, _ = api_key_create(client_name="unit")
+    customer = Customer.objects.create(client=client, reference="c1", country_id="DE")
+    return Transaction.objects.create(
+        client=client, type="deposit", amount=Decimal("5"), currency="EUR", country_id="DE", customer=customer
+    )
+
+
+@pytest.mark.parametrize(
+    ("start", "to", "allowed"),
+    [
+        ("pending", "processing", True),
+        ("pending", "completed", True),
+        ("pending", "failed", True),
+        ("processing", "completed", True),
+        ("processing", "failed", True),
+        ("processing", "pending", True),
+        ("completed", "failed", False),
+        ("completed", "pending", False),
+        ("completed", "processing", False),
+        ("failed", "completed", False),
+        ("failed", "pending", False),
+        ("pending", "pending", False),
+    ],
+)
+def test_state_machine(txn: Transaction, start: str, to: str, allowed: bool) -> None:
+    Transaction.objects.filter(pk=txn.pk).update(status=start)
+    txn.refresh_from_db()
+    reason = FailureReason.GATEWAY_FAILED if to == "failed" else None
+    if allowed:
+        transaction_transition(txn, to=to, failure_reason=reason)
+        txn.refresh_from_db()
+        assert txn.status == to
+        assert (txn.finished_at is not None) == (to in {"completed", "failed"})
+    else:
+        with pytest.raises(InvalidTransition):
+            transaction_transition(txn, to=to, failure_reason=reason)
+        txn.refresh_from_db()
+        assert txn.status == start
+
+
+def test_failed_needs_a_known_reason(txn: Transaction) -> None:
+    with pytest.raises(InvalidTransition):
+        transaction_transition(txn, to=TransactionStatus.FAILED, failure_reason="because")
+    with pytest.raises(InvalidTransition):
+        transaction_transition(txn, to=TransactionStatus.FAILED)
+
+
+def codes(**kwargs: str) -> list[str]:
+    return [route.gateway_code for route in route_list(**kwargs)]  # type: ignore[arg-type]
+
+
+def test_routes_in_priority_order_by_country(db: Any) -> None:
+    demo_seed()
+    assert codes(country_code="DE", currency="EUR", transaction_type="deposit") == ["acmepay", "soapbank"]
+    assert codes(country_code="GB", currency="GBP", transaction_type="withdrawal") == ["soapbank", "globex"]
+    assert codes(country_code="US", currency="USD", transaction_type="deposit") == ["globex", "acmepay"]
+    assert codes(country_code="BR", currency="BRL", transaction_type="deposit") == ["soapbank"]
+    assert codes(country_code="DE", currency="USD", transaction_type="deposit") == []
+    assert codes(country_code="FR", currency="EUR", transaction_type="deposit") == []
+
+
+def test_routes_follow_edits(db: Any) -> None:
+    demo_seed()
+    GatewayRoute.objects.filter(country__code="DE", gateway__code="soapbank").update(priority=0)
+    assert codes(country_code="DE", currency="EUR", transaction_type="deposit") == ["soapbank", "acmepay"]
+    GatewayRoute.objects.filter(country__code="DE", gateway__code="soapbank").update(is_active=False)
+    assert codes(country_code="DE", currency="EUR", transaction_type="deposit") == ["acmepay"]
+    Gateway.objects.filter(code="acmepay").update(is_active=False)
+    assert codes(country_code="DE", currency="EUR", transaction_type="deposit") == []
+
+
+def test_routes_filter_by_type_and_currency(db: Any) -> None:
+    demo_seed()
+    GatewayRoute.objects.filter(country__code="DE", gateway__code="acmepay").update(
+        transaction_types=["withdrawal"], currencies=["EUR", "USD"]
+    )
+    assert codes(country_code="DE", currency="EUR", transaction_type="deposit") == ["soapbank"]
+    assert codes(country_code="DE", currency="USD", transaction_type="withdrawal") == ["acmepay"]
+
+
+def test_unhealthy_routes_are_listed_but_marked(db: Any) -> None:
+    demo_seed()
+    Gateway.objects.filter(code="acmepay").update(health_status=Gateway.Health.UNHEALTHY)
+    routes = route_list(country_code="DE", currency="EUR", transaction_type="deposit")
+    assert [(r.gateway_code, r.healthy) for r in routes] == [("acmepay", False), ("soapbank", True)]
+
+
+def test_waiting_for_a_usable_route_backs_off(txn: Transaction, settings: Any) -> None:
+    settings.PAYGATE_RETRY_BACKOFF_BASE_SECONDS = 1
+    settings.PAYGATE_RETRY_BACKOFF_MAX_SECONDS = 8
+    Gateway.objects.update(health_status=Gateway.Health.UNHEALTHY)
+    waits = []
+    for _ in range(5):
+        step = _next_step(str(txn.pk))
+        assert isinstance(step, RetryLater)
+        waits.append(step.countdown)
+    assert waits == [1, 2, 4, 8, 8]
+    txn.refresh_from_db()
+    assert txn.status == "pending" and not txn.attempts.exists()
+
+
+def test_no_gateway_in_time_fails_the_transaction(txn: Transaction, settings: Any) -> None:
+    settings.PAYGATE_NO_GATEWAY_DEADLINE_SECONDS = 0
+    _next_step(str(txn.pk))
+    txn.refresh_from_db()
+    assert (txn.status, txn.failure_reason) == ("failed", "no_gateway_available")
+
+
+def test_database_outage_answers_503(api: Any, monkeypatch: Any) -> None:
+    def unreachable(**kwargs: Any) -> None:
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr("payments.apis.transaction_list", unreachable)
+    response = api.get("/api/v1/transactions")
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "service_unavailable"
+    assert response["Retry-After"]
+
+
+def test_migrations_match_the_models() -> None:
+    with transaction.atomic():
+        call_command("makemigrations", "--check", "--dry-run", verbosity=0)
