@@ -7,11 +7,13 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install migrate schema clean help
+.PHONY: run test install schema bench chaos lint clean help
 
 help:
 	@echo "make run    install, migrate, seed the demo and start web, worker, beat and the sandbox gateways"
 	@echo "make test   run the test suite (unit and integration)"
+	@echo "make bench  benchmark the pipeline on PostgreSQL + Redis (BENCH_ARGS=--quick|--scaling)"
+	@echo "make chaos  fault-injection run on PostgreSQL + a private Redis (CHAOS_ARGS=--short)"
 
 $(VPY):
 	@echo "==> Creating the virtual environment in $(VENV)/"
@@ -30,6 +32,17 @@ run: install
 
 test: install
 	@PAYGATE_DATA_DIR=$(CURDIR)/.data/test $(VPY) -m pytest $(PYTEST_ARGS)
+
+bench: install
+	@$(VPY) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	@$(VPY) bench/run.py $(BENCH_ARGS)
+
+chaos: install
+	@$(VPY) bench/chaos.py $(CHAOS_ARGS)
+
+lint: install
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
 
 schema: install
 	@$(VPY) manage.py spectacular --validate --fail-on-warn --file /dev/null

@@ -263,6 +263,8 @@ def worker_env(live_server_url: str) -> dict[str, str]:
     env.setdefault("PAYGATE_RETRY_BACKOFF_BASE_SECONDS", "0.5")
     env.setdefault("PAYGATE_RETRY_BACKOFF_MAX_SECONDS", "1")
     env.setdefault("PAYGATE_BREAKER_FAILURE_THRESHOLD", "3")
+    # Checks at most every second (half of this), so health changes within a few seconds.
+    env.setdefault("PAYGATE_HEALTH_CHECK_INTERVAL_SECONDS", "2")
     return env
 
 

@@ -70,12 +70,14 @@ def test_beat_marks_a_down_gateway_unhealthy_and_a_recovered_one_healthy(
     every(1, "fast health checks", "gateways.check_health_all")
     beat = celery_beat(worker_env(live_server.url)).start()
     try:
-        wait_for(lambda: gateway("acmepay").health_status == Gateway.Health.HEALTHY, message="first check")
+        wait_for(lambda: gateway("acmepay").health_status == Gateway.Health.HEALTHY, timeout=30, message="first check")
         stack["acmepay"].mode("down")
-        wait_for(lambda: gateway("acmepay").health_status == Gateway.Health.UNHEALTHY, message="unhealthy")
+        wait_for(lambda: gateway("acmepay").health_status == Gateway.Health.UNHEALTHY, timeout=30, message="unhealthy")
         assert gateway("soapbank").health_status == Gateway.Health.HEALTHY
         stack["acmepay"].mode("ok")
-        wait_for(lambda: gateway("acmepay").health_status == Gateway.Health.HEALTHY, message="healthy again")
+        wait_for(
+            lambda: gateway("acmepay").health_status == Gateway.Health.HEALTHY, timeout=30, message="healthy again"
+        )
         assert gateway("acmepay").last_check_latency_ms is not None
     finally:
         beat.stop()
