@@ -46,7 +46,6 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,7 +53,7 @@ from typing import Any
 
 import requests
 
-from bench.chaos_check import check, scan_logs, snapshot
+from bench.chaos_check import check, scan_logs, snapshot, task_stats
 from bench.chaos_stack import (
     LOG_DIR,
     PSYCOPG_DSN,
@@ -66,7 +65,6 @@ from bench.chaos_stack import (
     Timings,
     http_get,
     http_post_json,
-    ping_workers,
     redis_ping,
     sandbox_url,
     wait_for,
@@ -211,8 +209,16 @@ class Load:
         key, kind, body = self._bodies[index]
         headers = {"Authorization": f"Api-Key {self.api_key}", "Idempotency-Key": key}
         record: dict[str, Any] = {
-            "key": key, "kind": kind, "country": body["country"], "status": None, "id": None, "ids": [],
-            "tries": 0, "outcomes": [], "replayed": False, "sent_at": now_iso(),
+            "key": key,
+            "kind": kind,
+            "country": body["country"],
+            "status": None,
+            "id": None,
+            "ids": [],
+            "tries": 0,
+            "outcomes": [],
+            "replayed": False,
+            "sent_at": now_iso(),
         }
         started = time.monotonic()
         for attempt in range(self.config.max_tries):
@@ -225,8 +231,7 @@ class Load:
             record["outcomes"].append(outcome)
             if response is not None and response.status_code == 202:
                 txn_id = response.json()["id"]
-                record.update(status=202, id=txn_id,
-                              replayed=response.headers.get("Idempotent-Replayed") == "true")
+                record.update(status=202, id=txn_id, replayed=response.headers.get("Idempotent-Replayed") == "true")
                 if txn_id not in record["ids"]:
                     record["ids"].append(txn_id)
                 break
@@ -237,7 +242,7 @@ class Load:
             # A connection error, a timeout, a 5xx or a 429: the same request again, later.
             if time.monotonic() - started > self.config.request_deadline:
                 break
-            time.sleep(min(0.25 * 2 ** attempt, 4.0) * random.uniform(0.75, 1.25))
+            time.sleep(min(0.25 * 2**attempt, 4.0) * random.uniform(0.75, 1.25))
         record["answered_at"] = now_iso()
         record["elapsed_s"] = round(time.monotonic() - started, 3)
         return record
@@ -263,25 +268,57 @@ def spread(rng: random.Random, count: int, start: float, end: float, min_gap: fl
 
 def sandbox_setting(rng: random.Random) -> dict[str, Any]:
     mode = rng.choices(["ok", "flaky", "down", "error", "timeout"], weights=[3, 3, 1, 1.5, 1.5])[0]
-    setting: dict[str, Any] = {"mode": mode, "failure_rate": 0.3, "callback": "completed",
-                               "duplicate_callbacks": rng.random() < 0.5,
-                               "callback_jitter": round(rng.uniform(0.5, 3.0), 2) if rng.random() < 0.6 else 0.0}
+    setting: dict[str, Any] = {
+        "mode": mode,
+        "failure_rate": 0.3,
+        "callback": "completed",
+        "duplicate_callbacks": rng.random() < 0.5,
+        "callback_jitter": round(rng.uniform(0.5, 3.0), 2) if rng.random() < 0.6 else 0.0,
+    }
     if mode == "ok" and rng.random() < 0.15:
         setting["callback"] = "failed"  # the gateway fails some payments after accepting them
     return setting
 
 
-def fault_plan(rng: random.Random, *, duration: float, short: bool, worker_nodes: int,
-               postgres: bool) -> list[PlannedFault]:
+def fault_plan(
+    rng: random.Random, *, duration: float, short: bool, worker_nodes: int, postgres: bool
+) -> list[PlannedFault]:
     plan: list[PlannedFault] = []
     codes = sorted(SANDBOXES)
     if short:
-        plan.append(PlannedFault(0.0, "sandbox_mode", {"code": "acmepay", "mode": "flaky", "failure_rate": 0.3,
-                                                       "duplicate_callbacks": True, "callback_jitter": 0.0}))
-        plan.append(PlannedFault(0.0, "sandbox_mode", {"code": "soapbank", "mode": "ok", "duplicate_callbacks": True,
-                                                       "callback_jitter": 2.0}))
-        plan.append(PlannedFault(0.0, "sandbox_mode", {"code": "globex", "mode": "flaky", "failure_rate": 0.3,
-                                                       "duplicate_callbacks": False, "callback_jitter": 1.5}))
+        plan.append(
+            PlannedFault(
+                0.0,
+                "sandbox_mode",
+                {
+                    "code": "acmepay",
+                    "mode": "flaky",
+                    "failure_rate": 0.3,
+                    "duplicate_callbacks": True,
+                    "callback_jitter": 0.0,
+                },
+            )
+        )
+        plan.append(
+            PlannedFault(
+                0.0,
+                "sandbox_mode",
+                {"code": "soapbank", "mode": "ok", "duplicate_callbacks": True, "callback_jitter": 2.0},
+            )
+        )
+        plan.append(
+            PlannedFault(
+                0.0,
+                "sandbox_mode",
+                {
+                    "code": "globex",
+                    "mode": "flaky",
+                    "failure_rate": 0.3,
+                    "duplicate_callbacks": False,
+                    "callback_jitter": 1.5,
+                },
+            )
+        )
         plan.append(PlannedFault(duration * 0.22, "worker_kill", {"target": "child", "node": 1}))
         plan.append(PlannedFault(duration * 0.42, "redis_restart", {"down_for": 2.0}))
         plan.append(PlannedFault(duration * 0.62, "worker_kill", {"target": "main", "node": worker_nodes}))
@@ -298,8 +335,30 @@ def fault_plan(rng: random.Random, *, duration: float, short: bool, worker_nodes
     for at in spread(rng, 4, 15, end, 20):
         plan.append(PlannedFault(at, "redis_restart", {"down_for": round(rng.uniform(1.0, 4.0), 1)}))
     if postgres:
-        plan.append(PlannedFault(round(duration * rng.uniform(0.45, 0.55), 1), "postgres_restart",
-                                 {"down_for": round(rng.uniform(3.0, 6.0), 1)}))
+        # Longer than a sandbox's callback retries (0.5 + 1 + 2 + 4 s): some callbacks are given
+        # up, and only the status look-ups can finish those transactions.
+        plan.append(
+            PlannedFault(
+                round(duration * rng.uniform(0.45, 0.55), 1),
+                "postgres_restart",
+                {"down_for": round(rng.uniform(8.0, 12.0), 1)},
+            )
+        )
+    # Jepsen-style pauses: a frozen Redis (clients block on it instead of being refused), and a
+    # frozen pool process (alive, holding its task, resumed after its attempt looks abandoned).
+    plan.append(
+        PlannedFault(
+            round(duration * rng.uniform(0.25, 0.35), 1), "redis_pause", {"pause_for": round(rng.uniform(5.0, 8.0), 1)}
+        )
+    )
+    for at in spread(rng, 2, 30, end - 30, 20):
+        plan.append(
+            PlannedFault(
+                at,
+                "worker_pause",
+                {"node": rng.randint(1, worker_nodes), "pause_for": round(rng.uniform(20.0, 30.0), 1)},
+            )
+        )
     for at in spread(rng, 2, 20, end, 30):
         plan.append(PlannedFault(at, "sandbox_restart", {"code": rng.choice(codes)}))
     for at in spread(rng, int(duration / 8), 5, end, 3):
@@ -320,6 +379,7 @@ class Faults:
         self._thread = threading.Thread(target=self._run, name="faults", daemon=True)
         self._monitor = threading.Thread(target=self._watch, name="monitor", daemon=True)
         self.unexpected_exits: list[dict[str, Any]] = []
+        self.paused: set[int] = set()
         self._restart_at: dict[str, float] = {}
         self.errors: list[str] = []
 
@@ -350,7 +410,7 @@ class Faults:
             try:
                 with self.lock:
                     getattr(self, f"_do_{fault.kind}")(**fault.params)
-            except Exception as exc:  # a fault that could not be injected is reported, the run goes on
+            except Exception as exc:  # noqa: BLE001 - a fault that could not be injected is reported; the run goes on
                 self.errors.append(f"{fault.kind} {fault.params}: {exc!r}")
                 self.timeline.record("fault_error", kind_failed=fault.kind, error=repr(exc))
 
@@ -406,6 +466,45 @@ class Faults:
         self.stack.start_redis()
         self.timeline.record("redis_up")
 
+    def _do_redis_pause(self, pause_for: float) -> None:
+        proc = self.stack.procs["redis"]
+        proc.signal_main(signal.SIGSTOP)
+        self.timeline.record("redis_pause", fault=True, pause_for=pause_for)
+        try:
+            time.sleep(pause_for)
+        finally:
+            proc.signal_main(signal.SIGCONT)
+        self.timeline.record("redis_resumed")
+
+    def _do_worker_pause(self, node: int, pause_for: float) -> None:
+        proc = self.stack.procs[f"worker-{node}"]
+        children = proc.children()
+        if not children:
+            self.timeline.record("worker_pause_skipped", node=node, reason="no pool child found")
+            return
+        victim = self.rng.choice(children)
+        try:
+            os.kill(victim, signal.SIGSTOP)
+        except ProcessLookupError:
+            return
+        self.paused.add(victim)
+        self.timeline.record("worker_pause", fault=True, node=node, pid=victim, pause_for=pause_for)
+
+        def resume() -> None:
+            self._resume(victim)
+            self.timeline.record("worker_resumed", node=node, pid=victim)
+
+        timer = threading.Timer(pause_for, resume)
+        timer.daemon = True
+        timer.start()
+
+    def _resume(self, pid: int) -> None:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+        self.paused.discard(pid)
+
     def _do_postgres_restart(self, down_for: float) -> None:
         self.timeline.record("postgres_stopping", down_for=down_for)
         self.stack.postgres_stop()
@@ -424,8 +523,11 @@ class Faults:
         self.timeline.record("sandbox_restart", fault=True, code=code)
         time.sleep(self.rng.uniform(0.5, 2.0))
         self.stack.start_sandbox(code)
-        wait_for(lambda: http_get(f"{sandbox_url(code)}/_sandbox/mode")[0] == 200, timeout=30,
-                 what=f"sandbox {code} after its restart")
+        wait_for(
+            lambda: http_get(f"{sandbox_url(code)}/_sandbox/mode")[0] == 200,
+            timeout=30,
+            what=f"sandbox {code} after its restart",
+        )
         if mode:  # a restarted sandbox starts in `ok`: keep the behaviour it had
             http_post_json(f"{sandbox_url(code)}/_sandbox/mode", json.loads(mode))
         self.timeline.record("sandbox_up", code=code)
@@ -434,8 +536,15 @@ class Faults:
 
     def _revive(self, name: str, why: str) -> None:
         proc = self.stack.procs[name]
-        self.unexpected_exits.append({"t": self.timeline.offset(), "process": name, "returncode": proc.returncode(),
-                                      "why": why, "log_tail": proc.log_tail(15)})
+        self.unexpected_exits.append(
+            {
+                "t": self.timeline.offset(),
+                "process": name,
+                "returncode": proc.returncode(),
+                "why": why,
+                "log_tail": proc.log_tail(15),
+            }
+        )
         self.timeline.record("unexpected_exit", process=name, returncode=proc.returncode())
         self.stack.restart(name)
 
@@ -452,12 +561,16 @@ class Faults:
                     self._restart_at[name] = time.monotonic() + 5.0
                     try:
                         self._revive(name, "exited on its own")
-                    except Exception as exc:
+                    except Exception as exc:  # noqa: BLE001 - reported; the monitor tries again later
                         self.errors.append(f"restart of {name}: {exc!r}")
 
     def heal(self) -> None:
         """Everything up and every sandbox `ok` with callbacks on, no duplicates, no jitter."""
         with self.lock:
+            for pid in list(self.paused):
+                self._resume(pid)
+            if "redis" in self.stack.procs:
+                self.stack.procs["redis"].signal_main(signal.SIGCONT)
             if self.stack.postgres_stopped:
                 self.stack.postgres_start()
             if not redis_ping():
@@ -467,10 +580,15 @@ class Faults:
                     self.stack.restart(name)
                     self.timeline.record("healed", process=name)
             for code in SANDBOXES:
-                wait_for(lambda code=code: http_get(f"{sandbox_url(code)}/_sandbox/mode")[0] == 200, timeout=30,
-                         what=f"sandbox {code}")
-                http_post_json(f"{sandbox_url(code)}/_sandbox/mode", {
-                    "mode": "ok", "callback": "completed", "duplicate_callbacks": False, "callback_jitter": 0.0})
+                wait_for(
+                    lambda code=code: http_get(f"{sandbox_url(code)}/_sandbox/mode")[0] == 200,
+                    timeout=30,
+                    what=f"sandbox {code}",
+                )
+                http_post_json(
+                    f"{sandbox_url(code)}/_sandbox/mode",
+                    {"mode": "ok", "callback": "completed", "duplicate_callbacks": False, "callback_jitter": 0.0},
+                )
         self.timeline.record("healed_all")
 
 
@@ -484,9 +602,11 @@ def db_progress() -> dict[str, int] | None:
     try:
         with psycopg.connect(PSYCOPG_DSN, connect_timeout=3) as conn:
             waiting = conn.execute(
-                "SELECT count(*) FROM payments_transaction WHERE status IN ('pending', 'processing')").fetchone()[0]
+                "SELECT count(*) FROM payments_transaction WHERE status IN ('pending', 'processing')"
+            ).fetchone()[0]
             unapplied = conn.execute(
-                "SELECT count(*) FROM callbacks_callbackevent WHERE result = 'received'").fetchone()[0]
+                "SELECT count(*) FROM callbacks_callbackevent WHERE result = 'received'"
+            ).fetchone()[0]
             total = conn.execute("SELECT count(*) FROM payments_transaction").fetchone()[0]
     except psycopg.Error:
         return None
@@ -535,8 +655,14 @@ def canary(api_key: str, timeout: float = 60.0) -> float:
     """One deposit end to end (API, worker, sandbox, callback): proves the stack is ready."""
     started = time.monotonic()
     headers = {"Authorization": f"Api-Key {api_key}", "Idempotency-Key": f"chaos-canary-{uuid.uuid4().hex}"}
-    body = {"customer_id": "cus_canary", "country": "DE", "currency": "EUR", "amount": "1.00",
-            "payment_details": COUNTRIES["DE"][1], "metadata": {"canary": True}}
+    body = {
+        "customer_id": "cus_canary",
+        "country": "DE",
+        "currency": "EUR",
+        "amount": "1.00",
+        "payment_details": COUNTRIES["DE"][1],
+        "metadata": {"canary": True},
+    }
     session = requests.Session()
     session.trust_env = False
     response = session.post(f"{WEB_URL}/api/v1/deposits", json=body, headers=headers, timeout=10)
@@ -562,8 +688,10 @@ def print_table(result: dict[str, Any]) -> None:
     rows: list[tuple[str, Any]] = [
         ("mode", result["mode"]),
         ("wall time (s)", result["wall_seconds"]),
-        ("load (s) / rate (/s) / clients", f"{result['config']['duration']} / {result['config']['rate']} / "
-                                           f"{result['config']['clients']}"),
+        (
+            "load (s) / rate (/s) / clients",
+            f"{result['config']['duration']} / {result['config']['rate']} / {result['config']['clients']}",
+        ),
         ("requests sent", counts["requests"]),
         ("accepted (202)", counts["accepted"]),
         ("  of which after client retries", counts["accepted_after_retries"]),
@@ -586,19 +714,34 @@ def print_table(result: dict[str, Any]) -> None:
         ("idempotency anomalies", violations["idempotency"]),
         ("callbacks acked by Paygate, not stored", violations["callback_acked_not_stored"]),
         ("callbacks applied twice", violations["callback_applied_twice"]),
-        ("callback events stored / by result", f"{counts['callback_events_stored']} "
-                                               f"{counts['callback_events_by_result']}"),
+        (
+            "callback events stored / by result",
+            f"{counts['callback_events_stored']} {counts['callback_events_by_result']}",
+        ),
         ("callbacks flagged for review", counts["callback_events_flagged"] or 0),
         ("callbacks unapplied", counts["callback_events_unapplied"]),
         ("duplicate callbacks absorbed (sandbox vs DB)", counts["duplicate_callbacks_absorbed"]),
         ("duplicate callbacks (metric)", counts["duplicate_callbacks_metric"]),
         ("attempts by outcome", counts["attempts_by_outcome"]),
         ("unexpected process exits", len(result["unexpected_exits"])),
+        ("task runs (from worker logs)", result["work"]["task_runs"]),
+        (
+            "  no-gateway polls / gateway answers / look-ups",
+            " / ".join(
+                str(result["work"][key]) for key in ("no_gateway_polls", "gateway_calls_answered", "lookups_answered")
+            ),
+        ),
     ]
     rows += [(f"fault: {kind}", n) for kind, n in sorted(result["faults"].items())]
     rows.append(("settled", f"{result['settle']['settled']} after {result['settle']['seconds']}s"))
-    rows.append(("RESULT", "OK" if result["check"]["ok"] else "VIOLATIONS: " + ", ".join(
-        f"{k}={v}" for k, v in violations.items() if v)))
+    rows.append(
+        (
+            "RESULT",
+            "OK"
+            if result["check"]["ok"]
+            else "VIOLATIONS: " + ", ".join(f"{k}={v}" for k, v in violations.items() if v),
+        )
+    )
     width = max(len(label) for label, _ in rows)
     print()
     for label, value in rows:
@@ -622,10 +765,14 @@ def write_results(result: dict[str, Any]) -> Path:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--short", action="store_true",
-                        help="CI mode: <= 3 minutes in all; a worker kill, a Redis restart, flaky/duplicate/jitter")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--short",
+        action="store_true",
+        help="CI mode: <= 3 minutes in all; a worker kill, a Redis restart, flaky/duplicate/jitter",
+    )
     parser.add_argument("--duration", type=float, help="seconds of load and faults (default 240, --short 70)")
     parser.add_argument("--rate", type=float, default=4.0, help="new transactions per second (default 4)")
     parser.add_argument("--clients", type=int, default=6, help="concurrent merchant clients (default 6)")
@@ -658,8 +805,11 @@ def main(argv: list[str] | None = None) -> int:
     timings = Timings(no_gateway_deadline=60 if args.short else 120)
     stack = ChaosStack(timings=timings, worker_nodes=args.worker_nodes)
     mode = "short" if args.short else "full"
-    print(f"==> Paygate chaos run ({mode}): seed {args.seed}, {args.duration:.0f}s of load at {args.rate}/s, "
-          f"logs in {LOG_DIR.relative_to(Path.cwd()) if LOG_DIR.is_relative_to(Path.cwd()) else LOG_DIR}", flush=True)
+    print(
+        f"==> Paygate chaos run ({mode}): seed {args.seed}, {args.duration:.0f}s of load at {args.rate}/s, "
+        f"logs in {LOG_DIR.relative_to(Path.cwd()) if LOG_DIR.is_relative_to(Path.cwd()) else LOG_DIR}",
+        flush=True,
+    )
     faults: Faults | None = None
     load: Load | None = None
     try:
@@ -674,8 +824,13 @@ def main(argv: list[str] | None = None) -> int:
             # keeping ~60 s to settle and ~20 s to check and tear down.
             args.duration = max(min(args.duration, SHORT_WALL_BUDGET - startup_s - 80.0), 30.0)
 
-        plan = fault_plan(rng, duration=args.duration, short=args.short, worker_nodes=args.worker_nodes,
-                          postgres=not args.short and not args.no_postgres_restart)
+        plan = fault_plan(
+            rng,
+            duration=args.duration,
+            short=args.short,
+            worker_nodes=args.worker_nodes,
+            postgres=not args.short and not args.no_postgres_restart,
+        )
         load_config = LoadConfig(duration=args.duration, rate=args.rate, clients=args.clients)
         load = Load(load_config, stack.api_key, rng, timeline)
         faults = Faults(stack, plan, timeline, random.Random(args.seed + 1))
@@ -719,14 +874,18 @@ def main(argv: list[str] | None = None) -> int:
             "startup_seconds": startup_s,
             "startup_steps": startup_steps,
             "canary_seconds": canary_s,
-            "config": {**dataclasses.asdict(load_config), "worker_nodes": args.worker_nodes,
-                       "timings": dataclasses.asdict(timings)},
+            "config": {
+                **dataclasses.asdict(load_config),
+                "worker_nodes": args.worker_nodes,
+                "timings": dataclasses.asdict(timings),
+            },
             "faults": dict(timeline.faults),
             "fault_errors": faults.errors,
             "unexpected_exits": faults.unexpected_exits,
             "settle": settle_result,
             "check": report,
             "log_errors": scan_logs(LOG_DIR),
+            "work": task_stats(LOG_DIR),
             "timeline": timeline.events,
             "history": load.history,
         }
@@ -746,6 +905,10 @@ def main(argv: list[str] | None = None) -> int:
         if faults is not None:
             faults._stop.set()
             faults._monitor_stop = True
+            for pid in list(faults.paused):
+                faults._resume(pid)
+            if "redis" in stack.procs:
+                stack.procs["redis"].signal_main(signal.SIGCONT)
         stack.close()
 
 

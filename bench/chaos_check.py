@@ -46,8 +46,13 @@ class Snapshot:
     errors: list[str] = field(default_factory=list)
 
 
-def read_database() -> tuple[datetime, dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]],
-                             list[dict[str, Any]], list[tuple[str, str, int]]]:
+def read_database() -> tuple[
+    datetime,
+    dict[str, dict[str, Any]],
+    dict[str, list[dict[str, Any]]],
+    list[dict[str, Any]],
+    list[tuple[str, str, int]],
+]:
     import psycopg
     from psycopg.rows import dict_row
 
@@ -115,7 +120,7 @@ def snapshot() -> Snapshot:
     return Snapshot(now, transactions, attempts, events, duplicates, payments, metrics_text, errors)
 
 
-_METRIC_LINE = re.compile(r'^(?P<name>[a-zA-Z_:][\w:]*)\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)$')
+_METRIC_LINE = re.compile(r"^(?P<name>[a-zA-Z_:][\w:]*)\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)$")
 
 
 def metric_sum(text: str, name: str, **labels: str) -> float | None:
@@ -170,8 +175,9 @@ def check(history: list[dict[str, Any]], snap: Snapshot) -> dict[str, Any]:
             idempotency.append({"key": req["key"], "problem": "answered with several ids", "ids": sorted(ids)})
         stored = by_key.get(req["key"])
         if req.get("id") and stored and stored != req["id"]:
-            idempotency.append({"key": req["key"], "problem": "stored under another id", "answered": req["id"],
-                                "stored": stored})
+            idempotency.append(
+                {"key": req["key"], "problem": "stored under another id", "answered": req["id"], "stored": stored}
+            )
     gave_up_stored = sum(1 for req in gave_up if req["key"] in by_key)
     retried = [req for req in accepted if req.get("tries", 1) > 1]
 
@@ -186,9 +192,15 @@ def check(history: list[dict[str, Any]], snap: Snapshot) -> dict[str, Any]:
         reason, explained = waiting_reason(txn, attempts.get(txn_id, []), snap.now)
         waiting[reason] += 1
         if not explained:
-            stuck.append({"id": txn_id, "reason": reason, "next_check_at": str(txn["next_check_at"]),
-                          "updated_at": str(txn["updated_at"]),
-                          "attempts": [(a["gateway"], a["outcome"], a["error"]) for a in attempts.get(txn_id, [])]})
+            stuck.append(
+                {
+                    "id": txn_id,
+                    "reason": reason,
+                    "next_check_at": str(txn["next_check_at"]),
+                    "updated_at": str(txn["updated_at"]),
+                    "attempts": [(a["gateway"], a["outcome"], a["error"]) for a in attempts.get(txn_id, [])],
+                }
+            )
 
     # --- the gateways' records -------------------------------------------------------------------
     by_txn: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -200,31 +212,41 @@ def check(history: list[dict[str, Any]], snap: Snapshot) -> dict[str, Any]:
     for txn_id, items in by_txn.items():
         paid = [p for p in items if p["status"] in PAID_STATUSES]
         if len(paid) > 1:
-            double_paid.append({
-                "id": txn_id, "status": txns.get(txn_id, {}).get("status"),
-                "payments": [(p["gateway"], p["reference"], p["status"]) for p in paid],
-            })
+            double_paid.append(
+                {
+                    "id": txn_id,
+                    "status": txns.get(txn_id, {}).get("status"),
+                    "payments": [(p["gateway"], p["reference"], p["status"]) for p in paid],
+                }
+            )
         if txn_id not in txns:
             orphan_payments.append({"transaction_id": txn_id, "payments": [(p["gateway"], p["status"]) for p in items]})
             continue
         for payment in items:
             attempt = attempt_refs.get(txn_id, {}).get(payment["reference"])
             if attempt is None or attempt["gateway"] != payment["gateway"]:
-                reference_mismatch.append({"transaction_id": txn_id, "gateway": payment["gateway"],
-                                           "reference": payment["reference"]})
+                reference_mismatch.append(
+                    {"transaction_id": txn_id, "gateway": payment["gateway"], "reference": payment["reference"]}
+                )
 
     completed_unmatched, paid_but_failed, paid_but_expired = [], [], []
     for txn_id, txn in txns.items():
         items = by_txn.get(txn_id, [])
         refs = attempt_refs.get(txn_id, {})
         if txn["status"] == "completed":
-            match = [p for p in items if p["gateway"] == txn["gateway"] and p["reference"] in refs
-                     and p["status"] == "completed"]
+            match = [
+                p
+                for p in items
+                if p["gateway"] == txn["gateway"] and p["reference"] in refs and p["status"] == "completed"
+            ]
             if not match:
-                completed_unmatched.append({
-                    "id": txn_id, "gateway": txn["gateway"],
-                    "sandbox": [(p["gateway"], p["reference"], p["status"]) for p in items],
-                })
+                completed_unmatched.append(
+                    {
+                        "id": txn_id,
+                        "gateway": txn["gateway"],
+                        "sandbox": [(p["gateway"], p["reference"], p["status"]) for p in items],
+                    }
+                )
         elif txn["status"] == "failed":
             paid = [(p["gateway"], p["reference"], p["status"]) for p in items if p["status"] == "completed"]
             if paid:
@@ -245,11 +267,18 @@ def check(history: list[dict[str, Any]], snap: Snapshot) -> dict[str, Any]:
             stored = stored_per_ref.get((code, payment["reference"]), 0)
             absorbed += max(delivered - stored, 0)
             if delivered and not stored:
-                acked_not_stored.append({"gateway": code, "reference": payment["reference"],
-                                         "transaction_id": payment["transaction_id"], "delivered": delivered})
+                acked_not_stored.append(
+                    {
+                        "gateway": code,
+                        "reference": payment["reference"],
+                        "transaction_id": payment["transaction_id"],
+                        "delivered": delivered,
+                    }
+                )
     unapplied = [
         {"gateway": e["gateway"], "event_id": e["event_id"], "received_at": str(e["received_at"])}
-        for e in events if e["result"] == "received"
+        for e in events
+        if e["result"] == "received"
     ]
     metric_duplicates = metric_sum(snap.metrics_text, "paygate_callbacks_total", result="duplicate")
 
@@ -310,8 +339,9 @@ def check(history: list[dict[str, Any]], snap: Snapshot) -> dict[str, Any]:
             "paid_but_failed": paid_but_failed[:EXAMPLES],
             "paid_but_expired": paid_but_expired[:EXAMPLES],
             "callback_acked_not_stored": acked_not_stored[:EXAMPLES],
-            "callback_applied_twice": (applied_twice + [
-                {"gateway": g, "event_id": e, "rows": n} for g, e, n in snap.duplicate_event_keys])[:EXAMPLES],
+            "callback_applied_twice": (
+                applied_twice + [{"gateway": g, "event_id": e, "rows": n} for g, e, n in snap.duplicate_event_keys]
+            )[:EXAMPLES],
             "orphan_payments": orphan_payments[:EXAMPLES],
             "reference_mismatch": reference_mismatch[:EXAMPLES],
             "stuck": stuck[:EXAMPLES],
@@ -349,3 +379,43 @@ def scan_logs(log_dir: Any) -> dict[str, dict[str, int]]:
         if counts:
             found[path.name] = dict(counts.most_common(30))
     return found
+
+
+def task_stats(log_dir: Any) -> dict[str, Any]:
+    """Work done by the workers, from their logs: task runs by name and how much of it was redundant.
+
+    `no_gateway_polls` are processing runs that found no usable route and scheduled themselves
+    again; `lookups` are status look-ups actually sent. Runs per stored callback event or per
+    look-up well above 1 mean tasks were queued several times for the same row.
+    """
+    import json
+    from pathlib import Path
+
+    runs: Counter[str] = Counter()
+    retries: Counter[str] = Counter()
+    polls = lookups = answered = 0
+    for path in sorted(Path(log_dir).glob("worker-*.log")):
+        with open(path, errors="replace") as handle:
+            for line in handle:
+                if not line.startswith("{"):
+                    continue
+                try:
+                    message = json.loads(line).get("message", "")
+                except ValueError:
+                    continue
+                match = re.match(r"Task ([\w.]+)\[[^\]]*\] (succeeded|raised|retry)", message)
+                if match:
+                    (retries if match[2] == "retry" else runs)[match[1]] += 1
+                elif message.startswith("no gateway available now"):
+                    polls += 1
+                elif message.startswith("look-up answered"):
+                    lookups += 1
+                elif message.startswith("gateway answered"):
+                    answered += 1
+    return {
+        "task_runs": dict(runs),
+        "task_retries": dict(retries),
+        "no_gateway_polls": polls,
+        "gateway_calls_answered": answered,
+        "lookups_answered": lookups,
+    }

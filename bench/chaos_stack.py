@@ -141,7 +141,7 @@ def pg_ctl(action: str) -> str:
     argv = ["pg_ctlcluster", "--skip-systemctl-redirect", pg_cluster_version(), "main", action]
     if action == "stop":
         argv += ["-m", "fast"]
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
     if result.returncode != 0 and not (action == "start" and "already running" in result.stderr):
         raise ChaosError(f"pg_ctlcluster {action} failed ({result.returncode}): {result.stderr.strip()}")
     return result.stdout + result.stderr
@@ -189,7 +189,12 @@ class Proc:
             log.write(f"\n===== chaos: starting {self.name} at {time.strftime('%H:%M:%S')} =====\n".encode())
             log.flush()
             self.popen = subprocess.Popen(
-                self.argv, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                self.argv,
+                cwd=ROOT,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         self.starts += 1
@@ -268,7 +273,14 @@ def stop_procs(procs: Iterable[Proc], *, timeout: float = 15.0) -> None:
 def run_checked(argv: list[str], env: Mapping[str, str], *, what: str, log_path: Path, timeout: float = 300.0) -> str:
     """Run a one-shot command to completion (output appended to `log_path`); its stdout."""
     result = subprocess.run(
-        argv, cwd=ROOT, env=dict(env), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout
+        argv,
+        cwd=ROOT,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     with open(log_path, "a") as log:
         log.write(f"\n===== {what} (rc={result.returncode}) =====\n{result.stdout}\n{result.stderr}\n")
@@ -370,7 +382,7 @@ def ping_workers(timeout: float = 1.0) -> set[str]:
             _control_app.conf.broker_transport_options = {"socket_connect_timeout": 1, "socket_timeout": 2}
         try:
             replies = _control_app.control.ping(timeout=timeout) or []
-        except Exception:  # the broker may be down (on purpose); callers poll
+        except Exception:  # noqa: BLE001 - the broker may be down (on purpose); callers poll
             return set()
     return {name for reply in replies for name in reply}
 
@@ -397,17 +409,26 @@ class ChaosStack:
         for folder in (LOG_DIR, REDIS_DIR, SANDBOX_STATE_DIR, DATA_DIR):
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir(parents=True, exist_ok=True)
+        # Run-time output only: keep it out of version control.
+        (WORK_DIR / ".gitignore").write_text("*\n")
         (DATA_DIR / "metrics").mkdir(parents=True, exist_ok=True)
 
     def check_ports(self) -> None:
         ports = [WEB_PORT, REDIS_PORT, *(port for _, port in SANDBOXES.values())]
         busy = [port for port in ports if port_in_use(port)]
         if busy:
-            raise ChaosError(f"ports {busy} on {HOST} are in use (an earlier chaos run still running?); free them first")
+            raise ChaosError(
+                f"ports {busy} on {HOST} are in use (an earlier chaos run still running?); free them first"
+            )
 
     def manage(self, *args: str, timeout: float = 300.0) -> str:
-        return run_checked([PYTHON, "manage.py", *args], self.env, what=f"manage.py {' '.join(args)}",
-                           log_path=LOG_DIR / "setup.log", timeout=timeout)
+        return run_checked(
+            [PYTHON, "manage.py", *args],
+            self.env,
+            what=f"manage.py {' '.join(args)}",
+            log_path=LOG_DIR / "setup.log",
+            timeout=timeout,
+        )
 
     def _add(self, name: str, argv: list[str]) -> Proc:
         proc = Proc(name=name, argv=argv, env=dict(self.env), log_path=LOG_DIR / f"{name}.log")
@@ -438,8 +459,15 @@ class ChaosStack:
         step("database_and_redis")
         self.manage("migrate", "--noinput")
         step("migrate")
-        seed = subprocess.Popen([PYTHON, "manage.py", "seed_demo"], cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        seed = subprocess.Popen(
+            [PYTHON, "manage.py", "seed_demo"],
+            cwd=ROOT,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         self.api_key = self.manage("create_api_key", "chaos").strip().splitlines()[-1].strip()
         seed_out, _ = seed.communicate(timeout=300)
         with open(LOG_DIR / "setup.log", "a") as log:
@@ -448,19 +476,43 @@ class ChaosStack:
             raise ChaosError(f"manage.py seed_demo failed ({seed.returncode}):\n{seed_out[-3000:]}")
         self.configure_database()
         step("seed_and_api_key")
-        self._add("web", [str(VENV_BIN / "gunicorn"), "paygate.wsgi", "--bind", f"{HOST}:{WEB_PORT}",
-                          "--workers", str(self.web_workers), "--access-logfile", "-", "--graceful-timeout", "10",
-                          "--timeout", "30"])
+        self._add(
+            "web",
+            [
+                str(VENV_BIN / "gunicorn"),
+                "paygate.wsgi",
+                "--bind",
+                f"{HOST}:{WEB_PORT}",
+                "--workers",
+                str(self.web_workers),
+                "--access-logfile",
+                "-",
+                "--graceful-timeout",
+                "10",
+                "--timeout",
+                "30",
+            ],
+        )
         for index in range(1, self.worker_nodes + 1):
             self.start_worker(index)
         self.start_beat()
         for code in SANDBOXES:
-            wait_for(lambda code=code: http_get(f"{sandbox_url(code)}/_sandbox/mode")[0] == 200, timeout=60,
-                     what=f"sandbox {code}", alive=self.check_alive)
-        wait_for(lambda: http_get(f"{WEB_URL}/readyz")[0] == 200, timeout=90, what="web /readyz",
-                 alive=self.check_alive)
-        wait_for(lambda: set(self.worker_hostnames()) <= ping_workers(), timeout=90,
-                 what="celery workers to answer a ping", interval=0.3, alive=self.check_alive)
+            wait_for(
+                lambda code=code: http_get(f"{sandbox_url(code)}/_sandbox/mode")[0] == 200,
+                timeout=60,
+                what=f"sandbox {code}",
+                alive=self.check_alive,
+            )
+        wait_for(
+            lambda: http_get(f"{WEB_URL}/readyz")[0] == 200, timeout=90, what="web /readyz", alive=self.check_alive
+        )
+        wait_for(
+            lambda: set(self.worker_hostnames()) <= ping_workers(),
+            timeout=90,
+            what="celery workers to answer a ping",
+            interval=0.3,
+            alive=self.check_alive,
+        )
         step("processes_ready")
         return steps
 
@@ -470,16 +522,24 @@ class ChaosStack:
         import psycopg
 
         with psycopg.connect(PSYCOPG_DSN, autocommit=True) as conn:
-            conn.execute("UPDATE gateways_gateway SET connect_timeout = %s, read_timeout = %s",
-                         (GATEWAY_CONNECT_TIMEOUT, GATEWAY_READ_TIMEOUT))
+            conn.execute(
+                "UPDATE gateways_gateway SET connect_timeout = %s, read_timeout = %s",
+                (GATEWAY_CONNECT_TIMEOUT, GATEWAY_READ_TIMEOUT),
+            )
             every = self.timings.callback_sweep_interval
-            row = conn.execute("SELECT id FROM django_celery_beat_intervalschedule WHERE every = %s AND period = "
-                               "'seconds'", (every,)).fetchone()
+            row = conn.execute(
+                "SELECT id FROM django_celery_beat_intervalschedule WHERE every = %s AND period = 'seconds'", (every,)
+            ).fetchone()
             if row is None:
-                row = conn.execute("INSERT INTO django_celery_beat_intervalschedule (every, period) VALUES "
-                                   "(%s, 'seconds') RETURNING id", (every,)).fetchone()
-            conn.execute("UPDATE django_celery_beat_periodictask SET interval_id = %s WHERE task = "
-                         "'callbacks.sweep_unapplied'", (row[0],))
+                row = conn.execute(
+                    "INSERT INTO django_celery_beat_intervalschedule (every, period) VALUES "
+                    "(%s, 'seconds') RETURNING id",
+                    (every,),
+                ).fetchone()
+            conn.execute(
+                "UPDATE django_celery_beat_periodictask SET interval_id = %s WHERE task = 'callbacks.sweep_unapplied'",
+                (row[0],),
+            )
 
     # --- individual processes (also used to restart them) ---
 
@@ -488,15 +548,37 @@ class ChaosStack:
         if proc is None:
             proc = Proc(
                 name="redis",
-                argv=["redis-server", "--port", str(REDIS_PORT), "--bind", HOST, "--appendonly", "yes",
-                      "--appendfsync", "everysec", "--dir", str(REDIS_DIR), "--save", "", "--daemonize", "no",
-                      "--protected-mode", "yes"],
-                env=dict(os.environ), log_path=LOG_DIR / "redis.log",
+                argv=[
+                    "redis-server",
+                    "--port",
+                    str(REDIS_PORT),
+                    "--bind",
+                    HOST,
+                    "--appendonly",
+                    "yes",
+                    "--appendfsync",
+                    "everysec",
+                    "--dir",
+                    str(REDIS_DIR),
+                    "--save",
+                    "",
+                    "--daemonize",
+                    "no",
+                    "--protected-mode",
+                    "yes",
+                ],
+                env=dict(os.environ),
+                log_path=LOG_DIR / "redis.log",
             )
             self.procs["redis"] = proc
         proc.start()
-        wait_for(redis_ping, timeout=30, what="the private redis-server", interval=0.05,
-                 alive=lambda: self._alive_or_raise(proc))
+        wait_for(
+            redis_ping,
+            timeout=30,
+            what="the private redis-server",
+            interval=0.05,
+            alive=lambda: self._alive_or_raise(proc),
+        )
         return proc
 
     def start_sandbox(self, code: str) -> Proc:
@@ -506,11 +588,25 @@ class ChaosStack:
         if proc is None:
             proc = Proc(
                 name=name,
-                argv=[PYTHON, "manage.py", "run_sandbox_gateway", "--code", code, "--format", data_format,
-                      "--port", str(port), "--state-file", str(SANDBOX_STATE_DIR / f"{code}.json"),
-                      "--callback-delay", str(self.timings.callback_delay),
-                      "--timeout-delay", str(SANDBOX_TIMEOUT_DELAY)],
-                env=dict(self.env), log_path=LOG_DIR / f"{name}.log",
+                argv=[
+                    PYTHON,
+                    "manage.py",
+                    "run_sandbox_gateway",
+                    "--code",
+                    code,
+                    "--format",
+                    data_format,
+                    "--port",
+                    str(port),
+                    "--state-file",
+                    str(SANDBOX_STATE_DIR / f"{code}.json"),
+                    "--callback-delay",
+                    str(self.timings.callback_delay),
+                    "--timeout-delay",
+                    str(SANDBOX_TIMEOUT_DELAY),
+                ],
+                env=dict(self.env),
+                log_path=LOG_DIR / f"{name}.log",
             )
             self.procs[name] = proc
         return proc.start()
@@ -524,10 +620,24 @@ class ChaosStack:
         if proc is None:
             proc = Proc(
                 name=name,
-                argv=[str(VENV_BIN / "celery"), "-A", "paygate", "worker", "--loglevel", "INFO", "--pool", "prefork",
-                      "--concurrency", str(self.worker_concurrency), "--without-gossip", "--without-mingle",
-                      "--hostname", f"chaos-w{index}@%h"],
-                env=dict(self.env), log_path=LOG_DIR / f"{name}.log",
+                argv=[
+                    str(VENV_BIN / "celery"),
+                    "-A",
+                    "paygate",
+                    "worker",
+                    "--loglevel",
+                    "INFO",
+                    "--pool",
+                    "prefork",
+                    "--concurrency",
+                    str(self.worker_concurrency),
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--hostname",
+                    f"chaos-w{index}@%h",
+                ],
+                env=dict(self.env),
+                log_path=LOG_DIR / f"{name}.log",
             )
             self.procs[name] = proc
         return proc.start()
@@ -537,9 +647,18 @@ class ChaosStack:
         if proc is None:
             proc = Proc(
                 name="beat",
-                argv=[str(VENV_BIN / "celery"), "-A", "paygate", "beat", "--loglevel", "INFO",
-                      "--pidfile", str(WORK_DIR / "celerybeat.pid")],
-                env=dict(self.env), log_path=LOG_DIR / "beat.log",
+                argv=[
+                    str(VENV_BIN / "celery"),
+                    "-A",
+                    "paygate",
+                    "beat",
+                    "--loglevel",
+                    "INFO",
+                    "--pidfile",
+                    str(WORK_DIR / "celerybeat.pid"),
+                ],
+                env=dict(self.env),
+                log_path=LOG_DIR / "beat.log",
             )
             self.procs["beat"] = proc
         (WORK_DIR / "celerybeat.pid").unlink(missing_ok=True)

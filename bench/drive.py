@@ -39,10 +39,19 @@ def main() -> int:
     def create(n: int) -> tuple[int, str | None]:
         country, currency = COUNTRIES[n % len(COUNTRIES)]
         kind = "deposits" if n % 2 == 0 else "withdrawals"
-        body = {"customer_id": f"cus_{n % 50}", "country": country, "currency": currency, "amount": f"{n % 90 + 10}.00",
-                "payment_details": {"iban": "DE89370400440532013000", "holder_name": "Jane Roe"}}
-        response = session().post(f"{args.base}/api/v1/{kind}", json=body, timeout=30,
-                                  headers={**headers, "Idempotency-Key": f"drive-{time.time_ns()}-{n}"})
+        body = {
+            "customer_id": f"cus_{n % 50}",
+            "country": country,
+            "currency": currency,
+            "amount": f"{n % 90 + 10}.00",
+            "payment_details": {"iban": "DE89370400440532013000", "holder_name": "Jane Roe"},
+        }
+        response = session().post(
+            f"{args.base}/api/v1/{kind}",
+            json=body,
+            timeout=30,
+            headers={**headers, "Idempotency-Key": f"drive-{time.time_ns()}-{n}"},
+        )
         return response.status_code, response.json().get("id") if response.status_code == 202 else None
 
     started = time.perf_counter()
@@ -67,8 +76,11 @@ def main() -> int:
 
     print(f"requests: {args.n} at concurrency {args.concurrency}; answers: {dict(statuses)}")
     print(f"accepted per second: {len(ids) / accept_seconds:.1f} ({len(ids)} in {accept_seconds:.2f} s)")
-    print(f"time until all were final: {all_final_seconds:.2f} s from the first request" if not pending
-          else f"NOT final after {args.deadline:.0f} s: {len(pending)} ({sorted(pending)[:5]}...)")
+    print(
+        f"time until all were final: {all_final_seconds:.2f} s from the first request"
+        if not pending
+        else f"NOT final after {args.deadline:.0f} s: {len(pending)} ({sorted(pending)[:5]}...)"
+    )
     print(f"final: {dict(final)}")
     return 0 if not pending and len(ids) == args.n else 1
 

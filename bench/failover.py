@@ -81,12 +81,17 @@ def main() -> int:
                 back.append(at - up_at)
     print(f"deposits sent: {len(sent)} at {args.rate}/s; acmepay down for {args.down_for:.0f} s")
     if tried_while_down:
-        print(f"traffic stopped reaching acmepay {max(tried_while_down):.1f} s after it went down "
-              f"({len(tried_while_down)} attempts reached it and failed over)")
+        print(
+            f"traffic stopped reaching acmepay {max(tried_while_down):.1f} s after it went down "
+            f"({len(tried_while_down)} attempts reached it and failed over)"
+        )
     else:
         print("no deposit tried acmepay while it was down")
-    print(f"acmepay got traffic again {min(back):.1f} s after it recovered" if back
-          else f"acmepay got no traffic within {args.after:.0f} s of recovering")
+    print(
+        f"acmepay got traffic again {min(back):.1f} s after it recovered"
+        if back
+        else f"acmepay got no traffic within {args.after:.0f} s of recovering"
+    )
     return 0
 
 

@@ -67,6 +67,38 @@ class LoadResult:
         return max(self.ended_at - self.started_at, 1e-9)
 
 
+def combine(results: Sequence[LoadResult]) -> LoadResult:
+    """Rounds of one side of an interleaved comparison as one result: records together, and a duration
+    that is the sum of the rounds' (the time between rounds belonged to the other side)."""
+    if not results:
+        raise ValueError("nothing to combine")
+    records = sorted((record for result in results for record in result.records), key=lambda r: r.index)
+    started_at = results[0].started_at
+    return LoadResult(
+        records=records, started_at=started_at, ended_at=started_at + sum(result.duration_s for result in results)
+    )
+
+
+def interleave(
+    sides: dict[str, Callable[[Sequence[RequestSpec]], LoadResult]],
+    specs: dict[str, Sequence[RequestSpec]],
+    *,
+    rounds: int,
+) -> dict[str, LoadResult]:
+    """Run each side's specs in `rounds` chunks, alternating which side goes first (A B, B A, A B, ...), so
+    that whatever else disturbs the machine falls on both sides alike."""
+    done: dict[str, list[LoadResult]] = {name: [] for name in sides}
+    names = list(sides)
+    for index in range(rounds):
+        for name in names if index % 2 == 0 else names[::-1]:
+            chunk = len(specs[name]) // rounds
+            end = len(specs[name]) if index == rounds - 1 else (index + 1) * chunk
+            part = specs[name][index * chunk : end]
+            if part:
+                done[name].append(sides[name](part))
+    return {name: combine(results) for name, results in done.items() if results}
+
+
 def make_specs(count: int, *, run_tag: str, start: int = 0) -> list[RequestSpec]:
     """Deposits and withdrawals alternating, across the four countries, 500 recurring customers."""
     specs = []
@@ -84,8 +116,11 @@ def make_specs(count: int, *, run_tag: str, start: int = 0) -> list[RequestSpec]
         }
         specs.append(
             RequestSpec(
-                index=index, type=kind, country=country,
-                body=json.dumps(body, separators=(",", ":")).encode(), idempotency_key=f"{run_tag}-{index}",
+                index=index,
+                type=kind,
+                country=country,
+                body=json.dumps(body, separators=(",", ":")).encode(),
+                idempotency_key=f"{run_tag}-{index}",
             )
         )
     return specs
@@ -96,8 +131,9 @@ def path_for(kind: str, *, floor: bool) -> str:
     return f"/bench/floor/{plural}" if floor else f"/api/v1/{plural}"
 
 
-async def _one(session: aiohttp.ClientSession, base_url: str, spec: RequestSpec, *, floor: bool,
-               headers: dict[str, str]) -> RequestRecord:
+async def _one(
+    session: aiohttp.ClientSession, base_url: str, spec: RequestSpec, *, floor: bool, headers: dict[str, str]
+) -> RequestRecord:
     url = base_url + path_for(spec.type, floor=floor)
     request_headers = {**headers, "Idempotency-Key": spec.idempotency_key}
     started_at = time.time()
@@ -114,14 +150,27 @@ async def _one(session: aiohttp.ClientSession, base_url: str, spec: RequestSpec,
     except (TimeoutError, aiohttp.ClientError, ValueError, KeyError) as exc:
         error = f"{type(exc).__name__}: {exc}"[:200]
     return RequestRecord(
-        index=spec.index, type=spec.type, country=spec.country, started_at=started_at,
-        latency_s=time.perf_counter() - started, status=status, transaction_id=txn_id, error=error,
+        index=spec.index,
+        type=spec.type,
+        country=spec.country,
+        started_at=started_at,
+        latency_s=time.perf_counter() - started,
+        status=status,
+        transaction_id=txn_id,
+        error=error,
     )
 
 
-async def _drive(base_url: str, specs: Sequence[RequestSpec], *, concurrency: int, floor: bool,
-                 api_key: str | None, timeout_s: float,
-                 after_each: Callable[[RequestRecord], None] | None) -> LoadResult:
+async def _drive(
+    base_url: str,
+    specs: Sequence[RequestSpec],
+    *,
+    concurrency: int,
+    floor: bool,
+    api_key: str | None,
+    timeout_s: float,
+    after_each: Callable[[RequestRecord], None] | None,
+) -> LoadResult:
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     if api_key:
         headers["Authorization"] = f"Api-Key {api_key}"
@@ -146,15 +195,29 @@ async def _drive(base_url: str, specs: Sequence[RequestSpec], *, concurrency: in
     return LoadResult(records=records, started_at=started_at, ended_at=ended_at)
 
 
-def drive(base_url: str, specs: Sequence[RequestSpec], *, concurrency: int, floor: bool = False,
-          api_key: str | None = None, timeout_s: float = 60.0,
-          after_each: Callable[[RequestRecord], None] | None = None) -> LoadResult:
+def drive(
+    base_url: str,
+    specs: Sequence[RequestSpec],
+    *,
+    concurrency: int,
+    floor: bool = False,
+    api_key: str | None = None,
+    timeout_s: float = 60.0,
+    after_each: Callable[[RequestRecord], None] | None = None,
+) -> LoadResult:
     """Send every spec with `concurrency` requests in flight; one record per request.
 
     `after_each` runs after each answer, before that slot sends its next request: with
     concurrency 1 it makes a closed loop that waits, e.g., for the transaction to be final.
     """
     return asyncio.run(
-        _drive(base_url, specs, concurrency=concurrency, floor=floor, api_key=api_key, timeout_s=timeout_s,
-               after_each=after_each)
+        _drive(
+            base_url,
+            specs,
+            concurrency=concurrency,
+            floor=floor,
+            api_key=api_key,
+            timeout_s=timeout_s,
+            after_each=after_each,
+        )
     )

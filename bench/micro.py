@@ -42,8 +42,7 @@ def per_call_us(fn: Callable[[], Any], *, number: int, repeat: int) -> dict[str,
         for _ in range(number):
             fn()
         rounds.append((time.perf_counter() - started) / number * 1e6)
-    return {"median_us": round(statistics.median(rounds), 2), "min_us": round(min(rounds), 2),
-            "calls": number * repeat}
+    return {"median_us": round(statistics.median(rounds), 2), "min_us": round(min(rounds), 2), "calls": number * repeat}
 
 
 def measure_all(*, number: int, repeat: int) -> dict[str, Any]:
@@ -70,23 +69,31 @@ def measure_all(*, number: int, repeat: int) -> dict[str, Any]:
     prepared = field.get_db_prep_save(details, connection)
     token = bytes(getattr(prepared, "obj", prepared))  # psycopg wraps it in Binary; the database returns bytes
     gateway_pk = Gateway.objects.values_list("pk", flat=True).first()
-    plain_fields = [f.name for f in Gateway._meta.concrete_fields
-                    if f.name not in {"api_key", "webhook_secret", "previous_webhook_secret"}]
+    plain_fields = [
+        f.name
+        for f in Gateway._meta.concrete_fields
+        if f.name not in {"api_key", "webhook_secret", "previous_webhook_secret"}
+    ]
 
     results = {
-        "api_key_hash_verify": per_call_us(lambda: generator.verify(key, api_key.hashed_key),
-                                           number=number, repeat=repeat),
-        "api_key_authenticate_with_db": per_call_us(lambda: auth.authenticate(request),
-                                                    number=max(number // 10, 50), repeat=repeat),
-        "fernet_encrypt_payment_details": per_call_us(lambda: field.get_db_prep_save(details, connection),
-                                                      number=number, repeat=repeat),
-        "fernet_decrypt_payment_details": per_call_us(lambda: field.from_db_value(token, None, connection),
-                                                      number=number, repeat=repeat),
-        "gateway_row_load_with_credentials": per_call_us(lambda: Gateway.objects.get(pk=gateway_pk),
-                                                         number=max(number // 10, 50), repeat=repeat),
+        "api_key_hash_verify": per_call_us(
+            lambda: generator.verify(key, api_key.hashed_key), number=number, repeat=repeat
+        ),
+        "api_key_authenticate_with_db": per_call_us(
+            lambda: auth.authenticate(request), number=max(number // 10, 50), repeat=repeat
+        ),
+        "fernet_encrypt_payment_details": per_call_us(
+            lambda: field.get_db_prep_save(details, connection), number=number, repeat=repeat
+        ),
+        "fernet_decrypt_payment_details": per_call_us(
+            lambda: field.from_db_value(token, None, connection), number=number, repeat=repeat
+        ),
+        "gateway_row_load_with_credentials": per_call_us(
+            lambda: Gateway.objects.get(pk=gateway_pk), number=max(number // 10, 50), repeat=repeat
+        ),
         "gateway_row_load_without_credentials": per_call_us(
-            lambda: Gateway.objects.only(*plain_fields).get(pk=gateway_pk), number=max(number // 10, 50),
-            repeat=repeat),
+            lambda: Gateway.objects.only(*plain_fields).get(pk=gateway_pk), number=max(number // 10, 50), repeat=repeat
+        ),
     }
     with_creds = results["gateway_row_load_with_credentials"]["min_us"]
     without = results["gateway_row_load_without_credentials"]["min_us"]
@@ -94,8 +101,9 @@ def measure_all(*, number: int, repeat: int) -> dict[str, Any]:
         "results": results,
         "derived": {
             "gateway_credentials_decrypt_us_per_row": round(with_creds - without, 2),
-            "api_key_db_part_us": round(results["api_key_authenticate_with_db"]["min_us"]
-                                        - results["api_key_hash_verify"]["min_us"], 2),
+            "api_key_db_part_us": round(
+                results["api_key_authenticate_with_db"]["min_us"] - results["api_key_hash_verify"]["min_us"], 2
+            ),
         },
         "notes": [
             "API keys are hashed with SHA-512 (Sha512ApiKeyHasher): one hash per candidate key with the prefix.",

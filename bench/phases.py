@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
@@ -19,6 +20,51 @@ FINAL = ("completed", "failed")
 
 
 # --- reading transactions back -----------------------------------------------------------------
+
+
+class BenchDb:
+    """The bench database, read directly; reconnects if the server drops the connection, and says so.
+
+    PostgreSQL is shared with other work on the machine, which may restart it: the bench
+    then goes on (Paygate is expected to survive that too) and the report flags the run.
+    """
+
+    def __init__(self, dsn: str, *, reconnect_timeout: float = 120.0) -> None:
+        self.dsn = dsn
+        self.reconnect_timeout = reconnect_timeout
+        self.interruptions: list[dict[str, Any]] = []
+        self._conn: psycopg.Connection[Any] | None = psycopg.connect(dsn, autocommit=True)
+
+    def execute(self, sql: str, params: Any = None) -> psycopg.Cursor[Any]:
+        try:
+            return self._connection().execute(sql, params)
+        except psycopg.OperationalError as exc:
+            self.interruptions.append({"at": time.time(), "error": f"{type(exc).__name__}: {exc}"[:300]})
+            self.close()
+            return self._connection().execute(sql, params)
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = stack.wait_for(
+                self._try_connect,
+                timeout=self.reconnect_timeout,
+                interval=0.5,
+                what="the bench database to accept connections again",
+            )
+        return self._conn
+
+    def _try_connect(self) -> psycopg.Connection[Any] | None:
+        try:
+            return psycopg.connect(self.dsn, autocommit=True)
+        except psycopg.OperationalError:
+            return None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +117,7 @@ def _floats(row: Sequence[Any]) -> list[Any]:
     return [float(value) if value is not None and not isinstance(value, str) else value for value in row]
 
 
-def fetch_rows(db: psycopg.Connection, ids: Iterable[str]) -> dict[str, TxnRow]:
+def fetch_rows(db: BenchDb, ids: Iterable[str]) -> dict[str, TxnRow]:
     id_list = list(ids)
     if not id_list:
         return {}
@@ -84,29 +130,112 @@ def fetch_rows(db: psycopg.Connection, ids: Iterable[str]) -> dict[str, TxnRow]:
     return out
 
 
-def scalar(db: psycopg.Connection, sql: str, params: Sequence[Any] = ()) -> int:
+def scalar(db: BenchDb, sql: str, params: Sequence[Any] = ()) -> int:
     row = db.execute(sql, params).fetchone()
     assert row is not None
     return int(row[0])
 
 
-def count_final(db: psycopg.Connection, ids: Sequence[str]) -> int:
-    return scalar(db, "SELECT count(*) FROM payments_transaction WHERE id = ANY(%s::uuid[]) "
-                      "AND status IN ('completed', 'failed')", [list(ids)])
+def count_final(db: BenchDb, ids: Sequence[str]) -> int:
+    return scalar(
+        db,
+        "SELECT count(*) FROM payments_transaction WHERE id = ANY(%s::uuid[]) AND status IN ('completed', 'failed')",
+        [list(ids)],
+    )
 
 
-def wait_all_final(db: psycopg.Connection, ids: Sequence[str], *, timeout: float,
-                   alive: Any = None) -> tuple[bool, float]:
+def wait_all_final(db: BenchDb, ids: Sequence[str], *, timeout: float, alive: Any = None) -> tuple[bool, float]:
     """Poll until every id is final; (all final?, seconds waited). Never raises on the deadline."""
     started = time.monotonic()
     try:
-        stack.wait_for(lambda: count_final(db, ids) >= len(ids), timeout=timeout, interval=0.25,
-                       what=f"{len(ids)} transactions to be final", alive=alive)
+        stack.wait_for(
+            lambda: count_final(db, ids) >= len(ids),
+            timeout=timeout,
+            interval=0.25,
+            what=f"{len(ids)} transactions to be final",
+            alive=alive,
+        )
         return True, time.monotonic() - started
     except stack.BenchError as exc:
         if "timed out" not in str(exc):
             raise
         return False, time.monotonic() - started
+
+
+class BacklogSampler:
+    """A background thread sampling, every `interval`, the Celery queue's depth and the transactions
+    created since `since` (wall clock) that are not final yet: shows a backlog building up, and whether the
+    queue holds more messages than there is work left (duplicates published by the sweeps)."""
+
+    def __init__(self, since: float, *, interval: float = 0.5) -> None:
+        self.since, self.interval = since, interval
+        self.origin = time.time()
+        self.samples: list[tuple[float, int, int, int]] = []  # (t, queue depth, pending, processing)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-backlog", daemon=True)
+
+    def __enter__(self) -> BacklogSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        db = BenchDb(stack.PSYCOPG_DSN)
+        try:
+            while not self._stop.wait(self.interval):
+                counts = dict(
+                    db.execute(
+                        "SELECT status, count(*) FROM payments_transaction WHERE created_at >= to_timestamp(%s) "
+                        "AND status IN ('pending', 'processing') GROUP BY status",
+                        [self.since],
+                    ).fetchall()
+                )
+                self.samples.append(
+                    (
+                        round(time.time() - self.origin, 2),
+                        stack.queue_length("celery"),
+                        int(counts.get("pending", 0)),
+                        int(counts.get("processing", 0)),
+                    )
+                )
+        except Exception as exc:  # a sampler must never break the run it watches
+            self.samples.append((round(time.time() - self.origin, 2), -1, -1, -1))
+            print(f"  ! backlog sampler stopped: {exc}", flush=True)
+        finally:
+            db.close()
+
+    def summary(self) -> dict[str, Any]:
+        valid = [s for s in self.samples if s[1] >= 0]
+        if not valid:
+            return {}
+        return {
+            "max_queue_depth": max(s[1] for s in valid),
+            "max_not_final": max(s[2] + s[3] for s in valid),
+            "max_queue_depth_over_not_final": max((s[1] - s[2] - s[3] for s in valid), default=0),
+        }
+
+
+def amplification(db: BenchDb, ids: Sequence[str]) -> dict[str, Any]:
+    """Work beyond one process task and one callback per transaction: look-ups, late or repeated callbacks."""
+    lookups = db.execute(
+        "SELECT coalesce(sum(lookup_count), 0), count(*) FILTER (WHERE lookup_count > 0) "
+        "FROM payments_transaction WHERE id = ANY(%s::uuid[])",
+        [list(ids)],
+    ).fetchone()
+    events = db.execute(
+        "SELECT e.result, count(*) FROM callbacks_callbackevent e JOIN payments_attempt a ON a.id::text = e.reference "
+        "WHERE a.transaction_id = ANY(%s::uuid[]) GROUP BY e.result",
+        [list(ids)],
+    ).fetchall()
+    assert lookups is not None
+    return {
+        "status_lookups": int(lookups[0]),
+        "transactions_looked_up": int(lookups[1]),
+        "callback_events_by_result": {result: int(count) for result, count in events},
+    }
 
 
 # --- analysis ------------------------------------------------------------------------------------
@@ -155,7 +284,8 @@ def breakdown(rows: Iterable[TxnRow]) -> dict[str, Any]:
             "accept_to_attempt_row (publish, queue wait, pick-up, routing)": stats.summary(pickup),
             "gateway_call (attempt latency_ms)": stats.summary(gateway),
             "call_end_to_callback_stored (record result, gateway sends callback, web stores it)": stats.summary(
-                to_callback),
+                to_callback
+            ),
             "callback_stored_to_final (publish, queue wait, apply)": stats.summary(apply),
         },
     }
@@ -210,8 +340,9 @@ def sandbox_payments() -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def correctness(accepted_ids: Sequence[str], rows: dict[str, TxnRow], payments: dict[str, list[dict[str, Any]]],
-                db: psycopg.Connection) -> dict[str, Any]:
+def correctness(
+    accepted_ids: Sequence[str], rows: dict[str, TxnRow], payments: dict[str, list[dict[str, Any]]], db: BenchDb
+) -> dict[str, Any]:
     """lost, sent to two gateways, paid twice; and the database's and the gateways' views compared."""
     accepted = set(accepted_ids)
     by_txn: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
@@ -221,15 +352,18 @@ def correctness(accepted_ids: Sequence[str], rows: dict[str, TxnRow], payments: 
     missing = sorted(accepted - set(rows))
     not_final = sorted(i for i in accepted if i in rows and not rows[i].final)
     two_gateways = sorted(t for t, ps in by_txn.items() if len({code for code, _ in ps}) > 1)
-    paid_twice = sorted(t for t, ps in by_txn.items()
-                        if sum(1 for _, p in ps if p["status"] in ("accepted", "completed")) > 1)
+    paid_twice = sorted(
+        t for t, ps in by_txn.items() if sum(1 for _, p in ps if p["status"] in ("accepted", "completed")) > 1
+    )
     completed_ids = {i for i in accepted if i in rows and rows[i].status == "completed"}
     gateway_completed = {t for t, ps in by_txn.items() if any(p["status"] == "completed" for _, p in ps)}
     flagged = db.execute(
-        "SELECT flag_reason, count(*) FROM callbacks_callbackevent WHERE flagged GROUP BY flag_reason").fetchall()
+        "SELECT flag_reason, count(*) FROM callbacks_callbackevent WHERE flagged GROUP BY flag_reason"
+    ).fetchall()
     unapplied = scalar(db, "SELECT count(*) FROM callbacks_callbackevent WHERE result = 'received'")
-    review = scalar(db, "SELECT count(*) FROM payments_transaction WHERE needs_review AND id = ANY(%s::uuid[])",
-                    [list(accepted)])
+    review = scalar(
+        db, "SELECT count(*) FROM payments_transaction WHERE needs_review AND id = ANY(%s::uuid[])", [list(accepted)]
+    )
     return {
         "accepted": len(accepted),
         "lost": len(missing) + len(not_final),
@@ -240,7 +374,8 @@ def correctness(accepted_ids: Sequence[str], rows: dict[str, TxnRow], payments: 
         "paid_twice": len(paid_twice),
         "paid_twice_ids": paid_twice[:20],
         "gateway_requests_repeated_same_reference": sum(
-            1 for ps in by_txn.values() for _, p in ps if int(p.get("requests", 1)) > 1),
+            1 for ps in by_txn.values() for _, p in ps if int(p.get("requests", 1)) > 1
+        ),
         "completed_in_db_but_not_at_gateway": len(completed_ids - gateway_completed),
         "completed_at_gateway_but_not_in_db": len((gateway_completed & accepted) - completed_ids),
         "gateway_payments_for_unknown_transactions": len(set(by_txn) - accepted),
@@ -322,6 +457,9 @@ class CpuSample:
     processes: dict[int, tuple[float, str]]  # pid -> (cpu seconds, owner)
 
 
+_PG_BACKEND = re.compile(r"\d+\.\d+\.\d+\.\d+\(\d+\)|\[local\]")
+
+
 def _owner(pid: int, pgrp: int, ours: set[int]) -> str:
     if pgrp in ours or pgrp == os.getpgrp() or pid == os.getpid():
         return "bench"
@@ -331,6 +469,8 @@ def _owner(pid: int, pgrp: int, ours: set[int]) -> str:
         return "other"
     if cmdline.startswith("postgres: ") and f" {stack.DB_NAME} " in cmdline:
         return "bench"  # the backends serving the bench database
+    if cmdline.startswith("postgres: ") and _PG_BACKEND.search(cmdline):
+        return "other"  # backends serving other databases
     if cmdline.startswith(("postgres", "/usr/lib/postgresql")) or "redis-server" in cmdline:
         return "shared"  # PostgreSQL's background processes, Redis: serve everyone
     return "other"
@@ -348,22 +488,31 @@ def cpu_sample(ours: set[int]) -> CpuSample:
             raw = Path(entry.path, "stat").read_text()
         except OSError:
             continue
-        rest = raw[raw.rindex(")") + 2:].split()
+        rest = raw[raw.rindex(")") + 2 :].split()
         pid = int(entry.name)
-        ticks = float(rest[11]) + float(rest[12])  # utime + stime
-        if pid == os.getpid():
-            ticks += float(rest[13]) + float(rest[14])  # and the children it waited for (queries.py, micro.py)
+        # utime + stime, plus cutime + cstime: a child that ends and is reaped moves its CPU to its parent,
+        # so that the differences below still count it (see cpu_usage).
+        ticks = float(rest[11]) + float(rest[12]) + float(rest[13]) + float(rest[14])
         processes[pid] = (ticks / _TICKS, _owner(pid, int(rest[2]), ours))
-    return CpuSample(at=time.monotonic(), machine_busy=sum(fields) - idle, machine_total=sum(fields),
-                     processes=processes)
+    return CpuSample(
+        at=time.monotonic(), machine_busy=sum(fields) - idle, machine_total=sum(fields), processes=processes
+    )
 
 
 def cpu_usage(before: CpuSample, after: CpuSample) -> dict[str, float]:
-    """Machine busy % and CPU seconds by owner between two samples (processes that ended meanwhile are missed)."""
+    """Machine busy % and CPU seconds by owner between two samples.
+
+    Each process counts its reaped children (cutime), so a process that ended meanwhile is taken
+    off at its earlier value and comes back in full in its parent's: the difference is its CPU in
+    the window. (A process whose parent ended too, or whose CPU went to init, is missed.)
+    """
     seconds: dict[str, float] = defaultdict(float)
     for pid, (cpu, owner) in after.processes.items():
         earlier = before.processes.get(pid)
         seconds[owner] += cpu - (earlier[0] if earlier is not None else 0.0)
+    for pid, (cpu, owner) in before.processes.items():
+        if pid not in after.processes:
+            seconds[owner] -= cpu
     wall = max(after.at - before.at, 1e-9)
     capacity = wall * (os.cpu_count() or 1)
     total = after.machine_total - before.machine_total
@@ -393,7 +542,11 @@ def machine_snapshot() -> dict[str, Any]:
 
     with open("/proc/loadavg") as handle:
         load1, load5, load15 = handle.read().split()[:3]
-    top = subprocess.run(["ps", "-eo", "pid,pcpu,etime,args", "--sort=-pcpu"], capture_output=True, text=True,
-                         check=False).stdout.splitlines()[1:6]
-    return {"loadavg": [float(load1), float(load5), float(load15)], "cpus": os.cpu_count(),
-            "busiest_processes": [line.strip()[:160] for line in top]}
+    top = subprocess.run(
+        ["ps", "-eo", "pid,pcpu,etime,args", "--sort=-pcpu"], capture_output=True, text=True, check=False
+    ).stdout.splitlines()[1:6]
+    return {
+        "loadavg": [float(load1), float(load5), float(load15)],
+        "cpus": os.cpu_count(),
+        "busiest_processes": [line.strip()[:160] for line in top],
+    }

@@ -53,8 +53,7 @@ class HotSpots:
     project_lines: dict[str, float] = field(default_factory=dict)
 
     def render(self, title: str) -> str:
-        lines = [f"# {title}", f"total sampled: {self.total:.2f}s", "",
-                 f"## Top {TOP} functions by self time", ""]
+        lines = [f"# {title}", f"total sampled: {self.total:.2f}s", "", f"## Top {TOP} functions by self time", ""]
         for name, seconds in sorted(self.self_time.items(), key=lambda item: -item[1])[:TOP]:
             lines.append(f"{seconds:8.3f}s {100 * seconds / self.total:5.1f}%  {name}")
         lines += ["", f"## Top {TOP} project functions by inclusive time (callees included)", ""]
@@ -65,14 +64,12 @@ class HotSpots:
             lines += ["", f"## Top {TOP} project lines by inclusive time (the line each frame was executing)", ""]
             for name, seconds in sorted(self.project_lines.items(), key=lambda item: -item[1])[:TOP]:
                 lines.append(f"{seconds:8.3f}s {100 * seconds / self.total:5.1f}%  {name}")
-        lines += ["", "## Top library areas by inclusive time", ""]
-        areas: dict[str, float] = {}
-        for name, seconds in self.inclusive.items():
-            area = _area(name)
-            if area:
-                areas[area] = max(areas.get(area, 0.0), seconds)
+        lines += ["", "## Where the self time is, by library (sum of its functions' self time)", ""]
+        areas: dict[str, float] = defaultdict(float)
+        for name, seconds in self.self_time.items():
+            areas[_area(name) or ("project code" if _is_project(name) else "other")] += seconds
         for area, seconds in sorted(areas.items(), key=lambda item: -item[1])[:15]:
-            lines.append(f"{seconds:8.3f}s {100 * seconds / self.total:5.1f}%  {area} (its busiest entry point)")
+            lines.append(f"{seconds:8.3f}s {100 * seconds / self.total:5.1f}%  {area}")
         return "\n".join(lines) + "\n"
 
 
@@ -82,12 +79,26 @@ def _is_project(name: str) -> bool:
 
 
 _AREAS = (
-    ("psycopg", "psycopg (PostgreSQL driver)"), ("django/db/models/sql", "Django ORM: SQL compilation / execution"),
-    ("django/db/models", "Django ORM: models and querysets"), ("rest_framework", "Django REST framework"),
-    ("fernet_fields", "Fernet field encryption"), ("cryptography", "cryptography"),
-    ("kombu", "kombu (broker client)"), ("celery", "Celery"), ("redis", "redis client"),
-    ("prometheus_client", "prometheus_client"), ("logging", "logging"), ("requests", "requests / urllib3"),
-    ("django/core/handlers", "Django request handling"), ("gunicorn", "gunicorn"), ("json", "json"),
+    ("psycopg/connection.py", "psycopg: waiting for PostgreSQL (Connection.wait)"),
+    ("psycopg", "psycopg (PostgreSQL driver)"),
+    ("django/db/models/sql", "Django ORM: SQL compilation / execution"),
+    ("django/db", "Django ORM: models, querysets, backends"),
+    ("rest_framework", "Django REST framework"),
+    ("fernet_fields", "Fernet field encryption"),
+    ("cryptography", "cryptography"),
+    ("kombu", "kombu (broker client)"),
+    ("celery", "Celery"),
+    ("redis", "redis client"),
+    ("prometheus_client", "prometheus_client"),
+    ("logging", "logging"),
+    ("requests", "requests / urllib3"),
+    ("django/core/handlers", "Django request handling"),
+    ("django/", "Django (other)"),
+    ("gunicorn", "gunicorn"),
+    ("json", "json"),
+    ("billiard", "billiard (Celery's pool)"),
+    ("socket", "sockets"),
+    ("<built-in>", "builtins"),
 )
 
 
@@ -142,8 +153,11 @@ def _html(session: Any) -> str:
     if len(session.frame_records) > 20_000:
         session = session.resample(interval=session.duration / 20_000)
     renderer = HTMLRenderer(resample_interval=0)
-    renderer.preprocessors = [processors.remove_importlib, processors.aggregate_repeated_calls,
-                              processors.remove_irrelevant_nodes]
+    renderer.preprocessors = [
+        processors.remove_importlib,
+        processors.aggregate_repeated_calls,
+        processors.remove_irrelevant_nodes,
+    ]
     renderer.preprocessor_options = {"filter_threshold": 0.002}
     return renderer.render(session)
 
@@ -154,10 +168,17 @@ def profile_inprocess(m: int, results_dir: Path) -> list[Path]:
     from bench import queries
 
     api = queries.api_client("bench-profile")
-    profilers = {"api_create": Profiler(interval=0.0005), "worker": Profiler(interval=0.0005),
-                 "callback_receive": Profiler(interval=0.0005)}
-    path_of = {"api_create": "api_create", "worker_process": "worker", "worker_apply": "worker",
-               "callback_receive": "callback_receive"}
+    profilers = {
+        "api_create": Profiler(interval=0.0005),
+        "worker": Profiler(interval=0.0005),
+        "callback_receive": Profiler(interval=0.0005),
+    }
+    path_of = {
+        "api_create": "api_create",
+        "worker_process": "worker",
+        "worker_apply": "worker",
+        "callback_receive": "callback_receive",
+    }
 
     def run(step: str, fn: Callable[[], Any]) -> Any:
         profiler = profilers[path_of[step]]
@@ -172,13 +193,15 @@ def profile_inprocess(m: int, results_dir: Path) -> list[Path]:
     try:
         for index in range(10):  # warm-up, not profiled
             country, currency = countries[index % 4]
-            queries.one_transaction(api, country=country, currency=currency, kind="deposit",
-                                    tag=f"pw-{time.time()}-{index}")
+            queries.one_transaction(
+                api, country=country, currency=currency, kind="deposit", tag=f"pw-{time.time()}-{index}"
+            )
         for index in range(m):
             country, currency = countries[index % 4]
             kind = "deposit" if index % 2 else "withdrawal"
-            queries.one_transaction(api, country=country, currency=currency, kind=kind,
-                                    tag=f"p-{time.time()}-{index}", run=run)
+            queries.one_transaction(
+                api, country=country, currency=currency, kind=kind, tag=f"p-{time.time()}-{index}", run=run
+            )
     finally:
         queries.set_callbacks("completed")
     paths = []
@@ -191,7 +214,8 @@ def profile_inprocess(m: int, results_dir: Path) -> list[Path]:
         text = results_dir / f"profile-{name}.txt"
         per_txn_ms = 1000 * session.duration / m
         summary = _pyinstrument_hotspots(session).render(
-            f"pyinstrument, in-process: {name}, {m} transactions, {per_txn_ms:.2f} ms of wall time per transaction")
+            f"pyinstrument, in-process: {name}, {m} transactions, {per_txn_ms:.2f} ms of wall time per transaction"
+        )
         text.write_text(summary + "\n\n# Call tree\n\n" + profiler.output_text(unicode=True, color=False))
         paths += [html, text]
     return paths
@@ -222,8 +246,9 @@ def _folded_hotspots(path: Path, rate: int) -> HotSpots:
             inclusive[function] += seconds
         for at_line in {at_line for function, at_line in frames if _is_project(function)}:
             project_lines[at_line] += seconds
-    return HotSpots(total=total or 1e-9, self_time=dict(self_time), inclusive=dict(inclusive),
-                    project_lines=dict(project_lines))
+    return HotSpots(
+        total=total or 1e-9, self_time=dict(self_time), inclusive=dict(inclusive), project_lines=dict(project_lines)
+    )
 
 
 def _split(frame: str) -> tuple[str, str]:
@@ -235,8 +260,16 @@ def _split(frame: str) -> tuple[str, str]:
     return f"{match['function']} ({path})", f"{match['function']} ({path}:{match['line'] or 0})"
 
 
-def profile_pyspy(*, seconds: float, concurrency: int, web_workers: int, worker_processes: int,
-                  worker_concurrency: int, rate: int, results_dir: Path) -> list[Path]:
+def profile_pyspy(
+    *,
+    seconds: float,
+    concurrency: int,
+    web_workers: int,
+    worker_processes: int,
+    worker_concurrency: int,
+    rate: int,
+    results_dir: Path,
+) -> list[Path]:
     data_dir = stack.WORK_DIR / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     env = stack.bench_env(data_dir, stack.Secrets.generate())
@@ -248,15 +281,36 @@ def profile_pyspy(*, seconds: float, concurrency: int, web_workers: int, worker_
         bench.start_web(name="web", port=stack.WEB_PORT, workers=web_workers)
         bench.start_beat(data_dir)
         bench.start_workers(prefix="worker", processes=worker_processes, concurrency=worker_concurrency)
-        targets = {"web": bench.procs[[p.name for p in bench.procs].index("web")].pid,
-                   "worker": bench.procs[[p.name for p in bench.procs].index("worker1")].pid}
+        targets = {
+            "web": bench.procs[[p.name for p in bench.procs].index("web")].pid,
+            "worker": bench.procs[[p.name for p in bench.procs].index("worker1")].pid,
+        }
         recorders = {}
         for name, pid in targets.items():
             raw = results_dir / "raw" / f"profile-pyspy-{name}.folded"
-            recorders[name] = (raw, subprocess.Popen(
-                [spy, "record", "--pid", str(pid), "--subprocesses", "--format", "raw", "--rate", str(rate),
-                 "--duration", str(int(seconds)), "--nonblocking", "--output", str(raw)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+            recorders[name] = (
+                raw,
+                subprocess.Popen(
+                    [
+                        spy,
+                        "record",
+                        "--pid",
+                        str(pid),
+                        "--subprocesses",
+                        "--format",
+                        "raw",
+                        "--rate",
+                        str(rate),
+                        "--duration",
+                        str(int(seconds)),
+                        "--nonblocking",
+                        "--output",
+                        str(raw),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                ),
+            )
         # Load for as long as py-spy records: a closed loop, in chunks, until its duration is over.
         deadline = time.monotonic() + seconds
         sent = 0
@@ -269,9 +323,12 @@ def profile_pyspy(*, seconds: float, concurrency: int, web_workers: int, worker_
             if recorder.returncode != 0 or not raw.exists():
                 raise stack.BenchError(f"py-spy on {name} failed: {err.decode(errors='replace')[-2000:]}")
             text = results_dir / f"profile-pyspy-{name}.txt"
-            text.write_text(_folded_hotspots(raw, rate).render(
-                f"py-spy, {name} processes under load ({sent} creates at concurrency {concurrency}, "
-                f"{seconds:.0f}s at {rate} Hz; on-CPU samples only)"))
+            text.write_text(
+                _folded_hotspots(raw, rate).render(
+                    f"py-spy, {name} processes under load ({sent} creates at concurrency {concurrency}, "
+                    f"{seconds:.0f}s at {rate} Hz; on-CPU samples only)"
+                )
+            )
             paths += [text, raw]
     return paths
 
@@ -306,9 +363,15 @@ def main(argv: list[str] | None = None) -> int:
                 paths += profile_inprocess(args.m, args.results_dir)
         if args.only in (None, "pyspy"):
             print("== py-spy profile of the running stack", flush=True)
-            paths += profile_pyspy(seconds=args.seconds, concurrency=args.concurrency, web_workers=args.web_workers,
-                                   worker_processes=args.worker_processes, worker_concurrency=args.worker_concurrency,
-                                   rate=args.rate, results_dir=args.results_dir)
+            paths += profile_pyspy(
+                seconds=args.seconds,
+                concurrency=args.concurrency,
+                web_workers=args.web_workers,
+                worker_processes=args.worker_processes,
+                worker_concurrency=args.worker_concurrency,
+                rate=args.rate,
+                results_dir=args.results_dir,
+            )
     except KeyboardInterrupt:
         print("interrupted: everything started has been stopped", file=sys.stderr)
         return 130

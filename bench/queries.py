@@ -54,8 +54,11 @@ EXTRA_PREFIX = "bench-extra-"
 
 def _kind(sql: str) -> str:
     word = sql.lstrip().split(None, 1)[0].upper() if sql.strip() else "?"
-    return word if word in {"SELECT", "INSERT", "UPDATE", "DELETE", "SAVEPOINT", "RELEASE", "ROLLBACK",
-                            "COMMIT", "BEGIN"} else "OTHER"
+    return (
+        word
+        if word in {"SELECT", "INSERT", "UPDATE", "DELETE", "SAVEPOINT", "RELEASE", "ROLLBACK", "COMMIT", "BEGIN"}
+        else "OTHER"
+    )
 
 
 class FernetCounter:
@@ -100,8 +103,12 @@ class Measured:
     sql: list[str] = field(repr=False)
 
     def as_dict(self, *, with_sql: bool = False) -> dict[str, Any]:
-        out: dict[str, Any] = {"queries": self.queries, "by_kind": self.by_kind,
-                               "fernet_encrypt": self.fernet_encrypt, "fernet_decrypt": self.fernet_decrypt}
+        out: dict[str, Any] = {
+            "queries": self.queries,
+            "by_kind": self.by_kind,
+            "fernet_encrypt": self.fernet_encrypt,
+            "fernet_decrypt": self.fernet_decrypt,
+        }
         if with_sql:
             out["sql"] = self.sql
         return out
@@ -116,20 +123,30 @@ def measure(fn: Callable[[], Any]) -> tuple[Any, Measured]:
         result = fn()
     sql = [query["sql"] for query in ctx.captured_queries]
     return result, Measured(
-        queries=len(sql), by_kind=dict(Counter(_kind(s) for s in sql)), fernet_encrypt=counter.encrypt,
-        fernet_decrypt=counter.decrypt, sql=[s if len(s) <= 400 else s[:400] + " …" for s in sql],
+        queries=len(sql),
+        by_kind=dict(Counter(_kind(s) for s in sql)),
+        fernet_encrypt=counter.encrypt,
+        fernet_decrypt=counter.decrypt,
+        sql=[s if len(s) <= 400 else s[:400] + " …" for s in sql],
     )
 
 
 def _callback_body(data_format: str, *, event_id: str, payment_id: str, reference: str) -> tuple[bytes, str]:
     """A `completed` notification exactly as the sandbox sends it (gateways/sandbox/server.py)."""
     if data_format == "json":
-        body = {"event_id": event_id, "payment_id": payment_id, "reference": reference, "status": "completed",
-                "reason": None}
+        body = {
+            "event_id": event_id,
+            "payment_id": payment_id,
+            "reference": reference,
+            "status": "completed",
+            "reason": None,
+        }
         return json.dumps(body).encode(), "application/json"
-    xml = ('<?xml version="1.0" encoding="utf-8"?>\n<PaymentNotification>'
-           f"<EventId>{event_id}</EventId><PaymentId>{payment_id}</PaymentId><Reference>{reference}</Reference>"
-           "<Status>Completed</Status><Reason/></PaymentNotification>")
+    xml = (
+        '<?xml version="1.0" encoding="utf-8"?>\n<PaymentNotification>'
+        f"<EventId>{event_id}</EventId><PaymentId>{payment_id}</PaymentId><Reference>{reference}</Reference>"
+        "<Status>Completed</Status><Reason/></PaymentNotification>"
+    )
     return xml.encode(), "application/xml"
 
 
@@ -163,12 +180,19 @@ def one_transaction(api: Any, *, country: str, currency: str, kind: str, tag: st
     from payments.models import Attempt, Transaction
     from payments.processing import transaction_process
 
-    body = {"customer_id": f"cus_q_{country}", "country": country, "amount": "25.00", "currency": currency,
-            "payment_details": {"iban": "DE89370400440532013000", "holder_name": "Jane Roe"},
-            "metadata": {"order": tag}}
+    body = {
+        "customer_id": f"cus_q_{country}",
+        "country": country,
+        "amount": "25.00",
+        "currency": currency,
+        "payment_details": {"iban": "DE89370400440532013000", "holder_name": "Jane Roe"},
+        "metadata": {"order": tag},
+    }
     path = "/api/v1/deposits" if kind == "deposit" else "/api/v1/withdrawals"
-    response = run("api_create", lambda: api.post(path, data=json.dumps(body), content_type="application/json",
-                                                  HTTP_IDEMPOTENCY_KEY=tag))
+    response = run(
+        "api_create",
+        lambda: api.post(path, data=json.dumps(body), content_type="application/json", HTTP_IDEMPOTENCY_KEY=tag),
+    )
     if response.status_code != 202:
         raise stack.BenchError(f"create answered {response.status_code}: {response.content[:300]!r}")
     txn_id = response.json()["id"]
@@ -178,12 +202,17 @@ def one_transaction(api: Any, *, country: str, currency: str, kind: str, tag: st
         raise stack.BenchError(f"processing of {txn_id} did not reach an accepted attempt (retry={retry})")
     gateway = attempt.gateway
     event_id = f"evt_bench_{uuid.uuid4().hex}"
-    cb_body, content_type = _callback_body(gateway.data_format, event_id=event_id,
-                                           payment_id=attempt.gateway_payment_id, reference=str(attempt.pk))
+    cb_body, content_type = _callback_body(
+        gateway.data_format, event_id=event_id, payment_id=attempt.gateway_payment_id, reference=str(attempt.pk)
+    )
     signature = signature_header(secret=gateway.webhook_secret, body=cb_body)
     callback_client = _callback_client()
-    cb_response = run("callback_receive", lambda: callback_client.post(
-        f"/api/v1/callbacks/{gateway.code}", data=cb_body, content_type=content_type, HTTP_X_SIGNATURE=signature))
+    cb_response = run(
+        "callback_receive",
+        lambda: callback_client.post(
+            f"/api/v1/callbacks/{gateway.code}", data=cb_body, content_type=content_type, HTTP_X_SIGNATURE=signature
+        ),
+    )
     if cb_response.status_code != 200:
         raise stack.BenchError(f"callback answered {cb_response.status_code}: {cb_response.content[:300]!r}")
     event = CallbackEvent.objects.get(gateway=gateway, event_id=event_id)
@@ -216,8 +245,12 @@ def _add_extra_gateways() -> dict[str, int]:
     routes = 0
     for index in range(10):
         gateway = Gateway.objects.create(
-            code=f"{EXTRA_PREFIX}{index}", name=f"Extra {index}", data_format="json" if index % 2 else "xml",
-            base_url="http://127.0.0.1:9/", api_key=f"extra-{index}-key", webhook_secret=f"extra-{index}-secret",
+            code=f"{EXTRA_PREFIX}{index}",
+            name=f"Extra {index}",
+            data_format="json" if index % 2 else "xml",
+            base_url="http://127.0.0.1:9/",
+            api_key=f"extra-{index}-key",
+            webhook_secret=f"extra-{index}-secret",
             is_active=index >= 4,
         )
         if index < 4:  # inactive gateway, active routes in every demo country
@@ -227,8 +260,9 @@ def _add_extra_gateways() -> dict[str, int]:
         else:  # active gateway, active route in another country only
             targets, active = [("FR", "IT", "ES")[index - 7]], True
         for country in targets:
-            GatewayRoute.objects.create(country=countries[country], gateway=gateway, priority=10 + index,
-                                        is_active=active)
+            GatewayRoute.objects.create(
+                country=countries[country], gateway=gateway, priority=10 + index, is_active=active
+            )
             routes += 1
     return {"gateways": 10, "routes": routes}
 
@@ -240,12 +274,17 @@ def _add_other_currency_routes() -> dict[str, int]:
     routes = 0
     for index in range(10, 15):
         gateway = Gateway.objects.create(
-            code=f"{EXTRA_PREFIX}{index}", name=f"Extra {index}", data_format="json",
-            base_url="http://127.0.0.1:9/", api_key=f"extra-{index}-key", webhook_secret=f"extra-{index}-secret",
+            code=f"{EXTRA_PREFIX}{index}",
+            name=f"Extra {index}",
+            data_format="json",
+            base_url="http://127.0.0.1:9/",
+            api_key=f"extra-{index}-key",
+            webhook_secret=f"extra-{index}-secret",
         )
         for code, _ in DEMO:
-            GatewayRoute.objects.create(country=Country.objects.get(code=code), gateway=gateway, priority=20 + index,
-                                        currencies=["CHF"])
+            GatewayRoute.objects.create(
+                country=Country.objects.get(code=code), gateway=gateway, priority=20 + index, currencies=["CHF"]
+            )
             routes += 1
     return {"gateways": 5, "routes": routes}
 
@@ -261,23 +300,28 @@ def _remove_extras() -> None:
 def _counts() -> dict[str, int]:
     from gateways.models import Gateway, GatewayRoute
 
-    return {"gateways": Gateway.objects.count(), "active_gateways": Gateway.objects.filter(is_active=True).count(),
-            "routes": GatewayRoute.objects.count(),
-            "active_routes": GatewayRoute.objects.filter(is_active=True).count()}
+    return {
+        "gateways": Gateway.objects.count(),
+        "active_gateways": Gateway.objects.filter(is_active=True).count(),
+        "routes": GatewayRoute.objects.count(),
+        "active_routes": GatewayRoute.objects.filter(is_active=True).count(),
+    }
 
 
 def _scenario(api: Any, label: str, run_tag: str) -> dict[str, Any]:
     samples: list[dict[str, Any]] = []
     for kind in ("deposit", "withdrawal"):
         for country, currency in DEMO:
-            measured = measured_transaction(api, country=country, currency=currency, kind=kind,
-                                            tag=f"{run_tag}-{label}-{kind}-{country}")
+            measured = measured_transaction(
+                api, country=country, currency=currency, kind=kind, tag=f"{run_tag}-{label}-{kind}-{country}"
+            )
             samples.append({"country": country, "type": kind, "steps": measured})
     steps: dict[str, Any] = {}
     for step in STEPS:
         values = [sample["steps"][step] for sample in samples]
         steps[step] = {
-            "queries_min": min(m.queries for m in values), "queries_max": max(m.queries for m in values),
+            "queries_min": min(m.queries for m in values),
+            "queries_max": max(m.queries for m in values),
             "fernet_decrypt_min": min(m.fernet_decrypt for m in values),
             "fernet_decrypt_max": max(m.fernet_decrypt for m in values),
             "fernet_encrypt_max": max(m.fernet_encrypt for m in values),
@@ -289,9 +333,13 @@ def _scenario(api: Any, label: str, run_tag: str) -> dict[str, Any]:
     return {
         "config": _counts(),
         "steps": steps,
-        "per_transaction": {"web_min": min(web), "web_max": max(web), "worker_min": min(worker),
-                            "worker_max": max(worker),
-                            "total_max": max(w + k for w, k in zip(web, worker, strict=True))},
+        "per_transaction": {
+            "web_min": min(web),
+            "web_max": max(web),
+            "worker_min": min(worker),
+            "worker_max": max(worker),
+            "total_max": max(w + k for w, k in zip(web, worker, strict=True)),
+        },
         "_sql": {step: samples[0]["steps"][step].sql for step in STEPS},
     }
 
@@ -327,15 +375,18 @@ def measure_all() -> dict[str, Any]:
         # Warm-up (not counted): first connection set-up, lazy imports, the key's last_used_at write.
         for kind in ("deposit", "withdrawal"):
             for country, currency in DEMO:
-                one_transaction(api, country=country, currency=currency, kind=kind,
-                                tag=f"{run_tag}-warm-{kind}-{country}")
+                one_transaction(
+                    api, country=country, currency=currency, kind=kind, tag=f"{run_tag}-warm-{kind}-{country}"
+                )
         scenarios = {"demo": _scenario(api, "demo", run_tag)}
         try:
             added = _add_extra_gateways()
             scenarios["demo+10_irrelevant_gateways"] = {**_scenario(api, "extra10", run_tag), "added": added}
             added_currency = _add_other_currency_routes()
             scenarios["demo+10+5_other_currency_gateways"] = {
-                **_scenario(api, "extra15", run_tag), "added": {"on top": added_currency}}
+                **_scenario(api, "extra15", run_tag),
+                "added": {"on top": added_currency},
+            }
         finally:
             _remove_extras()
     finally:
@@ -359,8 +410,11 @@ def measure_all() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--attach", action="store_true",
-                        help="use the environment and sandboxes of a running bench (as bench/run.py does)")
+    parser.add_argument(
+        "--attach",
+        action="store_true",
+        help="use the environment and sandboxes of a running bench (as bench/run.py does)",
+    )
     parser.add_argument("--out", type=Path, help="write the JSON here instead of stdout")
     args = parser.parse_args(argv)
     if args.attach:

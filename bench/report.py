@@ -40,24 +40,45 @@ def summarize(main: dict[str, Any]) -> dict[str, Any]:
     grows = sorted({(s["per_transaction"]["web_max"], s["per_transaction"]["worker_max"]) for s in queries.values()})
     correctness = main.get("correctness", {})
     return {
-        "api_accepted_per_s_isolated": {"paygate": api_iso, "floor": floor_rate, "ratio": ratio(api_iso, floor_rate),
-                                        "target_ratio": TARGET_API_RATIO,
-                                        "met": _ge(ratio(api_iso, floor_rate), TARGET_API_RATIO)},
-        "api_accepted_per_s_with_workers": {"paygate": api_mixed, "floor": floor_rate,
-                                            "ratio": ratio(api_mixed, floor_rate)},
-        "e2e_finished_per_s": {"paygate": finished, "floor": floor_rate, "ratio": ratio(finished, floor_rate),
-                               "target_ratio": TARGET_E2E_RATIO, "met": _ge(ratio(finished, floor_rate),
-                                                                             TARGET_E2E_RATIO),
-                               "ratio_to_noop_drain": ratio(finished, noop_rate)},
+        "api_accepted_per_s_isolated": {
+            "paygate": api_iso,
+            "floor": floor_rate,
+            "ratio": ratio(api_iso, floor_rate),
+            "target_ratio": TARGET_API_RATIO,
+            "met": _ge(ratio(api_iso, floor_rate), TARGET_API_RATIO),
+        },
+        "api_accepted_per_s_with_workers": {
+            "paygate": api_mixed,
+            "floor": floor_rate,
+            "ratio": ratio(api_mixed, floor_rate),
+        },
+        "e2e_finished_per_s": {
+            "paygate": finished,
+            "floor": floor_rate,
+            "ratio": ratio(finished, floor_rate),
+            "target_ratio": TARGET_E2E_RATIO,
+            "met": _ge(ratio(finished, floor_rate), TARGET_E2E_RATIO),
+            "ratio_to_noop_drain": ratio(finished, noop_rate),
+        },
         "worker_drain_per_s": {"paygate": drain, "floor_noop": noop_rate, "ratio": ratio(drain, noop_rate)},
-        "overhead_p50_ms_low_load": {"paygate": overhead_low, "target_max": TARGET_OVERHEAD_P50_MS,
-                                     "met": overhead_low is not None and overhead_low < TARGET_OVERHEAD_P50_MS},
-        "sql_per_transaction": {"web": demo.get("web_max"), "worker": demo.get("worker_max"),
-                                "constant_with_more_gateways": len(grows) == 1},
-        "correctness": {"lost": correctness.get("lost"), "sent_to_two_gateways": correctness.get(
-            "sent_to_two_gateways"), "paid_twice": correctness.get("paid_twice"),
-                        "met": not (correctness.get("lost") or correctness.get("paid_twice")
-                                    or correctness.get("sent_to_two_gateways"))},
+        "overhead_p50_ms_low_load": {
+            "paygate": overhead_low,
+            "target_max": TARGET_OVERHEAD_P50_MS,
+            "met": overhead_low is not None and overhead_low < TARGET_OVERHEAD_P50_MS,
+        },
+        "sql_per_transaction": {
+            "web": demo.get("web_max"),
+            "worker": demo.get("worker_max"),
+            "constant_with_more_gateways": len(grows) == 1,
+        },
+        "correctness": {
+            "lost": correctness.get("lost"),
+            "sent_to_two_gateways": correctness.get("sent_to_two_gateways"),
+            "paid_twice": correctness.get("paid_twice"),
+            "met": not (
+                correctness.get("lost") or correctness.get("paid_twice") or correctness.get("sent_to_two_gateways")
+            ),
+        },
     }
 
 
@@ -107,6 +128,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"Load average before: {results['meta']['machine_before']['loadavg']}, "
         f"after: {_get(results, 'meta', 'machine_after', 'loadavg')}.",
         "",
+        *_validity(main),
         "## Summary",
         "",
         "| figure | Paygate | floor | ratio | target |",
@@ -129,39 +151,85 @@ def markdown(results: dict[str, Any]) -> str:
         return f"| {figure} | {paygate} | {floor} | {ratio_text} | {target} |"
 
     lines += [
-        row("API accepted/s, workers stopped (like the floor)", _fmt(iso.get("accepted_per_s")), _fmt(floor_rate),
+        row(
+            "API accepted/s, workers stopped (like the floor)",
+            _fmt(iso.get("accepted_per_s")),
+            _fmt(floor_rate),
             _ratio(iso.get("accepted_per_s"), floor_rate),
-            f"≥ {TARGET_API_RATIO:.2f}× {_met(s['api_accepted_per_s_isolated']['met'])}"),
-        row("API accepted/s, workers running", _fmt(mixed_api.get("accepted_per_s")), _fmt(floor_rate),
-            _ratio(mixed_api.get("accepted_per_s"), floor_rate)),
-        row("API latency p50 / p95 / p99 ms, workers stopped", _lat(iso.get("latency_ms")),
-            _lat(floor_api.get("latency_ms")), f"{_ratio(_get(iso, 'latency_ms', 'p50'), floor_p50)} (p50)"),
-        row("API latency p50 / p95 / p99 ms, workers running", _lat(mixed_api.get("latency_ms")),
-            _lat(floor_api.get("latency_ms")), f"{_ratio(_get(mixed_api, 'latency_ms', 'p50'), floor_p50)} (p50)"),
-        row("End to end: finished/s (workers running, under load)", _fmt(e2e.get("finished_per_s")),
-            f"{_fmt(floor_rate)} (bare endpoint)", _ratio(e2e.get("finished_per_s"), floor_rate),
-            f"≥ {TARGET_E2E_RATIO:.2f}× {_met(s['e2e_finished_per_s']['met'])}"),
-        row("End to end: finished/s vs the no-op task drain", _fmt(e2e.get("finished_per_s")),
-            f"{_fmt(noop_rate)} (no-op tasks/s)", _ratio(e2e.get("finished_per_s"), noop_rate)),
-        row("Worker alone: backlog drained, finished/s", _fmt(drain_rate), f"{_fmt(noop_rate)} (no-op tasks/s)",
-            _ratio(drain_rate, noop_rate)),
+            f"≥ {TARGET_API_RATIO:.2f}× {_met(s['api_accepted_per_s_isolated']['met'])}",
+        ),
+        row(
+            "API accepted/s, workers running",
+            _fmt(mixed_api.get("accepted_per_s")),
+            _fmt(floor_rate),
+            _ratio(mixed_api.get("accepted_per_s"), floor_rate),
+        ),
+        row(
+            "API latency p50 / p95 / p99 ms, workers stopped",
+            _lat(iso.get("latency_ms")),
+            _lat(floor_api.get("latency_ms")),
+            f"{_ratio(_get(iso, 'latency_ms', 'p50'), floor_p50)} (p50)",
+        ),
+        row(
+            "API latency p50 / p95 / p99 ms, workers running",
+            _lat(mixed_api.get("latency_ms")),
+            _lat(floor_api.get("latency_ms")),
+            f"{_ratio(_get(mixed_api, 'latency_ms', 'p50'), floor_p50)} (p50)",
+        ),
+        row(
+            "End to end: finished/s (workers running, under load)",
+            _fmt(e2e.get("finished_per_s")),
+            f"{_fmt(floor_rate)} (bare endpoint)",
+            _ratio(e2e.get("finished_per_s"), floor_rate),
+            f"≥ {TARGET_E2E_RATIO:.2f}× {_met(s['e2e_finished_per_s']['met'])}",
+        ),
+        row(
+            "End to end: finished/s vs the no-op task drain",
+            _fmt(e2e.get("finished_per_s")),
+            f"{_fmt(noop_rate)} (no-op tasks/s)",
+            _ratio(e2e.get("finished_per_s"), noop_rate),
+        ),
+        row(
+            "Worker alone: backlog drained, finished/s",
+            _fmt(drain_rate),
+            f"{_fmt(noop_rate)} (no-op tasks/s)",
+            _ratio(drain_rate, noop_rate),
+        ),
         row("Accept→final p50 / p95 / p99 ms, under load", _lat(e2e.get("accept_to_final_ms"))),
         row("Accept→final p50 / p95 / p99 ms, low load", _lat(_get(low, "e2e", "accept_to_final_ms"))),
-        row("Paygate overhead p50 ms, low load (accept→final − gateway call)",
+        row(
+            "Paygate overhead p50 ms, low load (accept→final − gateway call)",
             _fmt(_get(low, "e2e", "overhead_ms", "p50")),
-            target=f"< {TARGET_OVERHEAD_P50_MS:.0f} ms {_met(s['overhead_p50_ms_low_load']['met'])}"),
-        row("API latency p50 ms, low load (one request at a time)", _fmt(_get(low, "api", "latency_ms", "p50")),
-            _fmt(floor_low_p50), _ratio(_get(low, "api", "latency_ms", "p50"), floor_low_p50)),
+            target=f"< {TARGET_OVERHEAD_P50_MS:.0f} ms {_met(s['overhead_p50_ms_low_load']['met'])}",
+        ),
+        row(
+            "API latency p50 ms, low load (one request at a time)",
+            _fmt(_get(low, "api", "latency_ms", "p50")),
+            _fmt(floor_low_p50),
+            _ratio(_get(low, "api", "latency_ms", "p50"), floor_low_p50),
+        ),
         row("Paygate overhead p50 ms, under load", _fmt(_get(e2e, "overhead_ms", "p50"))),
-        row("SQL statements per transaction, web (create + callback)", _fmt(sql["web"]), "3 (BEGIN, INSERT, COMMIT)",
-            _ratio(sql["web"], 3)),
-        row("SQL statements per transaction, worker (process + apply)", _fmt(sql["worker"]), "0 (no-op)",
-            target=f"constant with more gateways: {_fmt(sql['constant_with_more_gateways'])}"),
-        row("Lost / sent to two gateways / paid twice",
-            f"{c['lost']} / {c['sent_to_two_gateways']} / {c['paid_twice']}", target=f"0 / 0 / 0 {_met(c['met'])}"),
+        row(
+            "SQL statements per transaction, web (create + callback)",
+            _fmt(sql["web"]),
+            "3 (BEGIN, INSERT, COMMIT)",
+            _ratio(sql["web"], 3),
+        ),
+        row(
+            "SQL statements per transaction, worker (process + apply)",
+            _fmt(sql["worker"]),
+            "0 (no-op)",
+            target=f"constant with more gateways: {_fmt(sql['constant_with_more_gateways'])}",
+        ),
+        row(
+            "Lost / sent to two gateways / paid twice",
+            f"{c['lost']} / {c['sent_to_two_gateways']} / {c['paid_twice']}",
+            target=f"0 / 0 / 0 {_met(c['met'])}",
+        ),
         "",
     ]
     lines += _definitions()
+    lines += _backlog_section(main)
     lines += _breakdown_section(main)
     lines += _queries_section(main.get("queries"))
     lines += _micro_section(main.get("micro"))
@@ -179,6 +247,29 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     lines += _phases_section(main)
     return "\n".join(lines)
+
+
+def _validity(main: dict[str, Any]) -> list[str]:
+    """Warnings about the conditions of the run, when it was disturbed from outside."""
+    lines = []
+    busy = {
+        name: p["other_percent_of_machine"]
+        for name, p in (main.get("phases") or {}).items()
+        if p.get("other_percent_of_machine", 0) > 15 and p.get("seconds", 0) > 1
+    }
+    if busy:
+        lines.append(
+            f"**Shared machine:** other work used this share of the CPUs during these phases: {busy}. "
+            "Throughput and latency are then lower than on a dedicated machine, Paygate and floor alike "
+            "(ratios are more robust than absolute figures, but only if both sides were disturbed alike)."
+        )
+    interruptions = main.get("database_interruptions") or []
+    if interruptions:
+        lines.append(
+            f"**PostgreSQL dropped the bench's connection {len(interruptions)} time(s)** during the run "
+            f"(restarted by other work on the machine?): {interruptions[0]['error']}"
+        )
+    return [*lines, ""] if lines else []
 
 
 def _definitions() -> list[str]:
@@ -205,15 +296,51 @@ def _definitions() -> list[str]:
     ]
 
 
+def _backlog_section(main: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Backlog and extra work (the recovery sweeps republish what waits too long)",
+        "",
+        "| phase | max Celery queue depth | max transactions not final | max depth − not final | "
+        "status look-ups (transactions) | callback events by result |",
+        "| --- | ---: | ---: | ---: | --- | --- |",
+    ]
+    for phase in ("mixed", "drain"):
+        backlog, extra = _get(main, phase, "backlog") or {}, _get(main, phase, "extra_work") or {}
+        if not backlog and not extra:
+            continue
+        lines.append(
+            f"| {phase} | {_fmt(backlog.get('max_queue_depth'))} | {_fmt(backlog.get('max_not_final'))} | "
+            f"{_fmt(backlog.get('max_queue_depth_over_not_final'))} | "
+            f"{_fmt(extra.get('status_lookups'))} ({_fmt(extra.get('transactions_looked_up'))}) | "
+            f"{extra.get('callback_events_by_result')} |"
+        )
+    lines += [
+        "",
+        "A queue deeper than the number of unfinished transactions means duplicate tasks: "
+        "`payments.sweep_due` republishes `pending` transactions whose `next_check_at` (created + "
+        "PAYGATE_SWEEP_GRACE_SECONDS) has passed, and looks up `processing` ones after "
+        "PAYGATE_LOOKUP_FIRST_DELAY_SECONDS; callback events `ignored` arrived for transactions already "
+        "final (e.g. settled by a look-up first).",
+        "",
+    ]
+    return lines
+
+
 def _breakdown_section(main: dict[str, Any]) -> list[str]:
-    lines = ["## Where accept→final goes (single-attempt transactions, p50 / p95 / p99 ms)", "",
-             "| part | low load | under load |", "| --- | ---: | ---: |"]
+    lines = [
+        "## Where accept→final goes (single-attempt transactions, p50 / p95 / p99 ms)",
+        "",
+        "| part | low load | under load |",
+        "| --- | ---: | ---: |",
+    ]
     low = _get(main, "low_load", "e2e", "parts_ms") or {}
     mixed = _get(main, "mixed", "e2e", "parts_ms") or {}
     for name in mixed or low:
         lines.append(f"| {name} | {_lat(low.get(name))} | {_lat(mixed.get(name))} |")
-    lines.append(f"| overhead (accept→final − gateway) | {_lat(_get(main, 'low_load', 'e2e', 'overhead_ms'))} | "
-                 f"{_lat(_get(main, 'mixed', 'e2e', 'overhead_ms'))} |")
+    lines.append(
+        f"| overhead (accept→final − gateway) | {_lat(_get(main, 'low_load', 'e2e', 'overhead_ms'))} | "
+        f"{_lat(_get(main, 'mixed', 'e2e', 'overhead_ms'))} |"
+    )
     lines.append("")
     return lines
 
@@ -221,10 +348,14 @@ def _breakdown_section(main: dict[str, Any]) -> list[str]:
 def _queries_section(queries: dict[str, Any] | None) -> list[str]:
     if not queries:
         return []
-    lines = ["## SQL statements per transaction (bench/queries.py, in-process, CaptureQueriesContext)", "",
-             "| scenario | gateways / routes | api_create | worker_process | callback_receive | worker_apply | "
-             "web total | worker total | Fernet decrypts (api / worker_process) |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    lines = [
+        "## SQL statements per transaction (bench/queries.py, in-process, CaptureQueriesContext)",
+        "",
+        "| scenario | gateways / routes | api_create | worker_process | callback_receive | worker_apply | "
+        "web total | worker total | Fernet decrypts (api / worker_process) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+
     def span(step: dict[str, Any], what: str) -> str:
         low, high = step[f"{what}_min"], step[f"{what}_max"]
         return str(low) if low == high else f"{low}–{high}"
@@ -239,14 +370,23 @@ def _queries_section(queries: dict[str, Any] | None) -> list[str]:
             return span(steps[step], "fernet_decrypt")
 
         web = per["web_max"] if per["web_min"] == per["web_max"] else f"{per['web_min']}–{per['web_max']}"
-        worker = (per["worker_max"] if per["worker_min"] == per["worker_max"]
-                  else f"{per['worker_min']}–{per['worker_max']}")
-        lines.append(f"| {name} | {scenario['config']['gateways']} / {scenario['config']['routes']} | "
-                     f"{q('api_create')} | {q('worker_process')} | {q('callback_receive')} | {q('worker_apply')} | "
-                     f"{web} | {worker} | {d('api_create')} / {d('worker_process')} |")
-    lines += ["", "By kind, demo (one deposit to DE): " + "; ".join(
-        f"{step}: " + ", ".join(f"{k} {v}" for k, v in data["sample"]["by_kind"].items())
-        for step, data in queries["scenarios"]["demo"]["steps"].items()), ""]
+        worker = (
+            per["worker_max"] if per["worker_min"] == per["worker_max"] else f"{per['worker_min']}–{per['worker_max']}"
+        )
+        lines.append(
+            f"| {name} | {scenario['config']['gateways']} / {scenario['config']['routes']} | "
+            f"{q('api_create')} | {q('worker_process')} | {q('callback_receive')} | {q('worker_apply')} | "
+            f"{web} | {worker} | {d('api_create')} / {d('worker_process')} |"
+        )
+    lines += [
+        "",
+        "By kind, demo (one deposit to DE): "
+        + "; ".join(
+            f"{step}: " + ", ".join(f"{k} {v}" for k, v in data["sample"]["by_kind"].items())
+            for step, data in queries["scenarios"]["demo"]["steps"].items()
+        ),
+        "",
+    ]
     lines += [f"- {note}" for note in queries.get("notes", [])] + [""]
     return lines
 
@@ -254,8 +394,12 @@ def _queries_section(queries: dict[str, Any] | None) -> list[str]:
 def _micro_section(micro: dict[str, Any] | None) -> list[str]:
     if not micro:
         return []
-    lines = ["## Per-call costs (bench/micro.py; best round / median round, µs)", "", "| operation | µs per call |",
-             "| --- | ---: |"]
+    lines = [
+        "## Per-call costs (bench/micro.py; best round / median round, µs)",
+        "",
+        "| operation | µs per call |",
+        "| --- | ---: |",
+    ]
     for name, value in micro["results"].items():
         lines.append(f"| {name} | {value['min_us']:.1f} / {value['median_us']:.1f} |")
     for name, value in micro.get("derived", {}).items():
@@ -266,15 +410,28 @@ def _micro_section(micro: dict[str, Any] | None) -> list[str]:
 
 def _correctness_section(main: dict[str, Any]) -> list[str]:
     c = main.get("correctness") or {}
-    keys = ("accepted", "lost", "sent_to_two_gateways", "paid_twice", "gateway_requests_repeated_same_reference",
-            "completed_in_db_but_not_at_gateway", "completed_at_gateway_but_not_in_db",
-            "gateway_payments_for_unknown_transactions", "gateway_payments_by_sandbox", "callbacks_flagged",
-            "callbacks_unapplied", "transactions_needing_review")
+    keys = (
+        "accepted",
+        "lost",
+        "sent_to_two_gateways",
+        "paid_twice",
+        "gateway_requests_repeated_same_reference",
+        "completed_in_db_but_not_at_gateway",
+        "completed_at_gateway_but_not_in_db",
+        "gateway_payments_for_unknown_transactions",
+        "gateway_payments_by_sandbox",
+        "callbacks_flagged",
+        "callbacks_unapplied",
+        "transactions_needing_review",
+    )
     lines = ["## Correctness (every accepted id of every Paygate phase, against the sandboxes' own records)", ""]
     lines += [f"- {key}: {c.get(key)}" for key in keys]
     statuses = {phase: _get(main, phase, "e2e", "statuses") for phase in ("low_load", "mixed")}
-    lines += [f"- statuses: {statuses}; attempts per transaction (mixed): "
-              f"{_get(main, 'mixed', 'e2e', 'attempts_per_transaction')}", ""]
+    lines += [
+        f"- statuses: {statuses}; attempts per transaction (mixed): "
+        f"{_get(main, 'mixed', 'e2e', 'attempts_per_transaction')}",
+        "",
+    ]
     for phase in ("low_load", "mixed", "api_only"):
         errors = _get(main, phase, "api", "not_accepted_by_status")
         if errors:
@@ -285,10 +442,13 @@ def _correctness_section(main: dict[str, Any]) -> list[str]:
 
 
 def _scaling_section(rows: Sequence[dict[str, Any]]) -> list[str]:
-    lines = ["## Scaling (same N and concurrency; throughput phases only)", "",
-             "| gunicorn workers | celery processes × concurrency | API/s workers stopped | floor API/s | ratio | "
-             "API/s workers running | finished/s | finished/s ÷ floor | drain/s | no-op drain/s | API p50 ms |",
-             "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        "## Scaling (same N and concurrency; throughput phases only)",
+        "",
+        "| gunicorn workers | celery processes × concurrency | API/s workers stopped | floor API/s | ratio | "
+        "API/s workers running | finished/s | finished/s ÷ floor | drain/s | no-op drain/s | API p50 ms |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for row in rows:
         cfg = row["config"]
         iso = _get(row, "api_only", "api", "accepted_per_s")
@@ -299,18 +459,25 @@ def _scaling_section(rows: Sequence[dict[str, Any]]) -> list[str]:
             f"{_fmt(floor)} | {_ratio(iso, floor)} | {_fmt(_get(row, 'mixed', 'api', 'accepted_per_s'))} | "
             f"{_fmt(finished)} | {_ratio(finished, floor)} | {_fmt(_get(row, 'drain', 'finished_per_s'))} | "
             f"{_fmt(_get(row, 'floor', 'noop_drain', 'tasks_per_s'))} | "
-            f"{_fmt(_get(row, 'mixed', 'api', 'latency_ms', 'p50'))} |")
+            f"{_fmt(_get(row, 'mixed', 'api', 'latency_ms', 'p50'))} |"
+        )
     lines.append("")
     return lines
 
 
 def _phases_section(main: dict[str, Any]) -> list[str]:
-    lines = ["## Phases: wall time and CPU (the machine is shared: *other* is work that is not this bench)", "",
-             "| phase | seconds | machine busy % | bench CPU s | PostgreSQL/Redis background CPU s | other CPU s | "
-             "other % of machine |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        "## Phases: wall time and CPU (the machine is shared: *other* is work that is not this bench)",
+        "",
+        "| phase | seconds | machine busy % | bench CPU s | PostgreSQL/Redis background CPU s | other CPU s | "
+        "other % of machine |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for name, p in main["phases"].items():
-        lines.append(f"| {name} | {p['seconds']} | {p['machine_busy_percent']} | {p.get('bench_cpu_s', 0)} | "
-                     f"{p.get('shared_cpu_s', 0)} | {p.get('other_cpu_s', 0)} | {p['other_percent_of_machine']} |")
+        lines.append(
+            f"| {name} | {p['seconds']} | {p['machine_busy_percent']} | {p.get('bench_cpu_s', 0)} | "
+            f"{p.get('shared_cpu_s', 0)} | {p.get('other_cpu_s', 0)} | {p['other_percent_of_machine']} |"
+        )
     quiet = main.get("machine_quiet_check")
     if quiet:
         lines += ["", f"Quiet check before the run: {quiet}"]
@@ -348,20 +515,32 @@ def charts(raw: dict[str, Any], results_dir: Path, timestamp: str) -> list[Path]
     import matplotlib.pyplot as plt
 
     paths = []
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 8), constrained_layout=True)
+    fig, (top, middle, bottom) = plt.subplots(3, 1, figsize=(10, 11), constrained_layout=True)
     mixed = raw.get("mixed") or {}
-    top.step(range(len(mixed.get("accepted_per_s", []))), mixed.get("accepted_per_s", []), where="post",
-             label="accepted/s (API answers)")
-    top.step(range(len(mixed.get("finished_per_s", []))), mixed.get("finished_per_s", []), where="post",
-             label="finished/s (finished_at)")
+    top.step(
+        range(len(mixed.get("accepted_per_s", []))),
+        mixed.get("accepted_per_s", []),
+        where="post",
+        label="accepted/s (API answers)",
+    )
+    top.step(
+        range(len(mixed.get("finished_per_s", []))),
+        mixed.get("finished_per_s", []),
+        where="post",
+        label="finished/s (finished_at)",
+    )
     top.set_title("Paygate under load, workers running")
     top.set_xlabel("seconds since the first request")
     top.set_ylabel("per second")
     top.legend()
-    for key, label in (("api_only", "Paygate API accepted/s (workers stopped)"),
-                       ("floor", "floor API accepted/s")):
-        series = (raw.get(key) or {}).get("accepted_per_s", [])
-        bottom.step(range(len(series)), series, where="post", label=label)
+    backlog = [s for s in mixed.get("backlog", []) if s[1] >= 0]
+    if backlog:
+        middle.plot([s[0] for s in backlog], [s[1] for s in backlog], label="Celery queue depth")
+        middle.plot([s[0] for s in backlog], [s[2] + s[3] for s in backlog], label="transactions not final")
+        middle.plot([s[0] for s in backlog], [s[2] for s in backlog], label="of which pending", linestyle=":")
+    middle.set_title("Backlog under load, workers running")
+    middle.set_xlabel("seconds since the first request")
+    middle.legend()
     drain = raw.get("drain_finished_per_s") or []
     bottom.step(range(len(drain)), drain, where="post", label="Paygate backlog drain finished/s")
     samples = raw.get("floor_drain_samples") or []
@@ -371,7 +550,7 @@ def charts(raw: dict[str, Any], results_dir: Path, timestamp: str) -> list[Path]
             per_second[int(t1)] = per_second.get(int(t1), 0) + max(n0 - n1, 0)
         xs = list(range(max(per_second) + 1))
         bottom.step(xs, [per_second.get(x, 0) for x in xs], where="post", label="floor no-op drain tasks/s")
-    bottom.set_title("Each side alone: API with workers stopped, then the backlog drained")
+    bottom.set_title("Workers alone: a backlog drained (Paygate transactions; the floor's no-op tasks)")
     bottom.set_xlabel("seconds since the phase's start")
     bottom.set_ylabel("per second")
     bottom.legend()

@@ -12,14 +12,15 @@ One configuration runs, in order, on a fresh `paygate_bench` database and Redis 
 3. `micro`: API-key verification and Fernet costs per call (bench/micro.py);
 4. celery beat and the Paygate workers start;
 5. `low_load`: a closed loop of single transactions, each waited for until final: Paygate's
-   own overhead without any queueing;
+   own overhead without any queueing (with the floor's single requests, interleaved);
 6. `mixed`: N creates at the given concurrency with the workers running: accepted/s,
    API latency, finished/s and accept-to-final latency: the realistic end to end;
-7. `api_only` + `drain`: N creates with the workers stopped (like the floor), then the workers
-   start and the backlog is drained: the API and the worker each on their own;
+7. `api_only`: Paygate's workers stop; N creates to Paygate and N to the floor (the bare
+   endpoint; its no-op tasks go to their own queue with no consumer), at the same
+   concurrency, interleaved in rounds (P F, F P, ...) so that other work on the machine
+   falls on both alike; `drain`: Paygate's workers start and drain their backlog;
 8. correctness against the sandboxes' own records; then Paygate's workers and beat stop;
-9. `floor`: the bare endpoint at the same concurrency (its no-op tasks go to their own queue
-   with no consumer), then floor workers (same processes x concurrency) drain that queue.
+9. `floor_drain`: floor workers (same processes x concurrency) drain the no-op tasks.
 
 Results: bench/results/<timestamp>.json, latest.json, latest.md and PNG charts.
 """
@@ -44,13 +45,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
 from bench import load, phases, report, stack
 from bench.stack import FLOOR_PORT, HOST, WEB_PORT, BenchError, Stack
+from bench.stats import per_second_series
 
-ALL_PHASES = frozenset({"queries", "micro", "low_load", "mixed", "api_only", "floor"})
-THROUGHPUT_PHASES = frozenset({"mixed", "api_only", "floor"})
+ALL_PHASES = frozenset({"queries", "micro", "low_load", "mixed", "api_only"})
+THROUGHPUT_PHASES = frozenset({"mixed", "api_only"})
+ROUNDS = 4  # Paygate and the floor alternate in this many rounds
 SCALING_MATRIX = ((1, 2), (1, 4), (2, 2), (2, 4))  # (worker processes, gunicorn workers)
 
 
@@ -71,8 +72,10 @@ class Config:
 
     @property
     def label(self) -> str:
-        return (f"gunicorn {self.web_workers} workers, celery {self.worker_processes} process(es) x "
-                f"{self.worker_concurrency}, {self.concurrency} in flight")
+        return (
+            f"gunicorn {self.web_workers} workers, celery {self.worker_processes} process(es) x "
+            f"{self.worker_concurrency}, {self.concurrency} in flight"
+        )
 
 
 class Timer:
@@ -106,24 +109,28 @@ def _reset_sandboxes() -> None:
         stack.http_post_json(f"{stack.sandbox_url(code)}/_sandbox/reset")
 
 
-def _wait_final_each(db: psycopg.Connection, alive: Callable[[], None]) -> Callable[[load.RequestRecord], None]:
+def _wait_final_each(db: phases.BenchDb, alive: Callable[[], None]) -> Callable[[load.RequestRecord], None]:
     def wait(record: load.RequestRecord) -> None:
         txn_id = record.transaction_id
         if txn_id is not None:
-            stack.wait_for(lambda: phases.count_final(db, [txn_id]) == 1, timeout=30, interval=0.002,
-                           what=f"transaction {txn_id} to be final", alive=alive)
+            stack.wait_for(
+                lambda: phases.count_final(db, [txn_id]) == 1,
+                timeout=30,
+                interval=0.002,
+                what=f"transaction {txn_id} to be final",
+                alive=alive,
+            )
 
     return wait
 
 
 def _series(times: list[float], origin: float) -> list[int]:
-    from bench.stats import per_second_series
-
     return per_second_series(times, origin=origin)
 
 
-def run_config(cfg: Config, wanted: frozenset[str], *, tag: str,
-               quiet_timeout: float = 0.0) -> tuple[dict[str, Any], dict[str, Any]]:
+def run_config(
+    cfg: Config, wanted: frozenset[str], *, tag: str, quiet_timeout: float = 0.0
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run one configuration; (summary, raw data for charts)."""
     print(f"== {cfg.label}", flush=True)
     data_dir = stack.WORK_DIR / "data"
@@ -139,8 +146,11 @@ def run_config(cfg: Config, wanted: frozenset[str], *, tag: str,
     if quiet_timeout > 0:
         out["machine_quiet_check"] = quiet = phases.wait_quiet(timeout=quiet_timeout)
         if not quiet["quiet"]:
-            print(f"  ! other work keeps {quiet['last_window']['other_percent_of_machine']}% of the machine busy; "
-                  "measuring anyway (see machine_quiet_check and the per-phase CPU figures)", flush=True)
+            print(
+                f"  ! other work keeps {quiet['last_window']['other_percent_of_machine']}% of the machine busy; "
+                "measuring anyway (see machine_quiet_check and the per-phase CPU figures)",
+                flush=True,
+            )
 
     with Stack(env=env, log_dir=log_dir) as bench:
         timer = Timer(bench.pgids)
@@ -158,8 +168,9 @@ def run_config(cfg: Config, wanted: frozenset[str], *, tag: str,
         if "micro" in wanted:
             with timer.phase("micro"):
                 target = stack.WORK_DIR / "micro.json"
-                stack.child_python("micro.py", "--attach", "--number", str(cfg.micro_number), "--out", str(target),
-                                   env=env)
+                stack.child_python(
+                    "micro.py", "--attach", "--number", str(cfg.micro_number), "--out", str(target), env=env
+                )
                 out["micro"] = json.loads(target.read_text())
 
         # What the in-process measurements published was never meant to run.
@@ -169,64 +180,123 @@ def run_config(cfg: Config, wanted: frozenset[str], *, tag: str,
         worker_names = [f"worker{i}" for i in range(1, cfg.worker_processes + 1)]
         bench.start_workers(prefix="worker", processes=cfg.worker_processes, concurrency=cfg.worker_concurrency)
 
-        db = psycopg.connect(stack.PSYCOPG_DSN, autocommit=True)
+        db = phases.BenchDb(stack.PSYCOPG_DSN)
         all_ids: list[str] = []
         try:
             if "low_load" in wanted:
                 with timer.phase("low_load"):
-                    specs = load.make_specs(cfg.low_load_n, run_tag=f"{tag}-low")
-                    result = load.drive(web_url, specs, concurrency=1, api_key=api_key,
-                                        after_each=_wait_final_each(db, bench.check_alive))
-                    ids = [r.transaction_id for r in result.accepted if r.transaction_id]
+                    # Interleaved with the floor's single requests, in rounds, so both meet the same machine.
+                    results = load.interleave(
+                        {
+                            "paygate": lambda part: load.drive(
+                                web_url,
+                                part,
+                                concurrency=1,
+                                api_key=api_key,
+                                after_each=_wait_final_each(db, bench.check_alive),
+                            ),
+                            "floor": lambda part: load.drive(floor_url, part, concurrency=1, floor=True),
+                        },
+                        {
+                            "paygate": load.make_specs(cfg.low_load_n, run_tag=f"{tag}-low"),
+                            "floor": load.make_specs(cfg.low_load_n, run_tag=f"{tag}-floorlow"),
+                        },
+                        rounds=ROUNDS,
+                    )
+                    ids = [r.transaction_id for r in results["paygate"].accepted if r.transaction_id]
                     all_ids += ids
                     rows = phases.fetch_rows(db, ids)
-                    out["low_load"] = {"api": phases.api_summary(result), "e2e": phases.e2e_summary(rows, ids)}
+                    out["low_load"] = {
+                        "api": phases.api_summary(results["paygate"]),
+                        "e2e": phases.e2e_summary(rows, ids),
+                        "floor_api": phases.api_summary(results["floor"]),
+                    }
                     raw["low_load_e2e_ms"] = [row.e2e_ms for row in rows.values() if row.e2e_ms is not None]
 
             if "mixed" in wanted:
                 with timer.phase("mixed"):
                     specs = load.make_specs(cfg.n, run_tag=f"{tag}-mixed")
-                    result = load.drive(web_url, specs, concurrency=cfg.concurrency, api_key=api_key)
-                    ids = [r.transaction_id for r in result.accepted if r.transaction_id]
-                    all_ids += ids
-                    done, waited = phases.wait_all_final(db, ids, timeout=cfg.final_timeout, alive=bench.check_alive)
+                    with phases.BacklogSampler(time.time()) as backlog:
+                        result = load.drive(web_url, specs, concurrency=cfg.concurrency, api_key=api_key)
+                        ids = [r.transaction_id for r in result.accepted if r.transaction_id]
+                        all_ids += ids
+                        done, waited = phases.wait_all_final(
+                            db, ids, timeout=cfg.final_timeout, alive=bench.check_alive
+                        )
                     rows = phases.fetch_rows(db, ids)
-                    out["mixed"] = {"api": phases.api_summary(result), "e2e": phases.e2e_summary(rows, ids),
-                                    "all_final_within_deadline": done, "waited_for_final_s": round(waited, 2)}
+                    out["mixed"] = {
+                        "api": phases.api_summary(result),
+                        "e2e": phases.e2e_summary(rows, ids),
+                        "all_final_within_deadline": done,
+                        "waited_for_final_s": round(waited, 2),
+                        "backlog": backlog.summary(),
+                        "extra_work": phases.amplification(db, ids),
+                    }
                     origin = result.started_at
                     raw["mixed"] = {
                         "accepted_per_s": _series([r.started_at + r.latency_s for r in result.accepted], origin),
-                        "finished_per_s": _series([row.finished_at for row in rows.values()
-                                                   if row.finished_at is not None], origin),
+                        "finished_per_s": _series(
+                            [row.finished_at for row in rows.values() if row.finished_at is not None], origin
+                        ),
                         "api_latency_ms": [r.latency_s * 1000 for r in result.accepted],
                         "e2e_ms": [row.e2e_ms for row in rows.values() if row.e2e_ms is not None],
                         "requests": [dataclasses.asdict(r) for r in result.records],
+                        "backlog": backlog.samples,
                     }
 
             if "api_only" in wanted:
                 with timer.phase("api_only"):
                     bench.stop(worker_names)
-                    specs = load.make_specs(cfg.n, run_tag=f"{tag}-apionly")
-                    result = load.drive(web_url, specs, concurrency=cfg.concurrency, api_key=api_key)
+                    # Paygate's API and the floor's, interleaved in rounds: both with nothing consuming
+                    # their tasks, both meeting the same machine.
+                    results = load.interleave(
+                        {
+                            "paygate": lambda part: load.drive(
+                                web_url, part, concurrency=cfg.concurrency, api_key=api_key
+                            ),
+                            "floor": lambda part: load.drive(floor_url, part, concurrency=cfg.concurrency, floor=True),
+                        },
+                        {
+                            "paygate": load.make_specs(cfg.n, run_tag=f"{tag}-apionly"),
+                            "floor": load.make_specs(cfg.n, run_tag=f"{tag}-floor"),
+                        },
+                        rounds=ROUNDS,
+                    )
+                    result, floor_result = results["paygate"], results["floor"]
                     ids = [r.transaction_id for r in result.accepted if r.transaction_id]
                     all_ids += ids
-                    out["api_only"] = {"api": phases.api_summary(result)}
+                    out["api_only"] = {"api": phases.api_summary(result), "rounds": ROUNDS}
+                    out["floor"] = {"api": phases.api_summary(floor_result), "rounds": ROUNDS}
+                    if "low_load" in out:
+                        out["floor"]["low_load_api"] = out["low_load"].pop("floor_api")
                     raw["api_only"] = {
-                        "accepted_per_s": _series([r.started_at + r.latency_s for r in result.accepted],
-                                                  result.started_at),
                         "api_latency_ms": [r.latency_s * 1000 for r in result.accepted],
                         "requests": [dataclasses.asdict(r) for r in result.records],
                     }
+                    raw["floor"] = {"api_latency_ms": [r.latency_s * 1000 for r in floor_result.accepted]}
                 with timer.phase("drain"):
-                    bench.start_workers(prefix="worker", processes=cfg.worker_processes,
-                                        concurrency=cfg.worker_concurrency, wait=False)
-                    done, waited = phases.wait_all_final(db, ids, timeout=cfg.final_timeout, alive=bench.check_alive)
+                    with phases.BacklogSampler(result.started_at) as backlog:
+                        bench.start_workers(
+                            prefix="worker",
+                            processes=cfg.worker_processes,
+                            concurrency=cfg.worker_concurrency,
+                            wait=False,
+                        )
+                        done, waited = phases.wait_all_final(
+                            db, ids, timeout=cfg.final_timeout, alive=bench.check_alive
+                        )
                     rows = phases.fetch_rows(db, ids)
                     drain = phases.drain_summary(rows, ids)
-                    out["drain"] = {**drain, "all_final_within_deadline": done}
+                    out["drain"] = {
+                        **drain,
+                        "all_final_within_deadline": done,
+                        "backlog": backlog.summary(),
+                        "extra_work": phases.amplification(db, ids),
+                    }
                     first = drain.get("first_attempt_at") or time.time()
                     raw["drain_finished_per_s"] = _series(
-                        [row.finished_at for row in rows.values() if row.finished_at is not None], first)
+                        [row.finished_at for row in rows.values() if row.finished_at is not None], first
+                    )
 
             with timer.phase("correctness"):
                 # Give late transactions of any phase the same deadline before judging them lost.
@@ -235,36 +305,24 @@ def run_config(cfg: Config, wanted: frozenset[str], *, tag: str,
                 out["correctness"] = phases.correctness(all_ids, rows, phases.sandbox_payments(), db)
         finally:
             db.close()
+            out["database_interruptions"] = db.interruptions
 
         bench.stop(["beat", *worker_names])
 
-        if "floor" in wanted:
-            with timer.phase("floor"):
-                floor: dict[str, Any] = {}
-                if "low_load" in wanted:
-                    stack.purge_queue(stack.FLOOR_QUEUE)
-                    specs = load.make_specs(cfg.low_load_n, run_tag=f"{tag}-floorlow")
-                    floor["low_load_api"] = phases.api_summary(
-                        load.drive(floor_url, specs, concurrency=1, floor=True))
-                stack.purge_queue(stack.FLOOR_QUEUE)
-                specs = load.make_specs(cfg.n, run_tag=f"{tag}-floor")
-                result = load.drive(floor_url, specs, concurrency=cfg.concurrency, floor=True)
-                floor["api"] = phases.api_summary(result)
-                published = len(result.accepted)
-                stack.wait_for(lambda: stack.queue_length(stack.FLOOR_QUEUE) >= published, timeout=30,
-                               what="the floor's tasks to be in their queue")
-                raw["floor"] = {
-                    "accepted_per_s": _series([r.started_at + r.latency_s for r in result.accepted], result.started_at),
-                    "api_latency_ms": [r.latency_s * 1000 for r in result.accepted],
-                }
+        if "api_only" in wanted:
+            published = stack.queue_length(stack.FLOOR_QUEUE)
             with timer.phase("floor_drain"):
-                bench.start_workers(prefix="floor-worker", processes=cfg.worker_processes,
-                                    concurrency=cfg.worker_concurrency, queues=stack.FLOOR_QUEUE, env=floor_env,
-                                    wait=False)
+                bench.start_workers(
+                    prefix="floor-worker",
+                    processes=cfg.worker_processes,
+                    concurrency=cfg.worker_concurrency,
+                    queues=stack.FLOOR_QUEUE,
+                    env=floor_env,
+                    wait=False,
+                )
                 drain = phases.watch_drain(published, timeout=cfg.final_timeout, alive=bench.check_alive)
                 raw["floor_drain_samples"] = drain.pop("_samples")
-                floor["noop_drain"] = drain
-                out["floor"] = floor
+                out.setdefault("floor", {})["noop_drain"] = drain
 
     out["logs"] = phases.scan_logs(log_dir)
     out["log_dir"] = str(log_dir.relative_to(stack.ROOT))
@@ -290,21 +348,41 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Paygate benchmark (see bench/README.md).")
     parser.add_argument("--n", type=int, default=None, help="transactions per load phase (default 2000; --quick 200)")
     parser.add_argument("--concurrency", type=int, default=16, help="requests in flight (default 16)")
-    parser.add_argument("--web-workers", type=int, default=2,
-                        help="gunicorn sync workers, Paygate and floor alike (default 2: one per core)")
+    parser.add_argument(
+        "--web-workers",
+        type=int,
+        default=2,
+        help="gunicorn sync workers, Paygate and floor alike (default 2: one per core)",
+    )
     parser.add_argument("--worker-processes", type=int, default=1, help="separate celery worker processes (default 1)")
-    parser.add_argument("--worker-concurrency", type=int, default=4,
-                        help="prefork children per celery worker process (default 4)")
-    parser.add_argument("--low-load-n", type=int, default=None,
-                        help="transactions of the closed-loop low-load phase (default 100; --quick 20)")
-    parser.add_argument("--final-timeout", type=float, default=300.0,
-                        help="seconds to wait for transactions to become final (default 300)")
-    parser.add_argument("--wait-quiet", type=float, default=60.0,
-                        help="before each configuration, wait up to this many seconds for other work on the machine "
-                             "to fall under 15%% of its CPU (default 60; 0: do not wait)")
+    parser.add_argument(
+        "--worker-concurrency", type=int, default=4, help="prefork children per celery worker process (default 4)"
+    )
+    parser.add_argument(
+        "--low-load-n",
+        type=int,
+        default=None,
+        help="transactions of the closed-loop low-load phase (default 100; --quick 20)",
+    )
+    parser.add_argument(
+        "--final-timeout",
+        type=float,
+        default=300.0,
+        help="seconds to wait for transactions to become final (default 300)",
+    )
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=60.0,
+        help="before each configuration, wait up to this many seconds for other work on the machine "
+        "to fall under 15%% of its CPU (default 60; 0: do not wait)",
+    )
     parser.add_argument("--quick", action="store_true", help="a small smoke run (N=200)")
-    parser.add_argument("--scaling", action="store_true",
-                        help="also run the matrix 1|2 worker processes x 2|4 gunicorn workers (throughput phases)")
+    parser.add_argument(
+        "--scaling",
+        action="store_true",
+        help="also run the matrix 1|2 worker processes x 2|4 gunicorn workers (throughput phases)",
+    )
     parser.add_argument("--results-dir", type=Path, default=stack.RESULTS_DIR, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if min(args.concurrency, args.web_workers, args.worker_processes, args.worker_concurrency) < 1:
@@ -315,8 +393,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     timestamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(started))
     results: dict[str, Any] = {
-        "meta": {"timestamp_utc": timestamp, "quick": args.quick, "python": sys.version.split()[0],
-                 "machine_before": phases.machine_snapshot()},
+        "meta": {
+            "timestamp_utc": timestamp,
+            "quick": args.quick,
+            "python": sys.version.split()[0],
+            "machine_before": phases.machine_snapshot(),
+        },
     }
     raws: dict[str, Any] = {}
     try:
@@ -329,8 +411,9 @@ def main(argv: list[str] | None = None) -> int:
                 if variant == cfg:
                     rows.append(main_result)
                     continue
-                summary, _ = run_config(variant, THROUGHPUT_PHASES, tag=f"s{timestamp}-{variant.slug}",
-                                        quiet_timeout=args.wait_quiet)
+                summary, _ = run_config(
+                    variant, THROUGHPUT_PHASES, tag=f"s{timestamp}-{variant.slug}", quiet_timeout=args.wait_quiet
+                )
                 rows.append(summary)
             results["scaling"] = rows
     except KeyboardInterrupt:
@@ -343,8 +426,10 @@ def main(argv: list[str] | None = None) -> int:
     results["meta"]["duration_s"] = round(time.time() - started, 1)
     paths = report.write(results, raws, results_dir=args.results_dir, timestamp=timestamp)
     print((args.results_dir / "latest.md").read_text())
-    print("written: " + ", ".join(str(p.relative_to(stack.ROOT)) if p.is_relative_to(stack.ROOT) else str(p)
-                                  for p in paths))
+    print(
+        "written: "
+        + ", ".join(str(p.relative_to(stack.ROOT)) if p.is_relative_to(stack.ROOT) else str(p) for p in paths)
+    )
     correctness = results["main"]["correctness"]
     broken = correctness["lost"] or correctness["paid_twice"] or correctness["sent_to_two_gateways"]
     return 2 if broken else 0

@@ -132,9 +132,20 @@ class Secrets:
 
 
 _FOREIGN_PREFIXES = ("PAYGATE_", "CELERY_", "DJANGO_", "SECURE_", "GUNICORN_")
-_FOREIGN_NAMES = {"DATABASE_URL", "DEBUG", "ALLOWED_HOSTS", "SECRET_KEY", "FERNET_KEYS", "LOG_LEVEL", "LOG_FORMAT",
-                  "SESSION_COOKIE_SECURE", "CSRF_TRUSTED_ORIGINS", "PROMETHEUS_MULTIPROC_DIR", "WEB_CONCURRENCY",
-                  "WORKER_CONCURRENCY"}
+_FOREIGN_NAMES = {
+    "DATABASE_URL",
+    "DEBUG",
+    "ALLOWED_HOSTS",
+    "SECRET_KEY",
+    "FERNET_KEYS",
+    "LOG_LEVEL",
+    "LOG_FORMAT",
+    "SESSION_COOKIE_SECURE",
+    "CSRF_TRUSTED_ORIGINS",
+    "PROMETHEUS_MULTIPROC_DIR",
+    "WEB_CONCURRENCY",
+    "WORKER_CONCURRENCY",
+}
 
 
 def bench_env(data_dir: Path, run_secrets: Secrets, *, settings_module: str = "paygate.settings") -> dict[str, str]:
@@ -236,7 +247,12 @@ class Proc:
         log = open(self.log_path, "ab")
         try:
             self.popen = subprocess.Popen(
-                self.argv, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                self.argv,
+                cwd=ROOT,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         finally:
@@ -347,8 +363,9 @@ class Stack:
     # --- one-shot steps ---
 
     def manage(self, *args: str, env: Mapping[str, str] | None = None, timeout: float = 300.0) -> str:
-        return run_checked([PYTHON, "manage.py", *args], env or self.env, what=f"manage.py {' '.join(args)}",
-                           timeout=timeout)
+        return run_checked(
+            [PYTHON, "manage.py", *args], env or self.env, what=f"manage.py {' '.join(args)}", timeout=timeout
+        )
 
     def prepare(self, *, floor_env: Mapping[str, str] | None = None) -> str:
         """Fresh database and broker db, migrations, demo seed on the bench sandboxes; returns an API key."""
@@ -373,8 +390,19 @@ class Stack:
         for code, (data_format, port) in SANDBOXES.items():
             self.add(
                 f"sandbox-{code}",
-                [PYTHON, "manage.py", "run_sandbox_gateway", "--code", code, "--format", data_format,
-                 "--port", str(port), "--callback-delay", "0"],
+                [
+                    PYTHON,
+                    "manage.py",
+                    "run_sandbox_gateway",
+                    "--code",
+                    code,
+                    "--format",
+                    data_format,
+                    "--port",
+                    str(port),
+                    "--callback-delay",
+                    "0",
+                ],
             )
         for code in SANDBOXES:
             wait_for(partial(sandbox_up, code), timeout=30, what=f"sandbox {code}", alive=self.check_alive)
@@ -382,36 +410,81 @@ class Stack:
     def start_web(self, *, name: str, port: int, workers: int, env: Mapping[str, str] | None = None) -> None:
         self.add(
             name,
-            [str(VENV_BIN / "gunicorn"), "paygate.wsgi", "--bind", f"{HOST}:{port}", "--workers", str(workers),
-             "--graceful-timeout", "10"],
+            [
+                str(VENV_BIN / "gunicorn"),
+                "paygate.wsgi",
+                "--bind",
+                f"{HOST}:{port}",
+                "--workers",
+                str(workers),
+                "--graceful-timeout",
+                "10",
+            ],
             env=env,
         )
-        wait_for(lambda: http_get(f"http://{HOST}:{port}/healthz")[0] == 200, timeout=60, what=f"{name} /healthz",
-                 alive=self.check_alive)
+        wait_for(
+            lambda: http_get(f"http://{HOST}:{port}/healthz")[0] == 200,
+            timeout=60,
+            what=f"{name} /healthz",
+            alive=self.check_alive,
+        )
 
     def start_workers(
-        self, *, prefix: str, processes: int, concurrency: int, queues: str | None = None,
-        env: Mapping[str, str] | None = None, wait: bool = True,
+        self,
+        *,
+        prefix: str,
+        processes: int,
+        concurrency: int,
+        queues: str | None = None,
+        env: Mapping[str, str] | None = None,
+        wait: bool = True,
     ) -> list[str]:
         """Start `processes` celery worker processes; with `wait`, return once each answers a ping."""
         hostnames = []
         for index in range(1, processes + 1):
             hostname = f"{prefix}{index}-{os.getpid()}@bench"
-            argv = [str(VENV_BIN / "celery"), "-A", "paygate", "worker", "--loglevel", "WARNING",
-                    "--concurrency", str(concurrency), "--without-gossip", "--without-mingle",
-                    "--hostname", hostname]
+            argv = [
+                str(VENV_BIN / "celery"),
+                "-A",
+                "paygate",
+                "worker",
+                "--loglevel",
+                "WARNING",
+                "--concurrency",
+                str(concurrency),
+                "--without-gossip",
+                "--without-mingle",
+                "--hostname",
+                hostname,
+            ]
             if queues:
                 argv += ["--queues", queues]
             self.add(f"{prefix}{index}", argv, env=env)
             hostnames.append(hostname)
         if wait:
-            wait_for(lambda: set(hostnames) <= ping_workers(), timeout=60, what=f"{prefix} workers to answer a ping",
-                     interval=0.2, alive=self.check_alive)
+            wait_for(
+                lambda: set(hostnames) <= ping_workers(),
+                timeout=60,
+                what=f"{prefix} workers to answer a ping",
+                interval=0.2,
+                alive=self.check_alive,
+            )
         return hostnames
 
     def start_beat(self, data_dir: Path) -> None:
-        self.add("beat", [str(VENV_BIN / "celery"), "-A", "paygate", "beat", "--loglevel", "WARNING",
-                          "--pidfile", str(data_dir / "celerybeat.pid")])
+        self.add(
+            "beat",
+            [
+                str(VENV_BIN / "celery"),
+                "-A",
+                "paygate",
+                "beat",
+                "--loglevel",
+                "WARNING",
+                "--pidfile",
+                str(data_dir / "celerybeat.pid"),
+            ],
+        )
 
 
 _control_app: Any = None

@@ -56,3 +56,10 @@ class Channel(filesystem.Channel):
 
 class Transport(filesystem.Transport):
     Channel = Channel
+
+    def drain_events(self, connection: Any, timeout: float | None = None) -> Any:
+        # Celery's loop for transports like this one waits up to 2 s here, and only between
+        # two waits does it send the acknowledgements of finished tasks and take new ones:
+        # with late acks and a small prefetch, that capped a worker at about one task per
+        # second. Short waits keep the loop turning.
+        return super().drain_events(connection, timeout=min(timeout, 0.1) if timeout else 0.1)

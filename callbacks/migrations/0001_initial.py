@@ -5,42 +5,86 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('gateways', '0001_initial'),
-        ('payments', '0001_initial'),
+        ("gateways", "0001_initial"),
+        ("payments", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='CallbackEvent',
+            name="CallbackEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('event_id', models.CharField(max_length=255)),
-                ('reference', models.CharField(blank=True, default='', max_length=255)),
-                ('status', models.CharField(blank=True, default='', max_length=16)),
-                ('payment_id', models.CharField(blank=True, default='', max_length=255)),
-                ('reason', models.CharField(blank=True, default='', max_length=255)),
-                ('raw_body', models.TextField()),
-                ('headers', models.JSONField(default=dict)),
-                ('signature', models.CharField(choices=[('current', 'Current secret'), ('previous', 'Previous secret (rotation)')], max_length=10)),
-                ('signature_timestamp', models.BigIntegerField()),
-                ('result', models.CharField(choices=[('received', 'Received (not applied yet)'), ('applied', 'Applied'), ('ignored', 'Ignored (already in that final state)'), ('flagged', 'Flagged for review (not applied)')], default='received', max_length=10)),
-                ('flagged', models.BooleanField(default=False)),
-                ('flag_reason', models.CharField(blank=True, default='', max_length=64)),
-                ('received_at', models.DateTimeField(auto_now_add=True)),
-                ('processed_at', models.DateTimeField(blank=True, null=True)),
-                ('next_check_at', models.DateTimeField(blank=True, null=True)),
-                ('attempt', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='callback_events', to='payments.attempt')),
-                ('gateway', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='callback_events', to='gateways.gateway')),
-                ('transaction', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='callback_events', to='payments.transaction')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("event_id", models.CharField(max_length=255)),
+                ("reference", models.CharField(blank=True, default="", max_length=255)),
+                ("status", models.CharField(blank=True, default="", max_length=16)),
+                ("payment_id", models.CharField(blank=True, default="", max_length=255)),
+                ("reason", models.CharField(blank=True, default="", max_length=255)),
+                ("raw_body", models.TextField()),
+                ("headers", models.JSONField(default=dict)),
+                (
+                    "signature",
+                    models.CharField(
+                        choices=[("current", "Current secret"), ("previous", "Previous secret (rotation)")],
+                        max_length=10,
+                    ),
+                ),
+                ("signature_timestamp", models.BigIntegerField()),
+                (
+                    "result",
+                    models.CharField(
+                        choices=[
+                            ("received", "Received (not applied yet)"),
+                            ("applied", "Applied"),
+                            ("ignored", "Ignored (already in that final state)"),
+                            ("flagged", "Flagged for review (not applied)"),
+                        ],
+                        default="received",
+                        max_length=10,
+                    ),
+                ),
+                ("flagged", models.BooleanField(default=False)),
+                ("flag_reason", models.CharField(blank=True, default="", max_length=64)),
+                ("received_at", models.DateTimeField(auto_now_add=True)),
+                ("processed_at", models.DateTimeField(blank=True, null=True)),
+                ("next_check_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "attempt",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="callback_events",
+                        to="payments.attempt",
+                    ),
+                ),
+                (
+                    "gateway",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="callback_events",
+                        to="gateways.gateway",
+                    ),
+                ),
+                (
+                    "transaction",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="callback_events",
+                        to="payments.transaction",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-received_at'],
-                'indexes': [models.Index(fields=['result', 'next_check_at'], name='callback_result_next_check')],
-                'constraints': [models.UniqueConstraint(fields=('gateway', 'event_id'), name='callback_gateway_event_unique')],
+                "ordering": ["-received_at"],
+                "indexes": [models.Index(fields=["result", "next_check_at"], name="callback_result_next_check")],
+                "constraints": [
+                    models.UniqueConstraint(fields=("gateway", "event_id"), name="callback_gateway_event_unique")
+                ],
             },
         ),
     ]

@@ -8,67 +8,109 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Country',
+            name="Country",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('code', models.CharField(max_length=2, unique=True, validators=[django.core.validators.RegexValidator('^[A-Z]{2}$', 'ISO 3166-1 alpha-2, upper case')])),
-                ('name', models.CharField(max_length=100)),
-                ('currency', models.CharField(max_length=3, validators=[django.core.validators.RegexValidator('^[A-Z]{3}$', 'ISO 4217, upper case')])),
-                ('currency_minor_units', models.PositiveSmallIntegerField(default=2)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "code",
+                    models.CharField(
+                        max_length=2,
+                        unique=True,
+                        validators=[
+                            django.core.validators.RegexValidator("^[A-Z]{2}$", "ISO 3166-1 alpha-2, upper case")
+                        ],
+                    ),
+                ),
+                ("name", models.CharField(max_length=100)),
+                (
+                    "currency",
+                    models.CharField(
+                        max_length=3,
+                        validators=[django.core.validators.RegexValidator("^[A-Z]{3}$", "ISO 4217, upper case")],
+                    ),
+                ),
+                ("currency_minor_units", models.PositiveSmallIntegerField(default=2)),
             ],
             options={
-                'verbose_name_plural': 'countries',
-                'ordering': ['code'],
+                "verbose_name_plural": "countries",
+                "ordering": ["code"],
             },
         ),
         migrations.CreateModel(
-            name='Gateway',
+            name="Gateway",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('code', models.SlugField(unique=True)),
-                ('name', models.CharField(max_length=100)),
-                ('data_format', models.CharField(choices=[('json', 'JSON over HTTP'), ('xml', 'SOAP 1.1 / XML')], max_length=8)),
-                ('base_url', models.URLField(max_length=500)),
-                ('api_key', fernet_fields.fields.EncryptedTextField()),
-                ('webhook_secret', fernet_fields.fields.EncryptedTextField()),
-                ('previous_webhook_secret', fernet_fields.fields.EncryptedTextField(blank=True, default='')),
-                ('connect_timeout', models.FloatField(default=3.0, help_text='Seconds to establish a connection.')),
-                ('read_timeout', models.FloatField(default=10.0, help_text='Seconds to wait for the answer once sent.')),
-                ('is_active', models.BooleanField(default=True, help_text='A disabled gateway gets no traffic.')),
-                ('health_status', models.CharField(choices=[('unknown', 'Unknown (not checked yet)'), ('healthy', 'Healthy'), ('unhealthy', 'Unhealthy')], default='unknown', max_length=10)),
-                ('last_checked_at', models.DateTimeField(blank=True, null=True)),
-                ('last_check_latency_ms', models.FloatField(blank=True, null=True)),
-                ('consecutive_check_failures', models.PositiveIntegerField(default=0)),
-                ('consecutive_check_successes', models.PositiveIntegerField(default=0)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("code", models.SlugField(unique=True)),
+                ("name", models.CharField(max_length=100)),
+                (
+                    "data_format",
+                    models.CharField(choices=[("json", "JSON over HTTP"), ("xml", "SOAP 1.1 / XML")], max_length=8),
+                ),
+                ("base_url", models.URLField(max_length=500)),
+                ("api_key", fernet_fields.fields.EncryptedTextField()),
+                ("webhook_secret", fernet_fields.fields.EncryptedTextField()),
+                ("previous_webhook_secret", fernet_fields.fields.EncryptedTextField(blank=True, default="")),
+                ("connect_timeout", models.FloatField(default=3.0, help_text="Seconds to establish a connection.")),
+                (
+                    "read_timeout",
+                    models.FloatField(default=10.0, help_text="Seconds to wait for the answer once sent."),
+                ),
+                ("is_active", models.BooleanField(default=True, help_text="A disabled gateway gets no traffic.")),
+                (
+                    "health_status",
+                    models.CharField(
+                        choices=[
+                            ("unknown", "Unknown (not checked yet)"),
+                            ("healthy", "Healthy"),
+                            ("unhealthy", "Unhealthy"),
+                        ],
+                        default="unknown",
+                        max_length=10,
+                    ),
+                ),
+                ("last_checked_at", models.DateTimeField(blank=True, null=True)),
+                ("last_check_latency_ms", models.FloatField(blank=True, null=True)),
+                ("consecutive_check_failures", models.PositiveIntegerField(default=0)),
+                ("consecutive_check_successes", models.PositiveIntegerField(default=0)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['code'],
+                "ordering": ["code"],
             },
         ),
         migrations.CreateModel(
-            name='GatewayRoute',
+            name="GatewayRoute",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('priority', models.PositiveSmallIntegerField(default=1)),
-                ('currencies', models.JSONField(blank=True, default=list)),
-                ('transaction_types', models.JSONField(blank=True, default=gateways.models.all_transaction_types)),
-                ('is_active', models.BooleanField(default=True)),
-                ('country', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='routes', to='gateways.country')),
-                ('gateway', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='routes', to='gateways.gateway')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("priority", models.PositiveSmallIntegerField(default=1)),
+                ("currencies", models.JSONField(blank=True, default=list)),
+                ("transaction_types", models.JSONField(blank=True, default=gateways.models.all_transaction_types)),
+                ("is_active", models.BooleanField(default=True)),
+                (
+                    "country",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="routes", to="gateways.country"
+                    ),
+                ),
+                (
+                    "gateway",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="routes", to="gateways.gateway"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['country__code', 'priority', 'id'],
-                'constraints': [models.UniqueConstraint(fields=('country', 'gateway'), name='route_country_gateway_unique')],
+                "ordering": ["country__code", "priority", "id"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("country", "gateway"), name="route_country_gateway_unique")
+                ],
             },
         ),
     ]

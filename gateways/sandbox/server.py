@@ -174,7 +174,9 @@ class ModeSettings:
             or not isinstance(jitter, int | float)
             or not 0.0 <= jitter <= MAX_CALLBACK_JITTER_SECONDS  # also refuses NaN
         ):
-            raise ValueError(f"callback_jitter must be a number of seconds between 0 and {MAX_CALLBACK_JITTER_SECONDS:g}")
+            raise ValueError(
+                f"callback_jitter must be a number of seconds between 0 and {MAX_CALLBACK_JITTER_SECONDS:g}"
+            )
         return ModeSettings(
             mode=mode,
             failure_rate=float(rate),
@@ -374,9 +376,7 @@ class Scheduler:
         self._seq = itertools.count()  # ties in due time keep insertion order
         self._cond = threading.Condition()
         self._stopped = False
-        self._threads = [
-            threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(workers)
-        ]
+        self._threads = [threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(workers)]
         for thread in self._threads:
             thread.start()
 
@@ -727,7 +727,12 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         note = f" {response.note}" if response.note else ""
         logger.info(
             "sandbox %s: %s %s -> %d %.0fms%s",
-            self.gateway.config.code, self.command, self.path, response.status, elapsed_ms, note,
+            self.gateway.config.code,
+            self.command,
+            self.path,
+            response.status,
+            elapsed_ms,
+            note,
         )
 
     def _read_body(self) -> bytes | None:
