@@ -543,8 +543,8 @@ def machine_snapshot() -> dict[str, Any]:
     with open("/proc/loadavg") as handle:
         load1, load5, load15 = handle.read().split()[:3]
     top = subprocess.run(
-        ["ps", "-eo", "pid,pcpu,etime,args", "--sort=-pcpu"], capture_output=True, text=True, check=False
-    ).stdout.splitlines()[1:6]
+        ["ps", "-eo", "pid,pcpu,etime,comm", "--sort=-pcpu"], capture_output=True, text=True, check=False
+    ).stdout.splitlines()[1:6]  # command names only: full command lines carry local paths
     return {
         "loadavg": [float(load1), float(load5), float(load15)],
         "cpus": os.cpu_count(),

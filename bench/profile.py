@@ -216,7 +216,8 @@ def profile_inprocess(m: int, results_dir: Path) -> list[Path]:
         summary = _pyinstrument_hotspots(session).render(
             f"pyinstrument, in-process: {name}, {m} transactions, {per_txn_ms:.2f} ms of wall time per transaction"
         )
-        text.write_text(summary + "\n\n# Call tree\n\n" + profiler.output_text(unicode=True, color=False))
+        tree = profiler.output_text(unicode=True, color=False).replace(f"{Path.cwd()}/", "")  # no local paths
+        text.write_text(summary + "\n\n# Call tree\n\n" + tree)
         paths += [html, text]
     return paths
 
