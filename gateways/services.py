@@ -85,7 +85,9 @@ def gateway_health_record(*, gateway_id: int, up: bool, latency_ms: float | None
             ]
         )
     if previous != gateway.health_status:
-        logger.warning("gateway health %s -> %s", previous, gateway.health_status, extra={"gateway": gateway.code})
+        # Losing health is what an operator must see; gaining it is routine (every start-up).
+        level = logging.WARNING if gateway.health_status == Gateway.Health.UNHEALTHY else logging.INFO
+        logger.log(level, "gateway health %s -> %s", previous, gateway.health_status, extra={"gateway": gateway.code})
     return gateway
 
 
