@@ -139,7 +139,8 @@ class Sandbox:
         response.raise_for_status()
 
     def reset(self) -> None:
-        requests.post(f"{self.base_url}/_sandbox/reset", timeout=5).raise_for_status()
+        # The sandbox answers once no callback is in flight any more (it waits up to 6 s).
+        requests.post(f"{self.base_url}/_sandbox/reset", timeout=15).raise_for_status()
 
     def payments(self) -> list[dict[str, Any]]:
         response = requests.get(f"{self.base_url}/_sandbox/payments", timeout=5)
@@ -281,8 +282,12 @@ def worker_process(django_db_setup: Any, django_db_blocker: Any, live_server: An
 @pytest.fixture
 def stack(
     transactional_db: Any, sandboxes: dict[str, Sandbox], worker_process: Process, live_server: Any, settings: Any
-) -> dict[str, Sandbox]:
-    """The demo configuration, pointed at the test sandboxes, with a live worker and fresh sandboxes."""
+) -> Iterator[dict[str, Sandbox]]:
+    """The demo configuration, pointed at the test sandboxes, with a live worker and fresh sandboxes.
+
+    At the end the sandboxes are reset again, which waits out callbacks still on their way: one
+    arriving while the test database is flushed would fail the flush and leak rows into the next test.
+    """
     from gateways.breaker import breaker_close
     from gateways.models import Gateway
     from gateways.services import demo_seed
@@ -295,7 +300,9 @@ def stack(
     Gateway.objects.update(read_timeout=TEST_READ_TIMEOUT, connect_timeout=1.0)
     for gateway_id in Gateway.objects.values_list("pk", flat=True):
         breaker_close(gateway_id)
-    return sandboxes
+    yield sandboxes
+    for box in sandboxes.values():
+        box.reset()
 
 
 @pytest.fixture

@@ -71,6 +71,7 @@ DUPLICATE_CALLBACK_GAP_SECONDS = 0.1
 MAX_CALLBACK_JITTER_SECONDS = 60.0
 # Several delivery threads, so one unreachable callback URL (5 s timeouts) does not hold up the rest.
 CALLBACK_WORKERS = 4
+RESET_DRAIN_SECONDS = CALLBACK_TIMEOUT_SECONDS + 1.0  # a reset waits this long for deliveries in flight
 MAX_BODY_BYTES = 1024 * 1024
 
 # Wire field name -> internal name, for each protocol.
@@ -376,6 +377,7 @@ class Scheduler:
         self._seq = itertools.count()  # ties in due time keep insertion order
         self._cond = threading.Condition()
         self._stopped = False
+        self._running = 0
         self._threads = [threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(workers)]
         for thread in self._threads:
             thread.start()
@@ -385,11 +387,22 @@ class Scheduler:
             if self._stopped:
                 return
             heapq.heappush(self._queue, (time.monotonic() + max(delay, 0.0), next(self._seq), fn))
-            self._cond.notify()
+            self._cond.notify_all()  # `wait_idle` waits on the same condition
 
     def clear(self) -> None:
         with self._cond:
             self._queue.clear()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no function is running; False if some still were at the deadline."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._running:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+            return True
 
     def stop(self, timeout: float = 2.0) -> None:
         """Drop what is queued and wait (briefly) for running functions to finish."""
@@ -410,10 +423,15 @@ class Scheduler:
                 if self._stopped:
                     return
                 _, _, fn = heapq.heappop(self._queue)
+                self._running += 1
             try:
                 fn()
             except Exception:
                 logger.exception("sandbox background task failed")
+            finally:
+                with self._cond:
+                    self._running -= 1
+                    self._cond.notify_all()
 
 
 @dataclass(frozen=True, slots=True)
@@ -458,12 +476,18 @@ class SandboxGateway:
             return self._mode
 
     def reset(self) -> None:
-        """Forget every payment and pending callback, and go back to the default settings."""
+        """Forget every payment and pending callback, and go back to the default settings.
+
+        Returns once no callback is being delivered any more, so that after a reset nothing
+        from before it reaches the merchant.
+        """
         with self._lock:
             self._generation += 1
             self._mode = ModeSettings()
         self._scheduler.clear()
         self.store.clear()
+        if not self._scheduler.wait_idle(RESET_DRAIN_SECONDS):
+            logger.warning("sandbox %s: a callback was still being delivered after the reset", self.config.code)
 
     @staticmethod
     def flaky_fails(mode: ModeSettings) -> bool:

@@ -15,6 +15,8 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -70,11 +72,16 @@ class Received:
 
 
 class CallbackReceiver:
-    """Records every POST it gets; answers 200, or 500 while `fail_next` is positive."""
+    """Records every POST it gets; answers 200, or 500 while `fail_next` is positive.
+
+    While `answering` is clear, a POST is recorded but not answered until it is set again.
+    """
 
     def __init__(self) -> None:
         self.received: list[Received] = []
         self.fail_next = 0
+        self.answering = threading.Event()
+        self.answering.set()
         self._lock = threading.Lock()
         receiver = self
 
@@ -85,6 +92,7 @@ class CallbackReceiver:
                     failing = receiver.fail_next > 0
                     receiver.fail_next -= 1 if failing else 0
                     receiver.received.append(Received(self.path, dict(self.headers.items()), body))
+                receiver.answering.wait(30)
                 self.send_response(500 if failing else 200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -104,6 +112,7 @@ class CallbackReceiver:
         with self._lock:
             self.received.clear()
             self.fail_next = 0
+        self.answering.set()
 
     def snapshot(self) -> list[Received]:
         with self._lock:
@@ -559,6 +568,21 @@ def test_failed_callback_delivery_is_retried(json_gw: Sandbox, receiver: Callbac
     assert failed.json() == retried.json()
     assert_signed(json_gw, retried)
     receiver.assert_stays_at(2)
+
+
+def test_reset_returns_once_no_callback_is_in_flight(json_gw: Sandbox, receiver: CallbackReceiver) -> None:
+    """After a reset nothing from before it reaches the merchant, not even a delivery under way."""
+    receiver.answering.clear()
+    json_pay(json_gw, payment_fields(receiver))
+    receiver.wait_for(1)  # delivered, not yet answered
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        reset = pool.submit(json_gw.post, "/_sandbox/reset", timeout=15)
+        with pytest.raises(FuturesTimeout):
+            reset.result(timeout=QUIET_PERIOD)
+        receiver.answering.set()
+        assert reset.result(timeout=10).status_code == 200
+    assert json_gw.payments() == []
+    receiver.assert_stays_at(1)
 
 
 def test_mode_endpoint(json_gw: Sandbox) -> None:
