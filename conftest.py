@@ -148,6 +148,16 @@ class Sandbox:
         return response.json()["payments"]
 
 
+@pytest.fixture(autouse=True)
+def fresh_local_caches() -> Iterator[None]:
+    """Each test starts with empty process-local caches: a rolled-back test never bumps their generation."""
+    from paygate.localcache import clear_all
+
+    clear_all()
+    yield
+    clear_all()
+
+
 @pytest.fixture(scope="session")
 def sandboxes() -> Iterator[dict[str, Sandbox]]:
     from gateways.demo import DEMO_GATEWAYS

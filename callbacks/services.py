@@ -13,13 +13,20 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from gateways.adapters import ADAPTERS
-from gateways.models import Gateway
+from gateways.selectors import gateway_by_code, gateway_get
 from gateways.types import CallbackParseError
 from paygate.errors import InvalidSignature, NotFound, ValidationFailed
 from paygate.logs import bind
 from paygate.metrics import CALLBACKS
-from payments.models import Attempt, AttemptOutcome, FailureReason, Transaction, TransactionStatus
-from payments.services import transaction_lock, transaction_transition
+from payments.models import (
+    ATTEMPT_RESULT_FIELDS,
+    Attempt,
+    AttemptOutcome,
+    FailureReason,
+    Transaction,
+    TransactionStatus,
+)
+from payments.services import transaction_transition
 
 from .models import CallbackEvent
 from .signing import SignatureError, verify_signature
@@ -38,7 +45,7 @@ class ReceiveResult:
 
 def callback_receive(*, gateway_code: str, body: bytes, headers: Mapping[str, str]) -> ReceiveResult:
     """Check the signature and store the event; its application is queued after the commit."""
-    gateway = Gateway.objects.filter(code=gateway_code).first()
+    gateway = gateway_by_code(gateway_code)
     if gateway is None:
         raise NotFound(f"Unknown gateway {gateway_code!r}.")
     bind(gateway=gateway.code)
@@ -101,20 +108,20 @@ def _apply(event: CallbackEvent) -> None:
     except ValueError:
         _flag(event, "unknown_reference")
         return
-    attempt = Attempt.objects.filter(pk=attempt_id).first()
-    if attempt is None:
+    # The attempt's transaction, locked, in one statement; then its current attempt.
+    txn = Transaction.objects.select_for_update(of=("self",)).filter(attempts__pk=attempt_id).first()
+    if txn is None:
         _flag(event, "unknown_reference")
         return
+    bind(transaction_id=txn.pk)
+    current = Attempt.objects.filter(transaction_id=txn.pk).order_by("-number").first()
+    attempt = current if current is not None and current.pk == attempt_id else Attempt.objects.get(pk=attempt_id)
     event.attempt = attempt
-    event.transaction_id = attempt.transaction_id
-    bind(transaction_id=attempt.transaction_id)
+    event.transaction_id = txn.pk
     if attempt.gateway_id != event.gateway_id:
         _flag(event, "gateway_mismatch")
         return
-    txn: Transaction = transaction_lock(attempt.transaction_id)
-    attempt.refresh_from_db()
-    current = txn.attempts.order_by("-number").first()
-    if current is None or current.pk != attempt.pk:
+    if attempt is not current:
         _flag(event, "stale_attempt")
         return
     target = TransactionStatus.COMPLETED if event.status == "completed" else TransactionStatus.FAILED
@@ -130,13 +137,16 @@ def _apply(event: CallbackEvent) -> None:
     attempt.outcome = AttemptOutcome.ACCEPTED
     if event.payment_id:
         attempt.gateway_payment_id = event.payment_id
-    attempt.save(update_fields=["outcome", "gateway_payment_id", "updated_at"])
-    txn.gateway_id = attempt.gateway_id
+    attempt.save(update_fields=ATTEMPT_RESULT_FIELDS)
+    txn.gateway = event.gateway
     txn.gateway_reference = attempt.gateway_payment_id
     transaction_transition(
         txn, to=target, failure_reason=FailureReason.GATEWAY_FAILED if target == TransactionStatus.FAILED else None
     )
     event.result = CallbackEvent.Result.APPLIED
+
+
+_EVENT_RESULT_FIELDS = ("result", "flagged", "flag_reason", "attempt", "transaction", "processed_at")
 
 
 def callback_apply(*, event_pk: int) -> None:
@@ -145,9 +155,12 @@ def callback_apply(*, event_pk: int) -> None:
         event = CallbackEvent.objects.select_for_update().filter(pk=event_pk).first()
         if event is None or event.result != CallbackEvent.Result.RECEIVED:
             return
+        gateway = gateway_get(event.gateway_id)
+        if gateway is not None:
+            event.gateway = gateway
         bind(gateway=event.gateway.code, attempt=event.reference)
         _apply(event)
         event.processed_at = timezone.now()
-        event.save()
+        event.save(update_fields=_EVENT_RESULT_FIELDS)
     CALLBACKS.labels(gateway=event.gateway.code, result=event.result).inc()
     logger.info("callback %s", event.result, extra={"event_id": event.event_id})

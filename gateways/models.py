@@ -6,7 +6,29 @@ from django.core.validators import RegexValidator
 from django.db import models
 from fernet_fields import EncryptedTextField
 
+from paygate.localcache import InvalidatingQuerySet
+
 TRANSACTION_TYPES = ("deposit", "withdrawal")
+# Routing and gateway rows are cached in each process under this generation (gateways.selectors).
+ROUTING_CACHE = "routing"
+# Written on every health check; no cached reader uses them, so they do not invalidate routing.
+GATEWAY_BOOKKEEPING_FIELDS = frozenset(
+    {
+        "last_checked_at",
+        "last_check_latency_ms",
+        "consecutive_check_failures",
+        "consecutive_check_successes",
+        "updated_at",
+    }
+)
+
+
+class RoutingQuerySet(InvalidatingQuerySet):
+    cache_names = (ROUTING_CACHE,)
+
+
+class GatewayQuerySet(RoutingQuerySet):
+    bookkeeping_fields = GATEWAY_BOOKKEEPING_FIELDS
 
 
 def all_transaction_types() -> list[str]:
@@ -20,6 +42,8 @@ class Country(models.Model):
     name = models.CharField(max_length=100)
     currency = models.CharField(max_length=3, validators=[RegexValidator(r"^[A-Z]{3}$", "ISO 4217, upper case")])
     currency_minor_units = models.PositiveSmallIntegerField(default=2)
+
+    objects = RoutingQuerySet.as_manager()
 
     class Meta:
         ordering = ["code"]
@@ -58,6 +82,8 @@ class Gateway(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = GatewayQuerySet.as_manager()
+
     class Meta:
         ordering = ["code"]
 
@@ -75,6 +101,8 @@ class GatewayRoute(models.Model):
     currencies = models.JSONField(default=list, blank=True)
     transaction_types = models.JSONField(default=all_transaction_types, blank=True)
     is_active = models.BooleanField(default=True)
+
+    objects = RoutingQuerySet.as_manager()
 
     class Meta:
         ordering = ["country__code", "priority", "id"]

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .models import Gateway, GatewayRoute
+from paygate.localcache import LocalCache
+
+from .models import ROUTING_CACHE, Gateway, GatewayRoute
 from .types import GatewayCredentials
+
+# Routes and gateway rows, per process, following every edit at once (paygate.localcache).
+_routes: LocalCache[list[RouteChoice]] = LocalCache(ROUTING_CACHE)
+_gateways: LocalCache[Gateway] = LocalCache(ROUTING_CACHE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,8 +26,28 @@ def route_list(*, country_code: str, currency: str, transaction_type: str) -> li
     """Active routes of active gateways for this country, currency and type, priority first.
 
     Health is reported, not filtered: a route that exists but is unhealthy makes the
-    transaction wait rather than be refused.
+    transaction wait rather than be refused. The list is cached in the process until the
+    next change to a country, gateway or route.
     """
+    return list(
+        _routes.get(
+            (country_code, currency, transaction_type),
+            lambda: _load_routes(country_code=country_code, currency=currency, transaction_type=transaction_type),
+        )
+    )
+
+
+def gateway_get(gateway_id: int) -> Gateway | None:
+    """The gateway row, with its decrypted credentials, cached like the routes. Treat it as read-only."""
+    return _gateways.get(gateway_id, lambda: Gateway.objects.filter(pk=gateway_id).first())
+
+
+def gateway_by_code(code: str) -> Gateway | None:
+    """`gateway_get`, by the gateway's code (callbacks name their gateway in the URL)."""
+    return _gateways.get(("code", code), lambda: Gateway.objects.filter(code=code).first())
+
+
+def _load_routes(*, country_code: str, currency: str, transaction_type: str) -> list[RouteChoice]:
     routes = (
         GatewayRoute.objects.filter(country__code=country_code, is_active=True, gateway__is_active=True)
         .select_related("gateway", "country")

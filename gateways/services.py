@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .demo import DEMO_COUNTRIES, DEMO_GATEWAYS
-from .models import Country, Gateway, GatewayRoute
+from .models import GATEWAY_BOOKKEEPING_FIELDS, Country, Gateway, GatewayRoute
 
 logger = logging.getLogger(__name__)
 
@@ -74,16 +74,9 @@ def gateway_health_record(*, gateway_id: int, up: bool, latency_ms: float | None
                 gateway.health_status = Gateway.Health.UNHEALTHY
         gateway.last_checked_at = timezone.now()
         gateway.last_check_latency_ms = latency_ms
-        gateway.save(
-            update_fields=[
-                "health_status",
-                "last_checked_at",
-                "last_check_latency_ms",
-                "consecutive_check_failures",
-                "consecutive_check_successes",
-                "updated_at",
-            ]
-        )
+        # Bookkeeping alone leaves the routing caches alone; a change of health invalidates them.
+        changed = ["health_status"] if gateway.health_status != previous else []
+        gateway.save(update_fields=[*changed, *GATEWAY_BOOKKEEPING_FIELDS])
     if previous != gateway.health_status:
         # Losing health is what an operator must see; gaining it is routine (every start-up).
         level = logging.WARNING if gateway.health_status == Gateway.Health.UNHEALTHY else logging.INFO

@@ -4,3 +4,10 @@ from django.apps import AppConfig
 class PaymentsConfig(AppConfig):
     name = "payments"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from paygate.localcache import invalidate_on_change
+
+        from .models import API_KEY_BOOKKEEPING_FIELDS, API_KEYS_CACHE, ClientAPIKey
+
+        invalidate_on_change(ClientAPIKey, API_KEYS_CACHE, unless_only=API_KEY_BOOKKEEPING_FIELDS)

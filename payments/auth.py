@@ -10,11 +10,16 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
-from .models import ApiClient, ClientAPIKey
+from paygate.localcache import LocalCache
+
+from .models import API_KEYS_CACHE, ApiClient, ClientAPIKey
 
 KEYWORD = "Api-Key"
 # Writing last_used_at on every request would make every request a write; once a minute is enough.
 _LAST_USED_RESOLUTION = timedelta(seconds=60)
+# Key rows (hashes, never keys) by prefix; a revocation or any other change reaches every process
+# on its next request (paygate.localcache).
+_keys: LocalCache[ClientAPIKey] = LocalCache(API_KEYS_CACHE)
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -31,19 +36,24 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         now = timezone.now()
         if api_key.last_used_at is None or now - api_key.last_used_at > _LAST_USED_RESOLUTION:
             ClientAPIKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+            api_key.last_used_at = now  # the cached row too, or every later request would write
         return api_key.client, api_key
 
     @staticmethod
     def _lookup(key: str) -> ClientAPIKey | None:
         prefix, _, _ = key.partition(".")
-        candidates = ClientAPIKey.objects.select_related("client").filter(prefix=prefix, revoked=False)
-        for candidate in candidates:
-            if candidate.is_valid(key) and not candidate.has_expired:
-                return candidate
+        candidate = _keys.get(prefix, lambda: _usable_key(prefix))
+        if candidate is not None and candidate.is_valid(key) and not candidate.has_expired:
+            return candidate
         return None
 
     def authenticate_header(self, request: Request) -> str:
         return KEYWORD
+
+
+def _usable_key(prefix: str) -> ClientAPIKey | None:
+    # The prefix is unique; the key's hash is checked on every request, cached row or not.
+    return ClientAPIKey.objects.select_related("client").filter(prefix=prefix, revoked=False).first()
 
 
 def client_of(request: Any) -> ApiClient:

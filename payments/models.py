@@ -5,10 +5,20 @@ from __future__ import annotations
 import uuid
 
 from django.db import models
-from rest_framework_api_key.models import AbstractAPIKey
+from rest_framework_api_key.models import AbstractAPIKey, APIKeyManager
 
 from gateways.models import Country, Gateway
 from paygate.fields import EncryptedJSONField
+from paygate.localcache import InvalidatingQuerySet
+
+# Keys are cached in each process under this generation (payments.auth); using one is bookkeeping.
+API_KEYS_CACHE = "api_keys"
+API_KEY_BOOKKEEPING_FIELDS = frozenset({"last_used_at"})
+
+
+class ClientAPIKeyQuerySet(InvalidatingQuerySet):
+    cache_names = (API_KEYS_CACHE,)
+    bookkeeping_fields = API_KEY_BOOKKEEPING_FIELDS
 
 
 class ApiClient(models.Model):
@@ -29,6 +39,8 @@ class ClientAPIKey(AbstractAPIKey):
 
     client = models.ForeignKey(ApiClient, on_delete=models.CASCADE, related_name="api_keys")
     last_used_at = models.DateTimeField(null=True, blank=True)
+
+    objects = APIKeyManager.from_queryset(ClientAPIKeyQuerySet)()
 
     class Meta(AbstractAPIKey.Meta):
         verbose_name = "API key"
@@ -174,3 +186,20 @@ class Attempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.transaction_id}#{self.number}@{self.gateway_id}"
+
+
+# The columns the pipeline writes (everything else is fixed at creation): saves name them,
+# so that a step neither rewrites nor re-encrypts the rest of the row.
+TRANSACTION_PIPELINE_FIELDS = (
+    "status",
+    "failure_reason",
+    "gateway",
+    "gateway_reference",
+    "route_round",
+    "next_check_at",
+    "lookup_count",
+    "needs_review",
+    "finished_at",
+    "updated_at",
+)
+ATTEMPT_RESULT_FIELDS = ("outcome", "error", "gateway_payment_id", "http_status", "latency_ms", "updated_at")

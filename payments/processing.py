@@ -28,14 +28,22 @@ from django.utils import timezone
 from gateways.adapters import get_adapter
 from gateways.breaker import breaker_allows, breaker_record_fault, breaker_record_success
 from gateways.models import Gateway
-from gateways.selectors import gateway_credentials, route_list
+from gateways.selectors import gateway_credentials, gateway_get, route_list
 from gateways.types import LookupResult, LookupStatus, Outcome, PaymentRequest, PaymentResult
 
 from paygate.logs import bind
 from paygate.metrics import ATTEMPTS, GATEWAY_LATENCY
 
 from .money import format_amount
-from .models import Attempt, AttemptOutcome, FailureReason, Transaction, TransactionStatus
+from .models import (
+    ATTEMPT_RESULT_FIELDS,
+    TRANSACTION_PIPELINE_FIELDS,
+    Attempt,
+    AttemptOutcome,
+    FailureReason,
+    Transaction,
+    TransactionStatus,
+)
 from .services import transaction_lock, transaction_transition
 
 logger = logging.getLogger(__name__)
@@ -92,7 +100,13 @@ def _backoff(route_round: int) -> float:
 
 
 def _current_attempt(txn: Transaction) -> Attempt | None:
-    return txn.attempts.select_related("gateway").order_by("-number").first()
+    attempt = Attempt.objects.filter(transaction_id=txn.pk).order_by("-number").first()
+    if attempt is not None:
+        # From the process's gateway cache rather than a join: the row, credentials decrypted.
+        gateway = gateway_get(attempt.gateway_id)
+        if gateway is not None:
+            attempt.gateway = gateway
+    return attempt
 
 
 def _callback_url(gateway: Gateway) -> str:
@@ -115,7 +129,7 @@ def _payment_request(txn: Transaction, attempt: Attempt) -> PaymentRequest:
 def _next_step(transaction_id: str) -> Step:
     """Decide, under the row lock, what the transaction needs next; commit a new attempt if a call."""
     with transaction.atomic():
-        txn = transaction_lock(transaction_id)
+        txn = transaction_lock(transaction_id, with_customer=True)
         if txn.status != TransactionStatus.PENDING:
             return Done()
         now = timezone.now()
@@ -140,11 +154,16 @@ def _next_step(transaction_id: str) -> Step:
             return Done()
 
         routes = route_list(country_code=txn.country_id, currency=txn.currency, transaction_type=txn.type)
-        tried = set(txn.attempts.filter(route_round=txn.route_round).values_list("gateway_id", flat=True))
+        tried = (
+            set(txn.attempts.filter(route_round=txn.route_round).values_list("gateway_id", flat=True))
+            if last is not None
+            else set()
+        )
         candidates = (route for route in routes if route.healthy and route.gateway_id not in tried)
         # The breaker is asked last and lazily: in half-open it hands out a single probe.
         route = next((route for route in candidates if breaker_allows(route.gateway_id)), None)
-        if route is None:
+        gateway = gateway_get(route.gateway_id) if route is not None else None
+        if gateway is None:
             # Every usable route did not act, or none is usable now: wait longer each time
             # (a new round also forgets which gateways were tried).
             txn.route_round += 1
@@ -158,7 +177,6 @@ def _next_step(transaction_id: str) -> Step:
             )
             return RetryLater(countdown=countdown)
 
-        gateway = Gateway.objects.get(pk=route.gateway_id)
         attempt = Attempt.objects.create(
             transaction=txn,
             number=(last.number + 1) if last is not None else 1,
@@ -175,13 +193,14 @@ def _next_step(transaction_id: str) -> Step:
         )
 
 
-def _lock_attempt(attempt_id: str) -> tuple[Transaction, Attempt, bool]:
-    """Lock the attempt's transaction; also say whether the attempt is still the current one."""
-    attempt = Attempt.objects.select_related("gateway").get(pk=attempt_id)
-    txn = transaction_lock(attempt.transaction_id)
-    attempt.refresh_from_db()
+def _lock_attempt(transaction_id: str, attempt_id: str) -> tuple[Transaction, Attempt, bool]:
+    """Lock the transaction, then read one of its attempts; also say whether it is the current one."""
+    txn = transaction_lock(transaction_id)
     current = _current_attempt(txn)
-    return txn, attempt, current is not None and current.pk == attempt.pk
+    if current is not None and str(current.pk) == str(attempt_id):
+        return txn, current, True
+    attempt = Attempt.objects.select_related("gateway").get(pk=attempt_id, transaction_id=txn.pk)
+    return txn, attempt, False
 
 
 def _accept(txn: Transaction, attempt: Attempt, *, payment_id: str | None, to: str) -> None:
@@ -200,9 +219,9 @@ def _accept(txn: Transaction, attempt: Attempt, *, payment_id: str | None, to: s
         transaction_transition(txn, to=to, save=False)
 
 
-def _record_result(attempt_id: str, result: PaymentResult) -> Step:
+def _record_result(transaction_id: str, attempt_id: str, result: PaymentResult) -> Step:
     with transaction.atomic():
-        txn, attempt, is_current = _lock_attempt(attempt_id)
+        txn, attempt, is_current = _lock_attempt(transaction_id, attempt_id)
         attempt.latency_ms = result.latency_ms
         attempt.http_status = result.http_status
         if result.payment_id:
@@ -230,8 +249,8 @@ def _record_result(attempt_id: str, result: PaymentResult) -> Step:
             attempt.outcome = AttemptOutcome.UNKNOWN
             attempt.error = (result.error or "unknown")[:100]
             step = Lookup(attempt_id=str(attempt.pk), gateway=attempt.gateway) if open_ else Done()
-        attempt.save()
-        txn.save()
+        attempt.save(update_fields=ATTEMPT_RESULT_FIELDS)
+        txn.save(update_fields=TRANSACTION_PIPELINE_FIELDS)
     ATTEMPTS.labels(gateway=attempt.gateway.code, outcome=result.outcome).inc()
     if result.latency_ms is not None:
         GATEWAY_LATENCY.labels(gateway=attempt.gateway.code, operation="payment").observe(result.latency_ms / 1000)
@@ -249,10 +268,12 @@ def _record_result(attempt_id: str, result: PaymentResult) -> Step:
     return step
 
 
-def _record_lookup(attempt_id: str, result: LookupResult, *, expire_if_unresolved: bool = False) -> Step:
+def _record_lookup(
+    transaction_id: str, attempt_id: str, result: LookupResult, *, expire_if_unresolved: bool = False
+) -> Step:
     """Apply a status look-up of an attempt whose outcome was unknown (or still awaited)."""
     with transaction.atomic():
-        txn, attempt, is_current = _lock_attempt(attempt_id)
+        txn, attempt, is_current = _lock_attempt(transaction_id, attempt_id)
         if txn.is_final or not is_current:
             return Done()
         txn.lookup_count += 1
@@ -292,8 +313,8 @@ def _record_lookup(attempt_id: str, result: LookupResult, *, expire_if_unresolve
                     settings.PAYGATE_LOOKUP_FIRST_DELAY_SECONDS if first else settings.PAYGATE_LOOKUP_INTERVAL_SECONDS
                 )
                 txn.next_check_at = timezone.now() + timedelta(seconds=delay)
-        attempt.save()
-        txn.save()
+        attempt.save(update_fields=ATTEMPT_RESULT_FIELDS)
+        txn.save(update_fields=TRANSACTION_PIPELINE_FIELDS)
     logger.info("look-up answered %s", result.status)
     return step
 
@@ -323,9 +344,9 @@ def transaction_process(*, transaction_id: str) -> RetryLater | None:
             if isinstance(step, (Call, Lookup)):
                 bind(attempt=step.attempt_id, gateway=step.gateway.code)
             if isinstance(step, Call):
-                step = _record_result(step.attempt_id, _send(step))
+                step = _record_result(transaction_id, step.attempt_id, _send(step))
             elif isinstance(step, Lookup):
-                step = _record_lookup(step.attempt_id, _lookup(step))
+                step = _record_lookup(transaction_id, step.attempt_id, _lookup(step))
             else:
                 break
         if isinstance(step, Done):
@@ -351,6 +372,7 @@ def transaction_reconcile(*, transaction_id: str) -> None:
         txn.save(update_fields=["next_check_at", "updated_at"])
     bind(attempt=attempt.pk, gateway=attempt.gateway.code)
     step = _record_lookup(
+        transaction_id,
         str(attempt.pk),
         _lookup(Lookup(attempt_id=str(attempt.pk), gateway=attempt.gateway)),
         expire_if_unresolved=True,

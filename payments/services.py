@@ -23,6 +23,7 @@ from paygate.metrics import TRANSACTIONS_CREATED, TRANSACTIONS_FINISHED
 from .models import (
     ALLOWED_TRANSITIONS,
     FINAL_STATUSES,
+    TRANSACTION_PIPELINE_FIELDS,
     ApiClient,
     Attempt,
     Customer,
@@ -175,11 +176,15 @@ def transaction_transition(txn: Transaction, *, to: str, failure_reason: str | N
             ).inc()
         )
     if save:
-        txn.save()
+        txn.save(update_fields=TRANSACTION_PIPELINE_FIELDS)
 
 
-def transaction_lock(transaction_id: Any) -> Transaction:
-    return Transaction.objects.select_for_update().get(pk=transaction_id)
+def transaction_lock(transaction_id: Any, *, with_customer: bool = False) -> Transaction:
+    """The transaction, its row locked until the end of the atomic block (the customer's row is not)."""
+    queryset = Transaction.objects.select_for_update(of=("self",))
+    if with_customer:
+        queryset = queryset.select_related("customer")
+    return queryset.get(pk=transaction_id)
 
 
 def api_key_create(*, client_name: str) -> tuple[ApiClient, str]:

@@ -439,6 +439,9 @@ def test_create_query_count_does_not_grow_with_gateways_or_routes(api: Any) -> N
         )
         GatewayRoute.objects.create(country=country, gateway=gateway, priority=1)
         GatewayRoute.objects.create(country=germany, gateway=gateway, priority=10 + n, is_active=n % 2 == 0)
+    with CaptureQueriesContext(connection) as reloading:  # the edits invalidated the cached routes
+        assert post(api, "/api/v1/deposits", DEPOSIT).status_code == 202
+    assert len(reloading) == len(before) + 1, [q["sql"][:80] for q in reloading.captured_queries]
     with CaptureQueriesContext(connection) as after:
         assert post(api, "/api/v1/deposits", DEPOSIT).status_code == 202
     assert len(after) == len(before) <= 8, [q["sql"][:80] for q in after.captured_queries]

@@ -1,0 +1,181 @@
+"""Process-local caches of rarely changing rows that still follow every change at once.
+
+Each web and worker process keeps what it read (routes, gateways, API keys) in memory,
+tagged with a *generation*: a counter in the shared cache (Redis in production) that a
+change bumps once its transaction commits. A read costs one cache GET; when the counter
+moved, the process forgets what it had and reads the database again. So an edit made in
+the admin reaches the next request in every process, with no restart.
+
+Changes through the ORM bump the counter on their own: model saves and deletes through
+signals (`invalidate_on_change`), queryset updates and deletes through `InvalidatingQuerySet`.
+The process making a change also forgets its own entries at once.
+
+If the shared cache cannot be reached the local cache is bypassed (every read goes to the
+database) and a write that cannot bump the counter is logged. Entries also expire after
+`max_age` seconds, which bounds how stale a value can get if a change ever bypasses the
+ORM (raw SQL), or if a value read inside a transaction that later rolled back was kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+from django.core.cache import cache
+from django.db import models, transaction
+from django.db.models.signals import post_delete, post_save
+
+logger = logging.getLogger(__name__)
+
+V = TypeVar("V")
+
+_KEY_PREFIX = "generation:"
+
+
+def _current(name: str) -> int | None:
+    """The generation of `name` now; None if the shared cache cannot be reached."""
+    key = _KEY_PREFIX + name
+    try:
+        value = cache.get(key)
+        if value is None:
+            # Never seen, or the shared cache lost it (a restart): start from a value no process
+            # can hold from before, so every local cache reloads.
+            cache.add(key, _fresh_value(), timeout=None)
+            value = cache.get(key)
+    except Exception:
+        logger.warning("shared cache unavailable; reading %s from the database", name, exc_info=True)
+        return None
+    return int(value) if value is not None else None
+
+
+def _fresh_value() -> int:
+    return time.time_ns() // 1000
+
+
+_registry: dict[str, list[LocalCache[object]]] = {}
+
+
+def bump(name: str) -> None:
+    """Invalidate `name` in this process now and in every process once the transaction commits."""
+    for local in _registry.get(name, []):
+        local.clear()
+    transaction.on_commit(lambda: _bump_now(name), robust=True)
+
+
+def clear_all() -> None:
+    """Forget every process-local entry (the shared counters stay)."""
+    for locals_ in _registry.values():
+        for local in locals_:
+            local.clear()
+
+
+def _bump_now(name: str) -> None:
+    key = _KEY_PREFIX + name
+    try:
+        try:
+            cache.incr(key)
+        except ValueError:  # never read yet, or lost: any new value is a change
+            cache.set(key, _fresh_value(), timeout=None)
+    except Exception:
+        logger.warning("could not invalidate cached %s; other processes may keep it for a while", name, exc_info=True)
+
+
+class LocalCache(Generic[V]):
+    """`get(key, load)`: the value cached in this process for the current generation, or `load()`.
+
+    `None` is never kept: a miss (an unknown API key, say) asks the database every time, so
+    made-up keys cannot fill the cache.
+    """
+
+    def __init__(self, name: str, *, max_age: float = 60.0, max_entries: int = 10_000) -> None:
+        self.name = name
+        self.max_age = max_age
+        self.max_entries = max_entries
+        self._generation: int | None = None
+        self._entries: dict[Hashable, tuple[float, V]] = {}
+        self._lock = threading.Lock()
+        _registry.setdefault(name, []).append(self)  # type: ignore[arg-type]
+
+    def get(self, key: Hashable, load: Callable[[], V]) -> V:
+        generation = _current(self.name)
+        if generation is None:
+            return load()
+        now = time.monotonic()
+        with self._lock:
+            if generation != self._generation:
+                self._entries.clear()
+                self._generation = generation
+            entry = self._entries.get(key)
+        if entry is not None and now - entry[0] < self.max_age:
+            return entry[1]
+        value = load()
+        if value is None:
+            return value
+        with self._lock:
+            if self._generation == generation:
+                if len(self._entries) >= self.max_entries:
+                    self._entries.clear()
+                self._entries[key] = (now, value)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._generation = None
+
+
+class InvalidatingQuerySet(models.QuerySet):  # type: ignore[type-arg]
+    """A queryset whose bulk writes bump the generations named in `cache_names`.
+
+    An update of `bookkeeping_fields` only (columns no cached reader uses) does not bump.
+    """
+
+    cache_names: tuple[str, ...] = ()
+    bookkeeping_fields: frozenset[str] = frozenset()
+
+    def _invalidate(self) -> None:
+        for name in self.cache_names:
+            bump(name)
+
+    def update(self, **kwargs: object) -> int:
+        count = super().update(**kwargs)
+        if not (self.bookkeeping_fields and set(kwargs) <= self.bookkeeping_fields):
+            self._invalidate()
+        return count
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        result = super().delete()
+        self._invalidate()
+        return result
+
+    def bulk_create(self, *args: object, **kwargs: object) -> list:  # type: ignore[type-arg, override]
+        created = super().bulk_create(*args, **kwargs)  # type: ignore[arg-type]
+        self._invalidate()
+        return created
+
+    def bulk_update(self, *args: object, **kwargs: object) -> int:  # type: ignore[override]
+        count = super().bulk_update(*args, **kwargs)  # type: ignore[arg-type]
+        self._invalidate()
+        return count
+
+
+def invalidate_on_change(model: type[models.Model], name: str, *, unless_only: frozenset[str] = frozenset()) -> None:
+    """Bump `name` whenever an instance of `model` is saved or deleted.
+
+    A save whose `update_fields` are all in `unless_only` (bookkeeping no cached reader
+    uses) changes nothing that is cached and does not bump.
+    """
+
+    def saved(sender: object, update_fields: frozenset[str] | None = None, **kwargs: object) -> None:
+        if update_fields is not None and unless_only and set(update_fields) <= unless_only:
+            return
+        bump(name)
+
+    def deleted(sender: object, **kwargs: object) -> None:
+        bump(name)
+
+    post_save.connect(saved, sender=model, weak=False, dispatch_uid=f"localcache-save-{name}-{model.__name__}")
+    post_delete.connect(deleted, sender=model, weak=False, dispatch_uid=f"localcache-delete-{name}-{model.__name__}")
