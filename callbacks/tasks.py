@@ -9,7 +9,7 @@ from celery import shared_task
 from django.db import transaction
 from django.utils import timezone
 
-from paygate.tasks import PIPELINE_TASK
+from paygate.tasks import PIPELINE_TASK, sweep_cutoff
 
 from .models import CallbackEvent
 from .services import callback_apply
@@ -19,7 +19,11 @@ logger = logging.getLogger(__name__)
 _SWEEP_HOLD_SECONDS = 60
 
 
-@shared_task(name="callbacks.apply_event", **PIPELINE_TASK)
+# Ahead of new payments (default priority 5): finishing a transaction comes before starting one.
+APPLY_PRIORITY = 3
+
+
+@shared_task(name="callbacks.apply_event", priority=APPLY_PRIORITY, **PIPELINE_TASK)
 def apply_event(event_pk: int) -> None:
     callback_apply(event_pk=event_pk)
 
@@ -39,9 +43,10 @@ def sweep_unapplied() -> int:
     merely waiting in a long queue is not published again on every sweep.
     """
     now = timezone.now()
+    cutoff = sweep_cutoff(now)
     with transaction.atomic():
         pks = list(
-            CallbackEvent.objects.filter(result=CallbackEvent.Result.RECEIVED, next_check_at__lte=now)
+            CallbackEvent.objects.filter(result=CallbackEvent.Result.RECEIVED, next_check_at__lte=cutoff)
             .order_by("next_check_at")
             .values_list("pk", flat=True)[:500]
         )

@@ -291,7 +291,8 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 # On Redis, priority 0 is served first: health checks and sweeps (priority 0) never wait
-# behind a backlog of payment tasks (this default).
+# behind a backlog of payment tasks (this default); applying callbacks (priority 3) finishes
+# transactions already at a gateway before new ones are started.
 CELERY_TASK_DEFAULT_PRIORITY = 5
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -359,6 +360,10 @@ PAYGATE_LOOKUP_INTERVAL_SECONDS = _env_float("PAYGATE_LOOKUP_INTERVAL_SECONDS", 
 # How long past its expected progress a transaction waits before the recovery sweep republishes it.
 PAYGATE_SWEEP_GRACE_SECONDS = _env_float("PAYGATE_SWEEP_GRACE_SECONDS", 30.0)
 PAYGATE_SWEEP_INTERVAL_SECONDS = _env_float("PAYGATE_SWEEP_INTERVAL_SECONDS", 10.0)
+# While this many tasks wait in the pipeline's queue, the sweeps republish only what has been due
+# for PAYGATE_SWEEP_MAX_DEFER_SECONDS: what is due then is most likely queued, not lost.
+PAYGATE_SWEEP_BACKLOG_LIMIT = _env_int("PAYGATE_SWEEP_BACKLOG_LIMIT", 500)
+PAYGATE_SWEEP_MAX_DEFER_SECONDS = _env_float("PAYGATE_SWEEP_MAX_DEFER_SECONDS", 600.0)
 # Callbacks whose signature timestamp is further than this from now are refused.
 PAYGATE_CALLBACK_TOLERANCE_SECONDS = _env_int("PAYGATE_CALLBACK_TOLERANCE_SECONDS", 300)
 

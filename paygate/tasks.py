@@ -1,6 +1,14 @@
-"""Options shared by the pipeline's Celery tasks."""
+"""Options and helpers shared by the pipeline's Celery tasks."""
 
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
 from django.db import DatabaseError
+
+logger = logging.getLogger(__name__)
 
 # At-least-once: acknowledged after the task ran. A database outage is retried with
 # backoff; anything else is a bug and goes to the log with its traceback.
@@ -11,3 +19,36 @@ PIPELINE_TASK = {
     "retry_backoff_max": 60,
     "retry_kwargs": {"max_retries": 10},
 }
+
+
+def pipeline_backlog(queue: str | None = None) -> int | None:
+    """Tasks waiting in the pipeline's queue (or `queue`) now; None if the broker cannot say."""
+    from kombu.exceptions import ChannelError
+
+    from paygate.celery import app
+
+    try:
+        with app.connection_for_read() as connection:
+            try:
+                declared = connection.default_channel.queue_declare(
+                    queue=queue or app.conf.task_default_queue, passive=True
+                )
+            except ChannelError:  # an empty queue does not exist on Redis
+                return 0
+            return int(declared.message_count)
+    except Exception:
+        logger.warning("could not read the pipeline queue's length", exc_info=True)
+        return None
+
+
+def sweep_cutoff(now: datetime) -> datetime:
+    """Republish what was due at or before this: now, or a while ago when the queue is backlogged.
+
+    Under a backlog a due transaction (or callback) is almost always still queued behind the
+    others; publishing it again would only add a duplicate ahead of the real work.
+    """
+    backlog = pipeline_backlog()
+    if backlog is None or backlog < settings.PAYGATE_SWEEP_BACKLOG_LIMIT:
+        return now
+    logger.info("pipeline queue holds %d tasks; republishing only what is overdue", backlog)
+    return now - timedelta(seconds=settings.PAYGATE_SWEEP_MAX_DEFER_SECONDS)

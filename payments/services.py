@@ -91,16 +91,17 @@ def transaction_create(
 ) -> CreateResult:
     """Store a transaction as `pending` and queue its processing once the row is committed.
 
-    The idempotency key is enforced by a unique constraint, so concurrent requests with
-    one key make one transaction: the losers of the race replay the winner's.
+    The idempotency key is enforced by a unique constraint: the INSERT is tried first, and
+    only when it collides is the earlier transaction read and replayed. So concurrent
+    requests with one key make one transaction, and a first request costs no extra read.
     """
     fingerprint = data.fingerprint()
-    if idempotency_key is not None:
-        replay = _replay(client=client, idempotency_key=idempotency_key, fingerprint=fingerprint)
-        if replay is not None:
-            return replay
-
     if not route_list(country_code=data.country, currency=data.currency, transaction_type=data.type):
+        # A replay answers as the first request did, even if the route has gone since.
+        if idempotency_key is not None:
+            replay = _replay(client=client, idempotency_key=idempotency_key, fingerprint=fingerprint)
+            if replay is not None:
+                return replay
         raise NoRoute(
             f"No active gateway route for a {data.type} in {data.currency} to {data.country}.",
             fields={"country": data.country, "currency": data.currency},

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from paygate.tasks import PIPELINE_TASK
+from paygate.tasks import PIPELINE_TASK, sweep_cutoff
 
 from .models import Transaction, TransactionStatus
 from .processing import transaction_process, transaction_reconcile
@@ -52,6 +52,7 @@ def sweep_due() -> dict[str, int]:
     they do, the tasks are idempotent anyway).
     """
     now = timezone.now()
+    cutoff = sweep_cutoff(now)
     counts = {}
     for status, task, hold in (
         (TransactionStatus.PENDING, process_transaction, 60),
@@ -59,7 +60,7 @@ def sweep_due() -> dict[str, int]:
     ):
         with transaction.atomic():
             due = list(
-                Transaction.objects.filter(status=status, next_check_at__lte=now)
+                Transaction.objects.filter(status=status, next_check_at__lte=cutoff)
                 .order_by("next_check_at")
                 .values_list("pk", flat=True)[:_SWEEP_BATCH]
             )

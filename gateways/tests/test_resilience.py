@@ -17,7 +17,7 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from conftest import LOG_DIR, Process, Sandbox, celery_beat, celery_worker, free_port, wait_for, worker_env
 from gateways.breaker import BreakerState, breaker_state
-from gateways.models import Gateway, GatewayRoute
+from gateways.models import Country, Gateway, GatewayRoute
 from payments.models import Transaction
 from payments.tasks import sweep_due
 
@@ -294,3 +294,57 @@ def test_gateway_list_shows_health_breaker_and_routes(api: Any) -> None:
 @pytest.mark.django_db
 def test_gateway_list_needs_an_api_key(client: Any) -> None:
     assert client.get("/api/v1/gateways").status_code == 401
+
+
+@pytest.mark.django_db
+def test_under_a_backlog_the_sweep_republishes_only_what_is_overdue(settings: Any) -> None:
+    from unittest import mock
+
+    from payments.models import Customer
+    from payments.services import api_key_create
+    from payments.tasks import process_transaction
+
+    settings.PAYGATE_SWEEP_BACKLOG_LIMIT = 100
+    settings.PAYGATE_SWEEP_MAX_DEFER_SECONDS = 600
+    Country.objects.create(code="DE", name="Germany", currency="EUR")
+    client, _ = api_key_create(client_name="sweeper")
+    customer = Customer.objects.create(client=client, reference="c", country_id="DE")
+    now = timezone.now()
+
+    def pending(due_seconds_ago: int) -> Transaction:
+        return Transaction.objects.create(
+            client=client, type="deposit", amount=5, currency="EUR", country_id="DE", customer=customer,
+            next_check_at=now - timedelta(seconds=due_seconds_ago),
+        )  # fmt: skip
+
+    just_due, overdue = pending(5), pending(700)
+    # The broker is the outer boundary here: its queue length is given, its publishes recorded.
+    with (
+        mock.patch("paygate.tasks.pipeline_backlog", return_value=250),
+        mock.patch.object(process_transaction, "apply_async") as publish,
+    ):
+        assert sweep_due()["pending"] == 1
+        assert [c.kwargs["args"] for c in publish.call_args_list] == [[str(overdue.pk)]]
+    with (
+        mock.patch("paygate.tasks.pipeline_backlog", return_value=99),
+        mock.patch.object(process_transaction, "apply_async") as publish,
+    ):
+        assert sweep_due()["pending"] == 1  # the overdue one was pushed a minute ahead when published
+        assert [c.kwargs["args"] for c in publish.call_args_list] == [[str(just_due.pk)]]
+
+
+def test_the_backlog_is_read_from_the_broker() -> None:
+    import uuid
+
+    from paygate.celery import app
+    from paygate.tasks import pipeline_backlog
+
+    queue = f"backlog-probe-{uuid.uuid4().hex[:8]}"
+    assert pipeline_backlog(queue) == 0
+    try:
+        for _ in range(3):
+            app.send_task("paygate.never-consumed", queue=queue)
+        assert pipeline_backlog(queue) == 3
+    finally:
+        with app.connection_for_write() as connection:
+            connection.default_channel.queue_purge(queue)

@@ -411,6 +411,19 @@ def test_rate_limit_per_api_key(api: Any, other_api: Any, settings: Any) -> None
     assert other_api.get("/api/v1/transactions").status_code == 200  # another key has its own count
 
 
+@pytest.mark.services
+def test_rate_limit_windows_expire_in_redis(api: Any, settings: Any) -> None:
+    from django.core.cache import cache
+
+    settings.PAYGATE_RATE_LIMIT = "100/minute"
+    assert api.get("/api/v1/transactions").status_code == 200
+    assert api.get("/api/v1/transactions").status_code == 200
+    client = cache._cache.get_client(write=True)
+    [key] = client.keys(cache.make_key(f"ratelimit:{ClientAPIKey.objects.get().prefix}:*"))
+    assert int(client.get(key)) == 2
+    assert 0 < client.ttl(key) <= 61  # set on the window's first request, not pushed back by later ones
+
+
 def test_expired_key_stops_working(api: Any) -> None:
     from datetime import timedelta
 
