@@ -82,20 +82,29 @@ def breaker_states(gateway_ids: list[int]) -> dict[int, BreakerState]:
 
 def breaker_allows(gateway_id: int) -> bool:
     """May a request go to this gateway now? In half-open, only the one caller that claims the probe."""
+    return breaker_permit(gateway_id) is not None
+
+
+def breaker_permit(gateway_id: int) -> BreakerState | None:
+    """The state a request to this gateway goes out under (CLOSED, or HALF_OPEN for the probe); None if refused.
+
+    Only a probe's success needs reporting (`breaker_record_success`): it closes the breaker.
+    """
     state = breaker_state(gateway_id)
     if state == BreakerState.CLOSED:
-        return True
+        return state
     if state == BreakerState.OPEN:
-        return False
+        return None
     allowed = True
     with _failing_open("probe", gateway_id):
         # add() is atomic: of all workers asking at once, one gets the probe.
         allowed = bool(
             _cache().add(_key(gateway_id, "probe"), 1, timeout=settings.PAYGATE_BREAKER_PROBE_TIMEOUT_SECONDS)
         )
-    if allowed:
-        logger.info("circuit breaker half-open: letting one probe through", extra={"gateway_id": gateway_id})
-    return allowed
+    if not allowed:
+        return None
+    logger.info("circuit breaker half-open: letting one probe through", extra={"gateway_id": gateway_id})
+    return BreakerState.HALF_OPEN
 
 
 def _open(gateway_id: int, *, reason: str) -> None:

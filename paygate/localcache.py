@@ -24,7 +24,9 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
+from celery.signals import task_postrun, task_prerun
 from django.core.cache import cache
+from django.core.signals import request_finished, request_started
 from django.db import models, transaction
 from django.db.models.signals import post_delete, post_save
 
@@ -35,20 +37,52 @@ V = TypeVar("V")
 _KEY_PREFIX = "generation:"
 
 
+_unit = threading.local()
+
+
+def begin_unit(**_: object) -> None:
+    """A request or a task begins: its first read fetches every generation, later reads reuse them.
+
+    So a request or task costs one round trip to the shared cache however many cached
+    things it reads, and sees one consistent generation throughout.
+    """
+    _unit.generations = {}
+
+
+def end_unit(**_: object) -> None:
+    _unit.generations = None
+
+
+request_started.connect(begin_unit, dispatch_uid="localcache-begin-request")
+request_finished.connect(end_unit, dispatch_uid="localcache-end-request")
+task_prerun.connect(begin_unit, weak=False, dispatch_uid="localcache-begin-task")
+task_postrun.connect(end_unit, weak=False, dispatch_uid="localcache-end-task")
+
+
 def _current(name: str) -> int | None:
     """The generation of `name` now; None if the shared cache cannot be reached."""
-    key = _KEY_PREFIX + name
+    memo: dict[str, int | None] | None = getattr(_unit, "generations", None)
+    if memo is not None and name in memo:
+        return memo[name]
+    generations = _fetch({name, *_registry})
+    if memo is not None:
+        memo.update(generations)
+    return generations[name]
+
+
+def _fetch(names: set[str]) -> dict[str, int | None]:
+    keys = {_KEY_PREFIX + name: name for name in names}
     try:
-        value = cache.get(key)
-        if value is None:
+        values = cache.get_many(list(keys))
+        for key in keys.keys() - values.keys():
             # Never seen, or the shared cache lost it (a restart): start from a value no process
             # can hold from before, so every local cache reloads.
             cache.add(key, _fresh_value(), timeout=None)
-            value = cache.get(key)
+            values[key] = cache.get(key)
     except Exception:
-        logger.warning("shared cache unavailable; reading %s from the database", name, exc_info=True)
-        return None
-    return int(value) if value is not None else None
+        logger.warning("shared cache unavailable; reading cached rows from the database", exc_info=True)
+        return dict.fromkeys(names)
+    return {name: int(values[key]) if values.get(key) is not None else None for key, name in keys.items()}
 
 
 def _fresh_value() -> int:

@@ -26,7 +26,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from gateways.adapters import get_adapter
-from gateways.breaker import breaker_allows, breaker_record_fault, breaker_record_success
+from gateways.breaker import BreakerState, breaker_permit, breaker_record_fault, breaker_record_success
 from gateways.models import Gateway
 from gateways.selectors import gateway_credentials, gateway_get, route_list
 from gateways.types import LookupResult, LookupStatus, Outcome, PaymentRequest, PaymentResult
@@ -74,6 +74,7 @@ class Call:
     attempt_created_at: datetime
     gateway: Gateway
     request: PaymentRequest
+    probe: bool = False  # the half-open breaker's single probe: its success closes the breaker
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +162,8 @@ def _next_step(transaction_id: str) -> Step:
         )
         candidates = (route for route in routes if route.healthy and route.gateway_id not in tried)
         # The breaker is asked last and lazily: in half-open it hands out a single probe.
-        route = next((route for route in candidates if breaker_allows(route.gateway_id)), None)
+        permitted = ((route, breaker_permit(route.gateway_id)) for route in candidates)
+        route, permit = next(((r, p) for r, p in permitted if p is not None), (None, None))
         gateway = gateway_get(route.gateway_id) if route is not None else None
         if gateway is None:
             # Every usable route did not act, or none is usable now: wait longer each time
@@ -190,6 +192,7 @@ def _next_step(transaction_id: str) -> Step:
             attempt_created_at=attempt.created_at,
             gateway=gateway,
             request=_payment_request(txn, attempt),
+            probe=permit == BreakerState.HALF_OPEN,
         )
 
 
@@ -219,7 +222,7 @@ def _accept(txn: Transaction, attempt: Attempt, *, payment_id: str | None, to: s
         transaction_transition(txn, to=to, save=False)
 
 
-def _record_result(transaction_id: str, attempt_id: str, result: PaymentResult) -> Step:
+def _record_result(transaction_id: str, attempt_id: str, result: PaymentResult, *, probe: bool = False) -> Step:
     with transaction.atomic():
         txn, attempt, is_current = _lock_attempt(transaction_id, attempt_id)
         attempt.latency_ms = result.latency_ms
@@ -258,7 +261,7 @@ def _record_result(transaction_id: str, attempt_id: str, result: PaymentResult) 
         pass  # our stall, not the gateway's fault
     elif result.outcome in (Outcome.NOT_SUBMITTED, Outcome.UNKNOWN):
         breaker_record_fault(attempt.gateway_id)
-    else:
+    elif probe:
         breaker_record_success(attempt.gateway_id)
     logger.info(
         "gateway answered %s",
@@ -344,7 +347,7 @@ def transaction_process(*, transaction_id: str) -> RetryLater | None:
             if isinstance(step, (Call, Lookup)):
                 bind(attempt=step.attempt_id, gateway=step.gateway.code)
             if isinstance(step, Call):
-                step = _record_result(transaction_id, step.attempt_id, _send(step))
+                step = _record_result(transaction_id, step.attempt_id, _send(step), probe=step.probe)
             elif isinstance(step, Lookup):
                 step = _record_lookup(transaction_id, step.attempt_id, _lookup(step))
             else:
