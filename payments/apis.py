@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 from drf_spectacular.utils import (
     extend_schema_field,
     OpenApiExample,
@@ -143,6 +144,23 @@ class AttemptOutput(serializers.Serializer):
     def get_error(self, attempt: Any) -> str | None:
         return attempt.error or None
 
+    def to_representation(self, attempt: Any) -> dict[str, Any]:
+        # Written out: DRF would deep-copy every declared field per instance (the fields stay, for
+        # the schema; a test keeps the two in agreement).
+        return {
+            "reference": str(attempt.pk),
+            "gateway": attempt.gateway.code,
+            "outcome": attempt.outcome,
+            "error": attempt.error or None,
+            "created_at": _iso(attempt.created_at),
+        }
+
+
+def _iso(value: Any) -> str:
+    """As DRF's DateTimeField writes it: ISO 8601 in the current time zone, UTC as `Z`."""
+    text = timezone.localtime(value).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
 
 class TransactionOutput(serializers.Serializer):
     id = serializers.UUIDField()
@@ -172,6 +190,27 @@ class TransactionOutput(serializers.Serializer):
 
     def get_payment_details(self, txn: Transaction) -> dict[str, str]:
         return mask_details(txn.payment_details)
+
+    def to_representation(self, txn: Transaction) -> dict[str, Any]:
+        # Written out, like AttemptOutput's: the declared fields describe it in the schema.
+        attempt_output = AttemptOutput()
+        return {
+            "id": str(txn.pk),
+            "type": txn.type,
+            "status": txn.status,
+            "amount": self.get_amount(txn),
+            "currency": txn.currency,
+            "country": txn.country_id,
+            "customer_id": txn.customer.reference,
+            "gateway": self.get_gateway(txn),
+            "gateway_reference": self.get_gateway_reference(txn),
+            "failure_reason": txn.failure_reason,
+            "payment_details": self.get_payment_details(txn),
+            "metadata": txn.metadata,
+            "attempts": [attempt_output.to_representation(attempt) for attempt in txn.attempts.all()],
+            "created_at": _iso(txn.created_at),
+            "updated_at": _iso(txn.updated_at),
+        }
 
 
 ERROR_RESPONSE = inline_serializer(

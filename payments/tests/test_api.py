@@ -481,3 +481,33 @@ def test_xml_output_escapes_client_chosen_keys_and_characters(api: Any) -> None:
 def test_unknown_accept_falls_back_to_json(api: Any) -> None:
     response = api.get("/api/v1/transactions", HTTP_ACCEPT="text/csv")
     assert response.status_code == 200 and response["Content-Type"].startswith("application/json")
+
+
+def test_written_out_representation_matches_the_declared_fields(api: Any) -> None:
+    """The output serializers write their dicts by hand (speed); the declared fields document them."""
+    from datetime import timedelta
+
+    from rest_framework import serializers
+
+    from gateways.models import Gateway
+    from payments.apis import AttemptOutput, TransactionOutput
+    from payments.models import Attempt
+
+    first = post(api, "/api/v1/deposits", DEPOSIT).json()
+    second = post(api, "/api/v1/withdrawals", {**DEPOSIT, "metadata": {"n": [1, {"x": None}]}}).json()
+    acmepay, soapbank = Gateway.objects.get(code="acmepay"), Gateway.objects.get(code="soapbank")
+    txn = Transaction.objects.get(pk=second["id"])
+    Attempt.objects.create(transaction=txn, number=1, gateway=acmepay, outcome="error", error="timeout")
+    Attempt.objects.create(transaction=txn, number=2, gateway=soapbank, outcome="accepted", gateway_payment_id="p")
+    Transaction.objects.filter(pk=txn.pk).update(
+        status="failed", failure_reason="gateway_failed", gateway=soapbank, gateway_reference="p",
+        finished_at=txn.created_at + timedelta(seconds=1),
+    )  # fmt: skip
+    for txn_id in (first["id"], second["id"]):
+        txn = Transaction.objects.select_related("customer", "gateway").get(pk=txn_id)
+        fast = TransactionOutput(txn).data
+        declared = serializers.Serializer.to_representation(TransactionOutput(), txn)
+        base = serializers.Serializer.to_representation
+        declared["attempts"] = [base(AttemptOutput(), attempt) for attempt in txn.attempts.all()]
+        assert json.loads(json.dumps(fast)) == json.loads(json.dumps(declared))
+        assert fast == api.get(f"/api/v1/transactions/{txn_id}").json()
