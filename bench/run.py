@@ -60,6 +60,7 @@ class Config:
     n: int
     concurrency: int
     web_workers: int
+    web_threads: int
     worker_processes: int
     worker_concurrency: int
     low_load_n: int
@@ -68,12 +69,14 @@ class Config:
 
     @property
     def slug(self) -> str:
-        return f"web{self.web_workers}-wp{self.worker_processes}x{self.worker_concurrency}-c{self.concurrency}"
+        threads = f"t{self.web_threads}" if self.web_threads > 1 else ""
+        return f"web{self.web_workers}{threads}-wp{self.worker_processes}x{self.worker_concurrency}-c{self.concurrency}"
 
     @property
     def label(self) -> str:
+        web = f"{self.web_workers} workers" + (f" x {self.web_threads} threads" if self.web_threads > 1 else "")
         return (
-            f"gunicorn {self.web_workers} workers, celery {self.worker_processes} process(es) x "
+            f"gunicorn {web}, celery {self.worker_processes} process(es) x "
             f"{self.worker_concurrency}, {self.concurrency} in flight"
         )
 
@@ -157,8 +160,10 @@ def run_config(
         with timer.phase("setup"):
             api_key = bench.prepare(floor_env=floor_env)
             bench.start_sandboxes()
-            bench.start_web(name="web", port=WEB_PORT, workers=cfg.web_workers)
-            bench.start_web(name="floor-web", port=FLOOR_PORT, workers=cfg.web_workers, env=floor_env)
+            bench.start_web(name="web", port=WEB_PORT, workers=cfg.web_workers, threads=cfg.web_threads)
+            bench.start_web(
+                name="floor-web", port=FLOOR_PORT, workers=cfg.web_workers, threads=cfg.web_threads, env=floor_env
+            )
 
         if "queries" in wanted:
             with timer.phase("queries"):
@@ -336,6 +341,7 @@ def _config_from(args: argparse.Namespace) -> Config:
         n=args.n if args.n is not None else (200 if quick else 2000),
         concurrency=args.concurrency,
         web_workers=args.web_workers,
+        web_threads=args.web_threads,
         worker_processes=args.worker_processes,
         worker_concurrency=args.worker_concurrency,
         low_load_n=args.low_load_n if args.low_load_n is not None else (20 if quick else 100),
@@ -353,6 +359,12 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=2,
         help="gunicorn sync workers, Paygate and floor alike (default 2: one per core)",
+    )
+    parser.add_argument(
+        "--web-threads",
+        type=int,
+        default=1,
+        help="threads per gunicorn worker, Paygate and floor alike (default 1: sync workers; more: gthread)",
     )
     parser.add_argument("--worker-processes", type=int, default=1, help="separate celery worker processes (default 1)")
     parser.add_argument(
@@ -385,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--results-dir", type=Path, default=stack.RESULTS_DIR, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if min(args.concurrency, args.web_workers, args.worker_processes, args.worker_concurrency) < 1:
+    if min(args.concurrency, args.web_workers, args.web_threads, args.worker_processes, args.worker_concurrency) < 1:
         parser.error("counts must be at least 1")
 
     stack.install_signal_handlers()

@@ -407,21 +407,23 @@ class Stack:
         for code in SANDBOXES:
             wait_for(partial(sandbox_up, code), timeout=30, what=f"sandbox {code}", alive=self.check_alive)
 
-    def start_web(self, *, name: str, port: int, workers: int, env: Mapping[str, str] | None = None) -> None:
-        self.add(
-            name,
-            [
-                str(VENV_BIN / "gunicorn"),
-                "paygate.wsgi",
-                "--bind",
-                f"{HOST}:{port}",
-                "--workers",
-                str(workers),
-                "--graceful-timeout",
-                "10",
-            ],
-            env=env,
-        )
+    def start_web(
+        self, *, name: str, port: int, workers: int, threads: int = 1, env: Mapping[str, str] | None = None
+    ) -> None:
+        """gunicorn: sync workers, or with `threads` > 1 gthread workers of that many threads each."""
+        argv = [
+            str(VENV_BIN / "gunicorn"),
+            "paygate.wsgi",
+            "--bind",
+            f"{HOST}:{port}",
+            "--workers",
+            str(workers),
+            "--graceful-timeout",
+            "10",
+        ]
+        if threads > 1:
+            argv += ["--worker-class", "gthread", "--threads", str(threads)]
+        self.add(name, argv, env=env)
         wait_for(
             lambda: http_get(f"http://{HOST}:{port}/healthz")[0] == 200,
             timeout=60,
