@@ -109,7 +109,7 @@ class _PhaseTimer:
 
 def _reset_sandboxes() -> None:
     for code in stack.SANDBOXES:
-        stack.http_post_json(f"{stack.sandbox_url(code)}/_sandbox/reset")
+        stack.http_post_json(f"{stack.sandbox_url(code)}/_sandbox/reset", timeout=15.0)
 
 
 def _wait_final_each(db: phases.BenchDb, alive: Callable[[], None]) -> Callable[[load.RequestRecord], None]:

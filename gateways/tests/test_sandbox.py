@@ -171,7 +171,7 @@ class Sandbox:
         return list(self.get("/_sandbox/payments").json()["payments"])
 
     def reset(self) -> None:
-        assert self.post("/_sandbox/reset").status_code == 200
+        assert self.post("/_sandbox/reset", timeout=15).status_code == 200
 
     def stop(self) -> int:
         """SIGTERM, then the exit code (killing it if it does not stop in time)."""
