@@ -138,22 +138,42 @@ class LocalCache(Generic[V]):
         if generation is None:
             return load()
         now = time.monotonic()
+        entry = self._entry(key, generation)
+        if entry is not None and now - entry[0] < self.max_age:
+            return entry[1]
+        value = load()
+        if value is not None:
+            self._store(key, value, generation, now)
+        return value
+
+    def peek(self, key: Hashable) -> V | None:
+        """The cached value, or None; for callers that fill the cache themselves (`put`)."""
+        generation = _current(self.name)
+        if generation is None:
+            return None
+        entry = self._entry(key, generation)
+        return entry[1] if entry is not None and time.monotonic() - entry[0] < self.max_age else None
+
+    def put(self, key: Hashable, value: V) -> None:
+        """Keep `value`, read from the database under the current generation (call it after commit)."""
+        generation = _current(self.name)
+        if generation is not None:
+            self._entry(key, generation)  # forgets older entries if the generation moved
+            self._store(key, value, generation, time.monotonic())
+
+    def _entry(self, key: Hashable, generation: int) -> tuple[float, V] | None:
         with self._lock:
             if generation != self._generation:
                 self._entries.clear()
                 self._generation = generation
-            entry = self._entries.get(key)
-        if entry is not None and now - entry[0] < self.max_age:
-            return entry[1]
-        value = load()
-        if value is None:
-            return value
+            return self._entries.get(key)
+
+    def _store(self, key: Hashable, value: V, generation: int, now: float) -> None:
         with self._lock:
             if self._generation == generation:
                 if len(self._entries) >= self.max_entries:
                     self._entries.clear()
                 self._entries[key] = (now, value)
-        return value
 
     def clear(self) -> None:
         with self._lock:
@@ -196,15 +216,23 @@ class InvalidatingQuerySet(models.QuerySet):  # type: ignore[type-arg]
         return count
 
 
-def invalidate_on_change(model: type[models.Model], name: str, *, unless_only: frozenset[str] = frozenset()) -> None:
+def invalidate_on_change(
+    model: type[models.Model], name: str, *, unless_only: frozenset[str] = frozenset(), creations: bool = True
+) -> None:
     """Bump `name` whenever an instance of `model` is saved or deleted.
 
     A save whose `update_fields` are all in `unless_only` (bookkeeping no cached reader
-    uses) changes nothing that is cached and does not bump.
+    uses) changes nothing that is cached and does not bump; with `creations=False` neither
+    does a new row (for caches that hold only rows already read, which a new row cannot
+    make stale).
     """
 
-    def saved(sender: object, update_fields: frozenset[str] | None = None, **kwargs: object) -> None:
+    def saved(
+        sender: object, created: bool = False, update_fields: frozenset[str] | None = None, **kwargs: object
+    ) -> None:
         if update_fields is not None and unless_only and set(update_fields) <= unless_only:
+            return
+        if created and not creations:
             return
         bump(name)
 

@@ -8,6 +8,7 @@ class PaymentsConfig(AppConfig):
     def ready(self) -> None:
         from paygate.localcache import invalidate_on_change
 
-        from .models import API_KEY_BOOKKEEPING_FIELDS, API_KEYS_CACHE, ClientAPIKey
+        from .models import API_KEY_BOOKKEEPING_FIELDS, API_KEYS_CACHE, CUSTOMERS_CACHE, ClientAPIKey, Customer
 
         invalidate_on_change(ClientAPIKey, API_KEYS_CACHE, unless_only=API_KEY_BOOKKEEPING_FIELDS)
+        invalidate_on_change(Customer, CUSTOMERS_CACHE, creations=False)

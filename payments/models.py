@@ -14,6 +14,8 @@ from paygate.localcache import InvalidatingQuerySet
 # Keys are cached in each process under this generation (payments.auth); using one is bookkeeping.
 API_KEYS_CACHE = "api_keys"
 API_KEY_BOOKKEEPING_FIELDS = frozenset({"last_used_at"})
+# Customer rows, by (client, reference), are cached in each process once committed (payments.services).
+CUSTOMERS_CACHE = "customers"
 
 
 class ClientAPIKeyQuerySet(InvalidatingQuerySet):
@@ -47,11 +49,17 @@ class ClientAPIKey(AbstractAPIKey):
         verbose_name_plural = "API keys"
 
 
+class CustomerQuerySet(InvalidatingQuerySet):
+    cache_names = (CUSTOMERS_CACHE,)
+
+
 class Customer(models.Model):
     client = models.ForeignKey(ApiClient, on_delete=models.PROTECT, related_name="customers")
     reference = models.CharField(max_length=100, help_text="The merchant's own customer id.")
     country = models.ForeignKey(Country, on_delete=models.PROTECT, to_field="code", related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = CustomerQuerySet.as_manager()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["client", "reference"], name="customer_client_reference_unique")]

@@ -17,11 +17,13 @@ from django.utils import timezone
 
 from gateways.selectors import route_list
 from paygate.errors import ApplicationError, IdempotencyConflict, NoRoute
+from paygate.localcache import LocalCache
 from paygate.logs import bind
 from paygate.metrics import TRANSACTIONS_CREATED, TRANSACTIONS_FINISHED
 
 from .models import (
     ALLOWED_TRANSITIONS,
+    CUSTOMERS_CACHE,
     FINAL_STATUSES,
     TRANSACTION_PIPELINE_FIELDS,
     ApiClient,
@@ -33,6 +35,9 @@ from .models import (
 )
 
 logger = logging.getLogger(__name__)
+
+# A customer never changes once written: the row is cached per process (deletions invalidate it).
+_customers: LocalCache[Customer] = LocalCache(CUSTOMERS_CACHE)
 
 
 class InvalidTransition(ApplicationError):
@@ -109,12 +114,18 @@ def transaction_create(
 
     from .tasks import publish_process_transaction
 
+    customer_key = (client.pk, data.customer_id)
+    customer = _customers.peek(customer_key)
     try:
         with transaction.atomic():
-            # The routes above exist, so the country does: its code is the foreign key.
-            customer, _ = Customer.objects.get_or_create(
-                client=client, reference=data.customer_id, defaults={"country_id": data.country}
-            )
+            if customer is None:
+                # The routes above exist, so the country does: its code is the foreign key.
+                customer, _ = Customer.objects.get_or_create(
+                    client=client, reference=data.customer_id, defaults={"country_id": data.country}
+                )
+                # Kept once committed: a row rolled back with this block is never cached.
+                committed = customer
+                transaction.on_commit(lambda: _customers.put(customer_key, committed))
             txn = Transaction.objects.create(
                 client=client,
                 type=data.type,

@@ -141,3 +141,21 @@ def test_a_request_reads_the_shared_generations_once(seeded: None, api: Any) -> 
     # The key and the routes came from memory, after one look at the generations.
     assert get_many.call_count == 1
     assert not any("gatewayroute" in q["sql"] or "apikey" in q["sql"] for q in queries.captured_queries)
+
+
+def test_customers_are_cached_once_committed_and_a_deletion_drops_them(seeded: None, api: Any) -> None:
+    from payments.models import Customer, Transaction
+
+    deposit = {"customer_id": "c9", "country": "DE", "amount": "5.00", "currency": "EUR", "payment_details": {}}
+    assert api.post("/api/v1/deposits", deposit, format="json").status_code == 202  # creates and caches c9
+    with CaptureQueriesContext(connection) as queries:
+        second = api.post("/api/v1/deposits", deposit, format="json")
+    assert second.status_code == 202 and second.json()["customer_id"] == "c9"
+    assert not any("payments_customer" in q["sql"] for q in queries.captured_queries)
+    assert Customer.objects.count() == 1
+
+    Transaction.objects.all().delete()
+    Customer.objects.get().delete()  # the cached row is gone: every process must forget it
+    again = api.post("/api/v1/deposits", deposit, format="json")
+    assert again.status_code == 202, again.content
+    assert Transaction.objects.get().customer == Customer.objects.get(reference="c9")
