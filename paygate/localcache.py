@@ -1,10 +1,10 @@
 """Process-local caches of rarely changing rows that still follow every change at once.
 
-Each web and worker process keeps what it read (routes, gateways, API keys) in memory,
-tagged with a *generation*: a counter in the shared cache (Redis in production) that a
-change bumps once its transaction commits. A read costs one cache GET; when the counter
-moved, the process forgets what it had and reads the database again. So an edit made in
-the admin reaches the next request in every process, with no restart.
+Each web and worker process keeps what it read (routes, gateways, API keys, customers) in
+memory, tagged with a *generation*: a counter in the shared cache (Redis in production) that
+a change bumps once its transaction commits. A request or task reads every counter once, in
+one cache GET; when a counter moved, the process forgets what it had and reads the database
+again. So an edit made in the admin reaches the next request in every process, with no restart.
 
 Changes through the ORM bump the counter on their own: model saves and deletes through
 signals (`invalidate_on_change`), queryset updates and deletes through `InvalidatingQuerySet`.
