@@ -286,7 +286,7 @@ def breakdown(rows: Iterable[TxnRow]) -> dict[str, Any]:
             "call_end_to_callback_stored (record result, gateway sends callback, web stores it)": stats.summary(
                 to_callback
             ),
-            "callback_stored_to_final (publish, queue wait, apply)": stats.summary(apply),
+            "callback_stored_to_final (answer, then apply in the web process)": stats.summary(apply),
         },
     }
 

@@ -3,7 +3,7 @@
 1. `inprocess` (pyinstrument): on the bench database with live sandboxes, M transactions
    driven in this process exactly as bench/queries.py does (APIClient for the web side,
    `transaction_process` and `callback_apply` for the worker side), with one profiler per
-   path: `api_create`, `worker` (process + apply) and `callback_receive`.
+   path: `api_create`, `worker` (process) and `callback_receive` (stored, answered, then applied).
    Writes bench/results/profile-<path>.html (pyinstrument's interactive view) and .txt.
 2. `pyspy` (py-spy, sampling the real processes): the production shape under the bench's
    load (gunicorn and Celery as in bench/run.py, workers running); py-spy records the
@@ -176,8 +176,8 @@ def profile_inprocess(m: int, results_dir: Path) -> list[Path]:
     path_of = {
         "api_create": "api_create",
         "worker_process": "worker",
-        "worker_apply": "worker",
         "callback_receive": "callback_receive",
+        "callback_apply": "callback_receive",
     }
 
     def run(step: str, fn: Callable[[], Any]) -> Any:

@@ -210,13 +210,13 @@ def markdown(results: dict[str, Any]) -> str:
         ),
         row("Paygate overhead p50 ms, under load", _fmt(_get(e2e, "overhead_ms", "p50"))),
         row(
-            "SQL statements per transaction, web (create + callback)",
+            "SQL statements per transaction, web (create + callback received and applied)",
             _fmt(sql["web"]),
             "3 (BEGIN, INSERT, COMMIT)",
             _ratio(sql["web"], 3),
         ),
         row(
-            "SQL statements per transaction, worker (process + apply)",
+            "SQL statements per transaction, worker (process)",
             _fmt(sql["worker"]),
             "0 (no-op)",
             target=f"constant with more gateways: {_fmt(sql['constant_with_more_gateways'])}",
@@ -285,7 +285,7 @@ def _definitions() -> list[str]:
         "- *Paygate overhead*: accept→final minus the sum of the transaction's `payments_attempt.latency_ms` "
         "(the gateway calls as the HTTP client timed them). What is left is Paygate's own time: publish and "
         "queue wait, pick-up, routing and bookkeeping before and after the call, the gateway's callback "
-        "reaching the web (the sandbox sends it at once), storing it, queueing and applying it. The API "
+        "reaching the web (the sandbox sends it at once), storing it, and applying it once it is answered. The API "
         "request's own latency is reported beside it; at low load each transaction is waited for before the "
         "next is sent, so no queueing is included.",
         "- *floor*: a bare DRF endpoint in the same gunicorn shape that validates the same body with the same "
@@ -351,7 +351,7 @@ def _queries_section(queries: dict[str, Any] | None) -> list[str]:
     lines = [
         "## SQL statements per transaction (bench/queries.py, in-process, CaptureQueriesContext)",
         "",
-        "| scenario | gateways / routes | api_create | worker_process | callback_receive | worker_apply | "
+        "| scenario | gateways / routes | api_create | worker_process | callback_receive | callback_apply | "
         "web total | worker total | Fernet decrypts (api / worker_process) |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
@@ -375,7 +375,7 @@ def _queries_section(queries: dict[str, Any] | None) -> list[str]:
         )
         lines.append(
             f"| {name} | {scenario['config']['gateways']} / {scenario['config']['routes']} | "
-            f"{q('api_create')} | {q('worker_process')} | {q('callback_receive')} | {q('worker_apply')} | "
+            f"{q('api_create')} | {q('worker_process')} | {q('callback_receive')} | {q('callback_apply')} | "
             f"{web} | {worker} | {d('api_create')} / {d('worker_process')} |"
         )
     lines += [

@@ -12,7 +12,8 @@ from rest_framework.views import APIView
 
 from payments.apis import ERROR_RESPONSE
 
-from .services import callback_receive
+from .models import CallbackEvent
+from .services import callback_apply_after_answer, callback_receive
 
 
 class CallbackReceiveApi(APIView):
@@ -44,5 +45,26 @@ class CallbackReceiveApi(APIView):
         },
     )
     def post(self, request: Request, gateway_code: str) -> Response:
-        callback_receive(gateway_code=gateway_code, body=request.body, headers=request.headers)
-        return Response({"received": True})
+        result = callback_receive(gateway_code=gateway_code, body=request.body, headers=request.headers)
+        if result.event.result != CallbackEvent.Result.RECEIVED:
+            return Response({"received": True})
+        return ApplyAfterAnswer({"received": True}, event_pk=result.event.pk)
+
+
+class ApplyAfterAnswer(Response):
+    """`200 {"received": true}`, then the stored event is applied when the server closes the response.
+
+    A WSGI server closes a response after it has written all of it, so the gateway has its
+    answer before the transaction is updated (CONTRACT §2), without the event waiting in the
+    task queue behind the payments.
+    """
+
+    def __init__(self, data: dict[str, bool], *, event_pk: int) -> None:
+        super().__init__(data)
+        self._event_pk = event_pk
+
+    def close(self) -> None:
+        try:
+            callback_apply_after_answer(event_pk=self._event_pk)
+        finally:
+            super().close()

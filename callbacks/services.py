@@ -44,7 +44,11 @@ class ReceiveResult:
 
 
 def callback_receive(*, gateway_code: str, body: bytes, headers: Mapping[str, str]) -> ReceiveResult:
-    """Check the signature and store the event; its application is queued after the commit."""
+    """Check the signature and store the event, committed; nothing more before the answer.
+
+    The caller applies it once the gateway has its answer (`callback_apply_after_answer`);
+    an event that is never applied (the process died first) is found by the sweep.
+    """
     gateway = gateway_by_code(gateway_code)
     if gateway is None:
         raise NotFound(f"Unknown gateway {gateway_code!r}.")
@@ -67,8 +71,6 @@ def callback_receive(*, gateway_code: str, body: bytes, headers: Mapping[str, st
         raise ValidationFailed(f"Malformed callback body: {exc}", code="malformed_callback") from None
 
     bind(attempt=notification.reference)
-    from .tasks import publish_apply_event
-
     try:
         with transaction.atomic():
             event = CallbackEvent.objects.create(
@@ -84,8 +86,6 @@ def callback_receive(*, gateway_code: str, body: bytes, headers: Mapping[str, st
                 signature_timestamp=signature_ts,
                 next_check_at=timezone.now() + timedelta(seconds=settings.PAYGATE_SWEEP_GRACE_SECONDS),
             )
-            event_pk = event.pk
-            transaction.on_commit(lambda: publish_apply_event(event_pk), robust=True)
     except IntegrityError:
         existing = CallbackEvent.objects.get(gateway=gateway, event_id=notification.event_id)
         CALLBACKS.labels(gateway=gateway.code, result="duplicate").inc()
@@ -164,3 +164,15 @@ def callback_apply(*, event_pk: int) -> None:
         event.save(update_fields=_EVENT_RESULT_FIELDS)
     CALLBACKS.labels(gateway=event.gateway.code, result=event.result).inc()
     logger.info("callback %s", event.result, extra={"event_id": event.event_id})
+
+
+def callback_apply_after_answer(*, event_pk: int) -> None:
+    """Apply a stored event in the web process, once its 200 has gone out; never raises.
+
+    This spares the event a trip through the queue. If it fails (the database is away, say)
+    the event stays `received` and `callbacks.sweep_unapplied` applies it on a worker.
+    """
+    try:
+        callback_apply(event_pk=event_pk)
+    except Exception:
+        logger.exception("callback not applied after the answer; the sweep will apply it", extra={"event_pk": event_pk})

@@ -1,4 +1,4 @@
-"""Applying stored callbacks on a worker."""
+"""Applying stored callbacks on a worker: those the web process could not apply after answering."""
 
 from __future__ import annotations
 
@@ -28,16 +28,9 @@ def apply_event(event_pk: int) -> None:
     callback_apply(event_pk=event_pk)
 
 
-def publish_apply_event(event_pk: int) -> None:
-    try:
-        apply_event.apply_async(args=[event_pk])
-    except Exception:
-        logger.exception("could not publish a callback; the recovery sweep will retry", extra={"event_pk": event_pk})
-
-
 @shared_task(name="callbacks.sweep_unapplied", acks_late=True, ignore_result=True, priority=0)
 def sweep_unapplied() -> int:
-    """Republish stored callbacks that were never applied (their publish was lost).
+    """Publish stored callbacks that were never applied (the web process died or failed first).
 
     The picked events' next check moves a minute ahead in the same transaction, so an event
     merely waiting in a long queue is not published again on every sweep.

@@ -134,14 +134,24 @@ def test_a_deposit_shows_in_metrics_and_every_log_line_carries_its_ids(
     web_lines = [json.loads(line) for line in json_log.getvalue().splitlines()]
     created = [line for line in web_lines if line["message"] == "transaction created"]
     assert created and created[0]["transaction_id"] == txn_id and created[0]["request_id"] == "req-obs-1"
-    applied = wait_for(
-        lambda: [
-            line
-            for line in (json.loads(x) for x in json_log.getvalue().splitlines())
-            if line.get("attempt") == attempt and line["logger"].startswith("callbacks")
-        ]
+    # The callback is stored, answered, then applied here too, once its answer has gone out.
+    callback_lines = wait_for(
+        lambda: (
+            (
+                ls := [
+                    line
+                    for line in (json.loads(x) for x in json_log.getvalue().splitlines())
+                    if line.get("attempt") == attempt and line["logger"].startswith("callbacks")
+                ]
+            )
+            and any(line["message"] == "callback applied" for line in ls)
+            and ls
+        ),
+        message="the callback to be applied by the web process",
     )
-    assert all(line["gateway"] == "acmepay" for line in applied)
+    assert all(line["gateway"] == "acmepay" for line in callback_lines)
+    [applied] = [line for line in callback_lines if line["message"] == "callback applied"]
+    assert applied["transaction_id"] == txn_id
 
     # The worker process: every line of ours about this transaction has all the ids.
     def worker_lines() -> list[dict[str, Any]]:
@@ -152,7 +162,7 @@ def test_a_deposit_shows_in_metrics_and_every_log_line_carries_its_ids(
         return lines
 
     lines = wait_for(
-        lambda: (ls := worker_lines()) and any("callback applied" in x["message"] for x in ls) and ls,
+        lambda: (ls := worker_lines()) and any("gateway answered" in x["message"] for x in ls) and ls,
         message="the worker's log lines",
     )
     ours = [line for line in lines if line["logger"].split(".")[0] in {"payments", "gateways", "callbacks"}]

@@ -268,6 +268,38 @@ def test_callback_before_the_worker_records_the_accept_still_applies(
     assert len(done["attempts"]) == 1
 
 
+def test_a_callback_the_web_could_not_apply_is_answered_and_applied_later_by_a_worker(
+    api: Any, stack: dict[str, Sandbox], live_server: Any
+) -> None:
+    from datetime import timedelta
+    from unittest import mock
+
+    from django.db import OperationalError
+    from django.utils import timezone
+
+    from callbacks.tasks import sweep_unapplied
+
+    stack["acmepay"].mode("ok", callback="none")
+    txn = create(api)
+    wait_status(api, txn["id"], {"processing"})
+    attempt = Attempt.objects.get(transaction_id=txn["id"])
+    # The database fails just as the web process applies the event (the live server runs in
+    # this process; the worker, a process of its own, is untouched).
+    with mock.patch("callbacks.services.callback_apply", side_effect=OperationalError("database went away")):
+        response = _signed_post(live_server, "acmepay", _callback(attempt, event_id="evt_later"))
+    assert response.status_code == 200 and response.json() == {"received": True}
+    event = CallbackEvent.objects.get(event_id="evt_later")
+    assert event.result == CallbackEvent.Result.RECEIVED
+    assert api.get(f"/api/v1/transactions/{txn['id']}").json()["status"] == "processing"
+
+    CallbackEvent.objects.filter(pk=event.pk).update(next_check_at=timezone.now() - timedelta(seconds=1))
+    assert sweep_unapplied() == 1
+    done = wait_status(api, txn["id"], FINAL)
+    assert (done["status"], done["gateway"]) == ("completed", "acmepay")
+    event.refresh_from_db()
+    assert event.result == CallbackEvent.Result.APPLIED
+
+
 def test_xml_callback_with_an_entity_is_refused(stack: dict[str, Sandbox], live_server: Any) -> None:
     body = (
         b'<?xml version="1.0"?><!DOCTYPE n [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
