@@ -6,7 +6,7 @@ FROM python:3.11-slim
 
 # PAYGATE_DATA_DIR: settings.py creates this folder at import, so it must be writable by
 # the app user; STATIC_ROOT is $PAYGATE_DATA_DIR/static, sandbox state files go in ./sandbox.
-# WEB_CONCURRENCY: gunicorn reads its default --workers from it.
+# WEB_CONCURRENCY / WEB_THREADS: gunicorn's processes and threads per process (gunicorn.conf.py).
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -45,6 +45,7 @@ USER paygate
 EXPOSE 8000
 
 # --worker-tmp-dir on tmpfs: the heartbeat files of gunicorn's workers must not sit on a
-# slow or overlay filesystem. Workers: WEB_CONCURRENCY (default 3 above).
+# slow or overlay filesystem. gthread workers: WEB_CONCURRENCY (3 above) x WEB_THREADS (4), from
+# gunicorn.conf.py in the working directory.
 CMD ["gunicorn", "paygate.wsgi", "--bind", "0.0.0.0:8000", "--worker-tmp-dir", "/dev/shm", \
      "--access-logfile", "-", "--graceful-timeout", "10"]

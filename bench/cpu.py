@@ -3,7 +3,7 @@
     .venv/bin/python bench/cpu.py [--n 300]
 
 Starts the production shape on the bench database and ports (as bench/run.py does: gunicorn
-with 2 sync workers, one Celery worker with 4 children, the three sandboxes; no beat), sends
+with 2 gthread workers of 4 threads, one Celery worker with 4 children, the three sandboxes; no beat), sends
 N deposits one after the other, each waited for until final, and divides the CPU seconds that
 each kind of process used meanwhile (from /proc: gunicorn, celery, postgres, redis, sandboxes,
 this script) by N. Sequential on purpose: no queueing, so the figures are each part's own cost.
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     with Stack(env=env, log_dir=log_dir) as bench:
         api_key = bench.prepare()
         bench.start_sandboxes()
-        bench.start_web(name="web", port=WEB_PORT, workers=2)
+        bench.start_web(name="web", port=WEB_PORT, workers=2, threads=4)
         bench.start_workers(prefix="worker", processes=1, concurrency=4)
         db = phases.BenchDb(stack.PSYCOPG_DSN)
         session = requests.Session()

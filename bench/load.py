@@ -5,8 +5,9 @@ taken from the system under test. Locust's headless runner adds gevent, its stat
 and per-request event hooks; an aiohttp client with pre-encoded bodies spends a few tens of
 microseconds per request and keeps exactly `concurrency` requests in flight (a closed loop),
 which is the "same concurrency" the floor comparison needs. Connections are pooled with
-HTTP keep-alive; gunicorn's sync workers answer `Connection: close`, so in practice each
-request opens a new loopback connection, for Paygate and the floor alike.
+HTTP keep-alive: gthread workers keep them open; sync workers (`--web-threads 1`) answer
+`Connection: close`, so each request then opens a new loopback connection. Paygate and
+the floor always run the same way.
 """
 
 from __future__ import annotations

@@ -358,13 +358,14 @@ def main(argv: list[str] | None = None) -> int:
         "--web-workers",
         type=int,
         default=2,
-        help="gunicorn sync workers, Paygate and floor alike (default 2: one per core)",
+        help="gunicorn worker processes, Paygate and floor alike (default 2: one per core)",
     )
     parser.add_argument(
         "--web-threads",
         type=int,
-        default=1,
-        help="threads per gunicorn worker, Paygate and floor alike (default 1: sync workers; more: gthread)",
+        default=4,
+        help="threads per gunicorn worker, Paygate and floor alike (default 4: gthread, as gunicorn.conf.py; "
+        "1: sync workers)",
     )
     parser.add_argument("--worker-processes", type=int, default=1, help="separate celery worker processes (default 1)")
     parser.add_argument(

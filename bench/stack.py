@@ -410,7 +410,10 @@ class Stack:
     def start_web(
         self, *, name: str, port: int, workers: int, threads: int = 1, env: Mapping[str, str] | None = None
     ) -> None:
-        """gunicorn: sync workers, or with `threads` > 1 gthread workers of that many threads each."""
+        """gunicorn: sync workers, or with `threads` > 1 gthread workers of that many threads each.
+
+        Both are named on the command line, over what gunicorn.conf.py (production) says.
+        """
         argv = [
             str(VENV_BIN / "gunicorn"),
             "paygate.wsgi",
@@ -423,6 +426,8 @@ class Stack:
         ]
         if threads > 1:
             argv += ["--worker-class", "gthread", "--threads", str(threads)]
+        else:
+            argv += ["--worker-class", "sync", "--threads", "1"]
         self.add(name, argv, env=env)
         wait_for(
             lambda: http_get(f"http://{HOST}:{port}/healthz")[0] == 200,
