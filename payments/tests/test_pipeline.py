@@ -285,8 +285,10 @@ def test_a_callback_the_web_could_not_apply_is_answered_and_applied_later_by_a_w
     attempt = Attempt.objects.get(transaction_id=txn["id"])
     # The database fails just as the web process applies the event (the live server runs in
     # this process; the worker, a process of its own, is untouched).
-    with mock.patch("callbacks.services.callback_apply", side_effect=OperationalError("database went away")):
+    with mock.patch("callbacks.services.callback_apply", side_effect=OperationalError("database went away")) as apply:
         response = _signed_post(live_server, "acmepay", _callback(attempt, event_id="evt_later"))
+        # The apply runs after the answer has gone out: keep the failure in place until it has.
+        wait_for(lambda: apply.call_count == 1, message="the web process to try the apply")
     assert response.status_code == 200 and response.json() == {"received": True}
     event = CallbackEvent.objects.get(event_id="evt_later")
     assert event.result == CallbackEvent.Result.RECEIVED
