@@ -80,13 +80,10 @@ def breaker_states(gateway_ids: list[int]) -> dict[int, BreakerState]:
     return {gateway_id: breaker_state(gateway_id) for gateway_id in gateway_ids}
 
 
-def breaker_allows(gateway_id: int) -> bool:
-    """May a request go to this gateway now? In half-open, only the one caller that claims the probe."""
-    return breaker_permit(gateway_id) is not None
-
-
 def breaker_permit(gateway_id: int) -> BreakerState | None:
-    """The state a request to this gateway goes out under (CLOSED, or HALF_OPEN for the probe); None if refused.
+    """May a request go to this gateway now? In half-open, only the one caller that claims the probe.
+
+    Returns the state the request goes out under (CLOSED, or HALF_OPEN for the probe), or None.
 
     Only a probe's success needs reporting (`breaker_record_success`): it closes the breaker.
     """
