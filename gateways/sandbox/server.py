@@ -458,6 +458,9 @@ class SandboxGateway:
         self._lock = threading.Lock()
         self._generation = 0
         self._scheduler = Scheduler(CALLBACK_WORKERS, name=f"sandbox-{config.code}-callbacks")
+        # One HTTP session per delivery thread, so callbacks reuse their connections as a real
+        # gateway's would (requests.Session is not meant to be shared between threads).
+        self._http = threading.local()
         # Callbacks that were due when a previous process (same state file) stopped.
         for payment in self.store.all():
             if payment.pending_callback is not None:
@@ -566,6 +569,13 @@ class SandboxGateway:
         )
         return xml.encode(), "application/xml"
 
+    def _session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._http, "session", None)
+        if session is None:
+            session = self._http.session = requests.Session()
+            session.trust_env = False  # a callback goes where the transaction says, never through a proxy
+        return session
+
     def _deliver(self, job: CallbackJob) -> None:
         with self._lock:
             if job.generation != self._generation:
@@ -581,7 +591,7 @@ class SandboxGateway:
             "X-Signature": signature_header(secret=self.config.webhook_secret, body=body),
         }
         try:
-            response = requests.post(
+            response = self._session().post(
                 payment.callback_url,
                 data=body,
                 headers=headers,
@@ -715,6 +725,9 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
     server: SandboxHTTPServer
     protocol_version = "HTTP/1.1"  # keep-alive, as a real gateway would allow
     server_version = "PaygateSandbox/1.0"
+    # The headers and the body go out in two writes: with Nagle's algorithm the body would
+    # wait for the client's delayed ACK of the headers (up to 40 ms on Linux).
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         self._handle()
