@@ -315,7 +315,7 @@ PAYGATE_CACHE_URL = _env("PAYGATE_CACHE_URL") or (
 if PAYGATE_CACHE_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "paygate.cache.ReusedClientRedisCache",
             "LOCATION": PAYGATE_CACHE_URL,
             "KEY_PREFIX": "paygate",
             # Short timeouts: when Redis is down, the breaker fails open quickly.
