@@ -15,6 +15,7 @@ from django.utils import timezone
 from gateways.adapters import ADAPTERS
 from gateways.selectors import gateway_by_code, gateway_get
 from gateways.types import CallbackParseError
+from paygate.db import single_statement
 from paygate.errors import InvalidSignature, NotFound, ValidationFailed
 from paygate.logs import bind
 from paygate.metrics import CALLBACKS
@@ -72,7 +73,7 @@ def callback_receive(*, gateway_code: str, body: bytes, headers: Mapping[str, st
 
     bind(attempt=notification.reference)
     try:
-        with transaction.atomic():
+        with single_statement():
             event = CallbackEvent.objects.create(
                 gateway=gateway,
                 event_id=notification.event_id,

@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from gateways.selectors import route_list
+from paygate.db import single_statement
 from paygate.errors import ApplicationError, IdempotencyConflict, NoRoute
 from paygate.localcache import LocalCache
 from paygate.logs import bind
@@ -117,7 +118,8 @@ def transaction_create(
     customer_key = (client.pk, data.customer_id)
     customer = _customers.peek(customer_key)
     try:
-        with transaction.atomic():
+        # A known customer leaves one INSERT, which commits on its own; a new one is created with it.
+        with transaction.atomic() if customer is None else single_statement():
             if customer is None:
                 # The routes above exist, so the country does: its code is the foreign key.
                 customer, _ = Customer.objects.get_or_create(
