@@ -212,8 +212,8 @@ def one_transaction(api: Any, *, country: str, currency: str, kind: str, tag: st
     callback_client = _callback_client()
     # The test client closes the response inside post(), which would count the apply with the
     # receive: the apply the response would run is held back here and run (and counted) after.
-    held: list[int] = []
-    with mock.patch.object(callback_apis, "callback_apply_after_answer", lambda *, event_pk: held.append(event_pk)):
+    held: list[Any] = []
+    with mock.patch.object(callback_apis, "callback_apply_after_answer", lambda *, event: held.append(event)):
         cb_response = run(
             "callback_receive",
             lambda: callback_client.post(
@@ -222,7 +222,7 @@ def one_transaction(api: Any, *, country: str, currency: str, kind: str, tag: st
         )
     if cb_response.status_code != 200 or not held:
         raise stack.BenchError(f"callback answered {cb_response.status_code}: {cb_response.content[:300]!r}")
-    run("callback_apply", lambda: callback_apply_after_answer(event_pk=held[0]))
+    run("callback_apply", lambda: callback_apply_after_answer(event=held[0]))
     status = Transaction.objects.values_list("status", flat=True).get(pk=txn_id)
     if status != "completed":
         raise stack.BenchError(f"transaction {txn_id} ended {status}, expected completed")

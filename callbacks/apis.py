@@ -48,7 +48,7 @@ class CallbackReceiveApi(APIView):
         result = callback_receive(gateway_code=gateway_code, body=request.body, headers=request.headers)
         if result.event.result != CallbackEvent.Result.RECEIVED:
             return Response({"received": True})
-        return ApplyAfterAnswer({"received": True}, event_pk=result.event.pk)
+        return ApplyAfterAnswer({"received": True}, event=result.event)
 
 
 class ApplyAfterAnswer(Response):
@@ -59,12 +59,12 @@ class ApplyAfterAnswer(Response):
     task queue behind the payments.
     """
 
-    def __init__(self, data: dict[str, bool], *, event_pk: int) -> None:
+    def __init__(self, data: dict[str, bool], *, event: CallbackEvent) -> None:
         super().__init__(data)
-        self._event_pk = event_pk
+        self._event = event
 
     def close(self) -> None:
         try:
-            callback_apply_after_answer(event_pk=self._event_pk)
+            callback_apply_after_answer(event=self._event)
         finally:
             super().close()

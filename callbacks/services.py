@@ -135,10 +135,11 @@ def _apply(event: CallbackEvent) -> None:
             _flag(event, "final_state_conflict")
         return
     # The callback may arrive before the worker recorded the gateway's accept: it still applies.
-    attempt.outcome = AttemptOutcome.ACCEPTED
-    if event.payment_id:
-        attempt.gateway_payment_id = event.payment_id
-    attempt.save(update_fields=ATTEMPT_RESULT_FIELDS)
+    payment_id = event.payment_id or attempt.gateway_payment_id
+    if attempt.outcome != AttemptOutcome.ACCEPTED or attempt.gateway_payment_id != payment_id:
+        attempt.outcome = AttemptOutcome.ACCEPTED
+        attempt.gateway_payment_id = payment_id
+        attempt.save(update_fields=ATTEMPT_RESULT_FIELDS)
     txn.gateway = event.gateway
     txn.gateway_reference = attempt.gateway_payment_id
     transaction_transition(
@@ -147,33 +148,46 @@ def _apply(event: CallbackEvent) -> None:
     event.result = CallbackEvent.Result.APPLIED
 
 
-_EVENT_RESULT_FIELDS = ("result", "flagged", "flag_reason", "attempt", "transaction", "processed_at")
+def callback_apply(*, event_pk: int, event: CallbackEvent | None = None) -> None:
+    """Apply a stored event once; `event`, if given, is that row as this process just stored it.
 
-
-def callback_apply(*, event_pk: int) -> None:
-    """Apply a stored event once: the event row's lock and its `result` make a second run a no-op."""
+    Appliers of events for one transaction queue on its row lock. The event itself leaves
+    `received` by a compare-and-set as the last write: an applier that finds it gone (a
+    worker and the web process both tried) rolls back what it did and changes nothing.
+    """
     with transaction.atomic():
-        event = CallbackEvent.objects.select_for_update().filter(pk=event_pk).first()
-        if event is None or event.result != CallbackEvent.Result.RECEIVED:
-            return
-        gateway = gateway_get(event.gateway_id)
-        if gateway is not None:
-            event.gateway = gateway
+        if event is None:
+            event = CallbackEvent.objects.filter(pk=event_pk).first()
+            if event is None or event.result != CallbackEvent.Result.RECEIVED:
+                return
+            event.gateway = gateway_get(event.gateway_id) or event.gateway
         bind(gateway=event.gateway.code, attempt=event.reference)
         _apply(event)
         event.processed_at = timezone.now()
-        event.save(update_fields=_EVENT_RESULT_FIELDS)
+        claimed = CallbackEvent.objects.filter(pk=event.pk, result=CallbackEvent.Result.RECEIVED).update(
+            result=event.result,
+            flagged=event.flagged,
+            flag_reason=event.flag_reason,
+            attempt_id=event.attempt_id,
+            transaction_id=event.transaction_id,
+            processed_at=event.processed_at,
+        )
+        if not claimed:
+            transaction.set_rollback(True)
+            logger.info("callback already applied elsewhere", extra={"event_id": event.event_id})
+            return
     CALLBACKS.labels(gateway=event.gateway.code, result=event.result).inc()
     logger.info("callback %s", event.result, extra={"event_id": event.event_id})
 
 
-def callback_apply_after_answer(*, event_pk: int) -> None:
-    """Apply a stored event in the web process, once its 200 has gone out; never raises.
+def callback_apply_after_answer(*, event: CallbackEvent) -> None:
+    """Apply an event this process just stored, once its 200 has gone out; never raises.
 
-    This spares the event a trip through the queue. If it fails (the database is away, say)
-    the event stays `received` and `callbacks.sweep_unapplied` applies it on a worker.
+    This spares the event a trip through the queue, and a read of the row. If it fails (the
+    database is away, say) the event stays `received` and `callbacks.sweep_unapplied` applies
+    it on a worker.
     """
     try:
-        callback_apply(event_pk=event_pk)
+        callback_apply(event_pk=event.pk, event=event)
     except Exception:
-        logger.exception("callback not applied after the answer; the sweep will apply it", extra={"event_pk": event_pk})
+        logger.exception("callback not applied after the answer; the sweep will apply it", extra={"event_pk": event.pk})

@@ -1,0 +1,81 @@
+"""Applying a stored callback event, without a worker or a web server."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from callbacks.models import CallbackEvent
+from callbacks.services import callback_apply
+from gateways.models import Gateway
+from gateways.services import demo_seed
+from payments.models import Attempt, AttemptOutcome, Customer, Transaction, TransactionStatus
+from payments.services import api_key_create
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def event(db: Any) -> CallbackEvent:
+    """A `completed` callback, stored and not applied, for the current attempt of a `processing` deposit."""
+    demo_seed()
+    client, _ = api_key_create(client_name="unit")
+    customer = Customer.objects.create(client=client, reference="c1", country_id="DE")
+    txn = Transaction.objects.create(
+        client=client,
+        type="deposit",
+        amount=Decimal("5"),
+        currency="EUR",
+        country_id="DE",
+        customer=customer,
+        status=TransactionStatus.PROCESSING,
+        attempt_count=1,
+    )
+    acmepay = Gateway.objects.get(code="acmepay")
+    attempt = Attempt.objects.create(transaction=txn, number=1, gateway=acmepay)
+    return CallbackEvent.objects.create(
+        gateway=acmepay,
+        event_id="evt_1",
+        reference=str(attempt.pk),
+        status="completed",
+        payment_id="pay_1",
+        raw_body="{}",
+        signature="current",
+        signature_timestamp=0,
+    )
+
+
+def test_the_event_completes_the_transaction(event: CallbackEvent) -> None:
+    callback_apply(event_pk=event.pk)
+
+    event.refresh_from_db()
+    txn = Transaction.objects.get(attempts__pk=event.reference)
+    assert (event.result, txn.status, txn.gateway_reference) == ("applied", "completed", "pay_1")
+    assert Attempt.objects.get(pk=event.reference).outcome == AttemptOutcome.ACCEPTED
+
+
+def test_a_second_applier_with_the_event_as_it_was_stored_changes_nothing(event: CallbackEvent) -> None:
+    as_stored = CallbackEvent.objects.get(pk=event.pk)
+    callback_apply(event_pk=event.pk)
+
+    # Without the compare-and-set it would record the event again, now as `ignored`.
+    callback_apply(event_pk=event.pk, event=as_stored)
+
+    event.refresh_from_db()
+    assert event.result == CallbackEvent.Result.APPLIED
+
+
+def test_an_applier_that_finds_the_event_gone_from_received_rolls_back(event: CallbackEvent) -> None:
+    as_stored = CallbackEvent.objects.get(pk=event.pk)
+    # Another applier got there first and flagged it; the transaction is still open.
+    CallbackEvent.objects.filter(pk=event.pk).update(result="flagged", flagged=True, flag_reason="elsewhere")
+
+    callback_apply(event_pk=event.pk, event=as_stored)
+
+    txn = Transaction.objects.get(attempts__pk=event.reference)
+    assert txn.status == TransactionStatus.PROCESSING and txn.finished_at is None
+    assert Attempt.objects.get(pk=event.reference).outcome == AttemptOutcome.PENDING
+    event.refresh_from_db()
+    assert (event.result, event.flag_reason) == ("flagged", "elsewhere")
