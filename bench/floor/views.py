@@ -30,7 +30,8 @@ class FloorCreateApi(APIView):
     def post(self, request: Request) -> Response:
         serializer = TransactionCreateInput(data=request.data)
         serializer.is_valid(raise_exception=True)
-        with transaction.atomic():
-            row = FloorTransaction.objects.create(type=self.transaction_type, **serializer.validated_data)
-            transaction.on_commit(partial(publish_noop, row.pk), robust=True)
+        # One INSERT that commits on its own (autocommit), as Paygate's create does for a known
+        # customer; on_commit then publishes at once, after it.
+        row = FloorTransaction.objects.create(type=self.transaction_type, **serializer.validated_data)
+        transaction.on_commit(partial(publish_noop, row.pk), robust=True)
         return Response({"id": str(row.pk), "status": "pending"}, status=status.HTTP_202_ACCEPTED)
