@@ -266,6 +266,7 @@ def profile_pyspy(
     seconds: float,
     concurrency: int,
     web_workers: int,
+    web_threads: int,
     worker_processes: int,
     worker_concurrency: int,
     rate: int,
@@ -279,7 +280,7 @@ def profile_pyspy(
     with stack.Stack(env=env, log_dir=stack.WORK_DIR / "logs" / "profile") as bench:
         api_key = bench.prepare()
         bench.start_sandboxes()
-        bench.start_web(name="web", port=stack.WEB_PORT, workers=web_workers)
+        bench.start_web(name="web", port=stack.WEB_PORT, workers=web_workers, threads=web_threads)
         bench.start_beat(data_dir)
         bench.start_workers(prefix="worker", processes=worker_processes, concurrency=worker_concurrency)
         targets = {
@@ -327,7 +328,8 @@ def profile_pyspy(
             text.write_text(
                 _folded_hotspots(raw, rate).render(
                     f"py-spy, {name} processes under load ({sent} creates at concurrency {concurrency}, "
-                    f"{seconds:.0f}s at {rate} Hz; on-CPU samples only)"
+                    f"{seconds:.0f}s at {rate} Hz; threads py-spy found idle left out, "
+                    "but waits inside C code, such as psycopg's, still count)"
                 )
             )
             paths += [text, raw]
@@ -341,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="py-spy recording time (default 20)")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--web-workers", type=int, default=2)
+    parser.add_argument(
+        "--web-threads", type=int, default=4, help="threads per gunicorn worker (default 4: gthread, as in production)"
+    )
     parser.add_argument("--worker-processes", type=int, default=1)
     parser.add_argument("--worker-concurrency", type=int, default=4)
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
@@ -368,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
                 seconds=args.seconds,
                 concurrency=args.concurrency,
                 web_workers=args.web_workers,
+                web_threads=args.web_threads,
                 worker_processes=args.worker_processes,
                 worker_concurrency=args.worker_concurrency,
                 rate=args.rate,
@@ -383,7 +389,10 @@ def main(argv: list[str] | None = None) -> int:
         if path.suffix == ".txt":
             head = path.read_text().split("\n## Top", 3)
             print("\n## Top".join(head[:3])[:6000])
-    print("written: " + ", ".join(str(p.relative_to(stack.ROOT)) for p in paths))
+    print(
+        "written: "
+        + ", ".join(str(p.relative_to(stack.ROOT)) if p.is_relative_to(stack.ROOT) else str(p) for p in paths)
+    )
     return 0
 
 
