@@ -340,3 +340,30 @@ def other_api(db: Any) -> Any:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Api-Key {api_key_create(client_name='merchant-b')[1]}")
     return client
+
+
+@pytest.fixture
+def make_transaction(db: Any) -> Callable[..., Any]:
+    """Deposits of one client and customer in DE, written straight to the database (demo routes seeded)."""
+    from decimal import Decimal
+
+    from gateways.services import demo_seed
+    from payments.models import Customer, Transaction
+    from payments.services import api_key_create
+
+    demo_seed()
+    client, _ = api_key_create(client_name="unit")
+    customer = Customer.objects.create(client=client, reference="c1", country_id="DE")
+
+    def make(**fields: Any) -> Transaction:
+        return Transaction.objects.create(
+            client=client,
+            type="deposit",
+            amount=Decimal("5"),
+            currency="EUR",
+            country_id="DE",
+            customer=customer,
+            **fields,
+        )
+
+    return make

@@ -2,37 +2,22 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 
 from callbacks.models import CallbackEvent
 from callbacks.services import callback_apply
 from gateways.models import Gateway
-from gateways.services import demo_seed
-from payments.models import Attempt, AttemptOutcome, Customer, Transaction, TransactionStatus
-from payments.services import api_key_create
+from payments.models import Attempt, AttemptOutcome, Transaction, TransactionStatus
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def event(db: Any) -> CallbackEvent:
+def event(make_transaction: Callable[..., Transaction]) -> CallbackEvent:
     """A `completed` callback, stored and not applied, for the current attempt of a `processing` deposit."""
-    demo_seed()
-    client, _ = api_key_create(client_name="unit")
-    customer = Customer.objects.create(client=client, reference="c1", country_id="DE")
-    txn = Transaction.objects.create(
-        client=client,
-        type="deposit",
-        amount=Decimal("5"),
-        currency="EUR",
-        country_id="DE",
-        customer=customer,
-        status=TransactionStatus.PROCESSING,
-        attempt_count=1,
-    )
+    txn = make_transaction(status=TransactionStatus.PROCESSING, attempt_count=1)
     acmepay = Gateway.objects.get(code="acmepay")
     attempt = Attempt.objects.create(transaction=txn, number=1, gateway=acmepay)
     return CallbackEvent.objects.create(

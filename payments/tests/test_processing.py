@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,21 +12,16 @@ from django.db import OperationalError, transaction
 from gateways.models import Gateway, GatewayRoute
 from gateways.selectors import route_list
 from gateways.services import demo_seed
-from payments.models import Customer, FailureReason, Transaction, TransactionStatus
+from payments.models import FailureReason, Transaction, TransactionStatus
 from payments.processing import RetryLater, _next_step
-from payments.services import InvalidTransition, api_key_create, transaction_transition
+from payments.services import InvalidTransition, transaction_transition
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def txn(db: Any) -> Transaction:
-    demo_seed()
-    client, _ = api_key_create(client_name="unit")
-    customer = Customer.objects.create(client=client, reference="c1", country_id="DE")
-    return Transaction.objects.create(
-        client=client, type="deposit", amount=Decimal("5"), currency="EUR", country_id="DE", customer=customer
-    )
+def txn(make_transaction: Callable[..., Transaction]) -> Transaction:
+    return make_transaction()
 
 
 @pytest.mark.parametrize(
