@@ -126,9 +126,6 @@ class Transaction(models.Model):
     request_hash = models.CharField(max_length=64, blank=True, default="")
     # Failover rounds: all routes did not act in round N → wait, then round N+1.
     route_round = models.PositiveIntegerField(default=0)
-    # Attempts made so far (the current one has this number): 0 spares a fresh transaction's
-    # worker the query for its attempts. Written with each new attempt, under the row lock.
-    attempt_count = models.PositiveIntegerField(default=0)
     # When the recovery sweep should look at this transaction again if nothing else has.
     next_check_at = models.DateTimeField(null=True, blank=True)
     lookup_count = models.PositiveIntegerField(default=0)

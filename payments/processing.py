@@ -101,8 +101,6 @@ def _backoff(route_round: int) -> float:
 
 
 def _current_attempt(txn: Transaction) -> Attempt | None:
-    if txn.attempt_count == 0:
-        return None
     attempt = Attempt.objects.filter(transaction_id=txn.pk).order_by("-number").first()
     if attempt is not None:
         # From the process's gateway cache rather than a join: the row, credentials decrypted.
@@ -187,9 +185,8 @@ def _next_step(transaction_id: str) -> Step:
             route_round=txn.route_round,
             gateway=gateway,
         )
-        txn.attempt_count = attempt.number
         txn.next_check_at = now + timedelta(seconds=_call_window(gateway) + settings.PAYGATE_SWEEP_GRACE_SECONDS)
-        txn.save(update_fields=["attempt_count", "next_check_at", "updated_at"])
+        txn.save(update_fields=["next_check_at", "updated_at"])
         return Call(
             attempt_id=str(attempt.pk),
             attempt_created_at=attempt.created_at,

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def event(make_transaction: Callable[..., Transaction]) -> CallbackEvent:
     """A `completed` callback, stored and not applied, for the current attempt of a `processing` deposit."""
-    txn = make_transaction(status=TransactionStatus.PROCESSING, attempt_count=1)
+    txn = make_transaction(status=TransactionStatus.PROCESSING)
     acmepay = Gateway.objects.get(code="acmepay")
     attempt = Attempt.objects.create(transaction=txn, number=1, gateway=acmepay)
     return CallbackEvent.objects.create(
