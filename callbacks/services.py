@@ -100,7 +100,6 @@ def _flag(event: CallbackEvent, reason: str) -> None:
     event.result = CallbackEvent.Result.FLAGGED
     event.flagged = True
     event.flag_reason = reason
-    logger.warning("callback flagged for review: %s", reason, extra={"event_id": event.event_id})
 
 
 def _apply(event: CallbackEvent) -> None:
@@ -177,7 +176,10 @@ def callback_apply(*, event_pk: int, event: CallbackEvent | None = None) -> None
             logger.info("callback already applied elsewhere", extra={"event_id": event.event_id})
             return
     CALLBACKS.labels(gateway=event.gateway.code, result=event.result).inc()
-    logger.info("callback %s", event.result, extra={"event_id": event.event_id})
+    if event.flagged:
+        logger.warning("callback flagged for review: %s", event.flag_reason, extra={"event_id": event.event_id})
+    else:
+        logger.info("callback %s", event.result, extra={"event_id": event.event_id})
 
 
 def callback_apply_after_answer(*, event: CallbackEvent) -> None:

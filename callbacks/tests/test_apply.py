@@ -64,3 +64,19 @@ def test_an_applier_that_finds_the_event_gone_from_received_rolls_back(event: Ca
     assert Attempt.objects.get(pk=event.reference).outcome == AttemptOutcome.PENDING
     event.refresh_from_db()
     assert (event.result, event.flag_reason) == ("flagged", "elsewhere")
+
+
+def test_only_the_applier_that_records_a_flag_reports_it(
+    event: CallbackEvent, caplog: pytest.LogCaptureFixture
+) -> None:
+    txn = Transaction.objects.get(attempts__pk=event.reference)
+    Attempt.objects.create(transaction=txn, number=2, gateway=Gateway.objects.get(code="soapbank"))
+    as_stored = CallbackEvent.objects.get(pk=event.pk)
+
+    callback_apply(event_pk=event.pk)
+    callback_apply(event_pk=event.pk, event=as_stored)  # flags it too, then finds it taken
+
+    event.refresh_from_db()
+    assert (event.result, event.flag_reason) == ("flagged", "stale_attempt")
+    reports = [r for r in caplog.records if r.getMessage().startswith("callback flagged for review")]
+    assert [r.getMessage() for r in reports] == ["callback flagged for review: stale_attempt"]
