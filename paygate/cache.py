@@ -2,9 +2,9 @@
 
 Django's `RedisCacheClient.get_client` builds a new `redis.Redis` around the (kept)
 connection pool on every cache call; building one fills its table of response callbacks,
-which costs about as much CPU as the round trip to Redis. A client is safe to share
-between threads and survives a fork (its pool notices the new process), so one per pool
-is kept instead.
+which costs about as much CPU as the round trip to Redis. One client per pool is kept
+instead: Django keeps a cache object per thread, and a client holds no connection of its
+own, so it survives a fork (its pool notices the new process).
 """
 
 from __future__ import annotations
@@ -17,14 +17,13 @@ from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 class ReusedClientRedisCacheClient(RedisCacheClient):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._clients: dict[int, Any] = {}
+        self._clients: dict[Any, Any] = {}  # by pool (with replicas, a read picks one at random)
 
     def get_client(self, key: Any = None, *, write: bool = False) -> Any:
-        index = self._get_connection_pool_index(write)
-        client = self._clients.get(index)
+        pool = self._get_connection_pool(write)
+        client = self._clients.get(pool)
         if client is None:
-            # Two threads may both build one here; either is fine to keep.
-            client = self._clients[index] = self._client(connection_pool=self._get_connection_pool(write))
+            client = self._clients[pool] = self._client(connection_pool=pool)
         return client
 
 
