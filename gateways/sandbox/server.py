@@ -573,7 +573,6 @@ class SandboxGateway:
         session: requests.Session | None = getattr(self._http, "session", None)
         if session is None:
             session = self._http.session = requests.Session()
-            session.trust_env = False  # a callback goes where the transaction says, never through a proxy
         return session
 
     def _deliver(self, job: CallbackJob) -> None:
