@@ -123,6 +123,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "paygate.logs.RequestIdMiddleware",
     "paygate.middleware.RequestBodyLimitMiddleware",
+    "paygate.middleware.UnstorableUrlMiddleware",
+    "paygate.middleware.ApiErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

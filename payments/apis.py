@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -238,7 +239,7 @@ AUTHENTICATED_ERRORS = {
 
 _IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
-    {"type": "string", "minLength": 1, "maxLength": 255},
+    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[^\\x00-\\x1f\\x7f]*\\S[^\\x00-\\x1f\\x7f]*$"},
     OpenApiParameter.HEADER,
     required=False,
     description="At most 255 characters. The same key with the same body replays the original answer; "
@@ -259,6 +260,9 @@ _CREATE_EXAMPLE = OpenApiExample(
 )
 
 
+_CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f]")
+
+
 def _idempotency_key(request: Request) -> str | None:
     key = request.headers.get("Idempotency-Key")
     if key is None:
@@ -266,6 +270,11 @@ def _idempotency_key(request: Request) -> str | None:
     if not key.strip() or len(key) > 255:
         raise ValidationFailed(
             "Idempotency-Key must be 1 to 255 characters.", fields={"Idempotency-Key": ["Invalid length."]}
+        )
+    if _CONTROL_CHARACTERS.search(key):
+        raise ValidationFailed(
+            "Idempotency-Key may not contain control characters.",
+            fields={"Idempotency-Key": ["Control characters are not allowed."]},
         )
     return key
 
