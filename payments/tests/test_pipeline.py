@@ -309,7 +309,9 @@ def test_xml_callback_with_an_entity_is_refused(stack: dict[str, Sandbox], live_
     )
     response = _signed_post(live_server, "soapbank", body, content_type="application/xml")
     assert response.status_code == 400
-    assert CallbackEvent.objects.count() == 0
+    # Kept as evidence exactly as sent: the entity was never expanded.
+    event = CallbackEvent.objects.get()
+    assert (event.flag_reason, event.raw_body, event.transaction_id) == ("malformed_callback", body.decode(), None)
 
 
 def test_unknown_gateway_callback_is_404(live_server: Any, stack: dict[str, Sandbox]) -> None:
