@@ -25,10 +25,9 @@ from paygate.errors import NotFound, ValidationFailed
 from paygate.pagination import Pagination
 
 from .auth import client_of
-from .masking import mask_details
 from .models import Transaction, TransactionStatus, TransactionType
 from .money import AmountError, format_amount, is_currency, parse_amount
-from .selectors import transaction_get, transaction_list
+from .selectors import transaction_get, transaction_list, transaction_masked_details
 from .services import TransactionInput, transaction_create
 
 MAX_METADATA_BYTES = 4096
@@ -189,7 +188,7 @@ class TransactionOutput(serializers.Serializer):
         return txn.gateway_reference or None
 
     def get_payment_details(self, txn: Transaction) -> dict[str, str]:
-        return mask_details(txn.payment_details)
+        return transaction_masked_details(txn)
 
     def to_representation(self, txn: Transaction) -> dict[str, Any]:
         # Written out, like AttemptOutput's: the declared fields describe it in the schema.
