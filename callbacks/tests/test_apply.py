@@ -112,3 +112,20 @@ def test_a_callback_naming_another_payment_than_the_gateway_returned_is_flagged_
     right.refresh_from_db()
     txn.refresh_from_db()
     assert (right.result, txn.status, txn.gateway_reference) == ("applied", "completed", "pay_real")
+
+
+def test_a_gateway_answer_naming_another_payment_than_the_callback_that_came_first_needs_review(
+    event: CallbackEvent,
+) -> None:
+    from gateways.types import Outcome, PaymentResult
+    from payments.processing import _record_result
+
+    callback_apply(event_pk=event.pk)  # the callback came first: completed as pay_1
+    attempt = Attempt.objects.get(pk=event.reference)
+
+    _record_result(
+        str(attempt.transaction_id), str(attempt.pk), PaymentResult(outcome=Outcome.ACCEPTED, payment_id="pay_real")
+    )
+
+    txn = Transaction.objects.get(pk=attempt.transaction_id)
+    assert (txn.status, txn.needs_review) == (TransactionStatus.COMPLETED, True)
