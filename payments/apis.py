@@ -94,7 +94,8 @@ class TransactionCreateInput(serializers.Serializer):
         child=StrictCharField(max_length=255, allow_blank=True),
         required=False,
         default=dict,
-        help_text="Sensitive: encrypted at rest, returned masked.",
+        help_text="Sensitive: encrypted at rest, returned masked. Security codes, PINs and track data "
+        "(cvv, cvc, pin, track2, ...) are never returned and are deleted once the transaction is final.",
     )
     metadata = MetadataField(required=False, default=dict, help_text="A small free-form object (at most 4 KiB).")
 
