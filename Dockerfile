@@ -34,6 +34,7 @@ COPY . .
 RUN mkdir -p /data/sandbox /metrics \
  && SECRET_KEY=build-only-not-a-secret \
     FERNET_KEYS=build-only-not-a-key \
+    PAYGATE_FINGERPRINT_KEYS=build-only-not-a-fingerprint-key-0123456789 \
     DEBUG=False \
     DATABASE_URL=postgres://build:build@127.0.0.1:1/build \
     CELERY_BROKER_URL=redis://127.0.0.1:1/0 \

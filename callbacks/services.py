@@ -195,6 +195,16 @@ def _apply(event: CallbackEvent) -> None:
     if attempt is not current:
         _flag(event, "stale_attempt")
         return
+    if (
+        attempt.outcome == AttemptOutcome.ACCEPTED
+        and attempt.gateway_payment_id
+        and event.payment_id
+        and event.payment_id != attempt.gateway_payment_id
+    ):
+        # The gateway told us which payment it made; a callback naming another one is not
+        # evidence about ours (a mix-up at the gateway, or a signed message reused).
+        _flag(event, "payment_id_mismatch")
+        return
     target = TransactionStatus.COMPLETED if event.status == "completed" else TransactionStatus.FAILED
     if txn.is_final:
         if txn.status == target and (

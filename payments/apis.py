@@ -26,10 +26,9 @@ from paygate.errors import NotFound, ValidationFailed
 from paygate.pagination import Pagination
 
 from .auth import client_of
-from .masking import mask_details
 from .models import Transaction, TransactionStatus, TransactionType
 from .money import AmountError, format_amount, is_currency, parse_amount
-from .selectors import transaction_get, transaction_list
+from .selectors import transaction_get, transaction_list, transaction_masked_details
 from .services import TransactionInput, transaction_create
 
 MAX_METADATA_BYTES = 4096
@@ -96,7 +95,8 @@ class TransactionCreateInput(serializers.Serializer):
         child=StrictCharField(max_length=255, allow_blank=True),
         required=False,
         default=dict,
-        help_text="Sensitive: encrypted at rest, returned masked.",
+        help_text="Sensitive: encrypted at rest, returned masked. Security codes, PINs and track data "
+        "(cvv, cvc, pin, track2, ...) are never returned and are deleted once the transaction is final.",
     )
     metadata = MetadataField(required=False, default=dict, help_text="A small free-form object (at most 4 KiB).")
 
@@ -190,7 +190,7 @@ class TransactionOutput(serializers.Serializer):
         return txn.gateway_reference or None
 
     def get_payment_details(self, txn: Transaction) -> dict[str, str]:
-        return mask_details(txn.payment_details)
+        return transaction_masked_details(txn)
 
     def to_representation(self, txn: Transaction) -> dict[str, Any]:
         # Written out, like AttemptOutput's: the declared fields describe it in the schema.
