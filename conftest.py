@@ -168,6 +168,16 @@ def loopback_gateways_allowed() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(autouse=True)
+def failure_limits_out_of_reach() -> Iterator[None]:
+    """Every test client comes from 127.0.0.1 and the suite sends wrong keys and signatures on purpose;
+    counted per minute across tests, they would trip the production limits. Tests of the limits set them."""
+    from django.test import override_settings
+
+    with override_settings(PAYGATE_AUTH_FAILURE_LIMIT="100000/minute", PAYGATE_CALLBACK_FAILURE_LIMIT="100000/minute"):
+        yield
+
+
 @pytest.fixture(scope="session")
 def sandboxes() -> Iterator[dict[str, Sandbox]]:
     from gateways.demo import DEMO_GATEWAYS

@@ -76,11 +76,13 @@ class AddressPolicy:
 
     `enforce` off allows everything (development, tests on loopback). Hosts in
     `allowed_hosts` are called as they are, plain HTTP included: an operator's explicit
-    decision, e.g. for containers on a private network.
+    decision, e.g. for containers on a private network. Otherwise the URL must be https
+    (unless `require_https` is off) and every address its host resolves to `permitted`.
     """
 
     enforce: bool = True
     allowed_hosts: frozenset[str] = frozenset()
+    require_https: bool = True
     resolver: Resolver = field(default=system_resolver, compare=False)
     # Whether a resolved address may be connected to; tests may widen it, never production.
     permitted: Callable[[IPAddress], bool] = field(default=address_is_public, compare=False)
@@ -103,7 +105,7 @@ class AddressPolicy:
             raise BlockedAddress("Only http:// and https:// URLs with a host are allowed.")
         if not self.enforce or self.is_allowed_host(host):
             return
-        if parts.scheme != "https":
+        if self.require_https and parts.scheme != "https":
             raise BlockedAddress("The URL must use https://.")
         self.checked_addresses(host, port or 443)
 
@@ -150,7 +152,12 @@ class _GuardedConnectionMixin:
     def _new_conn(self) -> socket.socket:
         policy = self.address_policy()
         try:
-            if policy.enforce and not self.requires_tls and not policy.is_allowed_host(self.host):
+            if (
+                policy.enforce
+                and policy.require_https
+                and not self.requires_tls
+                and not policy.is_allowed_host(self.host)
+            ):
                 raise BlockedAddress(f"plain http to {self.host} is not allowed")
             addresses = policy.checked_addresses(self.host, self.port)
         except BlockedAddress as exc:
