@@ -160,3 +160,33 @@ def test_admin_login_failures_under_the_limit_do_not_lock() -> None:
         .status_code
         == 302
     )
+
+
+@pytest.mark.services
+@override_settings(PAYGATE_AUTH_FAILURE_LIMIT="5/minute")
+def test_failure_counts_live_in_redis_shared_by_every_web_process(api_key: str) -> None:
+    from django.core.cache import cache
+
+    address = fresh_address()
+    get(APIClient(), "nope.guess", address)
+    redis = cache._cache.get_client(write=True)
+    [key] = redis.keys(cache.make_key(f"failures:api_key:{address}:*"))
+    assert int(redis.get(key)) == 1
+    assert 0 < redis.ttl(key) <= 61  # the window's own expiry, not pushed back by later failures
+    # Failures counted by other processes are what this one goes by.
+    redis.set(key, 5, keepttl=True)
+    assert_error(get(APIClient(), api_key, address), 429, "rate_limited")
+
+
+def test_weak_lockout_and_malformed_proxy_settings_refuse_to_start() -> None:
+    from payments.tests.test_settings import manage
+
+    for env, message in [
+        ({"PAYGATE_ADMIN_LOGIN_FAILURE_LIMIT": "11"}, "between 1 and 10"),
+        ({"PAYGATE_ADMIN_LOCKOUT_MINUTES": "29"}, "at least 30"),
+        ({"PAYGATE_TRUSTED_PROXIES": "10.0.0.0/8,proxy.internal"}, "PAYGATE_TRUSTED_PROXIES"),
+        ({"PAYGATE_AUTH_FAILURE_LIMIT": "100/min"}, "PAYGATE_AUTH_FAILURE_LIMIT"),
+        ({"PAYGATE_CALLBACK_FAILURE_LIMIT": "lots"}, "PAYGATE_CALLBACK_FAILURE_LIMIT"),
+    ]:
+        result = manage("check", **env)
+        assert result.returncode != 0 and message in result.stderr, (env, result.stderr[-500:])
