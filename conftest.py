@@ -158,6 +158,26 @@ def fresh_local_caches() -> Iterator[None]:
     clear_all()
 
 
+@pytest.fixture(autouse=True)
+def loopback_gateways_allowed() -> Iterator[None]:
+    """The sandboxes are plain http on loopback; pytest-django runs with DEBUG off, which refuses
+    such gateways unless allow-listed (as the compose demo does for its containers)."""
+    from django.test import override_settings
+
+    with override_settings(PAYGATE_GATEWAY_ALLOWED_HOSTS=["127.0.0.1", "localhost"]):
+        yield
+
+
+@pytest.fixture(autouse=True)
+def failure_limits_out_of_reach() -> Iterator[None]:
+    """Every test client comes from 127.0.0.1 and the suite sends wrong keys and signatures on purpose;
+    counted per minute across tests, they would trip the production limits. Tests of the limits set them."""
+    from django.test import override_settings
+
+    with override_settings(PAYGATE_AUTH_FAILURE_LIMIT="100000/minute", PAYGATE_CALLBACK_FAILURE_LIMIT="100000/minute"):
+        yield
+
+
 @pytest.fixture(scope="session")
 def sandboxes() -> Iterator[dict[str, Sandbox]]:
     from gateways.demo import DEMO_GATEWAYS
@@ -276,6 +296,8 @@ def worker_env(live_server_url: str) -> dict[str, str]:
     env.setdefault("PAYGATE_BREAKER_FAILURE_THRESHOLD", "3")
     # Checks at most every second (half of this), so health changes within a few seconds.
     env.setdefault("PAYGATE_HEALTH_CHECK_INTERVAL_SECONDS", "2")
+    # The sandboxes are plain http on loopback (see loopback_gateways_allowed).
+    env.setdefault("PAYGATE_GATEWAY_ALLOWED_HOSTS", "127.0.0.1,localhost")
     return env
 
 

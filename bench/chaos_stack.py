@@ -347,6 +347,8 @@ def chaos_env(timings: Timings) -> dict[str, str]:
             "PAYGATE_DATA_DIR": str(DATA_DIR),
             "PROMETHEUS_MULTIPROC_DIR": str(DATA_DIR / "metrics"),
             "PAYGATE_DEMO_BASE_URLS": ",".join(f"{code}={sandbox_url(code)}" for code in SANDBOXES),
+            # The sandboxes are plain http on loopback, which DEBUG=False otherwise refuses to call.
+            "PAYGATE_GATEWAY_ALLOWED_HOSTS": HOST,
             "PAYGATE_RATE_LIMIT": "",
             "LOG_LEVEL": "INFO",
             "LOG_FORMAT": "json",

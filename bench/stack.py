@@ -171,6 +171,8 @@ def bench_env(data_dir: Path, run_secrets: Secrets, *, settings_module: str = "p
             "PAYGATE_PUBLIC_URL": f"http://{HOST}:{WEB_PORT}",
             "PAYGATE_DATA_DIR": str(data_dir),
             "PAYGATE_DEMO_BASE_URLS": ",".join(f"{code}={sandbox_url(code)}" for code in SANDBOXES),
+            # The sandboxes are plain http on loopback, which DEBUG=False otherwise refuses to call.
+            "PAYGATE_GATEWAY_ALLOWED_HOSTS": HOST,
             "PROMETHEUS_MULTIPROC_DIR": str(data_dir / "metrics"),
             "LOG_LEVEL": "WARNING",
             # The production shape: DEBUG off (no debug cursor on every query) with real secrets.

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import re
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
-from rest_framework import serializers
+from rest_framework import exceptions, serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from paygate.clientip import client_ip
+from paygate.errors import InvalidSignature
+from paygate.throttling import FailureLimit
 from payments.apis import ERROR_RESPONSE
 
 from .models import CallbackEvent
 from .services import callback_apply_after_answer, callback_receive
+
+# Callbacks with a bad signature, per gateway and client address (PAYGATE_CALLBACK_FAILURE_LIMIT).
+signature_failures = FailureLimit("callback_signature", setting="PAYGATE_CALLBACK_FAILURE_LIMIT")
 
 
 class CallbackReceiveApi(APIView):
@@ -42,10 +50,24 @@ class CallbackReceiveApi(APIView):
             401: OpenApiResponse(ERROR_RESPONSE, description="Missing, wrong or stale signature"),
             404: OpenApiResponse(ERROR_RESPONSE, description="Unknown gateway"),
             413: OpenApiResponse(ERROR_RESPONSE, description="Body too large"),
+            429: OpenApiResponse(
+                ERROR_RESPONSE, description="Too many bad signatures from this address for this gateway (Retry-After)"
+            ),
         },
     )
     def post(self, request: Request, gateway_code: str) -> Response:
-        result = callback_receive(gateway_code=gateway_code, body=request.body, headers=request.headers)
+        # Gateway codes are slugs; anything else in the URL is not worth a key of its own.
+        scope = f"{re.sub(r'[^A-Za-z0-9_-]', '_', gateway_code[:64])}:{client_ip(request)}"
+        wait = signature_failures.blocked(scope)
+        if wait is not None:
+            raise exceptions.Throttled(wait)
+        try:
+            result = callback_receive(gateway_code=gateway_code, body=request.body, headers=request.headers)
+        except InvalidSignature:
+            wait = signature_failures.record(scope)
+            if wait is not None:
+                raise exceptions.Throttled(wait) from None
+            raise
         if result.event.result != CallbackEvent.Result.RECEIVED:
             return Response({"received": True})
         return ApplyAfterAnswer({"received": True}, event=result.event)

@@ -10,8 +10,10 @@ from django.db.models import Count, Q
 from django.http import HttpRequest
 from django.utils import timezone
 
+from paygate.errors import ValidationFailed
+
 from .breaker import breaker_close, breaker_force_open, breaker_state
-from .services import gateway_check_health
+from .services import CREDENTIAL_FIELDS, gateway_base_url_check, gateway_check_health, gateway_save
 
 from .models import Country, Gateway, GatewayRoute
 
@@ -39,42 +41,78 @@ class CountryAdmin(admin.ModelAdmin):
 
 
 class GatewayForm(forms.ModelForm):
-    """Credentials are write-only: the form never shows the stored values."""
+    """Credentials are write-only: the form never shows the stored values.
 
-    base_url = forms.URLField(assume_scheme="http", max_length=500)
+    A changed base URL needs a new API key and webhook secret in the same save: the stored
+    ones are never sent to, nor accepted from, another address (gateways.services.gateway_save).
+    """
+
+    credentials_replaced: list[str]
+
+    base_url = forms.URLField(
+        assume_scheme="https",
+        max_length=500,
+        help_text="Changing it requires the API key and webhook secret again. "
+        "With DEBUG off: https:// to a public address, unless the host is in PAYGATE_GATEWAY_ALLOWED_HOSTS.",
+    )
     api_key = forms.CharField(
-        widget=forms.PasswordInput(render_value=False), required=False, help_text="Leave empty to keep the current key."
+        widget=forms.PasswordInput(render_value=False),
+        required=False,
+        help_text="Leave empty to keep the current key (not when the base URL changes).",
     )
     webhook_secret = forms.CharField(
         widget=forms.PasswordInput(render_value=False),
         required=False,
-        help_text="Leave empty to keep the current secret.",
+        help_text="Leave empty to keep the current secret (not when the base URL changes).",
     )
 
     class Meta:
         model = Gateway
         exclude = ("previous_webhook_secret",)
 
+    def clean_base_url(self) -> str:
+        base_url: str = self.cleaned_data["base_url"]
+        try:
+            gateway_base_url_check(base_url=base_url)
+        except ValidationFailed as exc:
+            raise forms.ValidationError(exc.message) from None
+        return base_url
+
+    @property
+    def base_url_changed(self) -> bool:
+        new = (self.cleaned_data.get("base_url") or "").rstrip("/")
+        return bool(self.instance.pk) and new != (self.initial.get("base_url") or "").rstrip("/")
+
     def clean(self) -> dict[str, Any]:
         data = super().clean()
-        for name in ("api_key", "webhook_secret"):
+        # What was typed in this save; empty fields are filled with the stored values below.
+        self.credentials_replaced = [name for name in CREDENTIAL_FIELDS if data.get(name)]
+        moved = self.base_url_changed
+        for name in CREDENTIAL_FIELDS:
             if not data.get(name):
                 if not self.instance.pk:
                     self.add_error(name, "Required for a new gateway.")
+                elif moved:
+                    self.add_error(name, "Required when the base URL changes: the stored one is not kept.")
                 else:
                     data[name] = getattr(self.instance, name)
         return data
 
     def save(self, commit: bool = True) -> Gateway:
         gateway = super().save(commit=False)
-        if self.instance.pk and "webhook_secret" in self.changed_data and self.cleaned_data.get("webhook_secret"):
+        if (
+            self.instance.pk
+            and not self.base_url_changed
+            and "webhook_secret" in self.changed_data
+            and self.cleaned_data.get("webhook_secret")
+        ):
             # A new secret starts a changeover: callbacks signed with the old one keep
             # working until "Finish webhook secret rotation" forgets it.
             previous = Gateway.objects.get(pk=self.instance.pk).webhook_secret
             if previous != gateway.webhook_secret:
                 gateway.previous_webhook_secret = previous
         if commit:
-            gateway.save()
+            gateway_save(gateway=gateway, credentials_replaced=self.credentials_replaced)
         return gateway
 
 
@@ -106,6 +144,9 @@ class GatewayAdmin(admin.ModelAdmin):
         "updated_at",
     )
     actions = ["check_health_now", "open_breaker", "close_breaker", "finish_secret_rotation", "disable_gateways"]
+
+    def save_model(self, request: HttpRequest, obj: Gateway, form: Any, change: bool) -> None:
+        gateway_save(gateway=obj, credentials_replaced=form.credentials_replaced)
 
     def get_queryset(self, request: HttpRequest) -> Any:
         since = timezone.now() - timedelta(hours=1)

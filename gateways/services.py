@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from paygate.errors import ValidationFailed
+from paygate.netguard import BlockedAddress
+
+from .adapters.http import gateway_address_policy
 from .demo import DEMO_COUNTRIES, DEMO_GATEWAYS
 from .models import GATEWAY_BOOKKEEPING_FIELDS, Country, Gateway, GatewayRoute
 
@@ -49,6 +54,48 @@ def demo_seed(
                     gateway=gateways[gateway_code],
                     defaults={"priority": priority, "is_active": True, "currencies": [currency]},
                 )
+
+
+CREDENTIAL_FIELDS = ("api_key", "webhook_secret")
+
+
+def gateway_base_url_check(*, base_url: str) -> None:
+    """Refuse a base URL that gateway calls may not go to (with DEBUG off: https to a public address).
+
+    The same rule is applied again on every connection (gateways.adapters.http), so a name
+    that resolves elsewhere later still reaches nothing.
+    """
+    try:
+        gateway_address_policy().check_url(base_url)
+    except BlockedAddress as exc:
+        raise ValidationFailed(str(exc), fields={"base_url": [str(exc)]}) from None
+
+
+def gateway_save(*, gateway: Gateway, credentials_replaced: Iterable[str] = ()) -> Gateway:
+    """Store a new or edited gateway. A changed base URL drops every credential not replaced with it.
+
+    Credentials belong to the address they were issued for: kept across a change of base
+    URL, the API key would be sent to whatever host was typed, and the old webhook secret
+    would keep signing callbacks for it. `credentials_replaced` names the credential fields
+    the caller set anew in this same change. A gateway left without credentials is disabled.
+    """
+    gateway_base_url_check(base_url=gateway.base_url)
+    replaced = set(credentials_replaced)
+    with transaction.atomic():
+        stored = Gateway.objects.select_for_update().filter(pk=gateway.pk).first() if gateway.pk else None
+        if stored is not None and stored.base_url.rstrip("/") != gateway.base_url.rstrip("/"):
+            for name in CREDENTIAL_FIELDS:
+                if name not in replaced:
+                    setattr(gateway, name, "")
+            gateway.previous_webhook_secret = ""  # nosec B105  # forgets the old address's secret
+            if not all(getattr(gateway, name) for name in CREDENTIAL_FIELDS):
+                gateway.is_active = False
+            logger.warning(
+                "gateway base URL changed; credentials not given anew were cleared",
+                extra={"gateway": gateway.code, "cleared": sorted(set(CREDENTIAL_FIELDS) - replaced)},
+            )
+        gateway.save()
+    return gateway
 
 
 def gateway_health_record(*, gateway_id: int, up: bool, latency_ms: float | None) -> Gateway:

@@ -10,6 +10,7 @@ import os
 import re
 import socket
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -89,10 +90,23 @@ def _check_formats() -> None:
 
     from django.core.exceptions import ImproperlyConfigured
 
-    if PAYGATE_RATE_LIMIT and not re.fullmatch(r"\d+/(second|minute|hour)s?", PAYGATE_RATE_LIMIT.strip()):
-        raise ImproperlyConfigured(
-            f"PAYGATE_RATE_LIMIT must be N/second, N/minute or N/hour, not {PAYGATE_RATE_LIMIT!r}"
-        )
+    import ipaddress
+
+    for name in ("PAYGATE_RATE_LIMIT", "PAYGATE_AUTH_FAILURE_LIMIT", "PAYGATE_CALLBACK_FAILURE_LIMIT"):
+        rate = globals()[name]
+        if rate and not re.fullmatch(r"\d+/(second|minute|hour)s?", rate.strip()):
+            raise ImproperlyConfigured(f"{name} must be N/second, N/minute or N/hour, not {rate!r}")
+    for proxy in PAYGATE_TRUSTED_PROXIES:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"PAYGATE_TRUSTED_PROXIES must list IP addresses or networks, not {proxy!r}"
+            ) from None
+    if not 1 <= AXES_FAILURE_LIMIT <= 10:
+        raise ImproperlyConfigured("PAYGATE_ADMIN_LOGIN_FAILURE_LIMIT must be between 1 and 10 (PCI DSS 8.3.4).")
+    if AXES_COOLOFF_TIME < timedelta(minutes=30):
+        raise ImproperlyConfigured("PAYGATE_ADMIN_LOCKOUT_MINUTES must be at least 30 (PCI DSS 8.3.4).")
     try:
         if not Decimal(PAYGATE_MAX_AMOUNT).is_finite() or Decimal(PAYGATE_MAX_AMOUNT) <= 0:
             raise InvalidOperation
@@ -141,6 +155,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "axes",
     "gateways",
     "payments",
     "callbacks",
@@ -159,6 +174,14 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out admin login into its 429 answer.
+    "axes.middleware.AxesMiddleware",
+]
+
+# django-axes first: it refuses a locked-out username before the password is even hashed.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "paygate.urls"
@@ -242,6 +265,34 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = PAYGATE_MAX_BODY_BYTES
 PAYGATE_MAX_JSON_DEPTH = _env_int("PAYGATE_MAX_JSON_DEPTH", 10)
 # Requests per API key: "N/second", "N/minute" or "N/hour"; empty turns the limit off.
 PAYGATE_RATE_LIMIT = "" if os.environ.get("PAYGATE_RATE_LIMIT") == "" else (_env("PAYGATE_RATE_LIMIT") or "6000/minute")
+
+# Failed API-key attempts per client address (PAYGATE_TRUSTED_PROXIES), same format; empty: off.
+PAYGATE_AUTH_FAILURE_LIMIT = (
+    "" if os.environ.get("PAYGATE_AUTH_FAILURE_LIMIT") == "" else (_env("PAYGATE_AUTH_FAILURE_LIMIT") or "100/minute")
+)
+# Callbacks with a bad signature per gateway and client address, same format; empty: off.
+PAYGATE_CALLBACK_FAILURE_LIMIT = (
+    ""
+    if os.environ.get("PAYGATE_CALLBACK_FAILURE_LIMIT") == ""
+    else (_env("PAYGATE_CALLBACK_FAILURE_LIMIT") or "100/minute")
+)
+# Reverse proxies (IPs or CIDR networks) whose X-Forwarded-For is believed: the client is
+# then the right-most address in it that is not one of them. Empty: the socket's address.
+PAYGATE_TRUSTED_PROXIES = _env_list("PAYGATE_TRUSTED_PROXIES", [])
+
+# --- Admin login lockout (django-axes) ----------------------------------------------------
+# PCI DSS 8.3.4: at most 10 failed attempts, then locked for at least 30 minutes. Counted
+# per username, and separately per client address (one address spraying many usernames), in
+# the database: shared by every process, and a Redis restart does not unlock anyone. Unlock
+# with `manage.py axes_reset_username <name>` (or `axes_reset_ip <address>`).
+AXES_FAILURE_LIMIT = _env_int("PAYGATE_ADMIN_LOGIN_FAILURE_LIMIT", 10)
+AXES_COOLOFF_TIME = timedelta(minutes=_env_int("PAYGATE_ADMIN_LOCKOUT_MINUTES", 30))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "paygate.clientip.client_ip"
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+# Repeated tries while locked out do not push the end of the lockout further away.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 
 # --- REST framework -----------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -399,6 +450,10 @@ PAYGATE_CALLBACK_TOLERANCE_SECONDS = _env_int("PAYGATE_CALLBACK_TOLERANCE_SECOND
 PAYGATE_PAYMENT_DETAILS_RETENTION_DAYS = _env_int("PAYGATE_PAYMENT_DETAILS_RETENTION_DAYS", 90)
 # How often celery-beat runs the purge (when the periodic task is first created).
 PAYGATE_PAYMENT_DETAILS_PURGE_INTERVAL_SECONDS = _env_int("PAYGATE_PAYMENT_DETAILS_PURGE_INTERVAL_SECONDS", 3600)
+
+# Gateway hosts called as they are, plain http and private addresses included (comma-separated
+# host names). With DEBUG off every other base URL must be https to a public address.
+PAYGATE_GATEWAY_ALLOWED_HOSTS = _env_list("PAYGATE_GATEWAY_ALLOWED_HOSTS", [])
 
 # --- Logging ------------------------------------------------------------------------------
 LOG_LEVEL = _env("LOG_LEVEL") or "INFO"

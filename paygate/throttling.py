@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Any
 
@@ -60,3 +61,56 @@ class ApiKeyRateThrottle(BaseThrottle):
 
     def wait(self) -> float | None:
         return self._wait
+
+
+class FailureLimit:
+    """Counts failures (wrong API keys, bad signatures) per scope in a fixed window, in the shared cache.
+
+    `blocked()` is asked before the work a failure would waste, `record()` after a failure.
+    Successes are never counted, so a client that authenticates keeps its own limit only.
+    """
+
+    def __init__(self, name: str, *, setting: str) -> None:
+        self.name = name
+        self.setting = setting
+
+    def _window(self) -> tuple[int, int, float] | None:
+        rate = getattr(settings, self.setting)
+        if not rate:
+            return None
+        limit, period = parse_rate(rate)
+        return limit, period, time.time()
+
+    def _key(self, scope: str, period: int, now: float) -> str:
+        return f"failures:{self.name}:{scope}:{int(now // period)}"
+
+    def blocked(self, scope: str) -> float | None:
+        """Seconds until `scope` may try again, or None when it may try now."""
+        window = self._window()
+        if window is None:
+            return None
+        limit, period, now = window
+        try:
+            count = cache.get(self._key(scope, period, now)) or 0
+        except Exception:
+            logger.warning("failure limit store unavailable; not limiting", exc_info=True)
+            return None
+        return _retry_after(period, now) if int(count) >= limit else None
+
+    def record(self, scope: str) -> float | None:
+        """Count one failure; seconds until `scope` may try again when this one used up the limit."""
+        window = self._window()
+        if window is None:
+            return None
+        limit, period, now = window
+        try:
+            count = _count(self._key(scope, period, now), timeout=period + 1)
+        except Exception:
+            logger.warning("failure limit store unavailable; not limiting", exc_info=True)
+            return None
+        return _retry_after(period, now) if count > limit else None
+
+
+def _retry_after(period: int, now: float) -> float:
+    # Whole seconds, rounded up: Retry-After is an integer and must not promise too early.
+    return float(max(1, math.ceil(period - (now % period))))

@@ -10,7 +10,9 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
+from paygate.clientip import client_ip
 from paygate.localcache import LocalCache
+from paygate.throttling import FailureLimit
 
 from .models import API_KEYS_CACHE, ApiClient, ClientAPIKey
 
@@ -20,6 +22,8 @@ _LAST_USED_RESOLUTION = timedelta(seconds=60)
 # Key rows (hashes, never keys) by prefix; a revocation or any other change reaches every process
 # on its next request (paygate.localcache).
 _keys: LocalCache[ClientAPIKey] = LocalCache(API_KEYS_CACHE)
+# Wrong keys per client address (PAYGATE_AUTH_FAILURE_LIMIT): guessing costs time, not only CPU.
+auth_failures = FailureLimit("api_key", setting="PAYGATE_AUTH_FAILURE_LIMIT")
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -27,17 +31,30 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         header = authentication.get_authorization_header(request).decode("latin-1")
         if not header:
             return None
+        address = client_ip(request)
+        wait = auth_failures.blocked(address)
+        if wait is not None:
+            # Refused before the key is looked at: a guess made now cannot succeed.
+            raise exceptions.Throttled(wait)
         keyword, _, key = header.partition(" ")
         if keyword != KEYWORD or not key.strip():
+            self._failed(address)
             raise exceptions.AuthenticationFailed(f"Use 'Authorization: {KEYWORD} <key>'.")
         api_key = self._lookup(key.strip())
         if api_key is None:
+            self._failed(address)
             raise exceptions.AuthenticationFailed("Invalid, revoked or expired API key.")
         now = timezone.now()
         if api_key.last_used_at is None or now - api_key.last_used_at > _LAST_USED_RESOLUTION:
             ClientAPIKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
             api_key.last_used_at = now  # the cached row too, or every later request would write
         return api_key.client, api_key
+
+    @staticmethod
+    def _failed(address: str) -> None:
+        wait = auth_failures.record(address)
+        if wait is not None:
+            raise exceptions.Throttled(wait)
 
     @staticmethod
     def _lookup(key: str) -> ClientAPIKey | None:

@@ -12,14 +12,15 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 from urllib.parse import urlsplit
 
 import requests
 import urllib3.exceptions
-from requests.adapters import HTTPAdapter
+
+from paygate.netguard import AddressPolicy, BlockedAddress, GuardedHTTPAdapter
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,12 @@ class ConnectFailed(GatewayTransportError):
     submitted = False
 
 
+class AddressBlocked(ConnectFailed):
+    """The gateway's address may not be called (not https, or not a public address): nothing was sent."""
+
+    code = "address_blocked"
+
+
 class InvalidRequest(GatewayTransportError):
     """The request could not even be prepared (bad URL or header): nothing was sent."""
 
@@ -88,12 +95,31 @@ class HttpReply:
     latency_ms: float
 
 
-class HttpClient:
-    """Thread-safe, fork-safe wrapper around one pooled `requests.Session`."""
+def gateway_address_policy() -> AddressPolicy:
+    """Where gateway calls may go: with DEBUG off, https to public addresses or an allow-listed host."""
+    from django.conf import settings
 
-    def __init__(self, *, pool_maxsize: int = POOL_MAXSIZE, max_reply_bytes: int = MAX_REPLY_BYTES) -> None:
+    return AddressPolicy(enforce=not settings.DEBUG, allowed_hosts=frozenset(settings.PAYGATE_GATEWAY_ALLOWED_HOSTS))
+
+
+class HttpClient:
+    """Thread-safe, fork-safe wrapper around one pooled `requests.Session`.
+
+    Every new connection is checked against `address_policy()` after its name is resolved,
+    and goes to the address that was checked (paygate.netguard): a gateway's name that
+    starts pointing inside the network is refused when the connection is opened.
+    """
+
+    def __init__(
+        self,
+        *,
+        pool_maxsize: int = POOL_MAXSIZE,
+        max_reply_bytes: int = MAX_REPLY_BYTES,
+        address_policy: Callable[[], AddressPolicy] = gateway_address_policy,
+    ) -> None:
         self._pool_maxsize = pool_maxsize
         self._max_reply_bytes = max_reply_bytes
+        self._address_policy = address_policy
         self._pid = os.getpid()
         self._session = self._new_session()
 
@@ -103,7 +129,9 @@ class HttpClient:
         # silently change where payments go or which Authorization header they carry.
         session.trust_env = False
         session.headers["User-Agent"] = USER_AGENT
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=self._pool_maxsize, max_retries=0)
+        adapter = GuardedHTTPAdapter(
+            address_policy=self._address_policy, pool_connections=4, pool_maxsize=self._pool_maxsize, max_retries=0
+        )
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         return session
@@ -206,6 +234,8 @@ def classify(exc: requests.RequestException, what: str) -> GatewayTransportError
         return ReadTimeout(f"{what}: no reply within the read timeout")
     if isinstance(exc, _UNSENDABLE):
         return InvalidRequest(f"{what}: {name}")
+    if _caused_by(exc, BlockedAddress):
+        return AddressBlocked(f"{what}: address not allowed")
     if _caused_by(exc, urllib3.exceptions.NewConnectionError):
         if _caused_by(exc, ConnectionRefusedError):
             return ConnectionRefused(f"{what}: connection refused")
