@@ -491,6 +491,8 @@ class ChaosStack:
                 str(self.web_workers),
                 "--blocking-threads",
                 "4",
+                "--blocking-threads-idle-timeout",
+                "600",
                 "--no-ws",
                 "--respawn-failed-workers",
                 "--workers-kill-timeout",

@@ -443,6 +443,8 @@ class Stack:
                 str(workers),
                 "--blocking-threads",
                 str(threads),
+                "--blocking-threads-idle-timeout",
+                "600",
                 "--no-ws",
                 "paygate.wsgi:application",
             ]
