@@ -6,13 +6,15 @@ FROM python:3.11-slim
 
 # PAYGATE_DATA_DIR: settings.py creates this folder at import, so it must be writable by
 # the app user; STATIC_ROOT is $PAYGATE_DATA_DIR/static, sandbox state files go in ./sandbox.
-# WEB_CONCURRENCY / WEB_THREADS: gunicorn's processes and threads per process (gunicorn.conf.py).
+# WEB_CONCURRENCY / WEB_THREADS: the web server's processes and threads per process (bin/web);
+# PAYGATE_BIND: where it listens (docker-compose.yml puts nginx in front and publishes only that).
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     DJANGO_SETTINGS_MODULE=paygate.settings \
     PAYGATE_DATA_DIR=/data \
-    WEB_CONCURRENCY=3
+    WEB_CONCURRENCY=3 \
+    PAYGATE_BIND=0.0.0.0:8000
 
 WORKDIR /app
 
@@ -45,8 +47,7 @@ USER paygate
 
 EXPOSE 8000
 
-# --worker-tmp-dir on tmpfs: the heartbeat files of gunicorn's workers must not sit on a
-# slow or overlay filesystem. gthread workers: WEB_CONCURRENCY (3 above) x WEB_THREADS (4), from
-# gunicorn.conf.py in the working directory.
-CMD ["gunicorn", "paygate.wsgi", "--bind", "0.0.0.0:8000", "--worker-tmp-dir", "/dev/shm", \
-     "--access-logfile", "-", "--graceful-timeout", "10"]
+# granian (bin/web): WEB_CONCURRENCY (3 above) processes x WEB_THREADS (4) threads. Request
+# headers are read by granian's event loop, not by a thread; bodies are read by the thread,
+# so publish the image behind a buffering proxy (docker-compose.yml: nginx).
+CMD ["bin/web"]

@@ -5,7 +5,7 @@
 
 1. Start the stack on PostgreSQL (database `paygate_chaos`, recreated) and a private redis-server on
    :6391 (AOF, everysec, started and SIGKILLed by this script only): migrate, seed the demo with the
-   sandboxes on :8311-8313 (each with a --state-file), an API key, gunicorn on :8300 (2 workers),
+   sandboxes on :8311-8313 (each with a --state-file), an API key, granian on :8300 (2 workers),
    celery worker node(s) (prefork, concurrency 2), celery beat; readiness is polled, and a canary
    deposit must complete end to end before the load starts.
 2. Drive deposits and withdrawals over DE/GB/US/BR at a steady rate. Every request carries an

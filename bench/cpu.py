@@ -2,13 +2,13 @@
 
     .venv/bin/python bench/cpu.py [--n 300]
 
-Starts the production shape on the bench database and ports (as bench/run.py does: gunicorn
+Starts the production shape on the bench database and ports (as bench/run.py does: granian
 with 2 gthread workers of 4 threads, one Celery worker with 4 children, the three sandboxes; no beat), sends
 N deposits one after the other, each waited for until final, and divides the CPU seconds that
-each kind of process used meanwhile (from /proc: gunicorn, celery, postgres, redis, sandboxes,
+each kind of process used meanwhile (from /proc: granian, celery, postgres, redis, sandboxes,
 this script) by N. Sequential on purpose: no queueing, so the figures are each part's own cost.
 
-Then the same for the floor (bench/floor: its gunicorn and a Celery worker on its queue): N
+Then the same for the floor (bench/floor: its web server and a Celery worker on its queue): N
 bare creates one after the other, and their no-op tasks drained. From both it prints the
 most transactions per second any pipeline of this shape could finish on this machine,
 as a share of the floor's rate: each transaction costs at least one floor request
@@ -38,7 +38,7 @@ import requests
 from bench import phases, stack
 from bench.stack import FLOOR_PORT, HOST, WEB_PORT, Stack
 
-KINDS = ("gunicorn", "celery", "run_sandbox_gateway", "redis-server", "postgres", "bench/cpu.py")
+KINDS = ("granian", "celery", "run_sandbox_gateway", "redis-server", "postgres", "bench/cpu.py")
 WARM_UP = 20
 _TICKS = os.sysconf("SC_CLK_TCK")
 

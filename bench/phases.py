@@ -421,10 +421,11 @@ def watch_drain(expected: int, *, timeout: float, alive: Any = None) -> dict[str
 
 # --- logs and machine --------------------------------------------------------------------------------
 
-# JSON log records (Paygate), celery's "[... WARNING/MainProcess]", gunicorn's "[pid] [ERROR]", tracebacks.
+# JSON log records (Paygate), celery's "[... WARNING/MainProcess]", gunicorn's "[pid] [ERROR]",
+# granian's "[ERROR] ...", tracebacks.
 _LOG_PROBLEM = re.compile(
     r'"level": "(WARNING|ERROR|CRITICAL)"|\b(WARNING|ERROR|CRITICAL)/\w+\]|\] \[(WARNING|ERROR|CRITICAL)\]'
-    r"|^Traceback|Error: |Exception occurred"
+    r"|^\[(WARNING|WARN|ERROR|CRITICAL)\]|^Traceback|Error: |Exception occurred"
 )
 
 

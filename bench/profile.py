@@ -6,8 +6,8 @@
    path: `api_create`, `worker` (process) and `callback_receive` (stored, answered, then applied).
    Writes bench/results/profile-<path>.html (pyinstrument's interactive view) and .txt.
 2. `pyspy` (py-spy, sampling the real processes): the production shape under the bench's
-   load (gunicorn and Celery as in bench/run.py, workers running); py-spy records the
-   gunicorn master and the Celery worker with their child processes for the duration.
+   load (granian and Celery as in bench/run.py, workers running); py-spy records the
+   granian main process and the Celery worker with their child processes for the duration.
    Writes bench/results/profile-pyspy-<web|worker>.txt (raw folded stacks in results/raw/).
 
 Each .txt starts with the top hot spots: functions by self time, and the project's own
@@ -94,6 +94,7 @@ _AREAS = (
     ("requests", "requests / urllib3"),
     ("django/core/handlers", "Django request handling"),
     ("django/", "Django (other)"),
+    ("granian", "granian"),
     ("gunicorn", "gunicorn"),
     ("json", "json"),
     ("billiard", "billiard (Celery's pool)"),
@@ -344,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--web-workers", type=int, default=2)
     parser.add_argument(
-        "--web-threads", type=int, default=4, help="threads per gunicorn worker (default 4: gthread, as in production)"
+        "--web-threads", type=int, default=4, help="threads per web server process (default 4, as in production)"
     )
     parser.add_argument("--worker-processes", type=int, default=1)
     parser.add_argument("--worker-concurrency", type=int, default=4)

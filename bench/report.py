@@ -288,7 +288,7 @@ def _definitions() -> list[str]:
         "reaching the web (the sandbox sends it at once), storing it, and applying it once it is answered. The API "
         "request's own latency is reported beside it; at low load each transaction is waited for before the "
         "next is sent, so no queueing is included.",
-        "- *floor*: a bare DRF endpoint in the same gunicorn shape that validates the same body with the same "
+        "- *floor*: a bare DRF endpoint in the same web server shape that validates the same body with the same "
         "serializer, INSERTs one row and publishes one no-op Celery task after commit (no auth, idempotency, "
         "routing, encryption); and the drain rate of that no-op task by the same number of worker processes "
         "and concurrency.",
@@ -445,7 +445,7 @@ def _scaling_section(rows: Sequence[dict[str, Any]]) -> list[str]:
     lines = [
         "## Scaling (same N and concurrency; throughput phases only)",
         "",
-        "| gunicorn workers | celery processes × concurrency | API/s workers stopped | floor API/s | ratio | "
+        "| web workers | celery processes × concurrency | API/s workers stopped | floor API/s | ratio | "
         "API/s workers running | finished/s | finished/s ÷ floor | drain/s | no-op drain/s | API p50 ms |",
         "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]

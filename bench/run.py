@@ -61,6 +61,7 @@ class Config:
     concurrency: int
     web_workers: int
     web_threads: int
+    web_server: str
     worker_processes: int
     worker_concurrency: int
     low_load_n: int
@@ -70,13 +71,14 @@ class Config:
     @property
     def slug(self) -> str:
         threads = f"t{self.web_threads}" if self.web_threads > 1 else ""
-        return f"web{self.web_workers}{threads}-wp{self.worker_processes}x{self.worker_concurrency}-c{self.concurrency}"
+        web = f"{self.web_server}{self.web_workers}{threads}"
+        return f"{web}-wp{self.worker_processes}x{self.worker_concurrency}-c{self.concurrency}"
 
     @property
     def label(self) -> str:
         web = f"{self.web_workers} workers" + (f" x {self.web_threads} threads" if self.web_threads > 1 else "")
         return (
-            f"gunicorn {web}, celery {self.worker_processes} process(es) x "
+            f"{self.web_server} {web}, celery {self.worker_processes} process(es) x "
             f"{self.worker_concurrency}, {self.concurrency} in flight"
         )
 
@@ -160,9 +162,16 @@ def run_config(
         with timer.phase("setup"):
             api_key = bench.prepare(floor_env=floor_env)
             bench.start_sandboxes()
-            bench.start_web(name="web", port=WEB_PORT, workers=cfg.web_workers, threads=cfg.web_threads)
             bench.start_web(
-                name="floor-web", port=FLOOR_PORT, workers=cfg.web_workers, threads=cfg.web_threads, env=floor_env
+                name="web", port=WEB_PORT, workers=cfg.web_workers, threads=cfg.web_threads, server=cfg.web_server
+            )
+            bench.start_web(
+                name="floor-web",
+                port=FLOOR_PORT,
+                workers=cfg.web_workers,
+                threads=cfg.web_threads,
+                env=floor_env,
+                server=cfg.web_server,
             )
 
         if "queries" in wanted:
@@ -342,6 +351,7 @@ def _config_from(args: argparse.Namespace) -> Config:
         concurrency=args.concurrency,
         web_workers=args.web_workers,
         web_threads=args.web_threads,
+        web_server=args.web_server,
         worker_processes=args.worker_processes,
         worker_concurrency=args.worker_concurrency,
         low_load_n=args.low_load_n if args.low_load_n is not None else (20 if quick else 100),
@@ -366,6 +376,12 @@ def main(argv: list[str] | None = None) -> int:
         default=4,
         help="threads per gunicorn worker, Paygate and floor alike (default 4: gthread, as gunicorn.conf.py; "
         "1: sync workers)",
+    )
+    parser.add_argument(
+        "--web-server",
+        choices=("granian", "gunicorn"),
+        default="granian",
+        help="granian (default: production, as the Procfile and the image) or gunicorn, to compare",
     )
     parser.add_argument("--worker-processes", type=int, default=1, help="separate celery worker processes (default 1)")
     parser.add_argument(

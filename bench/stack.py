@@ -33,17 +33,24 @@ VENV_BIN = ROOT / ".venv" / "bin"
 PYTHON = str(VENV_BIN / "python")
 
 HOST = "127.0.0.1"
-DB_NAME = "paygate_bench"
+# Two checkouts on one machine can bench side by side: BENCH_DB_NAME, BENCH_REDIS_DB and
+# BENCH_PORT_OFFSET move the database, the Redis database and every port of the second one.
+DB_NAME = os.environ.get("BENCH_DB_NAME", "paygate_bench")
 PG_ADMIN_DSN = f"postgresql://postgres@{HOST}:5432/postgres"
 DATABASE_URL = f"postgres://postgres@{HOST}:5432/{DB_NAME}"
 PSYCOPG_DSN = f"postgresql://postgres@{HOST}:5432/{DB_NAME}"
-REDIS_DB = 14
+REDIS_DB = int(os.environ.get("BENCH_REDIS_DB", "14"))
 BROKER_URL = f"redis://{HOST}:6379/{REDIS_DB}"
 
-WEB_PORT = 8200
-FLOOR_PORT = 8201
+_PORT_OFFSET = int(os.environ.get("BENCH_PORT_OFFSET", "0"))
+WEB_PORT = 8200 + _PORT_OFFSET
+FLOOR_PORT = 8201 + _PORT_OFFSET
 # code -> (data format, port); the same gateways as the demo (CONTRACT §5), on bench ports.
-SANDBOXES: dict[str, tuple[str, int]] = {"acmepay": ("json", 8211), "soapbank": ("xml", 8212), "globex": ("json", 8213)}
+SANDBOXES: dict[str, tuple[str, int]] = {
+    "acmepay": ("json", 8211 + _PORT_OFFSET),
+    "soapbank": ("xml", 8212 + _PORT_OFFSET),
+    "globex": ("json", 8213 + _PORT_OFFSET),
+}
 FLOOR_QUEUE = "bench_floor"
 
 T = TypeVar("T")
@@ -416,26 +423,54 @@ class Stack:
             wait_for(partial(sandbox_up, code), timeout=30, what=f"sandbox {code}", alive=self.check_alive)
 
     def start_web(
-        self, *, name: str, port: int, workers: int, threads: int = 1, env: Mapping[str, str] | None = None
+        self,
+        *,
+        name: str,
+        port: int,
+        workers: int,
+        threads: int = 1,
+        env: Mapping[str, str] | None = None,
+        server: str = "granian",
     ) -> None:
-        """gunicorn: sync workers, or with `threads` > 1 gthread workers of that many threads each.
+        """The web server: `workers` processes of `threads` threads each, named on the command line.
 
-        Both are named on the command line, over what gunicorn.conf.py (production) says.
+        granian (production, as the Procfile and the image start it): WSGI on `threads` blocking
+        threads per process. gunicorn (for comparison): sync workers, or with `threads` > 1 gthread
+        workers of that many threads each.
         """
-        argv = [
-            str(VENV_BIN / "gunicorn"),
-            "paygate.wsgi",
-            "--bind",
-            f"{HOST}:{port}",
-            "--workers",
-            str(workers),
-            "--graceful-timeout",
-            "10",
-        ]
-        if threads > 1:
-            argv += ["--worker-class", "gthread", "--threads", str(threads)]
+        if server == "granian":
+            argv = [
+                str(VENV_BIN / "granian"),
+                "--interface",
+                "wsgi",
+                "--host",
+                HOST,
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+                "--blocking-threads",
+                str(threads),
+                "--blocking-threads-idle-timeout",
+                "600",
+                "--no-ws",
+                "paygate.wsgi:application",
+            ]
         else:
-            argv += ["--worker-class", "sync", "--threads", "1"]
+            argv = [
+                str(VENV_BIN / "gunicorn"),
+                "paygate.wsgi",
+                "--bind",
+                f"{HOST}:{port}",
+                "--workers",
+                str(workers),
+                "--graceful-timeout",
+                "10",
+            ]
+            if threads > 1:
+                argv += ["--worker-class", "gthread", "--threads", str(threads)]
+            else:
+                argv += ["--worker-class", "sync", "--threads", "1"]
         self.add(name, argv, env=env)
         wait_for(
             lambda: http_get(f"http://{HOST}:{port}/healthz")[0] == 200,

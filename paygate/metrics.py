@@ -1,4 +1,4 @@
-"""Prometheus metrics, correct across gunicorn workers and Celery's worker processes.
+"""Prometheus metrics, correct across web server processes and Celery's worker processes.
 
 Counters and histograms use prometheus_client's multiprocess mode: every process writes
 its samples to files in PROMETHEUS_MULTIPROC_DIR (set in settings, emptied when the

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from datetime import timedelta
 from typing import Any
 
@@ -15,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from conftest import LOG_DIR, Process, Sandbox, celery_beat, celery_worker, free_port, wait_for, worker_env
+from conftest import LOG_DIR, ROOT, Process, Sandbox, celery_beat, celery_worker, free_port, wait_for, worker_env
 from gateways.breaker import BreakerState, breaker_state
 from gateways.models import Country, Gateway, GatewayRoute
 from payments.models import Transaction
@@ -232,8 +231,8 @@ def test_transaction_committed_while_the_broker_is_down_is_processed_once_it_is_
     every(1, "fast sweep", "payments.sweep_due")
     web = Process(
         "private-web",
-        [sys.executable, "-m", "gunicorn", "paygate.wsgi", "--bind", f"127.0.0.1:{web_port}", "--workers", "1"],
-        env,
+        [str(ROOT / "bin" / "web")],
+        {**env, "PAYGATE_BIND": f"127.0.0.1:{web_port}", "WEB_CONCURRENCY": "1"},
     ).start()
     worker = celery_worker(env, name="private-worker", concurrency=1).start()
     beat = celery_beat(env, name="private-beat").start()
