@@ -155,7 +155,12 @@ def test_the_web_server_answers_a_callback_before_it_applies_it(
     wait_for(lambda: Transaction.objects.filter(pk=txn_id, status="processing").exists(), message="processing")
     attempt = Attempt.objects.get(transaction_id=txn_id)
     body = json.dumps(
-        {"event_id": "evt_web", "payment_id": "pay_web", "reference": str(attempt.pk), "status": "completed"}
+        {
+            "event_id": "evt_web",
+            "payment_id": attempt.gateway_payment_id,  # as the gateway answered: another id is flagged
+            "reference": str(attempt.pk),
+            "status": "completed",
+        }
     ).encode()
     headers = {
         "X-Signature": signature_header(secret="demo-acmepay-webhook-secret", body=body),
