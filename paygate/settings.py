@@ -118,6 +118,7 @@ INSTALLED_APPS = [
     "gateways",
     "payments",
     "callbacks",
+    "sandbox",
 ]
 
 MIDDLEWARE = [

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from callbacks.signing import SignatureError, compute_signature, verify_signature
-from gateways.sandbox.server import sign_callback
+from sandbox.server import sign_callback
 
 SECRET = "whsec_known_answer"
 TIMESTAMP = 1767225600

@@ -48,7 +48,7 @@ import requests
 
 from .wsdl import SANDBOX_NS, render_wsdl
 
-logger = logging.getLogger("gateways.sandbox")
+logger = logging.getLogger("sandbox")
 
 Format = Literal["json", "xml"]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from gateways.sandbox.server import SandboxConfig, default_api_key, default_webhook_secret, run_forever
+from sandbox.server import SandboxConfig, default_api_key, default_webhook_secret, run_forever
 
 
 class Command(BaseCommand):
