@@ -135,7 +135,7 @@ def measure(fn: Callable[[], Any]) -> tuple[Any, Measured]:
 
 
 def _callback_body(data_format: str, *, event_id: str, payment_id: str, reference: str) -> tuple[bytes, str]:
-    """A `completed` notification exactly as the sandbox sends it (gateways/sandbox/server.py)."""
+    """A `completed` notification exactly as the sandbox sends it (sandbox/gateway.py)."""
     if data_format == "json":
         body = {
             "event_id": event_id,

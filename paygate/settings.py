@@ -159,6 +159,7 @@ INSTALLED_APPS = [
     "gateways",
     "payments",
     "callbacks",
+    "sandbox",
 ]
 
 MIDDLEWARE = [

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from callbacks.signing import SignatureError, compute_signature, verify_signature
-from gateways.sandbox.server import sign_callback
+from sandbox.signing import sign_callback
 
 SECRET = "whsec_known_answer"
 TIMESTAMP = 1767225600
@@ -31,6 +31,6 @@ def test_paygate_accepts_the_known_answer_and_nothing_else() -> None:
     now = TIMESTAMP + 10
 
     assert verify_signature(header=header, body=BODY, secrets=[SECRET], tolerance=300, now=now) == (0, TIMESTAMP)
-    for header, body in [(header, BODY + b" "), (f"t={TIMESTAMP + 1},v1={EXPECTED}", BODY)]:
+    for tampered_header, body in [(header, BODY + b" "), (f"t={TIMESTAMP + 1},v1={EXPECTED}", BODY)]:
         with pytest.raises(SignatureError):
-            verify_signature(header=header, body=body, secrets=[SECRET], tolerance=300, now=now)
+            verify_signature(header=tampered_header, body=body, secrets=[SECRET], tolerance=300, now=now)

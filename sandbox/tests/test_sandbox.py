@@ -1,12 +1,17 @@
-"""The sandbox gateway, run as a real process (`manage.py run_sandbox_gateway`), over HTTP.
+"""The sandbox gateway, run as a real process (`manage.py run_sandbox_gateway` or
+`python -m sandbox`), over HTTP.
 
 No database: each sandbox is a subprocess on a free port, and callbacks land on a small
-HTTP server running in a thread of the test process.
+HTTP server running in a thread of the test process. Nothing here imports Paygate: these
+tests speak the protocol from the contract, as a merchant would.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -28,8 +33,6 @@ import defusedxml.ElementTree
 import pytest
 import requests
 
-from callbacks.signing import verify_signature
-
 pytestmark = pytest.mark.integration
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -39,6 +42,10 @@ WSDL = "http://schemas.xmlsoap.org/wsdl/"
 WSDL_SOAP = "http://schemas.xmlsoap.org/wsdl/soap/"
 STARTUP_DEADLINE = 60.0
 QUIET_PERIOD = 0.5  # how long "no further callback" is watched for (callback delay is 0.05 s)
+SIGNATURE_TOLERANCE_SECONDS = 300
+# The two ways to start a sandbox: the public command, and the package on its own (no Django).
+MANAGE_PY = ("manage.py", "run_sandbox_gateway")
+PYTHON_M = ("-m", "sandbox")
 
 
 def free_port() -> int:
@@ -187,11 +194,11 @@ class Sandbox:
             raise AssertionError(f"sandbox {self.code} ignored SIGTERM:\n{self.log()}") from None
 
 
-def start_sandbox(log_dir: Path, code: str, fmt: str, *extra: str) -> Sandbox:
+def start_sandbox(log_dir: Path, code: str, fmt: str, *extra: str, launcher: tuple[str, ...] = MANAGE_PY) -> Sandbox:
     port = free_port()
     log_path = log_dir / f"sandbox-{code}-{port}.log"
     command = [
-        sys.executable, "manage.py", "run_sandbox_gateway",
+        sys.executable, *launcher,
         "--code", code, "--format", fmt, "--port", str(port),
         "--callback-delay", "0.05", "--timeout-delay", "3",
         *extra,
@@ -334,8 +341,18 @@ def xml_children(element: Element) -> dict[str, str]:
 
 
 def assert_signed(gw: Sandbox, callback: Received) -> None:
-    header = callback.headers.get("X-Signature")
-    verify_signature(header=header, body=callback.body, secrets=[gw.secret], tolerance=300)
+    """`X-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`, recent, with gw's secret.
+
+    Checked from the contract here; callbacks/tests/test_signing.py pins the sandbox's signer
+    and Paygate's verifier to one known answer.
+    """
+    header = callback.headers.get("X-Signature", "")
+    match = re.fullmatch(r"t=(\d+),v1=([0-9a-f]{64})", header)
+    assert match is not None, f"malformed X-Signature {header!r}"
+    timestamp, signature = match.groups()
+    assert abs(time.time() - int(timestamp)) <= SIGNATURE_TOLERANCE_SECONDS, header
+    expected = hmac.new(gw.secret.encode(), f"{timestamp}.".encode() + callback.body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(signature, expected), f"X-Signature {header!r} does not sign the body"
 
 
 # --- JSON protocol ----------------------------------------------------------------------------
@@ -799,3 +816,37 @@ def test_pending_callback_is_sent_after_a_restart(tmp_path: Path, receiver: Call
         assert second.get(f"/payments/{fields['reference']}").json()["status"] == "completed"
     finally:
         assert second.stop() == 0
+
+
+def test_python_m_sandbox_serves_without_manage_py(tmp_path: Path, receiver: CallbackReceiver) -> None:
+    receiver.clear()
+    gw = start_sandbox(tmp_path, "epsilon", "json", launcher=PYTHON_M)
+    try:
+        fields = payment_fields(receiver)
+        assert json_pay(gw, fields).status_code == 202
+        [callback] = receiver.wait_for(1)
+        assert_signed(gw, callback)
+        assert gw.get(f"/payments/{fields['reference']}").json()["status"] == "completed"
+    finally:
+        assert gw.stop() == 0
+    log = gw.log()
+    assert "sandbox epsilon (json) listening on http://127.0.0.1:" in log
+    assert "sandbox epsilon: POST /payments -> 202" in log
+    assert "sandbox epsilon stopped" in log
+
+
+@pytest.mark.parametrize("launcher", [MANAGE_PY, PYTHON_M], ids=["manage.py", "python-m"])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (("--port", "70000"), "--port must be between 0 and 65535"),
+        (("--port", "0", "--code", " "), "--code must not be empty"),
+        (("--port", "0", "--callback-delay", "-1"), "must not be negative"),
+    ],
+    ids=["port", "code", "delay"],
+)
+def test_invalid_options_are_refused(launcher: tuple[str, ...], options: tuple[str, ...], message: str) -> None:
+    command = [sys.executable, *launcher, "--code", "zeta", "--format", "json", *options]
+    result = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=STARTUP_DEADLINE)
+    assert result.returncode == 1, result
+    assert message in result.stderr

@@ -1,0 +1,288 @@
+"""What a sandbox gateway does, whichever wire protocol carried the request.
+
+- Modes, switched at run time (`POST /_sandbox/mode`): answer, go down, fail, hang,
+  decline, or fail at random; and how callbacks behave (outcome, duplicates, jitter).
+- Idempotency by reference: a repeat gets the record as first made, and no new callback.
+- Callbacks: due `callback_delay` (plus jitter) after the request; a payment takes its
+  final status when its callback is first sent; failed deliveries are retried; a reset
+  drops every pending callback and waits for those in flight.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import random
+import threading
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from functools import partial
+from typing import Any
+from urllib.parse import urlsplit
+
+from .config import SandboxConfig
+from .scheduler import CALLBACK_TIMEOUT_SECONDS, CALLBACK_WORKERS, CallbackSender, Scheduler, retry_delay
+from .soap import payment_notification
+from .store import Payment, Store
+
+logger = logging.getLogger(__name__)
+
+MODES = ("ok", "down", "error", "timeout", "decline", "flaky")
+CALLBACK_CHOICES = ("completed", "failed", "none")
+PAYMENT_TYPES = ("deposit", "withdrawal")
+DECLINE_REASON = "insufficient_funds"
+CALLBACK_FAILURE_REASON = "rejected_by_bank"
+
+# With duplicate_callbacks the second copy trails the first by this much.
+DUPLICATE_CALLBACK_GAP_SECONDS = 0.1
+# The largest `callback_jitter` accepted: a random extra delay per callback, to reorder deliveries.
+MAX_CALLBACK_JITTER_SECONDS = 60.0
+RESET_DRAIN_SECONDS = CALLBACK_TIMEOUT_SECONDS + 1.0  # a reset waits this long for deliveries in flight
+
+
+class BadRequest(ValueError):
+    """The request is malformed: 400 (JSON) or a `Client.BadRequest` fault (SOAP)."""
+
+
+def _utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class ModeSettings:
+    mode: str = "ok"
+    failure_rate: float = 0.3
+    callback: str = "completed"
+    duplicate_callbacks: bool = False
+    # Each callback waits callback_delay + uniform(0, callback_jitter): deliveries then arrive out of order.
+    callback_jitter: float = 0.0
+
+    def updated(self, changes: Mapping[str, Any]) -> ModeSettings:
+        """A copy with `changes` applied; ValueError names the first invalid key or value."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        mode = changes.get("mode", self.mode)
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}")
+        rate = changes.get("failure_rate", self.failure_rate)
+        # bool is an int subclass: refuse `true` as a rate.
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0.0 <= rate <= 1.0:
+            raise ValueError("failure_rate must be a number between 0 and 1")
+        callback = changes.get("callback", self.callback)
+        if callback not in CALLBACK_CHOICES:
+            raise ValueError(f"callback must be one of {', '.join(CALLBACK_CHOICES)}")
+        duplicate = changes.get("duplicate_callbacks", self.duplicate_callbacks)
+        if not isinstance(duplicate, bool):
+            raise ValueError("duplicate_callbacks must be true or false")
+        jitter = changes.get("callback_jitter", self.callback_jitter)
+        if (
+            isinstance(jitter, bool)
+            or not isinstance(jitter, int | float)
+            or not 0.0 <= jitter <= MAX_CALLBACK_JITTER_SECONDS  # also refuses NaN
+        ):
+            raise ValueError(
+                f"callback_jitter must be a number of seconds between 0 and {MAX_CALLBACK_JITTER_SECONDS:g}"
+            )
+        return ModeSettings(
+            mode=mode,
+            failure_rate=float(rate),
+            callback=callback,
+            duplicate_callbacks=duplicate,
+            callback_jitter=float(jitter),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentFields:
+    """A payment request's content, whichever protocol carried it."""
+
+    reference: str
+    transaction_id: str
+    type: str
+    amount: str
+    currency: str
+    country: str
+    customer_id: str
+    callback_url: str
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, object], names: Mapping[str, str]) -> PaymentFields:
+        """Validate `raw` (wire name -> value); `names` maps wire names to field names."""
+        values: dict[str, str] = {}
+        for wire_name, name in names.items():
+            value = raw.get(wire_name)
+            if name == "amount" and isinstance(value, int | float) and not isinstance(value, bool):
+                value = str(value)
+            if not isinstance(value, str) or not value.strip():
+                raise BadRequest(f"{wire_name} is required and must be a non-empty string")
+            values[name] = value.strip()
+        try:
+            amount = Decimal(values["amount"])
+        except InvalidOperation:
+            raise BadRequest("amount must be a decimal number") from None
+        if not amount.is_finite() or amount <= 0:
+            raise BadRequest("amount must be a positive decimal number")
+        if values["type"] not in PAYMENT_TYPES:
+            raise BadRequest(f"type must be one of {', '.join(PAYMENT_TYPES)}")
+        callback = urlsplit(values["callback_url"])
+        if callback.scheme not in ("http", "https") or not callback.netloc:
+            raise BadRequest("callback_url must be an http(s) URL")
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackJob:
+    reference: str
+    event_id: str
+    status: str  # completed | failed
+    reason: str | None
+    generation: int  # the gateway's reset generation when scheduled: a reset drops older jobs
+    attempt: int = 1
+
+
+class SandboxGateway:
+    """What the gateway does, independent of the wire protocol."""
+
+    def __init__(self, config: SandboxConfig) -> None:
+        self.config = config
+        self.store = Store(config.state_file)
+        self.stopping = threading.Event()
+        self._mode = ModeSettings()
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._scheduler = Scheduler(CALLBACK_WORKERS, name=f"sandbox-{config.code}-callbacks")
+        self._sender = CallbackSender(config.webhook_secret)
+        # Callbacks that were due when a previous process (same state file) stopped.
+        for payment in self.store.all(Payment):
+            if payment.pending_callback is not None:
+                self._schedule_callback(payment.reference, payment.pending_callback, payment.duplicate_callback)
+
+    # Modes
+
+    @property
+    def mode(self) -> ModeSettings:
+        with self._lock:
+            return self._mode
+
+    def update_mode(self, changes: Mapping[str, Any]) -> ModeSettings:
+        with self._lock:
+            self._mode = self._mode.updated(changes)
+            return self._mode
+
+    def reset(self) -> None:
+        """Forget every record and pending callback, and go back to the default settings.
+
+        Returns once no callback is being delivered any more, so that after a reset nothing
+        from before it reaches the merchant.
+        """
+        with self._lock:
+            self._generation += 1
+            self._mode = ModeSettings()
+        self._scheduler.clear()
+        self.store.clear()
+        if not self._scheduler.wait_idle(RESET_DRAIN_SECONDS):
+            logger.warning("sandbox %s: a callback was still being delivered after the reset", self.config.code)
+
+    @staticmethod
+    def flaky_fails(mode: ModeSettings) -> bool:
+        return mode.mode == "flaky" and random.random() < mode.failure_rate  # nosec B311  # simulated flakiness
+
+    # Payments
+
+    def submit(self, fields: PaymentFields, mode: ModeSettings) -> tuple[Payment, bool]:
+        """Record a payment request, or count a repeat of its reference; schedule its callback.
+
+        A repeat gets the payment as first recorded (same id, same decline) and no new callback.
+        """
+        declined = mode.mode == "decline"
+        callback = None if declined or mode.callback == "none" else mode.callback
+        payment = Payment(
+            **dataclasses.asdict(fields),
+            payment_id=f"pay_{uuid.uuid4().hex}",
+            status="declined" if declined else "accepted",
+            reason=DECLINE_REASON if declined else None,
+            received_at=_utc_now(),
+            pending_callback=callback,
+            duplicate_callback=callback is not None and mode.duplicate_callbacks,
+        )
+        stored, created = self.store.record(payment)
+        if created and callback is not None:
+            self._schedule_callback(stored.reference, callback, stored.duplicate_callback)
+        return stored, created
+
+    def lookup(self, reference: str) -> Payment | None:
+        return self.store.get(Payment, reference)
+
+    # Callbacks
+
+    def _schedule_callback(self, reference: str, status: str, duplicate: bool) -> None:
+        with self._lock:
+            generation = self._generation
+        job = CallbackJob(
+            reference=reference,
+            event_id=f"evt_{uuid.uuid4().hex}",
+            status=status,
+            reason=CALLBACK_FAILURE_REASON if status == "failed" else None,
+            generation=generation,
+        )
+        # With callback_jitter each delivery (a duplicate copy too) draws its own extra delay,
+        # so callbacks of different payments, and the two copies of one, arrive in any order.
+        jitter = self.mode.callback_jitter
+        delay = self.config.callback_delay + (random.uniform(0.0, jitter) if jitter else 0.0)  # nosec B311
+        self._scheduler.call_later(delay, partial(self._deliver, job))
+        if duplicate:
+            extra = random.uniform(0.0, jitter) if jitter else 0.0  # nosec B311  # simulated reordering
+            self._scheduler.call_later(
+                self.config.callback_delay + DUPLICATE_CALLBACK_GAP_SECONDS + extra, partial(self._deliver, job)
+            )
+
+    def callback_body(self, job: CallbackJob, payment_id: str) -> tuple[bytes, str]:
+        """The notification body and its content type, in this gateway's format."""
+        if self.config.format == "json":
+            body = {
+                "event_id": job.event_id,
+                "payment_id": payment_id,
+                "reference": job.reference,
+                "status": job.status,
+                "reason": job.reason,
+            }
+            return json.dumps(body).encode(), "application/json"
+        xml = payment_notification(
+            event_id=job.event_id, payment_id=payment_id, reference=job.reference, status=job.status, reason=job.reason
+        )
+        return xml, "application/xml"
+
+    def _deliver(self, job: CallbackJob) -> None:
+        with self._lock:
+            if job.generation != self._generation:
+                return
+        # The payment finishes when its callback is first sent, whether or not delivery works:
+        # a look-up then reports the final status, as a real gateway's would.
+        payment = self.store.finish(Payment, job.reference, job.status, job.reason)
+        if payment is None:
+            return
+        body, content_type = self.callback_body(job, payment.payment_id)
+        delivered, outcome = self._sender.post(payment.callback_url, body, content_type)
+        summary = f"callback {job.event_id} ref={job.reference} {job.status} try {job.attempt}: {outcome}"
+        delay = retry_delay(job.attempt)
+        if delivered:
+            self.store.count_delivery(Payment, job.reference)
+            logger.info("sandbox %s: %s", self.config.code, summary)
+        elif delay is None or self.stopping.is_set():
+            logger.warning("sandbox %s: %s; giving up", self.config.code, summary)
+        else:
+            logger.info("sandbox %s: %s; retrying in %.1fs", self.config.code, summary, delay)
+            retry = dataclasses.replace(job, attempt=job.attempt + 1)
+            self._scheduler.call_later(delay, partial(self._deliver, retry))
+
+    def close(self) -> None:
+        self.stopping.set()
+        self._scheduler.stop()

@@ -1,0 +1,240 @@
+"""The XML protocol's documents: SOAP 1.1 envelopes in and out, faults, the callback
+notification, and the WSDL 1.1 document (document/literal) served at `/soap?wsdl`.
+
+Pure functions over bytes and strings: what an operation does is the gateway's business.
+Requests are parsed only with defusedxml, refusing any DTD.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from http import HTTPStatus
+from string import Template
+from xml.sax.saxutils import escape, quoteattr
+
+import defusedxml
+import defusedxml.ElementTree
+
+SANDBOX_NS = "urn:paygate:sandbox"
+SOAP_ENV_NS = "http://schemas.xmlsoap.org/soap/envelope/"
+
+# Wire element name -> payment field name.
+SOAP_PAYMENT_FIELDS = {
+    "Reference": "reference",
+    "TransactionId": "transaction_id",
+    "Type": "type",
+    "Amount": "amount",
+    "Currency": "currency",
+    "Country": "country",
+    "CustomerId": "customer_id",
+    "CallbackUrl": "callback_url",
+}
+SOAP_STATUS = {"accepted": "Accepted", "completed": "Completed", "failed": "Failed", "declined": "Failed"}
+
+
+class SoapFault(Exception):
+    def __init__(self, code: str, message: str, http_status: int = HTTPStatus.INTERNAL_SERVER_ERROR) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.http_status = http_status
+
+
+def soap_envelope(inner: str) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n'
+        f'<soap:Envelope xmlns:soap="{SOAP_ENV_NS}"><soap:Body>{inner}</soap:Body></soap:Envelope>'
+    ).encode()
+
+
+def soap_response(operation: str, values: list[tuple[str, str]]) -> bytes:
+    children = "".join(f"<{name}>{escape(value)}</{name}>" if value else f"<{name}/>" for name, value in values)
+    return soap_envelope(f'<{operation}Response xmlns="{SANDBOX_NS}">{children}</{operation}Response>')
+
+
+def soap_fault(code: str, message: str) -> bytes:
+    # faultcode is unprefixed ("Client.Authentication"), as the gateway contract spells it.
+    return soap_envelope(
+        f"<soap:Fault><faultcode>{escape(code)}</faultcode><faultstring>{escape(message)}</faultstring></soap:Fault>"
+    )
+
+
+def parse_soap_request(body: bytes) -> tuple[str, dict[str, str]]:
+    """(operation, {child local name: text}) from a SOAP 1.1 request; SoapFault if malformed.
+
+    Parsed only with defusedxml, refusing any DTD (so no entity expansion, no XXE).
+    """
+    try:
+        root = defusedxml.ElementTree.fromstring(body, forbid_dtd=True)
+    except defusedxml.DefusedXmlException as exc:
+        raise SoapFault("Client.BadRequest", f"Forbidden XML construct: {type(exc).__name__}") from None
+    except ET.ParseError:
+        raise SoapFault("Client.BadRequest", "Malformed XML") from None
+    if root.tag != f"{{{SOAP_ENV_NS}}}Envelope":
+        raise SoapFault("Client.BadRequest", "Not a SOAP 1.1 envelope")
+    soap_body = root.find(f"{{{SOAP_ENV_NS}}}Body")
+    if soap_body is None or len(soap_body) == 0:
+        raise SoapFault("Client.BadRequest", "The SOAP Body is missing or empty")
+    operation = soap_body[0]
+    prefix = f"{{{SANDBOX_NS}}}"
+    if not operation.tag.startswith(prefix):
+        raise SoapFault("Client.BadRequest", f"The operation must be in namespace {SANDBOX_NS}")
+    params: dict[str, str] = {}
+    for child in operation:
+        if child.tag.startswith(prefix):
+            params.setdefault(child.tag[len(prefix) :], (child.text or "").strip())
+    return operation.tag[len(prefix) :], params
+
+
+def soap_action(header: str | None) -> str:
+    """The operation named by a SOAPAction header, quoted or not ("" if absent)."""
+    action = (header or "").strip().strip('"').strip()
+    # Tolerate a namespaced action, the namespace followed by "/ProcessPayment" or "#ProcessPayment".
+    return action.rsplit("/", 1)[-1].rsplit("#", 1)[-1]
+
+
+def payment_notification(*, event_id: str, payment_id: str, reference: str, status: str, reason: str | None) -> bytes:
+    """The callback body an XML gateway posts (plain XML, not a SOAP envelope)."""
+    reason_element = f"<Reason>{escape(reason)}</Reason>" if reason else "<Reason/>"
+    xml = (
+        '<?xml version="1.0" encoding="utf-8"?>\n'
+        "<PaymentNotification>"
+        f"<EventId>{escape(event_id)}</EventId>"
+        f"<PaymentId>{escape(payment_id)}</PaymentId>"
+        f"<Reference>{escape(reference)}</Reference>"
+        f"<Status>{SOAP_STATUS[status]}</Status>"
+        f"{reason_element}"
+        "</PaymentNotification>"
+    )
+    return xml.encode()
+
+
+# --- WSDL -------------------------------------------------------------------------------------
+
+# Kept as plain text so it reads like the document clients see; the namespace and the
+# service address (attribute-escaped) are substituted by `render_wsdl`.
+WSDL_TEMPLATE = Template("""<?xml version="1.0" encoding="utf-8"?>
+<wsdl:definitions name="PaygateSandbox"
+    targetNamespace="$namespace"
+    xmlns:tns="$namespace"
+    xmlns:xsd="http://www.w3.org/2001/XMLSchema"
+    xmlns:soap="http://schemas.xmlsoap.org/wsdl/soap/"
+    xmlns:wsdl="http://schemas.xmlsoap.org/wsdl/">
+
+  <wsdl:types>
+    <xsd:schema targetNamespace="$namespace" elementFormDefault="qualified">
+      <xsd:element name="ProcessPayment">
+        <xsd:complexType>
+          <xsd:sequence>
+            <xsd:element name="ApiKey" type="xsd:string"/>
+            <xsd:element name="Reference" type="xsd:string"/>
+            <xsd:element name="TransactionId" type="xsd:string"/>
+            <xsd:element name="Type">
+              <xsd:simpleType>
+                <xsd:restriction base="xsd:string">
+                  <xsd:enumeration value="deposit"/>
+                  <xsd:enumeration value="withdrawal"/>
+                </xsd:restriction>
+              </xsd:simpleType>
+            </xsd:element>
+            <xsd:element name="Amount" type="xsd:decimal"/>
+            <xsd:element name="Currency" type="xsd:string"/>
+            <xsd:element name="Country" type="xsd:string"/>
+            <xsd:element name="CustomerId" type="xsd:string"/>
+            <xsd:element name="CallbackUrl" type="xsd:anyURI"/>
+          </xsd:sequence>
+        </xsd:complexType>
+      </xsd:element>
+      <xsd:element name="ProcessPaymentResponse">
+        <xsd:complexType>
+          <xsd:sequence>
+            <xsd:element name="PaymentId" type="xsd:string"/>
+            <xsd:element name="Status">
+              <xsd:simpleType>
+                <xsd:restriction base="xsd:string">
+                  <xsd:enumeration value="Accepted"/>
+                  <xsd:enumeration value="Declined"/>
+                </xsd:restriction>
+              </xsd:simpleType>
+            </xsd:element>
+            <xsd:element name="Reason" type="xsd:string"/>
+          </xsd:sequence>
+        </xsd:complexType>
+      </xsd:element>
+      <xsd:element name="GetPaymentStatus">
+        <xsd:complexType>
+          <xsd:sequence>
+            <xsd:element name="ApiKey" type="xsd:string"/>
+            <xsd:element name="Reference" type="xsd:string"/>
+          </xsd:sequence>
+        </xsd:complexType>
+      </xsd:element>
+      <xsd:element name="GetPaymentStatusResponse">
+        <xsd:complexType>
+          <xsd:sequence>
+            <xsd:element name="PaymentId" type="xsd:string"/>
+            <xsd:element name="Status">
+              <xsd:simpleType>
+                <xsd:restriction base="xsd:string">
+                  <xsd:enumeration value="Accepted"/>
+                  <xsd:enumeration value="Completed"/>
+                  <xsd:enumeration value="Failed"/>
+                </xsd:restriction>
+              </xsd:simpleType>
+            </xsd:element>
+          </xsd:sequence>
+        </xsd:complexType>
+      </xsd:element>
+    </xsd:schema>
+  </wsdl:types>
+
+  <wsdl:message name="ProcessPaymentInput">
+    <wsdl:part name="parameters" element="tns:ProcessPayment"/>
+  </wsdl:message>
+  <wsdl:message name="ProcessPaymentOutput">
+    <wsdl:part name="parameters" element="tns:ProcessPaymentResponse"/>
+  </wsdl:message>
+  <wsdl:message name="GetPaymentStatusInput">
+    <wsdl:part name="parameters" element="tns:GetPaymentStatus"/>
+  </wsdl:message>
+  <wsdl:message name="GetPaymentStatusOutput">
+    <wsdl:part name="parameters" element="tns:GetPaymentStatusResponse"/>
+  </wsdl:message>
+
+  <wsdl:portType name="SandboxPortType">
+    <wsdl:operation name="ProcessPayment">
+      <wsdl:input message="tns:ProcessPaymentInput"/>
+      <wsdl:output message="tns:ProcessPaymentOutput"/>
+    </wsdl:operation>
+    <wsdl:operation name="GetPaymentStatus">
+      <wsdl:input message="tns:GetPaymentStatusInput"/>
+      <wsdl:output message="tns:GetPaymentStatusOutput"/>
+    </wsdl:operation>
+  </wsdl:portType>
+
+  <wsdl:binding name="SandboxBinding" type="tns:SandboxPortType">
+    <soap:binding style="document" transport="http://schemas.xmlsoap.org/soap/http"/>
+    <wsdl:operation name="ProcessPayment">
+      <soap:operation soapAction="ProcessPayment" style="document"/>
+      <wsdl:input><soap:body use="literal"/></wsdl:input>
+      <wsdl:output><soap:body use="literal"/></wsdl:output>
+    </wsdl:operation>
+    <wsdl:operation name="GetPaymentStatus">
+      <soap:operation soapAction="GetPaymentStatus" style="document"/>
+      <wsdl:input><soap:body use="literal"/></wsdl:input>
+      <wsdl:output><soap:body use="literal"/></wsdl:output>
+    </wsdl:operation>
+  </wsdl:binding>
+
+  <wsdl:service name="SandboxService">
+    <wsdl:port name="SandboxPort" binding="tns:SandboxBinding">
+      <soap:address location=$location/>
+    </wsdl:port>
+  </wsdl:service>
+</wsdl:definitions>
+""")
+
+
+def render_wsdl(location: str) -> str:
+    """The WSDL with `location` (e.g. "http://127.0.0.1:9001/soap") as the service address."""
+    return WSDL_TEMPLATE.substitute(namespace=SANDBOX_NS, location=quoteattr(location))
