@@ -23,9 +23,17 @@ DEPOSIT = {
 }
 
 
+METRICS_TOKEN = "metrics-token-for-tests"
+
+
+@pytest.fixture(autouse=True)
+def metrics_token(settings: Any) -> None:
+    settings.PAYGATE_METRICS_TOKEN = METRICS_TOKEN
+
+
 def scrape(client: Any) -> dict[str, float]:
     """`/metrics` as {series with labels: value}."""
-    response = client.get("/metrics")
+    response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {METRICS_TOKEN}")
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/plain")
     series = {}
