@@ -41,9 +41,11 @@ class PaygateExceptionReporterFilter(SafeExceptionReporterFilter):
         return super().cleanse_setting(key, value)
 
     def get_post_parameters(self, request: HttpRequest | None) -> Any:
+        # Django's own pass honours `sensitive_post_parameters`; names and values are judged on top.
+        parameters = super().get_post_parameters(request)
         if request is None:
-            return {}
-        cleansed = request.POST.copy()
+            return parameters
+        cleansed = parameters.copy()
         for name in cleansed:
             cleansed[name] = self.cleanse_setting(name, cleansed[name])
         return cleansed
