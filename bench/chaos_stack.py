@@ -358,6 +358,7 @@ def chaos_env(timings: Timings) -> dict[str, str]:
             "SECRET_KEY": secrets.token_urlsafe(50),
             "FERNET_KEYS": Fernet.generate_key().decode(),
             "PAYGATE_METRICS_TOKEN": METRICS_TOKEN,
+            "PAYGATE_FINGERPRINT_KEYS": secrets.token_urlsafe(32),
             # Plain HTTP on loopback: no redirect to https:// with DEBUG off.
             "SECURE_SSL_REDIRECT": "False",
         }

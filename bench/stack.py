@@ -123,12 +123,17 @@ def sandbox_up(code: str) -> bool:
 class Secrets:
     secret_key: str
     fernet_key: str
+    fingerprint_key: str
 
     @classmethod
     def generate(cls) -> Secrets:
         from cryptography.fernet import Fernet
 
-        return cls(secret_key=secrets.token_urlsafe(50), fernet_key=Fernet.generate_key().decode())
+        return cls(
+            secret_key=secrets.token_urlsafe(50),
+            fernet_key=Fernet.generate_key().decode(),
+            fingerprint_key=secrets.token_urlsafe(32),
+        )
 
 
 _FOREIGN_PREFIXES = ("PAYGATE_", "CELERY_", "DJANGO_", "SECURE_", "GUNICORN_")
@@ -172,6 +177,7 @@ def bench_env(data_dir: Path, run_secrets: Secrets, *, settings_module: str = "p
             "DEBUG": "False",
             "SECRET_KEY": run_secrets.secret_key,
             "FERNET_KEYS": run_secrets.fernet_key,
+            "PAYGATE_FINGERPRINT_KEYS": run_secrets.fingerprint_key,
             # TLS is terminated in front of Paygate in production; the bench speaks plain HTTP on
             # loopback, which DEBUG=False would otherwise redirect to https://.
             "SECURE_SSL_REDIRECT": "False",

@@ -24,7 +24,9 @@ class CallbackEvent(models.Model):
     status = models.CharField(max_length=16, blank=True, default="")
     payment_id = models.CharField(max_length=255, blank=True, default="")
     reason = models.CharField(max_length=255, blank=True, default="")
+    # The body exactly as signed: as text, or base64 when it is not UTF-8 text PostgreSQL can store.
     raw_body = models.TextField()
+    raw_body_base64 = models.BooleanField(default=False)
     headers = models.JSONField(default=dict)
     signature = models.CharField(max_length=10, choices=Signature.choices)
     signature_timestamp = models.BigIntegerField()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 import uuid
 from datetime import timedelta
@@ -13,12 +15,14 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from gateways.adapters import ADAPTERS
+from gateways.models import Gateway
 from gateways.selectors import gateway_by_code, gateway_get
 from gateways.types import CallbackParseError
 from paygate.db import single_statement
 from paygate.errors import InvalidSignature, NotFound, ValidationFailed
 from paygate.logs import bind
 from paygate.metrics import CALLBACKS
+from paygate.text import escape_unstorable, is_storable
 from payments.models import (
     ATTEMPT_RESULT_FIELDS,
     Attempt,
@@ -65,34 +69,101 @@ def callback_receive(*, gateway_code: str, body: bytes, headers: Mapping[str, st
         CALLBACKS.labels(gateway=gateway.code, result="rejected").inc()
         logger.warning("callback refused: %s", exc.code)
         raise InvalidSignature(exc.message, code=exc.code) from None
+    signature = CallbackEvent.Signature.CURRENT if matched == 0 else CallbackEvent.Signature.PREVIOUS
     try:
         notification = ADAPTERS[gateway.data_format].parse_callback(body)
     except CallbackParseError as exc:
+        # Signed, so it is the gateway's word: kept as evidence, then refused.
         CALLBACKS.labels(gateway=gateway.code, result="rejected").inc()
+        _store(
+            gateway=gateway,
+            fields={"event_id": _digest_id(body)},
+            flag="malformed_callback",
+            body=body,
+            headers=headers,
+            signature=signature,
+            signature_ts=signature_ts,
+        )
         raise ValidationFailed(f"Malformed callback body: {exc}", code="malformed_callback") from None
 
-    bind(attempt=notification.reference)
+    bind(attempt=escape_unstorable(notification.reference))
+    fields = {
+        "event_id": notification.event_id,
+        "reference": notification.reference,
+        "status": notification.status,
+        "payment_id": notification.payment_id or "",
+        "reason": notification.reason or "",
+    }
+    flag = None
+    if not all(is_storable(value) for value in fields.values()):
+        # Text the database cannot hold (NUL, a lone surrogate): stored escaped, never applied.
+        flag = "unstorable_text"
+        if not is_storable(notification.event_id):
+            fields["event_id"] = _digest_id(notification.event_id.encode("utf-8", "surrogatepass"))
+        fields = {name: escape_unstorable(value) for name, value in fields.items()}
+    fields["reason"] = fields["reason"][:255]
+    return _store(
+        gateway=gateway,
+        fields=fields,
+        flag=flag,
+        body=body,
+        headers=headers,
+        signature=signature,
+        signature_ts=signature_ts,
+    )
+
+
+def _digest_id(data: bytes) -> str:
+    """A stable event id for a callback whose own cannot be stored: its gateway's retries still collide.
+
+    Unkeyed on purpose: it hashes a gateway's notification, which holds no card or bank data.
+    """
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _store(
+    *,
+    gateway: Gateway,
+    fields: dict[str, str],
+    flag: str | None,
+    body: bytes,
+    headers: Mapping[str, str],
+    signature: str,
+    signature_ts: int,
+) -> ReceiveResult:
+    """Insert the event, committed; a second delivery of the same event id returns the first."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    raw_is_text = text is not None and is_storable(text)
+    now = timezone.now()
     try:
         with single_statement():
             event = CallbackEvent.objects.create(
                 gateway=gateway,
-                event_id=notification.event_id,
-                reference=notification.reference,
-                status=notification.status,
-                payment_id=notification.payment_id or "",
-                reason=(notification.reason or "")[:255],
-                raw_body=body.decode("utf-8", errors="replace"),
-                headers={name: headers[name] for name in _KEPT_HEADERS if name in headers},
-                signature=CallbackEvent.Signature.CURRENT if matched == 0 else CallbackEvent.Signature.PREVIOUS,
+                **fields,
+                raw_body=text if raw_is_text else base64.b64encode(body).decode("ascii"),
+                raw_body_base64=not raw_is_text,
+                headers={name: escape_unstorable(headers[name]) for name in _KEPT_HEADERS if name in headers},
+                signature=signature,
                 signature_timestamp=signature_ts,
-                next_check_at=timezone.now() + timedelta(seconds=settings.PAYGATE_SWEEP_GRACE_SECONDS),
+                result=CallbackEvent.Result.FLAGGED if flag else CallbackEvent.Result.RECEIVED,
+                flagged=flag is not None,
+                flag_reason=flag or "",
+                processed_at=now if flag else None,
+                next_check_at=None if flag else now + timedelta(seconds=settings.PAYGATE_SWEEP_GRACE_SECONDS),
             )
     except IntegrityError:
-        existing = CallbackEvent.objects.get(gateway=gateway, event_id=notification.event_id)
+        existing = CallbackEvent.objects.get(gateway=gateway, event_id=fields["event_id"])
         CALLBACKS.labels(gateway=gateway.code, result="duplicate").inc()
-        logger.info("duplicate callback absorbed", extra={"event_id": notification.event_id})
+        logger.info("duplicate callback absorbed", extra={"event_id": existing.event_id})
         return ReceiveResult(event=existing, duplicate=True)
-    logger.info("callback stored", extra={"event_id": event.event_id})
+    if flag:
+        CALLBACKS.labels(gateway=gateway.code, result=CallbackEvent.Result.FLAGGED).inc()
+        logger.warning("callback flagged for review: %s", flag, extra={"event_id": event.event_id})
+    else:
+        logger.info("callback stored", extra={"event_id": event.event_id})
     return ReceiveResult(event=event, duplicate=False)
 
 
@@ -123,6 +194,16 @@ def _apply(event: CallbackEvent) -> None:
         return
     if attempt is not current:
         _flag(event, "stale_attempt")
+        return
+    if (
+        attempt.outcome == AttemptOutcome.ACCEPTED
+        and attempt.gateway_payment_id
+        and event.payment_id
+        and event.payment_id != attempt.gateway_payment_id
+    ):
+        # The gateway told us which payment it made; a callback naming another one is not
+        # evidence about ours (a mix-up at the gateway, or a signed message reused).
+        _flag(event, "payment_id_mismatch")
         return
     target = TransactionStatus.COMPLETED if event.status == "completed" else TransactionStatus.FAILED
     if txn.is_final:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from fernet_fields import EncryptedTextField
@@ -9,6 +12,7 @@ from fernet_fields import EncryptedTextField
 from paygate.localcache import InvalidatingQuerySet
 
 TRANSACTION_TYPES = ("deposit", "withdrawal")
+_CURRENCY = re.compile(r"[A-Z]{3}")
 # Routing and gateway rows are cached in each process under this generation (gateways.selectors).
 ROUTING_CACHE = "routing"
 # Written on every health check; no cached reader uses them, so they do not invalidate routing.
@@ -33,6 +37,17 @@ class GatewayQuerySet(RoutingQuerySet):
 
 def all_transaction_types() -> list[str]:
     return list(TRANSACTION_TYPES)
+
+
+def validate_currency_list(value: object) -> None:
+    """A route's currencies: a list of ISO 4217 codes (empty: the country's own)."""
+    if not isinstance(value, list) or not all(isinstance(code, str) and _CURRENCY.fullmatch(code) for code in value):
+        raise ValidationError('A list of ISO 4217 codes in upper case, such as ["EUR"], or [] for the country\'s own.')
+
+
+def validate_transaction_types(value: object) -> None:
+    if not isinstance(value, list) or not all(item in TRANSACTION_TYPES for item in value):
+        raise ValidationError(f"A list of transaction types: {', '.join(TRANSACTION_TYPES)} (empty: all).")
 
 
 class Country(models.Model):
@@ -98,8 +113,10 @@ class GatewayRoute(models.Model):
     gateway = models.ForeignKey(Gateway, on_delete=models.CASCADE, related_name="routes")
     priority = models.PositiveSmallIntegerField(default=1)
     # Empty means the country's own currency.
-    currencies = models.JSONField(default=list, blank=True)
-    transaction_types = models.JSONField(default=all_transaction_types, blank=True)
+    currencies = models.JSONField(default=list, blank=True, validators=[validate_currency_list])
+    transaction_types = models.JSONField(
+        default=all_transaction_types, blank=True, validators=[validate_transaction_types]
+    )
     is_active = models.BooleanField(default=True)
 
     objects = RoutingQuerySet.as_manager()

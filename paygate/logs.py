@@ -3,7 +3,8 @@
 The ids travel in context variables: the API binds the request id, the pipeline binds the
 transaction, attempt and gateway as it learns them, and Celery tasks inherit the request
 id through a message header. A redacting filter is the safety net under all of it:
-card-number-like (Luhn-valid, 13–19 digits) and IBAN-like strings never reach a handler.
+card-number-like (Luhn-valid, 13–19 digits) and IBAN-like strings never reach a handler, values
+under card, bank and security-code keys are masked as everywhere else (paygate.masking).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
+
+from .masking import is_account_key, is_sensitive_auth_key, mask_text
 
 CONTEXT_FIELDS = ("request_id", "transaction_id", "attempt", "gateway")
 _context: dict[str, contextvars.ContextVar[str | None]] = {
@@ -72,8 +75,32 @@ def _redact_card(match: re.Match[str]) -> str:
     return match.group(0)
 
 
+# `key: value`, `key=value`, `"key": "value"`, `'key': 'value'` (a dict's repr, JSON, a query string).
+_KEY_VALUE = re.compile(
+    r"""(?P<key>(?P<kq>['"]?)(?P<name>[A-Za-z][A-Za-z0-9_-]*)(?P=kq)\s*[:=]\s*)"""
+    r"""(?:"(?P<dq>[^"]*)"|'(?P<sq>[^']*)'|(?P<bare>[^\s,;&'"}\]]+))"""
+)
+
+
+def _redact_key_value(match: re.Match[str]) -> str:
+    name = match.group("name")
+    sensitive_auth = is_sensitive_auth_key(name)
+    if not sensitive_auth and not is_account_key(name):
+        return match.group(0)
+    quote, value = next(
+        (mark, match.group(group))
+        for group, mark in (("dq", '"'), ("sq", "'"), ("bare", ""))
+        if match.group(group) is not None
+    )
+    if "[REDACTED" in value:
+        return match.group(0)
+    hidden = "[REDACTED]" if sensitive_auth else mask_text(value)
+    return f"{match.group('key')}{quote}{hidden}{quote}"
+
+
 def redact(text: str) -> str:
-    return _IBAN.sub("[REDACTED-IBAN]", _DIGIT_RUN.sub(_redact_card, text))
+    """Card numbers and IBANs anywhere; values under card, bank and security-code keys by the masking rule."""
+    return _KEY_VALUE.sub(_redact_key_value, _IBAN.sub("[REDACTED-IBAN]", _DIGIT_RUN.sub(_redact_card, text)))
 
 
 class RedactingFilter(logging.Filter):

@@ -43,6 +43,10 @@ GATEWAY_LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
 CALLBACKS = Counter("paygate_callbacks_total", "Gateway callbacks by result.", ["gateway", "result"])
+PAYMENT_DETAILS_PURGED = Counter(
+    "paygate_payment_details_purged_total",
+    "Final transactions whose payment details were purged past the retention, leaving their masked form.",
+)
 
 
 class StateCollector(Collector):

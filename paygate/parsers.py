@@ -9,13 +9,37 @@ from typing import Any
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 from django.conf import settings
-from rest_framework.exceptions import ParseError
+from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.parsers import BaseParser
 from xml.etree.ElementTree import Element, ParseError as XMLSyntaxError
+
+from .text import UNSTORABLE_MESSAGE, escape_unstorable, first_unstorable
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a valid JSON value")
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Two values for one key would let two parsers disagree about what was asked.
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKey(f"Duplicate key {escape_unstorable(key)!r} in a JSON object.")
+        result[key] = value
+    return result
+
+
+def refuse_unstorable(data: Any) -> None:
+    """A 400 naming the field, rather than a database error, for text PostgreSQL cannot store."""
+    path = first_unstorable(data)
+    if path is not None:
+        field = path.split(".", 1)[0].split("[", 1)[0]
+        raise ValidationError({field or "non_field_errors": [f"{path}: {UNSTORABLE_MESSAGE}"]})
 
 
 def _depth(value: Any, limit: int, level: int = 1) -> None:
@@ -33,16 +57,20 @@ def _read(stream: Any) -> bytes:
     limit = settings.PAYGATE_MAX_BODY_BYTES
     data = stream.read(limit + 1) if stream is not None else b""
     if len(data) > limit:
-        from paygate.errors import PayloadTooLarge
+        from paygate.errors import PayloadTooLarge  # paygate.errors imports DRF's views, which import this
 
         raise PayloadTooLarge(f"Request body is larger than {limit} bytes.")
     return data
 
 
 def loads_strict_json(data: bytes) -> Any:
-    """JSON with floats as Decimal, NaN/Infinity refused and depth bounded."""
+    """JSON with floats as Decimal, NaN/Infinity and duplicate keys refused, depth bounded."""
     try:
-        value = json.loads(data.decode("utf-8"), parse_float=Decimal, parse_constant=_reject_constant)
+        value = json.loads(
+            data.decode("utf-8"), parse_float=Decimal, parse_constant=_reject_constant, object_pairs_hook=_unique_keys
+        )
+    except _DuplicateKey as exc:
+        raise ParseError(str(exc)) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ParseError(f"Malformed JSON: {exc}") from None
     except RecursionError:
@@ -55,7 +83,9 @@ class StrictJSONParser(BaseParser):
     media_type = "application/json"
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: dict | None = None) -> Any:
-        return loads_strict_json(_read(stream))
+        data = loads_strict_json(_read(stream))
+        refuse_unstorable(data)
+        return data
 
 
 def element_to_data(element: Element, *, depth: int = 1) -> Any:
@@ -91,6 +121,7 @@ class XMLParser(BaseParser):
         data = element_to_data(root)
         if not isinstance(data, dict):
             raise ParseError("XML body must be an element with child elements.")
+        refuse_unstorable(data)  # XML 1.0 has no NUL, but one check for every body costs little
         return data
 
 

@@ -13,6 +13,11 @@ def periodic_tasks() -> list[tuple[str, str, int]]:
         ("Gateway health checks", "gateways.check_health_all", settings.PAYGATE_HEALTH_CHECK_INTERVAL_SECONDS),
         ("Sweep due transactions", "payments.sweep_due", int(settings.PAYGATE_SWEEP_INTERVAL_SECONDS)),
         ("Sweep unapplied callbacks", "callbacks.sweep_unapplied", 30),
+        (
+            "Purge expired payment details",
+            "payments.purge_payment_details",
+            settings.PAYGATE_PAYMENT_DETAILS_PURGE_INTERVAL_SECONDS,
+        ),
     ]
 
 

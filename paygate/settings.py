@@ -66,6 +66,10 @@ DEBUG = _env_bool("DEBUG", False)
 # Development-only defaults, refused (ImproperlyConfigured) when DEBUG is off.
 _DEV_SECRET_KEY = "dev-insecure-secret-key-change-me-3f9a1c7e5b2d4f6a8c0e1b3d5f7a9c1e"  # nosec B105
 _DEV_FERNET_KEY = "dev-insecure-fernet-key-change-me-0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d"  # nosec B105
+_DEV_FINGERPRINT_KEY = "dev-insecure-fingerprint-key-change-me-5e7a9c1b3d5f7a9c1e3b5d7f"  # nosec B105
+# A fingerprint key shorter than this, or with fewer distinct characters, is refused with DEBUG off.
+_FINGERPRINT_KEY_MIN_LENGTH = 32
+_FINGERPRINT_KEY_MIN_UNIQUE = 10
 
 SECRET_KEY = _env("SECRET_KEY", _DEV_SECRET_KEY, warn=True)
 # Newest first: values are encrypted with the first key and decrypted with any of them.
@@ -73,6 +77,12 @@ FERNET_KEYS = _env_list("FERNET_KEYS", [])
 if not FERNET_KEYS:
     _warn_default("FERNET_KEYS")
     FERNET_KEYS = [_DEV_FERNET_KEY]
+# Keys of the idempotency fingerprints (HMAC-SHA256), newest first: new fingerprints use the
+# first, replays are verified against all of them. Separate from SECRET_KEY and FERNET_KEYS.
+PAYGATE_FINGERPRINT_KEYS = _env_list("PAYGATE_FINGERPRINT_KEYS", [])
+if not PAYGATE_FINGERPRINT_KEYS:
+    _warn_default("PAYGATE_FINGERPRINT_KEYS")
+    PAYGATE_FINGERPRINT_KEYS = [_DEV_FINGERPRINT_KEY]
 
 
 def _check_formats() -> None:
@@ -92,6 +102,10 @@ def _check_formats() -> None:
         raise ImproperlyConfigured(
             f"PAYGATE_MAX_AMOUNT must be a positive number, not {PAYGATE_MAX_AMOUNT!r}"
         ) from None
+    if PAYGATE_PAYMENT_DETAILS_RETENTION_DAYS < 0:
+        raise ImproperlyConfigured(
+            f"PAYGATE_PAYMENT_DETAILS_RETENTION_DAYS must be 0 or more, not {PAYGATE_PAYMENT_DETAILS_RETENTION_DAYS}"
+        )
 
 
 # FERNET_KEYS entries are stretched with HKDF (django-fernet-fields), so any string "works":
@@ -150,6 +164,18 @@ if not DEBUG:
             "newest first, of keys such as python -c 'from cryptography.fernet import Fernet; "
             "print(Fernet.generate_key().decode())'."
         )
+    if _DEV_FINGERPRINT_KEY in PAYGATE_FINGERPRINT_KEYS:
+        raise ImproperlyConfigured(
+            "DEBUG is off: set PAYGATE_FINGERPRINT_KEYS (or PAYGATE_FINGERPRINT_KEYS_FILE), newest key first."
+        )
+    if any(
+        len(key) < _FINGERPRINT_KEY_MIN_LENGTH or len(set(key)) < _FINGERPRINT_KEY_MIN_UNIQUE
+        for key in PAYGATE_FINGERPRINT_KEYS
+    ):
+        raise ImproperlyConfigured(
+            f"DEBUG is off: every key in PAYGATE_FINGERPRINT_KEYS needs at least {_FINGERPRINT_KEY_MIN_LENGTH} "
+            f"characters, {_FINGERPRINT_KEY_MIN_UNIQUE} of them distinct (e.g. secrets.token_urlsafe(32))."
+        )
 
 ALLOWED_HOSTS = _env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 
@@ -176,6 +202,8 @@ MIDDLEWARE = [
     "paygate.logs.RequestIdMiddleware",
     "paygate.middleware.ApiNoStoreMiddleware",
     "paygate.middleware.RequestBodyLimitMiddleware",
+    "paygate.middleware.UnstorableUrlMiddleware",
+    "paygate.middleware.ApiErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -423,6 +451,11 @@ PAYGATE_SWEEP_BACKLOG_LIMIT = _env_int("PAYGATE_SWEEP_BACKLOG_LIMIT", 500)
 PAYGATE_SWEEP_MAX_DEFER_SECONDS = _env_float("PAYGATE_SWEEP_MAX_DEFER_SECONDS", 600.0)
 # Callbacks whose signature timestamp is further than this from now are refused.
 PAYGATE_CALLBACK_TOLERANCE_SECONDS = _env_int("PAYGATE_CALLBACK_TOLERANCE_SECONDS", 300)
+# Days after a transaction became final until its payment details are purged, leaving only
+# their masked form (security codes, PINs and track data are dropped at once when it is final).
+PAYGATE_PAYMENT_DETAILS_RETENTION_DAYS = _env_int("PAYGATE_PAYMENT_DETAILS_RETENTION_DAYS", 90)
+# How often celery-beat runs the purge (when the periodic task is first created).
+PAYGATE_PAYMENT_DETAILS_PURGE_INTERVAL_SECONDS = _env_int("PAYGATE_PAYMENT_DETAILS_PURGE_INTERVAL_SECONDS", 3600)
 
 # --- Logging ------------------------------------------------------------------------------
 LOG_LEVEL = _env("LOG_LEVEL") or "INFO"

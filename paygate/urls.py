@@ -9,6 +9,7 @@ from payments.apis import DepositCreateApi, TransactionDetailApi, TransactionLis
 
 from . import ops
 from .metrics import metrics_view
+from .middleware import api_not_found
 
 api_v1 = [
     re_path(r"^api/v1/deposits/?$", DepositCreateApi.as_view(), name="deposit-create"),
@@ -35,6 +36,8 @@ urlpatterns = [
     ),
     path("admin/dashboard/", admin.site.admin_view(dashboard_view), name="gateway-dashboard"),
     path("admin/", admin.site.urls),
+    # Last: any other path under /api/ answers the contract's JSON 404, DEBUG or not.
+    re_path(r"^api/", api_not_found),
 ]
 
 handler400 = "paygate.errors.handler400"

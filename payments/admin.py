@@ -11,8 +11,8 @@ from rest_framework_api_key.models import APIKey
 
 from callbacks.models import CallbackEvent
 
-from .masking import mask_details
 from .models import ApiClient, Attempt, ClientAPIKey, Transaction
+from .selectors import transaction_masked_details
 
 
 class ReadOnlyMixin:
@@ -71,12 +71,13 @@ class TransactionAdmin(ReadOnlyMixin, admin.ModelAdmin):
     search_fields = ("=id", "gateway_reference", "customer__reference", "idempotency_key")
     date_hierarchy = "created_at"
     inlines = [AttemptInline, CallbackInline]
-    exclude = ("payment_details",)
+    # The fingerprint is keyed, but it is still derived from the card data: nobody needs to see it.
+    exclude = ("payment_details", "request_hash")
     readonly_fields = ("masked_payment_details",)
 
     @admin.display(description="Payment details (masked)")
     def masked_payment_details(self, txn: Transaction) -> str:
-        return format_html("<code>{}</code>", json.dumps(mask_details(txn.payment_details)))
+        return format_html("<code>{}</code>", json.dumps(transaction_masked_details(txn)))
 
 
 @admin.register(ApiClient)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -25,10 +26,9 @@ from paygate.errors import NotFound, ValidationFailed
 from paygate.pagination import Pagination
 
 from .auth import client_of
-from .masking import mask_details
 from .models import Transaction, TransactionStatus, TransactionType
 from .money import AmountError, format_amount, is_currency, parse_amount
-from .selectors import transaction_get, transaction_list
+from .selectors import transaction_get, transaction_list, transaction_masked_details
 from .services import TransactionInput, transaction_create
 
 MAX_METADATA_BYTES = 4096
@@ -95,7 +95,8 @@ class TransactionCreateInput(serializers.Serializer):
         child=StrictCharField(max_length=255, allow_blank=True),
         required=False,
         default=dict,
-        help_text="Sensitive: encrypted at rest, returned masked.",
+        help_text="Sensitive: encrypted at rest, returned masked. Security codes, PINs and track data "
+        "(cvv, cvc, pin, track2, ...) are never returned and are deleted once the transaction is final.",
     )
     metadata = MetadataField(required=False, default=dict, help_text="A small free-form object (at most 4 KiB).")
 
@@ -189,7 +190,7 @@ class TransactionOutput(serializers.Serializer):
         return txn.gateway_reference or None
 
     def get_payment_details(self, txn: Transaction) -> dict[str, str]:
-        return mask_details(txn.payment_details)
+        return transaction_masked_details(txn)
 
     def to_representation(self, txn: Transaction) -> dict[str, Any]:
         # Written out, like AttemptOutput's: the declared fields describe it in the schema.
@@ -238,7 +239,7 @@ AUTHENTICATED_ERRORS = {
 
 _IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
-    {"type": "string", "minLength": 1, "maxLength": 255},
+    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[^\\x00-\\x1f\\x7f]*\\S[^\\x00-\\x1f\\x7f]*$"},
     OpenApiParameter.HEADER,
     required=False,
     description="At most 255 characters. The same key with the same body replays the original answer; "
@@ -259,6 +260,9 @@ _CREATE_EXAMPLE = OpenApiExample(
 )
 
 
+_CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f]")
+
+
 def _idempotency_key(request: Request) -> str | None:
     key = request.headers.get("Idempotency-Key")
     if key is None:
@@ -266,6 +270,11 @@ def _idempotency_key(request: Request) -> str | None:
     if not key.strip() or len(key) > 255:
         raise ValidationFailed(
             "Idempotency-Key must be 1 to 255 characters.", fields={"Idempotency-Key": ["Invalid length."]}
+        )
+    if _CONTROL_CHARACTERS.search(key):
+        raise ValidationFailed(
+            "Idempotency-Key may not contain control characters.",
+            fields={"Idempotency-Key": ["Control characters are not allowed."]},
         )
     return key
 

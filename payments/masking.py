@@ -4,17 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from paygate.masking import is_sensitive_auth_key, mask_text
+
+__all__ = ["mask_details", "mask_name", "mask_text"]
+
 _NAME_KEYS = frozenset({"holder_name", "name", "first_name", "last_name", "full_name", "account_holder"})
-
-
-def mask_text(value: str) -> str:
-    """Keep the first and last four characters of long values, nothing of short ones.
-
-    The masked middle has a fixed width, so the mask does not tell the value's length.
-    """
-    if len(value) > 8:
-        return value[:4] + "*" * 12 + value[-4:]
-    return "*" * 8
 
 
 def mask_name(value: str) -> str:
@@ -22,10 +16,12 @@ def mask_name(value: str) -> str:
 
 
 def mask_details(details: Any) -> Any:
+    """Every value masked; security codes, PINs and track data left out altogether, not even masked."""
     if isinstance(details, dict):
         return {
             key: mask_name(value) if key in _NAME_KEYS and isinstance(value, str) else mask_details(value)
             for key, value in details.items()
+            if not is_sensitive_auth_key(key)
         }
     if isinstance(details, list):
         return [mask_details(item) for item in details]

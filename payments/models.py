@@ -123,6 +123,7 @@ class Transaction(models.Model):
     gateway = models.ForeignKey(Gateway, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     gateway_reference = models.CharField(max_length=255, blank=True, default="")
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    # HMAC-SHA256 of the canonical request under PAYGATE_FINGERPRINT_KEYS: decides replay vs 409.
     request_hash = models.CharField(max_length=64, blank=True, default="")
     # Failover rounds: all routes did not act in round N → wait, then round N+1.
     route_round = models.PositiveIntegerField(default=0)
@@ -135,6 +136,8 @@ class Transaction(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Set when the retention purge replaced `payment_details` by its masked form.
+    details_purged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

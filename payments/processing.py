@@ -227,10 +227,14 @@ def _record_result(transaction_id: str, attempt_id: str, result: PaymentResult, 
         txn, attempt, is_current = _lock_attempt(transaction_id, attempt_id)
         attempt.latency_ms = result.latency_ms
         attempt.http_status = result.http_status
-        if result.payment_id:
-            attempt.gateway_payment_id = result.payment_id
         # A callback may have got here first and already recorded the accept.
         already_accepted = attempt.outcome == AttemptOutcome.ACCEPTED
+        if already_accepted and result.payment_id and attempt.gateway_payment_id not in ("", result.payment_id):
+            # That callback named another payment than the gateway's answer: what it applied is in doubt.
+            txn.needs_review = True
+            logger.warning("the gateway answered with another payment id than its callback named")
+        if result.payment_id:
+            attempt.gateway_payment_id = result.payment_id
         open_ = is_current and not txn.is_final
         step: Step = Done()
         if result.outcome == Outcome.ACCEPTED or already_accepted:

@@ -7,6 +7,9 @@ from typing import Any
 
 from django.db.models import Prefetch, QuerySet
 
+from paygate.masking import without_sensitive_auth
+
+from .masking import mask_details
 from .models import ApiClient, Attempt, Transaction
 
 
@@ -37,3 +40,13 @@ def transaction_list(*, client: ApiClient, filters: dict[str, Any]) -> QuerySet[
     if filters.get("gateway"):
         queryset = queryset.filter(gateway__code=filters["gateway"])
     return queryset
+
+
+def transaction_masked_details(txn: Transaction) -> Any:
+    """What a person may see of the details: masked, without security codes, PINs or track data.
+
+    Purged details are stored masked already; masking them again would change how they read.
+    """
+    if txn.details_purged_at is not None:
+        return without_sensitive_auth(txn.payment_details)
+    return mask_details(txn.payment_details)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -18,9 +17,12 @@ from django.utils import timezone
 from gateways.selectors import route_list
 from paygate.db import single_statement
 from paygate.errors import ApplicationError, IdempotencyConflict, NoRoute
+from paygate.fingerprint import fingerprint as keyed_fingerprint
+from paygate.fingerprint import fingerprint_matches
+from paygate.masking import has_sensitive_auth, without_sensitive_auth
 from paygate.localcache import LocalCache
 from paygate.logs import bind
-from paygate.metrics import TRANSACTIONS_CREATED, TRANSACTIONS_FINISHED
+from paygate.metrics import PAYMENT_DETAILS_PURGED, TRANSACTIONS_CREATED, TRANSACTIONS_FINISHED
 
 from .models import (
     ALLOWED_TRANSITIONS,
@@ -55,9 +57,9 @@ class TransactionInput:
     payment_details: dict[str, Any]
     metadata: dict[str, Any]
 
-    def fingerprint(self) -> str:
-        """The same request, whatever its wire format, hashes the same."""
-        canonical = json.dumps(
+    def canonical(self) -> bytes:
+        """The same request, whatever its wire format, encodes the same."""
+        return json.dumps(
             {
                 "type": self.type,
                 "customer_id": self.customer_id,
@@ -70,8 +72,11 @@ class TransactionInput:
             sort_keys=True,
             separators=(",", ":"),
             default=str,
-        )
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        ).encode()
+
+    def fingerprint(self) -> str:
+        """Keyed (HMAC), never a plain hash: the request holds payment details."""
+        return keyed_fingerprint(self.canonical())
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +85,12 @@ class CreateResult:
     replayed: bool
 
 
-def _replay(*, client: ApiClient, idempotency_key: str, fingerprint: str) -> CreateResult | None:
+def _replay(*, client: ApiClient, idempotency_key: str, data: TransactionInput) -> CreateResult | None:
     existing = Transaction.objects.filter(client=client, idempotency_key=idempotency_key).first()
     if existing is None:
         return None
-    if existing.request_hash != fingerprint:
+    # Any of the fingerprint keys: a replay stays a replay across a key rotation.
+    if not fingerprint_matches(data.canonical(), existing.request_hash):
         raise IdempotencyConflict(
             "This Idempotency-Key was already used with a different request.",
             fields={"idempotency_key": idempotency_key},
@@ -101,11 +107,11 @@ def transaction_create(
     only when it collides is the earlier transaction read and replayed. So concurrent
     requests with one key make one transaction, and a first request costs no extra read.
     """
-    fingerprint = data.fingerprint()
+    request_hash = data.fingerprint()
     if not route_list(country_code=data.country, currency=data.currency, transaction_type=data.type):
         # A replay answers as the first request did, even if the route has gone since.
         if idempotency_key is not None:
-            replay = _replay(client=client, idempotency_key=idempotency_key, fingerprint=fingerprint)
+            replay = _replay(client=client, idempotency_key=idempotency_key, data=data)
             if replay is not None:
                 return replay
         raise NoRoute(
@@ -138,7 +144,7 @@ def transaction_create(
                 payment_details=data.payment_details,
                 metadata=data.metadata,
                 idempotency_key=idempotency_key,
-                request_hash=fingerprint,
+                request_hash=request_hash,
                 # If the publish below is lost, the recovery sweep picks it up from here.
                 next_check_at=timezone.now() + timedelta(seconds=settings.PAYGATE_SWEEP_GRACE_SECONDS),
             )
@@ -149,7 +155,7 @@ def transaction_create(
     except IntegrityError:
         if idempotency_key is None:
             raise
-        replay = _replay(client=client, idempotency_key=idempotency_key, fingerprint=fingerprint)
+        replay = _replay(client=client, idempotency_key=idempotency_key, data=data)
         if replay is None:
             raise
         return replay
@@ -180,6 +186,7 @@ def transaction_transition(txn: Transaction, *, to: str, failure_reason: str | N
     if to in FINAL_STATUSES:
         txn.finished_at = timezone.now()
         txn.next_check_at = None
+        _drop_sensitive_auth(txn)
         transaction.on_commit(
             lambda: TRANSACTIONS_FINISHED.labels(
                 type=txn.type,
@@ -191,6 +198,50 @@ def transaction_transition(txn: Transaction, *, to: str, failure_reason: str | N
         )
     if save:
         txn.save(update_fields=TRANSACTION_PIPELINE_FIELDS)
+
+
+def _drop_sensitive_auth(txn: Transaction) -> None:
+    """Security codes, PINs and track data go once the transaction is final (PCI DSS 3.3.1).
+
+    Until then a failover may still need them. Written at once, in the caller's atomic block
+    under its row lock, so the status and the details change together; the pipeline's own saves
+    leave the details column alone.
+    """
+    if not has_sensitive_auth(txn.payment_details):
+        return
+    txn.payment_details = without_sensitive_auth(txn.payment_details)
+    Transaction.objects.filter(pk=txn.pk).update(payment_details=txn.payment_details)
+
+
+def payment_details_purge(*, now: datetime | None = None, batch_size: int = 500) -> int:
+    """Replace the details of final transactions past the retention by their masked form.
+
+    Safe to run twice and concurrently: each batch skips rows another run holds, and a purged
+    row is marked so that it is not picked again. Returns how many were purged.
+    """
+    from .masking import mask_details
+
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.PAYGATE_PAYMENT_DETAILS_RETENTION_DAYS)
+    purged = 0
+    while True:
+        with transaction.atomic():
+            batch = list(
+                Transaction.objects.select_for_update(skip_locked=True)
+                .filter(status__in=FINAL_STATUSES, details_purged_at__isnull=True, finished_at__lte=cutoff)
+                .only("pk", "payment_details")[:batch_size]
+            )
+            for txn in batch:
+                Transaction.objects.filter(pk=txn.pk).update(
+                    payment_details=mask_details(txn.payment_details), details_purged_at=now
+                )
+        purged += len(batch)
+        PAYMENT_DETAILS_PURGED.inc(len(batch))
+        if len(batch) < batch_size:
+            break
+    if purged:
+        logger.info("purged the payment details of %d final transactions", purged)
+    return purged
 
 
 def transaction_lock(transaction_id: Any, *, with_customer: bool = False) -> Transaction:

@@ -14,6 +14,7 @@ from paygate.tasks import PIPELINE_TASK, sweep_cutoff
 
 from .models import Transaction, TransactionStatus
 from .processing import transaction_process, transaction_reconcile
+from .services import payment_details_purge
 
 logger = logging.getLogger(__name__)
 
@@ -75,3 +76,9 @@ def sweep_due() -> dict[str, int]:
     if any(counts.values()):
         logger.info("sweep published %s", counts)
     return counts
+
+
+@shared_task(name="payments.purge_payment_details", acks_late=True, ignore_result=True, priority=0)
+def purge_payment_details() -> int:
+    """Past PAYGATE_PAYMENT_DETAILS_RETENTION_DAYS, a final transaction keeps only masked details."""
+    return payment_details_purge()

@@ -80,3 +80,52 @@ def test_only_the_applier_that_records_a_flag_reports_it(
     assert (event.result, event.flag_reason) == ("flagged", "stale_attempt")
     reports = [r for r in caplog.records if r.getMessage().startswith("callback flagged for review")]
     assert [r.getMessage() for r in reports] == ["callback flagged for review: stale_attempt"]
+
+
+def test_a_callback_naming_another_payment_than_the_gateway_returned_is_flagged_and_changes_nothing(
+    event: CallbackEvent,
+) -> None:
+    attempt = Attempt.objects.get(pk=event.reference)
+    # The gateway accepted the attempt as pay_real; the (correctly signed) callback names pay_1.
+    Attempt.objects.filter(pk=attempt.pk).update(outcome=AttemptOutcome.ACCEPTED, gateway_payment_id="pay_real")
+    Transaction.objects.filter(pk=attempt.transaction_id).update(gateway=attempt.gateway, gateway_reference="pay_real")
+
+    callback_apply(event_pk=event.pk)
+
+    event.refresh_from_db()
+    assert (event.result, event.flagged, event.flag_reason) == ("flagged", True, "payment_id_mismatch")
+    txn = Transaction.objects.get(pk=attempt.transaction_id)
+    assert (txn.status, txn.gateway_reference, txn.finished_at) == (TransactionStatus.PROCESSING, "pay_real", None)
+    assert Attempt.objects.get(pk=attempt.pk).gateway_payment_id == "pay_real"
+
+    right = CallbackEvent.objects.create(
+        gateway=attempt.gateway,
+        event_id="evt_2",
+        reference=str(attempt.pk),
+        status="completed",
+        payment_id="pay_real",
+        raw_body="{}",
+        signature="current",
+        signature_timestamp=0,
+    )
+    callback_apply(event_pk=right.pk)
+    right.refresh_from_db()
+    txn.refresh_from_db()
+    assert (right.result, txn.status, txn.gateway_reference) == ("applied", "completed", "pay_real")
+
+
+def test_a_gateway_answer_naming_another_payment_than_the_callback_that_came_first_needs_review(
+    event: CallbackEvent,
+) -> None:
+    from gateways.types import Outcome, PaymentResult
+    from payments.processing import _record_result
+
+    callback_apply(event_pk=event.pk)  # the callback came first: completed as pay_1
+    attempt = Attempt.objects.get(pk=event.reference)
+
+    _record_result(
+        str(attempt.transaction_id), str(attempt.pk), PaymentResult(outcome=Outcome.ACCEPTED, payment_id="pay_real")
+    )
+
+    txn = Transaction.objects.get(pk=attempt.transaction_id)
+    assert (txn.status, txn.needs_review) == (TransactionStatus.COMPLETED, True)

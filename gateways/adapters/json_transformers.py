@@ -7,6 +7,7 @@ from typing import Any
 
 from gateways.adapters.base import MalformedReply, amount_string
 from gateways.types import CallbackNotification, CallbackParseError, LookupStatus, PaymentRequest
+from paygate.text import escape_unstorable, is_storable
 
 MAX_ID_LENGTH = 255
 
@@ -80,18 +81,21 @@ def _reply_object(body: bytes) -> dict[str, Any]:
 
 def _required_id(data: dict[str, Any], key: str) -> str:
     value = data.get(key)
-    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
-        raise MalformedReply(f"{key!r} must be a non-empty string of at most {MAX_ID_LENGTH} characters")
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH or not is_storable(value):
+        raise MalformedReply(
+            f"{key!r} must be a non-empty string of at most {MAX_ID_LENGTH} characters, without NUL or surrogates"
+        )
     return value
 
 
 def _optional_str(data: dict[str, Any], key: str) -> str | None:
+    """A free-text value such as a decline reason: kept, with what no database can store escaped."""
     value = data.get(key)
     if value is None:
         return None
     if not isinstance(value, str):
         raise MalformedReply(f"{key!r} must be a string or null")
-    return value or None
+    return escape_unstorable(value) or None
 
 
 def parse_payment_reply(body: bytes) -> tuple[str, str | None, str | None]:

@@ -46,8 +46,6 @@ import defusedxml
 import defusedxml.ElementTree
 import requests
 
-from callbacks.signing import signature_header
-
 from .wsdl import SANDBOX_NS, render_wsdl
 
 logger = logging.getLogger("gateways.sandbox")
@@ -57,6 +55,18 @@ Format = Literal["json", "xml"]
 SOAP_ENV_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 
 MODES = ("ok", "down", "error", "timeout", "decline", "flaky")
+
+
+def sign_callback(*, secret: str, body: bytes, timestamp: int) -> str:
+    """`t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`, as a third-party gateway signs.
+
+    Written apart from Paygate's verifier on purpose: a shared implementation would hide a
+    bug in both. A known-answer test pins each of them to the same published vector.
+    """
+    mac = hmac.new(secret.encode("utf-8"), b"%d.%s" % (timestamp, body), "sha256")
+    return f"t={timestamp},v1={mac.hexdigest()}"
+
+
 CALLBACK_CHOICES = ("completed", "failed", "none")
 PAYMENT_TYPES = ("deposit", "withdrawal")
 DECLINE_REASON = "insufficient_funds"
@@ -587,7 +597,7 @@ class SandboxGateway:
         body, content_type = self.callback_body(job, payment.payment_id)
         headers = {
             "Content-Type": content_type,
-            "X-Signature": signature_header(secret=self.config.webhook_secret, body=body),
+            "X-Signature": sign_callback(secret=self.config.webhook_secret, body=body, timestamp=int(time.time())),
         }
         try:
             response = self._session().post(

@@ -253,6 +253,14 @@ def test_json_declined(gateway: StubGateway, json_adapter: JsonGatewayAdapter) -
     assert result.error is None
 
 
+def test_json_decline_reason_is_kept_with_unstorable_text_escaped(
+    gateway: StubGateway, json_adapter: JsonGatewayAdapter
+) -> None:
+    gateway.answer("POST", "/payments", Canned(200, b'{"status": "declined", "reason": "no\\u0000funds\\udfff"}'))
+    result = json_adapter.create_payment(make_request())
+    assert (result.outcome, result.reason) == (Outcome.DECLINED, "no\\x00funds\\udfff")
+
+
 @pytest.mark.parametrize(
     ("status", "name", "outcome", "error"),
     [
@@ -285,6 +293,8 @@ def test_json_error_statuses(
         Canned(202, b'{"payment_id": "a", "payment_id": "b", "status": "accepted"}'),
         Canned(202, b'{"payment_id": "p1", "status": "accepted", "amount": NaN}'),
         Canned(202, b"[" * 100_000),
+        Canned(202, b'{"payment_id": "p\\u00001", "status": "accepted"}'),
+        Canned(202, b'{"payment_id": "p\\ud800", "status": "accepted"}'),
     ],
     ids=[
         "garbage",
@@ -297,6 +307,8 @@ def test_json_error_statuses(
         "duplicate-key",
         "nan",
         "deep-nesting",
+        "nul-in-payment-id",
+        "surrogate-in-payment-id",
     ],
 )
 def test_json_malformed_reply_is_unknown(

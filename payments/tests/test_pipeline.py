@@ -193,11 +193,15 @@ def _signed_post(
     )
 
 
-def _callback(attempt: Attempt, *, status: str = "completed", event_id: str = "evt_manual") -> bytes:
+def _callback(
+    attempt: Attempt, *, status: str = "completed", event_id: str = "evt_manual", payment_id: str | None = None
+) -> bytes:
+    attempt.refresh_from_db()
     return json.dumps(
         {
             "event_id": event_id,
-            "payment_id": "pay_manual",
+            # The payment id the gateway returned, as a genuine callback names it.
+            "payment_id": payment_id or attempt.gateway_payment_id or "pay_manual",
             "reference": str(attempt.pk),
             "status": status,
             "reason": None,
@@ -236,6 +240,39 @@ def test_callback_for_a_stale_attempt_is_flagged(api: Any, stack: dict[str, Sand
     event = wait_for(lambda: CallbackEvent.objects.filter(result="flagged").first(), message="flagged event")
     assert event.flag_reason == "stale_attempt"
     assert fetch(api, txn["id"])["status"] == "processing"
+
+
+def test_a_signed_callback_naming_another_payment_id_is_flagged_and_the_right_one_completes(
+    api: Any, stack: dict[str, Sandbox], live_server: Any
+) -> None:
+    stack["acmepay"].mode("ok", callback="none")
+    txn = create(api)
+    processing = wait_status(api, txn["id"], {"processing"})
+    returned = processing["gateway_reference"]
+    attempt = Attempt.objects.get(pk=processing["attempts"][0]["reference"])
+    assert returned and attempt.gateway_payment_id == returned
+
+    swapped = _callback(attempt, event_id="evt_swapped", payment_id="pay_someone_else")
+    assert _signed_post(live_server, "acmepay", swapped).status_code == 200
+    event = wait_for(lambda: CallbackEvent.objects.filter(event_id="evt_swapped").exclude(result="received").first())
+    assert (event.result, event.flag_reason) == ("flagged", "payment_id_mismatch")
+    after = fetch(api, txn["id"])
+    assert (after["status"], after["gateway_reference"]) == ("processing", returned)
+
+    assert _signed_post(live_server, "acmepay", _callback(attempt, event_id="evt_right")).status_code == 200
+    done = wait_status(api, txn["id"], FINAL)
+    assert (done["status"], done["gateway_reference"]) == ("completed", returned)
+
+
+def test_security_codes_are_gone_from_storage_once_the_gateway_completes_the_payment(
+    api: Any, stack: dict[str, Sandbox]
+) -> None:
+    details = {"card_number": "4111111111111111", "cvv": "123", "track2": ";4111111111111111=2512?"}
+    txn = create(api, payment_details=details)
+    assert set(txn["payment_details"]) == {"card_number"}
+    done = wait_status(api, txn["id"], FINAL)
+    assert done["status"] == "completed" and set(done["payment_details"]) == {"card_number"}
+    assert Transaction.objects.get(pk=txn["id"]).payment_details == {"card_number": "4111111111111111"}
 
 
 def test_late_callback_contradicting_a_final_status_is_flagged(
@@ -309,7 +346,9 @@ def test_xml_callback_with_an_entity_is_refused(stack: dict[str, Sandbox], live_
     )
     response = _signed_post(live_server, "soapbank", body, content_type="application/xml")
     assert response.status_code == 400
-    assert CallbackEvent.objects.count() == 0
+    # Kept as evidence exactly as sent: the entity was never expanded.
+    event = CallbackEvent.objects.get()
+    assert (event.flag_reason, event.raw_body, event.transaction_id) == ("malformed_callback", body.decode(), None)
 
 
 def test_unknown_gateway_callback_is_404(live_server: Any, stack: dict[str, Sandbox]) -> None:

@@ -161,7 +161,7 @@ def test_unsigned_or_badly_signed_callbacks_are_401_and_store_nothing(
     ],
     ids=["garbage", "list", "int-event-id", "unknown-status", "deep"],
 )
-def test_malformed_signed_callbacks_are_400_and_store_nothing(client: Any, body: bytes) -> None:
+def test_malformed_signed_callbacks_are_400_and_kept_flagged_as_evidence(client: Any, body: bytes) -> None:
     from gateways.services import demo_seed
 
     demo_seed()
@@ -170,7 +170,9 @@ def test_malformed_signed_callbacks_are_400_and_store_nothing(client: Any, body:
         "/api/v1/callbacks/acmepay", data=body, content_type="application/json", HTTP_X_SIGNATURE=header
     )
     assert response.status_code == 400, response.content
-    assert CallbackEvent.objects.count() == 0
+    event = CallbackEvent.objects.get()
+    assert (event.result, event.flag_reason, event.raw_body) == ("flagged", "malformed_callback", body.decode())
+    assert event.transaction_id is None
 
 
 def test_celery_messages_carry_ids_only() -> None:

@@ -14,7 +14,8 @@ from conftest import ROOT
 
 
 def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "FERNET_KEYS", "DEBUG"}}
+    secret_names = {"SECRET_KEY", "FERNET_KEYS", "PAYGATE_FINGERPRINT_KEYS", "DEBUG"}
+    clean = {k: v for k, v in os.environ.items() if k not in secret_names}
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
@@ -30,6 +31,7 @@ def production_env() -> dict[str, str]:
         "DEBUG": "False",
         "SECRET_KEY": secrets.token_urlsafe(50),
         "FERNET_KEYS": secrets.token_urlsafe(32),
+        "PAYGATE_FINGERPRINT_KEYS": secrets.token_urlsafe(32),
         "ALLOWED_HOSTS": "paygate.example.com",
     }
 
@@ -57,6 +59,7 @@ def test_secrets_can_come_from_files(tmp_path: Path) -> None:
     env = production_env()
     (tmp_path / "secret_key").write_text(env.pop("SECRET_KEY") + "\n")
     (tmp_path / "fernet_keys").write_text(env.pop("FERNET_KEYS"))
+    (tmp_path / "fingerprint_keys").write_text(env.pop("PAYGATE_FINGERPRINT_KEYS") + "\n")
     result = manage(
         "check",
         "--deploy",
@@ -64,6 +67,7 @@ def test_secrets_can_come_from_files(tmp_path: Path) -> None:
         "WARNING",
         SECRET_KEY_FILE=str(tmp_path / "secret_key"),
         FERNET_KEYS_FILE=str(tmp_path / "fernet_keys"),
+        PAYGATE_FINGERPRINT_KEYS_FILE=str(tmp_path / "fingerprint_keys"),
         **env,
     )
     assert result.returncode == 0, result.stderr
@@ -73,6 +77,7 @@ def test_development_defaults_warn_but_start_when_debug_is_asked_for() -> None:
     result = manage("check", DEBUG="True")
     assert result.returncode == 0
     assert "SECRET_KEY is not set" in result.stderr and "FERNET_KEYS is not set" in result.stderr
+    assert "PAYGATE_FINGERPRINT_KEYS is not set" in result.stderr
 
 
 def test_debug_is_off_unless_asked_for() -> None:
@@ -117,3 +122,20 @@ def test_production_accepts_generated_fernet_keys_newest_first() -> None:
     keys = f"{Fernet.generate_key().decode()},{secrets.token_urlsafe(32)}"
     result = manage("check", **{**production_env(), "FERNET_KEYS": keys})
     assert result.returncode == 0, result.stderr
+
+
+def test_production_refuses_a_missing_fingerprint_key() -> None:
+    env = production_env()
+    del env["PAYGATE_FINGERPRINT_KEYS"]
+    result = manage("check", **env)
+    assert result.returncode != 0 and "set PAYGATE_FINGERPRINT_KEYS" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "keys",
+    ["short-key", "a" * 64, f"{secrets.token_urlsafe(32)},too-short-old-key"],
+    ids=["short", "repetitive", "weak-previous-key"],
+)
+def test_production_refuses_a_weak_fingerprint_key(keys: str) -> None:
+    result = manage("check", **{**production_env(), "PAYGATE_FINGERPRINT_KEYS": keys})
+    assert result.returncode != 0 and "PAYGATE_FINGERPRINT_KEYS needs at least 32" in result.stderr

@@ -56,7 +56,7 @@ def delete_groups(apps: Any, schema_editor: Any) -> None:
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("callbacks", "0001_initial"),
+        ("callbacks", "0002_raw_body_base64"),
         ("gateways", "0001_initial"),
         ("payments", "0002_periodic_tasks"),
         ("auth", "0012_alter_user_first_name_max_length"),
