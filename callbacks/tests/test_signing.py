@@ -31,6 +31,6 @@ def test_paygate_accepts_the_known_answer_and_nothing_else() -> None:
     now = TIMESTAMP + 10
 
     assert verify_signature(header=header, body=BODY, secrets=[SECRET], tolerance=300, now=now) == (0, TIMESTAMP)
-    for header, body in [(header, BODY + b" "), (f"t={TIMESTAMP + 1},v1={EXPECTED}", BODY)]:
+    for wrong_header, body in [(header, BODY + b" "), (f"t={TIMESTAMP + 1},v1={EXPECTED}", BODY)]:
         with pytest.raises(SignatureError):
-            verify_signature(header=header, body=body, secrets=[SECRET], tolerance=300, now=now)
+            verify_signature(header=wrong_header, body=body, secrets=[SECRET], tolerance=300, now=now)
