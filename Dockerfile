@@ -30,13 +30,15 @@ RUN pip install --no-cache-dir -r requirements.txt
 # The code stays root-owned (read-only for the app user); only /data is writable.
 COPY . .
 
-# collectstatic needs neither a database nor a broker; the dummy values below exist only
+# collectstatic needs neither a database nor a broker; the throwaway values below exist only
 # for this RUN line (they are not ENV, so they are not in the image's environment) and
-# keep settings.py from warning or creating an embedded broker folder.
+# keep settings.py from warning or creating an embedded broker folder. With DEBUG off the
+# secrets must pass the start-up strength checks, hence random ones.
 RUN mkdir -p /data/sandbox /metrics \
- && SECRET_KEY=build-only-not-a-secret \
-    FERNET_KEYS=build-only-not-a-key \
-    PAYGATE_FINGERPRINT_KEYS=build-only-not-a-fingerprint-key-0123456789 \
+ && SECRET_KEY="$(python -c 'import secrets; print(secrets.token_urlsafe(50))')" \
+    FERNET_KEYS="$(python -c 'import secrets; print(secrets.token_urlsafe(32))')" \
+    PAYGATE_FINGERPRINT_KEYS="$(python -c 'import secrets; print(secrets.token_urlsafe(32))')" \
+    PAYGATE_METRICS_TOKEN=build-only \
     DEBUG=False \
     DATABASE_URL=postgres://build:build@127.0.0.1:1/build \
     CELERY_BROKER_URL=redis://127.0.0.1:1/0 \

@@ -45,7 +45,7 @@ lint: install
 	@$(VENV)/bin/ruff format --check .
 
 schema: install
-	@$(VPY) manage.py spectacular --validate --fail-on-warn --file /dev/null
+	@DEBUG=$${DEBUG:-True} $(VPY) manage.py spectacular --validate --fail-on-warn --file /dev/null
 
 clean:
 	rm -rf .data

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bench.chaos_stack import PSYCOPG_DSN, SANDBOXES, WEB_URL, http_get, sandbox_url
+from bench.chaos_stack import METRICS_TOKEN, PSYCOPG_DSN, SANDBOXES, WEB_URL, http_get, sandbox_url
 
 PAID_STATUSES = {"accepted", "completed"}
 # How many examples of each anomaly the report keeps.
@@ -113,7 +113,7 @@ def read_sandboxes() -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
 def snapshot() -> Snapshot:
     now, transactions, attempts, events, duplicates = read_database()
     payments, errors = read_sandboxes()
-    status, body = http_get(f"{WEB_URL}/metrics", timeout=10)
+    status, body = http_get(f"{WEB_URL}/metrics", timeout=10, headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
     metrics_text = body.decode(errors="replace") if status == 200 else ""
     if status != 200:
         errors.append(f"GET /metrics answered {status}")

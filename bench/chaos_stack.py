@@ -92,10 +92,14 @@ def wait_for(
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def http_get(url: str, *, timeout: float = 3.0) -> tuple[int, bytes]:
+# /metrics needs a bearer token with DEBUG off; one per run, shared by the stack and the checks.
+METRICS_TOKEN = secrets.token_urlsafe(32)
+
+
+def http_get(url: str, *, timeout: float = 3.0, headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:
     """A GET on loopback without proxies; (0, b"") when nothing answers."""
     try:
-        with _OPENER.open(url, timeout=timeout) as response:
+        with _OPENER.open(urllib.request.Request(url, headers=dict(headers or {})), timeout=timeout) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -355,6 +359,7 @@ def chaos_env(timings: Timings) -> dict[str, str]:
             "DEBUG": "False",
             "SECRET_KEY": secrets.token_urlsafe(50),
             "FERNET_KEYS": Fernet.generate_key().decode(),
+            "PAYGATE_METRICS_TOKEN": METRICS_TOKEN,
             "PAYGATE_FINGERPRINT_KEYS": secrets.token_urlsafe(32),
             # Plain HTTP on loopback: no redirect to https:// with DEBUG off.
             "SECURE_SSL_REDIRECT": "False",
@@ -463,7 +468,7 @@ class ChaosStack:
         self.manage("migrate", "--noinput")
         step("migrate")
         seed = subprocess.Popen(
-            [PYTHON, "manage.py", "seed_demo"],
+            [PYTHON, "manage.py", "seed_demo", "--demo"],
             cwd=ROOT,
             env=self.env,
             stdin=subprocess.DEVNULL,

@@ -396,7 +396,7 @@ class Stack:
         self.manage("migrate", "--noinput")
         if floor_env is not None:
             self.manage("migrate", "floor", "--noinput", env=floor_env)
-        self.manage("seed_demo")
+        self.manage("seed_demo", "--demo")
         return self.manage("create_api_key", "bench").strip().splitlines()[-1].strip()
 
     # --- long-running processes ---

@@ -13,6 +13,3 @@ class CallbackEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_filter = ("flagged", "result", "gateway", "received_at")
     search_fields = ("event_id", "reference", "payment_id")
     readonly_fields = [f.name for f in CallbackEvent._meta.fields]
-
-    def has_view_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
-        return bool(request.user.is_active and request.user.is_staff)

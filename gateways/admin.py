@@ -172,33 +172,35 @@ class GatewayAdmin(admin.ModelAdmin):
             return "no traffic"
         return f"{100 * gateway.answered_last_hour / total:.0f}% of {total}"  # type: ignore[attr-defined]
 
-    @admin.action(description="Check health now")
+    @admin.action(permissions=["change"], description="Check health now")
     def check_health_now(self, request: HttpRequest, queryset: Any) -> None:
         for gateway in queryset:
             checked = gateway_check_health(gateway_id=gateway.pk)
             status = checked.health_status if checked else "skipped (disabled)"
             self.message_user(request, f"{gateway.code}: {status}")
 
-    @admin.action(description="Open the circuit breaker (stop traffic until closed)")
+    @admin.action(permissions=["change"], description="Open the circuit breaker (stop traffic until closed)")
     def open_breaker(self, request: HttpRequest, queryset: Any) -> None:
         for gateway in queryset:
             breaker_force_open(gateway.pk)
         self.message_user(request, f"Opened the breaker of {queryset.count()} gateway(s).", messages.WARNING)
 
-    @admin.action(description="Close the circuit breaker")
+    @admin.action(permissions=["change"], description="Close the circuit breaker")
     def close_breaker(self, request: HttpRequest, queryset: Any) -> None:
         for gateway in queryset:
             breaker_close(gateway.pk)
         self.message_user(request, f"Closed the breaker of {queryset.count()} gateway(s).")
 
-    @admin.action(description="Finish webhook secret rotation (stop accepting the previous secret)")
+    @admin.action(
+        permissions=["change"], description="Finish webhook secret rotation (stop accepting the previous secret)"
+    )
     def finish_secret_rotation(self, request: HttpRequest, queryset: Any) -> None:
         for gateway in queryset:
             gateway.previous_webhook_secret = ""  # nosec B105  # forgets the retired secret; not a credential
             gateway.save(update_fields=["previous_webhook_secret", "updated_at"])
         self.message_user(request, f"Only the current webhook secret is accepted now ({queryset.count()}).")
 
-    @admin.action(description="Disable the selected gateways (no more traffic)")
+    @admin.action(permissions=["change"], description="Disable the selected gateways (no more traffic)")
     def disable_gateways(self, request: HttpRequest, queryset: Any) -> None:
         count = queryset.update(is_active=False)
         self.message_user(request, f"Disabled {count} gateway(s).", messages.WARNING)

@@ -7,6 +7,7 @@ from datetime import timedelta
 from statistics import quantiles
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
@@ -19,6 +20,8 @@ from .models import Gateway
 BUCKET_MINUTES = 5
 BUCKETS = 12  # one hour
 CHART_HEIGHT = 40
+# The dashboard shows gateways and counts of transactions: both groups (operators, auditors) have these.
+DASHBOARD_PERMISSIONS = ("gateways.view_gateway", "payments.view_transaction")
 
 
 @dataclass
@@ -113,6 +116,8 @@ def dashboard_stats(*, now: object = None) -> list[GatewayStats]:
 
 
 def dashboard_view(request: HttpRequest) -> HttpResponse:
+    if not request.user.has_perms(DASHBOARD_PERMISSIONS):
+        raise PermissionDenied
     waiting = {
         status: Transaction.objects.filter(status=status)
         .order_by("created_at")

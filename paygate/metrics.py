@@ -10,6 +10,7 @@ and the breaker's store at scrape time instead, so they are never stale or per-p
 from __future__ import annotations
 
 import glob
+import hmac
 import logging
 import os
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from typing import Any
 
 from django.conf import settings
 
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.utils import timezone
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import multiprocess
@@ -97,7 +98,26 @@ class AllHostsCollector(Collector):
         return iter(multiprocess.MultiProcessCollector.merge(files, accumulate=True))
 
 
+def _scrape_refusal(request: HttpRequest) -> HttpResponse | None:
+    """None when the scrape may proceed; 401 without the token, 404 when production has none."""
+    token: str = settings.PAYGATE_METRICS_TOKEN
+    if not token:
+        if settings.DEBUG:
+            return None
+        # Production without a token: /metrics does not exist rather than being public.
+        raise Http404
+    scheme, _, given = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
+        return None
+    response = HttpResponse("A bearer token is required.\n", status=401, content_type="text/plain; charset=utf-8")
+    response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+    return response
+
+
 def metrics_view(request: HttpRequest) -> HttpResponse:
+    refusal = _scrape_refusal(request)
+    if refusal is not None:
+        return refusal
     registry = CollectorRegistry()
     registry.register(AllHostsCollector())
     registry.register(StateCollector())

@@ -60,7 +60,9 @@ def _env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-DEBUG = _env_bool("DEBUG", True)
+# Off unless asked for: a deployment that forgets it must not serve Django's debug page.
+# `make run`, the test suite and the documented commands set DEBUG=True explicitly.
+DEBUG = _env_bool("DEBUG", False)
 
 # Development-only defaults, refused (ImproperlyConfigured) when DEBUG is off.
 _DEV_SECRET_KEY = "dev-insecure-secret-key-change-me-3f9a1c7e5b2d4f6a8c0e1b3d5f7a9c1e"  # nosec B105
@@ -120,14 +122,62 @@ def _check_formats() -> None:
         )
 
 
+# FERNET_KEYS entries are stretched with HKDF (django-fernet-fields), so any string "works":
+# refuse the ones that cannot be a key someone generated on purpose.
+FERNET_KEY_MIN_LENGTH = 32
+
+
+def _fernet_keys_problem(raw: str | None, keys: list[str]) -> str | None:
+    """Why FERNET_KEYS is malformed, or None: empty entries, whitespace, short or repeated keys."""
+    if raw is not None and any(not item.strip() for item in raw.split(",")):
+        return "an empty entry (stray comma)"
+    for key in keys:
+        if any(char.isspace() for char in key):
+            return "a key containing whitespace"
+        if len(key) < FERNET_KEY_MIN_LENGTH:
+            return f"a key shorter than {FERNET_KEY_MIN_LENGTH} characters"
+        if key == _DEV_FERNET_KEY:
+            return "the development key"
+    if len(set(keys)) != len(keys):
+        return "the same key twice"
+    return None
+
+
+def _secret_key_is_weak(value: str) -> bool:
+    """Django's own rule (check security.W009), enforced at start instead of only by `check --deploy`."""
+    from django.core.checks.security.base import (
+        SECRET_KEY_INSECURE_PREFIX,
+        SECRET_KEY_MIN_LENGTH,
+        SECRET_KEY_MIN_UNIQUE_CHARACTERS,
+    )
+
+    return (
+        len(value) < SECRET_KEY_MIN_LENGTH
+        or len(set(value)) < SECRET_KEY_MIN_UNIQUE_CHARACTERS
+        or value.startswith(SECRET_KEY_INSECURE_PREFIX)
+    )
+
+
 if not DEBUG:
-    # Production refuses to start on development secrets rather than run insecurely.
+    # Production refuses to start on development or weak secrets rather than run insecurely.
     from django.core.exceptions import ImproperlyConfigured
 
     if SECRET_KEY == _DEV_SECRET_KEY:
         raise ImproperlyConfigured("DEBUG is off: set SECRET_KEY (or SECRET_KEY_FILE).")
+    if _secret_key_is_weak(SECRET_KEY):
+        raise ImproperlyConfigured(
+            "DEBUG is off: SECRET_KEY is weak (Django's check security.W009): use at least 50 random "
+            "characters, e.g. python -c 'import secrets; print(secrets.token_urlsafe(50))'."
+        )
     if FERNET_KEYS == [_DEV_FERNET_KEY]:
         raise ImproperlyConfigured("DEBUG is off: set FERNET_KEYS (or FERNET_KEYS_FILE), newest key first.")
+    _fernet_problem = _fernet_keys_problem(_env("FERNET_KEYS"), FERNET_KEYS)
+    if _fernet_problem:
+        raise ImproperlyConfigured(
+            f"DEBUG is off: FERNET_KEYS is malformed ({_fernet_problem}); it is a comma-separated list, "
+            "newest first, of keys such as python -c 'from cryptography.fernet import Fernet; "
+            "print(Fernet.generate_key().decode())'."
+        )
     if _DEV_FINGERPRINT_KEY in PAYGATE_FINGERPRINT_KEYS:
         raise ImproperlyConfigured(
             "DEBUG is off: set PAYGATE_FINGERPRINT_KEYS (or PAYGATE_FINGERPRINT_KEYS_FILE), newest key first."
@@ -144,7 +194,8 @@ if not DEBUG:
 ALLOWED_HOSTS = _env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # The admin site answers 403 to staff without any permission (paygate/adminsite.py).
+    "paygate.adminsite.PaygateAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -156,6 +207,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "axes",
+    "csp",
     "gateways",
     "payments",
     "callbacks",
@@ -164,10 +216,12 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "paygate.logs.RequestIdMiddleware",
+    "paygate.middleware.ApiNoStoreMiddleware",
     "paygate.middleware.RequestBodyLimitMiddleware",
     "paygate.middleware.UnstorableUrlMiddleware",
     "paygate.middleware.ApiErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -260,9 +314,12 @@ PROMETHEUS_MULTIPROC_DIR.mkdir(parents=True, exist_ok=True)
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(PROMETHEUS_MULTIPROC_DIR)
 
 # --- Request limits -----------------------------------------------------------------------
-# Bodies above this answer 413 before they are read.
+# Bodies above this answer 413 before they are read, on every path (the admin included),
+# whether announced by Content-Length or streamed (chunked).
 PAYGATE_MAX_BODY_BYTES = _env_int("PAYGATE_MAX_BODY_BYTES", 64 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = PAYGATE_MAX_BODY_BYTES
+# Nothing is spooled to disk: no view accepts file uploads.
+FILE_UPLOAD_MAX_MEMORY_SIZE = PAYGATE_MAX_BODY_BYTES
 PAYGATE_MAX_JSON_DEPTH = _env_int("PAYGATE_MAX_JSON_DEPTH", 10)
 # Requests per API key: "N/second", "N/minute" or "N/hour"; empty turns the limit off.
 PAYGATE_RATE_LIMIT = "" if os.environ.get("PAYGATE_RATE_LIMIT") == "" else (_env("PAYGATE_RATE_LIMIT") or "6000/minute")
@@ -485,6 +542,40 @@ LOGGING = {
         "kombu.connection": {"level": "ERROR"},
     },
 }
+
+# --- Admin sessions, Content-Security-Policy, error reports, /metrics --------------------------
+# Admin sessions end after this many idle seconds (PCI DSS 8.2.8: 15 minutes): every request
+# renews the expiry. API requests carry no session and write none.
+SESSION_COOKIE_AGE = _env_int("SESSION_COOKIE_AGE", 15 * 60)
+SESSION_SAVE_EVERY_REQUEST = True
+SESSION_COOKIE_HTTPONLY = True
+
+# django-csp 4.x format. Every asset (admin, Swagger UI via drf-spectacular-sidecar) is served
+# from this origin, so nothing else is allowed; data: images are the admin's and Swagger UI's icons.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    },
+}
+
+# Error reports (Django's debug page, the reports of logged exceptions) hide payment details
+# and credentials whatever DEBUG says.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "paygate.reporting.PaygateExceptionReporterFilter"
+
+# `Authorization: Bearer <token>` for GET /metrics. Required with DEBUG off: without it /metrics
+# answers 404 there. With DEBUG on and no token, /metrics is open (development).
+PAYGATE_METRICS_TOKEN = _env("PAYGATE_METRICS_TOKEN") or ""
+if not DEBUG and not PAYGATE_METRICS_TOKEN:
+    sys.stderr.write("WARNING: PAYGATE_METRICS_TOKEN is not set; /metrics answers 404 while DEBUG is off.\n")
 
 CSRF_TRUSTED_ORIGINS = _env_list("CSRF_TRUSTED_ORIGINS", [])
 if _env_bool("PAYGATE_BEHIND_TLS_PROXY", False):

@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.urls import path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from callbacks.apis import CallbackReceiveApi
 from gateways.apis import GatewayListApi
@@ -28,7 +28,12 @@ urlpatterns = [
     path("readyz", ops.readyz, name="readyz"),
     path("metrics", metrics_view, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    # The split view loads its start-up script from a URL: the Content-Security-Policy allows no inline script.
+    path(
+        "api/docs/",
+        SpectacularSwaggerSplitView.as_view(url_name="schema", template_name="paygate/swagger_ui.html"),
+        name="swagger-ui",
+    ),
     path("admin/dashboard/", admin.site.admin_view(dashboard_view), name="gateway-dashboard"),
     path("admin/", admin.site.urls),
     # Last: any other path under /api/ answers the contract's JSON 404, DEBUG or not.

@@ -79,9 +79,6 @@ class TransactionAdmin(ReadOnlyMixin, admin.ModelAdmin):
     def masked_payment_details(self, txn: Transaction) -> str:
         return format_html("<code>{}</code>", json.dumps(transaction_masked_details(txn)))
 
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return bool(request.user.is_active and request.user.is_staff)
-
 
 @admin.register(ApiClient)
 class ApiClientAdmin(admin.ModelAdmin):

@@ -138,3 +138,92 @@ def test_gateway_dashboard_renders_for_staff_only(objects: Transaction, staff_cl
     assert "Gateway dashboard" in staff_client.get("/admin/").content.decode()
     anonymous = Client().get("/admin/dashboard/")
     assert anonymous.status_code == 302 and "/admin/login/" in anonymous["Location"]
+
+
+# --- Least privilege: model permissions, the operators and auditors groups ---------------------------
+
+ADMIN_SECTIONS = ["/admin/dashboard/", "/admin/payments/", "/admin/gateways/", "/admin/callbacks/"]
+
+
+def login_in_group(client: Any, group: str | None, username: str = "someone") -> Any:
+    from django.contrib.auth.models import Group
+
+    user = get_user_model().objects.create_user(username, "", "pw-for-tests-only", is_staff=True)
+    if group:
+        user.groups.add(Group.objects.get(name=group))
+    client.force_login(user)
+    return client
+
+
+def test_staff_without_permissions_gets_403_on_every_admin_page(objects: Transaction, client: Any) -> None:
+    login_in_group(client, None)
+    for url in admin_urls() + ADMIN_SECTIONS:
+        assert client.get(url).status_code == 403, url
+
+
+def test_the_staff_groups_grant_exactly_their_permissions(db: Any) -> None:
+    from django.contrib.auth.models import Group
+
+    def granted(name: str) -> set[str]:
+        group = Group.objects.get(name=name)
+        return {f"{p.content_type.app_label}.{p.codename}" for p in group.permissions.select_related("content_type")}
+
+    looked_at = {"gateways.gateway", "gateways.gatewayroute", "gateways.country"}
+    read_only = {"payments.transaction", "payments.attempt", "callbacks.callbackevent"}
+    view = {f"{m.split('.')[0]}.view_{m.split('.')[1]}" for m in looked_at | read_only}
+    change = {f"{m.split('.')[0]}.change_{m.split('.')[1]}" for m in looked_at}
+    assert granted("auditors") == view
+    assert granted("operators") == view | change
+
+
+def test_an_auditor_sees_everything_and_changes_nothing(objects: Transaction, client: Any) -> None:
+    from gateways.breaker import BreakerState, breaker_state
+
+    login_in_group(client, "auditors")
+    gateway = Gateway.objects.get(code="acmepay")
+    visible = ("/admin/gateways/", "/admin/payments/transaction/", "/admin/callbacks/", "/admin/dashboard/")
+    for url in admin_urls() + ADMIN_SECTIONS:
+        expected = 200 if url in ("/admin/", "/admin/payments/") or url.startswith(visible) else 403
+        assert client.get(url).status_code == expected, url
+    change_url = reverse("admin:gateways_gateway_change", args=[gateway.pk])
+    assert client.post(change_url, {"name": "renamed"}).status_code == 403
+    # Admin actions need the change permission too: the breaker stays closed.
+    client.post(
+        reverse("admin:gateways_gateway_changelist"), {"action": "open_breaker", "_selected_action": [gateway.pk]}
+    )
+    assert breaker_state(gateway.pk) == BreakerState.CLOSED
+    gateway.refresh_from_db()
+    assert gateway.name != "renamed"
+
+
+def test_an_operator_edits_gateways_and_only_views_transactions(objects: Transaction, client: Any) -> None:
+    login_in_group(client, "operators")
+    gateway = Gateway.objects.get(code="acmepay")
+    page = client.get(reverse("admin:payments_transaction_change", args=[objects.pk]))
+    assert page.status_code == 200 and "DE89************3000" in page.content.decode()
+    assert client.post(reverse("admin:payments_transaction_change", args=[objects.pk]), {}).status_code == 403
+    assert client.get(reverse("admin:payments_apiclient_changelist")).status_code == 403
+    assert client.get("/admin/dashboard/").status_code == 200
+    client.post(
+        reverse("admin:gateways_gateway_changelist"),
+        {"action": "disable_gateways", "_selected_action": [gateway.pk]},
+    )
+    gateway.refresh_from_db()
+    assert gateway.is_active is False
+
+
+def test_the_demo_login_is_an_operator_not_a_superuser(db: Any) -> None:
+    from django.core.management import call_command
+
+    User = get_user_model()
+    # A login left by an earlier demo as superuser, with the published password, is demoted.
+    User.objects.create_superuser("admin", "", "paygate-demo")
+    call_command("seed_demo", "--staff", "--demo")
+    user = User.objects.get(username="admin")
+    assert user.is_staff and not user.is_superuser
+    assert list(user.groups.values_list("name", flat=True)) == ["operators"]
+    User.objects.filter(pk=user.pk).delete()
+    call_command("seed_demo", "--staff", "--demo")
+    fresh = User.objects.get(username="admin")
+    assert fresh.is_staff and not fresh.is_superuser and fresh.groups.filter(name="operators").exists()
+    assert fresh.check_password("paygate-demo")

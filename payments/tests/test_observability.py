@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 import pytest
+from django.test import override_settings
 
 from conftest import LOG_DIR, Sandbox, wait_for
 from paygate.logs import ContextFilter, JsonFormatter, RedactingFilter, redact
@@ -23,9 +24,13 @@ DEPOSIT = {
 }
 
 
+METRICS_TOKEN = "metrics-token-for-tests"
+
+
 def scrape(client: Any) -> dict[str, float]:
-    """`/metrics` as {series with labels: value}."""
-    response = client.get("/metrics")
+    """`/metrics` as {series with labels: value}, scraped as Prometheus does: with its token."""
+    with override_settings(PAYGATE_METRICS_TOKEN=METRICS_TOKEN):
+        response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {METRICS_TOKEN}")
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/plain")
     series = {}

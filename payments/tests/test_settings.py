@@ -73,11 +73,55 @@ def test_secrets_can_come_from_files(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_development_defaults_warn_but_start() -> None:
-    result = manage("check")
+def test_development_defaults_warn_but_start_when_debug_is_asked_for() -> None:
+    result = manage("check", DEBUG="True")
     assert result.returncode == 0
     assert "SECRET_KEY is not set" in result.stderr and "FERNET_KEYS is not set" in result.stderr
     assert "PAYGATE_FINGERPRINT_KEYS is not set" in result.stderr
+
+
+def test_debug_is_off_unless_asked_for() -> None:
+    show = ("shell", "-c", "from django.conf import settings; print('DEBUG', settings.DEBUG)")
+    env = production_env()
+    del env["DEBUG"]
+    assert "DEBUG False" in manage(*show, **env).stdout
+    # Nothing set at all: production rules, so the development secrets are refused.
+    bare = manage("check")
+    assert bare.returncode != 0 and "set SECRET_KEY" in bare.stderr
+
+
+@pytest.mark.parametrize(
+    "secret_key",
+    ["short-but-random-Zx81", "ab" * 40, "django-insecure-" + secrets.token_urlsafe(50)],
+    ids=["under-50-characters", "under-5-distinct-characters", "django-insecure-prefix"],
+)
+def test_production_refuses_a_weak_secret_key(secret_key: str) -> None:
+    result = manage("check", **{**production_env(), "SECRET_KEY": secret_key})
+    assert result.returncode != 0 and "SECRET_KEY is weak" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "fernet_keys",
+    [
+        "too-short",
+        f"{secrets.token_urlsafe(32)},,{secrets.token_urlsafe(32)}",
+        f"{secrets.token_urlsafe(32)},",
+        f"{secrets.token_urlsafe(16)} {secrets.token_urlsafe(16)}",
+        ",".join([secrets.token_urlsafe(32)] * 2),
+    ],
+    ids=["short", "empty-entry", "trailing-comma", "whitespace", "repeated"],
+)
+def test_production_refuses_malformed_fernet_keys(fernet_keys: str) -> None:
+    result = manage("check", **{**production_env(), "FERNET_KEYS": fernet_keys})
+    assert result.returncode != 0 and "FERNET_KEYS is malformed" in result.stderr
+
+
+def test_production_accepts_generated_fernet_keys_newest_first() -> None:
+    from cryptography.fernet import Fernet
+
+    keys = f"{Fernet.generate_key().decode()},{secrets.token_urlsafe(32)}"
+    result = manage("check", **{**production_env(), "FERNET_KEYS": keys})
+    assert result.returncode == 0, result.stderr
 
 
 def test_production_refuses_a_missing_fingerprint_key() -> None:
