@@ -34,9 +34,15 @@ class PaygateExceptionReporterFilter(SafeExceptionReporterFilter):
         return True
 
     def cleanse_setting(self, key: Any, value: Any) -> Any:
-        if isinstance(value, (str, bytes)) and SENSITIVE_VALUE.search(
-            value.decode(errors="replace") if isinstance(value, bytes) else value
-        ):
+        # str() as well: a lazy object (a CSP nonce, say) passes for a str but is not one.
+        text = (
+            value.decode(errors="replace")
+            if isinstance(value, bytes)
+            else str(value)
+            if isinstance(value, str)
+            else None
+        )
+        if text is not None and SENSITIVE_VALUE.search(text):
             return self.cleansed_substitute
         return super().cleanse_setting(key, value)
 

@@ -188,5 +188,5 @@ def test_weak_lockout_and_malformed_proxy_settings_refuse_to_start() -> None:
         ({"PAYGATE_AUTH_FAILURE_LIMIT": "100/min"}, "PAYGATE_AUTH_FAILURE_LIMIT"),
         ({"PAYGATE_CALLBACK_FAILURE_LIMIT": "lots"}, "PAYGATE_CALLBACK_FAILURE_LIMIT"),
     ]:
-        result = manage("check", **env)
+        result = manage("check", DEBUG="True", **env)  # refused in development too
         assert result.returncode != 0 and message in result.stderr, (env, result.stderr[-500:])
