@@ -151,7 +151,7 @@ class Sandbox:
 @pytest.fixture(autouse=True)
 def fresh_local_caches() -> Iterator[None]:
     """Each test starts with empty process-local caches: a rolled-back test never bumps their generation."""
-    from paygate.localcache import clear_all
+    from core.localcache import clear_all
 
     clear_all()
     yield

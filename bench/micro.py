@@ -2,7 +2,7 @@
 
 - API key (`payments/auth.py`, djangorestframework-api-key): the SHA-512 hash check alone,
   and the whole `ApiKeyAuthentication.authenticate` (the key row SELECT included).
-- Fernet (`paygate/fields.py` on django-fernet-fields): encrypting and decrypting a
+- Fernet (`core/fields.py` on django-fernet-fields): encrypting and decrypting a
   transaction's `payment_details` through the model field, as a save and a load do; and
   loading one `Gateway` row, whose three encrypted credentials are decrypted on every load
   (compared with the same row loaded without them).

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from payments.admin import ReadOnlyMixin
+from core.admin import ReadOnlyMixin
+from payments.admin import TransactionAdmin
 
 from .models import CallbackEvent
 
@@ -13,3 +14,14 @@ class CallbackEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_filter = ("flagged", "result", "gateway", "received_at")
     search_fields = ("event_id", "reference", "payment_id")
     readonly_fields = [f.name for f in CallbackEvent._meta.fields]
+
+
+class CallbackInline(ReadOnlyMixin, admin.TabularInline):
+    model = CallbackEvent
+    extra = 0
+    fields = ("received_at", "gateway", "event_id", "status", "result", "flag_reason")
+    readonly_fields = fields
+
+
+# The transaction page lists the callbacks that named it; payments knows nothing of callbacks.
+TransactionAdmin.inlines = [*TransactionAdmin.inlines, CallbackInline]

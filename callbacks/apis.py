@@ -12,10 +12,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from paygate.clientip import client_ip
-from paygate.errors import InvalidSignature
-from paygate.throttling import FailureLimit
-from payments.apis import ERROR_RESPONSE
+from core.clientip import client_ip
+from .errors import InvalidSignature
+from core.throttling import FailureLimit
+from core.schema import ERROR_RESPONSE
 
 from .models import CallbackEvent
 from .services import callback_apply_after_answer, callback_receive

@@ -18,11 +18,11 @@ from gateways.adapters import ADAPTERS
 from gateways.models import Gateway
 from gateways.selectors import gateway_by_code, gateway_get
 from gateways.types import CallbackParseError
-from paygate.db import single_statement
-from paygate.errors import InvalidSignature, NotFound, ValidationFailed
-from paygate.logs import bind
-from paygate.metrics import CALLBACKS
-from paygate.text import escape_unstorable, is_storable
+from core.db import single_statement
+from core.errors import NotFound, ValidationFailed
+from core.logs import bind
+from core.metrics import CALLBACKS
+from core.text import escape_unstorable, is_storable
 from payments.models import (
     ATTEMPT_RESULT_FIELDS,
     Attempt,
@@ -33,6 +33,7 @@ from payments.models import (
 )
 from payments.services import transaction_transition
 
+from .errors import InvalidSignature
 from .models import CallbackEvent
 from .signing import SignatureError, verify_signature
 

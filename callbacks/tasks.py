@@ -9,7 +9,7 @@ from celery import shared_task
 from django.db import transaction
 from django.utils import timezone
 
-from paygate.tasks import PIPELINE_TASK, sweep_cutoff
+from core.queues import PIPELINE_TASK, sweep_cutoff
 
 from .models import CallbackEvent
 from .services import callback_apply

@@ -10,7 +10,7 @@ from django.db.models import Count, Q
 from django.http import HttpRequest
 from django.utils import timezone
 
-from paygate.errors import ValidationFailed
+from core.errors import ValidationFailed
 
 from .breaker import breaker_close, breaker_force_open, breaker_state
 from .services import CREDENTIAL_FIELDS, gateway_base_url_check, gateway_check_health, gateway_save

@@ -9,7 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from payments.apis import AUTHENTICATED_ERRORS
+from core.schema import AUTHENTICATED_ERRORS
 
 from .breaker import BreakerState, breaker_state
 from .models import Gateway, GatewayRoute

@@ -6,7 +6,7 @@ class GatewaysConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from paygate.localcache import invalidate_on_change
+        from core.localcache import invalidate_on_change
 
         from .models import GATEWAY_BOOKKEEPING_FIELDS, ROUTING_CACHE, Country, Gateway, GatewayRoute
 

@@ -9,7 +9,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from fernet_fields import EncryptedTextField
 
-from paygate.localcache import InvalidatingQuerySet
+from core.localcache import InvalidatingQuerySet
 
 TRANSACTION_TYPES = ("deposit", "withdrawal")
 _CURRENCY = re.compile(r"[A-Z]{3}")

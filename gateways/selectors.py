@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from paygate.localcache import LocalCache
+from core.localcache import LocalCache
 
 from .models import ROUTING_CACHE, Gateway, GatewayRoute
 from .types import GatewayCredentials
 
-# Routes and gateway rows, per process, following every edit at once (paygate.localcache).
+# Routes and gateway rows, per process, following every edit at once (core.localcache).
 _routes: LocalCache[list[RouteChoice]] = LocalCache(ROUTING_CACHE)
 _gateways: LocalCache[Gateway] = LocalCache(ROUTING_CACHE)
 

@@ -9,8 +9,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from paygate.errors import ValidationFailed
-from paygate.netguard import BlockedAddress
+from core.errors import ValidationFailed
+from core.netguard import BlockedAddress
 
 from .adapters.http import gateway_address_policy
 from .demo import DEMO_COUNTRIES, DEMO_GATEWAYS

@@ -6,7 +6,7 @@ from celery import Celery
 from kombu.transport import TRANSPORT_ALIASES
 
 # `filesystem://` means the multi-process-safe variant of kombu's filesystem transport.
-TRANSPORT_ALIASES["filesystem"] = "paygate.broker:Transport"
+TRANSPORT_ALIASES["filesystem"] = "core.broker:Transport"
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "paygate.settings")
 
@@ -14,6 +14,6 @@ app = Celery("paygate")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
-from paygate.logs import connect_celery_signals  # noqa: E402  (after the app exists)
+from core.logs import connect_celery_signals  # noqa: E402  (after the app exists)
 
 connect_celery_signals()

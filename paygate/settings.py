@@ -211,15 +211,16 @@ INSTALLED_APPS = [
     "gateways",
     "payments",
     "callbacks",
+    "ops",
     "sandbox",
 ]
 
 MIDDLEWARE = [
-    "paygate.logs.RequestIdMiddleware",
-    "paygate.middleware.ApiNoStoreMiddleware",
-    "paygate.middleware.RequestBodyLimitMiddleware",
-    "paygate.middleware.UnstorableUrlMiddleware",
-    "paygate.middleware.ApiErrorMiddleware",
+    "core.logs.RequestIdMiddleware",
+    "core.middleware.ApiNoStoreMiddleware",
+    "core.middleware.RequestBodyLimitMiddleware",
+    "core.middleware.UnstorableUrlMiddleware",
+    "core.middleware.ApiErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -347,7 +348,7 @@ AXES_FAILURE_LIMIT = _env_int("PAYGATE_ADMIN_LOGIN_FAILURE_LIMIT", 10)
 AXES_COOLOFF_TIME = timedelta(minutes=_env_int("PAYGATE_ADMIN_LOCKOUT_MINUTES", 30))
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_RESET_ON_SUCCESS = True
-AXES_CLIENT_IP_CALLABLE = "paygate.clientip.client_ip"
+AXES_CLIENT_IP_CALLABLE = "core.clientip.client_ip"
 AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
 # Repeated tries while locked out do not push the end of the lockout further away.
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
@@ -357,20 +358,20 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["payments.auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": [
-        "paygate.parsers.StrictJSONParser",
-        "paygate.parsers.XMLParser",
-        "paygate.parsers.TextXMLParser",
+        "core.parsers.StrictJSONParser",
+        "core.parsers.XMLParser",
+        "core.parsers.TextXMLParser",
     ],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
-        "paygate.renderers.XMLRenderer",
-        "paygate.renderers.TextXMLRenderer",
+        "core.renderers.XMLRenderer",
+        "core.renderers.TextXMLRenderer",
     ],
-    "DEFAULT_THROTTLE_CLASSES": ["paygate.throttling.ApiKeyRateThrottle"],
-    "DEFAULT_PAGINATION_CLASS": "paygate.pagination.Pagination",
+    "DEFAULT_THROTTLE_CLASSES": ["core.throttling.ApiKeyRateThrottle"],
+    "DEFAULT_PAGINATION_CLASS": "core.pagination.Pagination",
     "PAGE_SIZE": 50,
-    "EXCEPTION_HANDLER": "paygate.errors.exception_handler",
-    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "paygate.renderers.JSONFallbackNegotiation",
+    "EXCEPTION_HANDLER": "core.errors.exception_handler",
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "core.renderers.JSONFallbackNegotiation",
     # No `?format=`: the representation follows the Accept header only.
     "URL_FORMAT_OVERRIDE": None,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -452,7 +453,7 @@ PAYGATE_CACHE_URL = _env("PAYGATE_CACHE_URL") or (
 if PAYGATE_CACHE_URL:
     CACHES = {
         "default": {
-            "BACKEND": "paygate.cache.ReusedClientRedisCache",
+            "BACKEND": "core.cache.ReusedClientRedisCache",
             "LOCATION": PAYGATE_CACHE_URL,
             "KEY_PREFIX": "paygate",
             # Short timeouts: when Redis is down, the breaker fails open quickly.
@@ -521,12 +522,12 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {
-        "context": {"()": "paygate.logs.ContextFilter"},
-        "redact": {"()": "paygate.logs.RedactingFilter"},
+        "context": {"()": "core.logs.ContextFilter"},
+        "redact": {"()": "core.logs.RedactingFilter"},
     },
     "formatters": {
-        "json": {"()": "paygate.logs.JsonFormatter"},
-        "text": {"()": "paygate.logs.TextFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "core.logs.JsonFormatter"},
+        "text": {"()": "core.logs.TextFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
     "handlers": {
         "console": {
@@ -569,7 +570,7 @@ CONTENT_SECURITY_POLICY = {
 
 # Error reports (Django's debug page, the reports of logged exceptions) hide payment details
 # and credentials whatever DEBUG says.
-DEFAULT_EXCEPTION_REPORTER_FILTER = "paygate.reporting.PaygateExceptionReporterFilter"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "core.reporting.PaygateExceptionReporterFilter"
 
 # `Authorization: Bearer <token>` for GET /metrics. Required with DEBUG off: without it /metrics
 # answers 404 there. With DEBUG on and no token, /metrics is open (development).

@@ -4,12 +4,12 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from callbacks.apis import CallbackReceiveApi
 from gateways.apis import GatewayListApi
-from gateways.dashboard import dashboard_view
+from ops.dashboard import dashboard_view
 from payments.apis import DepositCreateApi, TransactionDetailApi, TransactionListApi, WithdrawalCreateApi
 
-from . import ops
-from .metrics import metrics_view
-from .middleware import api_not_found
+from core.middleware import api_not_found
+from ops import probes
+from ops.metrics import metrics_view
 
 api_v1 = [
     re_path(r"^api/v1/deposits/?$", DepositCreateApi.as_view(), name="deposit-create"),
@@ -24,8 +24,8 @@ api_v1 = [
 
 urlpatterns = [
     *api_v1,
-    path("healthz", ops.healthz, name="healthz"),
-    path("readyz", ops.readyz, name="readyz"),
+    path("healthz", probes.healthz, name="healthz"),
+    path("readyz", probes.readyz, name="readyz"),
     path("metrics", metrics_view, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view loads its start-up script from a URL: the Content-Security-Policy allows no inline script.
@@ -40,7 +40,7 @@ urlpatterns = [
     re_path(r"^api/", api_not_found),
 ]
 
-handler400 = "paygate.errors.handler400"
-handler403 = "paygate.errors.handler403"
-handler404 = "paygate.errors.handler404"
-handler500 = "paygate.errors.handler500"
+handler400 = "core.errors.handler400"
+handler403 = "core.errors.handler403"
+handler404 = "core.errors.handler404"
+handler500 = "core.errors.handler500"

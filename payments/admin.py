@@ -1,29 +1,16 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from django.contrib import admin
-from django.http import HttpRequest
 from django.utils.html import format_html
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey
 
-from callbacks.models import CallbackEvent
+from core.admin import ReadOnlyMixin
 
 from .models import ApiClient, Attempt, ClientAPIKey, Transaction
 from .selectors import transaction_masked_details
-
-
-class ReadOnlyMixin:
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class AttemptInline(ReadOnlyMixin, admin.TabularInline):
@@ -45,13 +32,6 @@ class AttemptInline(ReadOnlyMixin, admin.TabularInline):
     ordering = ("number",)
 
 
-class CallbackInline(ReadOnlyMixin, admin.TabularInline):
-    model = CallbackEvent
-    extra = 0
-    fields = ("received_at", "gateway", "event_id", "status", "result", "flag_reason")
-    readonly_fields = fields
-
-
 @admin.register(Transaction)
 class TransactionAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = (
@@ -70,7 +50,8 @@ class TransactionAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_select_related = ("client", "gateway")
     search_fields = ("=id", "gateway_reference", "customer__reference", "idempotency_key")
     date_hierarchy = "created_at"
-    inlines = [AttemptInline, CallbackInline]
+    # callbacks/admin.py adds the transaction's callback events: callbacks sit above payments.
+    inlines = [AttemptInline]
     # The fingerprint is keyed, but it is still derived from the card data: nobody needs to see it.
     exclude = ("payment_details", "request_hash")
     readonly_fields = ("masked_payment_details",)

@@ -22,8 +22,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from paygate.errors import NotFound, ValidationFailed
-from paygate.pagination import Pagination
+from core.errors import NotFound, ValidationFailed
+from core.schema import AUTHENTICATED_ERRORS, ERROR_RESPONSE
+from core.pagination import Pagination
 
 from .auth import client_of
 from .models import Transaction, TransactionStatus, TransactionType
@@ -213,29 +214,6 @@ class TransactionOutput(serializers.Serializer):
             "updated_at": _iso(txn.updated_at),
         }
 
-
-ERROR_RESPONSE = inline_serializer(
-    name="Error",
-    fields={
-        "error": inline_serializer(
-            name="ErrorDetail",
-            fields={
-                "code": serializers.CharField(),
-                "message": serializers.CharField(),
-                "fields": serializers.DictField(),
-            },
-        )
-    },
-)
-
-# Every endpoint behind an API key can answer these.
-AUTHENTICATED_ERRORS = {
-    401: OpenApiResponse(ERROR_RESPONSE, description="No, bad, revoked or expired API key"),
-    405: OpenApiResponse(ERROR_RESPONSE, description="Method not allowed"),
-    413: OpenApiResponse(ERROR_RESPONSE, description="Body too large"),
-    429: OpenApiResponse(ERROR_RESPONSE, description="Rate limited; see the Retry-After header"),
-    503: OpenApiResponse(ERROR_RESPONSE, description="Database unreachable for a moment; retry (Retry-After)"),
-}
 
 _IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",

@@ -6,7 +6,7 @@ class PaymentsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from paygate.localcache import invalidate_on_change
+        from core.localcache import invalidate_on_change
 
         from .models import API_KEY_BOOKKEEPING_FIELDS, API_KEYS_CACHE, CUSTOMERS_CACHE, ClientAPIKey, Customer
 

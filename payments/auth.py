@@ -10,9 +10,9 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
-from paygate.clientip import client_ip
-from paygate.localcache import LocalCache
-from paygate.throttling import FailureLimit
+from core.clientip import client_ip
+from core.localcache import LocalCache
+from core.throttling import FailureLimit
 
 from .models import API_KEYS_CACHE, ApiClient, ClientAPIKey
 
@@ -20,7 +20,7 @@ KEYWORD = "Api-Key"
 # Writing last_used_at on every request would make every request a write; once a minute is enough.
 _LAST_USED_RESOLUTION = timedelta(seconds=60)
 # Key rows (hashes, never keys) by prefix; a revocation or any other change reaches every process
-# on its next request (paygate.localcache).
+# on its next request (core.localcache).
 _keys: LocalCache[ClientAPIKey] = LocalCache(API_KEYS_CACHE)
 # Wrong keys per client address (PAYGATE_AUTH_FAILURE_LIMIT): guessing costs time, not only CPU.
 auth_failures = FailureLimit("api_key", setting="PAYGATE_AUTH_FAILURE_LIMIT")

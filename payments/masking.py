@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from paygate.masking import is_sensitive_auth_key, mask_text
+from core.masking import is_sensitive_auth_key, mask_text
 
 __all__ = ["mask_details", "mask_name", "mask_text"]
 

@@ -8,8 +8,8 @@ from django.db import models
 from rest_framework_api_key.models import AbstractAPIKey, APIKeyManager
 
 from gateways.models import Country, Gateway
-from paygate.fields import EncryptedJSONField
-from paygate.localcache import InvalidatingQuerySet
+from core.fields import EncryptedJSONField
+from core.localcache import InvalidatingQuerySet
 
 # Keys are cached in each process under this generation (payments.auth); using one is bookkeeping.
 API_KEYS_CACHE = "api_keys"

@@ -31,8 +31,8 @@ from gateways.models import Gateway
 from gateways.selectors import gateway_credentials, gateway_get, route_list
 from gateways.types import LookupResult, LookupStatus, Outcome, PaymentRequest, PaymentResult
 
-from paygate.logs import bind
-from paygate.metrics import ATTEMPTS, GATEWAY_LATENCY
+from core.logs import bind
+from core.metrics import ATTEMPTS, GATEWAY_LATENCY
 
 from .money import format_amount
 from .models import (
@@ -364,16 +364,20 @@ def transaction_process(*, transaction_id: str) -> RetryLater | None:
     return RetryLater(countdown=_backoff(1))
 
 
-def transaction_reconcile(*, transaction_id: str) -> None:
-    """Look up a `processing` transaction's current attempt; expire it past the deadline."""
+def transaction_reconcile(*, transaction_id: str) -> RetryLater | None:
+    """Look up a `processing` transaction's current attempt; expire it past the deadline.
+
+    When the look-up sends it back to routing, the answer is processing's own: a retry the
+    caller publishes, or None.
+    """
     bind(transaction_id=transaction_id)
     with transaction.atomic():
         txn = transaction_lock(transaction_id)
         if txn.status != TransactionStatus.PROCESSING:
-            return
+            return None
         attempt = _current_attempt(txn)
         if attempt is None:
-            return
+            return None
         # Claim this look-up so that a concurrent sweep does not repeat it straight away.
         txn.next_check_at = timezone.now() + timedelta(seconds=settings.PAYGATE_LOOKUP_INTERVAL_SECONDS)
         txn.save(update_fields=["next_check_at", "updated_at"])
@@ -385,8 +389,6 @@ def transaction_reconcile(*, transaction_id: str) -> None:
         expire_if_unresolved=True,
     )
     if isinstance(step, Continue):
-        retry = transaction_process(transaction_id=transaction_id)
-        if retry is not None:
-            from .tasks import publish_process_transaction
-
-            publish_process_transaction(transaction_id, countdown=retry.countdown)
+        # The task publishes a retry: processing never imports the tasks that call it.
+        return transaction_process(transaction_id=transaction_id)
+    return None

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db.models import Prefetch, QuerySet
 
-from paygate.masking import without_sensitive_auth
+from core.masking import without_sensitive_auth
 
 from .masking import mask_details
 from .models import ApiClient, Attempt, Transaction

@@ -10,20 +10,23 @@ from typing import Any
 
 from datetime import datetime, timedelta
 
+from celery import current_app
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from gateways.selectors import route_list
-from paygate.db import single_statement
-from paygate.errors import ApplicationError, IdempotencyConflict, NoRoute
-from paygate.fingerprint import fingerprint as keyed_fingerprint
-from paygate.fingerprint import fingerprint_matches
-from paygate.masking import has_sensitive_auth, without_sensitive_auth
-from paygate.localcache import LocalCache
-from paygate.logs import bind
-from paygate.metrics import PAYMENT_DETAILS_PURGED, TRANSACTIONS_CREATED, TRANSACTIONS_FINISHED
+from core.db import single_statement
+from core.errors import ApplicationError
+from gateways.errors import NoRoute
+from core.fingerprint import fingerprint as keyed_fingerprint
+from core.fingerprint import fingerprint_matches
+from core.masking import has_sensitive_auth, without_sensitive_auth
+from core.localcache import LocalCache
+from core.logs import bind
+from core.metrics import PAYMENT_DETAILS_PURGED, TRANSACTIONS_CREATED, TRANSACTIONS_FINISHED
 
+from .errors import IdempotencyConflict
 from .models import (
     ALLOWED_TRANSITIONS,
     CUSTOMERS_CACHE,
@@ -98,6 +101,23 @@ def _replay(*, client: ApiClient, idempotency_key: str, data: TransactionInput) 
     return CreateResult(transaction=existing, replayed=True)
 
 
+PROCESS_TRANSACTION_TASK = "payments.process_transaction"
+
+
+def transaction_publish(transaction_id: object, *, countdown: float | None = None) -> None:
+    """Queue a transaction's processing. A failed publish is logged, not raised: the sweep republishes.
+
+    The task is found by its name in Celery's registry, so services never import the tasks
+    module that calls them.
+    """
+    try:
+        current_app.tasks[PROCESS_TRANSACTION_TASK].apply_async(args=[str(transaction_id)], countdown=countdown)
+    except Exception:
+        logger.exception(
+            "could not publish processing; the recovery sweep will retry", extra={"transaction_id": str(transaction_id)}
+        )
+
+
 def transaction_create(
     *, client: ApiClient, data: TransactionInput, idempotency_key: str | None = None
 ) -> CreateResult:
@@ -118,8 +138,6 @@ def transaction_create(
             f"No active gateway route for a {data.type} in {data.currency} to {data.country}.",
             fields={"country": data.country, "currency": data.currency},
         )
-
-    from .tasks import publish_process_transaction
 
     customer_key = (client.pk, data.customer_id)
     customer = _customers.peek(customer_key)
@@ -151,7 +169,7 @@ def transaction_create(
             # A new transaction has no attempts yet: spare the response a query for them.
             txn._prefetched_objects_cache = {"attempts": Attempt.objects.none()}
             txn_id = txn.pk
-            transaction.on_commit(lambda: publish_process_transaction(txn_id), robust=True)
+            transaction.on_commit(lambda: transaction_publish(txn_id), robust=True)
     except IntegrityError:
         if idempotency_key is None:
             raise

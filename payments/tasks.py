@@ -10,16 +10,17 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from paygate.tasks import PIPELINE_TASK, sweep_cutoff
+from core.queues import PIPELINE_TASK, sweep_cutoff
 
 from .models import Transaction, TransactionStatus
 from .processing import transaction_process, transaction_reconcile
-from .services import payment_details_purge
+from .services import PROCESS_TRANSACTION_TASK, payment_details_purge
+from .services import transaction_publish as publish_process_transaction
 
 logger = logging.getLogger(__name__)
 
 
-@shared_task(name="payments.process_transaction", **PIPELINE_TASK)
+@shared_task(name=PROCESS_TRANSACTION_TASK, **PIPELINE_TASK)
 def process_transaction(transaction_id: str) -> None:
     retry = transaction_process(transaction_id=transaction_id)
     if retry is not None:
@@ -28,17 +29,9 @@ def process_transaction(transaction_id: str) -> None:
 
 @shared_task(name="payments.reconcile_transaction", **PIPELINE_TASK)
 def reconcile_transaction(transaction_id: str) -> None:
-    transaction_reconcile(transaction_id=transaction_id)
-
-
-def publish_process_transaction(transaction_id: object, *, countdown: float | None = None) -> None:
-    """Queue processing. A failed publish is logged, not raised: the sweep republishes."""
-    try:
-        process_transaction.apply_async(args=[str(transaction_id)], countdown=countdown)
-    except Exception:
-        logger.exception(
-            "could not publish processing; the recovery sweep will retry", extra={"transaction_id": str(transaction_id)}
-        )
+    retry = transaction_reconcile(transaction_id=transaction_id)
+    if retry is not None:
+        publish_process_transaction(transaction_id, countdown=retry.countdown)
 
 
 _SWEEP_BATCH = 500

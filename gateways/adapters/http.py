@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import requests
 import urllib3.exceptions
 
-from paygate.netguard import AddressPolicy, BlockedAddress, GuardedHTTPAdapter
+from core.netguard import AddressPolicy, BlockedAddress, GuardedHTTPAdapter
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class HttpClient:
     """Thread-safe, fork-safe wrapper around one pooled `requests.Session`.
 
     Every new connection is checked against `address_policy()` after its name is resolved,
-    and goes to the address that was checked (paygate.netguard): a gateway's name that
+    and goes to the address that was checked (core.netguard): a gateway's name that
     starts pointing inside the network is refused when the connection is opened.
     """
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from gateways.adapters.base import MalformedReply, amount_string
 from gateways.types import CallbackNotification, CallbackParseError, LookupStatus, PaymentRequest
-from paygate.text import escape_unstorable, is_storable
+from core.text import escape_unstorable, is_storable
 
 MAX_ID_LENGTH = 255
 

@@ -15,7 +15,7 @@ from django.urls import reverse
 from gateways.admin import GatewayForm
 from gateways.models import Gateway
 from gateways.services import gateway_check_health, gateway_save
-from paygate.errors import ValidationFailed
+from core.errors import ValidationFailed
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from gateways.models import ROUTING_CACHE, Gateway, GatewayRoute
 from gateways.selectors import gateway_get, route_list
 from gateways.services import demo_seed, gateway_health_record
-from paygate import localcache
+from core import localcache
 from payments.models import API_KEYS_CACHE, ClientAPIKey
 from payments.services import api_key_create
 

@@ -319,13 +319,13 @@ def test_under_a_backlog_the_sweep_republishes_only_what_is_overdue(settings: An
     just_due, overdue = pending(5), pending(700)
     # The broker is the outer boundary here: its queue length is given, its publishes recorded.
     with (
-        mock.patch("paygate.tasks.pipeline_backlog", return_value=250),
+        mock.patch("core.queues.pipeline_backlog", return_value=250),
         mock.patch.object(process_transaction, "apply_async") as publish,
     ):
         assert sweep_due()["pending"] == 1
         assert [c.kwargs["args"] for c in publish.call_args_list] == [[str(overdue.pk)]]
     with (
-        mock.patch("paygate.tasks.pipeline_backlog", return_value=99),
+        mock.patch("core.queues.pipeline_backlog", return_value=99),
         mock.patch.object(process_transaction, "apply_async") as publish,
     ):
         assert sweep_due()["pending"] == 1  # the overdue one was pushed a minute ahead when published
@@ -336,7 +336,7 @@ def test_the_backlog_is_read_from_the_broker() -> None:
     import uuid
 
     from paygate.celery import app
-    from paygate.tasks import pipeline_backlog
+    from core.queues import pipeline_backlog
 
     queue = f"backlog-probe-{uuid.uuid4().hex[:8]}"
     assert pipeline_backlog(queue) == 0

@@ -1,20 +1,6 @@
-"""The periodic tasks run by celery-beat, created here so they exist after `migrate`."""
+"""Once created the periodic tasks; the ops app does now (ops 0001), so this is kept empty for the history."""
 
 from django.db import migrations
-
-from paygate.schedule import periodic_tasks, periodic_tasks_ensure
-
-
-def create_periodic_tasks(apps, schema_editor):
-    periodic_tasks_ensure(
-        periodic_task_model=apps.get_model("django_celery_beat", "PeriodicTask"),
-        interval_model=apps.get_model("django_celery_beat", "IntervalSchedule"),
-    )
-
-
-def remove_periodic_tasks(apps, schema_editor):
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    PeriodicTask.objects.filter(name__in=[name for name, _, _ in periodic_tasks()]).delete()
 
 
 class Migration(migrations.Migration):
@@ -23,4 +9,4 @@ class Migration(migrations.Migration):
         ("django_celery_beat", "0019_alter_periodictasks_options"),
     ]
 
-    operations = [migrations.RunPython(create_periodic_tasks, remove_periodic_tasks)]
+    operations: list[migrations.operations.base.Operation] = []

@@ -16,8 +16,8 @@ import json
 
 from django.db import migrations
 
-from paygate.fingerprint import fingerprint
-from paygate.masking import has_sensitive_auth, without_sensitive_auth
+from core.fingerprint import fingerprint
+from core.masking import has_sensitive_auth, without_sensitive_auth
 
 _FINAL = ("completed", "failed")
 

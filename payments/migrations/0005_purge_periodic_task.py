@@ -1,21 +1,6 @@
-"""The periodic task that purges payment details past their retention (databases migrated before it)."""
+"""Once added the purge task; the ops app creates every periodic task now (ops 0001)."""
 
 from django.db import migrations
-
-from paygate.schedule import periodic_tasks_ensure
-
-_NAME = "Purge expired payment details"
-
-
-def create_periodic_tasks(apps, schema_editor):
-    periodic_tasks_ensure(
-        periodic_task_model=apps.get_model("django_celery_beat", "PeriodicTask"),
-        interval_model=apps.get_model("django_celery_beat", "IntervalSchedule"),
-    )
-
-
-def remove_purge_task(apps, schema_editor):
-    apps.get_model("django_celery_beat", "PeriodicTask").objects.filter(name=_NAME).delete()
 
 
 class Migration(migrations.Migration):
@@ -24,4 +9,4 @@ class Migration(migrations.Migration):
         ("django_celery_beat", "0019_alter_periodictasks_options"),
     ]
 
-    operations = [migrations.RunPython(create_periodic_tasks, remove_purge_task)]
+    operations: list[migrations.operations.base.Operation] = []

@@ -20,8 +20,8 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from gateways.services import demo_seed
-from paygate.logs import redact
-from paygate.masking import is_sensitive_auth_key, mask_text
+from core.logs import redact
+from core.masking import is_sensitive_auth_key, mask_text
 from payments.masking import mask_details
 from payments.models import Transaction, TransactionStatus
 from payments.services import TransactionInput, payment_details_purge, transaction_create, transaction_transition
@@ -280,7 +280,7 @@ def test_security_codes_are_dropped_from_storage_when_the_transaction_becomes_fi
 def test_the_purge_keeps_only_the_masked_details_of_final_transactions_past_the_retention(
     make_transaction: Callable[..., Transaction], settings: Any
 ) -> None:
-    from paygate.metrics import PAYMENT_DETAILS_PURGED
+    from core.metrics import PAYMENT_DETAILS_PURGED
 
     settings.PAYGATE_PAYMENT_DETAILS_RETENTION_DAYS = 30
     now = timezone.now()

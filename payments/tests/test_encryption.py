@@ -14,7 +14,7 @@ from django.db import connection
 
 from gateways.models import Gateway
 from gateways.services import demo_seed
-from paygate.encryption import encrypted_columns
+from core.encryption import encrypted_columns
 from payments.models import Transaction
 
 OLD, NEW = "old-key-for-tests", "new-key-for-tests"

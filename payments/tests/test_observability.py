@@ -11,7 +11,7 @@ import pytest
 from django.test import override_settings
 
 from conftest import LOG_DIR, Sandbox, wait_for
-from paygate.logs import ContextFilter, JsonFormatter, RedactingFilter, redact
+from core.logs import ContextFilter, JsonFormatter, RedactingFilter, redact
 
 IBAN = "DE89370400440532013000"
 PAN = "4111111111111111"

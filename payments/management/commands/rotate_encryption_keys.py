@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from paygate.encryption import encryption_keys_rotate
+from core.encryption import encryption_keys_rotate
 
 
 class Command(BaseCommand):

@@ -35,24 +35,9 @@ class ValidationFailed(ApplicationError):
     code = "validation_error"
 
 
-class IdempotencyConflict(ApplicationError):
-    status_code = status.HTTP_409_CONFLICT
-    code = "idempotency_conflict"
-
-
-class NoRoute(ApplicationError):
-    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
-    code = "no_route"
-
-
 class PayloadTooLarge(ApplicationError):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     code = "payload_too_large"
-
-
-class InvalidSignature(ApplicationError):
-    status_code = status.HTTP_401_UNAUTHORIZED
-    code = "invalid_signature"
 
 
 class NotFound(ApplicationError):

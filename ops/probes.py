@@ -7,7 +7,7 @@ import logging
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
-from paygate.celery import app as celery_app
+from celery import current_app as celery_app
 
 logger = logging.getLogger(__name__)
 

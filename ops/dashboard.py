@@ -14,8 +14,8 @@ from django.utils import timezone
 
 from payments.models import Attempt, AttemptOutcome, Transaction, TransactionStatus
 
-from .breaker import breaker_state
-from .models import Gateway
+from gateways.breaker import breaker_state
+from gateways.models import Gateway
 
 BUCKET_MINUTES = 5
 BUCKETS = 12  # one hour
@@ -137,4 +137,4 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "oldest_processing_s": (now - waiting["processing"]).total_seconds() if waiting["processing"] else None,
         "needs_review": Transaction.objects.filter(needs_review=True).count(),
     }
-    return TemplateResponse(request, "admin/gateways/dashboard.html", context)
+    return TemplateResponse(request, "ops/dashboard.html", context)

@@ -1,4 +1,7 @@
-"""Options and helpers shared by the pipeline's Celery tasks."""
+"""Options and helpers shared by the pipeline's Celery tasks.
+
+The broker is reached through Celery's current app: core imports no project module.
+"""
 
 from __future__ import annotations
 
@@ -23,9 +26,8 @@ PIPELINE_TASK = {
 
 def pipeline_backlog(queue: str | None = None) -> int | None:
     """Tasks waiting in the pipeline's queue (or `queue`) now; None if the broker cannot say."""
+    from celery import current_app as app
     from kombu.exceptions import ChannelError
-
-    from paygate.celery import app
 
     try:
         with app.connection_for_read() as connection:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.test import RequestFactory, override_settings
 
-from paygate.clientip import client_ip
+from core.clientip import client_ip
 
 
 def ip(remote: str, forwarded: str | None = None) -> str:

@@ -1,10 +1,10 @@
-"""Prometheus metrics, correct across web server processes and Celery's worker processes.
+"""`/metrics`: the counters of every process (`core.metrics`), and gauges read at scrape time.
 
-Counters and histograms use prometheus_client's multiprocess mode: every process writes
-its samples to files in PROMETHEUS_MULTIPROC_DIR (set in settings, emptied when the
-stack starts; one subfolder per host) and `/metrics` adds them up. Gauges that describe the present — health,
-breaker state, the age of the oldest waiting transaction — are read from the database
-and the breaker's store at scrape time instead, so they are never stale or per-process.
+Counters and histograms are defined in `core.metrics`, where the apps count them, in
+prometheus_client's multiprocess mode; `/metrics` adds up every process's files. Gauges
+that describe the present — health, breaker state, the age of the oldest waiting
+transaction — are read from the database and the breaker's store at scrape time instead,
+so they are never stale or per-process.
 """
 
 from __future__ import annotations
@@ -20,43 +20,22 @@ from django.conf import settings
 
 from django.http import Http404, HttpRequest, HttpResponse
 from django.utils import timezone
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client import multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-logger = logging.getLogger(__name__)
+from gateways.breaker import BreakerState, breaker_state
+from gateways.models import Gateway
+from payments.models import Transaction, TransactionStatus
 
-TRANSACTIONS_CREATED = Counter(
-    "paygate_transactions_created_total", "Transactions accepted by the API.", ["type", "country"]
-)
-TRANSACTIONS_FINISHED = Counter(
-    "paygate_transactions_finished_total",
-    "Transactions that reached a final status.",
-    ["type", "status", "country", "gateway", "failure_reason"],
-)
-ATTEMPTS = Counter("paygate_gateway_attempts_total", "Gateway attempts by outcome.", ["gateway", "outcome"])
-GATEWAY_LATENCY = Histogram(
-    "paygate_gateway_call_seconds",
-    "Latency of gateway calls (payments and look-ups).",
-    ["gateway", "operation"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
-)
-CALLBACKS = Counter("paygate_callbacks_total", "Gateway callbacks by result.", ["gateway", "result"])
-PAYMENT_DETAILS_PURGED = Counter(
-    "paygate_payment_details_purged_total",
-    "Final transactions whose payment details were purged past the retention, leaving their masked form.",
-)
+logger = logging.getLogger(__name__)
 
 
 class StateCollector(Collector):
     """Health and breaker state per gateway, and how long the oldest transactions have waited."""
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from gateways.breaker import BreakerState, breaker_state
-        from gateways.models import Gateway
-        from payments.models import Transaction, TransactionStatus
-
         health = GaugeMetricFamily(
             "paygate_gateway_healthy", "1 if the gateway's health checks pass.", labels=["gateway", "status"]
         )

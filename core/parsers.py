@@ -57,7 +57,7 @@ def _read(stream: Any) -> bytes:
     limit = settings.PAYGATE_MAX_BODY_BYTES
     data = stream.read(limit + 1) if stream is not None else b""
     if len(data) > limit:
-        from paygate.errors import PayloadTooLarge  # paygate.errors imports DRF's views, which import this
+        from core.errors import PayloadTooLarge  # core.errors imports DRF's views, which import this
 
         raise PayloadTooLarge(f"Request body is larger than {limit} bytes.")
     return data

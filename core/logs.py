@@ -4,7 +4,7 @@ The ids travel in context variables: the API binds the request id, the pipeline 
 transaction, attempt and gateway as it learns them, and Celery tasks inherit the request
 id through a message header. A redacting filter is the safety net under all of it:
 card-number-like (Luhn-valid, 13–19 digits) and IBAN-like strings never reach a handler, values
-under card, bank and security-code keys are masked as everywhere else (paygate.masking).
+under card, bank and security-code keys are masked as everywhere else (core.masking).
 """
 
 from __future__ import annotations

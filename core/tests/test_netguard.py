@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from gateways.adapters.http import AddressBlocked, ConnectFailed, GatewayTransportError, HttpClient
-from paygate.netguard import AddressPolicy, BlockedAddress, address_is_public
+from core.netguard import AddressPolicy, BlockedAddress, address_is_public
 
 PUBLIC_V4 = "93.184.215.14"
 PUBLIC_V6 = "2606:4700:4700::1111"

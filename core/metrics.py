@@ -1,0 +1,32 @@
+"""Prometheus metric definitions, counted where things happen; `ops.metrics` reads and serves them.
+
+Counters and histograms use prometheus_client's multiprocess mode: every process writes
+its samples to files in PROMETHEUS_MULTIPROC_DIR (set in settings, emptied when the stack
+starts; one subfolder per host) and `/metrics` adds them up. Labels are bounded sets
+(gateway codes, countries, statuses), never ids.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+TRANSACTIONS_CREATED = Counter(
+    "paygate_transactions_created_total", "Transactions accepted by the API.", ["type", "country"]
+)
+TRANSACTIONS_FINISHED = Counter(
+    "paygate_transactions_finished_total",
+    "Transactions that reached a final status.",
+    ["type", "status", "country", "gateway", "failure_reason"],
+)
+ATTEMPTS = Counter("paygate_gateway_attempts_total", "Gateway attempts by outcome.", ["gateway", "outcome"])
+GATEWAY_LATENCY = Histogram(
+    "paygate_gateway_call_seconds",
+    "Latency of gateway calls (payments and look-ups).",
+    ["gateway", "operation"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+CALLBACKS = Counter("paygate_callbacks_total", "Gateway callbacks by result.", ["gateway", "result"])
+PAYMENT_DETAILS_PURGED = Counter(
+    "paygate_payment_details_purged_total",
+    "Final transactions whose payment details were purged past the retention, leaving their masked form.",
+)

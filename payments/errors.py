@@ -1,0 +1,12 @@
+"""Errors of transactions: raised by services, turned into the contract's error body by core.errors."""
+
+from __future__ import annotations
+
+from rest_framework import status
+
+from core.errors import ApplicationError
+
+
+class IdempotencyConflict(ApplicationError):
+    status_code = status.HTTP_409_CONFLICT
+    code = "idempotency_conflict"
