@@ -38,7 +38,7 @@ bench: install
 	@$(VPY) bench/run.py $(BENCH_ARGS)
 
 chaos: install
-	@$(VPY) bench/chaos.py $(CHAOS_ARGS)
+	@$(VPY) -m chaos.run $(CHAOS_ARGS)
 
 lint: install
 	@$(VENV)/bin/ruff check .

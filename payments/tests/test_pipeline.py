@@ -401,7 +401,7 @@ def test_embedded_default_uses_a_separate_worker_over_the_filesystem_broker(
     assert connection.vendor == "sqlite"
     done = wait_status(api, create(api)["id"], FINAL)
     assert done["status"] == "completed"
-    assert worker_process.process.pid != __import__("os").getpid()
+    assert worker_process.pid != __import__("os").getpid()
 
 
 @pytest.mark.services
