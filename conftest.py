@@ -261,6 +261,21 @@ def stack(
 
 
 @pytest.fixture
+def quiet_sandboxes(db: Any, sandboxes: dict[str, Sandbox]) -> Iterator[dict[str, Sandbox]]:
+    """The demo routes on the test sandboxes, which send no callbacks meanwhile (no worker either):
+    a test drives a transaction's steps in this process."""
+    from gateways.services import demo_seed
+
+    demo_seed(ports={code: box.port for code, box in sandboxes.items()})
+    for box in sandboxes.values():
+        box.reset()
+        box.mode("ok", callback="none")
+    yield sandboxes
+    for box in sandboxes.values():
+        box.reset()
+
+
+@pytest.fixture
 def api_key(db: Any) -> str:
     from payments.services import api_key_create
 
