@@ -35,7 +35,7 @@ test: install
 
 bench: install
 	@$(VPY) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
-	@$(VPY) bench/run.py $(BENCH_ARGS)
+	@$(VPY) -m bench.run $(BENCH_ARGS)
 
 chaos: install
 	@$(VPY) -m chaos.run $(CHAOS_ARGS)

@@ -117,8 +117,8 @@ class Process:
         return None if self.popen is None else self.popen.poll()
 
     def check_alive(self) -> None:
-        """Raise if the process exited; for `wait_for(alive=...)`."""
-        if self.popen is not None and self.popen.poll() is not None:
+        """Raise if the process exited without being stopped on purpose; for `wait_for(alive=...)`."""
+        if self.popen is not None and self.popen.poll() is not None and not self.expected_exit:
             raise HarnessError(f"{self.name} exited with {self.popen.returncode}; log tail:\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 25) -> str:
