@@ -35,10 +35,10 @@ test: install
 
 bench: install
 	@$(VPY) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
-	@$(VPY) bench/run.py $(BENCH_ARGS)
+	@$(VPY) -m bench.run $(BENCH_ARGS)
 
 chaos: install
-	@$(VPY) bench/chaos.py $(CHAOS_ARGS)
+	@$(VPY) -m chaos.run $(CHAOS_ARGS)
 
 lint: install
 	@$(VENV)/bin/ruff check .

@@ -11,10 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +18,9 @@ from typing import Any
 
 import pytest
 import requests
+
+import harness
+from harness import free_port
 
 ROOT = Path(__file__).resolve().parent
 LOG_DIR = ROOT / ".data" / "test-logs"
@@ -81,10 +80,12 @@ def wait_for(predicate: Callable[[], Any], *, timeout: float = 20.0, interval: f
         time.sleep(interval)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+class Process(harness.Process):
+    """A child process of the test stack (worker, beat, web, a private Redis) in its own process group,
+    logging to .data/test-logs/<name>.log."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        super().__init__(name, argv, env, LOG_DIR / f"{name}.log")
 
 
 class Sandbox:
@@ -93,46 +94,29 @@ class Sandbox:
         self.data_format = data_format
         self.port = port
         self.base_url = f"http://127.0.0.1:{port}"
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process = Process(
+            f"sandbox-{code}",
+            harness.sandbox_argv(
+                code=code,
+                data_format=data_format,
+                port=port,
+                callback_delay=0.1,
+                timeout_delay=SANDBOX_TIMEOUT_DELAY,
+            ),
+            dict(os.environ),
+        )
 
     def start(self) -> None:
-        LOG_DIR.mkdir(parents=True, exist_ok=True)
-        log = open(LOG_DIR / f"sandbox-{self.code}.log", "ab")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "manage.py",
-                "run_sandbox_gateway",
-                "--code",
-                self.code,
-                "--format",
-                self.data_format,
-                "--port",
-                str(self.port),
-                "--callback-delay",
-                "0.1",
-                "--timeout-delay",
-                str(SANDBOX_TIMEOUT_DELAY),
-            ],
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+        self.process.start()
+        harness.wait_for(
+            lambda: harness.http_get(f"{self.base_url}/_sandbox/mode", timeout=1)[0] == 200,
+            timeout=30,
+            what=f"sandbox {self.code} to start",
+            alive=self.process.check_alive,
         )
-        wait_for(self._up, timeout=30, message=f"sandbox {self.code} to start")
-
-    def _up(self) -> bool:
-        try:
-            return requests.get(f"{self.base_url}/_sandbox/mode", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        self.process.stop(timeout=10)
 
     def mode(self, mode: str = "ok", **options: Any) -> None:
         response = requests.post(f"{self.base_url}/_sandbox/mode", json={"mode": mode, **options}, timeout=5)
@@ -207,73 +191,12 @@ def _purge_broker() -> None:
             conn.default_channel.queue_purge("celery")
 
 
-class Process:
-    """A child process of the stack (worker, beat, web), in its own process group."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
-        self.name = name
-        self.argv = argv
-        self.env = env
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> "Process":
-        LOG_DIR.mkdir(parents=True, exist_ok=True)
-        log = open(LOG_DIR / f"{self.name}.log", "ab")
-        self.process = subprocess.Popen(
-            self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        return self
-
-    def stop(self, timeout: float = 20) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(5)
-
-
 def celery_worker(env: dict[str, str], *, name: str = "worker", concurrency: int = 2) -> Process:
-    return Process(
-        name,
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "paygate",
-            "worker",
-            "--loglevel",
-            "INFO",
-            "--concurrency",
-            str(concurrency),
-            "--without-gossip",
-            "--without-mingle",
-            "--hostname",
-            f"{name}-{os.getpid()}@%h",
-        ],
-        env,
-    )
+    return Process(name, harness.worker_argv(hostname=f"{name}-{os.getpid()}@%h", concurrency=concurrency), env)
 
 
 def celery_beat(env: dict[str, str], *, name: str = "beat") -> Process:
-    return Process(
-        name,
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "paygate",
-            "beat",
-            "--loglevel",
-            "INFO",
-            "--pidfile",
-            str(LOG_DIR / f"{name}.pid"),
-        ],
-        env,
-    )
+    return Process(name, harness.beat_argv(pidfile=LOG_DIR / f"{name}.pid"), env)
 
 
 def worker_env(live_server_url: str) -> dict[str, str]:
@@ -332,6 +255,21 @@ def stack(
     Gateway.objects.update(read_timeout=TEST_READ_TIMEOUT, connect_timeout=1.0)
     for gateway_id in Gateway.objects.values_list("pk", flat=True):
         breaker_close(gateway_id)
+    yield sandboxes
+    for box in sandboxes.values():
+        box.reset()
+
+
+@pytest.fixture
+def quiet_sandboxes(db: Any, sandboxes: dict[str, Sandbox]) -> Iterator[dict[str, Sandbox]]:
+    """The demo routes on the test sandboxes, which send no callbacks meanwhile (no worker either):
+    a test drives a transaction's steps in this process."""
+    from gateways.services import demo_seed
+
+    demo_seed(ports={code: box.port for code, box in sandboxes.items()})
+    for box in sandboxes.values():
+        box.reset()
+        box.mode("ok", callback="none")
     yield sandboxes
     for box in sandboxes.values():
         box.reset()

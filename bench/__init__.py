@@ -1,1 +1,1 @@
-"""Paygate's benchmark harness: `python bench/run.py --help`. Nothing here is imported by the app."""
+"""Paygate's benchmark: `python -m bench.run --help` (`make bench`). Nothing here is imported by the app."""

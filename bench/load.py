@@ -1,20 +1,26 @@
 """The load generator: a fixed number of in-flight requests on one asyncio loop (aiohttp).
 
+`bench/run.py` drives its stack with it; alone, it drives a running Paygate (e.g. `make run`):
+
+    .venv/bin/python -m bench.load --key <API key> [--n 200] [--concurrency 8] [--base http://127.0.0.1:8000]
+
 Why not locust: on a 2-core machine shared with the whole stack, the generator's own CPU is
 taken from the system under test. Locust's headless runner adds gevent, its stats pipeline
 and per-request event hooks; an aiohttp client with pre-encoded bodies spends a few tens of
 microseconds per request and keeps exactly `concurrency` requests in flight (a closed loop),
 which is the "same concurrency" the floor comparison needs. Connections are pooled with
-HTTP keep-alive: gthread workers keep them open; sync workers (`--web-threads 1`) answer
-`Connection: close`, so each request then opens a new loopback connection. Paygate and
-the floor always run the same way.
+HTTP keep-alive; Paygate and the floor always run the same way.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
+import statistics
+import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -222,3 +228,43 @@ def drive(
             after_each=after_each,
         )
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """N creates against a running Paygate; accepted/s, API latency, and the time until all were final."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--key", required=True, help="an API key (make run prints one)")
+    parser.add_argument("--base", default="http://127.0.0.1:8000")
+    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--deadline", type=float, default=120.0, help="seconds to wait for every transaction")
+    args = parser.parse_args(argv)
+    result = drive(
+        args.base, make_specs(args.n, run_tag=f"load-{time.time_ns()}"), concurrency=args.concurrency, api_key=args.key
+    )
+    latencies = [record.latency_s * 1000 for record in result.accepted]
+    print(f"requests: {args.n} at concurrency {args.concurrency}; accepted: {len(latencies)}")
+    print(f"accepted per second: {len(latencies) / result.duration_s:.1f}")
+    if len(latencies) > 1:
+        cuts = statistics.quantiles(latencies, n=100, method="inclusive")
+        print(f"API latency p50 / p95 / p99 ms: {cuts[49]:.1f} / {cuts[94]:.1f} / {cuts[98]:.1f}")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    pending = {record.transaction_id for record in result.accepted}
+    deadline = time.monotonic() + args.deadline
+    while pending and time.monotonic() < deadline:
+        for txn_id in list(pending):
+            request = urllib.request.Request(
+                f"{args.base}/api/v1/transactions/{txn_id}", headers={"Authorization": f"Api-Key {args.key}"}
+            )
+            with opener.open(request, timeout=10) as response:
+                if json.loads(response.read())["status"] in ("completed", "failed"):
+                    pending.discard(txn_id)
+        if pending:
+            time.sleep(0.2)  # this client's polling pace
+    waited = time.time() - result.started_at
+    print(f"all final {waited:.1f} s after the first request" if not pending else f"NOT final: {len(pending)}")
+    return 0 if not pending and len(latencies) == args.n else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import statistics
+import subprocess
 import threading
 import time
 from collections import Counter, defaultdict
@@ -14,7 +17,7 @@ from typing import Any
 
 import psycopg
 
-from bench import load, stack, stats
+from bench import load, stack
 
 FINAL = ("completed", "failed")
 
@@ -241,6 +244,30 @@ def amplification(db: BenchDb, ids: Sequence[str]) -> dict[str, Any]:
 # --- analysis ------------------------------------------------------------------------------------
 
 
+def summary(values: Sequence[float]) -> dict[str, float | int | None]:
+    """count, mean, min, max, p50, p95 and p99 (linear interpolation between closest ranks), in 3 decimals."""
+    if not values:
+        return {"count": 0, "mean": None, "min": None, "max": None, "p50": None, "p95": None, "p99": None}
+    cuts = statistics.quantiles(values, n=100, method="inclusive") if len(values) > 1 else [values[0]] * 99
+    return {
+        "count": len(values),
+        "mean": round(statistics.fmean(values), 3),
+        "min": round(min(values), 3),
+        "max": round(max(values), 3),
+        **{f"p{q}": round(cuts[q - 1], 3) for q in (50, 95, 99)},
+    }
+
+
+def per_second(times: Sequence[float], *, origin: float) -> list[int]:
+    """Counts per second of events at wall-clock `times`, from `origin` (for the charts)."""
+    if not times:
+        return []
+    bins = [0] * (int(max(max(times) - origin, 0)) + 1)
+    for t in times:
+        bins[max(int(t - origin), 0)] += 1
+    return bins
+
+
 def api_summary(result: load.LoadResult) -> dict[str, Any]:
     accepted = result.accepted
     latencies = [record.latency_s * 1000 for record in accepted]
@@ -253,7 +280,7 @@ def api_summary(result: load.LoadResult) -> dict[str, Any]:
         "not_accepted_samples": samples,
         "duration_s": round(result.duration_s, 3),
         "accepted_per_s": round(len(accepted) / result.duration_s, 2),
-        "latency_ms": stats.summary(latencies),
+        "latency_ms": summary(latencies),
     }
 
 
@@ -278,15 +305,13 @@ def breakdown(rows: Iterable[TxnRow]) -> dict[str, Any]:
             to_callback.append((received - call_end) * 1000)
             apply.append((finished - received) * 1000)
     return {
-        "accept_to_final_ms": stats.summary(e2e),
-        "overhead_ms": stats.summary(overhead),
+        "accept_to_final_ms": summary(e2e),
+        "overhead_ms": summary(overhead),
         "parts_ms": {
-            "accept_to_attempt_row (publish, queue wait, pick-up, routing)": stats.summary(pickup),
-            "gateway_call (attempt latency_ms)": stats.summary(gateway),
-            "call_end_to_callback_stored (record result, gateway sends callback, web stores it)": stats.summary(
-                to_callback
-            ),
-            "callback_stored_to_final (answer, then apply in the web process)": stats.summary(apply),
+            "accept_to_attempt_row (publish, queue wait, pick-up, routing)": summary(pickup),
+            "gateway_call (attempt latency_ms)": summary(gateway),
+            "call_end_to_callback_stored (record result, gateway sends callback, web stores it)": summary(to_callback),
+            "callback_stored_to_final (answer, then apply in the web process)": summary(apply),
         },
     }
 
@@ -334,8 +359,6 @@ def sandbox_payments() -> dict[str, list[dict[str, Any]]]:
         status, body = stack.http_get(f"{stack.sandbox_url(code)}/_sandbox/payments", timeout=30)
         if status != 200:
             raise stack.BenchError(f"sandbox {code}: GET /_sandbox/payments answered {status}")
-        import json
-
         out[code] = json.loads(body)["payments"]
     return out
 
@@ -539,8 +562,6 @@ def wait_quiet(*, timeout: float, threshold_percent: float = 15.0, window: float
 
 def machine_snapshot() -> dict[str, Any]:
     """Load and the busiest processes at this moment, to flag a machine shared with other work."""
-    import subprocess
-
     with open("/proc/loadavg") as handle:
         load1, load5, load15 = handle.read().split()[:3]
     top = subprocess.run(

@@ -1,58 +1,54 @@
 """Paygate's benchmark: the production shape on PostgreSQL + Redis, driven over HTTP, against its floor.
 
-    .venv/bin/python bench/run.py [--n 2000] [--concurrency 16] [--web-workers 2]
+    .venv/bin/python -m bench.run [--n 2000] [--concurrency 16] [--web-workers 2]
                                   [--worker-processes 1] [--worker-concurrency 4] [--quick] [--scaling]
 
-One configuration runs, in order, on a fresh `paygate_bench` database and Redis db 14:
+One configuration runs, in order, on a fresh `paygate_bench` database and Redis db 14 (the
+processes through the shared harness, harness/):
 
 1. set-up: migrate (and the floor app's migration), seed the demo on the bench sandbox ports,
-   an API key; the three sandboxes (`--callback-delay 0`), Paygate's gunicorn (:8200) and the
-   floor's gunicorn (:8201, same worker count, DJANGO_SETTINGS_MODULE=bench.floor_settings);
-2. `queries`: SQL statements per transaction, in-process (bench/queries.py);
-3. `micro`: API-key verification and Fernet costs per call (bench/micro.py);
-4. celery beat and the Paygate workers start;
-5. `low_load`: a closed loop of single transactions, each waited for until final: Paygate's
+   an API key; the three sandboxes (`--callback-delay 0`), Paygate's web (bin/web, :8200) and the
+   floor's (:8201, same processes x threads, DJANGO_SETTINGS_MODULE=bench.floor_settings);
+2. `micro`: API-key verification, Fernet and gateway row costs per call (bench/micro.py,
+   pytest-benchmark);
+3. celery beat and the Paygate workers start;
+4. `low_load`: a closed loop of single transactions, each waited for until final: Paygate's
    own overhead without any queueing (with the floor's single requests, interleaved);
-6. `mixed`: N creates at the given concurrency with the workers running: accepted/s,
+5. `mixed`: N creates at the given concurrency with the workers running: accepted/s,
    API latency, finished/s and accept-to-final latency: the realistic end to end;
-7. `api_only`: Paygate's workers stop; N creates to Paygate and N to the floor (the bare
+6. `api_only`: Paygate's workers stop; N creates to Paygate and N to the floor (the bare
    endpoint; its no-op tasks go to their own queue with no consumer), at the same
    concurrency, interleaved in rounds (P F, F P, ...) so that other work on the machine
    falls on both alike; `drain`: Paygate's workers start and drain their backlog;
-8. correctness against the sandboxes' own records; then Paygate's workers and beat stop;
-9. `floor_drain`: floor workers (same processes x concurrency) drain the no-op tasks.
+7. correctness against the sandboxes' own records; then Paygate's workers and beat stop;
+8. `floor_drain`: floor workers (same processes x concurrency) drain the no-op tasks.
 
-Results: bench/results/<timestamp>.json, latest.json, latest.md and PNG charts.
+Results: bench/results/latest.md and the PNG charts (kept); every figure in latest.json and
+<timestamp>.json, per-request records in raw/ (not committed).
 """
 
 from __future__ import annotations
-
-import os
-import sys
-
-if __package__ in (None, ""):  # run as a script: bench/ must not shadow anything, the project must import
-    _here = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
-    sys.path.insert(0, os.path.dirname(_here))
 
 import argparse
 import dataclasses
 import json
 import shutil
+import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import harness
 from bench import load, phases, report, stack
-from bench.stack import FLOOR_PORT, HOST, WEB_PORT, BenchError, Stack
-from bench.stats import per_second_series
+from bench.stack import FLOOR_PORT, HOST, WEB_PORT, BenchError, BenchStack
 
-ALL_PHASES = frozenset({"queries", "micro", "low_load", "mixed", "api_only"})
+ALL_PHASES = frozenset({"micro", "low_load", "mixed", "api_only"})
 THROUGHPUT_PHASES = frozenset({"mixed", "api_only"})
 ROUNDS = 4  # Paygate and the floor alternate in this many rounds
-SCALING_MATRIX = ((1, 2), (1, 4), (2, 2), (2, 4))  # (worker processes, gunicorn workers)
+SCALING_MATRIX = ((1, 2), (1, 4), (2, 2), (2, 4))  # (worker processes, web processes)
 
 
 @dataclass(frozen=True)
@@ -61,25 +57,22 @@ class Config:
     concurrency: int
     web_workers: int
     web_threads: int
-    web_server: str
     worker_processes: int
     worker_concurrency: int
     low_load_n: int
     final_timeout: float
-    micro_number: int
+    micro_quick: bool
 
     @property
     def slug(self) -> str:
-        threads = f"t{self.web_threads}" if self.web_threads > 1 else ""
-        web = f"{self.web_server}{self.web_workers}{threads}"
+        web = f"web{self.web_workers}t{self.web_threads}"
         return f"{web}-wp{self.worker_processes}x{self.worker_concurrency}-c{self.concurrency}"
 
     @property
     def label(self) -> str:
-        web = f"{self.web_workers} workers" + (f" x {self.web_threads} threads" if self.web_threads > 1 else "")
         return (
-            f"{self.web_server} {web}, celery {self.worker_processes} process(es) x "
-            f"{self.worker_concurrency}, {self.concurrency} in flight"
+            f"granian (bin/web) {self.web_workers} processes x {self.web_threads} threads, "
+            f"celery {self.worker_processes} process(es) x {self.worker_concurrency}, {self.concurrency} in flight"
         )
 
 
@@ -130,7 +123,38 @@ def _wait_final_each(db: phases.BenchDb, alive: Callable[[], None]) -> Callable[
 
 
 def _series(times: list[float], origin: float) -> list[int]:
-    return per_second_series(times, origin=origin)
+    return phases.per_second(times, origin=origin)
+
+
+def _micro(env: dict[str, str], *, quick: bool) -> dict[str, Any]:
+    """bench/micro.py under pytest-benchmark on the bench database; µs per call, best and median round."""
+    target = stack.WORK_DIR / "micro.json"
+    harness.run_checked(
+        [
+            harness.PYTHON,
+            "-m",
+            "pytest",
+            "bench/micro.py",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--benchmark-only",
+            f"--benchmark-max-time={0.2 if quick else 1.0}",
+            f"--benchmark-json={target}",
+        ],
+        env,
+        what="pytest bench/micro.py",
+        timeout=600,
+    )
+    benchmarks = json.loads(target.read_text())["benchmarks"]
+    return {
+        b["name"].removeprefix("test_"): {
+            "min_us": round(b["stats"]["min"] * 1e6, 2),
+            "median_us": round(b["stats"]["median"] * 1e6, 2),
+            "rounds": b["stats"]["rounds"],
+        }
+        for b in benchmarks
+    }
 
 
 def run_config(
@@ -142,9 +166,8 @@ def run_config(
     log_dir = stack.WORK_DIR / "logs" / cfg.slug
     shutil.rmtree(log_dir, ignore_errors=True)
     data_dir.mkdir(parents=True, exist_ok=True)
-    run_secrets = stack.Secrets.generate()
-    env = stack.bench_env(data_dir, run_secrets)
-    floor_env = stack.bench_env(data_dir, run_secrets, settings_module="bench.floor_settings")
+    env = stack.bench_env(data_dir)
+    floor_env = {**env, "DJANGO_SETTINGS_MODULE": stack.FLOOR_SETTINGS}
     web_url, floor_url = f"http://{HOST}:{WEB_PORT}", f"http://{HOST}:{FLOOR_PORT}"
     out: dict[str, Any] = {"config": dataclasses.asdict(cfg), "label": cfg.label}
     raw: dict[str, Any] = {}
@@ -157,40 +180,22 @@ def run_config(
                 flush=True,
             )
 
-    with Stack(env=env, log_dir=log_dir) as bench:
+    with BenchStack(env=env, log_dir=log_dir) as bench:
         timer = Timer(bench.pgids)
         with timer.phase("setup"):
             api_key = bench.prepare(floor_env=floor_env)
             bench.start_sandboxes()
+            bench.start_web(port=WEB_PORT, workers=cfg.web_workers, threads=cfg.web_threads)
             bench.start_web(
-                name="web", port=WEB_PORT, workers=cfg.web_workers, threads=cfg.web_threads, server=cfg.web_server
-            )
-            bench.start_web(
-                name="floor-web",
-                port=FLOOR_PORT,
-                workers=cfg.web_workers,
-                threads=cfg.web_threads,
-                env=floor_env,
-                server=cfg.web_server,
+                name="floor-web", port=FLOOR_PORT, workers=cfg.web_workers, threads=cfg.web_threads, env=floor_env
             )
 
-        if "queries" in wanted:
-            with timer.phase("queries"):
-                target = stack.WORK_DIR / "queries.json"
-                stack.child_python("queries.py", "--attach", "--out", str(target), env=env)
-                out["queries"] = json.loads(target.read_text())
         if "micro" in wanted:
             with timer.phase("micro"):
-                target = stack.WORK_DIR / "micro.json"
-                stack.child_python(
-                    "micro.py", "--attach", "--number", str(cfg.micro_number), "--out", str(target), env=env
-                )
-                out["micro"] = json.loads(target.read_text())
+                out["micro"] = _micro(env, quick=cfg.micro_quick)
 
-        # What the in-process measurements published was never meant to run.
-        stack.flush_broker()
         _reset_sandboxes()
-        bench.start_beat(data_dir)
+        bench.start_beat(pidfile=data_dir / "celerybeat.pid", loglevel="WARNING")
         worker_names = [f"worker{i}" for i in range(1, cfg.worker_processes + 1)]
         bench.start_workers(prefix="worker", processes=cfg.worker_processes, concurrency=cfg.worker_concurrency)
 
@@ -351,12 +356,11 @@ def _config_from(args: argparse.Namespace) -> Config:
         concurrency=args.concurrency,
         web_workers=args.web_workers,
         web_threads=args.web_threads,
-        web_server=args.web_server,
         worker_processes=args.worker_processes,
         worker_concurrency=args.worker_concurrency,
         low_load_n=args.low_load_n if args.low_load_n is not None else (20 if quick else 100),
         final_timeout=args.final_timeout,
-        micro_number=300 if quick else 2000,
+        micro_quick=quick,
     )
 
 
@@ -368,20 +372,13 @@ def main(argv: list[str] | None = None) -> int:
         "--web-workers",
         type=int,
         default=2,
-        help="gunicorn worker processes, Paygate and floor alike (default 2: one per core)",
+        help="web processes (bin/web's WEB_CONCURRENCY), Paygate and floor alike (default 2: one per core)",
     )
     parser.add_argument(
         "--web-threads",
         type=int,
         default=4,
-        help="threads per gunicorn worker, Paygate and floor alike (default 4: gthread, as gunicorn.conf.py; "
-        "1: sync workers)",
-    )
-    parser.add_argument(
-        "--web-server",
-        choices=("granian", "gunicorn"),
-        default="granian",
-        help="granian (default: production, as the Procfile and the image) or gunicorn, to compare",
+        help="threads per web process (bin/web's WEB_THREADS), Paygate and floor alike (default 4)",
     )
     parser.add_argument("--worker-processes", type=int, default=1, help="separate celery worker processes (default 1)")
     parser.add_argument(
@@ -410,14 +407,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--scaling",
         action="store_true",
-        help="also run the matrix 1|2 worker processes x 2|4 gunicorn workers (throughput phases)",
+        help="also run the matrix 1|2 worker processes x 2|4 web processes (throughput phases)",
     )
     parser.add_argument("--results-dir", type=Path, default=stack.RESULTS_DIR, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if min(args.concurrency, args.web_workers, args.web_threads, args.worker_processes, args.worker_concurrency) < 1:
         parser.error("counts must be at least 1")
 
-    stack.install_signal_handlers()
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    # SIGTERM behaves like Ctrl-C, so that the stack is torn down either way.
+    signal.signal(signal.SIGTERM, on_term)
     cfg = _config_from(args)
     started = time.time()
     timestamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(started))

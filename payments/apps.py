@@ -12,3 +12,6 @@ class PaymentsConfig(AppConfig):
 
         invalidate_on_change(ClientAPIKey, API_KEYS_CACHE, unless_only=API_KEY_BOOKKEEPING_FIELDS)
         invalidate_on_change(Customer, CUSTOMERS_CACHE, creations=False)
+        # Registered in every process, the web included: services publish tasks by name
+        # (`transaction_publish`), so that they never import the tasks that call them.
+        from . import tasks  # noqa: F401

@@ -139,3 +139,19 @@ def test_database_outage_answers_503(api: Any, monkeypatch: Any) -> None:
 def test_migrations_match_the_models() -> None:
     with transaction.atomic():
         call_command("makemigrations", "--check", "--dry-run", verbosity=0)
+
+
+def test_the_processing_task_is_registered_wherever_django_runs() -> None:
+    """Services publish it by name: a process that never imported payments.tasks must still find it."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    code = (
+        "import django; django.setup(); from celery import current_app; "
+        "from payments.services import PROCESS_TRANSACTION_TASK; "
+        "print(current_app.tasks[PROCESS_TRANSACTION_TASK].name)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "payments.process_transaction", result.stderr[-2000:]

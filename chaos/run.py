@@ -1,7 +1,7 @@
 """Paygate's fault-injection ("chaos") run: the production shape under crashes, restarts and bad gateways.
 
-    .venv/bin/python bench/chaos.py [--short] [--duration S] [--rate R] [--clients N] [--seed N]
-                                    [--worker-nodes N] [--settle-timeout S] [--no-postgres-restart]
+    .venv/bin/python -m chaos.run [--short] [--duration S] [--rate R] [--clients N] [--seed N]
+                                       [--worker-nodes N] [--settle-timeout S] [--no-postgres-restart]
 
 1. Start the stack on PostgreSQL (database `paygate_chaos`, recreated) and a private redis-server on
    :6391 (AOF, everysec, started and SIGKILLed by this script only): migrate, seed the demo with the
@@ -19,29 +19,24 @@
    reports it.
 4. Stop the faults, heal everything (sandboxes `ok`, callbacks on), wait for the stack to settle
    (no transaction left non-final and no callback left unapplied, or a deadline), then check the
-   database against the clients' history and the sandboxes' records (bench/chaos_check.py).
+   database against the clients' history and the sandboxes' records (chaos/check.py).
 
-Results: a table on stdout, bench/results/chaos-<timestamp>.json and chaos-latest.json. The exit
+Results: a table on stdout and in chaos/results/latest.md (committed); every figure, the history
+and the timeline in chaos/results/<timestamp>.json and latest.json (not committed). The exit
 status is 1 when a safety property is violated (a lost or double-paid transaction, a completed one
 without a matching gateway payment, ...), 2 when the run itself could not be carried out.
-Logs of every process: bench/.work/chaos/logs/ (chaos-events.jsonl is the fault timeline).
+Logs of every process: chaos/.work/logs/ (chaos-events.jsonl is the fault timeline).
 """
 
 from __future__ import annotations
-
-import os
-import sys
-
-if __package__ in (None, ""):  # run as a script: the project root must be importable, bench/ not shadow it
-    _here = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
-    sys.path.insert(0, os.path.dirname(_here))
 
 import argparse
 import dataclasses
 import json
 import random
+import os
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -53,8 +48,10 @@ from typing import Any
 
 import requests
 
-from bench.chaos_check import check, scan_logs, snapshot, task_stats
-from bench.chaos_stack import (
+from chaos.check import check, scan_logs, snapshot, task_stats
+from chaos.stack import (
+    DB_NAME,
+    REDIS_PORT,
     LOG_DIR,
     PSYCOPG_DSN,
     RESULTS_DIR,
@@ -452,7 +449,7 @@ class Faults:
         proc.popen.wait(10)
         self.timeline.record("worker_kill_main", fault=True, node=node, pid=main_pid)
         time.sleep(self.rng.uniform(0.5, 2.0))  # the fault's duration: the node stays down a moment
-        proc = self.stack.start_worker(node)
+        proc = self.stack.start_worker_node(node)
         self.timeline.record("worker_restarted", node=node, pid=proc.pid)
 
     def _do_redis_restart(self, down_for: float) -> None:
@@ -522,7 +519,7 @@ class Faults:
         proc.popen.wait(10)
         self.timeline.record("sandbox_restart", fault=True, code=code)
         time.sleep(self.rng.uniform(0.5, 2.0))
-        self.stack.start_sandbox(code)
+        self.stack.start_chaos_sandbox(code)
         wait_for(
             lambda: http_get(f"{sandbox_url(code)}/_sandbox/mode")[0] == 200,
             timeout=30,
@@ -683,7 +680,7 @@ def canary(api_key: str, timeout: float = 60.0) -> float:
 # --- reporting -----------------------------------------------------------------------------------------
 
 
-def print_table(result: dict[str, Any]) -> None:
+def summary_table(result: dict[str, Any]) -> str:
     counts, violations = result["check"]["counts"], result["check"]["violations"]
     rows: list[tuple[str, Any]] = [
         ("mode", result["mode"]),
@@ -743,20 +740,27 @@ def print_table(result: dict[str, Any]) -> None:
         )
     )
     width = max(len(label) for label, _ in rows)
-    print()
-    for label, value in rows:
-        print(f"  {label.ljust(width)}  {value}")
-    print()
+    return "\n".join(f"  {label.ljust(width)}  {value}" for label, value in rows)
 
 
-def write_results(result: dict[str, Any]) -> Path:
+def write_results(result: dict[str, Any], table: str) -> Path:
+    """Every figure in <timestamp>.json and latest.json (ignored by git); the table in latest.md (kept)."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    text = json.dumps(result, indent=1, default=str)
-    path = RESULTS_DIR / f"chaos-{stamp}.json"
-    for target in (path, RESULTS_DIR / "chaos-latest.json"):
-        tmp = target.with_suffix(".json.tmp")
-        tmp.write_text(text)
+    path = RESULTS_DIR / f"{stamp}.json"
+    summary = (
+        f"# Paygate fault-injection run — {stamp} UTC\n\n"
+        f"`{result['command']}`, seed {result['seed']}. Every figure, the clients' history and the fault "
+        "timeline are in `chaos/results/latest.json` beside this file (not committed).\n\n"
+        f"```\n{table}\n```\n"
+    )
+    for target, text in (
+        (path, json.dumps(result, indent=1, default=str)),
+        (RESULTS_DIR / "latest.json", None),
+        (RESULTS_DIR / "latest.md", summary),
+    ):
+        tmp = target.with_suffix(target.suffix + ".tmp")
+        tmp.write_text(text if text is not None else path.read_text())
         tmp.replace(target)
     return path
 
@@ -813,8 +817,12 @@ def main(argv: list[str] | None = None) -> int:
     faults: Faults | None = None
     load: Load | None = None
     try:
-        print("==> Starting PostgreSQL db, private Redis :6391, sandboxes, web :8300, workers, beat", flush=True)
-        startup_steps = stack.start()
+        print(
+            f"==> Starting PostgreSQL db {DB_NAME}, private Redis :{REDIS_PORT}, sandboxes, web {WEB_URL}, "
+            "workers, beat",
+            flush=True,
+        )
+        startup_steps = stack.start_all()
         timeline = Timeline(LOG_DIR / "chaos-events.jsonl")
         canary_s = canary(stack.api_key)
         startup_s = round(time.monotonic() - wall_start, 1)
@@ -867,7 +875,7 @@ def main(argv: list[str] | None = None) -> int:
         wall = round(time.monotonic() - wall_start, 1)
         result = {
             "mode": mode,
-            "command": " ".join([".venv/bin/python", "bench/chaos.py", *(argv if argv is not None else sys.argv[1:])]),
+            "command": " ".join([".venv/bin/python", "-m", "chaos.run", *(argv if argv is not None else sys.argv[1:])]),
             "seed": args.seed,
             "started_at": timeline.events[0]["at"] if timeline.events else None,
             "wall_seconds": wall,
@@ -889,9 +897,10 @@ def main(argv: list[str] | None = None) -> int:
             "timeline": timeline.events,
             "history": load.history,
         }
-        print_table(result)
-        path = write_results(result)
-        print(f"Results: {path} (and chaos-latest.json); logs: {LOG_DIR}")
+        table = summary_table(result)
+        print(f"\n{table}\n")
+        path = write_results(result, table)
+        print(f"Results: {path} (latest.json, latest.md); logs: {LOG_DIR}")
         return 0 if report["ok"] else 1
     except ChaosError as exc:
         print(f"chaos run could not be carried out: {exc}", file=sys.stderr)

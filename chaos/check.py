@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bench.chaos_stack import METRICS_TOKEN, PSYCOPG_DSN, SANDBOXES, WEB_URL, http_get, sandbox_url
+from chaos.stack import PSYCOPG_DSN, SANDBOXES, WEB_URL, http_get, sandbox_url
+from harness.commands import METRICS_TOKEN
 
 PAID_STATUSES = {"accepted", "completed"}
 # How many examples of each anomaly the report keeps.

@@ -1,0 +1,54 @@
+"""SQL statements of a gateway's callback, received and applied, in steady state.
+
+The web process stores the event (one INSERT) and answers; then, with the answer out, applies it
+to the transaction. The Django test client runs that apply as the response closes, so both are
+counted together here; the bound is today's count.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from callbacks.models import CallbackEvent
+from callbacks.signing import signature_header
+from payments.models import Transaction
+from payments.tests.test_query_counts import processed
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+RECEIVE_AND_APPLY_STATEMENTS = 7
+
+
+def completed_callback(attempt: Any, *, event_id: str) -> tuple[bytes, str]:
+    """A signed `completed` notification for a JSON gateway's accepted attempt, as the gateway sends it."""
+    body = json.dumps(
+        {
+            "event_id": event_id,
+            "payment_id": attempt.gateway_payment_id,
+            "reference": str(attempt.pk),
+            "status": "completed",
+            "reason": None,
+        }
+    ).encode()
+    return body, signature_header(secret=attempt.gateway.webhook_secret, body=body)
+
+
+def test_a_callback_costs_one_insert_to_store_and_six_to_apply(
+    api: Any, client: Any, quiet_sandboxes: Any, django_assert_max_num_queries: Any
+) -> None:
+    warm_up = processed(api, key="warm-up")
+    body, signature = completed_callback(warm_up, event_id="evt_warm_up")
+    path = f"/api/v1/callbacks/{warm_up.gateway.code}"
+    assert client.post(path, data=body, content_type="application/json", HTTP_X_SIGNATURE=signature).status_code == 200
+    attempt = processed(api, key="measured")
+    body, signature = completed_callback(attempt, event_id="evt_measured")
+
+    with django_assert_max_num_queries(RECEIVE_AND_APPLY_STATEMENTS):
+        response = client.post(path, data=body, content_type="application/json", HTTP_X_SIGNATURE=signature)
+
+    assert response.status_code == 200
+    assert CallbackEvent.objects.get(event_id="evt_measured").result == "applied"
+    assert Transaction.objects.get(attempts=attempt).status == "completed"

@@ -1,0 +1,53 @@
+"""One process harness for the test suite, the benchmark and the fault-injection run.
+
+It starts Paygate's processes the way production runs them — the web server through
+`bin/web` (granian), Celery workers and beat, the sandbox gateways (`manage.py
+run_sandbox_gateway`) and, where a run needs its own broker, a private redis-server — waits
+until each answers, and stops them: every child leads its own process group and logs to its
+own file; stopping sends SIGTERM to the group and SIGKILL to what is left after a deadline.
+
+It imports no Paygate app (it only runs them), so `conftest.py`, `bench/` and `chaos/`
+can all use it before Django is set up.
+"""
+
+from harness.commands import (
+    PYTHON,
+    ROOT,
+    beat_argv,
+    free_port,
+    isolated_env,
+    ping_workers,
+    port_in_use,
+    recreate_database,
+    redis_argv,
+    redis_ping,
+    sandbox_argv,
+    web_argv,
+    worker_argv,
+)
+from harness.process import HarnessError, Process, http_get, http_post_json, run_checked, stop_all, wait_for
+from harness.stack import Stack
+
+__all__ = [
+    "PYTHON",
+    "ROOT",
+    "HarnessError",
+    "Process",
+    "Stack",
+    "beat_argv",
+    "free_port",
+    "http_get",
+    "http_post_json",
+    "isolated_env",
+    "ping_workers",
+    "port_in_use",
+    "recreate_database",
+    "redis_argv",
+    "redis_ping",
+    "run_checked",
+    "sandbox_argv",
+    "stop_all",
+    "wait_for",
+    "web_argv",
+    "worker_argv",
+]
