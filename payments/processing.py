@@ -6,12 +6,9 @@ before its call, so a crash mid-call leaves a trace that the next run resolves w
 status look-up instead of paying twice. Every function here is safe to run twice and
 concurrently with itself.
 
-Failover (CONTRACT §3):
-- declined → the transaction fails `declined`, no other gateway is tried;
-- not submitted (the gateway certainly did not act) → the next route, at once;
-- unknown → look the reference up on that gateway: never received → next route;
-  found → follow it; the look-up fails too → `processing` on that gateway, and the
-  reconciliation sweep keeps looking it up until the deadline (`expired`).
+What follows a call, a look-up or a routing pass is decided by the failover table in
+`failover.py` (CONTRACT §3); the routes are ordered by `gateways.routing`. This module
+gathers the facts for them and applies their answers under the lock.
 """
 
 from __future__ import annotations
@@ -28,12 +25,14 @@ from django.utils import timezone
 from gateways.adapters import get_adapter
 from gateways.breaker import BreakerState, breaker_permit, breaker_record_fault, breaker_record_success
 from gateways.models import Gateway
+from gateways.routing import routes_order
 from gateways.selectors import gateway_credentials, gateway_get, route_list
 from gateways.types import LookupResult, LookupStatus, Outcome, PaymentRequest, PaymentResult
 
 from core.logs import bind
 from core.metrics import ATTEMPTS, GATEWAY_LATENCY
 
+from .failover import NextStep, failover_next, failover_route
 from .money import format_amount
 from .models import (
     ATTEMPT_RESULT_FIELDS,
@@ -127,6 +126,21 @@ def _payment_request(txn: Transaction, attempt: Attempt) -> PaymentRequest:
     )
 
 
+def _route_pick(txn: Transaction, *, tried_any: bool) -> tuple[Gateway | None, BreakerState | None]:
+    """The gateway to call now and the breaker state it goes out under; (None, None) if none can."""
+    routes = route_list(country_code=txn.country_id, currency=txn.currency, transaction_type=txn.type)
+    tried = (
+        set(txn.attempts.filter(route_round=txn.route_round).values_list("gateway_id", flat=True))
+        if tried_any
+        else set()
+    )
+    # The breaker is asked last and lazily: in half-open it hands out a single probe.
+    permitted = ((route, breaker_permit(route.gateway_id)) for route in routes_order(routes, tried=tried))
+    route, permit = next(((r, p) for r, p in permitted if p is not None), (None, None))
+    gateway = gateway_get(route.gateway_id) if route is not None else None
+    return gateway, permit
+
+
 def _next_step(transaction_id: str) -> Step:
     """Decide, under the row lock, what the transaction needs next; commit a new attempt if a call."""
     with transaction.atomic():
@@ -150,22 +164,13 @@ def _next_step(transaction_id: str) -> Step:
             return Lookup(attempt_id=str(last.pk), gateway=last.gateway)
 
         deadline = txn.created_at + timedelta(seconds=settings.PAYGATE_NO_GATEWAY_DEADLINE_SECONDS)
-        if now >= deadline:
+        past_deadline = now >= deadline
+        gateway, permit = (None, None) if past_deadline else _route_pick(txn, tried_any=last is not None)
+        decision = failover_route(past_deadline=past_deadline, route_found=gateway is not None)
+        if decision == NextStep.NO_GATEWAY:
             transaction_transition(txn, to=TransactionStatus.FAILED, failure_reason=FailureReason.NO_GATEWAY_AVAILABLE)
             return Done()
-
-        routes = route_list(country_code=txn.country_id, currency=txn.currency, transaction_type=txn.type)
-        tried = (
-            set(txn.attempts.filter(route_round=txn.route_round).values_list("gateway_id", flat=True))
-            if last is not None
-            else set()
-        )
-        candidates = (route for route in routes if route.healthy and route.gateway_id not in tried)
-        # The breaker is asked last and lazily: in half-open it hands out a single probe.
-        permitted = ((route, breaker_permit(route.gateway_id)) for route in candidates)
-        route, permit = next(((r, p) for r, p in permitted if p is not None), (None, None))
-        gateway = gateway_get(route.gateway_id) if route is not None else None
-        if gateway is None:
+        if decision == NextStep.RETRY_ROUTES or gateway is None:
             # Every usable route did not act, or none is usable now: wait longer each time
             # (a new round also forgets which gateways were tried).
             txn.route_round += 1
@@ -235,27 +240,31 @@ def _record_result(transaction_id: str, attempt_id: str, result: PaymentResult, 
             logger.warning("the gateway answered with another payment id than its callback named")
         if result.payment_id:
             attempt.gateway_payment_id = result.payment_id
+        # A stale attempt, or a transaction already final, records the answer and decides nothing.
         open_ = is_current and not txn.is_final
         step: Step = Done()
-        if result.outcome == Outcome.ACCEPTED or already_accepted:
+        decision = failover_next(Outcome.ACCEPTED if already_accepted else result.outcome)
+        if decision == NextStep.PROCESSING:
             attempt.outcome = AttemptOutcome.ACCEPTED
             if open_ and txn.status == TransactionStatus.PENDING:
                 _accept(txn, attempt, payment_id=result.payment_id, to=TransactionStatus.PROCESSING)
-        elif result.outcome == Outcome.DECLINED:
+        elif decision == NextStep.DECLINED:
             attempt.outcome = AttemptOutcome.DECLINED
             attempt.error = (result.reason or "declined")[:100]
             if open_:
                 transaction_transition(
                     txn, to=TransactionStatus.FAILED, failure_reason=FailureReason.DECLINED, save=False
                 )
-        elif result.outcome == Outcome.NOT_SUBMITTED:
+        elif decision == NextStep.FAIL_OVER:
             attempt.outcome = AttemptOutcome.ERROR
             attempt.error = (result.error or "not_submitted")[:100]
             step = Continue() if open_ else Done()
-        else:
+        elif decision == NextStep.LOOK_UP:
             attempt.outcome = AttemptOutcome.UNKNOWN
             attempt.error = (result.error or "unknown")[:100]
             step = Lookup(attempt_id=str(attempt.pk), gateway=attempt.gateway) if open_ else Done()
+        else:
+            raise AssertionError(f"a gateway call cannot lead to {decision}")
         attempt.save(update_fields=ATTEMPT_RESULT_FIELDS)
         txn.save(update_fields=TRANSACTION_PIPELINE_FIELDS)
     ATTEMPTS.labels(gateway=attempt.gateway.code, outcome=result.outcome).inc()
@@ -285,7 +294,17 @@ def _record_lookup(
             return Done()
         txn.lookup_count += 1
         step: Step = Done()
-        if result.status == LookupStatus.NOT_FOUND and attempt.outcome != AttemptOutcome.ACCEPTED:
+        # Anything short of a known accept is what the look-up was for: an unknown outcome.
+        known = Outcome.ACCEPTED if attempt.outcome == AttemptOutcome.ACCEPTED else Outcome.UNKNOWN
+        deadline = txn.created_at + timedelta(seconds=settings.PAYGATE_PROCESSING_DEADLINE_SECONDS)
+        decision = failover_next(
+            known, result.status, past_deadline=expire_if_unresolved and timezone.now() >= deadline
+        )
+        if result.status == LookupStatus.ACCEPTED:  # received, not finished: the attempt was accepted
+            attempt.outcome = AttemptOutcome.ACCEPTED
+            if result.payment_id:
+                attempt.gateway_payment_id = result.payment_id
+        if decision == NextStep.FAIL_OVER:
             attempt.outcome = AttemptOutcome.ERROR
             attempt.error = f"{attempt.error or 'unknown'}; not_received"[:100]
             if txn.status == TransactionStatus.PROCESSING:
@@ -294,32 +313,24 @@ def _record_lookup(
                 txn.gateway_reference = ""
             txn.next_check_at = timezone.now()
             step = Continue()
-        elif result.status == LookupStatus.COMPLETED:
+        elif decision == NextStep.COMPLETED:
             _accept(txn, attempt, payment_id=result.payment_id, to=TransactionStatus.COMPLETED)
-        elif result.status == LookupStatus.FAILED:
+        elif decision == NextStep.FAILED:
             _accept(txn, attempt, payment_id=result.payment_id, to=TransactionStatus.FAILED)
+        elif decision == NextStep.EXPIRE:
+            transaction_transition(txn, to=TransactionStatus.FAILED, failure_reason=FailureReason.EXPIRED, save=False)
+            txn.needs_review = True
+        elif decision in (NextStep.PROCESSING, NextStep.LOOK_UP_LATER):
+            # Keep it on this gateway: its callback or a later look-up settles it.
+            first = txn.status == TransactionStatus.PENDING
+            txn.gateway = attempt.gateway
+            txn.gateway_reference = attempt.gateway_payment_id
+            if first:
+                transaction_transition(txn, to=TransactionStatus.PROCESSING, save=False)
+            delay = settings.PAYGATE_LOOKUP_FIRST_DELAY_SECONDS if first else settings.PAYGATE_LOOKUP_INTERVAL_SECONDS
+            txn.next_check_at = timezone.now() + timedelta(seconds=delay)
         else:
-            if result.status == LookupStatus.ACCEPTED:
-                attempt.outcome = AttemptOutcome.ACCEPTED
-                if result.payment_id:
-                    attempt.gateway_payment_id = result.payment_id
-            deadline = txn.created_at + timedelta(seconds=settings.PAYGATE_PROCESSING_DEADLINE_SECONDS)
-            if expire_if_unresolved and timezone.now() >= deadline:
-                transaction_transition(
-                    txn, to=TransactionStatus.FAILED, failure_reason=FailureReason.EXPIRED, save=False
-                )
-                txn.needs_review = True
-            else:
-                # Keep it on this gateway: its callback or a later look-up settles it.
-                first = txn.status == TransactionStatus.PENDING
-                txn.gateway = attempt.gateway
-                txn.gateway_reference = attempt.gateway_payment_id
-                if first:
-                    transaction_transition(txn, to=TransactionStatus.PROCESSING, save=False)
-                delay = (
-                    settings.PAYGATE_LOOKUP_FIRST_DELAY_SECONDS if first else settings.PAYGATE_LOOKUP_INTERVAL_SECONDS
-                )
-                txn.next_check_at = timezone.now() + timedelta(seconds=delay)
+            raise AssertionError(f"a look-up cannot lead to {decision}")
         attempt.save(update_fields=ATTEMPT_RESULT_FIELDS)
         txn.save(update_fields=TRANSACTION_PIPELINE_FIELDS)
     logger.info("look-up answered %s", result.status)
