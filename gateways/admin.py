@@ -10,6 +10,7 @@ from django.db.models import Count, Q
 from django.http import HttpRequest
 from django.utils import timezone
 
+from core.currencies import minor_units
 from core.errors import ValidationFailed
 
 from .breaker import breaker_close, breaker_force_open, breaker_state
@@ -33,6 +34,10 @@ class CountryAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> Any:
         return super().get_queryset(request).prefetch_related("routes__gateway")
+
+    @admin.display(description="Minor units (ISO 4217)")
+    def currency_minor_units(self, country: Country) -> int:
+        return minor_units(country.currency)
 
     @admin.display(description="Routes (priority order)")
     def route_summary(self, country: Country) -> str:

@@ -27,10 +27,10 @@ DEMO_GATEWAYS = (
     DemoGateway("globex", "Globex", "json", 8103),
 )
 
-# (code, name, currency, minor units, [(gateway, priority), ...])
+# (code, name, currency, [(gateway, priority), ...]); minor units come from ISO 4217 (core.currencies).
 DEMO_COUNTRIES = (
-    ("DE", "Germany", "EUR", 2, [("acmepay", 1), ("soapbank", 2)]),
-    ("GB", "United Kingdom", "GBP", 2, [("soapbank", 1), ("globex", 2)]),
-    ("US", "United States", "USD", 2, [("globex", 1), ("acmepay", 2)]),
-    ("BR", "Brazil", "BRL", 2, [("soapbank", 1)]),
+    ("DE", "Germany", "EUR", [("acmepay", 1), ("soapbank", 2)]),
+    ("GB", "United Kingdom", "GBP", [("soapbank", 1), ("globex", 2)]),
+    ("US", "United States", "USD", [("globex", 1), ("acmepay", 2)]),
+    ("BR", "Brazil", "BRL", [("soapbank", 1)]),
 )

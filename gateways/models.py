@@ -56,7 +56,6 @@ class Country(models.Model):
     )
     name = models.CharField(max_length=100)
     currency = models.CharField(max_length=3, validators=[RegexValidator(r"^[A-Z]{3}$", "ISO 4217, upper case")])
-    currency_minor_units = models.PositiveSmallIntegerField(default=2)
 
     objects = RoutingQuerySet.as_manager()
 

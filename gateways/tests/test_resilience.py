@@ -148,7 +148,6 @@ def test_admin_priority_edit_changes_where_the_next_transaction_goes(
         "code": "DE",
         "name": germany.name,
         "currency": "EUR",
-        "currency_minor_units": "2",
         "routes-TOTAL_FORMS": str(len(routes)),
         "routes-INITIAL_FORMS": str(len(routes)),
         "routes-MIN_NUM_FORMS": "0",
