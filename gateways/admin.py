@@ -29,7 +29,8 @@ class RouteForm(forms.ModelForm):
 
     currencies = forms.MultipleChoiceField(
         required=False,
-        widget=FilteredSelectMultiple("currencies", is_stacked=True),
+        label="Currencies (none chosen: the country's own)",
+        widget=FilteredSelectMultiple("currencies", is_stacked=False),
         help_text="None chosen: the country's own currency.",
     )
     transaction_types = forms.MultipleChoiceField(
