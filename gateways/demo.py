@@ -5,6 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def demo_api_key(code: str) -> str:
+    """The demo-only API key of gateway `code`: the format is written nowhere else in Paygate."""
+    return f"demo-{code}-api-key"
+
+
+def demo_webhook_secret(code: str) -> str:
+    """The demo-only webhook secret of gateway `code`."""
+    return f"demo-{code}-webhook-secret"
+
+
 @dataclass(frozen=True)
 class DemoGateway:
     code: str
@@ -14,11 +24,11 @@ class DemoGateway:
 
     @property
     def api_key(self) -> str:
-        return f"demo-{self.code}-api-key"
+        return demo_api_key(self.code)
 
     @property
     def webhook_secret(self) -> str:
-        return f"demo-{self.code}-webhook-secret"
+        return demo_webhook_secret(self.code)
 
 
 DEMO_GATEWAYS = (
@@ -26,11 +36,6 @@ DEMO_GATEWAYS = (
     DemoGateway("soapbank", "SoapBank", "xml", 8102),
     DemoGateway("globex", "Globex", "json", 8103),
 )
-
-
-def demo_gateway(code: str) -> DemoGateway:
-    """The demo gateway with this code: its credentials are written nowhere else in Paygate."""
-    return next(demo for demo in DEMO_GATEWAYS if demo.code == code)
 
 
 # (code, name, currency, [(gateway, priority), ...]); minor units come from ISO 4217 (core.currencies).
