@@ -316,14 +316,7 @@ def make_transaction(db: Any) -> Callable[..., Any]:
     customer = Customer.objects.create(client=client, reference="c1", country_id="DE")
 
     def make(**fields: Any) -> Transaction:
-        return Transaction.objects.create(
-            client=client,
-            type="deposit",
-            amount=Decimal("5"),
-            currency="EUR",
-            country_id="DE",
-            customer=customer,
-            **fields,
-        )
+        defaults = {"type": "deposit", "amount": Decimal("5"), "currency": "EUR", "country_id": "DE"}
+        return Transaction.objects.create(client=client, customer=customer, **{**defaults, **fields})
 
     return make

@@ -52,4 +52,4 @@ class CallbackEvent(models.Model):
         indexes = [models.Index(fields=["result", "next_check_at"], name="callback_result_next_check")]
 
     def __str__(self) -> str:
-        return f"{self.gateway_id}:{self.event_id}"
+        return f"{self.event_id} from {self.gateway.code}"

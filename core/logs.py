@@ -52,7 +52,9 @@ def current(name: str) -> str | None:
 
 # --- Redaction ------------------------------------------------------------------------------
 
-_DIGIT_RUN = re.compile(r"(?<![\d])\d(?:[ -]?\d){12,18}(?![\d])")
+# A card number stands alone: a run glued to a decimal point (the fraction of a task's run
+# time, `0.4111111111111111s`, or the whole part of such a float) is a number, not a card.
+_DIGIT_RUN = re.compile(r"(?<!\d)(?<!\d\.)\d(?:[ -]?\d){12,18}(?!\d)(?!\.\d)")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
 
 

@@ -6,23 +6,71 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.widgets import FilteredSelectMultiple
 from django.db.models import Count, Q
 from django.http import HttpRequest
 from django.utils import timezone
 
+from core.currencies import ISO_4217, minor_units
 from core.errors import ValidationFailed
 
 from .breaker import breaker_close, breaker_force_open, breaker_state
 from .services import CREDENTIAL_FIELDS, gateway_base_url_check, gateway_check_health, gateway_save
 
-from .models import Country, Gateway, GatewayRoute
+from .models import TRANSACTION_TYPES, Country, Gateway, GatewayRoute
+
+
+class RouteForm(forms.ModelForm):
+    """Currencies and transaction types are picked from their lists; they are stored as lists of codes.
+
+    No currency picked means the country's own currency (it follows the country when that changes).
+    A route serves at least one transaction type: "none" would read as "all" in the stored format.
+    """
+
+    currencies = forms.MultipleChoiceField(
+        required=False,
+        label="Currencies (none chosen: the country's own)",
+        widget=FilteredSelectMultiple("currencies", is_stacked=False),
+        help_text="None chosen: the country's own currency.",
+    )
+    transaction_types = forms.MultipleChoiceField(
+        choices=[(kind, kind.capitalize()) for kind in TRANSACTION_TYPES],
+        widget=forms.CheckboxSelectMultiple,
+        error_messages={"required": "Pick at least one. To stop the route, untick is active."},
+    )
+
+    class Meta:
+        model = GatewayRoute
+        fields = ("gateway", "priority", "currencies", "transaction_types", "is_active")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        stored = list(self.instance.currencies or []) if self.instance.pk else []
+        # A stored code that is not (or no longer) in ISO 4217 stays choosable: saving the row keeps it.
+        self.fields["currencies"].choices = [(code, code) for code in sorted(ISO_4217 | set(stored))]
+        if self.instance.pk and not self.instance.transaction_types:
+            # Stored as [] ("all types"): shown ticked, so that saving the row unchanged changes nothing.
+            self.initial["transaction_types"] = list(TRANSACTION_TYPES)
 
 
 class RouteInline(admin.TabularInline):
     model = GatewayRoute
+    form = RouteForm
     extra = 0
     fields = ("gateway", "priority", "currencies", "transaction_types", "is_active")
     ordering = ("priority",)
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        # The row labels name the country and the gateway.
+        return super().get_queryset(request).select_related("country", "gateway")
+
+
+def describe_currencies(route: GatewayRoute) -> str:
+    return ", ".join(route.currencies) if route.currencies else "the country's own"
+
+
+def describe_transaction_types(route: GatewayRoute) -> str:
+    return ", ".join(route.transaction_types) if route.transaction_types else "all"
 
 
 @admin.register(Country)
@@ -33,6 +81,10 @@ class CountryAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> Any:
         return super().get_queryset(request).prefetch_related("routes__gateway")
+
+    @admin.display(description="Minor units (ISO 4217)")
+    def currency_minor_units(self, country: Country) -> int:
+        return minor_units(country.currency)
 
     @admin.display(description="Routes (priority order)")
     def route_summary(self, country: Country) -> str:
@@ -208,6 +260,21 @@ class GatewayAdmin(admin.ModelAdmin):
 
 @admin.register(GatewayRoute)
 class GatewayRouteAdmin(admin.ModelAdmin):
-    list_display = ("country", "gateway", "priority", "is_active", "currencies", "transaction_types")
+    form = RouteForm
+    fields = ("country", *RouteForm.Meta.fields)
+    list_display = ("route", "country", "gateway", "priority", "is_active", "currency_list", "type_list")
     list_editable = ("priority", "is_active")
     list_filter = ("country", "gateway", "is_active")
+    list_select_related = ("country", "gateway")
+
+    @admin.display(description="Route")
+    def route(self, route: GatewayRoute) -> str:
+        return str(route)
+
+    @admin.display(description="Currencies")
+    def currency_list(self, route: GatewayRoute) -> str:
+        return describe_currencies(route)
+
+    @admin.display(description="Transaction types")
+    def type_list(self, route: GatewayRoute) -> str:
+        return describe_transaction_types(route)

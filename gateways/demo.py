@@ -5,6 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def demo_api_key(code: str) -> str:
+    """The demo-only API key of gateway `code`: the format is written nowhere else in Paygate."""
+    return f"demo-{code}-api-key"
+
+
+def demo_webhook_secret(code: str) -> str:
+    """The demo-only webhook secret of gateway `code`."""
+    return f"demo-{code}-webhook-secret"
+
+
 @dataclass(frozen=True)
 class DemoGateway:
     code: str
@@ -14,11 +24,11 @@ class DemoGateway:
 
     @property
     def api_key(self) -> str:
-        return f"demo-{self.code}-api-key"
+        return demo_api_key(self.code)
 
     @property
     def webhook_secret(self) -> str:
-        return f"demo-{self.code}-webhook-secret"
+        return demo_webhook_secret(self.code)
 
 
 DEMO_GATEWAYS = (
@@ -27,10 +37,11 @@ DEMO_GATEWAYS = (
     DemoGateway("globex", "Globex", "json", 8103),
 )
 
-# (code, name, currency, minor units, [(gateway, priority), ...])
+
+# (code, name, currency, [(gateway, priority), ...]); minor units come from ISO 4217 (core.currencies).
 DEMO_COUNTRIES = (
-    ("DE", "Germany", "EUR", 2, [("acmepay", 1), ("soapbank", 2)]),
-    ("GB", "United Kingdom", "GBP", 2, [("soapbank", 1), ("globex", 2)]),
-    ("US", "United States", "USD", 2, [("globex", 1), ("acmepay", 2)]),
-    ("BR", "Brazil", "BRL", 2, [("soapbank", 1)]),
+    ("DE", "Germany", "EUR", [("acmepay", 1), ("soapbank", 2)]),
+    ("GB", "United Kingdom", "GBP", [("soapbank", 1), ("globex", 2)]),
+    ("US", "United States", "USD", [("globex", 1), ("acmepay", 2)]),
+    ("BR", "Brazil", "BRL", [("soapbank", 1)]),
 )

@@ -56,7 +56,6 @@ class Country(models.Model):
     )
     name = models.CharField(max_length=100)
     currency = models.CharField(max_length=3, validators=[RegexValidator(r"^[A-Z]{3}$", "ISO 4217, upper case")])
-    currency_minor_units = models.PositiveSmallIntegerField(default=2)
 
     objects = RoutingQuerySet.as_manager()
 
@@ -126,7 +125,7 @@ class GatewayRoute(models.Model):
         constraints = [models.UniqueConstraint(fields=["country", "gateway"], name="route_country_gateway_unique")]
 
     def __str__(self) -> str:
-        return f"{self.country_id}:{self.gateway_id}@{self.priority}"
+        return f"{self.country.code} → {self.gateway.code}, priority {self.priority}"
 
     def serves(self, *, currency: str, transaction_type: str, country_currency: str) -> bool:
         currencies = self.currencies or [country_currency]

@@ -44,10 +44,8 @@ def demo_seed(
                 },
             )
             gateways[demo.code] = gateway
-        for code, name, currency, minor_units, routes in DEMO_COUNTRIES:
-            country, _ = Country.objects.get_or_create(
-                code=code, defaults={"name": name, "currency": currency, "currency_minor_units": minor_units}
-            )
+        for code, name, currency, routes in DEMO_COUNTRIES:
+            country, _ = Country.objects.get_or_create(code=code, defaults={"name": name, "currency": currency})
             for gateway_code, priority in routes:
                 GatewayRoute.objects.get_or_create(
                     country=country,

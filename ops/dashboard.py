@@ -13,6 +13,7 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from payments.models import Attempt, AttemptOutcome, Transaction, TransactionStatus
+from payments.selectors import transaction_oldest_waiting_ages
 
 from gateways.breaker import breaker_state
 from gateways.models import Gateway
@@ -118,14 +119,8 @@ def dashboard_stats(*, now: object = None) -> list[GatewayStats]:
 def dashboard_view(request: HttpRequest) -> HttpResponse:
     if not request.user.has_perms(DASHBOARD_PERMISSIONS):
         raise PermissionDenied
-    waiting = {
-        status: Transaction.objects.filter(status=status)
-        .order_by("created_at")
-        .values_list("created_at", flat=True)
-        .first()
-        for status in (TransactionStatus.PENDING, TransactionStatus.PROCESSING)
-    }
     now = timezone.now()
+    waiting = transaction_oldest_waiting_ages(now=now)
     context = {
         **admin.site.each_context(request),
         "title": "Gateway dashboard",
@@ -133,8 +128,8 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "chart_height": CHART_HEIGHT,
         "chart_width": BUCKETS * 10,
         "bucket_minutes": BUCKET_MINUTES,
-        "oldest_pending_s": (now - waiting["pending"]).total_seconds() if waiting["pending"] else None,
-        "oldest_processing_s": (now - waiting["processing"]).total_seconds() if waiting["processing"] else None,
+        "oldest_pending_s": waiting[TransactionStatus.PENDING],
+        "oldest_processing_s": waiting[TransactionStatus.PROCESSING],
         "needs_review": Transaction.objects.filter(needs_review=True).count(),
     }
     return TemplateResponse(request, "ops/dashboard.html", context)

@@ -27,7 +27,7 @@ from prometheus_client.registry import Collector
 
 from gateways.breaker import BreakerState, breaker_state
 from gateways.models import Gateway
-from payments.models import Transaction, TransactionStatus
+from payments.selectors import transaction_oldest_waiting_ages
 
 logger = logging.getLogger(__name__)
 
@@ -57,15 +57,8 @@ class StateCollector(Collector):
             "Age of the oldest transaction in a waiting status.",
             labels=["status"],
         )
-        now = timezone.now()
-        for status in (TransactionStatus.PENDING, TransactionStatus.PROCESSING):
-            created = (
-                Transaction.objects.filter(status=status)
-                .order_by("created_at")
-                .values_list("created_at", flat=True)
-                .first()
-            )
-            oldest.add_metric([status], (now - created).total_seconds() if created else 0.0)
+        for status, age in transaction_oldest_waiting_ages(now=timezone.now()).items():
+            oldest.add_metric([status], age or 0.0)
         yield oldest
 
 

@@ -1,16 +1,30 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from django.contrib import admin
+from django.http import HttpRequest
 from django.utils.html import format_html
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey
 
 from core.admin import ReadOnlyMixin
 
-from .models import ApiClient, Attempt, ClientAPIKey, Transaction
+from .models import ApiClient, Attempt, ClientAPIKey, FailureReason, Transaction
+from .money import format_amount
 from .selectors import transaction_masked_details
+
+# Why a transaction was set aside for a person, by how it got there (payments.processing).
+REVIEW_EXPIRED = (
+    "Expired without an answer from the gateway: the merchant was told it failed, but the gateway "
+    "may still have paid. Check the payment at the gateway (its reference is the last attempt's id) "
+    "and settle any difference with the merchant."
+)
+REVIEW_PAYMENT_ID = (
+    "The gateway's answer named another payment id than its callback: what was applied is in doubt. "
+    "Ask the gateway which payment is real."
+)
 
 
 class AttemptInline(ReadOnlyMixin, admin.TabularInline):
@@ -31,6 +45,10 @@ class AttemptInline(ReadOnlyMixin, admin.TabularInline):
     readonly_fields = fields
     ordering = ("number",)
 
+    def get_queryset(self, request: HttpRequest) -> Any:
+        # The row labels name the gateway.
+        return super().get_queryset(request).select_related("gateway")
+
 
 @admin.register(Transaction)
 class TransactionAdmin(ReadOnlyMixin, admin.ModelAdmin):
@@ -40,25 +58,58 @@ class TransactionAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "type",
         "status",
         "failure_reason",
-        "amount",
-        "currency",
+        "amount_in_currency",
         "country",
         "gateway",
         "created_at",
     )
     list_filter = ("status", "type", "country", "gateway", "failure_reason", "needs_review", "created_at")
-    list_select_related = ("client", "gateway")
+    list_select_related = ("client", "gateway", "country")
     search_fields = ("=id", "gateway_reference", "customer__reference", "idempotency_key")
     date_hierarchy = "created_at"
     # callbacks/admin.py adds the transaction's callback events: callbacks sit above payments.
     inlines = [AttemptInline]
-    # The fingerprint is keyed, but it is still derived from the card data: nobody needs to see it.
-    exclude = ("payment_details", "request_hash")
-    readonly_fields = ("masked_payment_details",)
+    # The card data is shown masked only; the fingerprint (request_hash) is keyed, but it is still
+    # derived from the card data: nobody needs to see it.
+    fields = (
+        "id",
+        "client",
+        "type",
+        "status",
+        "failure_reason",
+        "amount_in_currency",
+        "country",
+        "customer",
+        "masked_payment_details",
+        "metadata",
+        "gateway",
+        "gateway_reference",
+        "idempotency_key",
+        "route_round",
+        "next_check_at",
+        "lookup_count",
+        "review",
+        "created_at",
+        "updated_at",
+        "finished_at",
+        "details_purged_at",
+    )
+    readonly_fields = fields
 
     @admin.display(description="Payment details (masked)")
     def masked_payment_details(self, txn: Transaction) -> str:
         return format_html("<code>{}</code>", json.dumps(transaction_masked_details(txn)))
+
+    @admin.display(description="Amount", ordering="amount")
+    def amount_in_currency(self, txn: Transaction) -> str:
+        return f"{format_amount(txn.amount, txn.currency)} {txn.currency}"
+
+    @admin.display(description="Needs review")
+    def review(self, txn: Transaction) -> str:
+        if not txn.needs_review:
+            return "No"
+        why = REVIEW_EXPIRED if txn.failure_reason == FailureReason.EXPIRED else REVIEW_PAYMENT_ID
+        return format_html('<strong>Yes</strong> — <span class="review-reason">{}</span>', why)
 
 
 @admin.register(ApiClient)

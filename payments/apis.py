@@ -22,13 +22,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.currencies import is_currency
 from core.errors import NotFound, ValidationFailed
 from core.schema import AUTHENTICATED_ERRORS, ERROR_RESPONSE
 from core.pagination import Pagination
 
 from .auth import client_of
 from .models import Transaction, TransactionStatus, TransactionType
-from .money import AmountError, format_amount, is_currency, parse_amount
+from .money import AmountError, format_amount, parse_amount
 from .selectors import transaction_get, transaction_list, transaction_masked_details
 from .services import TransactionInput, transaction_create
 

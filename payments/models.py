@@ -196,7 +196,7 @@ class Attempt(models.Model):
         indexes = [models.Index(fields=["gateway", "-created_at"], name="attempt_gateway_created")]
 
     def __str__(self) -> str:
-        return f"{self.transaction_id}#{self.number}@{self.gateway_id}"
+        return f"Attempt {self.number} at {self.gateway.code}"
 
 
 # The columns the pipeline writes (everything else is fixed at creation): saves name them,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from django.db.models import Prefetch, QuerySet
@@ -10,7 +11,10 @@ from django.db.models import Prefetch, QuerySet
 from core.masking import without_sensitive_auth
 
 from .masking import mask_details
-from .models import ApiClient, Attempt, Transaction
+from .models import ApiClient, Attempt, Transaction, TransactionStatus
+
+# The statuses in which a transaction waits for Paygate or a gateway to move it on.
+WAITING_STATUSES = (TransactionStatus.PENDING, TransactionStatus.PROCESSING)
 
 
 def transaction_queryset(*, client: ApiClient) -> QuerySet[Transaction]:
@@ -50,3 +54,17 @@ def transaction_masked_details(txn: Transaction) -> Any:
     if txn.details_purged_at is not None:
         return without_sensitive_auth(txn.payment_details)
     return mask_details(txn.payment_details)
+
+
+def transaction_oldest_waiting_ages(*, now: datetime) -> dict[str, float | None]:
+    """Per waiting status, the seconds since the oldest transaction in it was created (None: none waits)."""
+    ages: dict[str, float | None] = {}
+    for status in WAITING_STATUSES:
+        created = (
+            Transaction.objects.filter(status=status)
+            .order_by("created_at")
+            .values_list("created_at", flat=True)
+            .first()
+        )
+        ages[status] = (now - created).total_seconds() if created else None
+    return ages

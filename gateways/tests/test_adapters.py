@@ -24,6 +24,7 @@ import requests
 from gateways.adapters import ADAPTERS, GatewayAdapter, JsonGatewayAdapter, SoapGatewayAdapter, get_adapter
 from gateways.adapters import http as gateway_http
 from gateways.adapters.http import HttpClient, classify
+from gateways.adapters.soap_transformers import SANDBOX_NS, SOAP_ENV_NS
 from gateways.types import (
     CallbackNotification,
     CallbackParseError,
@@ -36,8 +37,9 @@ from gateways.types import (
 
 PAYLOADS = Path(__file__).parent / "payloads"
 API_KEY = "sk_test_9f8e7d6c5b4a"
-SOAP_ENV = "{http://schemas.xmlsoap.org/soap/envelope/}"
-SANDBOX = "{urn:paygate:sandbox}"
+# Paygate's one definition of the namespaces; the recorded payloads and the sandbox spell them independently.
+SOAP_ENV = f"{{{SOAP_ENV_NS}}}"
+SANDBOX = f"{{{SANDBOX_NS}}}"
 READ_TIMEOUT = 0.3
 
 
@@ -187,7 +189,7 @@ def make_request(**overrides: object) -> PaymentRequest:
 
 def soap_fault(code: str, message: str = "boom") -> bytes:
     return (
-        '<?xml version="1.0"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/">'
+        f'<?xml version="1.0"?><soap:Envelope xmlns:soap="{SOAP_ENV_NS}">'
         f"<soap:Body><soap:Fault><faultcode>{code}</faultcode><faultstring>{message}</faultstring>"
         "</soap:Fault></soap:Body></soap:Envelope>"
     ).encode()

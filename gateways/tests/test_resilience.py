@@ -148,7 +148,6 @@ def test_admin_priority_edit_changes_where_the_next_transaction_goes(
         "code": "DE",
         "name": germany.name,
         "currency": "EUR",
-        "currency_minor_units": "2",
         "routes-TOTAL_FORMS": str(len(routes)),
         "routes-INITIAL_FORMS": str(len(routes)),
         "routes-MIN_NUM_FORMS": "0",
@@ -161,8 +160,8 @@ def test_admin_priority_edit_changes_where_the_next_transaction_goes(
                 f"routes-{i}-country": str(germany.pk),
                 f"routes-{i}-gateway": str(route.gateway_id),
                 f"routes-{i}-priority": "1" if route.gateway.code == "soapbank" else "2",
-                f"routes-{i}-currencies": json.dumps(route.currencies),
-                f"routes-{i}-transaction_types": json.dumps(route.transaction_types),
+                f"routes-{i}-currencies": list(route.currencies),
+                f"routes-{i}-transaction_types": list(route.transaction_types),
                 f"routes-{i}-is_active": "on",
             }
         )

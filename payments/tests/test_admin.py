@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.urls import reverse
+from django.utils.html import escape as html_escape
 
 from callbacks.models import CallbackEvent
+from gateways.demo import demo_api_key, demo_webhook_secret
 from gateways.models import Gateway
 from gateways.services import demo_seed
 from payments.models import Attempt, Transaction
@@ -93,7 +96,7 @@ def test_transactions_are_read_only(objects: Transaction, staff_client: Any) -> 
 def test_gateway_credentials_are_never_shown(objects: Transaction, staff_client: Any) -> None:
     gateway = Gateway.objects.get(code="acmepay")
     page = staff_client.get(reverse("admin:gateways_gateway_change", args=[gateway.pk])).content.decode()
-    assert "demo-acmepay-api-key" not in page and "demo-acmepay-webhook-secret" not in page
+    assert demo_api_key("acmepay") not in page and demo_webhook_secret("acmepay") not in page
 
 
 def test_route_priority_edit_in_place(objects: Transaction, staff_client: Any) -> None:
@@ -227,3 +230,57 @@ def test_the_demo_login_is_an_operator_not_a_superuser(db: Any) -> None:
     fresh = User.objects.get(username="admin")
     assert fresh.is_staff and not fresh.is_superuser and fresh.groups.filter(name="operators").exists()
     assert fresh.check_password("paygate-demo")
+
+
+# --- What an operator reads: amounts, names, the review flag ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("currency", "amount", "shown"),
+    [("GBP", "13", "13.00 GBP"), ("JPY", "1500", "1500 JPY"), ("KWD", "2.5", "2.500 KWD")],
+    ids=["gbp-2", "jpy-0", "kwd-3"],
+)
+def test_amounts_show_the_currency_minor_units(
+    make_transaction: Any, staff_client: Any, currency: str, amount: str, shown: str
+) -> None:
+    from decimal import Decimal
+
+    txn = make_transaction(amount=Decimal(amount), currency=currency)
+    stored = format(Transaction.objects.get(pk=txn.pk).amount, "f")
+    assert stored.partition(".")[2] in ("0000", "5000")  # stored with four places, whatever the currency
+    listing = staff_client.get(reverse("admin:payments_transaction_changelist")).content.decode()
+    assert f'<td class="field-amount_in_currency">{shown}</td>' in listing
+    page = staff_client.get(reverse("admin:payments_transaction_change", args=[txn.pk])).content.decode()
+    assert f'<div class="readonly">{shown}</div>' in page
+    assert stored not in listing and stored not in page
+
+
+def test_attempt_and_callback_rows_are_named_for_people(objects: Transaction, staff_client: Any) -> None:
+    page = staff_client.get(reverse("admin:payments_transaction_change", args=[objects.pk])).content.decode()
+    assert "Attempt 1 at acmepay" in page and "evt_1 from acmepay" in page
+    assert f"{objects.pk}#1@" not in page and ":evt_1" not in page
+
+
+def review_field(page: str) -> str:
+    found = re.search(r'<div class="form-row field-review">(.*?)<div class="form-row ', page, re.S)
+    assert found, "no Needs review field"
+    return found.group(1)
+
+
+def test_needs_review_explains_itself_only_when_set(make_transaction: Any, staff_client: Any) -> None:
+    from payments.admin import REVIEW_EXPIRED, REVIEW_PAYMENT_ID
+
+    fine = make_transaction(status="completed")
+    expired = make_transaction(status="failed", failure_reason="expired", needs_review=True)
+    doubtful = make_transaction(status="completed", needs_review=True)
+
+    def field(txn: Transaction) -> str:
+        return review_field(
+            staff_client.get(reverse("admin:payments_transaction_change", args=[txn.pk])).content.decode()
+        )
+
+    unset = field(fine)
+    assert '<div class="readonly">No</div>' in unset
+    assert "gateway" not in unset and "help" not in unset and "operator should look" not in unset
+    assert "<strong>Yes</strong>" in field(expired) and html_escape(REVIEW_EXPIRED) in field(expired)
+    assert "<strong>Yes</strong>" in field(doubtful) and html_escape(REVIEW_PAYMENT_ID) in field(doubtful)

@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 from callbacks.models import CallbackEvent
 from callbacks.signing import signature_header
+from gateways.demo import demo_webhook_secret
 from gateways.models import Gateway
 from gateways.services import demo_seed
 from payments.models import Transaction
@@ -141,7 +142,7 @@ SOAP_TAGS = [("EventId", "event_id"), ("PaymentId", "payment_id"), ("Reference",
 
 
 def _post_signed(client: Any, gateway: str, body: bytes, content_type: str) -> Any:
-    header = signature_header(secret=f"demo-{gateway}-webhook-secret", body=body)
+    header = signature_header(secret=demo_webhook_secret(gateway), body=body)
     return client.post(f"/api/v1/callbacks/{gateway}", data=body, content_type=content_type, HTTP_X_SIGNATURE=header)
 
 

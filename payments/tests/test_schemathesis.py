@@ -64,7 +64,7 @@ CALLBACK = "POST /api/v1/callbacks/{gateway_code}/"
 ALL_OPERATIONS = (DEPOSITS, WITHDRAWALS, TRANSACTION, TRANSACTIONS, GATEWAYS, CALLBACK)
 
 GATEWAY_CODES = [demo.code for demo in DEMO_GATEWAYS]
-COUNTRIES = [(code, currency) for code, _name, currency, _units, _routes in DEMO_COUNTRIES]
+COUNTRIES = [(code, currency) for code, _name, currency, _routes in DEMO_COUNTRIES]
 
 VALID_DEPOSIT = {
     "customer_id": "cus_42",

@@ -16,16 +16,12 @@ from django.db import connection
 from callbacks.models import CallbackEvent
 from callbacks.signing import signature_header
 from conftest import LOG_DIR, Sandbox, wait_for
+from gateways.demo import DEMO_GATEWAYS, demo_webhook_secret
 from gateways.models import Gateway
 
 IBAN = "GB82WEST12345698765432"
 PAN = "4012888888881881"
-SECRETS = (
-    "demo-acmepay-api-key",
-    "demo-acmepay-webhook-secret",
-    "demo-soapbank-api-key",
-    "demo-soapbank-webhook-secret",
-)
+SECRETS = tuple(secret for demo in DEMO_GATEWAYS for secret in (demo.api_key, demo.webhook_secret))
 DEPOSIT = {
     "customer_id": "cus_sec",
     "country": "GB",
@@ -111,7 +107,7 @@ def test_callbacks_signed_with_the_previous_secret_work_during_a_changeover(
     acmepay.previous_webhook_secret = ""
     acmepay.save()
     body = json.dumps({"event_id": "evt_x", "payment_id": "p", "reference": "r", "status": "completed"}).encode()
-    old = signature_header(secret="demo-acmepay-webhook-secret", body=body)
+    old = signature_header(secret=demo_webhook_secret("acmepay"), body=body)
     response = requests.post(
         f"{live_server.url}/api/v1/callbacks/acmepay",
         data=body,
@@ -165,7 +161,7 @@ def test_malformed_signed_callbacks_are_400_and_kept_flagged_as_evidence(client:
     from gateways.services import demo_seed
 
     demo_seed()
-    header = signature_header(secret="demo-acmepay-webhook-secret", body=body)
+    header = signature_header(secret=demo_webhook_secret("acmepay"), body=body)
     response = client.post(
         "/api/v1/callbacks/acmepay", data=body, content_type="application/json", HTTP_X_SIGNATURE=header
     )
@@ -197,7 +193,7 @@ def test_signature_fields_in_any_order(client: Any) -> None:
 
     demo_seed()
     body = b'{"event_id": "evt_order", "payment_id": "p", "reference": "not-ours", "status": "completed"}'
-    t, v1 = signature_header(secret="demo-acmepay-webhook-secret", body=body).split(",")
+    t, v1 = signature_header(secret=demo_webhook_secret("acmepay"), body=body).split(",")
     response = client.post(
         "/api/v1/callbacks/acmepay", data=body, content_type="application/json", HTTP_X_SIGNATURE=f"{v1},{t}"
     )
