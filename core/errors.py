@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 class ApplicationError(Exception):
     """Root of every error a service raises on purpose; views turn it into an error body."""
 
-    status_code = status.HTTP_400_BAD_REQUEST
+    status_code: int = status.HTTP_400_BAD_REQUEST
     code = "invalid_request"
 
     def __init__(self, message: str, *, fields: dict[str, Any] | None = None, code: str | None = None) -> None:

@@ -111,7 +111,11 @@ def transaction_publish(transaction_id: object, *, countdown: float | None = Non
     module that calls them.
     """
     try:
-        current_app.tasks[PROCESS_TRANSACTION_TASK].apply_async(args=[str(transaction_id)], countdown=countdown)
+        task = current_app.tasks[PROCESS_TRANSACTION_TASK]
+        if countdown is None:
+            task.apply_async(args=(str(transaction_id),))
+        else:
+            task.apply_async(args=(str(transaction_id),), countdown=countdown)
     except Exception:
         logger.exception(
             "could not publish processing; the recovery sweep will retry", extra={"transaction_id": str(transaction_id)}
