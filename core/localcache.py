@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Hashable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 from celery.signals import task_postrun, task_prerun
 from django.core.cache import cache
@@ -134,7 +134,11 @@ class LocalCache(Generic[V]):
         self._lock = threading.Lock()
         _registry.setdefault(name, []).append(self)
 
-    def get(self, key: Hashable, load: Callable[[], V]) -> V:
+    @overload
+    def get(self, key: Hashable, load: Callable[[], V]) -> V: ...
+    @overload
+    def get(self, key: Hashable, load: Callable[[], V | None]) -> V | None: ...
+    def get(self, key: Hashable, load: Callable[[], V | None]) -> V | None:
         generation = _current(self.name)
         if generation is None:
             return load()

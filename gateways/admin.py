@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from datetime import timedelta
 
@@ -84,7 +84,7 @@ class GatewayForm(forms.ModelForm):
         return bool(self.instance.pk) and new != (self.initial.get("base_url") or "").rstrip("/")
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = cast(dict[str, Any], super().clean())  # a ModelForm's clean() returns its cleaned_data
         # What was typed in this save; empty fields are filled with the stored values below.
         self.credentials_replaced = [name for name in CREDENTIAL_FIELDS if data.get(name)]
         moved = self.base_url_changed
@@ -170,6 +170,7 @@ class GatewayAdmin(admin.ModelAdmin):
         total = getattr(gateway, "attempts_last_hour", 0)
         if not total:
             return "no traffic"
+        # Annotated by get_queryset(), which the model's type does not know.
         return f"{100 * gateway.answered_last_hour / total:.0f}% of {total}"  # type: ignore[attr-defined]
 
     @admin.action(permissions=["change"], description="Check health now")
