@@ -12,7 +12,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
-from redis import ConnectionPool, Redis
+
+if TYPE_CHECKING:
+    from redis import ConnectionPool, Redis
 
 
 class ReusedClientRedisCacheClient(RedisCacheClient):
