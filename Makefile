@@ -7,7 +7,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install schema bench chaos lint clean help
+.PHONY: run test install schema bench chaos lint typecheck clean help
 
 help:
 	@echo "make run    install, migrate, seed the demo and start web, worker, beat and the sandbox gateways"
@@ -43,6 +43,9 @@ chaos: install
 lint: install
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	@DEBUG=True $(VENV)/bin/mypy
 
 schema: install
 	@DEBUG=$${DEBUG:-True} $(VPY) manage.py spectacular --validate --fail-on-warn --file /dev/null

@@ -134,18 +134,18 @@ def _store(
 ) -> ReceiveResult:
     """Insert the event, committed; a second delivery of the same event id returns the first."""
     try:
-        text = body.decode("utf-8")
+        text: str | None = body.decode("utf-8")
     except UnicodeDecodeError:
         text = None
-    raw_is_text = text is not None and is_storable(text)
+    raw_text = text if text is not None and is_storable(text) else None
     now = timezone.now()
     try:
         with single_statement():
             event = CallbackEvent.objects.create(
                 gateway=gateway,
                 **fields,
-                raw_body=text if raw_is_text else base64.b64encode(body).decode("ascii"),
-                raw_body_base64=not raw_is_text,
+                raw_body=raw_text if raw_text is not None else base64.b64encode(body).decode("ascii"),
+                raw_body_base64=raw_text is None,
                 headers={name: escape_unstorable(headers[name]) for name in _KEPT_HEADERS if name in headers},
                 signature=signature,
                 signature_timestamp=signature_ts,

@@ -46,7 +46,7 @@ def sweep_unapplied() -> int:
         CallbackEvent.objects.filter(pk__in=pks).update(next_check_at=now + timedelta(seconds=_SWEEP_HOLD_SECONDS))
     for pk in pks:
         try:
-            apply_event.apply_async(args=[pk])
+            apply_event.apply_async(args=(pk,))
         except Exception:
             logger.exception("sweep could not publish a callback", extra={"event_pk": pk})
             break

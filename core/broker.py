@@ -22,7 +22,9 @@ from kombu.utils.json import dumps, loads
 
 
 class Channel(filesystem.Channel):
-    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
+    # kombu's stubs call this argument `message` in AbstractChannel and `payload` in the
+    # filesystem Channel (they ignore the clash there too); kombu always passes it by position.
+    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]
         name = f"{int(round(monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"
         final = os.path.join(self.data_folder_out, name)
         # A leading dot hides the file from consumers until it is complete.
@@ -34,7 +36,7 @@ class Channel(filesystem.Channel):
         except OSError as exc:
             raise ChannelError(f"Cannot add message {name!r} to the queue") from exc
 
-    def _get(self, queue: str) -> Any:
+    def _get(self, queue: str, timeout: float | None = None) -> Any:
         wanted = f"{queue}.msg"
         for name in sorted(os.listdir(self.data_folder_in)):
             if name.startswith(".") or name.partition(".")[2] != wanted:
@@ -57,9 +59,9 @@ class Channel(filesystem.Channel):
 class Transport(filesystem.Transport):
     Channel = Channel
 
-    def drain_events(self, connection: Any, timeout: float | None = None) -> Any:
+    def drain_events(self, connection: Any, timeout: float | None = None, **kwargs: Any) -> None:
         # Celery's loop for transports like this one waits up to 2 s here, and only between
         # two waits does it send the acknowledgements of finished tasks and take new ones:
         # with late acks and a small prefetch, that capped a worker at about one task per
         # second. Short waits keep the loop turning.
-        return super().drain_events(connection, timeout=min(timeout, 0.1) if timeout else 0.1)
+        super().drain_events(connection, timeout=min(timeout, 0.1) if timeout else 0.1)

@@ -9,17 +9,26 @@ own, so it survives a fork (its pool notices the new process).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 
+if TYPE_CHECKING:
+    from redis import ConnectionPool, Redis
+
 
 class ReusedClientRedisCacheClient(RedisCacheClient):
+    if TYPE_CHECKING:
+        # Django's own (private, so left out of its stubs); this class builds on them.
+        _client: type[Redis]
+
+        def _get_connection_pool(self, write: bool) -> ConnectionPool: ...
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._clients: dict[Any, Any] = {}  # by pool (with replicas, a read picks one at random)
+        self._clients: dict[ConnectionPool, Redis] = {}  # by pool (with replicas, a read picks one at random)
 
-    def get_client(self, key: Any = None, *, write: bool = False) -> Any:
+    def get_client(self, key: Any = None, *, write: bool = False) -> Redis:
         pool = self._get_connection_pool(write)
         client = self._clients.get(pool)
         if client is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.apps import apps
@@ -40,6 +41,8 @@ def encryption_keys_rotate(*, batch_size: int = 500, dry_run: bool = False) -> R
     """
     report = RotationReport()
     quote = connection.ops.quote_name
+    # Every backend's wrapper carries its DB-API module (for Binary); django-stubs' base class does not.
+    database_api: Any = connection.Database  # type: ignore[attr-defined]
     for model, column in encrypted_columns():
         newest = Fernet(column.fernet_keys[0])
         every_key = MultiFernet([Fernet(key) for key in column.fernet_keys])
@@ -83,7 +86,7 @@ def encryption_keys_rotate(*, batch_size: int = 500, dry_run: bool = False) -> R
                     with connection.cursor() as cursor:
                         cursor.execute(
                             f"UPDATE {table} SET {name} = %s WHERE {pk} = %s AND {name} = %s",  # nosec B608  # quoted identifiers
-                            [connection.Database.Binary(rotated), row_pk, connection.Database.Binary(token)],
+                            [database_api.Binary(rotated), row_pk, database_api.Binary(token)],
                         )
                         changed = cursor.rowcount
                     if changed:

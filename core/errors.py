@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 class ApplicationError(Exception):
     """Root of every error a service raises on purpose; views turn it into an error body."""
 
-    status_code = status.HTTP_400_BAD_REQUEST
+    status_code: int = status.HTTP_400_BAD_REQUEST
     code = "invalid_request"
 
     def __init__(self, message: str, *, fields: dict[str, Any] | None = None, code: str | None = None) -> None:
@@ -91,10 +91,13 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = drf_exceptions.PermissionDenied()
     if not isinstance(exc, drf_exceptions.APIException):
         return None  # a real bug: Django's 500 handler answers in the same shape
-    if getattr(exc, "auth_header", None):
-        headers["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]
-    if getattr(exc, "wait", None):
-        headers["Retry-After"] = str(int(exc.wait))  # type: ignore[attr-defined]
+    # Only some DRF exceptions carry these (NotAuthenticated, Throttled).
+    auth_header = getattr(exc, "auth_header", None)
+    if auth_header:
+        headers["WWW-Authenticate"] = auth_header
+    wait = getattr(exc, "wait", None)
+    if wait:
+        headers["Retry-After"] = str(int(wait))
     code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), "error")
     if isinstance(exc, drf_exceptions.ValidationError):
         fields = _flatten(exc.detail) if isinstance(exc.detail, dict) else {"non_field_errors": _flatten(exc.detail)}

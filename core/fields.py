@@ -8,7 +8,7 @@ from typing import Any
 from fernet_fields import EncryptedTextField
 
 
-class EncryptedJSONField(EncryptedTextField):
+class EncryptedJSONField(EncryptedTextField):  # type: ignore[misc]  # fernet_fields has no type hints
     """A JSON value stored as Fernet ciphertext: unreadable in the database and in dumps."""
 
     description = "Fernet-encrypted JSON"

@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 from celery.signals import task_postrun, task_prerun
 from django.core.cache import cache
@@ -33,6 +33,7 @@ from django.db.models.signals import post_delete, post_save
 logger = logging.getLogger(__name__)
 
 V = TypeVar("V")
+M = TypeVar("M", bound=models.Model)
 
 _KEY_PREFIX = "generation:"
 
@@ -89,7 +90,7 @@ def _fresh_value() -> int:
     return time.time_ns() // 1000
 
 
-_registry: dict[str, list[LocalCache[object]]] = {}
+_registry: dict[str, list[LocalCache[Any]]] = {}
 
 
 def bump(name: str) -> None:
@@ -131,9 +132,13 @@ class LocalCache(Generic[V]):
         self._generation: int | None = None
         self._entries: dict[Hashable, tuple[float, V]] = {}
         self._lock = threading.Lock()
-        _registry.setdefault(name, []).append(self)  # type: ignore[arg-type]
+        _registry.setdefault(name, []).append(self)
 
-    def get(self, key: Hashable, load: Callable[[], V]) -> V:
+    @overload
+    def get(self, key: Hashable, load: Callable[[], V]) -> V: ...
+    @overload
+    def get(self, key: Hashable, load: Callable[[], V | None]) -> V | None: ...
+    def get(self, key: Hashable, load: Callable[[], V | None]) -> V | None:
         generation = _current(self.name)
         if generation is None:
             return load()
@@ -181,7 +186,7 @@ class LocalCache(Generic[V]):
             self._generation = None
 
 
-class InvalidatingQuerySet(models.QuerySet):  # type: ignore[type-arg]
+class InvalidatingQuerySet(models.QuerySet[M]):
     """A queryset whose bulk writes bump the generations named in `cache_names`.
 
     An update of `bookkeeping_fields` only (columns no cached reader uses) does not bump.
@@ -205,13 +210,13 @@ class InvalidatingQuerySet(models.QuerySet):  # type: ignore[type-arg]
         self._invalidate()
         return result
 
-    def bulk_create(self, *args: object, **kwargs: object) -> list:  # type: ignore[type-arg, override]
-        created = super().bulk_create(*args, **kwargs)  # type: ignore[arg-type]
+    def bulk_create(self, *args: Any, **kwargs: Any) -> list[M]:
+        created = super().bulk_create(*args, **kwargs)
         self._invalidate()
         return created
 
-    def bulk_update(self, *args: object, **kwargs: object) -> int:  # type: ignore[override]
-        count = super().bulk_update(*args, **kwargs)  # type: ignore[arg-type]
+    def bulk_update(self, *args: Any, **kwargs: Any) -> int:
+        count = super().bulk_update(*args, **kwargs)
         self._invalidate()
         return count
 

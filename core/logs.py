@@ -145,6 +145,7 @@ class JsonFormatter(logging.Formatter):
             if value is not None:
                 line[name] = value if isinstance(value, (int, float, bool)) else str(value)
         if record.exc_text or record.exc_info:
+            # Without exc_text, exc_info is set (the condition above); mypy cannot follow the `or`.
             line["exception"] = redact(record.exc_text or self.formatException(record.exc_info))  # type: ignore[arg-type]
         return json.dumps(line, ensure_ascii=False)
 

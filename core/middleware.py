@@ -73,7 +73,7 @@ class RequestBodyLimitMiddleware:
         # Django reads a body only as far as CONTENT_LENGTH says (none: nothing at all).
         request.META["CONTENT_LENGTH"] = str(len(body))
         request.META["wsgi.input"] = io.BytesIO(body)
-        request._stream = io.BytesIO(body)  # type: ignore[attr-defined]
+        request._stream = io.BytesIO(body)
 
 
 class ApiNoStoreMiddleware:

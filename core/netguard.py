@@ -17,7 +17,7 @@ import ipaddress
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from requests.adapters import HTTPAdapter
@@ -137,17 +137,19 @@ def _normal_host(host: str) -> str:
 # --- the connection side: requests -> urllib3 ---------------------------------------------------
 
 
-class _GuardedConnectionMixin:
+# The mixin is only ever combined with urllib3's HTTPConnection (see GuardedHTTPAdapter): the type
+# checker sees it as one, so `self` and `super()` are checked against urllib3's own types.
+if TYPE_CHECKING:
+    _Connection = HTTPConnection
+else:
+    _Connection = object
+
+
+class _GuardedConnectionMixin(_Connection):
     """Resolves, checks, then connects to a checked address; the host name stays for TLS and Host."""
 
     address_policy: Callable[[], AddressPolicy]
     requires_tls: bool = False
-    # Provided by urllib3's HTTPConnection.
-    host: str
-    port: int
-    timeout: Any
-    source_address: Any
-    socket_options: Any
 
     def _new_conn(self) -> socket.socket:
         policy = self.address_policy()
@@ -161,9 +163,9 @@ class _GuardedConnectionMixin:
                 raise BlockedAddress(f"plain http to {self.host} is not allowed")
             addresses = policy.checked_addresses(self.host, self.port)
         except BlockedAddress as exc:
-            raise NewConnectionError(self, f"Refused to connect: {exc}") from exc  # type: ignore[arg-type]
+            raise NewConnectionError(self, f"Refused to connect: {exc}") from exc
         if addresses is None:
-            return super()._new_conn()  # type: ignore[misc, no-any-return]
+            return super()._new_conn()
         last_error: OSError | None = None
         for address in addresses:
             try:
@@ -174,14 +176,12 @@ class _GuardedConnectionMixin:
                     socket_options=self.socket_options,
                 )
             except socket.gaierror as exc:
-                raise NameResolutionError(self.host, self, exc) from exc  # type: ignore[arg-type]
+                raise NameResolutionError(self.host, self, exc) from exc
             except TimeoutError as exc:
                 raise ConnectTimeoutError(self, f"Connection to {self.host} timed out.") from exc
             except OSError as exc:
                 last_error = exc
-        raise NewConnectionError(  # type: ignore[arg-type]
-            self, f"Failed to establish a new connection: {last_error}"
-        ) from last_error
+        raise NewConnectionError(self, f"Failed to establish a new connection: {last_error}") from last_error
 
 
 class GuardedHTTPAdapter(HTTPAdapter):

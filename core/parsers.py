@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from collections.abc import Mapping
 from typing import Any
 
 import defusedxml.ElementTree as SafeET
@@ -82,7 +83,7 @@ def loads_strict_json(data: bytes) -> Any:
 class StrictJSONParser(BaseParser):
     media_type = "application/json"
 
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict | None = None) -> Any:
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
         data = loads_strict_json(_read(stream))
         refuse_unstorable(data)
         return data
@@ -116,7 +117,7 @@ def loads_xml(data: bytes) -> Element:
 class XMLParser(BaseParser):
     media_type = "application/xml"
 
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict | None = None) -> Any:
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
         root = loads_xml(_read(stream))
         data = element_to_data(root)
         if not isinstance(data, dict):

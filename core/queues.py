@@ -7,15 +7,25 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import Any, TypedDict, cast
 
 from django.conf import settings
 from django.db import DatabaseError
 
 logger = logging.getLogger(__name__)
 
+
 # At-least-once: acknowledged after the task ran. A database outage is retried with
 # backoff; anything else is a bug and goes to the log with its traceback.
-PIPELINE_TASK = {
+class PipelineTaskOptions(TypedDict):
+    acks_late: bool
+    autoretry_for: tuple[type[BaseException], ...]
+    retry_backoff: bool
+    retry_backoff_max: int
+    retry_kwargs: dict[str, Any]
+
+
+PIPELINE_TASK: PipelineTaskOptions = {
     "acks_late": True,
     "autoretry_for": (DatabaseError,),
     "retry_backoff": True,
@@ -28,13 +38,14 @@ def pipeline_backlog(queue: str | None = None) -> int | None:
     """Tasks waiting in the pipeline's queue (or `queue`) now; None if the broker cannot say."""
     from celery import current_app as app
     from kombu.exceptions import ChannelError
+    from kombu.transport.virtual import Channel as VirtualChannel
 
     try:
         with app.connection_for_read() as connection:
+            # Both transports in use (Redis, the embedded filesystem one) are kombu virtual ones.
+            channel = cast(VirtualChannel, connection.default_channel)
             try:
-                declared = connection.default_channel.queue_declare(
-                    queue=queue or app.conf.task_default_queue, passive=True
-                )
+                declared = channel.queue_declare(queue=queue or app.conf.task_default_queue, passive=True)
             except ChannelError:  # an empty queue does not exist on Redis
                 return 0
             return int(declared.message_count)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from typing import Any
 from xml.etree.ElementTree import Element, SubElement, tostring
 
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.request import Request
 
 # The element name of one item in a list, by the list's own name.
 _ITEM_NAMES = {"results": "transaction", "attempts": "attempt", "routes": "route", "gateways": "gateway"}
@@ -52,7 +54,8 @@ def data_to_xml(data: Any, root_name: str) -> bytes:
         root_name, data = "error", data["error"]
     root = Element(root_name)
     _fill(root, data)
-    return b'<?xml version="1.0" encoding="utf-8"?>\n' + tostring(root, encoding="utf-8", xml_declaration=False)
+    body: bytes = tostring(root, encoding="utf-8", xml_declaration=False)  # bytes for any encoding but "unicode"
+    return b'<?xml version="1.0" encoding="utf-8"?>\n' + body
 
 
 class XMLRenderer(BaseRenderer):
@@ -60,7 +63,9 @@ class XMLRenderer(BaseRenderer):
     format = "xml"
     charset = "utf-8"
 
-    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: dict | None = None) -> bytes:
+    def render(
+        self, data: Any, accepted_media_type: str | None = None, renderer_context: Mapping[str, Any] | None = None
+    ) -> bytes:
         if data is None:
             return b""
         view = (renderer_context or {}).get("view")
@@ -75,8 +80,11 @@ class TextXMLRenderer(XMLRenderer):
 class JSONFallbackNegotiation(DefaultContentNegotiation):
     """An `Accept` nothing here can produce gets JSON rather than a 406."""
 
-    def select_renderer(self, request: Any, renderers: list[Any], format_suffix: str | None = None) -> Any:
+    def select_renderer(
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
         try:
-            return super().select_renderer(request, renderers, format_suffix)
+            chosen: tuple[BaseRenderer, str] = super().select_renderer(request, renderers, format_suffix)
         except Exception:
             return JSONRenderer(), JSONRenderer.media_type
+        return chosen

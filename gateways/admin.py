@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from datetime import timedelta
 
@@ -47,7 +47,8 @@ class RouteForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         stored = list(self.instance.currencies or []) if self.instance.pk else []
         # A stored code that is not (or no longer) in ISO 4217 stays choosable: saving the row keeps it.
-        self.fields["currencies"].choices = [(code, code) for code in sorted(ISO_4217 | set(stored))]
+        currencies = cast(forms.MultipleChoiceField, self.fields["currencies"])
+        currencies.choices = [(code, code) for code in sorted(ISO_4217 | set(stored))]
         if self.instance.pk and not self.instance.transaction_types:
             # Stored as [] ("all types"): shown ticked, so that saving the row unchanged changes nothing.
             self.initial["transaction_types"] = list(TRANSACTION_TYPES)
@@ -136,7 +137,7 @@ class GatewayForm(forms.ModelForm):
         return bool(self.instance.pk) and new != (self.initial.get("base_url") or "").rstrip("/")
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = cast(dict[str, Any], super().clean())  # a ModelForm's clean() returns its cleaned_data
         # What was typed in this save; empty fields are filled with the stored values below.
         self.credentials_replaced = [name for name in CREDENTIAL_FIELDS if data.get(name)]
         moved = self.base_url_changed
@@ -222,6 +223,7 @@ class GatewayAdmin(admin.ModelAdmin):
         total = getattr(gateway, "attempts_last_hour", 0)
         if not total:
             return "no traffic"
+        # Annotated by get_queryset(), which the model's type does not know.
         return f"{100 * gateway.answered_last_hour / total:.0f}% of {total}"  # type: ignore[attr-defined]
 
     @admin.action(permissions=["change"], description="Check health now")

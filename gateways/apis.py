@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from django.db.models import Prefetch
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
@@ -42,7 +44,8 @@ class GatewayListApi(APIView):
             return str(breaker_state(gateway.pk))
 
         def get_routes(self, gateway: Gateway) -> list[dict]:
-            return GatewayListApi.RouteOutput(gateway.routes.all(), many=True).data
+            # many=True makes a ListSerializer, whose data is a list (the stubs type it as the child).
+            return cast("list[dict[str, Any]]", GatewayListApi.RouteOutput(gateway.routes.all(), many=True).data)
 
     @extend_schema(
         operation_id="gateway_list",

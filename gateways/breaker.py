@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from django.conf import settings
-from django.core.cache import caches
+from django.core.cache import BaseCache, caches
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class BreakerState(enum.StrEnum):
     HALF_OPEN = "half_open"
 
 
-def _cache():  # type: ignore[no-untyped-def]
+def _cache() -> BaseCache:
     return caches[settings.PAYGATE_BREAKER_CACHE]
 
 

@@ -20,5 +20,5 @@ def check_health_all() -> int:
     """Fan out one check per active gateway, so a slow gateway does not delay the others."""
     ids = list(Gateway.objects.filter(is_active=True).values_list("pk", flat=True))
     for gateway_id in ids:
-        check_health.apply_async(args=[gateway_id])
+        check_health.apply_async(args=(gateway_id,))
     return len(ids)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from statistics import quantiles
 
 from django.contrib import admin
@@ -54,7 +54,7 @@ class GatewayStats:
         return None if not self.attempts else 100.0 * (self.accepted + self.declined) / self.attempts
 
     @property
-    def bars(self) -> list[dict[str, float]]:
+    def bars(self) -> list[dict[str, object]]:
         peak = max((b.total for b in self.buckets), default=0) or 1
         bars = []
         for index, bucket in enumerate(self.buckets):
@@ -73,9 +73,9 @@ class GatewayStats:
         return bars
 
 
-def dashboard_stats(*, now: object = None) -> list[GatewayStats]:
+def dashboard_stats(*, now: datetime | None = None) -> list[GatewayStats]:
     now = now or timezone.now()
-    since = now - timedelta(minutes=BUCKET_MINUTES * BUCKETS)  # type: ignore[operator]
+    since = now - timedelta(minutes=BUCKET_MINUTES * BUCKETS)
     gateways = Gateway.objects.prefetch_related("routes__country").order_by("code")
     stats = {g.pk: GatewayStats(gateway=g, breaker=str(breaker_state(g.pk))) for g in gateways}
     latencies: dict[int, list[float]] = {pk: [] for pk in stats}

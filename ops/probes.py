@@ -39,7 +39,7 @@ def _broker_ok() -> bool:
 def readyz(request: HttpRequest) -> JsonResponse:
     checks = {"database": _database_ok(), "broker": _broker_ok()}
     down = [name for name, ok in checks.items() if not ok]
-    body = {
+    body: dict[str, object] = {
         "status": "ok" if not down else "unavailable",
         "checks": {k: "ok" if v else "down" for k, v in checks.items()},
     }

@@ -7,11 +7,12 @@ from typing import Any
 from django.contrib.admin import AdminSite
 from django.contrib.admin.apps import AdminConfig
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
 
 
 class PaygateAdminSite(AdminSite):
-    def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+    def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> TemplateResponse:
         # Being staff only lets a user log in; what they may see comes from their permissions.
         if not self.get_app_list(request):
             raise PermissionDenied
@@ -19,7 +20,7 @@ class PaygateAdminSite(AdminSite):
 
     def app_index(
         self, request: HttpRequest, app_label: str, extra_context: dict[str, Any] | None = None
-    ) -> HttpResponse:
+    ) -> TemplateResponse:
         if not self.get_app_list(request, app_label):
             raise PermissionDenied
         return super().app_index(request, app_label, extra_context)

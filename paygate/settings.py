@@ -12,6 +12,7 @@ import socket
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import overload
 
 import dj_database_url
 
@@ -23,6 +24,10 @@ def _warn_default(name: str) -> None:
     sys.stderr.write(f"WARNING: {name} is not set; using an insecure development default.\n")
 
 
+@overload
+def _env(name: str, default: str, *, warn: bool = False) -> str: ...
+@overload
+def _env(name: str, default: None = None, *, warn: bool = False) -> str | None: ...
 def _env(name: str, default: str | None = None, *, warn: bool = False) -> str | None:
     value = os.environ.get(name)
     if value is None:

@@ -125,5 +125,6 @@ if admin.site.is_registered(APIKey):
 
 @admin.register(ClientAPIKey)
 class ClientAPIKeyAdmin(APIKeyModelAdmin):
-    list_display = (*APIKeyModelAdmin.list_display, "client", "last_used_at")
-    list_filter = (*APIKeyModelAdmin.list_filter, "client")
+    # The package leaves its tuples unannotated, so mypy takes their lengths for their types.
+    list_display = (*APIKeyModelAdmin.list_display, "client", "last_used_at")  # type: ignore[assignment]
+    list_filter = (*APIKeyModelAdmin.list_filter, "client")  # type: ignore[assignment]

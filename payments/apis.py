@@ -186,7 +186,7 @@ class TransactionOutput(serializers.Serializer):
         return format_amount(txn.amount, txn.currency)
 
     def get_gateway(self, txn: Transaction) -> str | None:
-        return txn.gateway.code if txn.gateway_id else None
+        return txn.gateway.code if txn.gateway else None
 
     def get_gateway_reference(self, txn: Transaction) -> str | None:
         return txn.gateway_reference or None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import ClassVar
 
 from django.db import models
 from rest_framework_api_key.models import AbstractAPIKey, APIKeyManager
@@ -21,6 +22,9 @@ CUSTOMERS_CACHE = "customers"
 class ClientAPIKeyQuerySet(InvalidatingQuerySet):
     cache_names = (API_KEYS_CACHE,)
     bookkeeping_fields = API_KEY_BOOKKEEPING_FIELDS
+
+
+ClientAPIKeyManager = APIKeyManager.from_queryset(ClientAPIKeyQuerySet)
 
 
 class ApiClient(models.Model):
@@ -42,7 +46,7 @@ class ClientAPIKey(AbstractAPIKey):
     client = models.ForeignKey(ApiClient, on_delete=models.CASCADE, related_name="api_keys")
     last_used_at = models.DateTimeField(null=True, blank=True)
 
-    objects = APIKeyManager.from_queryset(ClientAPIKeyQuerySet)()
+    objects: ClassVar[ClientAPIKeyManager] = ClientAPIKeyManager()
 
     class Meta(AbstractAPIKey.Meta):
         verbose_name = "API key"

@@ -96,7 +96,7 @@ def _call_window(gateway: Gateway) -> float:
 
 def _backoff(route_round: int) -> float:
     base = settings.PAYGATE_RETRY_BACKOFF_BASE_SECONDS
-    return min(base * (2 ** max(route_round - 1, 0)), settings.PAYGATE_RETRY_BACKOFF_MAX_SECONDS)
+    return min(base * (2.0 ** max(route_round - 1, 0)), settings.PAYGATE_RETRY_BACKOFF_MAX_SECONDS)
 
 
 def _current_attempt(txn: Transaction) -> Attempt | None:

@@ -111,7 +111,11 @@ def transaction_publish(transaction_id: object, *, countdown: float | None = Non
     module that calls them.
     """
     try:
-        current_app.tasks[PROCESS_TRANSACTION_TASK].apply_async(args=[str(transaction_id)], countdown=countdown)
+        task = current_app.tasks[PROCESS_TRANSACTION_TASK]
+        if countdown is None:
+            task.apply_async(args=(str(transaction_id),))
+        else:
+            task.apply_async(args=(str(transaction_id),), countdown=countdown)
     except Exception:
         logger.exception(
             "could not publish processing; the recovery sweep will retry", extra={"transaction_id": str(transaction_id)}
@@ -166,8 +170,9 @@ def transaction_create(
                 # If the publish below is lost, the recovery sweep picks it up from here.
                 next_check_at=timezone.now() + timedelta(seconds=settings.PAYGATE_SWEEP_GRACE_SECONDS),
             )
-            # A new transaction has no attempts yet: spare the response a query for them.
-            txn._prefetched_objects_cache = {"attempts": Attempt.objects.none()}
+            # A new transaction has no attempts yet: spare the response a query for them (through
+            # Django's own prefetch cache, which its stubs do not declare).
+            txn._prefetched_objects_cache = {"attempts": Attempt.objects.none()}  # type: ignore[attr-defined]
             txn_id = txn.pk
             transaction.on_commit(lambda: transaction_publish(txn_id), robust=True)
     except IntegrityError:
@@ -210,7 +215,7 @@ def transaction_transition(txn: Transaction, *, to: str, failure_reason: str | N
                 type=txn.type,
                 status=to,
                 country=txn.country_id,
-                gateway=txn.gateway.code if txn.gateway_id else "none",
+                gateway=txn.gateway.code if txn.gateway else "none",
                 failure_reason=failure_reason or "",
             ).inc()
         )

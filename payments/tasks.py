@@ -47,7 +47,7 @@ def sweep_due() -> dict[str, int]:
     """
     now = timezone.now()
     cutoff = sweep_cutoff(now)
-    counts = {}
+    counts: dict[str, int] = {}
     for status, task, hold in (
         (TransactionStatus.PENDING, process_transaction, 60),
         (TransactionStatus.PROCESSING, reconcile_transaction, settings.PAYGATE_LOOKUP_INTERVAL_SECONDS),
@@ -61,7 +61,7 @@ def sweep_due() -> dict[str, int]:
             Transaction.objects.filter(pk__in=due, status=status).update(next_check_at=now + timedelta(seconds=hold))
         for pk in due:
             try:
-                task.apply_async(args=[str(pk)])
+                task.apply_async(args=(str(pk),))
             except Exception:
                 logger.exception("sweep could not publish", extra={"transaction_id": str(pk)})
                 break

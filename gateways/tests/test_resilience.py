@@ -322,13 +322,13 @@ def test_under_a_backlog_the_sweep_republishes_only_what_is_overdue(settings: An
         mock.patch.object(process_transaction, "apply_async") as publish,
     ):
         assert sweep_due()["pending"] == 1
-        assert [c.kwargs["args"] for c in publish.call_args_list] == [[str(overdue.pk)]]
+        assert [list(c.kwargs["args"]) for c in publish.call_args_list] == [[str(overdue.pk)]]
     with (
         mock.patch("core.queues.pipeline_backlog", return_value=99),
         mock.patch.object(process_transaction, "apply_async") as publish,
     ):
         assert sweep_due()["pending"] == 1  # the overdue one was pushed a minute ahead when published
-        assert [c.kwargs["args"] for c in publish.call_args_list] == [[str(just_due.pk)]]
+        assert [list(c.kwargs["args"]) for c in publish.call_args_list] == [[str(just_due.pk)]]
 
 
 def test_the_backlog_is_read_from_the_broker() -> None:
