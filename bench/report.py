@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-
 # The targets of the performance issue (2 cores shared by the load generator and the stack).
 TARGET_API_RATIO = 0.60
 TARGET_E2E_RATIO = 0.35

@@ -13,10 +13,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.clientip import client_ip
-from .errors import InvalidSignature
-from core.throttling import FailureLimit
 from core.schema import ERROR_RESPONSE
+from core.throttling import FailureLimit
 
+from .errors import InvalidSignature
 from .models import CallbackEvent
 from .services import callback_apply_after_answer, callback_receive
 

@@ -6,23 +6,23 @@ import base64
 import hashlib
 import logging
 import uuid
-from datetime import timedelta
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from gateways.adapters import ADAPTERS
-from gateways.models import Gateway
-from gateways.selectors import gateway_by_code, gateway_get
-from gateways.types import CallbackParseError
 from core.db import single_statement
 from core.errors import NotFound, ValidationFailed
 from core.logs import bind
 from core.metrics import CALLBACKS
 from core.text import escape_unstorable, is_storable
+from gateways.adapters import ADAPTERS
+from gateways.models import Gateway
+from gateways.selectors import gateway_by_code, gateway_get
+from gateways.types import CallbackParseError
 from payments.models import (
     ATTEMPT_RESULT_FIELDS,
     Attempt,

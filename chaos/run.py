@@ -31,10 +31,11 @@ Logs of every process: chaos/.work/logs/ (chaos-events.jsonl is the fault timeli
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
-import random
 import os
+import random
 import signal
 import sys
 import threading
@@ -51,9 +52,9 @@ import requests
 from chaos.check import check, scan_logs, snapshot, task_stats
 from chaos.stack import (
     DB_NAME,
-    REDIS_PORT,
     LOG_DIR,
     PSYCOPG_DSN,
+    REDIS_PORT,
     RESULTS_DIR,
     SANDBOXES,
     WEB_URL,
@@ -496,10 +497,8 @@ class Faults:
         timer.start()
 
     def _resume(self, pid: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGCONT)
-        except ProcessLookupError:
-            pass
         self.paused.discard(pid)
 
     def _do_postgres_restart(self, down_for: float) -> None:

@@ -14,7 +14,6 @@ from django.utils.log import log_response
 from .errors import error_body
 from .text import is_storable
 
-
 API_PREFIX = "/api/"
 
 

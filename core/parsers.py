@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
+from xml.etree.ElementTree import Element
+from xml.etree.ElementTree import ParseError as XMLSyntaxError
 
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 from django.conf import settings
 from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.parsers import BaseParser
-from xml.etree.ElementTree import Element, ParseError as XMLSyntaxError
 
 from .text import UNSTORABLE_MESSAGE, escape_unstorable, first_unstorable
 

@@ -1,8 +1,7 @@
 from __future__ import annotations
 
-from typing import Any, cast
-
 from datetime import timedelta
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin, messages
@@ -15,9 +14,8 @@ from core.currencies import ISO_4217, minor_units
 from core.errors import ValidationFailed
 
 from .breaker import breaker_close, breaker_force_open, breaker_state
-from .services import CREDENTIAL_FIELDS, gateway_base_url_check, gateway_check_health, gateway_save
-
 from .models import TRANSACTION_TYPES, Country, Gateway, GatewayRoute
+from .services import CREDENTIAL_FIELDS, gateway_base_url_check, gateway_check_health, gateway_save
 
 
 class RouteForm(forms.ModelForm):

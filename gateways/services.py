@@ -142,8 +142,11 @@ def gateway_check_health(*, gateway_id: int, min_interval: float = 0.0) -> Gatew
     gateway = Gateway.objects.filter(pk=gateway_id, is_active=True).first()
     if gateway is None:
         return None
-    if min_interval and gateway.last_checked_at is not None:
-        if (timezone.now() - gateway.last_checked_at).total_seconds() < min_interval:
-            return None
+    if (
+        min_interval
+        and gateway.last_checked_at is not None
+        and (timezone.now() - gateway.last_checked_at).total_seconds() < min_interval
+    ):
+        return None
     result, latency_ms = get_adapter(gateway.data_format, gateway_credentials(gateway)).check_health()
     return gateway_health_record(gateway_id=gateway.pk, up=result == HealthResult.UP, latency_ms=latency_ms)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -130,17 +131,13 @@ class Process:
     def signal_group(self, sig: int) -> None:
         """The whole group: a prefork worker's or granian's children too."""
         if self.popen is not None:
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.popen.pid, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
 
     def signal_main(self, sig: int) -> None:
         if self.popen is not None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(self.popen.pid, sig)
-            except ProcessLookupError:
-                pass
 
     def children(self) -> list[int]:
         """Direct children of the main process (a prefork worker's pool processes)."""
@@ -170,10 +167,8 @@ def stop_all(processes: Iterable[Process], *, timeout: float = 20.0) -> None:
             process.popen.wait(max(deadline - time.monotonic(), 0.1))
         except subprocess.TimeoutExpired:
             process.signal_group(signal.SIGKILL)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.popen.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
         # Children left behind by a leader that exited go too.
         process.signal_group(signal.SIGKILL)
 

@@ -12,11 +12,10 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from payments.models import Attempt, AttemptOutcome, Transaction, TransactionStatus
-from payments.selectors import transaction_oldest_waiting_ages
-
 from gateways.breaker import breaker_state
 from gateways.models import Gateway
+from payments.models import Attempt, AttemptOutcome, Transaction, TransactionStatus
+from payments.selectors import transaction_oldest_waiting_ages
 
 BUCKET_MINUTES = 5
 BUCKETS = 12  # one hour

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import logging
 
+from celery import current_app as celery_app
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
-
-from celery import current_app as celery_app
 
 logger = logging.getLogger(__name__)
 

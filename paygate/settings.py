@@ -93,11 +93,10 @@ if not PAYGATE_FINGERPRINT_KEYS:
 
 def _check_formats() -> None:
     """Fail at start, not on every request, when a setting cannot be parsed."""
+    import ipaddress
     from decimal import Decimal, InvalidOperation
 
     from django.core.exceptions import ImproperlyConfigured
-
-    import ipaddress
 
     for name in ("PAYGATE_RATE_LIMIT", "PAYGATE_AUTH_FAILURE_LIMIT", "PAYGATE_CALLBACK_FAILURE_LIMIT"):
         rate = globals()[name]

@@ -3,13 +3,12 @@ from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from callbacks.apis import CallbackReceiveApi
-from gateways.apis import GatewayListApi
-from ops.dashboard import dashboard_view
-from payments.apis import DepositCreateApi, TransactionDetailApi, TransactionListApi, WithdrawalCreateApi
-
 from core.middleware import api_not_found
+from gateways.apis import GatewayListApi
 from ops import probes
+from ops.dashboard import dashboard_view
 from ops.metrics import metrics_view
+from payments.apis import DepositCreateApi, TransactionDetailApi, TransactionListApi, WithdrawalCreateApi
 
 api_v1 = [
     re_path(r"^api/v1/deposits/?$", DepositCreateApi.as_view(), name="deposit-create"),

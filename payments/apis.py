@@ -10,11 +10,11 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.utils import (
-    extend_schema_field,
     OpenApiExample,
     OpenApiParameter,
     OpenApiResponse,
     extend_schema,
+    extend_schema_field,
     inline_serializer,
 )
 from rest_framework import serializers, status
@@ -24,8 +24,8 @@ from rest_framework.views import APIView
 
 from core.currencies import is_currency
 from core.errors import NotFound, ValidationFailed
-from core.schema import AUTHENTICATED_ERRORS, ERROR_RESPONSE
 from core.pagination import Pagination
+from core.schema import AUTHENTICATED_ERRORS, ERROR_RESPONSE
 
 from .auth import client_of
 from .models import Transaction, TransactionStatus, TransactionType

@@ -8,9 +8,9 @@ from typing import ClassVar
 from django.db import models
 from rest_framework_api_key.models import AbstractAPIKey, APIKeyManager
 
-from gateways.models import Country, Gateway
 from core.fields import EncryptedJSONField
 from core.localcache import InvalidatingQuerySet
+from gateways.models import Country, Gateway
 
 # Keys are cached in each process under this generation (payments.auth); using one is bookkeeping.
 API_KEYS_CACHE = "api_keys"

@@ -20,7 +20,7 @@ def parse_amount(raw: object, *, currency: str, maximum: Decimal) -> Decimal:
     Accepts a decimal string ("25.00") or a JSON number already parsed as Decimal; refuses
     floats, booleans, exponents, NaN and Infinity.
     """
-    if isinstance(raw, bool) or isinstance(raw, float):
+    if isinstance(raw, (bool, float)):
         raise AmountError('Must be a decimal string such as "25.00".')
     if isinstance(raw, int):
         raw = str(raw)

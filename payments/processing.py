@@ -22,6 +22,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from core.logs import bind
+from core.metrics import ATTEMPTS, GATEWAY_LATENCY
 from gateways.adapters import get_adapter
 from gateways.breaker import BreakerState, breaker_permit, breaker_record_fault, breaker_record_success
 from gateways.models import Gateway
@@ -29,11 +31,7 @@ from gateways.routing import routes_order
 from gateways.selectors import gateway_credentials, gateway_get, route_list
 from gateways.types import LookupResult, LookupStatus, Outcome, PaymentRequest, PaymentResult
 
-from core.logs import bind
-from core.metrics import ATTEMPTS, GATEWAY_LATENCY
-
 from .failover import NextStep, failover_next, failover_route
-from .money import format_amount
 from .models import (
     ATTEMPT_RESULT_FIELDS,
     TRANSACTION_PIPELINE_FIELDS,
@@ -43,6 +41,7 @@ from .models import (
     Transaction,
     TransactionStatus,
 )
+from .money import format_amount
 from .services import transaction_lock, transaction_transition
 
 logger = logging.getLogger(__name__)

@@ -5,26 +5,25 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
-
-from datetime import datetime, timedelta
 
 from celery import current_app
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from gateways.selectors import route_list
 from core.db import single_statement
 from core.errors import ApplicationError
-from gateways.errors import NoRoute
 from core.fingerprint import fingerprint as keyed_fingerprint
 from core.fingerprint import fingerprint_matches
-from core.masking import has_sensitive_auth, without_sensitive_auth
 from core.localcache import LocalCache
 from core.logs import bind
+from core.masking import has_sensitive_auth, without_sensitive_auth
 from core.metrics import PAYMENT_DETAILS_PURGED, TRANSACTIONS_CREATED, TRANSACTIONS_FINISHED
+from gateways.errors import NoRoute
+from gateways.selectors import route_list
 
 from .errors import IdempotencyConflict
 from .models import (

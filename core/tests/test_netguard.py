@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from gateways.adapters.http import AddressBlocked, ConnectFailed, GatewayTransportError, HttpClient
 from core.netguard import AddressPolicy, BlockedAddress, address_is_public
+from gateways.adapters.http import AddressBlocked, ConnectFailed, GatewayTransportError, HttpClient
 
 PUBLIC_V4 = "93.184.215.14"
 PUBLIC_V6 = "2606:4700:4700::1111"
@@ -183,7 +183,7 @@ def test_tls_names_the_host_not_the_checked_address(tmp_path: Path) -> None:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gateway.invalid")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)

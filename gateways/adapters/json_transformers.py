@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from core.text import escape_unstorable, is_storable
 from gateways.adapters.base import MalformedReply, amount_string
 from gateways.types import CallbackNotification, CallbackParseError, LookupStatus, PaymentRequest
-from core.text import escape_unstorable, is_storable
 
 MAX_ID_LENGTH = 255
 

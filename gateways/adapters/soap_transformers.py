@@ -76,7 +76,7 @@ def envelope(operation: str, fields: Sequence[tuple[str, str]]) -> bytes:
         f'<soap:Envelope xmlns:soap="{SOAP_ENV_NS}">'
         f'<soap:Body><{operation} xmlns="{SANDBOX_NS}">{children}</{operation}></soap:Body>'
         "</soap:Envelope>"
-    ).encode("utf-8")
+    ).encode()
 
 
 def _xml_text(value: str) -> str:

@@ -3,8 +3,9 @@
 import django.core.validators
 import django.db.models.deletion
 import fernet_fields.fields
-import gateways.models
 from django.db import migrations, models
+
+import gateways.models
 
 
 class Migration(migrations.Migration):

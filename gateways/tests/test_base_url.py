@@ -12,10 +12,10 @@ from django.contrib.auth import get_user_model
 from django.test import override_settings
 from django.urls import reverse
 
+from core.errors import ValidationFailed
 from gateways.admin import GatewayForm
 from gateways.models import Gateway
 from gateways.services import gateway_check_health, gateway_save
-from core.errors import ValidationFailed
 
 pytestmark = pytest.mark.django_db
 

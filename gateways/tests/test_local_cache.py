@@ -9,10 +9,10 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from core import localcache
 from gateways.models import ROUTING_CACHE, Gateway, GatewayRoute
 from gateways.selectors import gateway_get, route_list
 from gateways.services import demo_seed, gateway_health_record
-from core import localcache
 from payments.models import API_KEYS_CACHE, ClientAPIKey
 from payments.services import api_key_create
 
@@ -135,9 +135,11 @@ def test_revoking_a_key_works_at_once_and_using_one_does_not_invalidate(transact
 def test_a_request_reads_the_shared_generations_once(seeded: None, api: Any) -> None:
     deposit = {"customer_id": "c1", "country": "DE", "amount": "5.00", "currency": "EUR", "payment_details": {}}
     assert api.post("/api/v1/deposits", deposit, format="json").status_code == 202  # fills the caches
-    with mock.patch.object(localcache.cache, "get_many", wraps=localcache.cache.get_many) as get_many:
-        with CaptureQueriesContext(connection) as queries:
-            assert api.post("/api/v1/deposits", deposit, format="json").status_code == 202
+    with (
+        mock.patch.object(localcache.cache, "get_many", wraps=localcache.cache.get_many) as get_many,
+        CaptureQueriesContext(connection) as queries,
+    ):
+        assert api.post("/api/v1/deposits", deposit, format="json").status_code == 202
     # The key and the routes came from memory, after one look at the generations.
     assert get_many.call_count == 1
     assert not any("gatewayroute" in q["sql"] or "apikey" in q["sql"] for q in queries.captured_queries)

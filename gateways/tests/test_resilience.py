@@ -334,8 +334,8 @@ def test_under_a_backlog_the_sweep_republishes_only_what_is_overdue(settings: An
 def test_the_backlog_is_read_from_the_broker() -> None:
     import uuid
 
-    from paygate.celery import app
     from core.queues import pipeline_backlog
+    from paygate.celery import app
 
     queue = f"backlog-probe-{uuid.uuid4().hex[:8]}"
     assert pipeline_backlog(queue) == 0

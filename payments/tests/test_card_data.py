@@ -19,9 +19,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from gateways.services import demo_seed
 from core.logs import redact
 from core.masking import is_sensitive_auth_key, mask_text
+from gateways.services import demo_seed
 from payments.masking import mask_details
 from payments.models import Transaction, TransactionStatus
 from payments.services import TransactionInput, payment_details_purge, transaction_create, transaction_transition

@@ -12,10 +12,10 @@ from cryptography.fernet import Fernet
 from django.core.management import call_command
 from django.db import connection
 
+from core.encryption import encrypted_columns
 from gateways.demo import demo_api_key
 from gateways.models import Gateway
 from gateways.services import demo_seed
-from core.encryption import encrypted_columns
 from payments.models import Transaction
 
 OLD, NEW = "old-key-for-tests", "new-key-for-tests"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import ipaddress
+import json
 import secrets
 from datetime import timedelta
 from typing import Any

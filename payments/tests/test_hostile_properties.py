@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote
 from xml.sax.saxutils import escape as xml_escape
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from urllib.parse import quote
 
 from callbacks.models import CallbackEvent
 from callbacks.signing import signature_header
