@@ -18,20 +18,21 @@ from rest_framework.parsers import BaseParser
 from .text import UNSTORABLE_MESSAGE, escape_unstorable, first_unstorable
 
 
-def _reject_constant(name: str) -> Any:
+def reject_constant(name: str) -> Any:
+    """`parse_constant` for json.loads: NaN and Infinity are not JSON."""
     raise ValueError(f"{name} is not a valid JSON value")
 
 
-class _DuplicateKey(ValueError):
+class DuplicateKey(ValueError):
     pass
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # Two values for one key would let two parsers disagree about what was asked.
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """`object_pairs_hook` for json.loads: two values for one key would let two parsers disagree."""
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
-            raise _DuplicateKey(f"Duplicate key {escape_unstorable(key)!r} in a JSON object.")
+            raise DuplicateKey(f"Duplicate key {escape_unstorable(key)!r} in a JSON object.")
         result[key] = value
     return result
 
@@ -69,9 +70,9 @@ def loads_strict_json(data: bytes) -> Any:
     """JSON with floats as Decimal, NaN/Infinity and duplicate keys refused, depth bounded."""
     try:
         value = json.loads(
-            data.decode("utf-8"), parse_float=Decimal, parse_constant=_reject_constant, object_pairs_hook=_unique_keys
+            data.decode("utf-8"), parse_float=Decimal, parse_constant=reject_constant, object_pairs_hook=unique_keys
         )
-    except _DuplicateKey as exc:
+    except DuplicateKey as exc:
         raise ParseError(str(exc)) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ParseError(f"Malformed JSON: {exc}") from None

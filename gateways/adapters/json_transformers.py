@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from core.parsers import reject_constant, unique_keys
 from core.text import escape_unstorable, is_storable
 from gateways.adapters.base import MalformedReply, amount_string
 from gateways.types import CallbackNotification, CallbackParseError, LookupStatus, PaymentRequest
@@ -48,28 +49,14 @@ def parse_object(body: bytes) -> dict[str, Any]:
     try:
         value = json.loads(
             body.decode("utf-8-sig"),
-            parse_constant=_reject_constant,
-            object_pairs_hook=_unique_keys,
+            parse_constant=reject_constant,
+            object_pairs_hook=unique_keys,
         )
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise _InvalidJson(f"not valid JSON: {type(exc).__name__}") from None
     if not isinstance(value, dict):
         raise _InvalidJson(f"expected a JSON object, got {type(value).__name__}")
     return value
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # Two values for one key would let two readers disagree about the same body.
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate key {key!r}")
-        result[key] = value
-    return result
 
 
 def _reply_object(body: bytes) -> dict[str, Any]:
