@@ -34,8 +34,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     """A SQLite test database deleted without its -wal/-shm files leaves them to corrupt the next one."""
     from django.conf import settings
 
+    # Metric files of earlier runs would add to this one's. This process's own stay: Django's
+    # start-up has already opened them (a counter without labels writes its file on import),
+    # and a file unlinked under it would take every later sample out of /metrics.
     for stale in Path(settings.PROMETHEUS_METRICS_ROOT).glob("*/*.db"):
-        stale.unlink()
+        if not stale.stem.endswith(f"_{os.getpid()}"):
+            stale.unlink()
     if settings.USING_SQLITE:
         name = Path(settings.DATABASES["default"]["TEST"]["NAME"])
         for suffix in ("", "-wal", "-shm", "-journal"):
