@@ -167,7 +167,10 @@ if not DEBUG:
     from django.core.exceptions import ImproperlyConfigured
 
     if SECRET_KEY == _DEV_SECRET_KEY:
-        raise ImproperlyConfigured("DEBUG is off: set SECRET_KEY (or SECRET_KEY_FILE).")
+        raise ImproperlyConfigured(
+            "DEBUG is off: set SECRET_KEY (or SECRET_KEY_FILE). "
+            "On a development machine, ask for the development defaults with DEBUG=True, as `make run` does."
+        )
     if _secret_key_is_weak(SECRET_KEY):
         raise ImproperlyConfigured(
             "DEBUG is off: SECRET_KEY is weak (Django's check security.W009): use at least 50 random "
