@@ -8,7 +8,8 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOperation
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponsePermanentRedirect, JsonResponse
+from django.urls import Resolver404, resolve
 from django.utils.log import log_response
 
 from .errors import error_body
@@ -134,6 +135,17 @@ class ApiErrorMiddleware:
         return response
 
 
-def api_not_found(request: HttpRequest, *args: object, **kwargs: object) -> JsonResponse:
-    """Every path under `/api/` that matches no endpoint: a JSON 404, whatever DEBUG says."""
+def api_not_found(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+    """Every path under `/api/` that matches no endpoint: a JSON 404, whatever DEBUG says.
+
+    Being a match itself, it keeps CommonMiddleware from adding a missing slash, so it does
+    that here: `/api/docs` still leads to `/api/docs/` (for reads; a write is not redirected).
+    """
+    if settings.APPEND_SLASH and not request.path.endswith("/") and request.method in ("GET", "HEAD"):
+        try:
+            match = resolve(f"{request.path_info}/")
+        except Resolver404:
+            match = None
+        if match is not None and match.func is not api_not_found:
+            return HttpResponsePermanentRedirect(request.get_full_path(force_append_slash=True))
     return JsonResponse(error_body("not_found", "Not found."), status=404)

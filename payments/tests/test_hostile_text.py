@@ -123,6 +123,14 @@ def test_an_unknown_api_path_is_a_json_404_with_debug_on(api: Any, path: str) ->
 
 
 @override_settings(DEBUG=True)
+@pytest.mark.parametrize("path", ["/api/docs", "/api/schema"])
+def test_a_page_named_without_its_slash_still_leads_to_it(client: Client, path: str) -> None:
+    response = client.get(f"{path}?format=json")
+
+    assert (response.status_code, response["Location"]) == (301, f"{path}/?format=json")
+
+
+@override_settings(DEBUG=True)
 def test_an_unhandled_error_under_api_is_a_json_500_with_debug_on(api: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(**kwargs: Any) -> Any:
         raise RuntimeError("card 4111111111111111 in a local variable")
