@@ -188,6 +188,8 @@ class Attempt(models.Model):
     gateway_payment_id = models.CharField(max_length=255, blank=True, default="")
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
     latency_ms = models.FloatField(null=True, blank=True)
+    # Why this gateway was chosen (gateways.routing): strategy, the scores seen, explored or not.
+    routing = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
