@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -23,15 +22,7 @@ from gateways.adapters import ADAPTERS
 from gateways.models import Gateway
 from gateways.selectors import gateway_by_code, gateway_get
 from gateways.types import CallbackParseError
-from payments.models import (
-    ATTEMPT_RESULT_FIELDS,
-    Attempt,
-    AttemptOutcome,
-    FailureReason,
-    Transaction,
-    TransactionStatus,
-)
-from payments.services import transaction_transition
+from payments.processing import SettlementResult, transaction_settle_from_callback
 
 from .errors import InvalidSignature
 from .models import CallbackEvent
@@ -168,65 +159,16 @@ def _store(
     return ReceiveResult(event=event, duplicate=False)
 
 
-def _flag(event: CallbackEvent, reason: str) -> None:
-    event.result = CallbackEvent.Result.FLAGGED
-    event.flagged = True
-    event.flag_reason = reason
-
-
 def _apply(event: CallbackEvent) -> None:
-    try:
-        attempt_id = uuid.UUID(event.reference)
-    except ValueError:
-        _flag(event, "unknown_reference")
-        return
-    # The attempt's transaction, locked, in one statement; then its current attempt.
-    txn = Transaction.objects.select_for_update(of=("self",)).filter(attempts__pk=attempt_id).first()
-    if txn is None:
-        _flag(event, "unknown_reference")
-        return
-    bind(transaction_id=txn.pk)
-    current = Attempt.objects.filter(transaction_id=txn.pk).order_by("-number").first()
-    attempt = current if current is not None and current.pk == attempt_id else Attempt.objects.get(pk=attempt_id)
-    event.attempt = attempt
-    event.transaction_id = txn.pk
-    if attempt.gateway_id != event.gateway_id:
-        _flag(event, "gateway_mismatch")
-        return
-    if attempt is not current:
-        _flag(event, "stale_attempt")
-        return
-    if (
-        attempt.outcome == AttemptOutcome.ACCEPTED
-        and attempt.gateway_payment_id
-        and event.payment_id
-        and event.payment_id != attempt.gateway_payment_id
-    ):
-        # The gateway told us which payment it made; a callback naming another one is not
-        # evidence about ours (a mix-up at the gateway, or a signed message reused).
-        _flag(event, "payment_id_mismatch")
-        return
-    target = TransactionStatus.COMPLETED if event.status == "completed" else TransactionStatus.FAILED
-    if txn.is_final:
-        if txn.status == target and (
-            target == TransactionStatus.COMPLETED or txn.failure_reason == FailureReason.GATEWAY_FAILED
-        ):
-            event.result = CallbackEvent.Result.IGNORED
-        else:
-            _flag(event, "final_state_conflict")
-        return
-    # The callback may arrive before the worker recorded the gateway's accept: it still applies.
-    payment_id = event.payment_id or attempt.gateway_payment_id
-    if attempt.outcome != AttemptOutcome.ACCEPTED or attempt.gateway_payment_id != payment_id:
-        attempt.outcome = AttemptOutcome.ACCEPTED
-        attempt.gateway_payment_id = payment_id
-        attempt.save(update_fields=ATTEMPT_RESULT_FIELDS)
-    txn.gateway = event.gateway
-    txn.gateway_reference = attempt.gateway_payment_id
-    transaction_transition(
-        txn, to=target, failure_reason=FailureReason.GATEWAY_FAILED if target == TransactionStatus.FAILED else None
+    """Hand the event's facts to payments, which owns the transaction's state; keep what came of it."""
+    settlement = transaction_settle_from_callback(
+        reference=event.reference, gateway_id=event.gateway_id, status=event.status, payment_id=event.payment_id
     )
-    event.result = CallbackEvent.Result.APPLIED
+    event.result = settlement.result
+    event.flagged = settlement.result == SettlementResult.FLAGGED
+    event.flag_reason = settlement.flag_reason
+    event.transaction_id = settlement.transaction_id
+    event.attempt_id = settlement.attempt_id
 
 
 def callback_apply(*, event_pk: int, event: CallbackEvent | None = None) -> None:

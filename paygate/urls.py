@@ -8,7 +8,14 @@ from gateways.apis import GatewayListApi
 from ops import probes
 from ops.dashboard import dashboard_view
 from ops.metrics import metrics_view
-from payments.apis import DepositCreateApi, TransactionDetailApi, TransactionListApi, WithdrawalCreateApi
+from payments.apis import (
+    DepositCreateApi,
+    EventDetailApi,
+    EventListApi,
+    TransactionDetailApi,
+    TransactionListApi,
+    WithdrawalCreateApi,
+)
 
 api_v1 = [
     re_path(r"^api/v1/deposits/?$", DepositCreateApi.as_view(), name="deposit-create"),
@@ -17,6 +24,8 @@ api_v1 = [
     re_path(
         r"^api/v1/transactions/(?P<transaction_id>[^/]+)/?$", TransactionDetailApi.as_view(), name="transaction-detail"
     ),
+    re_path(r"^api/v1/events/?$", EventListApi.as_view(), name="event-list"),
+    re_path(r"^api/v1/events/(?P<event_id>[^/]+)/?$", EventDetailApi.as_view(), name="event-detail"),
     re_path(r"^api/v1/gateways/?$", GatewayListApi.as_view(), name="gateway-list"),
     re_path(r"^api/v1/callbacks/(?P<gateway_code>[^/]+)/?$", CallbackReceiveApi.as_view(), name="callback-receive"),
 ]

@@ -8,7 +8,6 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.utils import timezone
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
@@ -28,9 +27,10 @@ from core.pagination import Pagination
 from core.schema import AUTHENTICATED_ERRORS, ERROR_RESPONSE
 
 from .auth import client_of
-from .models import Transaction, TransactionStatus, TransactionType
+from .models import EventType, Transaction, TransactionStatus, TransactionType
 from .money import AmountError, format_amount, parse_amount
-from .selectors import transaction_get, transaction_list, transaction_masked_details
+from .representations import attempt_representation, event_representation, transaction_representation
+from .selectors import event_feed, event_get, transaction_get, transaction_list, transaction_masked_details
 from .services import TransactionInput, transaction_create
 
 MAX_METADATA_BYTES = 4096
@@ -148,21 +148,8 @@ class AttemptOutput(serializers.Serializer):
         return attempt.error or None
 
     def to_representation(self, attempt: Any) -> dict[str, Any]:
-        # Written out: DRF would deep-copy every declared field per instance (the fields stay, for
-        # the schema; a test keeps the two in agreement).
-        return {
-            "reference": str(attempt.pk),
-            "gateway": attempt.gateway.code,
-            "outcome": attempt.outcome,
-            "error": attempt.error or None,
-            "created_at": _iso(attempt.created_at),
-        }
-
-
-def _iso(value: Any) -> str:
-    """As DRF's DateTimeField writes it: ISO 8601 in the current time zone, UTC as `Z`."""
-    text = timezone.localtime(value).isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
+        # Written out (payments.representations): DRF would deep-copy every declared field per instance.
+        return attempt_representation(attempt)
 
 
 class TransactionOutput(serializers.Serializer):
@@ -196,24 +183,7 @@ class TransactionOutput(serializers.Serializer):
 
     def to_representation(self, txn: Transaction) -> dict[str, Any]:
         # Written out, like AttemptOutput's: the declared fields describe it in the schema.
-        attempt_output = AttemptOutput()
-        return {
-            "id": str(txn.pk),
-            "type": txn.type,
-            "status": txn.status,
-            "amount": self.get_amount(txn),
-            "currency": txn.currency,
-            "country": txn.country_id,
-            "customer_id": txn.customer.reference,
-            "gateway": self.get_gateway(txn),
-            "gateway_reference": self.get_gateway_reference(txn),
-            "failure_reason": txn.failure_reason,
-            "payment_details": self.get_payment_details(txn),
-            "metadata": txn.metadata,
-            "attempts": [attempt_output.to_representation(attempt) for attempt in txn.attempts.all()],
-            "created_at": _iso(txn.created_at),
-            "updated_at": _iso(txn.updated_at),
-        }
+        return transaction_representation(txn)
 
 
 _IDEMPOTENCY_HEADER = OpenApiParameter(
@@ -377,3 +347,104 @@ class TransactionListApi(APIView):
         paginator = Pagination()
         page = paginator.paginate_queryset(queryset, request, view=self)
         return paginator.get_paginated_response(TransactionOutput(page, many=True).data)
+
+
+# --- Events (CONTRACT §8) ------------------------------------------------------------------
+
+
+class EventOutput(serializers.Serializer):
+    id = serializers.CharField(help_text="`evt_` and 32 hex digits.")
+    type = serializers.ChoiceField(choices=EventType.choices)
+    created_at = serializers.DateTimeField()
+    data = inline_serializer(
+        name="EventData",
+        fields={"object": TransactionOutput(help_text="The transaction as it was right after the change.")},
+    )
+
+    def to_representation(self, event: Any) -> dict[str, Any]:
+        return event_representation(event)
+
+
+_EVENT_ID_PATTERN = "^evt_[0-9a-f]{32}$"
+
+
+class EventListApi(APIView):
+    xml_root_name = "events"
+
+    class FilterInput(serializers.Serializer):
+        after = serializers.RegexField(
+            _EVENT_ID_PATTERN, required=False, help_text="Events after this one (an id from this feed)."
+        )
+        limit = serializers.IntegerField(min_value=1, max_value=100, default=20)
+        type = serializers.ChoiceField(choices=EventType.choices, required=False)
+        transaction = serializers.UUIDField(required=False, help_text="Only this transaction's events.")
+
+    @extend_schema(
+        operation_id="event_list",
+        parameters=[FilterInput],
+        responses={
+            200: inline_serializer(
+                name="EventPage",
+                fields={
+                    "results": EventOutput(many=True),
+                    "has_more": serializers.BooleanField(
+                        help_text="More events are visible now: ask again with `after` = the last id."
+                    ),
+                    "next": serializers.URLField(allow_null=True, help_text="The next page's URL, if `has_more`."),
+                },
+            ),
+            400: OpenApiResponse(ERROR_RESPONSE, description="Unknown or invalid filter, or an unknown `after`"),
+            **AUTHENTICATED_ERRORS,
+        },
+        tags=["events"],
+        description="The client's events, oldest first. Paging forward with `after` never skips an event, "
+        "even when concurrent writers commit out of order: an event appears once every older writer has finished.",
+    )
+    def get(self, request: Request) -> Response:
+        unknown = sorted(set(request.query_params) - set(self.FilterInput().fields))
+        if unknown:
+            raise ValidationFailed(
+                "Unknown query parameter.", fields={name: ["Unknown parameter."] for name in unknown}
+            )
+        filters = self.FilterInput(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        params = filters.validated_data
+        client = client_of(request)
+        after = None
+        if params.get("after"):
+            after = event_get(client=client, event_id=params["after"])
+            if after is None:
+                raise ValidationFailed("No such event.", fields={"after": ["No such event."]})
+        events, has_more = event_feed(
+            client=client,
+            after=after,
+            limit=params["limit"],
+            type=params.get("type"),
+            transaction_id=params.get("transaction"),
+        )
+        next_url = None
+        if has_more:
+            query = request.query_params.copy()
+            query["after"] = events[-1].public_id
+            next_url = request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
+        return Response({"results": [event_representation(e) for e in events], "has_more": has_more, "next": next_url})
+
+
+class EventDetailApi(APIView):
+    xml_root_name = "event"
+
+    @extend_schema(
+        operation_id="event_retrieve",
+        parameters=[OpenApiParameter("event_id", {"type": "string"}, OpenApiParameter.PATH)],
+        responses={
+            200: EventOutput,
+            404: OpenApiResponse(ERROR_RESPONSE, description="No such event"),
+            **AUTHENTICATED_ERRORS,
+        },
+        tags=["events"],
+    )
+    def get(self, request: Request, event_id: str) -> Response:
+        event = event_get(client=client_of(request), event_id=event_id)
+        if event is None:
+            raise NotFound("No such event.")
+        return Response(event_representation(event))

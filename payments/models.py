@@ -1,4 +1,4 @@
-"""API clients, customers, transactions and their gateway attempts."""
+"""API clients, customers, transactions, their gateway attempts, and the events of their status changes."""
 
 from __future__ import annotations
 
@@ -220,3 +220,68 @@ TRANSACTION_PIPELINE_FIELDS = (
     "updated_at",
 )
 ATTEMPT_RESULT_FIELDS = ("outcome", "error", "gateway_payment_id", "http_status", "latency_ms", "updated_at")
+
+
+class EventType(models.TextChoices):
+    TRANSACTION_CREATED = "transaction.created", "Transaction created"
+    TRANSACTION_PROCESSING = "transaction.processing", "Transaction processing"
+    # Back from `processing` when the gateway whose outcome was unknown never received it (rare).
+    TRANSACTION_PENDING = "transaction.pending", "Transaction pending again"
+    TRANSACTION_COMPLETED = "transaction.completed", "Transaction completed"
+    TRANSACTION_FAILED = "transaction.failed", "Transaction failed"
+
+
+EVENT_PREFIX = "evt_"
+
+
+class EventQuerySet(models.QuerySet["Event"]):
+    """Events are append-only: the ORM refuses to change or remove them (so does a PostgreSQL trigger)."""
+
+    def update(self, **kwargs: object) -> int:
+        raise TypeError("Events are append-only.")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise TypeError("Events are append-only.")
+
+
+class Event(models.Model):
+    """One status change (or creation) of a transaction, written in the same database transaction.
+
+    The feed's order is (`txid`, `id`): the writing database transaction's id, then the row id.
+    See `payments.selectors.event_feed` and docs/architecture.md for why that order never skips
+    an event. `data.object` is the transaction as the API showed it right after the change.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    client = models.ForeignKey(ApiClient, on_delete=models.PROTECT, related_name="+")
+    type = models.CharField(max_length=40, choices=EventType.choices)
+    transaction = models.ForeignKey(Transaction, on_delete=models.PROTECT, null=True, blank=True, related_name="events")
+    data = models.JSONField()
+    # PostgreSQL: the writer's transaction id (pg_current_xact_id()); 0 where writers are serial (SQLite).
+    txid = models.BigIntegerField(default=0, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = EventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["txid", "id"]
+        indexes = [
+            models.Index(fields=["client", "txid", "id"], name="event_client_feed"),
+            models.Index(fields=["transaction", "id"], name="event_transaction"),
+        ]
+
+    def __str__(self) -> str:
+        return self.public_id
+
+    @property
+    def public_id(self) -> str:
+        return f"{EVENT_PREFIX}{self.uid.hex}"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if not self._state.adding:
+            raise TypeError("Events are append-only.")
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
+        raise TypeError("Events are append-only.")

@@ -14,6 +14,7 @@ gathers the facts for them and applies their answers under the lock.
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -34,7 +35,6 @@ from gateways.types import LookupResult, LookupStatus, Outcome, PaymentRequest, 
 from .failover import NextStep, failover_next, failover_route
 from .models import (
     ATTEMPT_RESULT_FIELDS,
-    TRANSACTION_PIPELINE_FIELDS,
     Attempt,
     AttemptOutcome,
     FailureReason,
@@ -42,7 +42,7 @@ from .models import (
     TransactionStatus,
 )
 from .money import format_amount
-from .services import transaction_lock, transaction_transition
+from .services import transaction_lock, transaction_lock_by_attempt, transaction_save, transaction_transition
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def _route_pick(txn: Transaction, *, tried_any: bool) -> tuple[Gateway | None, B
 def _next_step(transaction_id: str) -> Step:
     """Decide, under the row lock, what the transaction needs next; commit a new attempt if a call."""
     with transaction.atomic():
-        txn = transaction_lock(transaction_id, with_customer=True)
+        txn = transaction_lock(transaction_id)
         if txn.status != TransactionStatus.PENDING:
             return Done()
         now = timezone.now()
@@ -175,7 +175,7 @@ def _next_step(transaction_id: str) -> Step:
             txn.route_round += 1
             countdown = min(_backoff(txn.route_round), max((deadline - now).total_seconds(), 0.0))
             txn.next_check_at = now + timedelta(seconds=countdown + settings.PAYGATE_SWEEP_GRACE_SECONDS)
-            txn.save(update_fields=["route_round", "next_check_at", "updated_at"])
+            transaction_save(txn, fields=["route_round", "next_check_at", "updated_at"])
             logger.info(
                 "no gateway available now; retrying in %.1fs",
                 countdown,
@@ -190,7 +190,7 @@ def _next_step(transaction_id: str) -> Step:
             gateway=gateway,
         )
         txn.next_check_at = now + timedelta(seconds=_call_window(gateway) + settings.PAYGATE_SWEEP_GRACE_SECONDS)
-        txn.save(update_fields=["next_check_at", "updated_at"])
+        transaction_save(txn, fields=["next_check_at", "updated_at"])
         return Call(
             attempt_id=str(attempt.pk),
             attempt_created_at=attempt.created_at,
@@ -265,7 +265,7 @@ def _record_result(transaction_id: str, attempt_id: str, result: PaymentResult, 
         else:
             raise AssertionError(f"a gateway call cannot lead to {decision}")
         attempt.save(update_fields=ATTEMPT_RESULT_FIELDS)
-        txn.save(update_fields=TRANSACTION_PIPELINE_FIELDS)
+        transaction_save(txn)
     ATTEMPTS.labels(gateway=attempt.gateway.code, outcome=result.outcome).inc()
     if result.latency_ms is not None:
         GATEWAY_LATENCY.labels(gateway=attempt.gateway.code, operation="payment").observe(result.latency_ms / 1000)
@@ -331,7 +331,7 @@ def _record_lookup(
         else:
             raise AssertionError(f"a look-up cannot lead to {decision}")
         attempt.save(update_fields=ATTEMPT_RESULT_FIELDS)
-        txn.save(update_fields=TRANSACTION_PIPELINE_FIELDS)
+        transaction_save(txn)
     logger.info("look-up answered %s", result.status)
     return step
 
@@ -390,7 +390,7 @@ def transaction_reconcile(*, transaction_id: str) -> RetryLater | None:
             return None
         # Claim this look-up so that a concurrent sweep does not repeat it straight away.
         txn.next_check_at = timezone.now() + timedelta(seconds=settings.PAYGATE_LOOKUP_INTERVAL_SECONDS)
-        txn.save(update_fields=["next_check_at", "updated_at"])
+        transaction_save(txn, fields=["next_check_at", "updated_at"])
     bind(attempt=attempt.pk, gateway=attempt.gateway.code)
     step = _record_lookup(
         transaction_id,
@@ -402,3 +402,73 @@ def transaction_reconcile(*, transaction_id: str) -> RetryLater | None:
         # The task publishes a retry: processing never imports the tasks that call it.
         return transaction_process(transaction_id=transaction_id)
     return None
+
+
+class SettlementResult:
+    APPLIED = "applied"
+    IGNORED = "ignored"  # already in the final state the callback names
+    FLAGGED = "flagged"  # not applied: an operator should look (see `flag_reason`)
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    result: str
+    flag_reason: str = ""
+    transaction_id: uuid.UUID | None = None
+    attempt_id: uuid.UUID | None = None
+
+
+def transaction_settle_from_callback(*, reference: str, gateway_id: int, status: str, payment_id: str) -> Settlement:
+    """Apply a gateway's signed final word on one of our attempts (CONTRACT §2).
+
+    Runs inside the caller's atomic block, which also records what came of the callback:
+    if the caller rolls back, so does the change. The callback may arrive before the worker
+    recorded the gateway's accept: it still applies. One for an attempt that is not the
+    current one, from another gateway, naming another payment, or contradicting a final
+    status is not applied and comes back flagged.
+    """
+    try:
+        attempt_id = uuid.UUID(reference)
+    except ValueError:
+        return Settlement(SettlementResult.FLAGGED, "unknown_reference")
+    txn = transaction_lock_by_attempt(attempt_id)
+    if txn is None:
+        return Settlement(SettlementResult.FLAGGED, "unknown_reference")
+    bind(transaction_id=txn.pk)
+    current = _current_attempt(txn)
+    attempt = current if current is not None and current.pk == attempt_id else Attempt.objects.get(pk=attempt_id)
+
+    def flagged(reason: str) -> Settlement:
+        return Settlement(SettlementResult.FLAGGED, reason, transaction_id=txn.pk, attempt_id=attempt.pk)
+
+    if attempt.gateway_id != gateway_id:
+        return flagged("gateway_mismatch")
+    if attempt is not current:
+        return flagged("stale_attempt")
+    if (
+        attempt.outcome == AttemptOutcome.ACCEPTED
+        and attempt.gateway_payment_id
+        and payment_id
+        and payment_id != attempt.gateway_payment_id
+    ):
+        # The gateway told us which payment it made; a callback naming another one is not
+        # evidence about ours (a mix-up at the gateway, or a signed message reused).
+        return flagged("payment_id_mismatch")
+    target = TransactionStatus.COMPLETED if status == "completed" else TransactionStatus.FAILED
+    if txn.is_final:
+        if txn.status == target and (
+            target == TransactionStatus.COMPLETED or txn.failure_reason == FailureReason.GATEWAY_FAILED
+        ):
+            return Settlement(SettlementResult.IGNORED, transaction_id=txn.pk, attempt_id=attempt.pk)
+        return flagged("final_state_conflict")
+    payment_id = payment_id or attempt.gateway_payment_id
+    if attempt.outcome != AttemptOutcome.ACCEPTED or attempt.gateway_payment_id != payment_id:
+        attempt.outcome = AttemptOutcome.ACCEPTED
+        attempt.gateway_payment_id = payment_id
+        attempt.save(update_fields=ATTEMPT_RESULT_FIELDS)
+    txn.gateway = attempt.gateway
+    txn.gateway_reference = attempt.gateway_payment_id
+    transaction_transition(
+        txn, to=target, failure_reason=FailureReason.GATEWAY_FAILED if target == TransactionStatus.FAILED else None
+    )
+    return Settlement(SettlementResult.APPLIED, transaction_id=txn.pk, attempt_id=attempt.pk)

@@ -6,12 +6,13 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 
+from core.db import CompletedHorizon, OwnTransactionId
 from core.masking import without_sensitive_auth
 
 from .masking import mask_details
-from .models import ApiClient, Attempt, Transaction, TransactionStatus
+from .models import EVENT_PREFIX, ApiClient, Attempt, Event, Transaction, TransactionStatus
 
 # The statuses in which a transaction waits for Paygate or a gateway to move it on.
 WAITING_STATUSES = (TransactionStatus.PENDING, TransactionStatus.PROCESSING)
@@ -68,3 +69,44 @@ def transaction_oldest_waiting_ages(*, now: datetime) -> dict[str, float | None]
         )
         ages[status] = (now - created).total_seconds() if created else None
     return ages
+
+
+def event_uid(event_id: str) -> uuid.UUID | None:
+    """The uuid inside a public event id (`evt_<32 hex>`); None if it is not one."""
+    if not isinstance(event_id, str) or not event_id.startswith(EVENT_PREFIX):
+        return None
+    try:
+        return uuid.UUID(hex=event_id[len(EVENT_PREFIX) :])
+    except ValueError:
+        return None
+
+
+def event_get(*, client: ApiClient, event_id: str) -> Event | None:
+    uid = event_uid(event_id)
+    return None if uid is None else Event.objects.filter(client=client, uid=uid).first()
+
+
+def event_feed(
+    *,
+    client: ApiClient,
+    after: Event | None = None,
+    limit: int = 20,
+    type: str | None = None,
+    transaction_id: uuid.UUID | None = None,
+) -> tuple[list[Event], bool]:
+    """A client's events oldest first, after `after`; and whether more are visible now.
+
+    Only events whose writers have all finished are served (`CompletedHorizon`): an event
+    committed late, by a transaction older than one already served, is never passed over by
+    the cursor, because nothing is served beyond the oldest transaction still running. The
+    reader's own uncommitted events are visible to it as well (tests, or a caller inside a write).
+    """
+    queryset = Event.objects.filter(client=client).filter(Q(txid__lt=CompletedHorizon()) | Q(txid=OwnTransactionId()))
+    if after is not None:
+        queryset = queryset.filter(Q(txid__gt=after.txid) | Q(txid=after.txid, id__gt=after.pk))
+    if type:
+        queryset = queryset.filter(type=type)
+    if transaction_id is not None:
+        queryset = queryset.filter(transaction_id=transaction_id)
+    page = list(queryset.order_by("txid", "id")[: limit + 1])
+    return page[:limit], len(page) > limit

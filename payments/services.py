@@ -1,4 +1,10 @@
-"""Writes: creating transactions (with idempotency) and moving them through the state machine."""
+"""Writes: creating transactions (with idempotency) and moving them through the state machine.
+
+This module owns a transaction's status. A change happens only on a row locked by
+`transaction_lock`, is checked by `transaction_transition` and written by `transaction_save`,
+which appends the change's event in the same database transaction: no status ever changes
+without its event (a test lists every writer of `Transaction.status`).
+"""
 
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from core.db import single_statement
+from core.db import CurrentTransactionId
 from core.errors import ApplicationError
 from core.fingerprint import fingerprint as keyed_fingerprint
 from core.fingerprint import fingerprint_matches
@@ -34,10 +40,14 @@ from .models import (
     ApiClient,
     Attempt,
     Customer,
+    Event,
+    EventType,
     FailureReason,
     Transaction,
     TransactionStatus,
 )
+from .representations import transaction_representation
+from .signals import event_recorded
 
 logger = logging.getLogger(__name__)
 
@@ -145,8 +155,8 @@ def transaction_create(
     customer_key = (client.pk, data.customer_id)
     customer = _customers.peek(customer_key)
     try:
-        # A known customer leaves one INSERT, which commits on its own; a new one is created with it.
-        with transaction.atomic() if customer is None else single_statement():
+        # The transaction, its `transaction.created` event, and a new customer commit together.
+        with transaction.atomic():
             if customer is None:
                 # The routes above exist, so the country does: its code is the foreign key.
                 customer, _ = Customer.objects.get_or_create(
@@ -172,6 +182,12 @@ def transaction_create(
             # A new transaction has no attempts yet: spare the response a query for them (through
             # Django's own prefetch cache, which its stubs do not declare).
             txn._prefetched_objects_cache = {"attempts": Attempt.objects.none()}  # type: ignore[attr-defined]
+            event_append(
+                client_id=client.pk,
+                type=EventType.TRANSACTION_CREATED,
+                transaction=txn,
+                obj=transaction_representation(txn, attempts=()),
+            )
             txn_id = txn.pk
             transaction.on_commit(lambda: transaction_publish(txn_id), robust=True)
     except IntegrityError:
@@ -188,9 +204,10 @@ def transaction_create(
 
 
 def transaction_transition(txn: Transaction, *, to: str, failure_reason: str | None = None, save: bool = True) -> None:
-    """Move a locked transaction to `to`, enforcing the state machine.
+    """Move a transaction locked by `transaction_lock` to `to`, enforcing the state machine.
 
-    The caller holds the row lock (select_for_update) inside an atomic block.
+    With `save=False` the caller changes more fields and then calls `transaction_save`,
+    which writes the change and its event.
     """
     if to not in ALLOWED_TRANSITIONS[txn.status]:
         raise InvalidTransition(f"A {txn.status} transaction cannot become {to}.")
@@ -219,7 +236,57 @@ def transaction_transition(txn: Transaction, *, to: str, failure_reason: str | N
             ).inc()
         )
     if save:
-        txn.save(update_fields=TRANSACTION_PIPELINE_FIELDS)
+        transaction_save(txn)
+
+
+# The status a locked row had when it was read (or last saved): what `transaction_save` compares with.
+_STATUS_AT_LOCK = "_paygate_status_at_lock"
+
+_EVENT_OF_STATUS = {
+    TransactionStatus.PENDING: EventType.TRANSACTION_PENDING,
+    TransactionStatus.PROCESSING: EventType.TRANSACTION_PROCESSING,
+    TransactionStatus.COMPLETED: EventType.TRANSACTION_COMPLETED,
+    TransactionStatus.FAILED: EventType.TRANSACTION_FAILED,
+}
+
+
+def transaction_save(txn: Transaction, *, fields: tuple[str, ...] | list[str] = TRANSACTION_PIPELINE_FIELDS) -> None:
+    """Write a locked transaction's pipeline columns; a changed status appends its event with them.
+
+    The only writer of `Transaction.status` after creation. Save the attempts first: the
+    event shows the transaction with its attempts as they are now.
+    """
+    at_lock = getattr(txn, _STATUS_AT_LOCK, None)
+    if at_lock is None:
+        raise RuntimeError("transaction_save needs a row locked by transaction_lock.")
+    changed = txn.status != at_lock
+    if changed and "status" not in fields:
+        raise RuntimeError("A status change must be saved with its status column.")
+    txn.save(update_fields=fields)
+    if changed:
+        attempts = Attempt.objects.filter(transaction_id=txn.pk).select_related("gateway").order_by("number")
+        event_append(
+            client_id=txn.client_id,
+            type=_EVENT_OF_STATUS[TransactionStatus(txn.status)],
+            transaction=txn,
+            obj=transaction_representation(txn, attempts=attempts),
+        )
+        setattr(txn, _STATUS_AT_LOCK, txn.status)
+
+
+def event_append(*, client_id: int, type: str, transaction: Transaction | None, obj: dict[str, Any]) -> Event:
+    """Append an event inside the caller's database transaction (it commits or rolls back with the change)."""
+    if not _in_atomic_block():
+        raise RuntimeError("An event is written in the same database transaction as its change.")
+    event = Event.objects.create(
+        client_id=client_id, type=type, transaction=transaction, data={"object": obj}, txid=CurrentTransactionId()
+    )
+    event_recorded.send(sender=Event, event=event)
+    return event
+
+
+def _in_atomic_block() -> bool:
+    return transaction.get_connection().in_atomic_block
 
 
 def _drop_sensitive_auth(txn: Transaction) -> None:
@@ -266,12 +333,28 @@ def payment_details_purge(*, now: datetime | None = None, batch_size: int = 500)
     return purged
 
 
-def transaction_lock(transaction_id: Any, *, with_customer: bool = False) -> Transaction:
-    """The transaction, its row locked until the end of the atomic block (the customer's row is not)."""
-    queryset = Transaction.objects.select_for_update(of=("self",))
-    if with_customer:
-        queryset = queryset.select_related("customer")
-    return queryset.get(pk=transaction_id)
+def transaction_lock(transaction_id: Any) -> Transaction:
+    """The transaction, its row locked until the end of the atomic block.
+
+    Its customer comes in the same statement (its row is not locked): the event of a change
+    shows the customer's reference.
+    """
+    txn = Transaction.objects.select_for_update(of=("self",)).select_related("customer").get(pk=transaction_id)
+    setattr(txn, _STATUS_AT_LOCK, txn.status)
+    return txn
+
+
+def transaction_lock_by_attempt(attempt_id: Any) -> Transaction | None:
+    """The transaction an attempt belongs to, its row locked (one statement); None if no such attempt."""
+    txn = (
+        Transaction.objects.select_for_update(of=("self",))
+        .select_related("customer")
+        .filter(attempts__pk=attempt_id)
+        .first()
+    )
+    if txn is not None:
+        setattr(txn, _STATUS_AT_LOCK, txn.status)
+    return txn
 
 
 def api_key_create(*, client_name: str) -> tuple[ApiClient, str]:

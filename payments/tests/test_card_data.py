@@ -24,7 +24,13 @@ from core.masking import is_sensitive_auth_key, mask_text
 from gateways.services import demo_seed
 from payments.masking import mask_details
 from payments.models import Transaction, TransactionStatus
-from payments.services import TransactionInput, payment_details_purge, transaction_create, transaction_transition
+from payments.services import (
+    TransactionInput,
+    payment_details_purge,
+    transaction_create,
+    transaction_lock,
+    transaction_transition,
+)
 from payments.tasks import purge_payment_details
 
 PAN = "4111111111111111"
@@ -264,12 +270,12 @@ def test_security_codes_are_dropped_from_storage_when_the_transaction_becomes_fi
     details = {**DETAILS, "nested": {"Cvc2": "456", "ref": "r-1"}}
     txn = make_transaction(payment_details=details)
     with db_transaction.atomic():
-        locked = Transaction.objects.select_for_update().get(pk=txn.pk)
+        locked = transaction_lock(txn.pk)
         transaction_transition(locked, to=TransactionStatus.PROCESSING)
     assert Transaction.objects.get(pk=txn.pk).payment_details == details  # not final: kept
 
     with db_transaction.atomic():
-        locked = Transaction.objects.select_for_update().get(pk=txn.pk)
+        locked = transaction_lock(txn.pk)
         transaction_transition(locked, to=final, failure_reason="gateway_failed" if final == "failed" else None)
     stored = Transaction.objects.get(pk=txn.pk).payment_details
     assert "cvv" not in stored and stored["nested"] == {"ref": "r-1"}

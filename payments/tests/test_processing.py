@@ -12,9 +12,9 @@ from django.db import OperationalError, transaction
 from gateways.models import Gateway, GatewayRoute
 from gateways.selectors import route_list
 from gateways.services import demo_seed
-from payments.models import FailureReason, Transaction, TransactionStatus
+from payments.models import Event, FailureReason, Transaction, TransactionStatus
 from payments.processing import RetryLater, _next_step
-from payments.services import InvalidTransition, transaction_transition
+from payments.services import InvalidTransition, transaction_lock, transaction_transition
 
 pytestmark = pytest.mark.django_db
 
@@ -43,18 +43,24 @@ def txn(make_transaction: Callable[..., Transaction]) -> Transaction:
 )
 def test_state_machine(txn: Transaction, start: str, to: str, allowed: bool) -> None:
     Transaction.objects.filter(pk=txn.pk).update(status=start)
-    txn.refresh_from_db()
     reason = FailureReason.GATEWAY_FAILED if to == "failed" else None
+    events_before = list(Event.objects.filter(transaction=txn).values_list("type", flat=True))
     if allowed:
-        transaction_transition(txn, to=to, failure_reason=reason)
+        with transaction.atomic():
+            transaction_transition(transaction_lock(txn.pk), to=to, failure_reason=reason)
         txn.refresh_from_db()
         assert txn.status == to
         assert (txn.finished_at is not None) == (to in {"completed", "failed"})
+        # The change and its event, written together.
+        event = Event.objects.filter(transaction=txn).order_by("-id").first()
+        assert event is not None and event.type == f"transaction.{to}"
+        assert event.data["object"]["status"] == to
     else:
-        with pytest.raises(InvalidTransition):
-            transaction_transition(txn, to=to, failure_reason=reason)
+        with pytest.raises(InvalidTransition), transaction.atomic():
+            transaction_transition(transaction_lock(txn.pk), to=to, failure_reason=reason)
         txn.refresh_from_db()
         assert txn.status == start
+        assert list(Event.objects.filter(transaction=txn).values_list("type", flat=True)) == events_before
 
 
 def test_failed_needs_a_known_reason(txn: Transaction) -> None:
