@@ -9,6 +9,7 @@ configured one (the filesystem transport by default, Redis with CELERY_BROKER_UR
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -192,7 +193,9 @@ def _purge_broker() -> None:
             folder.mkdir(parents=True, exist_ok=True)
     else:
         with app.connection_for_write() as conn:
-            conn.default_channel.queue_purge("celery")
+            for queue in ("celery", "webhooks"):
+                with contextlib.suppress(Exception):  # a queue never declared yet
+                    conn.default_channel.queue_purge(queue)
 
 
 def celery_worker(env: dict[str, str], *, name: str = "worker", concurrency: int = 2) -> Process:
@@ -226,6 +229,37 @@ def worker_env(live_server_url: str) -> dict[str, str]:
     # The sandboxes are plain http on loopback (see loopback_gateways_allowed).
     env.setdefault("PAYGATE_GATEWAY_ALLOWED_HOSTS", "127.0.0.1,localhost")
     return env
+
+
+WEBHOOK_RETRY_SCHEDULE = "0.5,1"
+WEBHOOK_TIMEOUT_SECONDS = "2"
+
+
+@pytest.fixture(scope="session")
+def webhook_worker(django_db_setup: Any, django_db_blocker: Any, live_server: Any) -> Iterator[Process]:
+    """The webhook queue's own worker, threaded as in production; short retries and timeout for the tests."""
+    with django_db_blocker.unblock():
+        env = worker_env(live_server.url)
+    env["PAYGATE_WEBHOOK_ALLOW_PRIVATE"] = "True"
+    env["PAYGATE_WEBHOOK_RETRY_SCHEDULE"] = WEBHOOK_RETRY_SCHEDULE
+    env["PAYGATE_WEBHOOK_TIMEOUT_SECONDS"] = WEBHOOK_TIMEOUT_SECONDS
+    worker = Process(
+        "webhook-worker",
+        harness.worker_argv(hostname=f"webhooks-{os.getpid()}@%h", concurrency=8, queues="webhooks", pool="threads"),
+        env,
+    )
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def receiver(settings: Any) -> Iterator[harness.Receiver]:
+    """A real HTTP webhook receiver on loopback, which the API accepts in this test (as with DEBUG on)."""
+    settings.PAYGATE_WEBHOOK_ALLOW_PRIVATE = True
+    box = harness.Receiver().start()
+    yield box
+    box.stop()
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,11 @@ GATEWAY_LATENCY = Histogram(
     ["gateway", "operation"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
+WEBHOOK_DELIVERIES = Counter(
+    "paygate_webhook_deliveries_total",
+    "Tries of webhook deliveries: succeeded, retry (failed, to be tried again) or failed (given up).",
+    ["result"],
+)
 CALLBACKS = Counter("paygate_callbacks_total", "Gateway callbacks by result.", ["gateway", "result"])
 PAYMENT_DETAILS_PURGED = Counter(
     "paygate_payment_details_purged_total",

@@ -26,6 +26,7 @@ from harness.commands import (
     worker_argv,
 )
 from harness.process import HarnessError, Process, http_get, http_post_json, run_checked, stop_all, wait_for
+from harness.receiver import Receiver
 from harness.stack import Stack
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "ROOT",
     "HarnessError",
     "Process",
+    "Receiver",
     "Stack",
     "beat_argv",
     "free_port",

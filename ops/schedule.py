@@ -13,6 +13,7 @@ def periodic_tasks() -> list[tuple[str, str, int]]:
         ("Gateway health checks", "gateways.check_health_all", settings.PAYGATE_HEALTH_CHECK_INTERVAL_SECONDS),
         ("Sweep due transactions", "payments.sweep_due", int(settings.PAYGATE_SWEEP_INTERVAL_SECONDS)),
         ("Sweep unapplied callbacks", "callbacks.sweep_unapplied", 30),
+        ("Sweep due webhook deliveries", "webhooks.sweep", settings.PAYGATE_WEBHOOK_SWEEP_INTERVAL_SECONDS),
         (
             "Purge expired payment details",
             "payments.purge_payment_details",

@@ -218,6 +218,7 @@ INSTALLED_APPS = [
     "gateways",
     "payments",
     "callbacks",
+    "webhooks",
     "ops",
     "sandbox",
 ]
@@ -430,6 +431,8 @@ CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_TASK_PUBLISH_RETRY = True
 # A publish that cannot reach the broker gives up quickly; the recovery sweep republishes.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+# Webhook deliveries have their own queue and workers: a slow merchant endpoint never holds up payments.
+CELERY_TASK_ROUTES = {"webhooks.*": {"queue": "webhooks"}}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -520,6 +523,21 @@ PAYGATE_PAYMENT_DETAILS_PURGE_INTERVAL_SECONDS = _env_int("PAYGATE_PAYMENT_DETAI
 # Gateway hosts called as they are, plain http and private addresses included (comma-separated
 # host names). With DEBUG off every other base URL must be https to a public address.
 PAYGATE_GATEWAY_ALLOWED_HOSTS = _env_list("PAYGATE_GATEWAY_ALLOWED_HOSTS", [])
+
+# --- Merchant webhooks (CONTRACT §8) ---------------------------------------------------------
+# Seconds between the tries of a delivery that failed; after the last one it is marked failed.
+PAYGATE_WEBHOOK_RETRY_SCHEDULE = _env(
+    "PAYGATE_WEBHOOK_RETRY_SCHEDULE",
+    "60,300,300,600,600,600,600,600,3600,3600,3600,3600,3600,21600,21600,21600",
+)
+# A 2xx within this many seconds is a success.
+PAYGATE_WEBHOOK_TIMEOUT_SECONDS = _env_float("PAYGATE_WEBHOOK_TIMEOUT_SECONDS", 10.0)
+# With DEBUG off an endpoint must be https to a public address; this lifts both (development only).
+PAYGATE_WEBHOOK_ALLOW_PRIVATE = _env_bool("PAYGATE_WEBHOOK_ALLOW_PRIVATE", False)
+PAYGATE_WEBHOOK_MAX_ENDPOINTS = _env_int("PAYGATE_WEBHOOK_MAX_ENDPOINTS", 16)
+# Tries in flight to one endpoint at a time: a hanging endpoint holds at most this many threads.
+PAYGATE_WEBHOOK_ENDPOINT_CONCURRENCY = _env_int("PAYGATE_WEBHOOK_ENDPOINT_CONCURRENCY", 2)
+PAYGATE_WEBHOOK_SWEEP_INTERVAL_SECONDS = _env_int("PAYGATE_WEBHOOK_SWEEP_INTERVAL_SECONDS", 10)
 
 # --- Logging ------------------------------------------------------------------------------
 LOG_LEVEL = _env("LOG_LEVEL") or "INFO"

@@ -16,6 +16,12 @@ from payments.apis import (
     TransactionListApi,
     WithdrawalCreateApi,
 )
+from webhooks.apis import (
+    EventDeliveryListApi,
+    EventRedeliverApi,
+    WebhookEndpointDetailApi,
+    WebhookEndpointListApi,
+)
 
 api_v1 = [
     re_path(r"^api/v1/deposits/?$", DepositCreateApi.as_view(), name="deposit-create"),
@@ -26,6 +32,16 @@ api_v1 = [
     ),
     re_path(r"^api/v1/events/?$", EventListApi.as_view(), name="event-list"),
     re_path(r"^api/v1/events/(?P<event_id>[^/]+)/?$", EventDetailApi.as_view(), name="event-detail"),
+    re_path(
+        r"^api/v1/events/(?P<event_id>[^/]+)/deliveries/?$", EventDeliveryListApi.as_view(), name="event-deliveries"
+    ),
+    re_path(r"^api/v1/events/(?P<event_id>[^/]+)/redeliver/?$", EventRedeliverApi.as_view(), name="event-redeliver"),
+    re_path(r"^api/v1/webhook-endpoints/?$", WebhookEndpointListApi.as_view(), name="webhook-endpoint-list"),
+    re_path(
+        r"^api/v1/webhook-endpoints/(?P<endpoint_id>[^/]+)/?$",
+        WebhookEndpointDetailApi.as_view(),
+        name="webhook-endpoint-detail",
+    ),
     re_path(r"^api/v1/gateways/?$", GatewayListApi.as_view(), name="gateway-list"),
     re_path(r"^api/v1/callbacks/(?P<gateway_code>[^/]+)/?$", CallbackReceiveApi.as_view(), name="callback-receive"),
 ]

@@ -11,7 +11,7 @@ from rest_framework_api_key.models import APIKey
 
 from core.admin import ReadOnlyMixin
 
-from .models import ApiClient, Attempt, ClientAPIKey, FailureReason, Transaction
+from .models import ApiClient, Attempt, ClientAPIKey, Event, FailureReason, Transaction
 from .money import format_amount
 from .selectors import transaction_masked_details
 
@@ -50,6 +50,34 @@ class AttemptInline(ReadOnlyMixin, admin.TabularInline):
         return super().get_queryset(request).select_related("gateway")
 
 
+class EventInline(ReadOnlyMixin, admin.TabularInline):
+    """The transaction's status history: its events, oldest first (they are append-only)."""
+
+    model = Event
+    extra = 0
+    verbose_name = "status change"
+    verbose_name_plural = "Timeline (events)"
+    fields = ("created_at", "type", "status", "gateway", "failure_reason", "public_id")
+    readonly_fields = fields
+    ordering = ("id",)
+
+    @admin.display(description="Status")
+    def status(self, event: Event) -> str:
+        return str(event.data.get("object", {}).get("status", ""))
+
+    @admin.display(description="Gateway")
+    def gateway(self, event: Event) -> str:
+        return str(event.data.get("object", {}).get("gateway") or "")
+
+    @admin.display(description="Failure reason")
+    def failure_reason(self, event: Event) -> str:
+        return str(event.data.get("object", {}).get("failure_reason") or "")
+
+    @admin.display(description="Event id")
+    def public_id(self, event: Event) -> str:
+        return event.public_id
+
+
 @admin.register(Transaction)
 class TransactionAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = (
@@ -68,7 +96,7 @@ class TransactionAdmin(ReadOnlyMixin, admin.ModelAdmin):
     search_fields = ("=id", "gateway_reference", "customer__reference", "idempotency_key")
     date_hierarchy = "created_at"
     # callbacks/admin.py adds the transaction's callback events: callbacks sit above payments.
-    inlines = [AttemptInline]
+    inlines = [EventInline, AttemptInline]
     # The card data is shown masked only; the fingerprint (request_hash) is keyed, but it is still
     # derived from the card data: nobody needs to see it.
     fields = (

@@ -229,6 +229,9 @@ class EventType(models.TextChoices):
     TRANSACTION_PENDING = "transaction.pending", "Transaction pending again"
     TRANSACTION_COMPLETED = "transaction.completed", "Transaction completed"
     TRANSACTION_FAILED = "transaction.failed", "Transaction failed"
+    REFUND_CREATED = "refund.created", "Refund created"
+    REFUND_SUCCEEDED = "refund.succeeded", "Refund succeeded"
+    REFUND_FAILED = "refund.failed", "Refund failed"
 
 
 EVENT_PREFIX = "evt_"

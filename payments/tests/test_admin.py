@@ -171,8 +171,15 @@ def test_the_staff_groups_grant_exactly_their_permissions(db: Any) -> None:
         group = Group.objects.get(name=name)
         return {f"{p.content_type.app_label}.{p.codename}" for p in group.permissions.select_related("content_type")}
 
-    looked_at = {"gateways.gateway", "gateways.gatewayroute", "gateways.country"}
-    read_only = {"payments.transaction", "payments.attempt", "callbacks.callbackevent"}
+    looked_at = {"gateways.gateway", "gateways.gatewayroute", "gateways.country", "webhooks.webhookendpoint"}
+    read_only = {
+        "payments.transaction",
+        "payments.attempt",
+        "payments.event",
+        "callbacks.callbackevent",
+        "webhooks.webhookdelivery",
+        "webhooks.webhookdeliveryattempt",
+    }
     view = {f"{m.split('.')[0]}.view_{m.split('.')[1]}" for m in looked_at | read_only}
     change = {f"{m.split('.')[0]}.change_{m.split('.')[1]}" for m in looked_at}
     assert granted("auditors") == view
@@ -184,7 +191,13 @@ def test_an_auditor_sees_everything_and_changes_nothing(objects: Transaction, cl
 
     login_in_group(client, "auditors")
     gateway = Gateway.objects.get(code="acmepay")
-    visible = ("/admin/gateways/", "/admin/payments/transaction/", "/admin/callbacks/", "/admin/dashboard/")
+    visible = (
+        "/admin/gateways/",
+        "/admin/payments/transaction/",
+        "/admin/callbacks/",
+        "/admin/webhooks/",
+        "/admin/dashboard/",
+    )
     for url in admin_urls() + ADMIN_SECTIONS:
         expected = 200 if url in ("/admin/", "/admin/payments/") or url.startswith(visible) else 403
         assert client.get(url).status_code == expected, url

@@ -1,0 +1,111 @@
+"""A webhook receiver over real HTTP, for tests, the benchmark and the fault-injection run.
+
+It records every request (path, headers, body) and answers each path by a script: a list
+of status codes used in turn (the last one repeats), or "hang" to hold the request until
+released. It runs in a thread of the calling process, on 127.0.0.1 and a free port.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+HANG = "hang"
+
+
+@dataclass(frozen=True)
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def signature_valid(self, secret: str) -> bool:
+        """The `Paygate-Signature` header checks out against `secret` (t=…,v1=HMAC-SHA256 of "t.body")."""
+        parts = dict(item.split("=", 1) for item in self.headers.get("Paygate-Signature", "").split(",") if "=" in item)
+        if "t" not in parts or "v1" not in parts:
+            return False
+        expected = hmac.new(secret.encode(), parts["t"].encode() + b"." + self.body, hashlib.sha256).hexdigest()
+        return hmac.compare_digest(expected, parts["v1"])
+
+
+@dataclass
+class Receiver:
+    host: str = "127.0.0.1"
+    scripts: dict[str, list[int | str]] = field(default_factory=dict)
+    received: list[Received] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _release: threading.Event = field(default_factory=threading.Event)
+    _calls: dict[str, int] = field(default_factory=dict)
+    _server: ThreadingHTTPServer | None = None
+
+    def start(self) -> Receiver:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                answer = receiver._record(Received(self.path, dict(self.headers.items()), body))
+                if answer == HANG:
+                    receiver._release.wait(120)
+                    answer = 200
+                payload = b'{"ok":true}'
+                try:
+                    self.send_response(int(answer))
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except OSError:
+                    pass  # the sender gave up first
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer((self.host, 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, name="webhook-receiver", daemon=True).start()
+        return self
+
+    def _record(self, item: Received) -> int | str:
+        with self._lock:
+            self.received.append(item)
+            calls = self._calls.get(item.path, 0)
+            self._calls[item.path] = calls + 1
+            script = self.scripts.get(item.path) or [200]
+            return script[min(calls, len(script) - 1)]
+
+    def url(self, path: str = "/hook") -> str:
+        assert self._server is not None, "not started"
+        return f"http://{self.host}:{self._server.server_address[1]}{path}"
+
+    def on(self, path: str, *answers: int | str) -> str:
+        """Script `path`'s answers and return its URL."""
+        with self._lock:
+            self.scripts[path] = list(answers)
+        return self.url(path)
+
+    def at(self, path: str) -> list[Received]:
+        with self._lock:
+            return [item for item in self.received if item.path == path]
+
+    def matching(self, predicate: Callable[[Received], bool]) -> list[Received]:
+        with self._lock:
+            return [item for item in self.received if predicate(item)]
+
+    def stop(self) -> None:
+        self._release.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()

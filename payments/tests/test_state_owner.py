@@ -1,0 +1,95 @@
+"""No status changes anywhere but through its owner: the writers of `status`, listed from the source.
+
+Every assignment to a `.status` attribute, every ORM call passing `status=`, and every save whose
+`update_fields` may hold "status" is found in the code (tests and migrations aside) and must be
+one of the writers below. A new writer, of a transaction's status above all, fails here until it
+is reviewed: a transaction's status changes only in `payments.services`, which appends the
+change's event in the same database transaction.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("core", "gateways", "payments", "callbacks", "webhooks", "ops", "paygate")
+ORM_WRITES = {"update", "create", "bulk_create", "get_or_create", "update_or_create", "bulk_update"}
+
+# (file, function) → what it writes. Transaction.status: only transaction_transition sets it and
+# only transaction_save stores it (with its event).
+WRITERS = {
+    ("payments/services.py", "transaction_transition"): "Transaction.status (in memory, checked)",
+    ("payments/services.py", "transaction_save"): "Transaction.status (stored with its event)",
+    ("webhooks/services.py", "_record"): "WebhookDelivery.status",
+}
+
+
+def _field_constants() -> dict[str, tuple[str, ...]]:
+    """The models' named tuples of update fields (e.g. ATTEMPT_RESULT_FIELDS), by name."""
+    from payments import models
+
+    constants = vars(models).items()
+    return {name: value for name, value in constants if name.endswith("_FIELDS") and isinstance(value, tuple)}
+
+
+_FIELD_CONSTANTS = _field_constants()
+
+
+def _writes_status(node: ast.AST) -> bool:
+    if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        flat: list[ast.AST] = []
+        for target in targets:
+            flat.extend(target.elts if isinstance(target, ast.Tuple) else [target])
+        return any(isinstance(t, ast.Attribute) and t.attr == "status" for t in flat)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        if node.func.attr in ORM_WRITES and any(k.arg == "status" for k in node.keywords):
+            return True
+        if node.func.attr == "save":
+            for keyword in node.keywords:
+                if keyword.arg != "update_fields":
+                    continue
+                value = keyword.value
+                if isinstance(value, (ast.List, ast.Tuple)):
+                    return any(isinstance(e, ast.Constant) and e.value == "status" for e in value.elts)
+                if isinstance(value, ast.Name) and value.id in _FIELD_CONSTANTS:
+                    return "status" in _FIELD_CONSTANTS[value.id]
+                return True  # a variable: it may hold "status"
+    return False
+
+
+def status_writers() -> Iterator[tuple[str, str]]:
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = path.relative_to(ROOT).parts
+            if "tests" in parts or "migrations" in parts:
+                continue
+            tree = ast.parse(path.read_text())
+            for function in ast.walk(tree):
+                if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    continue
+                if any(_writes_status(node) for node in ast.walk(function)):
+                    yield "/".join(parts), function.name
+
+
+def test_only_the_owners_write_a_status() -> None:
+    found = set(status_writers())
+    # A function nested in another is listed under both: keep the innermost names the table uses.
+    unexpected = {writer for writer in found if writer not in WRITERS}
+    assert not unexpected, f"status written outside its owner: {sorted(unexpected)}"
+    assert set(WRITERS) <= found, f"listed writers no longer found: {sorted(set(WRITERS) - found)}"
+
+
+def test_the_scan_sees_a_writer_it_is_not_told_about(tmp_path: Path) -> None:
+    """The scan itself bites: each form of a status write is found."""
+    for source in (
+        "def f(txn):\n    txn.status = 'completed'\n",
+        "def f(qs):\n    qs.update(status='failed')\n",
+        "def f(txn):\n    txn.save(update_fields=['status'])\n",
+        "def f(txn, fields):\n    txn.save(update_fields=fields)\n",
+    ):
+        function = ast.parse(source).body[0]
+        assert any(_writes_status(node) for node in ast.walk(function)), source
+    assert not any(_writes_status(n) for n in ast.walk(ast.parse("def f(t):\n    t.save(update_fields=['x'])\n")))

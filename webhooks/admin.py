@@ -1,0 +1,129 @@
+"""Webhook endpoints (editable; the secret is never shown again, only rotated) and deliveries (read-only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from core.admin import ReadOnlyMixin
+from core.errors import ApplicationError
+
+from .models import WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint
+from .services import (
+    delivery_redeliver,
+    event_patterns,
+    webhook_endpoint_create,
+    webhook_endpoint_update,
+    webhook_events_check,
+    webhook_secret_rotate,
+    webhook_url_check,
+)
+
+
+class EndpointForm(forms.ModelForm):
+    events = forms.MultipleChoiceField(
+        choices=[(pattern, pattern) for pattern in event_patterns()],
+        widget=forms.CheckboxSelectMultiple,
+        help_text='"*" is every event; "transaction.*" every event of a transaction.',
+    )
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = ("client", "url", "events", "active")
+
+    def clean_url(self) -> str:
+        return _as_form_error(webhook_url_check, self.cleaned_data.get("url"))
+
+    def clean_events(self) -> list[str]:
+        return _as_form_error(webhook_events_check, list(self.cleaned_data.get("events") or []))
+
+
+def _as_form_error(check: Any, value: Any) -> Any:
+    try:
+        return check(value)
+    except ApplicationError as exc:
+        raise forms.ValidationError(exc.message) from None
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    form = EndpointForm
+    list_display = ("url", "client", "events", "active", "created_at")
+    list_filter = ("active", "client")
+    search_fields = ("url",)
+    readonly_fields = ("id", "created_at", "updated_at")
+    actions = ["rotate_secret"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # The owner of an endpoint never changes.
+        return (*self.readonly_fields, "client") if obj is not None else self.readonly_fields
+
+    def save_model(self, request: HttpRequest, obj: WebhookEndpoint, form: Any, change: bool) -> None:
+        # Through the services: the same URL rules as the API; a new secret is shown once, here.
+        try:
+            if change:
+                webhook_endpoint_update(
+                    endpoint=obj, url=obj.url, events=form.cleaned_data["events"], active=obj.active
+                )
+            else:
+                created = webhook_endpoint_create(
+                    client=obj.client, url=obj.url, events=form.cleaned_data["events"], active=obj.active
+                )
+                obj.pk = created.endpoint.pk
+                messages.warning(request, f"Signing secret (shown once, give it to the merchant): {created.secret}")
+        except ApplicationError as exc:
+            messages.error(request, f"Not saved: {exc.message}")
+            raise
+
+    @admin.action(description="Rotate the signing secret (shown once)")
+    def rotate_secret(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
+        for endpoint in queryset:
+            secret = webhook_secret_rotate(endpoint=endpoint)
+            messages.warning(request, f"New signing secret for {endpoint.url} (shown once): {secret}")
+
+
+class AttemptInline(ReadOnlyMixin, admin.TabularInline):
+    model = WebhookDeliveryAttempt
+    extra = 0
+    fields = ("created_at", "status_code", "error", "duration_ms")
+    readonly_fields = fields
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ("created_at", "event_type", "event", "endpoint", "status", "attempt_count", "next_attempt_at")
+    list_filter = ("status", "created_at")
+    list_select_related = ("event", "endpoint")
+    search_fields = ("endpoint__url",)
+    readonly_fields = (
+        "event",
+        "endpoint",
+        "status",
+        "attempt_count",
+        "next_attempt_at",
+        "in_flight_until",
+        "created_at",
+        "finished_at",
+    )
+    inlines = [AttemptInline]
+    actions = ["redeliver"]
+
+    @admin.display(description="Type")
+    def event_type(self, delivery: WebhookDelivery) -> str:
+        return delivery.event.type
+
+    def has_redeliver_permission(self, request: HttpRequest) -> bool:
+        # Whoever may edit endpoints may send to them again; auditors only look.
+        return bool(request.user.has_perm("webhooks.change_webhookendpoint"))
+
+    @admin.action(description="Deliver the event again", permissions=["redeliver"])
+    def redeliver(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
+        count = 0
+        for delivery in queryset.select_related("event", "endpoint"):
+            delivery_redeliver(delivery=delivery)
+            count += 1
+        messages.success(request, f"{count} deliveries queued again.")

@@ -1,0 +1,284 @@
+"""Merchant API: webhook endpoints, and the deliveries of an event (CONTRACT §8)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core.errors import NotFound
+from core.parsers import StrictJSONParser
+from core.schema import AUTHENTICATED_ERRORS, ERROR_RESPONSE
+from payments.auth import client_of
+from payments.representations import iso
+from payments.selectors import event_get
+
+from .models import WebhookDeliveryAttempt, WebhookEndpoint
+from .selectors import event_delivery_attempts, webhook_endpoint_get, webhook_endpoint_list
+from .services import (
+    MAX_URL_LENGTH,
+    event_patterns,
+    event_redeliver,
+    webhook_endpoint_create,
+    webhook_endpoint_delete,
+    webhook_endpoint_update,
+)
+
+_EVENTS_SCHEMA = {
+    "type": "array",
+    "items": {"type": "string", "enum": event_patterns()},
+    "minItems": 1,
+    "maxItems": 20,
+    "description": 'Event types, "transaction.*" / "refund.*" for every type of an object, or "*" for all.',
+}
+
+
+class EndpointOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    url = serializers.URLField()
+    events = serializers.ListField(child=serializers.CharField())
+    active = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+
+    def to_representation(self, endpoint: WebhookEndpoint) -> dict[str, Any]:
+        return endpoint_representation(endpoint)
+
+
+def endpoint_representation(endpoint: WebhookEndpoint) -> dict[str, Any]:
+    return {
+        "id": str(endpoint.pk),
+        "url": endpoint.url,
+        "events": list(endpoint.events),
+        "active": endpoint.active,
+        "created_at": iso(endpoint.created_at),
+    }
+
+
+class EndpointCreatedOutput(EndpointOutput):
+    secret = serializers.CharField(help_text="`whsec_…`: signs every delivery. Shown in this answer only.")
+
+
+class EndpointInput(serializers.Serializer):
+    url = serializers.CharField(max_length=MAX_URL_LENGTH, help_text="https:// (with DEBUG off), a public address.")
+    events = serializers.JSONField()
+    active = serializers.BooleanField(required=False, default=True)
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError({"non_field_errors": ["The body must be an object."]})
+        unknown = sorted(set(data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        if "active" in data and not isinstance(data["active"], bool):
+            raise serializers.ValidationError({"active": ["Must be true or false."]})
+        if "url" in data and not isinstance(data["url"], str):
+            raise serializers.ValidationError({"url": ["Must be a string."]})
+        return super().to_internal_value(data)
+
+
+class EndpointPatchInput(EndpointInput):
+    url = serializers.CharField(max_length=MAX_URL_LENGTH, required=False)
+    events = serializers.JSONField(required=False)
+    active = serializers.BooleanField(required=False)
+
+
+_ENDPOINT_ID = OpenApiParameter("endpoint_id", {"type": "string", "format": "uuid"}, OpenApiParameter.PATH)
+_EVENT_ID = OpenApiParameter("event_id", {"type": "string"}, OpenApiParameter.PATH)
+
+
+class WebhookEndpointListApi(APIView):
+    parser_classes = [StrictJSONParser]
+    xml_root_name = "webhook_endpoints"
+
+    @extend_schema(
+        operation_id="webhook_endpoint_list",
+        responses={
+            200: inline_serializer(name="WebhookEndpointList", fields={"results": EndpointOutput(many=True)}),
+            **AUTHENTICATED_ERRORS,
+        },
+        tags=["webhooks"],
+    )
+    def get(self, request: Request) -> Response:
+        endpoints = webhook_endpoint_list(client=client_of(request))
+        return Response({"results": [endpoint_representation(e) for e in endpoints]})
+
+    @extend_schema(
+        operation_id="webhook_endpoint_create",
+        request={
+            "application/json": {
+                "type": "object",
+                "properties": {
+                    "url": {"type": "string", "maxLength": MAX_URL_LENGTH, "format": "uri"},
+                    "events": _EVENTS_SCHEMA,
+                    "active": {"type": "boolean", "default": True},
+                },
+                "required": ["url", "events"],
+                "additionalProperties": False,
+            }
+        },
+        responses={
+            201: EndpointCreatedOutput,
+            400: OpenApiResponse(ERROR_RESPONSE, description="Invalid URL or event types"),
+            **AUTHENTICATED_ERRORS,
+            415: OpenApiResponse(ERROR_RESPONSE, description="Unsupported media type (JSON only)"),
+            422: OpenApiResponse(ERROR_RESPONSE, description="endpoint_limit_reached"),
+        },
+        tags=["webhooks"],
+    )
+    def post(self, request: Request) -> Response:
+        serializer = EndpointInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        created = webhook_endpoint_create(
+            client=client_of(request), url=data["url"], events=data["events"], active=data["active"]
+        )
+        body = {**endpoint_representation(created.endpoint), "secret": created.secret}
+        return Response(
+            body,
+            status=status.HTTP_201_CREATED,
+            headers={"Location": f"{request.path.rstrip('/')}/{created.endpoint.pk}"},
+        )
+
+
+class WebhookEndpointDetailApi(APIView):
+    parser_classes = [StrictJSONParser]
+    xml_root_name = "webhook_endpoint"
+
+    def _endpoint(self, request: Request, endpoint_id: str) -> WebhookEndpoint:
+        endpoint = webhook_endpoint_get(client=client_of(request), endpoint_id=endpoint_id)
+        if endpoint is None:
+            raise NotFound("No such webhook endpoint.")
+        return endpoint
+
+    @extend_schema(
+        operation_id="webhook_endpoint_retrieve",
+        parameters=[_ENDPOINT_ID],
+        responses={200: EndpointOutput, 404: OpenApiResponse(ERROR_RESPONSE), **AUTHENTICATED_ERRORS},
+        tags=["webhooks"],
+    )
+    def get(self, request: Request, endpoint_id: str) -> Response:
+        return Response(endpoint_representation(self._endpoint(request, endpoint_id)))
+
+    @extend_schema(
+        operation_id="webhook_endpoint_update",
+        parameters=[_ENDPOINT_ID],
+        request={
+            "application/json": {
+                "type": "object",
+                "properties": {
+                    "url": {"type": "string", "maxLength": MAX_URL_LENGTH, "format": "uri"},
+                    "events": _EVENTS_SCHEMA,
+                    "active": {"type": "boolean"},
+                },
+                "additionalProperties": False,
+            }
+        },
+        responses={
+            200: EndpointOutput,
+            400: OpenApiResponse(ERROR_RESPONSE, description="Invalid URL or event types"),
+            404: OpenApiResponse(ERROR_RESPONSE),
+            **AUTHENTICATED_ERRORS,
+            415: OpenApiResponse(ERROR_RESPONSE, description="Unsupported media type (JSON only)"),
+        },
+        tags=["webhooks"],
+    )
+    def patch(self, request: Request, endpoint_id: str) -> Response:
+        endpoint = self._endpoint(request, endpoint_id)
+        serializer = EndpointPatchInput(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        endpoint = webhook_endpoint_update(
+            endpoint=endpoint, url=data.get("url"), events=data.get("events"), active=data.get("active")
+        )
+        return Response(endpoint_representation(endpoint))
+
+    @extend_schema(
+        operation_id="webhook_endpoint_destroy",
+        parameters=[_ENDPOINT_ID],
+        responses={204: None, 404: OpenApiResponse(ERROR_RESPONSE), **AUTHENTICATED_ERRORS},
+        tags=["webhooks"],
+    )
+    def delete(self, request: Request, endpoint_id: str) -> Response:
+        webhook_endpoint_delete(endpoint=self._endpoint(request, endpoint_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class DeliveryAttemptOutput(serializers.Serializer):
+    endpoint = serializers.UUIDField(help_text="The webhook endpoint's id.")
+    url = serializers.URLField(help_text="Where it was sent.")
+    status_code = serializers.IntegerField(allow_null=True, help_text="null when no HTTP answer came.")
+    error = serializers.CharField(allow_null=True, help_text="Why it failed; null on success.")
+    duration_ms = serializers.FloatField()
+    created_at = serializers.DateTimeField()
+
+
+def attempt_representation(attempt: WebhookDeliveryAttempt) -> dict[str, Any]:
+    endpoint = attempt.delivery.endpoint
+    return {
+        "endpoint": str(endpoint.pk),
+        "url": endpoint.url,
+        "status_code": attempt.status_code,
+        "error": attempt.error or None,
+        "duration_ms": attempt.duration_ms,
+        "created_at": iso(attempt.created_at),
+    }
+
+
+def _event(request: Request, event_id: str) -> Any:
+    event = event_get(client=client_of(request), event_id=event_id)
+    if event is None:
+        raise NotFound("No such event.")
+    return event
+
+
+class EventDeliveryListApi(APIView):
+    xml_root_name = "deliveries"
+
+    @extend_schema(
+        operation_id="event_deliveries_list",
+        parameters=[_EVENT_ID],
+        responses={
+            200: inline_serializer(name="EventDeliveryAttempts", fields={"results": DeliveryAttemptOutput(many=True)}),
+            404: OpenApiResponse(ERROR_RESPONSE, description="No such event"),
+            **AUTHENTICATED_ERRORS,
+        },
+        tags=["events"],
+        description="Every try to deliver this event, oldest first.",
+    )
+    def get(self, request: Request, event_id: str) -> Response:
+        attempts = event_delivery_attempts(event=_event(request, event_id))
+        return Response({"results": [attempt_representation(a) for a in attempts]})
+
+
+class EventRedeliverApi(APIView):
+    xml_root_name = "redelivery"
+
+    @extend_schema(
+        operation_id="event_redeliver",
+        parameters=[_EVENT_ID],
+        request=None,
+        responses={
+            202: inline_serializer(
+                name="EventRedelivery",
+                fields={
+                    "event": serializers.CharField(),
+                    "endpoints": serializers.ListField(child=serializers.UUIDField()),
+                },
+            ),
+            404: OpenApiResponse(ERROR_RESPONSE, description="No such event"),
+            **AUTHENTICATED_ERRORS,
+        },
+        tags=["events"],
+        description="Deliver the event again to every active endpoint that subscribes to its type.",
+    )
+    def post(self, request: Request, event_id: str) -> Response:
+        event = _event(request, event_id)
+        deliveries = event_redeliver(event=event)
+        return Response(
+            {"event": event.public_id, "endpoints": [str(d.endpoint_id) for d in deliveries]},
+            status=status.HTTP_202_ACCEPTED,
+        )

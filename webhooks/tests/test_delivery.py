@@ -1,0 +1,142 @@
+"""Webhook delivery over real HTTP: the stack's worker, the webhook queue's own worker, a real receiver.
+
+The receiver (harness.Receiver) is a local HTTP server whose answers each test scripts.
+The webhook worker runs with a retry schedule of 0.5 s and 1 s, and a 2 s timeout (conftest).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from conftest import WEBHOOK_RETRY_SCHEDULE, wait_for
+from harness import Receiver
+from harness.receiver import HANG
+from payments.models import Transaction
+from webhooks.models import WebhookDelivery
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+DEPOSIT = {"customer_id": "cus_wh", "country": "DE", "amount": "25.00", "currency": "EUR"}
+
+
+@pytest.fixture
+def live(stack: Any, webhook_worker: Any, receiver: Receiver) -> Receiver:
+    return receiver
+
+
+def subscribe(api: Any, url: str, events: list[str] | None = None) -> dict[str, Any]:
+    response = api.post(
+        "/api/v1/webhook-endpoints",
+        data=json.dumps({"url": url, "events": events or ["*"]}),
+        content_type="application/json",
+    )
+    assert response.status_code == 201, response.content
+    return dict(response.json())
+
+
+def deposit(api: Any, **changes: Any) -> str:
+    response = api.post("/api/v1/deposits", data=json.dumps({**DEPOSIT, **changes}), content_type="application/json")
+    assert response.status_code == 202, response.content
+    return str(response.json()["id"])
+
+
+def types_for(receiver: Receiver, path: str, transaction_id: str) -> list[str]:
+    bodies = [item.json() for item in receiver.at(path)]
+    mine = [b for b in bodies if b["data"]["object"]["id"] == transaction_id]
+    return sorted({b["type"] for b in mine})
+
+
+def test_a_deposit_s_events_arrive_signed_as_the_feed_shows_them(api: Any, live: Receiver) -> None:
+    endpoint = subscribe(api, live.url("/all"))
+    txn_id = deposit(api)
+
+    wait_for(
+        lambda: (
+            types_for(live, "/all", txn_id)
+            == ["transaction.completed", "transaction.created", "transaction.processing"]
+        ),
+        timeout=30,
+        message="created, processing and completed at the receiver",
+    )
+    for item in live.at("/all"):
+        assert item.signature_valid(endpoint["secret"])
+        assert not item.signature_valid("whsec_someone_else")
+        body = item.json()
+        assert item.headers["Paygate-Event-Id"] == body["id"]
+        assert item.headers["Content-Type"] == "application/json"
+        assert api.get(f"/api/v1/events/{body['id']}").json() == body
+    # Ordered by the object's updated_at, the receiver sees the transaction's history.
+    bodies = sorted((i.json() for i in live.at("/all")), key=lambda b: b["data"]["object"]["updated_at"])
+    assert [b["data"]["object"]["status"] for b in bodies] == ["pending", "processing", "completed"]
+    event_id = bodies[-1]["id"]
+    attempts = api.get(f"/api/v1/events/{event_id}/deliveries").json()["results"]
+    assert [(a["endpoint"], a["status_code"], a["error"]) for a in attempts] == [(endpoint["id"], 200, None)]
+    assert attempts[0]["duration_ms"] >= 0
+
+
+def test_a_receiver_answering_500_then_200_gets_the_event_on_a_retry(api: Any, live: Receiver) -> None:
+    subscribe(api, live.on("/flaky", 500, 200), ["transaction.created"])
+    txn_id = deposit(api)
+
+    wait_for(lambda: len(live.at("/flaky")) >= 2, timeout=30, message="a retry after the 500")
+    delivery = wait_for(
+        lambda: WebhookDelivery.objects.filter(status="succeeded", event__transaction_id=txn_id).first(), timeout=10
+    )
+    assert delivery.attempt_count == 2
+    assert live.at("/flaky")[0].body == live.at("/flaky")[1].body  # the same event, signed anew
+    event_id = live.at("/flaky")[0].json()["id"]
+    attempts = api.get(f"/api/v1/events/{event_id}/deliveries").json()["results"]
+    assert [(a["status_code"], a["error"]) for a in attempts] == [(500, "http_500"), (200, None)]
+
+
+def test_a_receiver_that_never_answers_2xx_ends_with_a_failed_delivery_after_the_schedule(
+    api: Any, live: Receiver
+) -> None:
+    subscribe(api, live.on("/down", 503), ["transaction.created"])
+    deposit(api)
+
+    delivery = wait_for(lambda: WebhookDelivery.objects.filter(status="failed").first(), timeout=30)
+    tries = 1 + len(WEBHOOK_RETRY_SCHEDULE.split(","))
+    assert delivery.attempt_count == tries
+    assert len(live.at("/down")) == tries
+    assert [a.status_code for a in delivery.attempts.all()] == [503] * tries
+
+
+def test_redeliver_sends_the_event_again(api: Any, live: Receiver) -> None:
+    subscribe(api, live.url("/again"), ["transaction.created"])
+    deposit(api)
+    first = wait_for(lambda: live.at("/again"), timeout=30)[0]
+    event_id = first.json()["id"]
+
+    response = api.post(f"/api/v1/events/{event_id}/redeliver")
+
+    assert response.status_code == 202
+    assert response.json()["event"] == event_id and len(response.json()["endpoints"]) == 1
+    again = wait_for(lambda: live.at("/again")[1:], timeout=30)[0]
+    assert again.json() == first.json()
+    assert api.get(f"/api/v1/events/{event_id}/deliveries").json()["results"][-1]["status_code"] == 200
+
+
+def test_an_endpoint_that_hangs_delays_neither_another_endpoint_nor_any_payment(api: Any, live: Receiver) -> None:
+    subscribe(api, live.on("/hangs", HANG), ["*"])
+    subscribe(api, live.url("/fine"), ["transaction.completed"])
+
+    ids = [deposit(api, customer_id=f"cus_h{index}") for index in range(6)]
+
+    # Every payment completes and the healthy endpoint hears of each, while the other one still hangs.
+    wait_for(
+        lambda: Transaction.objects.filter(pk__in=ids, status="completed").count() == len(ids),
+        timeout=60,
+        message="every deposit completed",
+    )
+    wait_for(
+        lambda: {item.json()["data"]["object"]["id"] for item in live.at("/fine")} == set(ids),
+        timeout=30,
+        message="every completion delivered to the healthy endpoint",
+    )
+    # The hanging endpoint never had more than its share of the webhook workers at once.
+    in_flight = WebhookDelivery.objects.filter(endpoint__url__endswith="/hangs", in_flight_until__isnull=False).count()
+    assert in_flight <= 2

@@ -1,0 +1,124 @@
+"""Webhook endpoints through the API (CONTRACT §8): shape, secret shown once, URL rules, cap, isolation."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from webhooks.models import WebhookEndpoint
+
+pytestmark = pytest.mark.django_db
+
+URL = "https://hooks.example.com/paygate"
+
+
+def post(api: Any, body: Any, path: str = "/api/v1/webhook-endpoints") -> Any:
+    return api.post(path, data=json.dumps(body), content_type="application/json")
+
+
+@pytest.fixture(autouse=True)
+def public_names_resolve(monkeypatch: pytest.MonkeyPatch) -> None:
+    """hooks.example.com stands for a public address (no DNS here); other names resolve as the system says."""
+    import socket
+
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: str, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(host).endswith("example.com"):
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", port or 443))]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+def test_create_answers_201_with_the_secret_once_then_never(api: Any) -> None:
+    response = post(api, {"url": URL, "events": ["transaction.completed", "refund.*"]})
+
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert set(body) == {"id", "url", "events", "active", "secret", "created_at"}
+    assert body["secret"].startswith("whsec_") and len(body["secret"]) > 30
+    assert body["events"] == ["transaction.completed", "refund.*"] and body["active"] is True
+    shown = api.get(f"/api/v1/webhook-endpoints/{body['id']}").json()
+    assert "secret" not in shown and shown["url"] == URL
+    listed = api.get("/api/v1/webhook-endpoints").json()["results"]
+    assert [e["id"] for e in listed] == [body["id"]] and "secret" not in listed[0]
+    # Encrypted at rest: the column does not hold the secret.
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT secret FROM webhooks_webhookendpoint")
+        (stored,) = cursor.fetchone()
+    assert body["secret"].encode() not in bytes(stored if not isinstance(stored, str) else stored.encode())
+
+
+def test_patch_and_delete(api: Any) -> None:
+    endpoint = post(api, {"url": URL, "events": ["*"]}).json()
+    path = f"/api/v1/webhook-endpoints/{endpoint['id']}"
+
+    patched = api.patch(
+        path, data=json.dumps({"active": False, "events": ["transaction.failed"]}), content_type="application/json"
+    )
+    assert patched.status_code == 200
+    assert patched.json()["active"] is False and patched.json()["events"] == ["transaction.failed"]
+    assert api.delete(path).status_code == 204
+    assert api.get(path).status_code == 404
+
+
+def test_another_client_sees_none_of_them(api: Any, other_api: Any) -> None:
+    endpoint = post(api, {"url": URL, "events": ["*"]}).json()
+    path = f"/api/v1/webhook-endpoints/{endpoint['id']}"
+    assert other_api.get(path).status_code == 404
+    assert other_api.patch(path, data=json.dumps({"active": False}), content_type="application/json").status_code == 404
+    assert other_api.delete(path).status_code == 404
+    assert other_api.get("/api/v1/webhook-endpoints").json()["results"] == []
+    assert WebhookEndpoint.objects.get(pk=endpoint["id"]).active is True
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"url": "http://hooks.example.com/x", "events": ["*"]}, "url"),  # https required with DEBUG off
+        ({"url": "https://127.0.0.1/x", "events": ["*"]}, "url"),  # loopback
+        ({"url": "https://10.1.2.3/x", "events": ["*"]}, "url"),  # private
+        ({"url": "https://169.254.169.254/latest", "events": ["*"]}, "url"),  # link-local (cloud metadata)
+        ({"url": "ftp://hooks.example.com/x", "events": ["*"]}, "url"),
+        ({"url": "not a url", "events": ["*"]}, "url"),
+        ({"url": 42, "events": ["*"]}, "url"),
+        ({"url": URL, "events": []}, "events"),
+        ({"url": URL, "events": ["transaction.nope"]}, "events"),
+        ({"url": URL, "events": "*"}, "events"),
+        ({"url": URL, "events": [1]}, "events"),
+        ({"url": URL, "events": ["*"], "active": "yes"}, "active"),
+        ({"url": URL, "events": ["*"], "secret": "mine"}, "secret"),
+        ({"events": ["*"]}, "url"),
+    ],
+)
+def test_invalid_endpoints_are_400_naming_the_field(api: Any, body: dict[str, Any], field: str) -> None:
+    response = post(api, body)
+    assert response.status_code == 400, response.content
+    assert field in response.json()["error"]["fields"]
+    assert not WebhookEndpoint.objects.exists()
+
+
+def test_private_addresses_are_allowed_when_the_setting_says_so(api: Any, settings: Any) -> None:
+    settings.PAYGATE_WEBHOOK_ALLOW_PRIVATE = True
+    assert post(api, {"url": "http://127.0.0.1:9/x", "events": ["*"]}).status_code == 201
+
+
+def test_a_client_has_at_most_the_configured_number_of_endpoints(api: Any, settings: Any) -> None:
+    settings.PAYGATE_WEBHOOK_MAX_ENDPOINTS = 2
+    assert post(api, {"url": URL, "events": ["*"]}).status_code == 201
+    assert post(api, {"url": URL + "2", "events": ["*"]}).status_code == 201
+    third = post(api, {"url": URL + "3", "events": ["*"]})
+    assert third.status_code == 422
+    assert third.json()["error"]["code"] == "endpoint_limit_reached"
+
+
+def test_json_only(api: Any) -> None:
+    response = api.post(
+        "/api/v1/webhook-endpoints", data="<endpoint><url>x</url></endpoint>", content_type="application/xml"
+    )
+    assert response.status_code == 415
