@@ -1,7 +1,8 @@
 """What a sandbox gateway does, whichever wire protocol carried the request.
 
 - Modes, switched at run time (`POST /_sandbox/mode`): answer, go down, fail, hang,
-  decline, or fail at random; and how callbacks behave (outcome, duplicates, jitter).
+  decline, or fail at random; in `ok` mode decline a share of payments; answer every
+  request late by a fixed latency; and how callbacks behave (outcome, duplicates, jitter).
 - Idempotency by reference: a repeat gets the record as first made, and no new callback.
 - Callbacks: due `callback_delay` (plus jitter) after the request; a payment takes its
   final status when its callback is first sent; failed deliveries are retried; a reset
@@ -41,6 +42,8 @@ CALLBACK_FAILURE_REASON = "rejected_by_bank"
 DUPLICATE_CALLBACK_GAP_SECONDS = 0.1
 # The largest `callback_jitter` accepted: a random extra delay per callback, to reorder deliveries.
 MAX_CALLBACK_JITTER_SECONDS = 60.0
+# The largest `latency_ms` accepted: the wait before every answer of the gateway protocol.
+MAX_LATENCY_MS = 60_000
 RESET_DRAIN_SECONDS = CALLBACK_TIMEOUT_SECONDS + 1.0  # a reset waits this long for deliveries in flight
 
 
@@ -52,10 +55,24 @@ def _utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _is_number(value: object) -> bool:
+    # bool is an int subclass: refuse `true` as a number.
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _rate(changes: Mapping[str, Any], name: str, current: float) -> float:
+    value = changes.get(name, current)
+    if not _is_number(value) or not 0.0 <= value <= 1.0:  # the comparison also refuses NaN
+        raise ValueError(f"{name} must be a number between 0 and 1")
+    return float(value)
+
+
 @dataclass(frozen=True, slots=True)
 class ModeSettings:
     mode: str = "ok"
-    failure_rate: float = 0.3
+    failure_rate: float = 0.3  # in `flaky` mode: the share of requests answered 503
+    decline_rate: float = 0.0  # in `ok` mode: the share of payments declined
+    latency_ms: int = 0  # every answer of the gateway protocol (not /_sandbox/) waits this long first
     callback: str = "completed"
     duplicate_callbacks: bool = False
     # Each callback waits callback_delay + uniform(0, callback_jitter): deliveries then arrive out of order.
@@ -69,10 +86,15 @@ class ModeSettings:
         mode = changes.get("mode", self.mode)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}")
-        rate = changes.get("failure_rate", self.failure_rate)
-        # bool is an int subclass: refuse `true` as a rate.
-        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0.0 <= rate <= 1.0:
-            raise ValueError("failure_rate must be a number between 0 and 1")
+        failure_rate = _rate(changes, "failure_rate", self.failure_rate)
+        decline_rate = _rate(changes, "decline_rate", self.decline_rate)
+        latency = changes.get("latency_ms", self.latency_ms)
+        if (
+            not _is_number(latency)
+            or not 0 <= latency <= MAX_LATENCY_MS  # also refuses NaN
+            or not float(latency).is_integer()
+        ):
+            raise ValueError(f"latency_ms must be a whole number of milliseconds between 0 and {MAX_LATENCY_MS}")
         callback = changes.get("callback", self.callback)
         if callback not in CALLBACK_CHOICES:
             raise ValueError(f"callback must be one of {', '.join(CALLBACK_CHOICES)}")
@@ -80,17 +102,15 @@ class ModeSettings:
         if not isinstance(duplicate, bool):
             raise ValueError("duplicate_callbacks must be true or false")
         jitter = changes.get("callback_jitter", self.callback_jitter)
-        if (
-            isinstance(jitter, bool)
-            or not isinstance(jitter, int | float)
-            or not 0.0 <= jitter <= MAX_CALLBACK_JITTER_SECONDS  # also refuses NaN
-        ):
+        if not _is_number(jitter) or not 0.0 <= jitter <= MAX_CALLBACK_JITTER_SECONDS:  # also refuses NaN
             raise ValueError(
                 f"callback_jitter must be a number of seconds between 0 and {MAX_CALLBACK_JITTER_SECONDS:g}"
             )
         return ModeSettings(
             mode=mode,
-            failure_rate=float(rate),
+            failure_rate=failure_rate,
+            decline_rate=decline_rate,
+            latency_ms=int(latency),
             callback=callback,
             duplicate_callbacks=duplicate,
             callback_jitter=float(jitter),
@@ -195,6 +215,13 @@ class SandboxGateway:
     def flaky_fails(mode: ModeSettings) -> bool:
         return mode.mode == "flaky" and random.random() < mode.failure_rate  # nosec B311  # simulated flakiness
 
+    @staticmethod
+    def declines(mode: ModeSettings) -> bool:
+        """Whether to decline a new request: every one in `decline` mode, a share `decline_rate` in `ok` mode."""
+        if mode.mode == "decline":
+            return True
+        return mode.mode == "ok" and random.random() < mode.decline_rate  # nosec B311  # simulated declines
+
     # Payments
 
     def submit(self, fields: PaymentFields, mode: ModeSettings) -> tuple[Payment, bool]:
@@ -202,7 +229,7 @@ class SandboxGateway:
 
         A repeat gets the payment as first recorded (same id, same decline) and no new callback.
         """
-        declined = mode.mode == "decline"
+        declined = self.declines(mode)
         callback = None if declined or mode.callback == "none" else mode.callback
         payment = Payment(
             **dataclasses.asdict(fields),

@@ -186,7 +186,12 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         if path.startswith("/_sandbox/"):
             return self._control(method, path, body)
         config = self.gateway.config
-        if self.gateway.mode.mode == "down":
+        # One reading of the settings per request: a change while it waits applies to the next one.
+        mode = self.gateway.mode
+        if mode.latency_ms:
+            # Only this request's thread waits (one thread per connection): others are served meanwhile.
+            self.gateway.stopping.wait(mode.latency_ms / 1000)
+        if mode.mode == "down":
             if config.format == "xml" and path == "/soap":
                 down = SoapFault("Server.Unavailable", "Gateway is down", HTTPStatus.SERVICE_UNAVAILABLE)
                 return Response.fault(down)
@@ -195,14 +200,14 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             return Response.json(HTTPStatus.OK, {"status": "ok"})
         if config.format == "json":
             if path == "/payments" and method == "POST":
-                return self._json_payment(body)
+                return self._json_payment(body, mode)
             if path.startswith("/payments/") and method == "GET":
                 return self._json_lookup(path.removeprefix("/payments/"))
         elif path == "/soap":
             if method == "GET" and "wsdl" in {key.lower() for key in parse_qs(query, keep_blank_values=True)}:
                 return self._wsdl()
             if method == "POST":
-                return self._soap(body)
+                return self._soap(body, mode)
         return _json_error(HTTPStatus.NOT_FOUND, "not_found", f"no route for {method} {path}")
 
     # JSON protocol
@@ -211,7 +216,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
         return token.strip() if scheme.lower() == "bearer" else None
 
-    def _json_payment(self, body: bytes) -> Response:
+    def _json_payment(self, body: bytes, mode: ModeSettings) -> Response:
         if not _secret_matches(self._bearer(), self.gateway.config.api_key):
             return _json_error(HTTPStatus.UNAUTHORIZED, "unauthorized", "invalid or missing API key")
         try:
@@ -221,7 +226,6 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         if not isinstance(data, dict):
             raise BadRequest("body must be a JSON object")
         fields = PaymentFields.parse(data, JSON_PAYMENT_FIELDS)
-        mode = self.gateway.mode
         if mode.mode == "error":
             return _json_error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "sandbox error mode")
         if self.gateway.flaky_fails(mode):
@@ -263,7 +267,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         host = self.headers.get("Host") or f"{config.host}:{self.server.server_address[1]}"
         return Response.xml(HTTPStatus.OK, render_wsdl(f"http://{host}/soap").encode())
 
-    def _soap(self, body: bytes) -> Response:
+    def _soap(self, body: bytes, mode: ModeSettings) -> Response:
         try:
             operation, params = parse_soap_request(body)
             action = soap_action(self.headers.get("SOAPAction"))
@@ -275,16 +279,15 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
                 raise SoapFault("Client.Authentication", "Invalid API key")
             if operation == "GetPaymentStatus":
                 return self._soap_lookup(params)
-            return self._soap_payment(params)
+            return self._soap_payment(params, mode)
         except SoapFault as fault:
             return Response.fault(fault)
 
-    def _soap_payment(self, params: dict[str, str]) -> Response:
+    def _soap_payment(self, params: dict[str, str], mode: ModeSettings) -> Response:
         try:
             fields = PaymentFields.parse(params, SOAP_PAYMENT_FIELDS)
         except BadRequest as exc:
             raise SoapFault("Client.BadRequest", str(exc)) from None
-        mode = self.gateway.mode
         if mode.mode == "error":
             raise SoapFault("Server.Error", "Internal gateway error")
         if self.gateway.flaky_fails(mode):

@@ -293,18 +293,23 @@ def test_reset_returns_once_no_callback_is_in_flight(json_gw: Sandbox, receiver:
     receiver.assert_stays_at(1)
 
 
+DEFAULT_MODE = {
+    "mode": "ok",
+    "failure_rate": 0.3,
+    "decline_rate": 0.0,
+    "latency_ms": 0,
+    "callback": "completed",
+    "duplicate_callbacks": False,
+    "callback_jitter": 0.0,
+}
+
+
 def test_mode_endpoint(json_gw: Sandbox) -> None:
-    assert json_gw.get("/_sandbox/mode").json() == {
-        "mode": "ok",
-        "failure_rate": 0.3,
-        "callback": "completed",
-        "duplicate_callbacks": False,
-        "callback_jitter": 0.0,
-    }
+    assert json_gw.get("/_sandbox/mode").json() == DEFAULT_MODE
     updated = json_gw.set_mode(mode="flaky", failure_rate=0.5)
     assert updated == {
-        "mode": "flaky", "failure_rate": 0.5, "callback": "completed", "duplicate_callbacks": False,
-        "callback_jitter": 0.0,
+        "mode": "flaky", "failure_rate": 0.5, "decline_rate": 0.0, "latency_ms": 0, "callback": "completed",
+        "duplicate_callbacks": False, "callback_jitter": 0.0,
     }  # fmt: skip
     for invalid in ({"mode": "sideways"}, {"failure_rate": 1.5}, {"failure_rate": "high"}, {"callback": "maybe"},
                     {"duplicate_callbacks": "yes"}, {"colour": "blue"}):  # fmt: skip
@@ -313,6 +318,116 @@ def test_mode_endpoint(json_gw: Sandbox) -> None:
     assert json_gw.get("/_sandbox/mode").json() == updated
     json_gw.reset()
     assert json_gw.get("/_sandbox/mode").json()["mode"] == "ok"
+
+
+@pytest.mark.parametrize(
+    "invalid",
+    [
+        {"decline_rate": -0.1}, {"decline_rate": 1.01}, {"decline_rate": "0.5"}, {"decline_rate": True},
+        {"decline_rate": None}, {"latency_ms": -1}, {"latency_ms": 60_001}, {"latency_ms": 2.5},
+        {"latency_ms": "100"}, {"latency_ms": True}, {"latency_ms": None}, {"latency_ms": [100]},
+        {"mode": "ok", "decline_rate": 2},
+    ],
+)  # fmt: skip
+def test_decline_rate_and_latency_are_validated(json_gw: Sandbox, invalid: dict[str, Any]) -> None:
+    response = json_gw.post("/_sandbox/mode", json=invalid)
+    assert response.status_code == 400, invalid
+    assert response.json()["error"] == "bad_request"
+    assert json_gw.get("/_sandbox/mode").json() == DEFAULT_MODE  # nothing changed, not even `mode`
+
+
+def test_decline_rate_and_latency_limits_nan_and_reset(json_gw: Sandbox) -> None:
+    for body in (b'{"decline_rate": NaN}', b'{"latency_ms": NaN}', b'{"latency_ms": Infinity}'):
+        assert json_gw.post("/_sandbox/mode", data=body).status_code == 400, body
+    settings = json_gw.set_mode(decline_rate=1, latency_ms=60_000.0)
+    assert (settings["decline_rate"], settings["latency_ms"]) == (1.0, 60_000)
+    settings = json_gw.set_mode(decline_rate=0.25, latency_ms=0)
+    assert (settings["decline_rate"], settings["latency_ms"]) == (0.25, 0)
+    json_gw.set_mode(decline_rate=0.5, latency_ms=20)
+    json_gw.reset()
+    assert json_gw.get("/_sandbox/mode").json() == DEFAULT_MODE
+
+
+def test_decline_rate_declines_a_share_of_payments_in_ok_mode(json_gw: Sandbox, receiver: CallbackReceiver) -> None:
+    json_gw.set_mode(decline_rate=1.0)
+    declined = payment_fields(receiver)
+    response = json_pay(json_gw, declined)
+    assert (response.status_code, response.json()) == (200, {"status": "declined", "reason": "insufficient_funds"})
+    json_gw.set_mode(decline_rate=0.0)
+    # A repeat answers as the first time, whatever the rate is now.
+    assert json_pay(json_gw, declined).json() == {"status": "declined", "reason": "insufficient_funds"}
+    assert json_pay(json_gw, payment_fields(receiver)).status_code == 202
+
+    json_gw.set_mode(decline_rate=0.5, callback="none")
+    answers = [json_pay(json_gw, payment_fields(receiver)).status_code for _ in range(100)]
+    assert set(answers) == {200, 202}
+    # Binomial(100, 0.5): outside 25..75 with a probability below 1e-6.
+    assert 25 <= answers.count(200) <= 75, answers.count(200)
+    statuses = [payment["status"] for payment in json_gw.payments()]
+    assert statuses.count("declined") == answers.count(200) + 1
+
+    # Only in `ok` mode: `flaky` answers what it does not fail, `decline` declines everything anyway.
+    json_gw.set_mode(mode="flaky", failure_rate=0.0, decline_rate=1.0)
+    assert json_pay(json_gw, payment_fields(receiver)).status_code == 202
+    json_gw.set_mode(mode="timeout", decline_rate=1.0)
+    with pytest.raises(requests.ReadTimeout):
+        json_pay(json_gw, payment_fields(receiver), timeout=(2, 0.5))
+    assert json_gw.payments()[-1]["status"] == "accepted"
+
+
+def test_soap_decline_rate(xml_gw: Sandbox, receiver: CallbackReceiver) -> None:
+    xml_gw.set_mode(decline_rate=1.0)
+    result = soap_result(soap_pay(xml_gw, payment_fields(receiver)), "ProcessPayment")
+    assert (result["Status"], result["Reason"]) == ("Declined", "insufficient_funds")
+    receiver.assert_stays_at(0)
+
+
+def test_latency_delays_every_protocol_answer_but_not_the_control_endpoints(
+    json_gw: Sandbox, receiver: CallbackReceiver
+) -> None:
+    json_gw.set_mode(latency_ms=600)
+    fields = payment_fields(receiver)
+    for send in (
+        lambda: json_gw.get("/health"),
+        lambda: json_pay(json_gw, fields),
+        lambda: json_gw.get(f"/payments/{fields['reference']}"),
+        lambda: json_gw.get("/nowhere"),
+    ):
+        started = time.monotonic()
+        response = send()
+        assert time.monotonic() - started >= 0.6, response.request.url
+    assert response.status_code == 404
+    # The control endpoints answer at once: a test can always switch the sandbox back.
+    started = time.monotonic()
+    assert json_gw.get("/_sandbox/mode").json()["latency_ms"] == 600
+    assert json_gw.payments()[0]["reference"] == fields["reference"]
+    assert time.monotonic() - started < 0.6
+    # Other modes are late too.
+    json_gw.set_mode(mode="down")
+    started = time.monotonic()
+    assert json_gw.get("/health").status_code == 503
+    assert time.monotonic() - started >= 0.6
+
+
+def test_latency_does_not_serialize_requests(json_gw: Sandbox, receiver: CallbackReceiver) -> None:
+    """Each request waits in its own thread: eight at once take about one latency, not eight."""
+    latency = 1.5
+    json_gw.set_mode(latency_ms=int(latency * 1000), callback="none")
+    count = 8
+
+    def pay(_: int) -> tuple[float, float, int]:
+        started = time.monotonic()
+        status = json_pay(json_gw, payment_fields(receiver), timeout=30).status_code
+        return started, time.monotonic(), status
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        results = list(pool.map(pay, range(count)))
+    assert [status for _, _, status in results] == [202] * count
+    assert all(ended - started >= latency for started, ended, _ in results)
+    span = max(ended for _, ended, _ in results) - min(started for started, _, _ in results)
+    # Served one after the other they would take count * latency (12 s).
+    assert span < 3 * latency, span
+    assert len(json_gw.payments()) == count
 
 
 # --- SOAP protocol ----------------------------------------------------------------------------
