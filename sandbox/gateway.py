@@ -1,12 +1,15 @@
 """What a sandbox gateway does, whichever wire protocol carried the request.
 
 - Modes, switched at run time (`POST /_sandbox/mode`): answer, go down, fail, hang,
-  decline, or fail at random; in `ok` mode decline a share of payments; answer every
+  decline, or fail at random; in `ok` mode decline a share of requests; answer every
   request late by a fixed latency; and how callbacks behave (outcome, duplicates, jitter).
+  Payments and refunds alike.
+- Refunds: of a payment this gateway knows (by its `payment_id`), never more in total
+  than the payment's amount (refunds declined or failed aside); any other is declined.
 - Idempotency by reference: a repeat gets the record as first made, and no new callback.
-- Callbacks: due `callback_delay` (plus jitter) after the request; a payment takes its
-  final status when its callback is first sent; failed deliveries are retried; a reset
-  drops every pending callback and waits for those in flight.
+- Callbacks: due `callback_delay` (plus jitter) after the request; a payment or refund
+  takes its final status when its callback is first sent; failed deliveries are retried;
+  a reset drops every pending callback and waits for those in flight.
 """
 
 from __future__ import annotations
@@ -27,8 +30,8 @@ from urllib.parse import urlsplit
 
 from .config import SandboxConfig
 from .scheduler import CALLBACK_TIMEOUT_SECONDS, CALLBACK_WORKERS, CallbackSender, Scheduler, retry_delay
-from .soap import payment_notification
-from .store import Payment, Store
+from .soap import payment_notification, refund_notification
+from .store import Payment, Record, Refund, Store
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +40,14 @@ CALLBACK_CHOICES = ("completed", "failed", "none")
 PAYMENT_TYPES = ("deposit", "withdrawal")
 DECLINE_REASON = "insufficient_funds"
 CALLBACK_FAILURE_REASON = "rejected_by_bank"
+# Why a refund is declined: by the `decline` mode or `decline_rate`; by what the gateway knows.
+REFUND_DECLINE_REASON = "refund_rejected"
+UNKNOWN_PAYMENT = "unknown_payment"
+PAYMENT_NOT_REFUNDABLE = "payment_not_refundable"  # the payment was declined or failed
+CURRENCY_MISMATCH = "currency_mismatch"
+AMOUNT_EXCEEDS_PAYMENT = "amount_exceeds_payment"  # more than what remains of the payment
+# The callback outcome set by the mode ("completed" | "failed") as a refund's final status.
+REFUND_CALLBACK_STATUS = {"completed": "succeeded", "failed": "failed"}
 
 # With duplicate_callbacks the second copy trails the first by this much.
 DUPLICATE_CALLBACK_GAP_SECONDS = 0.1
@@ -71,7 +82,7 @@ def _rate(changes: Mapping[str, Any], name: str, current: float) -> float:
 class ModeSettings:
     mode: str = "ok"
     failure_rate: float = 0.3  # in `flaky` mode: the share of requests answered 503
-    decline_rate: float = 0.0  # in `ok` mode: the share of payments declined
+    decline_rate: float = 0.0  # in `ok` mode: the share of payments and refunds declined
     latency_ms: int = 0  # every answer of the gateway protocol (not /_sandbox/) waits this long first
     callback: str = "completed"
     duplicate_callbacks: bool = False
@@ -120,6 +131,32 @@ class ModeSettings:
         return dataclasses.asdict(self)
 
 
+def _parse_fields(raw: Mapping[str, object], names: Mapping[str, str]) -> dict[str, str]:
+    """Validate `raw` (wire name -> value) into field name -> value; `names` maps wire names to field names.
+
+    Every field is a required non-empty string (an amount may be a JSON number), `amount` a
+    positive decimal and `callback_url` an http(s) URL.
+    """
+    values: dict[str, str] = {}
+    for wire_name, name in names.items():
+        value = raw.get(wire_name)
+        if name == "amount" and isinstance(value, int | float) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str) or not value.strip():
+            raise BadRequest(f"{wire_name} is required and must be a non-empty string")
+        values[name] = value.strip()
+    try:
+        amount = Decimal(values["amount"])
+    except InvalidOperation:
+        raise BadRequest("amount must be a decimal number") from None
+    if not amount.is_finite() or amount <= 0:
+        raise BadRequest("amount must be a positive decimal number")
+    callback = urlsplit(values["callback_url"])
+    if callback.scheme not in ("http", "https") or not callback.netloc:
+        raise BadRequest("callback_url must be an http(s) URL")
+    return values
+
+
 @dataclass(frozen=True, slots=True)
 class PaymentFields:
     """A payment request's content, whichever protocol carried it."""
@@ -136,33 +173,48 @@ class PaymentFields:
     @classmethod
     def parse(cls, raw: Mapping[str, object], names: Mapping[str, str]) -> PaymentFields:
         """Validate `raw` (wire name -> value); `names` maps wire names to field names."""
-        values: dict[str, str] = {}
-        for wire_name, name in names.items():
-            value = raw.get(wire_name)
-            if name == "amount" and isinstance(value, int | float) and not isinstance(value, bool):
-                value = str(value)
-            if not isinstance(value, str) or not value.strip():
-                raise BadRequest(f"{wire_name} is required and must be a non-empty string")
-            values[name] = value.strip()
-        try:
-            amount = Decimal(values["amount"])
-        except InvalidOperation:
-            raise BadRequest("amount must be a decimal number") from None
-        if not amount.is_finite() or amount <= 0:
-            raise BadRequest("amount must be a positive decimal number")
+        values = _parse_fields(raw, names)
         if values["type"] not in PAYMENT_TYPES:
             raise BadRequest(f"type must be one of {', '.join(PAYMENT_TYPES)}")
-        callback = urlsplit(values["callback_url"])
-        if callback.scheme not in ("http", "https") or not callback.netloc:
-            raise BadRequest("callback_url must be an http(s) URL")
         return cls(**values)
 
 
 @dataclass(frozen=True, slots=True)
+class RefundFields:
+    """A refund request's content, whichever protocol carried it."""
+
+    reference: str  # the merchant's refund id
+    payment_id: str  # this gateway's id of the payment to refund
+    amount: str
+    currency: str
+    callback_url: str
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, object], names: Mapping[str, str]) -> RefundFields:
+        """Validate `raw` (wire name -> value); `names` maps wire names to field names."""
+        return cls(**_parse_fields(raw, names))
+
+
+def judge_refund(fields: RefundFields, payment: Payment | None, refunded: Decimal) -> str | None:
+    """Why the gateway declines this refund (None: it does not), given its payment and what
+    that payment's earlier refunds (not declined, not failed) already hold."""
+    if payment is None:
+        return UNKNOWN_PAYMENT
+    if payment.status in ("declined", "failed"):
+        return PAYMENT_NOT_REFUNDABLE
+    if fields.currency != payment.currency:
+        return CURRENCY_MISMATCH
+    if refunded + Decimal(fields.amount) > Decimal(payment.amount):
+        return AMOUNT_EXCEEDS_PAYMENT
+    return None
+
+
+@dataclass(frozen=True, slots=True)
 class CallbackJob:
+    kind: type[Record]  # Payment | Refund
     reference: str
     event_id: str
-    status: str  # completed | failed
+    status: str  # a payment's completed | failed, a refund's succeeded | failed
     reason: str | None
     generation: int  # the gateway's reset generation when scheduled: a reset drops older jobs
     attempt: int = 1
@@ -181,9 +233,10 @@ class SandboxGateway:
         self._scheduler = Scheduler(CALLBACK_WORKERS, name=f"sandbox-{config.code}-callbacks")
         self._sender = CallbackSender(config.webhook_secret)
         # Callbacks that were due when a previous process (same state file) stopped.
-        for payment in self.store.all(Payment):
-            if payment.pending_callback is not None:
-                self._schedule_callback(payment.reference, payment.pending_callback, payment.duplicate_callback)
+        for kind in (Payment, Refund):
+            for record in self.store.all(kind):
+                if record.pending_callback is not None:
+                    self._schedule_callback(kind, record.reference, record.pending_callback, record.duplicate_callback)
 
     # Modes
 
@@ -242,18 +295,52 @@ class SandboxGateway:
         )
         stored, created = self.store.record(payment)
         if created and callback is not None:
-            self._schedule_callback(stored.reference, callback, stored.duplicate_callback)
+            self._schedule_callback(Payment, stored.reference, callback, stored.duplicate_callback)
         return stored, created
 
     def lookup(self, reference: str) -> Payment | None:
         return self.store.get(Payment, reference)
 
+    # Refunds
+
+    def submit_refund(self, fields: RefundFields, mode: ModeSettings) -> tuple[Refund, bool]:
+        """Record a refund request, or count a repeat of its reference; schedule its callback.
+
+        A new refund is declined when the mode says so, or when its payment is unknown, was
+        not paid, is in another currency, or has not enough left; that is judged under the
+        store's lock, so concurrent refunds of one payment never exceed it together. A repeat
+        gets the refund as first recorded and no new callback.
+        """
+        mode_declines = self.declines(mode)
+        callback = None if mode.callback == "none" else REFUND_CALLBACK_STATUS[mode.callback]
+
+        def judge(payment: Payment | None, refunded: Decimal) -> str | None:
+            return judge_refund(fields, payment, refunded) or (REFUND_DECLINE_REASON if mode_declines else None)
+
+        refund = Refund(
+            **dataclasses.asdict(fields),
+            refund_id=f"rfd_{uuid.uuid4().hex}",
+            status="accepted",
+            reason=None,
+            received_at=_utc_now(),
+            pending_callback=callback,
+            duplicate_callback=callback is not None and mode.duplicate_callbacks,
+        )
+        stored, created = self.store.record_refund(refund, judge)
+        if created and stored.pending_callback is not None:
+            self._schedule_callback(Refund, stored.reference, stored.pending_callback, stored.duplicate_callback)
+        return stored, created
+
+    def lookup_refund(self, reference: str) -> Refund | None:
+        return self.store.get(Refund, reference)
+
     # Callbacks
 
-    def _schedule_callback(self, reference: str, status: str, duplicate: bool) -> None:
+    def _schedule_callback(self, kind: type[Record], reference: str, status: str, duplicate: bool) -> None:
         with self._lock:
             generation = self._generation
         job = CallbackJob(
+            kind=kind,
             reference=reference,
             event_id=f"evt_{uuid.uuid4().hex}",
             status=status,
@@ -271,19 +358,43 @@ class SandboxGateway:
                 self.config.callback_delay + DUPLICATE_CALLBACK_GAP_SECONDS + extra, partial(self._deliver, job)
             )
 
-    def callback_body(self, job: CallbackJob, payment_id: str) -> tuple[bytes, str]:
+    def callback_body(self, job: CallbackJob, record: Record) -> tuple[bytes, str]:
         """The notification body and its content type, in this gateway's format."""
+        if isinstance(record, Refund):
+            if self.config.format == "json":
+                body: dict[str, Any] = {
+                    "event_id": job.event_id,
+                    "type": "refund",
+                    "refund_id": record.refund_id,
+                    "reference": job.reference,
+                    "status": job.status,
+                    "reason": job.reason,
+                }
+                return json.dumps(body).encode(), "application/json"
+            xml = refund_notification(
+                event_id=job.event_id,
+                refund_id=record.refund_id,
+                reference=job.reference,
+                status=job.status,
+                reason=job.reason,
+            )
+            return xml, "application/xml"
+        assert isinstance(record, Payment)
         if self.config.format == "json":
             body = {
                 "event_id": job.event_id,
-                "payment_id": payment_id,
+                "payment_id": record.payment_id,
                 "reference": job.reference,
                 "status": job.status,
                 "reason": job.reason,
             }
             return json.dumps(body).encode(), "application/json"
         xml = payment_notification(
-            event_id=job.event_id, payment_id=payment_id, reference=job.reference, status=job.status, reason=job.reason
+            event_id=job.event_id,
+            payment_id=record.payment_id,
+            reference=job.reference,
+            status=job.status,
+            reason=job.reason,
         )
         return xml, "application/xml"
 
@@ -291,17 +402,18 @@ class SandboxGateway:
         with self._lock:
             if job.generation != self._generation:
                 return
-        # The payment finishes when its callback is first sent, whether or not delivery works:
-        # a look-up then reports the final status, as a real gateway's would.
-        payment = self.store.finish(Payment, job.reference, job.status, job.reason)
-        if payment is None:
+        # The payment or refund finishes when its callback is first sent, whether or not delivery
+        # works: a look-up then reports the final status, as a real gateway's would.
+        record = self.store.finish(job.kind, job.reference, job.status, job.reason)
+        if record is None:
             return
-        body, content_type = self.callback_body(job, payment.payment_id)
-        delivered, outcome = self._sender.post(payment.callback_url, body, content_type)
-        summary = f"callback {job.event_id} ref={job.reference} {job.status} try {job.attempt}: {outcome}"
+        body, content_type = self.callback_body(job, record)
+        delivered, outcome = self._sender.post(record.callback_url, body, content_type)
+        what = "refund callback" if job.kind is Refund else "callback"
+        summary = f"{what} {job.event_id} ref={job.reference} {job.status} try {job.attempt}: {outcome}"
         delay = retry_delay(job.attempt)
         if delivered:
-            self.store.count_delivery(Payment, job.reference)
+            self.store.count_delivery(job.kind, job.reference)
             logger.info("sandbox %s: %s", self.config.code, summary)
         elif delay is None or self.stopping.is_set():
             logger.warning("sandbox %s: %s; giving up", self.config.code, summary)

@@ -30,6 +30,7 @@ SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 SB = "urn:paygate:sandbox"
 WSDL = "http://schemas.xmlsoap.org/wsdl/"
 WSDL_SOAP = "http://schemas.xmlsoap.org/wsdl/soap/"
+XSD = "http://www.w3.org/2001/XMLSchema"
 STARTUP_DEADLINE = 60.0
 QUIET_PERIOD = 0.5  # how long "no further callback" is watched for (callback delay is 0.05 s)
 SIGNATURE_TOLERANCE_SECONDS = 300
@@ -167,6 +168,9 @@ class Sandbox:
     def payments(self) -> list[dict[str, Any]]:
         return list(self.get("/_sandbox/payments").json()["payments"])
 
+    def refunds(self) -> list[dict[str, Any]]:
+        return list(self.get("/_sandbox/payments").json()["refunds"])
+
     def reset(self) -> None:
         assert self.post("/_sandbox/reset", timeout=15).status_code == 200
 
@@ -270,6 +274,40 @@ def soap_pay(
 def soap_status(gw: Sandbox, reference: str) -> requests.Response:
     body = soap_request("GetPaymentStatus", {"ApiKey": gw.api_key, "Reference": reference})
     return soap_post(gw, "GetPaymentStatus", body)
+
+
+def refund_fields(
+    receiver: CallbackReceiver, payment_id: str, amount: str = "25.00", reference: str | None = None
+) -> dict[str, str]:
+    return {
+        "reference": reference or f"rfd_{uuid.uuid4().hex}",
+        "payment_id": payment_id,
+        "amount": amount,
+        "currency": "EUR",
+        "callback_url": receiver.url("/refund-callbacks"),
+    }
+
+
+def json_refund(gw: Sandbox, body: dict[str, Any], *, api_key: str | None = None, **kwargs: Any) -> requests.Response:
+    headers = {"Authorization": f"Bearer {api_key or gw.api_key}", "Idempotency-Key": str(body.get("reference"))}
+    return gw.post("/refunds", json=body, headers=headers, **kwargs)
+
+
+def soap_refund(gw: Sandbox, fields: dict[str, str], *, api_key: str | None = None, **kwargs: Any) -> requests.Response:
+    values = {
+        "ApiKey": api_key or gw.api_key,
+        "Reference": fields["reference"],
+        "PaymentId": fields["payment_id"],
+        "Amount": fields["amount"],
+        "Currency": fields["currency"],
+        "CallbackUrl": fields["callback_url"],
+    }
+    return soap_post(gw, "ProcessRefund", soap_request("ProcessRefund", values), **kwargs)
+
+
+def soap_refund_status(gw: Sandbox, reference: str) -> requests.Response:
+    body = soap_request("GetRefundStatus", {"ApiKey": gw.api_key, "Reference": reference})
+    return soap_post(gw, "GetRefundStatus", body)
 
 
 def soap_result(response: requests.Response, operation: str) -> dict[str, str]:

@@ -30,6 +30,7 @@ from sandbox.tests.support import (
     STARTUP_DEADLINE,
     WSDL,
     WSDL_SOAP,
+    XSD,
     CallbackReceiver,
     Sandbox,
     assert_signed,
@@ -537,11 +538,25 @@ def test_wsdl(xml_gw: Sandbox) -> None:
     assert root.tag == f"{{{WSDL}}}definitions"
     assert root.get("targetNamespace") == SB
     operations = {op.get("name") for op in root.iterfind(f"{{{WSDL}}}portType/{{{WSDL}}}operation")}
-    assert operations == {"ProcessPayment", "GetPaymentStatus"}
+    assert operations == {"ProcessPayment", "GetPaymentStatus", "ProcessRefund", "GetRefundStatus"}
     binding = root.find(f"{{{WSDL}}}binding/{{{WSDL_SOAP}}}binding")
     assert binding is not None and binding.get("style") == "document"
     actions = {op.get("soapAction") for op in root.iter(f"{{{WSDL_SOAP}}}operation")}
-    assert actions == {"ProcessPayment", "GetPaymentStatus"}
+    assert actions == operations
+    schema = root.find(f"{{{WSDL}}}types/{{{XSD}}}schema")
+    assert schema is not None
+    elements = {element.get("name"): element for element in schema.iterfind(f"{{{XSD}}}element")}
+    assert set(elements) == operations | {f"{operation}Response" for operation in operations}
+
+    def fields(name: str) -> list[str | None]:
+        return [field.get("name") for field in elements[name].iter(f"{{{XSD}}}element")][1:]  # iter() starts at itself
+
+    assert fields("ProcessRefund") == ["ApiKey", "Reference", "PaymentId", "Amount", "Currency", "CallbackUrl"]
+    assert fields("ProcessRefundResponse") == ["RefundId", "Status", "Reason"]
+    assert fields("GetRefundStatus") == ["ApiKey", "Reference"]
+    assert fields("GetRefundStatusResponse") == ["RefundId", "Status"]
+    statuses = {value.get("value") for value in elements["GetRefundStatusResponse"].iter(f"{{{XSD}}}enumeration")}
+    assert statuses == {"Accepted", "Succeeded", "Failed"}
     assert {body.get("use") for body in root.iter(f"{{{WSDL_SOAP}}}body")} == {"literal"}
     address = root.find(f"{{{WSDL}}}service/{{{WSDL}}}port/{{{WSDL_SOAP}}}address")
     assert address is not None and address.get("location") == xml_gw.base_url + "/soap"
