@@ -2,7 +2,9 @@
 
 An adapter is built from `GatewayCredentials`, turns a `PaymentRequest` into a wire
 request and the wire reply into a `PaymentResult` (or a `LookupResult` for a status
-look-up). The four outcomes draw the line the failover rules need:
+look-up); likewise a `RefundRequest` into a `RefundResult` (`RefundLookupResult`). A
+callback body becomes a `CallbackNotification` (a payment's) or a `RefundNotification`.
+The four outcomes, the same for payments and refunds, draw the line the failover rules need:
 
 - ACCEPTED: the gateway took the payment; its id is in `payment_id`.
 - DECLINED: the customer's answer; never retried elsewhere, not a gateway fault.
@@ -30,6 +32,14 @@ class LookupStatus(enum.StrEnum):
     ACCEPTED = "accepted"  # received, not finished yet
     COMPLETED = "completed"
     FAILED = "failed"
+    NOT_FOUND = "not_found"  # the gateway never received this reference
+    UNAVAILABLE = "unavailable"  # the look-up itself failed: we still do not know
+
+
+class RefundLookupStatus(enum.StrEnum):
+    ACCEPTED = "accepted"  # received, not finished yet
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # failed, or declined when it was received
     NOT_FOUND = "not_found"  # the gateway never received this reference
     UNAVAILABLE = "unavailable"  # the look-up itself failed: we still do not know
 
@@ -74,8 +84,35 @@ class LookupResult:
 
 
 @dataclass(frozen=True, slots=True)
+class RefundRequest:
+    reference: str  # our refund id: the gateway's idempotency key
+    payment_id: str  # the gateway's id of the payment to refund (the one it returned when it accepted it)
+    amount: Decimal
+    currency: str
+    callback_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class RefundResult:
+    outcome: Outcome
+    refund_id: str | None = None
+    reason: str | None = None  # a decline's reason, from the gateway
+    error: str | None = None  # a technical fault's short code, e.g. "connection_refused"
+    latency_ms: float | None = None
+    http_status: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RefundLookupResult:
+    status: RefundLookupStatus
+    refund_id: str | None = None
+    error: str | None = None
+    latency_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CallbackNotification:
-    """A gateway's callback body, parsed from its own wire format."""
+    """A gateway's callback body about a payment, parsed from its own wire format."""
 
     event_id: str
     reference: str
@@ -83,6 +120,17 @@ class CallbackNotification:
     payment_id: str | None = None
     reason: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RefundNotification:
+    """A gateway's callback body about a refund (JSON `"type": "refund"`, XML `<RefundNotification>`)."""
+
+    event_id: str
+    refund_id: str | None  # the gateway's id of the refund
+    reference: str  # our refund id
+    status: str  # "succeeded" | "failed"
+    reason: str | None = None
 
 
 class CallbackParseError(Exception):

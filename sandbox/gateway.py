@@ -1,11 +1,15 @@
 """What a sandbox gateway does, whichever wire protocol carried the request.
 
 - Modes, switched at run time (`POST /_sandbox/mode`): answer, go down, fail, hang,
-  decline, or fail at random; and how callbacks behave (outcome, duplicates, jitter).
+  decline, or fail at random; in `ok` mode decline a share of requests; answer every
+  request late by a fixed latency; and how callbacks behave (outcome, duplicates, jitter).
+  Payments and refunds alike.
+- Refunds: of a payment this gateway knows (by its `payment_id`), never more in total
+  than the payment's amount (refunds declined or failed aside); any other is declined.
 - Idempotency by reference: a repeat gets the record as first made, and no new callback.
-- Callbacks: due `callback_delay` (plus jitter) after the request; a payment takes its
-  final status when its callback is first sent; failed deliveries are retried; a reset
-  drops every pending callback and waits for those in flight.
+- Callbacks: due `callback_delay` (plus jitter) after the request; a payment or refund
+  takes its final status when its callback is first sent; failed deliveries are retried;
+  a reset drops every pending callback and waits for those in flight.
 """
 
 from __future__ import annotations
@@ -26,8 +30,8 @@ from urllib.parse import urlsplit
 
 from .config import SandboxConfig
 from .scheduler import CALLBACK_TIMEOUT_SECONDS, CALLBACK_WORKERS, CallbackSender, Scheduler, retry_delay
-from .soap import payment_notification
-from .store import Payment, Store
+from .soap import payment_notification, refund_notification
+from .store import Payment, Record, Refund, Store
 
 logger = logging.getLogger(__name__)
 
@@ -36,11 +40,21 @@ CALLBACK_CHOICES = ("completed", "failed", "none")
 PAYMENT_TYPES = ("deposit", "withdrawal")
 DECLINE_REASON = "insufficient_funds"
 CALLBACK_FAILURE_REASON = "rejected_by_bank"
+# Why a refund is declined: by the `decline` mode or `decline_rate`; by what the gateway knows.
+REFUND_DECLINE_REASON = "refund_rejected"
+UNKNOWN_PAYMENT = "unknown_payment"
+PAYMENT_NOT_REFUNDABLE = "payment_not_refundable"  # the payment was declined or failed
+CURRENCY_MISMATCH = "currency_mismatch"
+AMOUNT_EXCEEDS_PAYMENT = "amount_exceeds_payment"  # more than what remains of the payment
+# The callback outcome set by the mode ("completed" | "failed") as a refund's final status.
+REFUND_CALLBACK_STATUS = {"completed": "succeeded", "failed": "failed"}
 
 # With duplicate_callbacks the second copy trails the first by this much.
 DUPLICATE_CALLBACK_GAP_SECONDS = 0.1
 # The largest `callback_jitter` accepted: a random extra delay per callback, to reorder deliveries.
 MAX_CALLBACK_JITTER_SECONDS = 60.0
+# The largest `latency_ms` accepted: the wait before every answer of the gateway protocol.
+MAX_LATENCY_MS = 60_000
 RESET_DRAIN_SECONDS = CALLBACK_TIMEOUT_SECONDS + 1.0  # a reset waits this long for deliveries in flight
 
 
@@ -52,10 +66,24 @@ def _utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _is_number(value: object) -> bool:
+    # bool is an int subclass: refuse `true` as a number.
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _rate(changes: Mapping[str, Any], name: str, current: float) -> float:
+    value = changes.get(name, current)
+    if not _is_number(value) or not 0.0 <= value <= 1.0:  # the comparison also refuses NaN
+        raise ValueError(f"{name} must be a number between 0 and 1")
+    return float(value)
+
+
 @dataclass(frozen=True, slots=True)
 class ModeSettings:
     mode: str = "ok"
-    failure_rate: float = 0.3
+    failure_rate: float = 0.3  # in `flaky` mode: the share of requests answered 503
+    decline_rate: float = 0.0  # in `ok` mode: the share of payments and refunds declined
+    latency_ms: int = 0  # every answer of the gateway protocol (not /_sandbox/) waits this long first
     callback: str = "completed"
     duplicate_callbacks: bool = False
     # Each callback waits callback_delay + uniform(0, callback_jitter): deliveries then arrive out of order.
@@ -69,10 +97,15 @@ class ModeSettings:
         mode = changes.get("mode", self.mode)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}")
-        rate = changes.get("failure_rate", self.failure_rate)
-        # bool is an int subclass: refuse `true` as a rate.
-        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0.0 <= rate <= 1.0:
-            raise ValueError("failure_rate must be a number between 0 and 1")
+        failure_rate = _rate(changes, "failure_rate", self.failure_rate)
+        decline_rate = _rate(changes, "decline_rate", self.decline_rate)
+        latency = changes.get("latency_ms", self.latency_ms)
+        if (
+            not _is_number(latency)
+            or not 0 <= latency <= MAX_LATENCY_MS  # also refuses NaN
+            or not float(latency).is_integer()
+        ):
+            raise ValueError(f"latency_ms must be a whole number of milliseconds between 0 and {MAX_LATENCY_MS}")
         callback = changes.get("callback", self.callback)
         if callback not in CALLBACK_CHOICES:
             raise ValueError(f"callback must be one of {', '.join(CALLBACK_CHOICES)}")
@@ -80,17 +113,15 @@ class ModeSettings:
         if not isinstance(duplicate, bool):
             raise ValueError("duplicate_callbacks must be true or false")
         jitter = changes.get("callback_jitter", self.callback_jitter)
-        if (
-            isinstance(jitter, bool)
-            or not isinstance(jitter, int | float)
-            or not 0.0 <= jitter <= MAX_CALLBACK_JITTER_SECONDS  # also refuses NaN
-        ):
+        if not _is_number(jitter) or not 0.0 <= jitter <= MAX_CALLBACK_JITTER_SECONDS:  # also refuses NaN
             raise ValueError(
                 f"callback_jitter must be a number of seconds between 0 and {MAX_CALLBACK_JITTER_SECONDS:g}"
             )
         return ModeSettings(
             mode=mode,
-            failure_rate=float(rate),
+            failure_rate=failure_rate,
+            decline_rate=decline_rate,
+            latency_ms=int(latency),
             callback=callback,
             duplicate_callbacks=duplicate,
             callback_jitter=float(jitter),
@@ -98,6 +129,32 @@ class ModeSettings:
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _parse_fields(raw: Mapping[str, object], names: Mapping[str, str]) -> dict[str, str]:
+    """Validate `raw` (wire name -> value) into field name -> value; `names` maps wire names to field names.
+
+    Every field is a required non-empty string (an amount may be a JSON number), `amount` a
+    positive decimal and `callback_url` an http(s) URL.
+    """
+    values: dict[str, str] = {}
+    for wire_name, name in names.items():
+        value = raw.get(wire_name)
+        if name == "amount" and isinstance(value, int | float) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str) or not value.strip():
+            raise BadRequest(f"{wire_name} is required and must be a non-empty string")
+        values[name] = value.strip()
+    try:
+        amount = Decimal(values["amount"])
+    except InvalidOperation:
+        raise BadRequest("amount must be a decimal number") from None
+    if not amount.is_finite() or amount <= 0:
+        raise BadRequest("amount must be a positive decimal number")
+    callback = urlsplit(values["callback_url"])
+    if callback.scheme not in ("http", "https") or not callback.netloc:
+        raise BadRequest("callback_url must be an http(s) URL")
+    return values
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,33 +173,48 @@ class PaymentFields:
     @classmethod
     def parse(cls, raw: Mapping[str, object], names: Mapping[str, str]) -> PaymentFields:
         """Validate `raw` (wire name -> value); `names` maps wire names to field names."""
-        values: dict[str, str] = {}
-        for wire_name, name in names.items():
-            value = raw.get(wire_name)
-            if name == "amount" and isinstance(value, int | float) and not isinstance(value, bool):
-                value = str(value)
-            if not isinstance(value, str) or not value.strip():
-                raise BadRequest(f"{wire_name} is required and must be a non-empty string")
-            values[name] = value.strip()
-        try:
-            amount = Decimal(values["amount"])
-        except InvalidOperation:
-            raise BadRequest("amount must be a decimal number") from None
-        if not amount.is_finite() or amount <= 0:
-            raise BadRequest("amount must be a positive decimal number")
+        values = _parse_fields(raw, names)
         if values["type"] not in PAYMENT_TYPES:
             raise BadRequest(f"type must be one of {', '.join(PAYMENT_TYPES)}")
-        callback = urlsplit(values["callback_url"])
-        if callback.scheme not in ("http", "https") or not callback.netloc:
-            raise BadRequest("callback_url must be an http(s) URL")
         return cls(**values)
 
 
 @dataclass(frozen=True, slots=True)
+class RefundFields:
+    """A refund request's content, whichever protocol carried it."""
+
+    reference: str  # the merchant's refund id
+    payment_id: str  # this gateway's id of the payment to refund
+    amount: str
+    currency: str
+    callback_url: str
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, object], names: Mapping[str, str]) -> RefundFields:
+        """Validate `raw` (wire name -> value); `names` maps wire names to field names."""
+        return cls(**_parse_fields(raw, names))
+
+
+def judge_refund(fields: RefundFields, payment: Payment | None, refunded: Decimal) -> str | None:
+    """Why the gateway declines this refund (None: it does not), given its payment and what
+    that payment's earlier refunds (not declined, not failed) already hold."""
+    if payment is None:
+        return UNKNOWN_PAYMENT
+    if payment.status in ("declined", "failed"):
+        return PAYMENT_NOT_REFUNDABLE
+    if fields.currency != payment.currency:
+        return CURRENCY_MISMATCH
+    if refunded + Decimal(fields.amount) > Decimal(payment.amount):
+        return AMOUNT_EXCEEDS_PAYMENT
+    return None
+
+
+@dataclass(frozen=True, slots=True)
 class CallbackJob:
+    kind: type[Record]  # Payment | Refund
     reference: str
     event_id: str
-    status: str  # completed | failed
+    status: str  # a payment's completed | failed, a refund's succeeded | failed
     reason: str | None
     generation: int  # the gateway's reset generation when scheduled: a reset drops older jobs
     attempt: int = 1
@@ -161,9 +233,10 @@ class SandboxGateway:
         self._scheduler = Scheduler(CALLBACK_WORKERS, name=f"sandbox-{config.code}-callbacks")
         self._sender = CallbackSender(config.webhook_secret)
         # Callbacks that were due when a previous process (same state file) stopped.
-        for payment in self.store.all(Payment):
-            if payment.pending_callback is not None:
-                self._schedule_callback(payment.reference, payment.pending_callback, payment.duplicate_callback)
+        for kind in (Payment, Refund):
+            for record in self.store.all(kind):
+                if record.pending_callback is not None:
+                    self._schedule_callback(kind, record.reference, record.pending_callback, record.duplicate_callback)
 
     # Modes
 
@@ -195,6 +268,13 @@ class SandboxGateway:
     def flaky_fails(mode: ModeSettings) -> bool:
         return mode.mode == "flaky" and random.random() < mode.failure_rate  # nosec B311  # simulated flakiness
 
+    @staticmethod
+    def declines(mode: ModeSettings) -> bool:
+        """Whether to decline a new request: every one in `decline` mode, a share `decline_rate` in `ok` mode."""
+        if mode.mode == "decline":
+            return True
+        return mode.mode == "ok" and random.random() < mode.decline_rate  # nosec B311  # simulated declines
+
     # Payments
 
     def submit(self, fields: PaymentFields, mode: ModeSettings) -> tuple[Payment, bool]:
@@ -202,7 +282,7 @@ class SandboxGateway:
 
         A repeat gets the payment as first recorded (same id, same decline) and no new callback.
         """
-        declined = mode.mode == "decline"
+        declined = self.declines(mode)
         callback = None if declined or mode.callback == "none" else mode.callback
         payment = Payment(
             **dataclasses.asdict(fields),
@@ -215,18 +295,52 @@ class SandboxGateway:
         )
         stored, created = self.store.record(payment)
         if created and callback is not None:
-            self._schedule_callback(stored.reference, callback, stored.duplicate_callback)
+            self._schedule_callback(Payment, stored.reference, callback, stored.duplicate_callback)
         return stored, created
 
     def lookup(self, reference: str) -> Payment | None:
         return self.store.get(Payment, reference)
 
+    # Refunds
+
+    def submit_refund(self, fields: RefundFields, mode: ModeSettings) -> tuple[Refund, bool]:
+        """Record a refund request, or count a repeat of its reference; schedule its callback.
+
+        A new refund is declined when the mode says so, or when its payment is unknown, was
+        not paid, is in another currency, or has not enough left; that is judged under the
+        store's lock, so concurrent refunds of one payment never exceed it together. A repeat
+        gets the refund as first recorded and no new callback.
+        """
+        mode_declines = self.declines(mode)
+        callback = None if mode.callback == "none" else REFUND_CALLBACK_STATUS[mode.callback]
+
+        def judge(payment: Payment | None, refunded: Decimal) -> str | None:
+            return judge_refund(fields, payment, refunded) or (REFUND_DECLINE_REASON if mode_declines else None)
+
+        refund = Refund(
+            **dataclasses.asdict(fields),
+            refund_id=f"rfd_{uuid.uuid4().hex}",
+            status="accepted",
+            reason=None,
+            received_at=_utc_now(),
+            pending_callback=callback,
+            duplicate_callback=callback is not None and mode.duplicate_callbacks,
+        )
+        stored, created = self.store.record_refund(refund, judge)
+        if created and stored.pending_callback is not None:
+            self._schedule_callback(Refund, stored.reference, stored.pending_callback, stored.duplicate_callback)
+        return stored, created
+
+    def lookup_refund(self, reference: str) -> Refund | None:
+        return self.store.get(Refund, reference)
+
     # Callbacks
 
-    def _schedule_callback(self, reference: str, status: str, duplicate: bool) -> None:
+    def _schedule_callback(self, kind: type[Record], reference: str, status: str, duplicate: bool) -> None:
         with self._lock:
             generation = self._generation
         job = CallbackJob(
+            kind=kind,
             reference=reference,
             event_id=f"evt_{uuid.uuid4().hex}",
             status=status,
@@ -244,19 +358,43 @@ class SandboxGateway:
                 self.config.callback_delay + DUPLICATE_CALLBACK_GAP_SECONDS + extra, partial(self._deliver, job)
             )
 
-    def callback_body(self, job: CallbackJob, payment_id: str) -> tuple[bytes, str]:
+    def callback_body(self, job: CallbackJob, record: Record) -> tuple[bytes, str]:
         """The notification body and its content type, in this gateway's format."""
+        if isinstance(record, Refund):
+            if self.config.format == "json":
+                body: dict[str, Any] = {
+                    "event_id": job.event_id,
+                    "type": "refund",
+                    "refund_id": record.refund_id,
+                    "reference": job.reference,
+                    "status": job.status,
+                    "reason": job.reason,
+                }
+                return json.dumps(body).encode(), "application/json"
+            xml = refund_notification(
+                event_id=job.event_id,
+                refund_id=record.refund_id,
+                reference=job.reference,
+                status=job.status,
+                reason=job.reason,
+            )
+            return xml, "application/xml"
+        assert isinstance(record, Payment)
         if self.config.format == "json":
             body = {
                 "event_id": job.event_id,
-                "payment_id": payment_id,
+                "payment_id": record.payment_id,
                 "reference": job.reference,
                 "status": job.status,
                 "reason": job.reason,
             }
             return json.dumps(body).encode(), "application/json"
         xml = payment_notification(
-            event_id=job.event_id, payment_id=payment_id, reference=job.reference, status=job.status, reason=job.reason
+            event_id=job.event_id,
+            payment_id=record.payment_id,
+            reference=job.reference,
+            status=job.status,
+            reason=job.reason,
         )
         return xml, "application/xml"
 
@@ -264,17 +402,18 @@ class SandboxGateway:
         with self._lock:
             if job.generation != self._generation:
                 return
-        # The payment finishes when its callback is first sent, whether or not delivery works:
-        # a look-up then reports the final status, as a real gateway's would.
-        payment = self.store.finish(Payment, job.reference, job.status, job.reason)
-        if payment is None:
+        # The payment or refund finishes when its callback is first sent, whether or not delivery
+        # works: a look-up then reports the final status, as a real gateway's would.
+        record = self.store.finish(job.kind, job.reference, job.status, job.reason)
+        if record is None:
             return
-        body, content_type = self.callback_body(job, payment.payment_id)
-        delivered, outcome = self._sender.post(payment.callback_url, body, content_type)
-        summary = f"callback {job.event_id} ref={job.reference} {job.status} try {job.attempt}: {outcome}"
+        body, content_type = self.callback_body(job, record)
+        delivered, outcome = self._sender.post(record.callback_url, body, content_type)
+        what = "refund callback" if job.kind is Refund else "callback"
+        summary = f"{what} {job.event_id} ref={job.reference} {job.status} try {job.attempt}: {outcome}"
         delay = retry_delay(job.attempt)
         if delivered:
-            self.store.count_delivery(Payment, job.reference)
+            self.store.count_delivery(job.kind, job.reference)
             logger.info("sandbox %s: %s", self.config.code, summary)
         elif delay is None or self.stopping.is_set():
             logger.warning("sandbox %s: %s; giving up", self.config.code, summary)

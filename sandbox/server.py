@@ -1,9 +1,11 @@
 """The sandbox over HTTP: one threaded server, both wire protocols, the control endpoints.
 
-- JSON: `POST /payments` (Bearer API key), `GET /payments/{reference}`.
-- XML: `POST /soap` (SOAP 1.1, `ProcessPayment`, `GetPaymentStatus`), `GET /soap?wsdl`.
+- JSON: `POST /payments` and `POST /refunds` (Bearer API key), `GET /payments/{reference}`,
+  `GET /refunds/{reference}`.
+- XML: `POST /soap` (SOAP 1.1: `ProcessPayment`, `GetPaymentStatus`, `ProcessRefund`,
+  `GetRefundStatus`), `GET /soap?wsdl`.
 - Both: `GET /health`; `/_sandbox/mode`, `/_sandbox/payments`, `/_sandbox/reset`, which
-  work in every mode.
+  work in every mode and never wait `latency_ms`.
 
 The handler turns requests into calls on `SandboxGateway` and its answers into bytes;
 `SandboxServer` runs it from a thread, `run_forever` until SIGTERM or SIGINT.
@@ -27,9 +29,11 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from .config import SandboxConfig
-from .gateway import BadRequest, ModeSettings, PaymentFields, SandboxGateway
+from .gateway import BadRequest, ModeSettings, PaymentFields, RefundFields, SandboxGateway
 from .soap import (
     SOAP_PAYMENT_FIELDS,
+    SOAP_REFUND_FIELDS,
+    SOAP_REFUND_STATUS,
     SOAP_STATUS,
     SoapFault,
     parse_soap_request,
@@ -38,7 +42,7 @@ from .soap import (
     soap_fault,
     soap_response,
 )
-from .store import Payment
+from .store import Payment, Refund
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +59,14 @@ JSON_PAYMENT_FIELDS = {
     "customer_id": "customer_id",
     "callback_url": "callback_url",
 }
+JSON_REFUND_FIELDS = {
+    "reference": "reference",
+    "payment_id": "payment_id",
+    "amount": "amount",
+    "currency": "currency",
+    "callback_url": "callback_url",
+}
+SOAP_OPERATIONS = ("ProcessPayment", "GetPaymentStatus", "ProcessRefund", "GetRefundStatus")
 
 
 def _secret_matches(given: str | None, expected: str) -> bool:
@@ -186,7 +198,12 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         if path.startswith("/_sandbox/"):
             return self._control(method, path, body)
         config = self.gateway.config
-        if self.gateway.mode.mode == "down":
+        # One reading of the settings per request: a change while it waits applies to the next one.
+        mode = self.gateway.mode
+        if mode.latency_ms:
+            # Only this request's thread waits (one thread per connection): others are served meanwhile.
+            self.gateway.stopping.wait(mode.latency_ms / 1000)
+        if mode.mode == "down":
             if config.format == "xml" and path == "/soap":
                 down = SoapFault("Server.Unavailable", "Gateway is down", HTTPStatus.SERVICE_UNAVAILABLE)
                 return Response.fault(down)
@@ -195,14 +212,18 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             return Response.json(HTTPStatus.OK, {"status": "ok"})
         if config.format == "json":
             if path == "/payments" and method == "POST":
-                return self._json_payment(body)
+                return self._json_payment(body, mode)
             if path.startswith("/payments/") and method == "GET":
                 return self._json_lookup(path.removeprefix("/payments/"))
+            if path == "/refunds" and method == "POST":
+                return self._json_refund(body, mode)
+            if path.startswith("/refunds/") and method == "GET":
+                return self._json_refund_lookup(path.removeprefix("/refunds/"))
         elif path == "/soap":
             if method == "GET" and "wsdl" in {key.lower() for key in parse_qs(query, keep_blank_values=True)}:
                 return self._wsdl()
             if method == "POST":
-                return self._soap(body)
+                return self._soap(body, mode)
         return _json_error(HTTPStatus.NOT_FOUND, "not_found", f"no route for {method} {path}")
 
     # JSON protocol
@@ -211,21 +232,31 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
         return token.strip() if scheme.lower() == "bearer" else None
 
-    def _json_payment(self, body: bytes) -> Response:
-        if not _secret_matches(self._bearer(), self.gateway.config.api_key):
-            return _json_error(HTTPStatus.UNAUTHORIZED, "unauthorized", "invalid or missing API key")
+    @staticmethod
+    def _json_object(body: bytes) -> dict[str, Any]:
         try:
             data = json.loads(body)
         except ValueError:
             raise BadRequest("body must be a JSON object") from None
         if not isinstance(data, dict):
             raise BadRequest("body must be a JSON object")
-        fields = PaymentFields.parse(data, JSON_PAYMENT_FIELDS)
-        mode = self.gateway.mode
+        return data
+
+    def _json_refused(self, mode: ModeSettings) -> Response | None:
+        """The answer of the `error` and `flaky` modes to a payment or refund request, if they refuse it."""
         if mode.mode == "error":
             return _json_error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "sandbox error mode")
         if self.gateway.flaky_fails(mode):
             return _json_error(HTTPStatus.SERVICE_UNAVAILABLE, "unavailable", "sandbox flaky mode")
+        return None
+
+    def _json_payment(self, body: bytes, mode: ModeSettings) -> Response:
+        if not _secret_matches(self._bearer(), self.gateway.config.api_key):
+            return _json_error(HTTPStatus.UNAUTHORIZED, "unauthorized", "invalid or missing API key")
+        fields = PaymentFields.parse(self._json_object(body), JSON_PAYMENT_FIELDS)
+        refused = self._json_refused(mode)
+        if refused is not None:
+            return refused
         payment, created = self.gateway.submit(fields, mode)
         self._timeout_delay(mode)
         note = f"ref={payment.reference} {payment.status}" + ("" if created else f" repeat#{payment.requests}")
@@ -234,12 +265,18 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         accepted = {"payment_id": payment.payment_id, "status": "accepted"}
         return Response.json(HTTPStatus.ACCEPTED, accepted, note=note)
 
-    def _json_lookup(self, raw_reference: str) -> Response:
+    def _lookup_key_refused(self) -> Response | None:
         # The contract only requires the key on POST; a look-up that sends a wrong one is refused.
         if self.headers.get("Authorization") is not None and not _secret_matches(
             self._bearer(), self.gateway.config.api_key
         ):
             return _json_error(HTTPStatus.UNAUTHORIZED, "unauthorized", "invalid API key")
+        return None
+
+    def _json_lookup(self, raw_reference: str) -> Response:
+        refused = self._lookup_key_refused()
+        if refused is not None:
+            return refused
         reference = unquote(raw_reference)
         payment = self.gateway.lookup(reference) if reference and "/" not in raw_reference else None
         if payment is None:
@@ -252,6 +289,36 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         }
         return Response.json(HTTPStatus.OK, data, note=f"ref={reference} {payment.lookup_status}")
 
+    def _json_refund(self, body: bytes, mode: ModeSettings) -> Response:
+        if not _secret_matches(self._bearer(), self.gateway.config.api_key):
+            return _json_error(HTTPStatus.UNAUTHORIZED, "unauthorized", "invalid or missing API key")
+        fields = RefundFields.parse(self._json_object(body), JSON_REFUND_FIELDS)
+        refused = self._json_refused(mode)
+        if refused is not None:
+            return refused
+        refund, created = self.gateway.submit_refund(fields, mode)
+        self._timeout_delay(mode)
+        note = f"refund ref={refund.reference} {refund.status}" + ("" if created else f" repeat#{refund.requests}")
+        if refund.status == "declined":
+            return Response.json(HTTPStatus.OK, {"status": "declined", "reason": refund.reason}, note=note)
+        return Response.json(HTTPStatus.ACCEPTED, {"refund_id": refund.refund_id, "status": "accepted"}, note=note)
+
+    def _json_refund_lookup(self, raw_reference: str) -> Response:
+        refused = self._lookup_key_refused()
+        if refused is not None:
+            return refused
+        reference = unquote(raw_reference)
+        refund = self.gateway.lookup_refund(reference) if reference and "/" not in raw_reference else None
+        if refund is None:
+            return _json_error(HTTPStatus.NOT_FOUND, "not_found", "no refund with this reference")
+        data = {
+            "refund_id": refund.refund_id,
+            "reference": refund.reference,
+            "status": refund.lookup_status,
+            "reason": refund.reason,
+        }
+        return Response.json(HTTPStatus.OK, data, note=f"refund ref={reference} {refund.lookup_status}")
+
     def _timeout_delay(self, mode: ModeSettings) -> None:
         if mode.mode == "timeout":
             self.gateway.stopping.wait(self.gateway.config.timeout_delay)
@@ -263,32 +330,32 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         host = self.headers.get("Host") or f"{config.host}:{self.server.server_address[1]}"
         return Response.xml(HTTPStatus.OK, render_wsdl(f"http://{host}/soap").encode())
 
-    def _soap(self, body: bytes) -> Response:
+    def _soap(self, body: bytes, mode: ModeSettings) -> Response:
         try:
             operation, params = parse_soap_request(body)
             action = soap_action(self.headers.get("SOAPAction"))
             if action and action != operation:
                 raise SoapFault("Client.BadRequest", f"SOAPAction {action!r} does not match the body ({operation})")
-            if operation not in ("ProcessPayment", "GetPaymentStatus"):
+            if operation not in SOAP_OPERATIONS:
                 raise SoapFault("Client.BadRequest", f"Unknown operation {operation}")
             if not _secret_matches(params.get("ApiKey"), self.gateway.config.api_key):
                 raise SoapFault("Client.Authentication", "Invalid API key")
             if operation == "GetPaymentStatus":
                 return self._soap_lookup(params)
-            return self._soap_payment(params)
+            if operation == "ProcessRefund":
+                return self._soap_refund(params, mode)
+            if operation == "GetRefundStatus":
+                return self._soap_refund_lookup(params)
+            return self._soap_payment(params, mode)
         except SoapFault as fault:
             return Response.fault(fault)
 
-    def _soap_payment(self, params: dict[str, str]) -> Response:
+    def _soap_payment(self, params: dict[str, str], mode: ModeSettings) -> Response:
         try:
             fields = PaymentFields.parse(params, SOAP_PAYMENT_FIELDS)
         except BadRequest as exc:
             raise SoapFault("Client.BadRequest", str(exc)) from None
-        mode = self.gateway.mode
-        if mode.mode == "error":
-            raise SoapFault("Server.Error", "Internal gateway error")
-        if self.gateway.flaky_fails(mode):
-            raise SoapFault("Server.Unavailable", "Gateway temporarily unavailable")
+        self._soap_refuse(mode)
         payment, created = self.gateway.submit(fields, mode)
         self._timeout_delay(mode)
         note = f"ProcessPayment ref={payment.reference} {payment.status}"
@@ -298,6 +365,38 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         else:
             values = [("PaymentId", payment.payment_id), ("Status", "Accepted"), ("Reason", "")]
         return Response.xml(HTTPStatus.OK, soap_response("ProcessPayment", values), note=note)
+
+    def _soap_refuse(self, mode: ModeSettings) -> None:
+        """Raise the fault of the `error` and `flaky` modes for a payment or refund request, if they refuse it."""
+        if mode.mode == "error":
+            raise SoapFault("Server.Error", "Internal gateway error")
+        if self.gateway.flaky_fails(mode):
+            raise SoapFault("Server.Unavailable", "Gateway temporarily unavailable")
+
+    def _soap_refund(self, params: dict[str, str], mode: ModeSettings) -> Response:
+        try:
+            fields = RefundFields.parse(params, SOAP_REFUND_FIELDS)
+        except BadRequest as exc:
+            raise SoapFault("Client.BadRequest", str(exc)) from None
+        self._soap_refuse(mode)
+        refund, created = self.gateway.submit_refund(fields, mode)
+        self._timeout_delay(mode)
+        note = f"ProcessRefund ref={refund.reference} {refund.status}"
+        note += "" if created else f" repeat#{refund.requests}"
+        if refund.status == "declined":
+            values = [("RefundId", ""), ("Status", "Declined"), ("Reason", refund.reason or "")]
+        else:
+            values = [("RefundId", refund.refund_id), ("Status", "Accepted"), ("Reason", "")]
+        return Response.xml(HTTPStatus.OK, soap_response("ProcessRefund", values), note=note)
+
+    def _soap_refund_lookup(self, params: dict[str, str]) -> Response:
+        reference = params.get("Reference", "")
+        refund = self.gateway.lookup_refund(reference) if reference else None
+        if refund is None:
+            raise SoapFault("Client.NotFound", "No refund with this reference")
+        values = [("RefundId", refund.refund_id), ("Status", SOAP_REFUND_STATUS[refund.status])]
+        note = f"GetRefundStatus ref={reference} {refund.lookup_status}"
+        return Response.xml(HTTPStatus.OK, soap_response("GetRefundStatus", values), note=note)
 
     def _soap_lookup(self, params: dict[str, str]) -> Response:
         reference = params.get("Reference", "")
@@ -327,7 +426,12 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
                 raise BadRequest(str(exc)) from None
             return Response.json(HTTPStatus.OK, mode.as_dict(), note=f"mode={json.dumps(mode.as_dict())}")
         if path == "/_sandbox/payments" and method == "GET":
-            return Response.json(HTTPStatus.OK, {"payments": [p.listing() for p in gateway.store.all(Payment)]})
+            # Refunds in a list of their own: whoever reads "payments" sees payments only, as before.
+            listing = {
+                "payments": [payment.listing() for payment in gateway.store.all(Payment)],
+                "refunds": [refund.listing() for refund in gateway.store.all(Refund)],
+            }
+            return Response.json(HTTPStatus.OK, listing)
         if path == "/_sandbox/reset" and method == "POST":
             gateway.reset()
             return Response.json(HTTPStatus.OK, {"status": "reset", **gateway.mode.as_dict()})

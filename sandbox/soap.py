@@ -1,5 +1,6 @@
 """The XML protocol's documents: SOAP 1.1 envelopes in and out, faults, the callback
-notification, and the WSDL 1.1 document (document/literal) served at `/soap?wsdl`.
+notifications (payments and refunds), and the WSDL 1.1 document (document/literal) served
+at `/soap?wsdl`.
 
 Pure functions over bytes and strings: what an operation does is the gateway's business.
 Requests are parsed only with defusedxml, refusing any DTD.
@@ -30,6 +31,15 @@ SOAP_PAYMENT_FIELDS = {
     "CallbackUrl": "callback_url",
 }
 SOAP_STATUS = {"accepted": "Accepted", "completed": "Completed", "failed": "Failed", "declined": "Failed"}
+# Wire element name -> refund field name.
+SOAP_REFUND_FIELDS = {
+    "Reference": "reference",
+    "PaymentId": "payment_id",
+    "Amount": "amount",
+    "Currency": "currency",
+    "CallbackUrl": "callback_url",
+}
+SOAP_REFUND_STATUS = {"accepted": "Accepted", "succeeded": "Succeeded", "failed": "Failed", "declined": "Failed"}
 
 
 class SoapFault(Exception):
@@ -94,19 +104,32 @@ def soap_action(header: str | None) -> str:
 
 
 def payment_notification(*, event_id: str, payment_id: str, reference: str, status: str, reason: str | None) -> bytes:
-    """The callback body an XML gateway posts (plain XML, not a SOAP envelope)."""
-    reason_element = f"<Reason>{escape(reason)}</Reason>" if reason else "<Reason/>"
-    xml = (
-        '<?xml version="1.0" encoding="utf-8"?>\n'
-        "<PaymentNotification>"
-        f"<EventId>{escape(event_id)}</EventId>"
-        f"<PaymentId>{escape(payment_id)}</PaymentId>"
-        f"<Reference>{escape(reference)}</Reference>"
-        f"<Status>{SOAP_STATUS[status]}</Status>"
-        f"{reason_element}"
-        "</PaymentNotification>"
+    """The callback body an XML gateway posts for a payment (plain XML, not a SOAP envelope)."""
+    return _notification(
+        "PaymentNotification",
+        [("EventId", event_id), ("PaymentId", payment_id), ("Reference", reference), ("Status", SOAP_STATUS[status])],
+        reason,
     )
-    return xml.encode()
+
+
+def refund_notification(*, event_id: str, refund_id: str, reference: str, status: str, reason: str | None) -> bytes:
+    """The callback body an XML gateway posts for a refund (plain XML, not a SOAP envelope)."""
+    return _notification(
+        "RefundNotification",
+        [
+            ("EventId", event_id),
+            ("RefundId", refund_id),
+            ("Reference", reference),
+            ("Status", SOAP_REFUND_STATUS[status]),
+        ],
+        reason,
+    )
+
+
+def _notification(root: str, values: list[tuple[str, str]], reason: str | None) -> bytes:
+    children = "".join(f"<{name}>{escape(value)}</{name}>" for name, value in values)
+    reason_element = f"<Reason>{escape(reason)}</Reason>" if reason else "<Reason/>"
+    return f'<?xml version="1.0" encoding="utf-8"?>\n<{root}>{children}{reason_element}</{root}>'.encode()
 
 
 # --- WSDL -------------------------------------------------------------------------------------
@@ -185,6 +208,58 @@ WSDL_TEMPLATE = Template("""<?xml version="1.0" encoding="utf-8"?>
           </xsd:sequence>
         </xsd:complexType>
       </xsd:element>
+      <xsd:element name="ProcessRefund">
+        <xsd:complexType>
+          <xsd:sequence>
+            <xsd:element name="ApiKey" type="xsd:string"/>
+            <xsd:element name="Reference" type="xsd:string"/>
+            <xsd:element name="PaymentId" type="xsd:string"/>
+            <xsd:element name="Amount" type="xsd:decimal"/>
+            <xsd:element name="Currency" type="xsd:string"/>
+            <xsd:element name="CallbackUrl" type="xsd:anyURI"/>
+          </xsd:sequence>
+        </xsd:complexType>
+      </xsd:element>
+      <xsd:element name="ProcessRefundResponse">
+        <xsd:complexType>
+          <xsd:sequence>
+            <xsd:element name="RefundId" type="xsd:string"/>
+            <xsd:element name="Status">
+              <xsd:simpleType>
+                <xsd:restriction base="xsd:string">
+                  <xsd:enumeration value="Accepted"/>
+                  <xsd:enumeration value="Declined"/>
+                </xsd:restriction>
+              </xsd:simpleType>
+            </xsd:element>
+            <xsd:element name="Reason" type="xsd:string"/>
+          </xsd:sequence>
+        </xsd:complexType>
+      </xsd:element>
+      <xsd:element name="GetRefundStatus">
+        <xsd:complexType>
+          <xsd:sequence>
+            <xsd:element name="ApiKey" type="xsd:string"/>
+            <xsd:element name="Reference" type="xsd:string"/>
+          </xsd:sequence>
+        </xsd:complexType>
+      </xsd:element>
+      <xsd:element name="GetRefundStatusResponse">
+        <xsd:complexType>
+          <xsd:sequence>
+            <xsd:element name="RefundId" type="xsd:string"/>
+            <xsd:element name="Status">
+              <xsd:simpleType>
+                <xsd:restriction base="xsd:string">
+                  <xsd:enumeration value="Accepted"/>
+                  <xsd:enumeration value="Succeeded"/>
+                  <xsd:enumeration value="Failed"/>
+                </xsd:restriction>
+              </xsd:simpleType>
+            </xsd:element>
+          </xsd:sequence>
+        </xsd:complexType>
+      </xsd:element>
     </xsd:schema>
   </wsdl:types>
 
@@ -200,6 +275,18 @@ WSDL_TEMPLATE = Template("""<?xml version="1.0" encoding="utf-8"?>
   <wsdl:message name="GetPaymentStatusOutput">
     <wsdl:part name="parameters" element="tns:GetPaymentStatusResponse"/>
   </wsdl:message>
+  <wsdl:message name="ProcessRefundInput">
+    <wsdl:part name="parameters" element="tns:ProcessRefund"/>
+  </wsdl:message>
+  <wsdl:message name="ProcessRefundOutput">
+    <wsdl:part name="parameters" element="tns:ProcessRefundResponse"/>
+  </wsdl:message>
+  <wsdl:message name="GetRefundStatusInput">
+    <wsdl:part name="parameters" element="tns:GetRefundStatus"/>
+  </wsdl:message>
+  <wsdl:message name="GetRefundStatusOutput">
+    <wsdl:part name="parameters" element="tns:GetRefundStatusResponse"/>
+  </wsdl:message>
 
   <wsdl:portType name="SandboxPortType">
     <wsdl:operation name="ProcessPayment">
@@ -209,6 +296,14 @@ WSDL_TEMPLATE = Template("""<?xml version="1.0" encoding="utf-8"?>
     <wsdl:operation name="GetPaymentStatus">
       <wsdl:input message="tns:GetPaymentStatusInput"/>
       <wsdl:output message="tns:GetPaymentStatusOutput"/>
+    </wsdl:operation>
+    <wsdl:operation name="ProcessRefund">
+      <wsdl:input message="tns:ProcessRefundInput"/>
+      <wsdl:output message="tns:ProcessRefundOutput"/>
+    </wsdl:operation>
+    <wsdl:operation name="GetRefundStatus">
+      <wsdl:input message="tns:GetRefundStatusInput"/>
+      <wsdl:output message="tns:GetRefundStatusOutput"/>
     </wsdl:operation>
   </wsdl:portType>
 
@@ -221,6 +316,16 @@ WSDL_TEMPLATE = Template("""<?xml version="1.0" encoding="utf-8"?>
     </wsdl:operation>
     <wsdl:operation name="GetPaymentStatus">
       <soap:operation soapAction="GetPaymentStatus" style="document"/>
+      <wsdl:input><soap:body use="literal"/></wsdl:input>
+      <wsdl:output><soap:body use="literal"/></wsdl:output>
+    </wsdl:operation>
+    <wsdl:operation name="ProcessRefund">
+      <soap:operation soapAction="ProcessRefund" style="document"/>
+      <wsdl:input><soap:body use="literal"/></wsdl:input>
+      <wsdl:output><soap:body use="literal"/></wsdl:output>
+    </wsdl:operation>
+    <wsdl:operation name="GetRefundStatus">
+      <soap:operation soapAction="GetRefundStatus" style="document"/>
       <wsdl:input><soap:body use="literal"/></wsdl:input>
       <wsdl:output><soap:body use="literal"/></wsdl:output>
     </wsdl:operation>

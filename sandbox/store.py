@@ -1,10 +1,10 @@
 """What a sandbox remembers: its records by kind and reference, optionally saved to a JSON file.
 
-Each kind of record (today only `Payment`) is a `Record` subclass whose `KIND` names its
-table and its key in the state file (`{"payments": [...]}`). A record is created once per
-reference (a repeat only counts the request), starts `accepted` or `declined`, and moves
-once from `accepted` to its final status. Every method returns copies, so callers never
-read a record while another thread changes it.
+Each kind of record (`Payment`, `Refund`) is a `Record` subclass whose `KIND` names its
+table and its key in the state file (`{"payments": [...], "refunds": [...]}`). A record is
+created once per reference (a repeat only counts the request), starts `accepted` or
+`declined`, and moves once from `accepted` to its final status. Every method returns
+copies, so callers never read a record while another thread changes it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ import json
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar, cast
 
@@ -27,7 +29,7 @@ class Record:
 
     reference: str
     callback_url: str
-    status: str  # accepted | declined | completed | failed
+    status: str  # accepted | declined, then a payment's completed | failed, a refund's succeeded | failed
     reason: str | None
     received_at: str
     requests: int = 1
@@ -39,7 +41,7 @@ class Record:
 
     @property
     def lookup_status(self) -> str:
-        """accepted | completed | failed: a decline is a failed record to a look-up."""
+        """accepted or the final status: a decline is a failed record to a look-up."""
         return "failed" if self.status == "declined" else self.status
 
 
@@ -73,8 +75,44 @@ class Payment(Record):
         }
 
 
+@dataclass(slots=True, kw_only=True)
+class Refund(Record):
+    """A refund of (part of) a payment, named by the gateway's `payment_id`."""
+
+    KIND: ClassVar[str] = "refunds"
+
+    refund_id: str
+    payment_id: str
+    amount: str
+    currency: str
+
+    @property
+    def counts_against_payment(self) -> bool:
+        """Whether its amount is taken from what remains refundable: unless declined or failed."""
+        return self.status not in ("declined", "failed")
+
+    def listing(self) -> dict[str, Any]:
+        return {
+            "kind": "refund",
+            "reference": self.reference,
+            "refund_id": self.refund_id,
+            "payment_id": self.payment_id,
+            "amount": self.amount,
+            "currency": self.currency,
+            "status": self.status,
+            "reason": self.reason,
+            "received_at": self.received_at,
+            "requests": self.requests,
+            "callbacks_delivered": self.callbacks_delivered,
+        }
+
+
 # Every kind the store keeps, each in its own table and under its own key in the state file.
-RECORD_KINDS: tuple[type[Record], ...] = (Payment,)
+RECORD_KINDS: tuple[type[Record], ...] = (Payment, Refund)
+
+# Given a new refund's payment (None if unknown) and what that payment's earlier refunds
+# still hold, the reason to decline the refund, or None to accept it.
+RefundJudge = Callable[[Payment | None, Decimal], str | None]
 
 R = TypeVar("R", bound=Record)
 
@@ -88,6 +126,10 @@ class Store:
         self._state_file = state_file
         if state_file is not None and state_file.exists():
             self._tables = self._load(state_file)
+        # payment_id -> reference: a refund names its payment by the gateway's id.
+        self._payment_references = {
+            cast(Payment, payment).payment_id: reference for reference, payment in self._tables[Payment.KIND].items()
+        }
 
     @staticmethod
     def _load(path: Path) -> dict[str, dict[str, Record]]:
@@ -136,8 +178,45 @@ class Store:
                 self._save()
                 return cast(R, dataclasses.replace(existing)), False
             table[record.reference] = dataclasses.replace(record)
+            if isinstance(record, Payment):
+                self._payment_references[record.payment_id] = record.reference
             self._save()
             return dataclasses.replace(record), True
+
+    def record_refund(self, refund: Refund, judge: RefundJudge) -> tuple[Refund, bool]:
+        """Like `record`; a new refund is first judged against its payment, under the same lock.
+
+        So two refunds arriving together can never both take what remains of one payment.
+        `judge`'s reason, if any, stores the refund as declined.
+        """
+        with self._lock:
+            existing = self._tables[Refund.KIND].get(refund.reference)
+            if existing is not None:
+                existing.requests += 1
+                self._save()
+                return cast(Refund, dataclasses.replace(existing)), False
+            payment = self._payment_by_id(refund.payment_id)
+            refunded = sum(
+                (
+                    Decimal(other.amount)
+                    for other in cast("list[Refund]", list(self._tables[Refund.KIND].values()))
+                    if other.payment_id == refund.payment_id and other.counts_against_payment
+                ),
+                Decimal(0),
+            )
+            reason = judge(None if payment is None else dataclasses.replace(payment), refunded)
+            stored = refund if reason is None else dataclasses.replace(refund, status="declined", reason=reason)
+            if reason is not None:
+                stored.pending_callback = None
+                stored.duplicate_callback = False
+            self._tables[Refund.KIND][refund.reference] = dataclasses.replace(stored)
+            self._save()
+            return dataclasses.replace(stored), True
+
+    def _payment_by_id(self, payment_id: str) -> Payment | None:
+        """The caller holds the lock."""
+        reference = self._payment_references.get(payment_id)
+        return None if reference is None else cast(Payment, self._tables[Payment.KIND][reference])
 
     def get(self, kind: type[R], reference: str) -> R | None:
         with self._lock:
@@ -172,4 +251,5 @@ class Store:
         with self._lock:
             for table in self._tables.values():
                 table.clear()
+            self._payment_references.clear()
             self._save()

@@ -25,6 +25,11 @@ from gateways.types import (
     Outcome,
     PaymentRequest,
     PaymentResult,
+    RefundLookupResult,
+    RefundLookupStatus,
+    RefundNotification,
+    RefundRequest,
+    RefundResult,
 )
 
 logger = logging.getLogger(__name__)
@@ -38,7 +43,9 @@ UNEXPECTED_STATUS = "unexpected_status"
 IDEMPOTENCY_CONFLICT = "idempotency_conflict"
 REJECTED_PREFIX = "rejected_"  # + the HTTP status or the SOAP fault code
 
-_R = TypeVar("_R", PaymentResult, LookupResult)
+_R = TypeVar("_R", PaymentResult, LookupResult, RefundResult, RefundLookupResult)
+_Submitted = TypeVar("_Submitted", PaymentResult, RefundResult)
+_LookedUp = TypeVar("_LookedUp", LookupResult, RefundLookupResult)
 
 HEALTH_CONNECT_TIMEOUT = 2.0
 HEALTH_READ_TIMEOUT = 3.0
@@ -76,23 +83,44 @@ class GatewayAdapter(ABC):
 
     def create_payment(self, request: PaymentRequest) -> PaymentResult:
         """Submit a payment. Raises only `ValueError` for a request that cannot be encoded."""
-        wire = self.build_create_request(request)
+        return self._submit(self.build_create_request(request), self.interpret_create_reply, PaymentResult)
+
+    def lookup_payment(self, reference: str) -> LookupResult:
+        """Ask the gateway what became of `reference`; UNAVAILABLE when it cannot tell us."""
+        unavailable = LookupResult(status=LookupStatus.UNAVAILABLE)
+        return self._look_up(self.build_lookup_request(reference), self.interpret_lookup_reply, unavailable)
+
+    def create_refund(self, request: RefundRequest) -> RefundResult:
+        """Submit a refund, with the outcomes of a payment. Raises only `ValueError` for a request
+        that cannot be encoded."""
+        return self._submit(self.build_refund_request(request), self.interpret_refund_reply, RefundResult)
+
+    def lookup_refund(self, reference: str) -> RefundLookupResult:
+        """Ask the gateway what became of the refund `reference`; UNAVAILABLE when it cannot tell us."""
+        unavailable = RefundLookupResult(status=RefundLookupStatus.UNAVAILABLE)
+        return self._look_up(
+            self.build_refund_lookup_request(reference), self.interpret_refund_lookup_reply, unavailable
+        )
+
+    def _submit(
+        self, wire: WireRequest, interpret: Callable[[HttpReply], _Submitted], result: type[_Submitted]
+    ) -> _Submitted:
         try:
             reply = self._send(wire)
         except GatewayTransportError as exc:
             outcome = Outcome.UNKNOWN if exc.submitted else Outcome.NOT_SUBMITTED
-            return PaymentResult(outcome=outcome, error=exc.code, latency_ms=exc.latency_ms)
-        result = self._interpret(self.interpret_create_reply, reply, PaymentResult(outcome=Outcome.UNKNOWN))
-        return replace(result, latency_ms=reply.latency_ms, http_status=reply.status)
+            return result(outcome=outcome, error=exc.code, latency_ms=exc.latency_ms)
+        interpreted = self._interpret(interpret, reply, result(outcome=Outcome.UNKNOWN))
+        return replace(interpreted, latency_ms=reply.latency_ms, http_status=reply.status)
 
-    def lookup_payment(self, reference: str) -> LookupResult:
-        """Ask the gateway what became of `reference`; UNAVAILABLE when it cannot tell us."""
-        wire = self.build_lookup_request(reference)
+    def _look_up(
+        self, wire: WireRequest, interpret: Callable[[HttpReply], _LookedUp], unavailable: _LookedUp
+    ) -> _LookedUp:
         try:
             reply = self._send(wire)
         except GatewayTransportError as exc:
-            return LookupResult(status=LookupStatus.UNAVAILABLE, error=exc.code, latency_ms=exc.latency_ms)
-        result = self._interpret(self.interpret_lookup_reply, reply, LookupResult(status=LookupStatus.UNAVAILABLE))
+            return replace(unavailable, error=exc.code, latency_ms=exc.latency_ms)
+        result = self._interpret(interpret, reply, unavailable)
         return replace(result, latency_ms=reply.latency_ms)
 
     def check_health(self) -> tuple[HealthResult, float]:
@@ -146,43 +174,79 @@ class GatewayAdapter(ABC):
     def interpret_lookup_reply(self, reply: HttpReply) -> LookupResult:
         """Map a reply to a lookup status; raise `MalformedReply` when it cannot be read."""
 
+    # Refunds. Not abstract, so that an adapter without refunds (a test double) still builds;
+    # both wire formats implement them.
+
+    def build_refund_request(self, request: RefundRequest) -> WireRequest:
+        raise NotImplementedError(f"{type(self).__name__} does not refund")
+
+    def interpret_refund_reply(self, reply: HttpReply) -> RefundResult:
+        """Map a reply to an outcome; raise `MalformedReply` when it cannot be read."""
+        raise NotImplementedError(f"{type(self).__name__} does not refund")
+
+    def build_refund_lookup_request(self, reference: str) -> WireRequest:
+        raise NotImplementedError(f"{type(self).__name__} does not refund")
+
+    def interpret_refund_lookup_reply(self, reply: HttpReply) -> RefundLookupResult:
+        """Map a reply to a refund's lookup status; raise `MalformedReply` when it cannot be read."""
+        raise NotImplementedError(f"{type(self).__name__} does not refund")
+
     def build_health_request(self) -> WireRequest:
         return WireRequest(method="GET", path="/health")
 
     @staticmethod
     @abstractmethod
-    def parse_callback(body: bytes) -> CallbackNotification:
-        """Parse a callback body; raise `CallbackParseError` if it is not a valid notification."""
+    def parse_callback(body: bytes) -> CallbackNotification | RefundNotification:
+        """Parse a callback body, a payment's or a refund's; raise `CallbackParseError` if it is
+        not a valid notification."""
 
 
 # --- HTTP status rules both formats share ----------------------------------------------------
 
 
-def payment_result_for_status(status: int) -> PaymentResult:
-    """The outcome of a reply that carries no usable answer, from its HTTP status alone."""
+def _outcome_for_status(status: int) -> tuple[Outcome, str]:
     if status == 503:
-        return PaymentResult(outcome=Outcome.NOT_SUBMITTED, error=SERVICE_UNAVAILABLE)
+        return Outcome.NOT_SUBMITTED, SERVICE_UNAVAILABLE
     if status >= 500:
-        return PaymentResult(outcome=Outcome.UNKNOWN, error=SERVER_ERROR)
+        return Outcome.UNKNOWN, SERVER_ERROR
     if status == 409:
         # An idempotency-key conflict: the gateway has seen this reference before.
-        return PaymentResult(outcome=Outcome.UNKNOWN, error=IDEMPOTENCY_CONFLICT)
+        return Outcome.UNKNOWN, IDEMPOTENCY_CONFLICT
     if 400 <= status < 500:
-        return PaymentResult(outcome=Outcome.NOT_SUBMITTED, error=f"{REJECTED_PREFIX}{status}")
-    return PaymentResult(outcome=Outcome.UNKNOWN, error=UNEXPECTED_STATUS)
+        return Outcome.NOT_SUBMITTED, f"{REJECTED_PREFIX}{status}"
+    return Outcome.UNKNOWN, UNEXPECTED_STATUS
+
+
+def payment_result_for_status(status: int) -> PaymentResult:
+    """The outcome of a reply that carries no usable answer, from its HTTP status alone."""
+    outcome, error = _outcome_for_status(status)
+    return PaymentResult(outcome=outcome, error=error)
+
+
+def refund_result_for_status(status: int) -> RefundResult:
+    """The outcome of a refund reply that carries no usable answer: the payment rules."""
+    outcome, error = _outcome_for_status(status)
+    return RefundResult(outcome=outcome, error=error)
+
+
+def _lookup_error_for_status(status: int) -> str:
+    if status == 503:
+        return SERVICE_UNAVAILABLE
+    if status >= 500:
+        return SERVER_ERROR
+    if 400 <= status < 500:
+        return f"{REJECTED_PREFIX}{status}"
+    return UNEXPECTED_STATUS
 
 
 def lookup_result_for_status(status: int) -> LookupResult:
     """A lookup reply without a usable answer: we still do not know."""
-    if status == 503:
-        error = SERVICE_UNAVAILABLE
-    elif status >= 500:
-        error = SERVER_ERROR
-    elif 400 <= status < 500:
-        error = f"{REJECTED_PREFIX}{status}"
-    else:
-        error = UNEXPECTED_STATUS
-    return LookupResult(status=LookupStatus.UNAVAILABLE, error=error)
+    return LookupResult(status=LookupStatus.UNAVAILABLE, error=_lookup_error_for_status(status))
+
+
+def refund_lookup_result_for_status(status: int) -> RefundLookupResult:
+    """A refund lookup reply without a usable answer: we still do not know."""
+    return RefundLookupResult(status=RefundLookupStatus.UNAVAILABLE, error=_lookup_error_for_status(status))
 
 
 def is_success(status: int) -> bool:

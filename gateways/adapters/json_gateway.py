@@ -12,9 +12,23 @@ from gateways.adapters.base import (
     is_success,
     lookup_result_for_status,
     payment_result_for_status,
+    refund_lookup_result_for_status,
+    refund_result_for_status,
 )
 from gateways.adapters.http import HttpReply
-from gateways.types import CallbackNotification, LookupResult, LookupStatus, Outcome, PaymentRequest, PaymentResult
+from gateways.types import (
+    CallbackNotification,
+    LookupResult,
+    LookupStatus,
+    Outcome,
+    PaymentRequest,
+    PaymentResult,
+    RefundLookupResult,
+    RefundLookupStatus,
+    RefundNotification,
+    RefundRequest,
+    RefundResult,
+)
 
 
 class JsonGatewayAdapter(GatewayAdapter):
@@ -52,6 +66,34 @@ class JsonGatewayAdapter(GatewayAdapter):
         status, payment_id = wire.parse_lookup_reply(reply.body)
         return LookupResult(status=status, payment_id=payment_id)
 
+    def build_refund_request(self, request: RefundRequest) -> WireRequest:
+        headers = {
+            **self._auth_headers(),
+            "Content-Type": "application/json",
+            # The reference is our refund id: a resend of this refund can never refund twice.
+            "Idempotency-Key": request.reference,
+        }
+        return WireRequest(method="POST", path="/refunds", headers=headers, body=wire.refund_body(request))
+
+    def interpret_refund_reply(self, reply: HttpReply) -> RefundResult:
+        if not is_success(reply.status):
+            return refund_result_for_status(reply.status)
+        status, refund_id, reason = wire.parse_refund_reply(reply.body)
+        if status == "accepted":
+            return RefundResult(outcome=Outcome.ACCEPTED, refund_id=refund_id)
+        return RefundResult(outcome=Outcome.DECLINED, refund_id=refund_id, reason=reason)
+
+    def build_refund_lookup_request(self, reference: str) -> WireRequest:
+        return WireRequest(method="GET", path=f"/refunds/{quote(reference, safe='')}", headers=self._auth_headers())
+
+    def interpret_refund_lookup_reply(self, reply: HttpReply) -> RefundLookupResult:
+        if reply.status == 404:
+            return RefundLookupResult(status=RefundLookupStatus.NOT_FOUND)
+        if reply.status != 200:
+            return refund_lookup_result_for_status(reply.status)
+        status, refund_id = wire.parse_refund_lookup_reply(reply.body)
+        return RefundLookupResult(status=status, refund_id=refund_id)
+
     @staticmethod
-    def parse_callback(body: bytes) -> CallbackNotification:
+    def parse_callback(body: bytes) -> CallbackNotification | RefundNotification:
         return wire.parse_callback(body)

@@ -8,7 +8,15 @@ from typing import Any
 from core.parsers import reject_constant, unique_keys
 from core.text import escape_unstorable, is_storable
 from gateways.adapters.base import MalformedReply, amount_string
-from gateways.types import CallbackNotification, CallbackParseError, LookupStatus, PaymentRequest
+from gateways.types import (
+    CallbackNotification,
+    CallbackParseError,
+    LookupStatus,
+    PaymentRequest,
+    RefundLookupStatus,
+    RefundNotification,
+    RefundRequest,
+)
 
 MAX_ID_LENGTH = 255
 
@@ -18,6 +26,13 @@ _LOOKUP_STATUSES = {
     "failed": LookupStatus.FAILED,
 }
 _CALLBACK_STATUSES = frozenset({"completed", "failed"})
+_REFUND_LOOKUP_STATUSES = {
+    "accepted": RefundLookupStatus.ACCEPTED,
+    "succeeded": RefundLookupStatus.SUCCEEDED,
+    "failed": RefundLookupStatus.FAILED,
+}
+_REFUND_CALLBACK_STATUSES = frozenset({"succeeded", "failed"})
+REFUND_CALLBACK_TYPE = "refund"  # the callback's "type": a refund's; a payment's carries none
 
 
 class _InvalidJson(ValueError):
@@ -38,6 +53,21 @@ def payment_body(request: PaymentRequest) -> bytes:
         "customer_id": request.customer_id,
         "callback_url": request.callback_url,
     }
+    return _encode(body)
+
+
+def refund_body(request: RefundRequest) -> bytes:
+    body = {
+        "reference": request.reference,
+        "payment_id": request.payment_id,
+        "amount": amount_string(request.amount),
+        "currency": request.currency,
+        "callback_url": request.callback_url,
+    }
+    return _encode(body)
+
+
+def _encode(body: dict[str, str]) -> bytes:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
@@ -87,13 +117,22 @@ def _optional_str(data: dict[str, Any], key: str) -> str | None:
 
 def parse_payment_reply(body: bytes) -> tuple[str, str | None, str | None]:
     """A 2xx reply to POST /payments → ("accepted", payment_id, None) or ("declined", None, reason)."""
+    return _parse_submit_reply(body, "payment_id", "payment")
+
+
+def parse_refund_reply(body: bytes) -> tuple[str, str | None, str | None]:
+    """A 2xx reply to POST /refunds → ("accepted", refund_id, None) or ("declined", None, reason)."""
+    return _parse_submit_reply(body, "refund_id", "refund")
+
+
+def _parse_submit_reply(body: bytes, id_key: str, what: str) -> tuple[str, str | None, str | None]:
     data = _reply_object(body)
     status = data.get("status")
     if status == "accepted":
-        return "accepted", _required_id(data, "payment_id"), None
+        return "accepted", _required_id(data, id_key), None
     if status == "declined":
-        return "declined", _optional_str(data, "payment_id"), _optional_str(data, "reason")
-    raise MalformedReply(f"unexpected payment status {status!r}")
+        return "declined", _optional_str(data, id_key), _optional_str(data, "reason")
+    raise MalformedReply(f"unexpected {what} status {status!r}")
 
 
 def parse_lookup_reply(body: bytes) -> tuple[LookupStatus, str]:
@@ -106,15 +145,32 @@ def parse_lookup_reply(body: bytes) -> tuple[LookupStatus, str]:
     return status, _required_id(data, "payment_id")
 
 
+def parse_refund_lookup_reply(body: bytes) -> tuple[RefundLookupStatus, str]:
+    """A 200 reply to GET /refunds/{reference} → (status, refund_id)."""
+    data = _reply_object(body)
+    raw_status = data.get("status")
+    status = _REFUND_LOOKUP_STATUSES.get(raw_status) if isinstance(raw_status, str) else None
+    if status is None:
+        raise MalformedReply(f"unexpected refund lookup status {raw_status!r}")
+    return status, _required_id(data, "refund_id")
+
+
 # --- callbacks ---------------------------------------------------------------------------
 
 
-def parse_callback(body: bytes) -> CallbackNotification:
-    """`{"event_id", "payment_id", "reference", "status": "completed|failed", "reason"}`."""
+def parse_callback(body: bytes) -> CallbackNotification | RefundNotification:
+    """A payment's `{"event_id", "payment_id", "reference", "status": "completed|failed", "reason"}`,
+    or a refund's `{"event_id", "type": "refund", "refund_id", "reference", "status": "succeeded|failed", "reason"}`."""
     try:
         data = parse_object(body)
     except _InvalidJson as exc:
         raise CallbackParseError(str(exc)) from None
+    if data.get("type") == REFUND_CALLBACK_TYPE:
+        return _parse_refund_callback(data)
+    return _parse_payment_callback(data)
+
+
+def _parse_payment_callback(data: dict[str, Any]) -> CallbackNotification:
     status = data.get("status")
     if not isinstance(status, str) or status not in _CALLBACK_STATUSES:
         raise CallbackParseError("'status' must be 'completed' or 'failed'")
@@ -129,6 +185,25 @@ def parse_callback(body: bytes) -> CallbackNotification:
         reference=_callback_id(data, "reference"),
         status=status,
         payment_id=payment_id or None,
+        reason=reason or None,
+    )
+
+
+def _parse_refund_callback(data: dict[str, Any]) -> RefundNotification:
+    status = data.get("status")
+    if not isinstance(status, str) or status not in _REFUND_CALLBACK_STATUSES:
+        raise CallbackParseError("a refund's 'status' must be 'succeeded' or 'failed'")
+    refund_id = data.get("refund_id")
+    if not isinstance(refund_id, str) or len(refund_id) > MAX_ID_LENGTH:
+        raise CallbackParseError(f"'refund_id' must be a string of at most {MAX_ID_LENGTH} characters")
+    reason = data.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise CallbackParseError("'reason' must be a string or null")
+    return RefundNotification(
+        event_id=_callback_id(data, "event_id"),
+        refund_id=refund_id or None,
+        reference=_callback_id(data, "reference"),
+        status=status,
         reason=reason or None,
     )
 

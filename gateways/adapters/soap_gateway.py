@@ -18,10 +18,24 @@ from gateways.adapters.base import (
     is_success,
     lookup_result_for_status,
     payment_result_for_status,
+    refund_lookup_result_for_status,
+    refund_result_for_status,
 )
 from gateways.adapters.http import HttpReply
 from gateways.adapters.soap_transformers import SoapFault
-from gateways.types import CallbackNotification, LookupResult, LookupStatus, Outcome, PaymentRequest, PaymentResult
+from gateways.types import (
+    CallbackNotification,
+    LookupResult,
+    LookupStatus,
+    Outcome,
+    PaymentRequest,
+    PaymentResult,
+    RefundLookupResult,
+    RefundLookupStatus,
+    RefundNotification,
+    RefundRequest,
+    RefundResult,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +63,8 @@ class SoapGatewayAdapter(GatewayAdapter):
         answer = _read_answer(reply)
         if isinstance(answer, SoapFault):
             self._log_fault(wire.PROCESS_PAYMENT, answer)
-            return _payment_fault_result(answer)
+            outcome, error = _fault_outcome(answer)
+            return PaymentResult(outcome=outcome, error=error)
         if answer is None or not is_success(reply.status):
             return payment_result_for_status(reply.status)
         status, payment_id, reason = wire.parse_payment_response(answer)
@@ -65,18 +80,55 @@ class SoapGatewayAdapter(GatewayAdapter):
         answer = _read_answer(reply)
         if isinstance(answer, SoapFault):
             self._log_fault(wire.GET_PAYMENT_STATUS, answer)
-            return _lookup_fault_result(answer)
+            error = _lookup_fault_error(answer)
+            if error is None:
+                return LookupResult(status=LookupStatus.NOT_FOUND)
+            return LookupResult(status=LookupStatus.UNAVAILABLE, error=error)
         if answer is None or not is_success(reply.status):
             return lookup_result_for_status(reply.status)
         status, payment_id = wire.parse_status_response(answer)
         return LookupResult(status=status, payment_id=payment_id)
+
+    def build_refund_request(self, request: RefundRequest) -> WireRequest:
+        envelope = wire.process_refund_envelope(request, api_key=self.credentials.api_key)
+        return self._soap_request(wire.PROCESS_REFUND, envelope)
+
+    def interpret_refund_reply(self, reply: HttpReply) -> RefundResult:
+        answer = _read_answer(reply)
+        if isinstance(answer, SoapFault):
+            self._log_fault(wire.PROCESS_REFUND, answer)
+            outcome, error = _fault_outcome(answer)
+            return RefundResult(outcome=outcome, error=error)
+        if answer is None or not is_success(reply.status):
+            return refund_result_for_status(reply.status)
+        status, refund_id, reason = wire.parse_refund_response(answer)
+        if status == "Accepted":
+            return RefundResult(outcome=Outcome.ACCEPTED, refund_id=refund_id)
+        return RefundResult(outcome=Outcome.DECLINED, refund_id=refund_id, reason=reason)
+
+    def build_refund_lookup_request(self, reference: str) -> WireRequest:
+        envelope = wire.get_refund_status_envelope(reference, api_key=self.credentials.api_key)
+        return self._soap_request(wire.GET_REFUND_STATUS, envelope)
+
+    def interpret_refund_lookup_reply(self, reply: HttpReply) -> RefundLookupResult:
+        answer = _read_answer(reply)
+        if isinstance(answer, SoapFault):
+            self._log_fault(wire.GET_REFUND_STATUS, answer)
+            error = _lookup_fault_error(answer)
+            if error is None:
+                return RefundLookupResult(status=RefundLookupStatus.NOT_FOUND)
+            return RefundLookupResult(status=RefundLookupStatus.UNAVAILABLE, error=error)
+        if answer is None or not is_success(reply.status):
+            return refund_lookup_result_for_status(reply.status)
+        status, refund_id = wire.parse_refund_status_response(answer)
+        return RefundLookupResult(status=status, refund_id=refund_id)
 
     def _log_fault(self, operation: str, fault: SoapFault) -> None:
         # The faultstring is for operators: it never becomes a customer-facing reason.
         logger.info("gateway=%s %s fault %s: %.200s", self.credentials.code, operation, fault.code, fault.message)
 
     @staticmethod
-    def parse_callback(body: bytes) -> CallbackNotification:
+    def parse_callback(body: bytes) -> CallbackNotification | RefundNotification:
         return wire.parse_callback(body)
 
 
@@ -90,24 +142,24 @@ def _read_answer(reply: HttpReply) -> Element | SoapFault | None:
         return None
 
 
-def _payment_fault_result(fault: SoapFault) -> PaymentResult:
+def _fault_outcome(fault: SoapFault) -> tuple[Outcome, str]:
+    """A payment's or refund's outcome, and its error code, from the Fault it was answered with."""
     if fault.local_code == "Server.Unavailable":
-        return PaymentResult(outcome=Outcome.NOT_SUBMITTED, error=SERVICE_UNAVAILABLE)
+        return Outcome.NOT_SUBMITTED, SERVICE_UNAVAILABLE
     if fault.is_client_fault:
-        return PaymentResult(outcome=Outcome.NOT_SUBMITTED, error=_rejected_code(fault))
-    return PaymentResult(outcome=Outcome.UNKNOWN, error=SOAP_FAULT)
+        return Outcome.NOT_SUBMITTED, _rejected_code(fault)
+    return Outcome.UNKNOWN, SOAP_FAULT
 
 
-def _lookup_fault_result(fault: SoapFault) -> LookupResult:
+def _lookup_fault_error(fault: SoapFault) -> str | None:
+    """A look-up's error code from its Fault; None for `Client.NotFound` (never received)."""
     if fault.local_code == "Client.NotFound":
-        return LookupResult(status=LookupStatus.NOT_FOUND)
+        return None
     if fault.local_code == "Server.Unavailable":
-        error = SERVICE_UNAVAILABLE
-    elif fault.is_client_fault:
-        error = _rejected_code(fault)
-    else:
-        error = SOAP_FAULT
-    return LookupResult(status=LookupStatus.UNAVAILABLE, error=error)
+        return SERVICE_UNAVAILABLE
+    if fault.is_client_fault:
+        return _rejected_code(fault)
+    return SOAP_FAULT
 
 
 def _rejected_code(fault: SoapFault) -> str:

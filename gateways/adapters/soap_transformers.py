@@ -1,6 +1,6 @@
 """The SOAP 1.1 gateways' wire format.
 
-Envelopes are built by hand (the contract is three operations, not worth a WSDL
+Envelopes are built by hand (the contract is a handful of operations, not worth a WSDL
 toolkit) and every XML input is parsed with defusedxml with DTDs forbidden, so no
 entity expansion or external reference can reach us through a gateway.
 """
@@ -17,13 +17,23 @@ import defusedxml
 import defusedxml.ElementTree as SafeET
 
 from gateways.adapters.base import MalformedReply, amount_string
-from gateways.types import CallbackNotification, CallbackParseError, LookupStatus, PaymentRequest
+from gateways.types import (
+    CallbackNotification,
+    CallbackParseError,
+    LookupStatus,
+    PaymentRequest,
+    RefundLookupStatus,
+    RefundNotification,
+    RefundRequest,
+)
 
 SOAP_ENV_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 SANDBOX_NS = "urn:paygate:sandbox"
 CONTENT_TYPE = "text/xml; charset=utf-8"
 PROCESS_PAYMENT = "ProcessPayment"
 GET_PAYMENT_STATUS = "GetPaymentStatus"
+PROCESS_REFUND = "ProcessRefund"
+GET_REFUND_STATUS = "GetRefundStatus"
 MAX_ID_LENGTH = 255
 
 _PAYMENT_STATUSES = frozenset({"Accepted", "Declined"})
@@ -33,6 +43,12 @@ _LOOKUP_STATUSES = {
     "Failed": LookupStatus.FAILED,
 }
 _CALLBACK_STATUSES = frozenset({"Completed", "Failed"})
+_REFUND_LOOKUP_STATUSES = {
+    "Accepted": RefundLookupStatus.ACCEPTED,
+    "Succeeded": RefundLookupStatus.SUCCEEDED,
+    "Failed": RefundLookupStatus.FAILED,
+}
+_REFUND_CALLBACK_STATUSES = frozenset({"Succeeded", "Failed"})
 # Characters XML 1.0 cannot carry at all, not even as character references.
 _NOT_XML_CHAR = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
@@ -67,6 +83,24 @@ def process_payment_envelope(request: PaymentRequest, *, api_key: str) -> bytes:
 
 def get_payment_status_envelope(reference: str, *, api_key: str) -> bytes:
     return envelope(GET_PAYMENT_STATUS, [("ApiKey", api_key), ("Reference", reference)])
+
+
+def process_refund_envelope(request: RefundRequest, *, api_key: str) -> bytes:
+    return envelope(
+        PROCESS_REFUND,
+        [
+            ("ApiKey", api_key),
+            ("Reference", request.reference),
+            ("PaymentId", request.payment_id),
+            ("Amount", amount_string(request.amount)),
+            ("Currency", request.currency),
+            ("CallbackUrl", request.callback_url),
+        ],
+    )
+
+
+def get_refund_status_envelope(reference: str, *, api_key: str) -> bytes:
+    return envelope(GET_REFUND_STATUS, [("ApiKey", api_key), ("Reference", reference)])
 
 
 def envelope(operation: str, fields: Sequence[tuple[str, str]]) -> bytes:
@@ -170,14 +204,23 @@ def _reply_id(payload: Element, name: str) -> str:
 
 def parse_payment_response(payload: Element) -> tuple[str, str | None, str | None]:
     """`ProcessPaymentResponse` → ("Accepted", payment_id, None) or ("Declined", payment_id?, reason)."""
-    _expect(payload, "ProcessPaymentResponse")
+    return _parse_submit_response(payload, "ProcessPaymentResponse", "PaymentId")
+
+
+def parse_refund_response(payload: Element) -> tuple[str, str | None, str | None]:
+    """`ProcessRefundResponse` → ("Accepted", refund_id, None) or ("Declined", refund_id?, reason)."""
+    return _parse_submit_response(payload, "ProcessRefundResponse", "RefundId")
+
+
+def _parse_submit_response(payload: Element, name: str, id_name: str) -> tuple[str, str | None, str | None]:
+    _expect(payload, name)
     status = child_text(payload, "Status", error=MalformedReply)
     if status not in _PAYMENT_STATUSES:
-        raise MalformedReply(f"unexpected payment status {status!r}")
+        raise MalformedReply(f"unexpected {name} status {status!r}")
     reason = child_text(payload, "Reason", error=MalformedReply) or None
     if status == "Accepted":
-        return status, _reply_id(payload, "PaymentId"), None
-    return status, child_text(payload, "PaymentId", error=MalformedReply) or None, reason
+        return status, _reply_id(payload, id_name), None
+    return status, child_text(payload, id_name, error=MalformedReply) or None, reason
 
 
 def parse_status_response(payload: Element) -> tuple[LookupStatus, str]:
@@ -190,17 +233,30 @@ def parse_status_response(payload: Element) -> tuple[LookupStatus, str]:
     return status, _reply_id(payload, "PaymentId")
 
 
+def parse_refund_status_response(payload: Element) -> tuple[RefundLookupStatus, str]:
+    """`GetRefundStatusResponse` → (status, refund_id)."""
+    _expect(payload, "GetRefundStatusResponse")
+    raw_status = child_text(payload, "Status", error=MalformedReply)
+    status = _REFUND_LOOKUP_STATUSES.get(raw_status or "")
+    if status is None:
+        raise MalformedReply(f"unexpected refund lookup status {raw_status!r}")
+    return status, _reply_id(payload, "RefundId")
+
+
 # --- callbacks ---------------------------------------------------------------------------
 
 
-def parse_callback(body: bytes) -> CallbackNotification:
-    """`<PaymentNotification>` with EventId, PaymentId, Reference, Status (Completed|Failed), Reason."""
+def parse_callback(body: bytes) -> CallbackNotification | RefundNotification:
+    """`<PaymentNotification>` with EventId, PaymentId, Reference, Status (Completed|Failed), Reason;
+    or `<RefundNotification>` with EventId, RefundId, Reference, Status (Succeeded|Failed), Reason."""
     try:
         root = parse_xml(body)
     except InvalidXml as exc:
         raise CallbackParseError(str(exc)) from None
+    if root.tag in ("RefundNotification", f"{{{SANDBOX_NS}}}RefundNotification"):
+        return _parse_refund_callback(root)
     if root.tag not in ("PaymentNotification", f"{{{SANDBOX_NS}}}PaymentNotification"):
-        raise CallbackParseError(f"root element is {root.tag!r}, not PaymentNotification")
+        raise CallbackParseError(f"root element is {root.tag!r}, not PaymentNotification or RefundNotification")
     status = child_text(root, "Status", error=CallbackParseError)
     if status not in _CALLBACK_STATUSES:
         raise CallbackParseError("<Status> must be Completed or Failed")
@@ -212,6 +268,22 @@ def parse_callback(body: bytes) -> CallbackNotification:
         reference=_callback_id(root, "Reference"),
         status=status.lower(),
         payment_id=payment_id or None,
+        reason=child_text(root, "Reason", error=CallbackParseError) or None,
+    )
+
+
+def _parse_refund_callback(root: Element) -> RefundNotification:
+    status = child_text(root, "Status", error=CallbackParseError)
+    if status not in _REFUND_CALLBACK_STATUSES:
+        raise CallbackParseError("a refund's <Status> must be Succeeded or Failed")
+    refund_id = child_text(root, "RefundId", error=CallbackParseError)
+    if refund_id is not None and len(refund_id) > MAX_ID_LENGTH:
+        raise CallbackParseError(f"<RefundId> is longer than {MAX_ID_LENGTH} characters")
+    return RefundNotification(
+        event_id=_callback_id(root, "EventId"),
+        refund_id=refund_id or None,
+        reference=_callback_id(root, "Reference"),
+        status=status.lower(),
         reason=child_text(root, "Reason", error=CallbackParseError) or None,
     )
 

@@ -33,6 +33,9 @@ from gateways.types import (
     LookupStatus,
     Outcome,
     PaymentRequest,
+    RefundLookupStatus,
+    RefundNotification,
+    RefundRequest,
 )
 
 PAYLOADS = Path(__file__).parent / "payloads"
@@ -780,3 +783,480 @@ def test_default_client_is_shared_and_fork_safe(monkeypatch: pytest.MonkeyPatch)
     assert client.session is session
     monkeypatch.setattr(gateway_http.os, "getpid", lambda: -1)
     assert client.session is not session  # a forked child gets its own pool
+
+
+# --- refunds: the same outcome rules as payments --------------------------------------------
+
+
+def make_refund(**overrides: object) -> RefundRequest:
+    values: dict[str, object] = {
+        "reference": "rf_0001",
+        "payment_id": "pay_7f3a91c2",
+        "amount": Decimal("10.00"),
+        "currency": "EUR",
+        "callback_url": "https://paygate.example/callbacks/sandbox?x=1&y=2",
+    }
+    values.update(overrides)
+    return RefundRequest(**values)  # type: ignore[arg-type]
+
+
+def test_json_refund_accepted_and_the_request_on_the_wire(
+    gateway: StubGateway, json_adapter: JsonGatewayAdapter
+) -> None:
+    gateway.answer("POST", "/refunds", json_canned(202, "json/refund_accepted.json"))
+
+    result = json_adapter.create_refund(make_refund(amount=Decimal("1E+1")))
+
+    assert (result.outcome, result.refund_id, result.reason, result.error) == (
+        Outcome.ACCEPTED,
+        "rfd_5c2e81a0",
+        None,
+        None,
+    )
+    assert result.http_status == 202
+    assert result.latency_ms is not None and result.latency_ms > 0
+    sent = gateway.last
+    assert (sent.method, sent.path) == ("POST", "/refunds")
+    assert sent.headers["authorization"] == f"Bearer {API_KEY}"
+    assert sent.headers["idempotency-key"] == "rf_0001"
+    assert sent.headers["content-type"] == "application/json"
+    assert json.loads(sent.body) == {
+        "reference": "rf_0001",
+        "payment_id": "pay_7f3a91c2",
+        "amount": "10",
+        "currency": "EUR",
+        "callback_url": "https://paygate.example/callbacks/sandbox?x=1&y=2",
+    }
+
+
+def test_json_refund_declined(gateway: StubGateway, json_adapter: JsonGatewayAdapter) -> None:
+    gateway.answer("POST", "/refunds", json_canned(200, "json/refund_declined.json"))
+    result = json_adapter.create_refund(make_refund())
+    assert (result.outcome, result.reason, result.refund_id, result.error) == (
+        Outcome.DECLINED,
+        "amount_exceeds_payment",
+        None,
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "name", "outcome", "error"),
+    [
+        (503, "json/error_503.json", Outcome.NOT_SUBMITTED, "service_unavailable"),
+        (500, "json/error_500.json", Outcome.UNKNOWN, "server_error"),
+        (502, "json/error_500.json", Outcome.UNKNOWN, "server_error"),
+        (401, "json/error_401.json", Outcome.NOT_SUBMITTED, "rejected_401"),
+        (409, "json/error_500.json", Outcome.UNKNOWN, "idempotency_conflict"),
+    ],
+)
+def test_json_refund_error_statuses(
+    gateway: StubGateway, json_adapter: JsonGatewayAdapter, status: int, name: str, outcome: Outcome, error: str
+) -> None:
+    gateway.answer("POST", "/refunds", json_canned(status, name))
+    result = json_adapter.create_refund(make_refund())
+    assert (result.outcome, result.error, result.http_status) == (outcome, error, status)
+
+
+@pytest.mark.parametrize(
+    "canned",
+    [
+        GARBAGE,
+        Canned(202, b'{"refund_id": "r1", "status": "accepted"'),
+        Canned(202, b'[{"refund_id": "r1", "status": "accepted"}]'),
+        Canned(202, b'{"status": "accepted"}'),
+        json_canned(202, "json/refund_unknown_status.json"),
+        json_canned(202, "json/create_accepted.json"),
+        Canned(202, b'{"refund_id": 17, "status": "accepted"}'),
+        Canned(200, b'{"status": "declined", "reason": 3}'),
+        Canned(202, b'{"refund_id": "a", "refund_id": "b", "status": "accepted"}'),
+        Canned(202, b'{"refund_id": "r1", "status": "accepted", "amount": NaN}'),
+        Canned(202, b'{"refund_id": "r\\u00001", "status": "accepted"}'),
+        Canned(202, b'{"refund_id": "r\\udfff", "status": "accepted"}'),
+        Canned(202, b'{"refund_id": "' + b"r" * 256 + b'", "status": "accepted"}'),
+    ],
+    ids=[
+        "garbage",
+        "truncated",
+        "array",
+        "no-refund-id",
+        "unknown-status",
+        "payment-reply",
+        "id-not-string",
+        "reason-not-string",
+        "duplicate-key",
+        "nan",
+        "nul-in-refund-id",
+        "surrogate-in-refund-id",
+        "long-refund-id",
+    ],
+)
+def test_json_refund_malformed_reply_is_unknown(
+    gateway: StubGateway, json_adapter: JsonGatewayAdapter, canned: Canned
+) -> None:
+    gateway.answer("POST", "/refunds", canned)
+    result = json_adapter.create_refund(make_refund())
+    assert (result.outcome, result.error, result.refund_id) == (Outcome.UNKNOWN, "malformed_reply", None)
+
+
+def test_json_refund_decline_reason_is_kept_with_unstorable_text_escaped(
+    gateway: StubGateway, json_adapter: JsonGatewayAdapter
+) -> None:
+    gateway.answer("POST", "/refunds", Canned(200, b'{"status": "declined", "reason": "no\\u0000way\\ud800"}'))
+    result = json_adapter.create_refund(make_refund())
+    assert (result.outcome, result.reason) == (Outcome.DECLINED, "no\\x00way\\ud800")
+
+
+def test_json_refund_timeout_and_connection_refused(
+    gateway: StubGateway, json_adapter: JsonGatewayAdapter, http_client: HttpClient, closed_port: int
+) -> None:
+    gateway.answer("POST", "/refunds", Canned(202, payload("json/refund_accepted.json"), hang=True))
+    result = json_adapter.create_refund(make_refund())
+    assert (result.outcome, result.error, result.http_status) == (Outcome.UNKNOWN, "timeout", None)
+    assert gateway.last.path == "/refunds"
+    refused = JsonGatewayAdapter(credentials(f"http://127.0.0.1:{closed_port}"), http_client).create_refund(
+        make_refund()
+    )
+    assert (refused.outcome, refused.error) == (Outcome.NOT_SUBMITTED, "connection_refused")
+    assert refused.latency_ms is not None
+
+
+def test_refund_invalid_amount_is_a_caller_error(
+    json_adapter: JsonGatewayAdapter, soap_adapter: SoapGatewayAdapter
+) -> None:
+    with pytest.raises(ValueError):
+        json_adapter.create_refund(make_refund(amount=Decimal("Infinity")))
+    with pytest.raises(ValueError):
+        soap_adapter.create_refund(make_refund(payment_id="bad\x00id"))
+
+
+@pytest.mark.parametrize(
+    ("name", "status"),
+    [
+        ("json/refund_lookup_accepted.json", RefundLookupStatus.ACCEPTED),
+        ("json/refund_lookup_succeeded.json", RefundLookupStatus.SUCCEEDED),
+        ("json/refund_lookup_failed.json", RefundLookupStatus.FAILED),
+    ],
+)
+def test_json_refund_lookup_found(
+    gateway: StubGateway, json_adapter: JsonGatewayAdapter, name: str, status: RefundLookupStatus
+) -> None:
+    gateway.answer("GET", "/refunds/rf%2F0001", json_canned(200, name))
+    result = json_adapter.lookup_refund("rf/0001")
+    assert (result.status, result.refund_id, result.error) == (status, "rfd_5c2e81a0", None)
+    assert result.latency_ms is not None
+    assert gateway.last.headers["authorization"] == f"Bearer {API_KEY}"
+
+
+def test_json_refund_lookup_not_found(gateway: StubGateway, json_adapter: JsonGatewayAdapter) -> None:
+    gateway.answer("GET", "/refunds/rf_0001", json_canned(404, "json/error_404.json"))
+    assert json_adapter.lookup_refund("rf_0001").status is RefundLookupStatus.NOT_FOUND
+
+
+@pytest.mark.parametrize(
+    ("canned", "error"),
+    [
+        (json_canned(500, "json/error_500.json"), "server_error"),
+        (json_canned(503, "json/error_503.json"), "service_unavailable"),
+        (json_canned(401, "json/error_401.json"), "rejected_401"),
+        (GARBAGE, "malformed_reply"),
+        (json_canned(200, "json/lookup_completed.json"), "malformed_reply"),
+        (Canned(200, b'{"status": "succeeded"}'), "malformed_reply"),
+        (Canned(200, b'{"refund_id": "r\\u0000", "status": "succeeded"}'), "malformed_reply"),
+        (Canned(200, payload("json/refund_lookup_succeeded.json"), hang=True), "timeout"),
+    ],
+    ids=["500", "503", "401", "garbage", "payment-status", "no-refund-id", "nul-in-refund-id", "timeout"],
+)
+def test_json_refund_lookup_unavailable(
+    gateway: StubGateway, json_adapter: JsonGatewayAdapter, canned: Canned, error: str
+) -> None:
+    gateway.answer("GET", "/refunds/rf_0001", canned)
+    result = json_adapter.lookup_refund("rf_0001")
+    assert (result.status, result.error) == (RefundLookupStatus.UNAVAILABLE, error)
+
+
+def test_json_refund_lookup_connection_refused(http_client: HttpClient, closed_port: int) -> None:
+    result = JsonGatewayAdapter(credentials(f"http://127.0.0.1:{closed_port}"), http_client).lookup_refund("r")
+    assert (result.status, result.error) == (RefundLookupStatus.UNAVAILABLE, "connection_refused")
+
+
+def test_json_refund_callbacks() -> None:
+    succeeded = JsonGatewayAdapter.parse_callback(payload("json/refund_callback_succeeded.json"))
+    assert succeeded == RefundNotification(
+        event_id="evt_01HZY1", refund_id="rfd_5c2e81a0", reference="rf_0001", status="succeeded", reason=None
+    )
+    failed = JsonGatewayAdapter.parse_callback(payload("json/refund_callback_failed.json"))
+    assert isinstance(failed, RefundNotification)
+    assert (failed.status, failed.reason) == ("failed", "rejected_by_bank")
+    # A payment's callback is still a CallbackNotification, whatever else it carries.
+    payment = JsonGatewayAdapter.parse_callback(payload("json/callback_completed.json"))
+    assert type(payment) is CallbackNotification
+    tagged = b'{"event_id": "e1", "type": "payment", "payment_id": "p1", "reference": "r1", "status": "completed"}'
+    assert type(JsonGatewayAdapter.parse_callback(tagged)) is CallbackNotification
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        payload("json/refund_callback_payment_status.json"),
+        b'{"event_id": "e1", "type": "refund", "refund_id": "r1", "reference": "rf1"}',
+        b'{"event_id": "e1", "type": "refund", "reference": "rf1", "status": "succeeded"}',
+        b'{"event_id": "e1", "type": "refund", "refund_id": 7, "reference": "rf1", "status": "succeeded"}',
+        b'{"event_id": "", "type": "refund", "refund_id": "r1", "reference": "rf1", "status": "succeeded"}',
+        b'{"event_id": "e1", "type": "refund", "refund_id": "r1", "status": "failed"}',
+        b'{"event_id": "e1", "type": "refund", "refund_id": "r1", "reference": "rf1", "status": "failed", "reason": 1}',
+        b'{"event_id": "e1", "type": "refund", "type": "refund", "refund_id": "r1", "reference": "rf1",'
+        b' "status": "succeeded"}',
+        # A refund's callback without its "type" is read as a payment's, and is no valid one.
+        b'{"event_id": "e1", "refund_id": "r1", "reference": "rf1", "status": "succeeded"}',
+    ],
+    ids=[
+        "payment-status",
+        "no-status",
+        "no-refund-id",
+        "refund-id-number",
+        "empty-event-id",
+        "no-reference",
+        "reason-number",
+        "duplicate-key",
+        "no-type",
+    ],
+)
+def test_json_refund_callback_malformed(body: bytes) -> None:
+    with pytest.raises(CallbackParseError):
+        JsonGatewayAdapter.parse_callback(body)
+
+
+def test_soap_refund_accepted_and_the_envelope_on_the_wire(
+    gateway: StubGateway, soap_adapter: SoapGatewayAdapter
+) -> None:
+    gateway.answer("POST", "/soap", xml_canned(200, "xml/refund_accepted.xml"))
+
+    result = soap_adapter.create_refund(make_refund(payment_id="PX-<20931>&"))
+
+    assert (result.outcome, result.refund_id, result.http_status) == (Outcome.ACCEPTED, "RX-7731", 200)
+    sent = gateway.last
+    assert (sent.method, sent.path) == ("POST", "/soap")
+    assert sent.headers["soapaction"] == '"ProcessRefund"'
+    assert sent.headers["content-type"] == "text/xml; charset=utf-8"
+    assert "authorization" not in sent.headers
+    operation = ET.fromstring(sent.body).find(f"{SOAP_ENV}Body/{SANDBOX}ProcessRefund")
+    assert operation is not None
+    assert [(child.tag.removeprefix(SANDBOX), child.text) for child in operation] == [
+        ("ApiKey", API_KEY),
+        ("Reference", "rf_0001"),
+        ("PaymentId", "PX-<20931>&"),
+        ("Amount", "10.00"),
+        ("Currency", "EUR"),
+        ("CallbackUrl", "https://paygate.example/callbacks/sandbox?x=1&y=2"),
+    ]
+
+
+def test_soap_refund_declined(gateway: StubGateway, soap_adapter: SoapGatewayAdapter) -> None:
+    gateway.answer("POST", "/soap", xml_canned(200, "xml/refund_declined.xml"))
+    result = soap_adapter.create_refund(make_refund())
+    assert (result.outcome, result.reason, result.refund_id, result.error) == (
+        Outcome.DECLINED,
+        "Refund exceeds the payment",
+        None,
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("canned", "outcome", "error"),
+    [
+        (xml_canned(500, "xml/fault_server_unavailable.xml"), Outcome.NOT_SUBMITTED, "service_unavailable"),
+        (xml_canned(503, "xml/fault_server_unavailable.xml"), Outcome.NOT_SUBMITTED, "service_unavailable"),
+        (Canned(500, soap_fault("Server.Unavailable"), "text/xml"), Outcome.NOT_SUBMITTED, "service_unavailable"),
+        (xml_canned(500, "xml/fault_server.xml"), Outcome.UNKNOWN, "soap_fault"),
+        (Canned(500, soap_fault("Server.Error"), "text/xml"), Outcome.UNKNOWN, "soap_fault"),
+        (
+            xml_canned(500, "xml/fault_client_authentication.xml"),
+            Outcome.NOT_SUBMITTED,
+            "rejected_client_authentication",
+        ),
+        (Canned(503, b"<html>down</html>", "text/html"), Outcome.NOT_SUBMITTED, "service_unavailable"),
+        (Canned(500, b"Internal Server Error", "text/plain"), Outcome.UNKNOWN, "server_error"),
+        (Canned(502, b"", "text/plain"), Outcome.UNKNOWN, "server_error"),
+    ],
+    ids=[
+        "unavailable-500",
+        "unavailable-503",
+        "unprefixed",
+        "server-fault",
+        "server-error-fault",
+        "client-auth",
+        "plain-503",
+        "plain-500",
+        "plain-502",
+    ],
+)
+def test_soap_refund_faults_and_error_statuses(
+    gateway: StubGateway, soap_adapter: SoapGatewayAdapter, canned: Canned, outcome: Outcome, error: str
+) -> None:
+    gateway.answer("POST", "/soap", canned)
+    result = soap_adapter.create_refund(make_refund())
+    assert (result.outcome, result.error, result.http_status) == (outcome, error, canned.status)
+    assert result.reason is None
+
+
+@pytest.mark.parametrize(
+    "canned",
+    [
+        GARBAGE,
+        xml_canned(200, "xml/truncated.xml"),
+        xml_canned(200, "xml/create_accepted_xxe.xml"),
+        xml_canned(200, "xml/refund_accepted_without_refund_id.xml"),
+        xml_canned(200, "xml/create_accepted.xml"),
+        xml_canned(200, "xml/refund_lookup_succeeded.xml"),
+        Canned(200, payload("xml/refund_accepted.xml").replace(b"Accepted", b"Pending"), "text/xml"),
+        Canned(200, payload("xml/refund_accepted.xml").replace(b"RX-7731", b"R" * 256), "text/xml"),
+    ],
+    ids=[
+        "garbage",
+        "truncated",
+        "dtd-entity",
+        "no-refund-id",
+        "payment-reply",
+        "wrong-operation",
+        "unknown-status",
+        "long-refund-id",
+    ],
+)
+def test_soap_refund_malformed_reply_is_unknown(
+    gateway: StubGateway, soap_adapter: SoapGatewayAdapter, canned: Canned
+) -> None:
+    gateway.answer("POST", "/soap", canned)
+    result = soap_adapter.create_refund(make_refund())
+    assert (result.outcome, result.error) == (Outcome.UNKNOWN, "malformed_reply")
+
+
+def test_soap_refund_timeout_and_connection_refused(
+    gateway: StubGateway, soap_adapter: SoapGatewayAdapter, http_client: HttpClient, closed_port: int
+) -> None:
+    gateway.answer("POST", "/soap", Canned(200, payload("xml/refund_accepted.xml"), "text/xml", hang=True))
+    result = soap_adapter.create_refund(make_refund())
+    assert (result.outcome, result.error) == (Outcome.UNKNOWN, "timeout")
+    refused = SoapGatewayAdapter(credentials(f"http://127.0.0.1:{closed_port}"), http_client).create_refund(
+        make_refund()
+    )
+    assert (refused.outcome, refused.error) == (Outcome.NOT_SUBMITTED, "connection_refused")
+
+
+@pytest.mark.parametrize(
+    ("name", "status"),
+    [
+        ("xml/refund_lookup_accepted.xml", RefundLookupStatus.ACCEPTED),
+        ("xml/refund_lookup_succeeded.xml", RefundLookupStatus.SUCCEEDED),
+        ("xml/refund_lookup_failed.xml", RefundLookupStatus.FAILED),
+    ],
+)
+def test_soap_refund_lookup_found(
+    gateway: StubGateway, soap_adapter: SoapGatewayAdapter, name: str, status: RefundLookupStatus
+) -> None:
+    gateway.answer("POST", "/soap", xml_canned(200, name))
+    result = soap_adapter.lookup_refund("rf_0001")
+    assert (result.status, result.refund_id, result.error) == (status, "RX-7731", None)
+    sent = gateway.last
+    assert sent.headers["soapaction"] == '"GetRefundStatus"'
+    operation = ET.fromstring(sent.body).find(f"{SOAP_ENV}Body/{SANDBOX}GetRefundStatus")
+    assert operation is not None
+    assert {child.tag.removeprefix(SANDBOX): child.text for child in operation} == {
+        "ApiKey": API_KEY,
+        "Reference": "rf_0001",
+    }
+
+
+def test_soap_refund_lookup_not_found(gateway: StubGateway, soap_adapter: SoapGatewayAdapter) -> None:
+    gateway.answer("POST", "/soap", xml_canned(500, "xml/fault_client_not_found.xml"))
+    assert soap_adapter.lookup_refund("rf_0001").status is RefundLookupStatus.NOT_FOUND
+
+
+@pytest.mark.parametrize(
+    ("canned", "error"),
+    [
+        (xml_canned(500, "xml/fault_server.xml"), "soap_fault"),
+        (xml_canned(503, "xml/fault_server_unavailable.xml"), "service_unavailable"),
+        (xml_canned(500, "xml/fault_client_authentication.xml"), "rejected_client_authentication"),
+        (Canned(500, b"oops", "text/plain"), "server_error"),
+        (GARBAGE, "malformed_reply"),
+        (xml_canned(200, "xml/lookup_completed.xml"), "malformed_reply"),
+        (xml_canned(200, "xml/refund_accepted.xml"), "malformed_reply"),
+        (Canned(200, payload("xml/refund_lookup_succeeded.xml"), "text/xml", hang=True), "timeout"),
+    ],
+    ids=[
+        "server-fault",
+        "unavailable",
+        "client-auth",
+        "plain-500",
+        "garbage",
+        "payment-status",
+        "wrong-operation",
+        "timeout",
+    ],
+)
+def test_soap_refund_lookup_unavailable(
+    gateway: StubGateway, soap_adapter: SoapGatewayAdapter, canned: Canned, error: str
+) -> None:
+    gateway.answer("POST", "/soap", canned)
+    result = soap_adapter.lookup_refund("rf_0001")
+    assert (result.status, result.error) == (RefundLookupStatus.UNAVAILABLE, error)
+
+
+def test_soap_refund_callbacks() -> None:
+    succeeded = SoapGatewayAdapter.parse_callback(payload("xml/refund_callback_succeeded.xml"))
+    assert succeeded == RefundNotification(
+        event_id="EV-6610", refund_id="RX-7731", reference="rf_0001", status="succeeded", reason=None
+    )
+    failed = SoapGatewayAdapter.parse_callback(payload("xml/refund_callback_failed.xml"))
+    assert isinstance(failed, RefundNotification)
+    assert (failed.status, failed.reason) == ("failed", "Account closed")
+    namespaced = payload("xml/refund_callback_succeeded.xml").replace(
+        b"<RefundNotification>", f'<RefundNotification xmlns="{SANDBOX_NS}">'.encode()
+    )
+    assert SoapGatewayAdapter.parse_callback(namespaced) == succeeded
+    assert type(SoapGatewayAdapter.parse_callback(payload("xml/callback_completed.xml"))) is CallbackNotification
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        payload("xml/refund_callback_payment_status.xml"),
+        payload("xml/refund_callback_xxe.xml"),
+        b"<RefundNotification><EventId>e</EventId><RefundId>r</RefundId><Status>Succeeded</Status>"
+        b"</RefundNotification>",
+        b"<RefundNotification><EventId>e</EventId><Reference>rf</Reference><Reference>rf</Reference>"
+        b"<Status>Succeeded</Status></RefundNotification>",
+        b"<RefundNotification><Reference>rf</Reference><Status>Failed</Status></RefundNotification>",
+        b"<RefundNotification><EventId>e</EventId><RefundId>" + b"r" * 256 + b"</RefundId>"
+        b"<Reference>rf</Reference><Status>Succeeded</Status></RefundNotification>",
+        # A payment's notification with a refund's status is no valid payment notification.
+        payload("xml/refund_callback_succeeded.xml").replace(b"RefundNotification", b"PaymentNotification"),
+    ],
+    ids=[
+        "payment-status",
+        "xxe",
+        "missing-reference",
+        "duplicate-element",
+        "missing-event-id",
+        "long-refund-id",
+        "payment-root",
+    ],
+)
+def test_soap_refund_callback_malformed(body: bytes) -> None:
+    with pytest.raises(CallbackParseError):
+        SoapGatewayAdapter.parse_callback(body)
+
+
+def test_refund_calls_are_logged_without_secrets(
+    gateway: StubGateway, json_adapter: JsonGatewayAdapter, caplog: pytest.LogCaptureFixture
+) -> None:
+    gateway.answer("POST", "/refunds", json_canned(202, "json/refund_accepted.json"))
+    with caplog.at_level(logging.INFO, logger="gateways.adapters.http"):
+        json_adapter.create_refund(make_refund())
+    lines = [record.getMessage() for record in caplog.records if record.name == "gateways.adapters.http"]
+    assert len(lines) == 1
+    assert "sandbox-json POST /refunds status=202" in lines[0]
+    for secret in (API_KEY, "Bearer", "pay_7f3a91c2", "rfd_5c2e81a0"):
+        assert secret not in caplog.text

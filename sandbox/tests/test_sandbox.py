@@ -8,352 +8,44 @@ tests speak the protocol from the contract, as a merchant would.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
-import re
-import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
-import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from xml.etree.ElementTree import Element
-from xml.sax.saxutils import escape
 
 import defusedxml.ElementTree
 import pytest
 import requests
 
+from sandbox.tests.support import (
+    MANAGE_PY,
+    PROJECT_ROOT,
+    PYTHON_M,
+    QUIET_PERIOD,
+    SB,
+    SOAP_ENV,
+    STARTUP_DEADLINE,
+    WSDL,
+    WSDL_SOAP,
+    XSD,
+    CallbackReceiver,
+    Sandbox,
+    assert_signed,
+    json_pay,
+    payment_fields,
+    soap_fault_code,
+    soap_pay,
+    soap_post,
+    soap_result,
+    soap_status,
+    start_sandbox,
+    xml_children,
+)
+
 pytestmark = pytest.mark.integration
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
-SB = "urn:paygate:sandbox"
-WSDL = "http://schemas.xmlsoap.org/wsdl/"
-WSDL_SOAP = "http://schemas.xmlsoap.org/wsdl/soap/"
-STARTUP_DEADLINE = 60.0
-QUIET_PERIOD = 0.5  # how long "no further callback" is watched for (callback delay is 0.05 s)
-SIGNATURE_TOLERANCE_SECONDS = 300
-# The two ways to start a sandbox: the public command, and the package on its own (no Django).
-MANAGE_PY = ("manage.py", "run_sandbox_gateway")
-PYTHON_M = ("-m", "sandbox")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until(predicate: Any, timeout: float, message: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(message)
-        time.sleep(0.02)
-
-
-# --- Callback receiver ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Received:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-class CallbackReceiver:
-    """Records every POST it gets; answers 200, or 500 while `fail_next` is positive.
-
-    While `answering` is clear, a POST is recorded but not answered until it is set again.
-    """
-
-    def __init__(self) -> None:
-        self.received: list[Received] = []
-        self.fail_next = 0
-        self.answering = threading.Event()
-        self.answering.set()
-        self._lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with receiver._lock:
-                    failing = receiver.fail_next > 0
-                    receiver.fail_next -= 1 if failing else 0
-                    receiver.received.append(Received(self.path, dict(self.headers.items()), body))
-                receiver.answering.wait(30)
-                self.send_response(500 if failing else 200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def url(self, path: str = "/callbacks") -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}{path}"
-
-    def clear(self) -> None:
-        with self._lock:
-            self.received.clear()
-            self.fail_next = 0
-        self.answering.set()
-
-    def snapshot(self) -> list[Received]:
-        with self._lock:
-            return list(self.received)
-
-    def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
-        message = f"expected {count} callback(s), got {self.snapshot()}"
-        wait_until(lambda: len(self.snapshot()) >= count, timeout, message)
-        return self.snapshot()
-
-    def assert_stays_at(self, count: int) -> None:
-        """No further callback arrives during a quiet period."""
-        deadline = time.monotonic() + QUIET_PERIOD
-        while time.monotonic() < deadline:
-            assert len(self.snapshot()) == count, f"unexpected callback(s): {self.snapshot()}"
-            time.sleep(0.02)
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
-# --- Sandbox processes ------------------------------------------------------------------------
-
-
-@dataclass
-class Sandbox:
-    code: str
-    format: str
-    port: int
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    api_key: str = ""
-    secret: str = ""
-    _stopped: bool = field(default=False, repr=False)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def get(self, path: str, **kwargs: Any) -> requests.Response:
-        return requests.get(self.base_url + path, timeout=kwargs.pop("timeout", 5), **kwargs)
-
-    def post(self, path: str, **kwargs: Any) -> requests.Response:
-        return requests.post(self.base_url + path, timeout=kwargs.pop("timeout", 5), **kwargs)
-
-    def set_mode(self, **settings: Any) -> dict[str, Any]:
-        response = self.post("/_sandbox/mode", json=settings)
-        assert response.status_code == 200, response.text
-        return dict(response.json())
-
-    def payments(self) -> list[dict[str, Any]]:
-        return list(self.get("/_sandbox/payments").json()["payments"])
-
-    def reset(self) -> None:
-        assert self.post("/_sandbox/reset", timeout=15).status_code == 200
-
-    def stop(self) -> int:
-        """SIGTERM, then the exit code (killing it if it does not stop in time)."""
-        if self._stopped:
-            return self.process.returncode
-        self._stopped = True
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
-            raise AssertionError(f"sandbox {self.code} ignored SIGTERM:\n{self.log()}") from None
-
-
-def start_sandbox(log_dir: Path, code: str, fmt: str, *extra: str, launcher: tuple[str, ...] = MANAGE_PY) -> Sandbox:
-    port = free_port()
-    log_path = log_dir / f"sandbox-{code}-{port}.log"
-    command = [
-        sys.executable, *launcher,
-        "--code", code, "--format", fmt, "--port", str(port),
-        "--callback-delay", "0.05", "--timeout-delay", "3",
-        *extra,
-    ]  # fmt: skip
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT)
-    sandbox = Sandbox(code, fmt, port, process, log_path, f"demo-{code}-api-key", f"demo-{code}-webhook-secret")
-
-    def healthy() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"sandbox {code} exited with {process.returncode}:\n{sandbox.log()}")
-        try:
-            return sandbox.get("/health", timeout=1).status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    try:
-        wait_until(healthy, STARTUP_DEADLINE, f"sandbox {code} did not become healthy")
-    except BaseException:
-        process.kill()
-        process.wait(5)
-        raise
-    return sandbox
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[CallbackReceiver]:
-    server = CallbackReceiver()
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
-def sandbox_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("sandbox-logs")
-
-
-@pytest.fixture(scope="module")
-def json_server(sandbox_logs: Path) -> Iterator[Sandbox]:
-    sandbox = start_sandbox(sandbox_logs, "alpha", "json")
-    yield sandbox
-    sandbox.stop()
-
-
-@pytest.fixture(scope="module")
-def xml_server(sandbox_logs: Path) -> Iterator[Sandbox]:
-    sandbox = start_sandbox(sandbox_logs, "beta", "xml")
-    yield sandbox
-    sandbox.stop()
-
-
-@pytest.fixture
-def json_gw(json_server: Sandbox, receiver: CallbackReceiver) -> Sandbox:
-    json_server.reset()
-    receiver.clear()
-    return json_server
-
-
-@pytest.fixture
-def xml_gw(xml_server: Sandbox, receiver: CallbackReceiver) -> Sandbox:
-    xml_server.reset()
-    receiver.clear()
-    return xml_server
-
-
-# --- Protocol helpers -------------------------------------------------------------------------
-
-
-def payment_fields(receiver: CallbackReceiver, reference: str | None = None) -> dict[str, str]:
-    return {
-        "reference": reference or f"att_{uuid.uuid4().hex}",
-        "transaction_id": f"txn_{uuid.uuid4().hex}",
-        "type": "deposit",
-        "amount": "125.50",
-        "currency": "EUR",
-        "country": "DE",
-        "customer_id": "cust_42",
-        "callback_url": receiver.url(),
-    }
-
-
-def json_pay(gw: Sandbox, body: dict[str, Any], *, api_key: str | None = None, **kwargs: Any) -> requests.Response:
-    headers = {"Authorization": f"Bearer {api_key or gw.api_key}", "Idempotency-Key": str(body.get("reference"))}
-    return gw.post("/payments", json=body, headers=headers, **kwargs)
-
-
-def soap_request(operation: str, values: dict[str, str]) -> bytes:
-    children = "".join(f"<sb:{name}>{escape(value)}</sb:{name}>" for name, value in values.items())
-    return (
-        '<?xml version="1.0" encoding="utf-8"?>'
-        f'<soapenv:Envelope xmlns:soapenv="{SOAP_ENV}" xmlns:sb="{SB}">'
-        f"<soapenv:Header/><soapenv:Body><sb:{operation}>{children}</sb:{operation}></soapenv:Body>"
-        "</soapenv:Envelope>"
-    ).encode()
-
-
-def soap_post(gw: Sandbox, action: str, body: bytes, *, quoted: bool = True, **kwargs: Any) -> requests.Response:
-    headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{action}"' if quoted else action}
-    return gw.post("/soap", data=body, headers=headers, **kwargs)
-
-
-def soap_pay(
-    gw: Sandbox, fields: dict[str, str], *, api_key: str | None = None, quoted: bool = True, **kwargs: Any
-) -> requests.Response:
-    values = {
-        "ApiKey": api_key or gw.api_key,
-        "Reference": fields["reference"],
-        "TransactionId": fields["transaction_id"],
-        "Type": fields["type"],
-        "Amount": fields["amount"],
-        "Currency": fields["currency"],
-        "Country": fields["country"],
-        "CustomerId": fields["customer_id"],
-        "CallbackUrl": fields["callback_url"],
-    }
-    return soap_post(gw, "ProcessPayment", soap_request("ProcessPayment", values), quoted=quoted, **kwargs)
-
-
-def soap_status(gw: Sandbox, reference: str) -> requests.Response:
-    body = soap_request("GetPaymentStatus", {"ApiKey": gw.api_key, "Reference": reference})
-    return soap_post(gw, "GetPaymentStatus", body)
-
-
-def soap_result(response: requests.Response, operation: str) -> dict[str, str]:
-    root = defusedxml.ElementTree.fromstring(response.content, forbid_dtd=True)
-    result = root.find(f"{{{SOAP_ENV}}}Body/{{{SB}}}{operation}Response")
-    assert result is not None, response.text
-    return {child.tag.removeprefix(f"{{{SB}}}"): child.text or "" for child in result}
-
-
-def soap_fault_code(response: requests.Response) -> str:
-    root = defusedxml.ElementTree.fromstring(response.content, forbid_dtd=True)
-    fault = root.find(f"{{{SOAP_ENV}}}Body/{{{SOAP_ENV}}}Fault")
-    assert fault is not None, response.text
-    return fault.findtext("faultcode") or ""
-
-
-def xml_children(element: Element) -> dict[str, str]:
-    return {child.tag: child.text or "" for child in element}
-
-
-def assert_signed(gw: Sandbox, callback: Received) -> None:
-    """`X-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`, recent, with gw's secret.
-
-    Checked from the contract here; callbacks/tests/test_signing.py pins the sandbox's signer
-    and Paygate's verifier to one known answer.
-    """
-    header = callback.headers.get("X-Signature", "")
-    match = re.fullmatch(r"t=(\d+),v1=([0-9a-f]{64})", header)
-    assert match is not None, f"malformed X-Signature {header!r}"
-    timestamp, signature = match.groups()
-    assert abs(time.time() - int(timestamp)) <= SIGNATURE_TOLERANCE_SECONDS, header
-    expected = hmac.new(gw.secret.encode(), f"{timestamp}.".encode() + callback.body, hashlib.sha256).hexdigest()
-    assert hmac.compare_digest(signature, expected), f"X-Signature {header!r} does not sign the body"
-
 
 # --- JSON protocol ----------------------------------------------------------------------------
 
@@ -602,18 +294,23 @@ def test_reset_returns_once_no_callback_is_in_flight(json_gw: Sandbox, receiver:
     receiver.assert_stays_at(1)
 
 
+DEFAULT_MODE = {
+    "mode": "ok",
+    "failure_rate": 0.3,
+    "decline_rate": 0.0,
+    "latency_ms": 0,
+    "callback": "completed",
+    "duplicate_callbacks": False,
+    "callback_jitter": 0.0,
+}
+
+
 def test_mode_endpoint(json_gw: Sandbox) -> None:
-    assert json_gw.get("/_sandbox/mode").json() == {
-        "mode": "ok",
-        "failure_rate": 0.3,
-        "callback": "completed",
-        "duplicate_callbacks": False,
-        "callback_jitter": 0.0,
-    }
+    assert json_gw.get("/_sandbox/mode").json() == DEFAULT_MODE
     updated = json_gw.set_mode(mode="flaky", failure_rate=0.5)
     assert updated == {
-        "mode": "flaky", "failure_rate": 0.5, "callback": "completed", "duplicate_callbacks": False,
-        "callback_jitter": 0.0,
+        "mode": "flaky", "failure_rate": 0.5, "decline_rate": 0.0, "latency_ms": 0, "callback": "completed",
+        "duplicate_callbacks": False, "callback_jitter": 0.0,
     }  # fmt: skip
     for invalid in ({"mode": "sideways"}, {"failure_rate": 1.5}, {"failure_rate": "high"}, {"callback": "maybe"},
                     {"duplicate_callbacks": "yes"}, {"colour": "blue"}):  # fmt: skip
@@ -622,6 +319,116 @@ def test_mode_endpoint(json_gw: Sandbox) -> None:
     assert json_gw.get("/_sandbox/mode").json() == updated
     json_gw.reset()
     assert json_gw.get("/_sandbox/mode").json()["mode"] == "ok"
+
+
+@pytest.mark.parametrize(
+    "invalid",
+    [
+        {"decline_rate": -0.1}, {"decline_rate": 1.01}, {"decline_rate": "0.5"}, {"decline_rate": True},
+        {"decline_rate": None}, {"latency_ms": -1}, {"latency_ms": 60_001}, {"latency_ms": 2.5},
+        {"latency_ms": "100"}, {"latency_ms": True}, {"latency_ms": None}, {"latency_ms": [100]},
+        {"mode": "ok", "decline_rate": 2},
+    ],
+)  # fmt: skip
+def test_decline_rate_and_latency_are_validated(json_gw: Sandbox, invalid: dict[str, Any]) -> None:
+    response = json_gw.post("/_sandbox/mode", json=invalid)
+    assert response.status_code == 400, invalid
+    assert response.json()["error"] == "bad_request"
+    assert json_gw.get("/_sandbox/mode").json() == DEFAULT_MODE  # nothing changed, not even `mode`
+
+
+def test_decline_rate_and_latency_limits_nan_and_reset(json_gw: Sandbox) -> None:
+    for body in (b'{"decline_rate": NaN}', b'{"latency_ms": NaN}', b'{"latency_ms": Infinity}'):
+        assert json_gw.post("/_sandbox/mode", data=body).status_code == 400, body
+    settings = json_gw.set_mode(decline_rate=1, latency_ms=60_000.0)
+    assert (settings["decline_rate"], settings["latency_ms"]) == (1.0, 60_000)
+    settings = json_gw.set_mode(decline_rate=0.25, latency_ms=0)
+    assert (settings["decline_rate"], settings["latency_ms"]) == (0.25, 0)
+    json_gw.set_mode(decline_rate=0.5, latency_ms=20)
+    json_gw.reset()
+    assert json_gw.get("/_sandbox/mode").json() == DEFAULT_MODE
+
+
+def test_decline_rate_declines_a_share_of_payments_in_ok_mode(json_gw: Sandbox, receiver: CallbackReceiver) -> None:
+    json_gw.set_mode(decline_rate=1.0)
+    declined = payment_fields(receiver)
+    response = json_pay(json_gw, declined)
+    assert (response.status_code, response.json()) == (200, {"status": "declined", "reason": "insufficient_funds"})
+    json_gw.set_mode(decline_rate=0.0)
+    # A repeat answers as the first time, whatever the rate is now.
+    assert json_pay(json_gw, declined).json() == {"status": "declined", "reason": "insufficient_funds"}
+    assert json_pay(json_gw, payment_fields(receiver)).status_code == 202
+
+    json_gw.set_mode(decline_rate=0.5, callback="none")
+    answers = [json_pay(json_gw, payment_fields(receiver)).status_code for _ in range(100)]
+    assert set(answers) == {200, 202}
+    # Binomial(100, 0.5): outside 25..75 with a probability below 1e-6.
+    assert 25 <= answers.count(200) <= 75, answers.count(200)
+    statuses = [payment["status"] for payment in json_gw.payments()]
+    assert statuses.count("declined") == answers.count(200) + 1
+
+    # Only in `ok` mode: `flaky` answers what it does not fail, `decline` declines everything anyway.
+    json_gw.set_mode(mode="flaky", failure_rate=0.0, decline_rate=1.0)
+    assert json_pay(json_gw, payment_fields(receiver)).status_code == 202
+    json_gw.set_mode(mode="timeout", decline_rate=1.0)
+    with pytest.raises(requests.ReadTimeout):
+        json_pay(json_gw, payment_fields(receiver), timeout=(2, 0.5))
+    assert json_gw.payments()[-1]["status"] == "accepted"
+
+
+def test_soap_decline_rate(xml_gw: Sandbox, receiver: CallbackReceiver) -> None:
+    xml_gw.set_mode(decline_rate=1.0)
+    result = soap_result(soap_pay(xml_gw, payment_fields(receiver)), "ProcessPayment")
+    assert (result["Status"], result["Reason"]) == ("Declined", "insufficient_funds")
+    receiver.assert_stays_at(0)
+
+
+def test_latency_delays_every_protocol_answer_but_not_the_control_endpoints(
+    json_gw: Sandbox, receiver: CallbackReceiver
+) -> None:
+    json_gw.set_mode(latency_ms=600)
+    fields = payment_fields(receiver)
+    for send in (
+        lambda: json_gw.get("/health"),
+        lambda: json_pay(json_gw, fields),
+        lambda: json_gw.get(f"/payments/{fields['reference']}"),
+        lambda: json_gw.get("/nowhere"),
+    ):
+        started = time.monotonic()
+        response = send()
+        assert time.monotonic() - started >= 0.6, response.request.url
+    assert response.status_code == 404
+    # The control endpoints answer at once: a test can always switch the sandbox back.
+    started = time.monotonic()
+    assert json_gw.get("/_sandbox/mode").json()["latency_ms"] == 600
+    assert json_gw.payments()[0]["reference"] == fields["reference"]
+    assert time.monotonic() - started < 0.6
+    # Other modes are late too.
+    json_gw.set_mode(mode="down")
+    started = time.monotonic()
+    assert json_gw.get("/health").status_code == 503
+    assert time.monotonic() - started >= 0.6
+
+
+def test_latency_does_not_serialize_requests(json_gw: Sandbox, receiver: CallbackReceiver) -> None:
+    """Each request waits in its own thread: eight at once take about one latency, not eight."""
+    latency = 1.5
+    json_gw.set_mode(latency_ms=int(latency * 1000), callback="none")
+    count = 8
+
+    def pay(_: int) -> tuple[float, float, int]:
+        started = time.monotonic()
+        status = json_pay(json_gw, payment_fields(receiver), timeout=30).status_code
+        return started, time.monotonic(), status
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        results = list(pool.map(pay, range(count)))
+    assert [status for _, _, status in results] == [202] * count
+    assert all(ended - started >= latency for started, ended, _ in results)
+    span = max(ended for _, ended, _ in results) - min(started for started, _, _ in results)
+    # Served one after the other they would take count * latency (12 s).
+    assert span < 3 * latency, span
+    assert len(json_gw.payments()) == count
 
 
 # --- SOAP protocol ----------------------------------------------------------------------------
@@ -731,11 +538,25 @@ def test_wsdl(xml_gw: Sandbox) -> None:
     assert root.tag == f"{{{WSDL}}}definitions"
     assert root.get("targetNamespace") == SB
     operations = {op.get("name") for op in root.iterfind(f"{{{WSDL}}}portType/{{{WSDL}}}operation")}
-    assert operations == {"ProcessPayment", "GetPaymentStatus"}
+    assert operations == {"ProcessPayment", "GetPaymentStatus", "ProcessRefund", "GetRefundStatus"}
     binding = root.find(f"{{{WSDL}}}binding/{{{WSDL_SOAP}}}binding")
     assert binding is not None and binding.get("style") == "document"
     actions = {op.get("soapAction") for op in root.iter(f"{{{WSDL_SOAP}}}operation")}
-    assert actions == {"ProcessPayment", "GetPaymentStatus"}
+    assert actions == operations
+    schema = root.find(f"{{{WSDL}}}types/{{{XSD}}}schema")
+    assert schema is not None
+    elements = {element.get("name"): element for element in schema.iterfind(f"{{{XSD}}}element")}
+    assert set(elements) == operations | {f"{operation}Response" for operation in operations}
+
+    def fields(name: str) -> list[str | None]:
+        return [field.get("name") for field in elements[name].iter(f"{{{XSD}}}element")][1:]  # iter() starts at itself
+
+    assert fields("ProcessRefund") == ["ApiKey", "Reference", "PaymentId", "Amount", "Currency", "CallbackUrl"]
+    assert fields("ProcessRefundResponse") == ["RefundId", "Status", "Reason"]
+    assert fields("GetRefundStatus") == ["ApiKey", "Reference"]
+    assert fields("GetRefundStatusResponse") == ["RefundId", "Status"]
+    statuses = {value.get("value") for value in elements["GetRefundStatusResponse"].iter(f"{{{XSD}}}enumeration")}
+    assert statuses == {"Accepted", "Succeeded", "Failed"}
     assert {body.get("use") for body in root.iter(f"{{{WSDL_SOAP}}}body")} == {"literal"}
     address = root.find(f"{{{WSDL}}}service/{{{WSDL}}}port/{{{WSDL_SOAP}}}address")
     assert address is not None and address.get("location") == xml_gw.base_url + "/soap"
