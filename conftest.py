@@ -136,6 +136,11 @@ class Sandbox:
         response.raise_for_status()
         return response.json()["payments"]
 
+    def refunds(self) -> list[dict[str, Any]]:
+        response = requests.get(f"{self.base_url}/_sandbox/payments", timeout=5)
+        response.raise_for_status()
+        return response.json()["refunds"]
+
 
 @pytest.fixture(autouse=True)
 def fresh_local_caches() -> Iterator[None]:

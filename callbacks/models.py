@@ -18,10 +18,16 @@ class CallbackEvent(models.Model):
         CURRENT = "current", "Current secret"
         PREVIOUS = "previous", "Previous secret (rotation)"
 
+    class Kind(models.TextChoices):
+        PAYMENT = "payment", "Payment"
+        REFUND = "refund", "Refund"
+
     gateway = models.ForeignKey(Gateway, on_delete=models.PROTECT, related_name="callback_events")
     event_id = models.CharField(max_length=255)
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.PAYMENT)
     reference = models.CharField(max_length=255, blank=True, default="")
     status = models.CharField(max_length=16, blank=True, default="")
+    # The gateway's id of the payment (or, for a refund's callback, of the refund).
     payment_id = models.CharField(max_length=255, blank=True, default="")
     reason = models.CharField(max_length=255, blank=True, default="")
     # The body exactly as signed: as text, or base64 when it is not UTF-8 text PostgreSQL can store.
@@ -38,6 +44,9 @@ class CallbackEvent(models.Model):
     )
     attempt = models.ForeignKey(
         "payments.Attempt", on_delete=models.SET_NULL, null=True, blank=True, related_name="callback_events"
+    )
+    refund = models.ForeignKey(
+        "payments.Refund", on_delete=models.SET_NULL, null=True, blank=True, related_name="callback_events"
     )
     received_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)

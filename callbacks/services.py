@@ -21,8 +21,9 @@ from core.text import escape_unstorable, is_storable
 from gateways.adapters import ADAPTERS
 from gateways.models import Gateway
 from gateways.selectors import gateway_by_code, gateway_get
-from gateways.types import CallbackParseError
+from gateways.types import CallbackParseError, RefundNotification
 from payments.processing import SettlementResult, transaction_settle_from_callback
+from payments.refunds import refund_settle_from_callback
 
 from .errors import InvalidSignature
 from .models import CallbackEvent
@@ -79,11 +80,12 @@ def callback_receive(*, gateway_code: str, body: bytes, headers: Mapping[str, st
         raise ValidationFailed(f"Malformed callback body: {exc}", code="malformed_callback") from None
 
     bind(attempt=escape_unstorable(notification.reference))
+    is_refund = isinstance(notification, RefundNotification)
     fields = {
         "event_id": notification.event_id,
         "reference": notification.reference,
         "status": notification.status,
-        "payment_id": notification.payment_id or "",
+        "payment_id": (notification.refund_id if is_refund else notification.payment_id) or "",
         "reason": notification.reason or "",
     }
     flag = None
@@ -96,7 +98,7 @@ def callback_receive(*, gateway_code: str, body: bytes, headers: Mapping[str, st
     fields["reason"] = fields["reason"][:255]
     return _store(
         gateway=gateway,
-        fields=fields,
+        fields={**fields, "kind": CallbackEvent.Kind.REFUND if is_refund else CallbackEvent.Kind.PAYMENT},
         flag=flag,
         body=body,
         headers=headers,
@@ -160,15 +162,22 @@ def _store(
 
 
 def _apply(event: CallbackEvent) -> None:
-    """Hand the event's facts to payments, which owns the transaction's state; keep what came of it."""
-    settlement = transaction_settle_from_callback(
-        reference=event.reference, gateway_id=event.gateway_id, status=event.status, payment_id=event.payment_id
-    )
-    event.result = settlement.result
-    event.flagged = settlement.result == SettlementResult.FLAGGED
-    event.flag_reason = settlement.flag_reason
-    event.transaction_id = settlement.transaction_id
-    event.attempt_id = settlement.attempt_id
+    """Hand the event's facts to payments, which owns transactions' and refunds' states; keep what came of it."""
+    if event.kind == CallbackEvent.Kind.REFUND:
+        refund = refund_settle_from_callback(
+            reference=event.reference, gateway_id=event.gateway_id, status=event.status, refund_id=event.payment_id
+        )
+        result, flag_reason = refund.result, refund.flag_reason
+        event.transaction_id, event.refund_id = refund.transaction_id, refund.refund_id
+    else:
+        settlement = transaction_settle_from_callback(
+            reference=event.reference, gateway_id=event.gateway_id, status=event.status, payment_id=event.payment_id
+        )
+        result, flag_reason = settlement.result, settlement.flag_reason
+        event.transaction_id, event.attempt_id = settlement.transaction_id, settlement.attempt_id
+    event.result = result
+    event.flagged = result == SettlementResult.FLAGGED
+    event.flag_reason = flag_reason
 
 
 def callback_apply(*, event_pk: int, event: CallbackEvent | None = None) -> None:
@@ -192,6 +201,7 @@ def callback_apply(*, event_pk: int, event: CallbackEvent | None = None) -> None
             flagged=event.flagged,
             flag_reason=event.flag_reason,
             attempt_id=event.attempt_id,
+            refund_id=event.refund_id,
             transaction_id=event.transaction_id,
             processed_at=event.processed_at,
         )

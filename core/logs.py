@@ -23,7 +23,7 @@ from django.http import HttpRequest, HttpResponse
 
 from .masking import is_account_key, is_sensitive_auth_key, mask_text
 
-CONTEXT_FIELDS = ("request_id", "transaction_id", "attempt", "gateway")
+CONTEXT_FIELDS = ("request_id", "transaction_id", "attempt", "refund", "gateway")
 _context: dict[str, contextvars.ContextVar[str | None]] = {
     name: contextvars.ContextVar(name, default=None) for name in CONTEXT_FIELDS
 }

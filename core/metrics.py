@@ -25,6 +25,9 @@ GATEWAY_LATENCY = Histogram(
     ["gateway", "operation"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
+REFUNDS_FINISHED = Counter(
+    "paygate_refunds_finished_total", "Refunds that reached a final status.", ["gateway", "status", "failure_reason"]
+)
 WEBHOOK_DELIVERIES = Counter(
     "paygate_webhook_deliveries_total",
     "Tries of webhook deliveries: succeeded, retry (failed, to be tried again) or failed (given up).",

@@ -25,13 +25,14 @@ from prometheus_client.registry import Collector
 
 from gateways.breaker import BreakerState, breaker_state
 from gateways.models import Gateway
-from payments.selectors import transaction_oldest_waiting_ages
+from payments.selectors import refund_counts, refund_oldest_open_age, transaction_oldest_waiting_ages
+from webhooks.selectors import deliveries_state
 
 logger = logging.getLogger(__name__)
 
 
 class StateCollector(Collector):
-    """Health and breaker state per gateway, and how long the oldest transactions have waited."""
+    """Health and breaker state per gateway; the age of the oldest open transactions, refunds and deliveries."""
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         health = GaugeMetricFamily(
@@ -55,9 +56,30 @@ class StateCollector(Collector):
             "Age of the oldest transaction in a waiting status.",
             labels=["status"],
         )
-        for status, age in transaction_oldest_waiting_ages(now=timezone.now()).items():
+        now = timezone.now()
+        for status, age in transaction_oldest_waiting_ages(now=now).items():
             oldest.add_metric([status], age or 0.0)
         yield oldest
+        refunds = GaugeMetricFamily("paygate_refunds", "Refunds by status.", labels=["status"])
+        for status, count in refund_counts().items():
+            refunds.add_metric([status], float(count))
+        yield refunds
+        yield GaugeMetricFamily(
+            "paygate_refund_oldest_open_age_seconds",
+            "Age of the oldest refund not final yet (0 if none).",
+            value=refund_oldest_open_age(now=now),
+        )
+        deliveries = deliveries_state(now=now)
+        yield GaugeMetricFamily(
+            "paygate_webhook_oldest_undelivered_age_seconds",
+            "Age of the oldest webhook delivery still pending (0 if none).",
+            value=deliveries["oldest_pending_age_seconds"],
+        )
+        yield GaugeMetricFamily(
+            "paygate_webhook_endpoints_failing",
+            "Active webhook endpoints with a delivery waiting for a retry after a failed try.",
+            value=float(deliveries["failing_endpoints"]),
+        )
 
 
 class AllHostsCollector(Collector):

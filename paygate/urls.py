@@ -12,6 +12,8 @@ from payments.apis import (
     DepositCreateApi,
     EventDetailApi,
     EventListApi,
+    RefundCreateApi,
+    RefundDetailApi,
     TransactionDetailApi,
     TransactionListApi,
     WithdrawalCreateApi,
@@ -42,6 +44,10 @@ api_v1 = [
         WebhookEndpointDetailApi.as_view(),
         name="webhook-endpoint-detail",
     ),
+    re_path(
+        r"^api/v1/transactions/(?P<transaction_id>[^/]+)/refunds/?$", RefundCreateApi.as_view(), name="refund-create"
+    ),
+    re_path(r"^api/v1/refunds/(?P<refund_id>[^/]+)/?$", RefundDetailApi.as_view(), name="refund-detail"),
     re_path(r"^api/v1/gateways/?$", GatewayListApi.as_view(), name="gateway-list"),
     re_path(r"^api/v1/callbacks/(?P<gateway_code>[^/]+)/?$", CallbackReceiveApi.as_view(), name="callback-receive"),
 ]

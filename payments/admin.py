@@ -11,7 +11,7 @@ from rest_framework_api_key.models import APIKey
 
 from core.admin import ReadOnlyMixin
 
-from .models import ApiClient, Attempt, ClientAPIKey, Event, FailureReason, Transaction
+from .models import ApiClient, Attempt, ClientAPIKey, Event, FailureReason, Refund, RefundAttempt, Transaction
 from .money import format_amount
 from .selectors import transaction_masked_details
 
@@ -78,6 +78,67 @@ class EventInline(ReadOnlyMixin, admin.TabularInline):
         return event.public_id
 
 
+class RefundInline(ReadOnlyMixin, admin.TabularInline):
+    model = Refund
+    fk_name = "transaction"
+    extra = 0
+    show_change_link = True
+    fields = ("id", "amount", "status", "failure_reason", "reason", "gateway_refund_id", "created_at", "finished_at")
+    readonly_fields = fields
+    ordering = ("-created_at",)
+
+
+class RefundAttemptInline(ReadOnlyMixin, admin.TabularInline):
+    model = RefundAttempt
+    extra = 0
+    fields = ("number", "outcome", "error", "http_status", "latency_ms", "created_at")
+    readonly_fields = fields
+    ordering = ("number",)
+
+
+@admin.register(Refund)
+class RefundAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Refunds come from the merchants' API; here they are only looked at."""
+
+    list_display = (
+        "id",
+        "client",
+        "transaction",
+        "amount",
+        "currency",
+        "status",
+        "failure_reason",
+        "gateway",
+        "created_at",
+    )
+    list_filter = ("status", "failure_reason", "gateway", "needs_review", "created_at")
+    list_select_related = ("client", "gateway")
+    search_fields = ("=id", "=transaction__id", "gateway_refund_id", "idempotency_key")
+    date_hierarchy = "created_at"
+    inlines = [RefundAttemptInline]
+    fields = (
+        "id",
+        "client",
+        "transaction",
+        "gateway",
+        "amount",
+        "currency",
+        "status",
+        "failure_reason",
+        "reason",
+        "gateway_refund_id",
+        "idempotency_key",
+        "retry_round",
+        "next_check_at",
+        "lookup_count",
+        "needs_review",
+        "created_at",
+        "updated_at",
+        "finished_at",
+    )
+    readonly_fields = fields
+
+
 @admin.register(Transaction)
 class TransactionAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = (
@@ -96,7 +157,7 @@ class TransactionAdmin(ReadOnlyMixin, admin.ModelAdmin):
     search_fields = ("=id", "gateway_reference", "customer__reference", "idempotency_key")
     date_hierarchy = "created_at"
     # callbacks/admin.py adds the transaction's callback events: callbacks sit above payments.
-    inlines = [EventInline, AttemptInline]
+    inlines = [EventInline, AttemptInline, RefundInline]
     # The card data is shown masked only; the fingerprint (request_hash) is keyed, but it is still
     # derived from the card data: nobody needs to see it.
     fields = (

@@ -27,10 +27,23 @@ from core.pagination import Pagination
 from core.schema import AUTHENTICATED_ERRORS, ERROR_RESPONSE
 
 from .auth import client_of
-from .models import EventType, Transaction, TransactionStatus, TransactionType
+from .models import EventType, RefundFailureReason, RefundStatus, Transaction, TransactionStatus, TransactionType
 from .money import AmountError, format_amount, parse_amount
-from .representations import attempt_representation, event_representation, transaction_representation
-from .selectors import event_feed, event_get, transaction_get, transaction_list, transaction_masked_details
+from .refunds import refund_create
+from .representations import (
+    attempt_representation,
+    event_representation,
+    refund_representation,
+    transaction_representation,
+)
+from .selectors import (
+    event_feed,
+    event_get,
+    refund_get,
+    transaction_get,
+    transaction_list,
+    transaction_masked_details,
+)
 from .services import TransactionInput, transaction_create
 
 MAX_METADATA_BYTES = 4096
@@ -152,6 +165,22 @@ class AttemptOutput(serializers.Serializer):
         return attempt_representation(attempt)
 
 
+class RefundOutput(serializers.Serializer):
+    id = serializers.UUIDField(help_text="Also the reference sent to the gateway.")
+    transaction_id = serializers.UUIDField()
+    amount = serializers.CharField(help_text="With the currency's minor units.")
+    currency = serializers.CharField()
+    status = serializers.ChoiceField(choices=RefundStatus.choices)
+    failure_reason = serializers.ChoiceField(choices=RefundFailureReason.choices, allow_null=True)
+    reason = serializers.CharField(help_text="The merchant's reason, as given.")
+    gateway = serializers.CharField(help_text="The gateway that completed the deposit.")
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+    def to_representation(self, refund: Any) -> dict[str, Any]:
+        return refund_representation(refund)
+
+
 class TransactionOutput(serializers.Serializer):
     id = serializers.UUIDField()
     type = serializers.ChoiceField(choices=TransactionType.choices)
@@ -166,6 +195,8 @@ class TransactionOutput(serializers.Serializer):
     payment_details = serializers.SerializerMethodField()
     metadata = serializers.JSONField()
     attempts = AttemptOutput(many=True)
+    refunded_amount = serializers.CharField(help_text="The sum of the succeeded refunds.")
+    refunds = RefundOutput(many=True, help_text="Every refund, newest first.")
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 
@@ -448,3 +479,89 @@ class EventDetailApi(APIView):
         if event is None:
             raise NotFound("No such event.")
         return Response(event_representation(event))
+
+
+# --- Refunds (CONTRACT §9) -----------------------------------------------------------------
+
+
+class RefundCreateInput(serializers.Serializer):
+    amount = AmountField(
+        required=False,
+        help_text="What to refund; without it, all that remains refundable. Amount rules as for deposits.",
+    )
+    reason = StrictCharField(max_length=255, required=False, allow_blank=True, default="")
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError({"non_field_errors": ["The body must be an object."]})
+        unknown = sorted(set(data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class RefundCreateApi(APIView):
+    xml_root_name = "refund"
+
+    @extend_schema(
+        operation_id="refund_create",
+        parameters=[
+            OpenApiParameter("transaction_id", {"type": "string", "format": "uuid"}, OpenApiParameter.PATH),
+            _IDEMPOTENCY_HEADER,
+        ],
+        request=RefundCreateInput,
+        responses={
+            202: RefundOutput,
+            400: OpenApiResponse(ERROR_RESPONSE, description="Validation error or unparseable body"),
+            **AUTHENTICATED_ERRORS,
+            404: OpenApiResponse(ERROR_RESPONSE, description="No such transaction"),
+            409: OpenApiResponse(ERROR_RESPONSE, description="Idempotency-Key reused with a different body"),
+            413: OpenApiResponse(ERROR_RESPONSE, description="Body too large"),
+            415: OpenApiResponse(ERROR_RESPONSE, description="Unsupported media type"),
+            422: OpenApiResponse(
+                ERROR_RESPONSE,
+                description="not_refundable (not a completed deposit) or amount_exceeds_refundable",
+            ),
+        },
+        tags=["refunds"],
+        description="Refund a completed deposit, in full or in part, through the gateway that took it.",
+    )
+    def post(self, request: Request, transaction_id: str) -> Response:
+        client = client_of(request)
+        txn = transaction_get(client=client, transaction_id=transaction_id)
+        if txn is None:
+            raise NotFound("No such transaction.")
+        serializer = RefundCreateInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        result = refund_create(
+            client=client,
+            transaction_id=txn.pk,
+            amount=data.get("amount"),
+            reason=data.get("reason", ""),
+            idempotency_key=_idempotency_key(request),
+        )
+        headers = {"Location": f"/api/v1/refunds/{result.refund.pk}"}
+        if result.replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return Response(refund_representation(result.refund), status=status.HTTP_202_ACCEPTED, headers=headers)
+
+
+class RefundDetailApi(APIView):
+    xml_root_name = "refund"
+
+    @extend_schema(
+        operation_id="refund_retrieve",
+        parameters=[OpenApiParameter("refund_id", {"type": "string", "format": "uuid"}, OpenApiParameter.PATH)],
+        responses={
+            200: RefundOutput,
+            404: OpenApiResponse(ERROR_RESPONSE, description="No such refund"),
+            **AUTHENTICATED_ERRORS,
+        },
+        tags=["refunds"],
+    )
+    def get(self, request: Request, refund_id: str) -> Response:
+        refund = refund_get(client=client_of(request), refund_id=refund_id)
+        if refund is None:
+            raise NotFound("No such refund.")
+        return Response(refund_representation(refund))

@@ -10,3 +10,13 @@ from core.errors import ApplicationError
 class IdempotencyConflict(ApplicationError):
     status_code = status.HTTP_409_CONFLICT
     code = "idempotency_conflict"
+
+
+class NotRefundable(ApplicationError):
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    code = "not_refundable"
+
+
+class AmountExceedsRefundable(ApplicationError):
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    code = "amount_exceeds_refundable"

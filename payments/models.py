@@ -222,6 +222,117 @@ TRANSACTION_PIPELINE_FIELDS = (
 ATTEMPT_RESULT_FIELDS = ("outcome", "error", "gateway_payment_id", "http_status", "latency_ms", "updated_at")
 
 
+class RefundStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    """Stored: not yet accepted by the gateway (it may be waiting for the gateway to come back)."""
+    PROCESSING = "processing", "Processing"
+    """The gateway accepted it: awaiting its callback or a look-up."""
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class RefundFailureReason(models.TextChoices):
+    DECLINED = "declined", "Declined"
+    GATEWAY_FAILED = "gateway_failed", "Gateway failed"
+    EXPIRED = "expired", "Expired"
+
+
+REFUND_FINAL_STATUSES = frozenset({RefundStatus.SUCCEEDED, RefundStatus.FAILED})
+
+# Every change goes through `payments.refunds.refund_transition`. A refund always goes to the
+# same gateway with the same reference, so it never needs to go back to pending.
+REFUND_TRANSITIONS: dict[str, frozenset[str]] = {
+    RefundStatus.PENDING: frozenset({RefundStatus.PROCESSING, RefundStatus.SUCCEEDED, RefundStatus.FAILED}),
+    RefundStatus.PROCESSING: frozenset({RefundStatus.SUCCEEDED, RefundStatus.FAILED}),
+    RefundStatus.SUCCEEDED: frozenset(),
+    RefundStatus.FAILED: frozenset(),
+}
+
+
+class Refund(models.Model):
+    """Money given back on a completed deposit, through the gateway that took it. Its id is the
+    reference (and idempotency key) sent to that gateway, on every try."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    client = models.ForeignKey(ApiClient, on_delete=models.PROTECT, related_name="refunds")
+    transaction = models.ForeignKey(Transaction, on_delete=models.PROTECT, related_name="refunds")
+    gateway = models.ForeignKey(Gateway, on_delete=models.PROTECT, related_name="refunds")
+    amount = models.DecimalField(max_digits=24, decimal_places=4)
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=10, choices=RefundStatus.choices, default=RefundStatus.PENDING)
+    failure_reason = models.CharField(max_length=32, choices=RefundFailureReason.choices, null=True, blank=True)
+    reason = models.CharField(max_length=255, blank=True, default="", help_text="The merchant's reason.")
+    gateway_refund_id = models.CharField(max_length=255, blank=True, default="")
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    request_hash = models.CharField(max_length=64, blank=True, default="")
+    # Rounds of "the gateway did not act": the same gateway is tried again after a backoff.
+    retry_round = models.PositiveIntegerField(default=0)
+    next_check_at = models.DateTimeField(null=True, blank=True)
+    lookup_count = models.PositiveIntegerField(default=0)
+    needs_review = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["client", "idempotency_key"],
+                condition=models.Q(idempotency_key__isnull=False),
+                name="refund_client_idempotency_key_unique",
+            ),
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="refund_amount_positive"),
+        ]
+        indexes = [
+            models.Index(fields=["transaction", "-created_at"], name="refund_transaction"),
+            models.Index(fields=["status", "next_check_at"], name="refund_status_next_check"),
+        ]
+
+    def __str__(self) -> str:
+        return str(self.id)
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in REFUND_FINAL_STATUSES
+
+
+class RefundAttempt(models.Model):
+    """One call to the gateway about a refund (the reference is always the refund's id)."""
+
+    refund = models.ForeignKey(Refund, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveIntegerField()
+    outcome = models.CharField(max_length=10, choices=AttemptOutcome.choices, default=AttemptOutcome.PENDING)
+    error = models.CharField(max_length=100, blank=True, default="")
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    latency_ms = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["refund", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["refund", "number"], name="refund_attempt_number_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Refund attempt {self.number}"
+
+
+REFUND_PIPELINE_FIELDS = (
+    "status",
+    "failure_reason",
+    "gateway_refund_id",
+    "retry_round",
+    "next_check_at",
+    "lookup_count",
+    "needs_review",
+    "finished_at",
+    "updated_at",
+)
+REFUND_ATTEMPT_RESULT_FIELDS = ("outcome", "error", "http_status", "latency_ms", "updated_at")
+
+
 class EventType(models.TextChoices):
     TRANSACTION_CREATED = "transaction.created", "Transaction created"
     TRANSACTION_PROCESSING = "transaction.processing", "Transaction processing"
@@ -260,6 +371,7 @@ class Event(models.Model):
     client = models.ForeignKey(ApiClient, on_delete=models.PROTECT, related_name="+")
     type = models.CharField(max_length=40, choices=EventType.choices)
     transaction = models.ForeignKey(Transaction, on_delete=models.PROTECT, null=True, blank=True, related_name="events")
+    refund = models.ForeignKey(Refund, on_delete=models.PROTECT, null=True, blank=True, related_name="events")
     data = models.JSONField()
     # PostgreSQL: the writer's transaction id (pg_current_xact_id()); 0 where writers are serial (SQLite).
     txid = models.BigIntegerField(default=0, editable=False)

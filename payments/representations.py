@@ -8,11 +8,12 @@ the two in agreement).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from decimal import Decimal
 from typing import Any
 
 from django.utils import timezone
 
-from .models import Attempt, Event, Transaction
+from .models import Attempt, Event, Refund, RefundStatus, Transaction
 from .money import format_amount
 from .selectors import transaction_masked_details
 
@@ -33,8 +34,27 @@ def attempt_representation(attempt: Attempt) -> dict[str, Any]:
     }
 
 
-def transaction_representation(txn: Transaction, *, attempts: Iterable[Attempt] | None = None) -> dict[str, Any]:
-    """`attempts`, when given, are the transaction's attempts in order (else read through `txn.attempts`)."""
+def refund_representation(refund: Refund) -> dict[str, Any]:
+    return {
+        "id": str(refund.pk),
+        "transaction_id": str(refund.transaction_id),
+        "amount": format_amount(refund.amount, refund.currency),
+        "currency": refund.currency,
+        "status": refund.status,
+        "failure_reason": refund.failure_reason,
+        "reason": refund.reason,
+        "gateway": refund.gateway.code,
+        "created_at": iso(refund.created_at),
+        "updated_at": iso(refund.updated_at),
+    }
+
+
+def transaction_representation(
+    txn: Transaction, *, attempts: Iterable[Attempt] | None = None, refunds: Iterable[Refund] | None = None
+) -> dict[str, Any]:
+    """`attempts` (in order) and `refunds` (newest first), when given, spare reading them through `txn`."""
+    refund_list = list(txn.refunds.all() if refunds is None else refunds)
+    refunded = sum((r.amount for r in refund_list if r.status == RefundStatus.SUCCEEDED), start=Decimal(0))
     return {
         "id": str(txn.pk),
         "type": txn.type,
@@ -49,6 +69,8 @@ def transaction_representation(txn: Transaction, *, attempts: Iterable[Attempt] 
         "payment_details": transaction_masked_details(txn),
         "metadata": txn.metadata,
         "attempts": [attempt_representation(a) for a in (txn.attempts.all() if attempts is None else attempts)],
+        "refunded_amount": format_amount(refunded, txn.currency),
+        "refunds": [refund_representation(r) for r in refund_list],
         "created_at": iso(txn.created_at),
         "updated_at": iso(txn.updated_at),
     }

@@ -6,13 +6,13 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
 
 from core.db import CompletedHorizon, OwnTransactionId
 from core.masking import without_sensitive_auth
 
 from .masking import mask_details
-from .models import EVENT_PREFIX, ApiClient, Attempt, Event, Transaction, TransactionStatus
+from .models import EVENT_PREFIX, ApiClient, Attempt, Event, Refund, RefundStatus, Transaction, TransactionStatus
 
 # The statuses in which a transaction waits for Paygate or a gateway to move it on.
 WAITING_STATUSES = (TransactionStatus.PENDING, TransactionStatus.PROCESSING)
@@ -22,7 +22,10 @@ def transaction_queryset(*, client: ApiClient) -> QuerySet[Transaction]:
     return (
         Transaction.objects.filter(client=client)
         .select_related("customer", "gateway")
-        .prefetch_related(Prefetch("attempts", queryset=Attempt.objects.select_related("gateway").order_by("number")))
+        .prefetch_related(
+            Prefetch("attempts", queryset=Attempt.objects.select_related("gateway").order_by("number")),
+            Prefetch("refunds", queryset=Refund.objects.select_related("gateway").order_by("-created_at", "-id")),
+        )
     )
 
 
@@ -110,3 +113,29 @@ def event_feed(
         queryset = queryset.filter(transaction_id=transaction_id)
     page = list(queryset.order_by("txid", "id")[: limit + 1])
     return page[:limit], len(page) > limit
+
+
+def refund_get(*, client: ApiClient, refund_id: str) -> Refund | None:
+    try:
+        pk = uuid.UUID(str(refund_id))
+    except ValueError:
+        return None
+    return Refund.objects.select_related("gateway").filter(client=client, pk=pk).first()
+
+
+def refund_counts() -> dict[str, int]:
+    """Refunds by status (every status, zero included)."""
+    counts = dict.fromkeys(RefundStatus.values, 0)
+    for row in Refund.objects.values("status").annotate(n=Count("pk")):
+        counts[row["status"]] = row["n"]
+    return counts
+
+
+def refund_oldest_open_age(*, now: datetime) -> float:
+    created = (
+        Refund.objects.filter(status__in=(RefundStatus.PENDING, RefundStatus.PROCESSING))
+        .order_by("created_at")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    return (now - created).total_seconds() if created else 0.0

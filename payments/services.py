@@ -43,6 +43,7 @@ from .models import (
     Event,
     EventType,
     FailureReason,
+    Refund,
     Transaction,
     TransactionStatus,
 )
@@ -181,12 +182,15 @@ def transaction_create(
             )
             # A new transaction has no attempts yet: spare the response a query for them (through
             # Django's own prefetch cache, which its stubs do not declare).
-            txn._prefetched_objects_cache = {"attempts": Attempt.objects.none()}  # type: ignore[attr-defined]
+            txn._prefetched_objects_cache = {  # type: ignore[attr-defined]
+                "attempts": Attempt.objects.none(),
+                "refunds": Refund.objects.none(),
+            }
             event_append(
                 client_id=client.pk,
                 type=EventType.TRANSACTION_CREATED,
                 transaction=txn,
-                obj=transaction_representation(txn, attempts=()),
+                obj=transaction_representation(txn, attempts=(), refunds=()),
             )
             txn_id = txn.pk
             transaction.on_commit(lambda: transaction_publish(txn_id), robust=True)
@@ -269,17 +273,33 @@ def transaction_save(txn: Transaction, *, fields: tuple[str, ...] | list[str] = 
             client_id=txn.client_id,
             type=_EVENT_OF_STATUS[TransactionStatus(txn.status)],
             transaction=txn,
-            obj=transaction_representation(txn, attempts=attempts),
+            # Refunds exist only on a completed deposit, whose status never changes again.
+            obj=transaction_representation(txn, attempts=attempts, refunds=()),
         )
         setattr(txn, _STATUS_AT_LOCK, txn.status)
 
 
-def event_append(*, client_id: int, type: str, transaction: Transaction | None, obj: dict[str, Any]) -> Event:
-    """Append an event inside the caller's database transaction (it commits or rolls back with the change)."""
+def event_append(
+    *,
+    client_id: int,
+    type: str,
+    transaction: Transaction | None,
+    obj: dict[str, Any],
+    refund: Refund | None = None,
+) -> Event:
+    """Append an event inside the caller's database transaction (it commits or rolls back with the change).
+
+    A refund's events also name its transaction, so the feed's `transaction` filter shows both.
+    """
     if not _in_atomic_block():
         raise RuntimeError("An event is written in the same database transaction as its change.")
     event = Event.objects.create(
-        client_id=client_id, type=type, transaction=transaction, data={"object": obj}, txid=CurrentTransactionId()
+        client_id=client_id,
+        type=type,
+        transaction=transaction,
+        refund=refund,
+        data={"object": obj},
+        txid=CurrentTransactionId(),
     )
     event_recorded.send(sender=Event, event=event)
     return event

@@ -12,8 +12,9 @@ from django.utils import timezone
 
 from core.queues import PIPELINE_TASK, sweep_cutoff
 
-from .models import Transaction, TransactionStatus
+from .models import Refund, RefundStatus, Transaction, TransactionStatus
 from .processing import transaction_process, transaction_reconcile
+from .refunds import PROCESS_REFUND_TASK, RECONCILE_REFUND_TASK, refund_process, refund_publish, refund_reconcile
 from .services import PROCESS_TRANSACTION_TASK, payment_details_purge
 from .services import transaction_publish as publish_process_transaction
 
@@ -32,6 +33,18 @@ def reconcile_transaction(transaction_id: str) -> None:
     retry = transaction_reconcile(transaction_id=transaction_id)
     if retry is not None:
         publish_process_transaction(transaction_id, countdown=retry.countdown)
+
+
+@shared_task(name=PROCESS_REFUND_TASK, **PIPELINE_TASK)
+def process_refund(refund_id: str) -> None:
+    retry = refund_process(refund_id=refund_id)
+    if retry is not None:
+        refund_publish(refund_id, countdown=retry.countdown)
+
+
+@shared_task(name=RECONCILE_REFUND_TASK, **PIPELINE_TASK)
+def reconcile_refund(refund_id: str) -> None:
+    refund_reconcile(refund_id=refund_id)
 
 
 _SWEEP_BATCH = 500
@@ -66,6 +79,24 @@ def sweep_due() -> dict[str, int]:
                 logger.exception("sweep could not publish", extra={"transaction_id": str(pk)})
                 break
         counts[status] = len(due)
+    for status, task, hold in (
+        (RefundStatus.PENDING, process_refund, 60),
+        (RefundStatus.PROCESSING, reconcile_refund, settings.PAYGATE_LOOKUP_INTERVAL_SECONDS),
+    ):
+        with transaction.atomic():
+            due = list(
+                Refund.objects.filter(status=status, next_check_at__lte=cutoff)
+                .order_by("next_check_at")
+                .values_list("pk", flat=True)[:_SWEEP_BATCH]
+            )
+            Refund.objects.filter(pk__in=due, status=status).update(next_check_at=now + timedelta(seconds=hold))
+        for pk in due:
+            try:
+                task.apply_async(args=(str(pk),))
+            except Exception:
+                logger.exception("sweep could not publish", extra={"refund": str(pk)})
+                break
+        counts[f"refund_{status}"] = len(due)
     if any(counts.values()):
         logger.info("sweep published %s", counts)
     return counts

@@ -176,6 +176,8 @@ def test_the_staff_groups_grant_exactly_their_permissions(db: Any) -> None:
         "payments.transaction",
         "payments.attempt",
         "payments.event",
+        "payments.refund",
+        "payments.refundattempt",
         "callbacks.callbackevent",
         "webhooks.webhookdelivery",
         "webhooks.webhookdeliveryattempt",

@@ -1,4 +1,7 @@
-"""Staff groups (callbacks 0003): operators edit merchants' webhook endpoints and redeliver; auditors look."""
+"""Staff groups (callbacks 0003) for what came later: events, refunds and webhooks.
+
+Operators edit merchants' webhook endpoints and redeliver; both groups see events, refunds and deliveries.
+"""
 
 from typing import Any
 
@@ -10,12 +13,16 @@ GRANTS = {
         ("webhooks", "webhookdelivery"): ("view",),
         ("webhooks", "webhookdeliveryattempt"): ("view",),
         ("payments", "event"): ("view",),
+        ("payments", "refund"): ("view",),
+        ("payments", "refundattempt"): ("view",),
     },
     "auditors": {
         ("webhooks", "webhookendpoint"): ("view",),
         ("webhooks", "webhookdelivery"): ("view",),
         ("webhooks", "webhookdeliveryattempt"): ("view",),
         ("payments", "event"): ("view",),
+        ("payments", "refund"): ("view",),
+        ("payments", "refundattempt"): ("view",),
     },
 }
 
@@ -41,8 +48,9 @@ def grant(apps: Any, schema_editor: Any) -> None:
 
 class Migration(migrations.Migration):
     dependencies = [
+        ("ops", "0002_webhook_sweep"),
         ("webhooks", "0001_initial"),
-        ("payments", "0007_events"),
+        ("payments", "0008_refunds"),
         ("callbacks", "0003_staff_groups"),
     ]
 
