@@ -424,7 +424,8 @@ class EventListApi(APIView):
                     "next": serializers.URLField(allow_null=True, help_text="The next page's URL, if `has_more`."),
                 },
             ),
-            400: OpenApiResponse(ERROR_RESPONSE, description="Unknown or invalid filter, or an unknown `after`"),
+            400: OpenApiResponse(ERROR_RESPONSE, description="Unknown or invalid filter"),
+            404: OpenApiResponse(ERROR_RESPONSE, description="`after` names no event of this client"),
             **AUTHENTICATED_ERRORS,
         },
         tags=["events"],
@@ -445,7 +446,7 @@ class EventListApi(APIView):
         if params.get("after"):
             after = event_get(client=client, event_id=params["after"])
             if after is None:
-                raise ValidationFailed("No such event.", fields={"after": ["No such event."]})
+                raise NotFound("No such event (after).", fields={"after": ["No such event."]})
         events, has_more = event_feed(
             client=client,
             after=after,

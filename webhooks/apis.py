@@ -28,6 +28,14 @@ from .services import (
     webhook_endpoint_update,
 )
 
+# A subset of what the URL check accepts (it also takes ports, IP literals, query strings...):
+# what the schema allows must be accepted (with DEBUG off, only if it resolves to a public address).
+_URL_SCHEMA = {
+    "type": "string",
+    "maxLength": MAX_URL_LENGTH,
+    "pattern": "^https?://[a-z0-9]{1,20}(\\.[a-z0-9]{1,20}){0,3}\\.[a-z]{2,10}(/[A-Za-z0-9._~-]{0,40}){0,8}$",
+    "description": "https:// (with DEBUG off) to a host that resolves to public addresses only.",
+}
 _EVENTS_SCHEMA = {
     "type": "array",
     "items": {"type": "string", "enum": event_patterns()},
@@ -112,7 +120,7 @@ class WebhookEndpointListApi(APIView):
             "application/json": {
                 "type": "object",
                 "properties": {
-                    "url": {"type": "string", "maxLength": MAX_URL_LENGTH, "format": "uri"},
+                    "url": _URL_SCHEMA,
                     "events": _EVENTS_SCHEMA,
                     "active": {"type": "boolean", "default": True},
                 },
@@ -170,7 +178,7 @@ class WebhookEndpointDetailApi(APIView):
             "application/json": {
                 "type": "object",
                 "properties": {
-                    "url": {"type": "string", "maxLength": MAX_URL_LENGTH, "format": "uri"},
+                    "url": _URL_SCHEMA,
                     "events": _EVENTS_SCHEMA,
                     "active": {"type": "boolean"},
                 },

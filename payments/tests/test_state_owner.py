@@ -22,6 +22,8 @@ ORM_WRITES = {"update", "create", "bulk_create", "get_or_create", "update_or_cre
 WRITERS = {
     ("payments/services.py", "transaction_transition"): "Transaction.status (in memory, checked)",
     ("payments/services.py", "transaction_save"): "Transaction.status (stored with its event)",
+    ("payments/refunds.py", "refund_transition"): "Refund.status (in memory, checked)",
+    ("payments/refunds.py", "refund_save"): "Refund.status (stored with its event)",
     ("webhooks/services.py", "_record"): "WebhookDelivery.status",
 }
 
