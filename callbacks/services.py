@@ -81,11 +81,13 @@ def callback_receive(*, gateway_code: str, body: bytes, headers: Mapping[str, st
 
     bind(attempt=escape_unstorable(notification.reference))
     is_refund = isinstance(notification, RefundNotification)
+    # For a refund's callback the gateway's id is its refund's: kept in the same column.
+    gateway_id = notification.refund_id if isinstance(notification, RefundNotification) else notification.payment_id
     fields = {
         "event_id": notification.event_id,
         "reference": notification.reference,
         "status": notification.status,
-        "payment_id": (notification.refund_id if is_refund else notification.payment_id) or "",
+        "payment_id": gateway_id or "",
         "reason": notification.reason or "",
     }
     flag = None

@@ -12,6 +12,7 @@ from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
     OpenApiResponse,
+    PolymorphicProxySerializer,
     extend_schema,
     extend_schema_field,
     inline_serializer,
@@ -387,9 +388,16 @@ class EventOutput(serializers.Serializer):
     id = serializers.CharField(help_text="`evt_` and 32 hex digits.")
     type = serializers.ChoiceField(choices=EventType.choices)
     created_at = serializers.DateTimeField()
-    data = inline_serializer(
+    data = inline_serializer(  # type: ignore[assignment]  # a nested serializer named `data`, as the contract has it
         name="EventData",
-        fields={"object": TransactionOutput(help_text="The transaction as it was right after the change.")},
+        fields={
+            "object": PolymorphicProxySerializer(
+                component_name="EventObject",
+                serializers=[TransactionOutput, RefundOutput],
+                resource_type_field_name=None,
+                help_text="The transaction (transaction.*) or the refund (refund.*) right after the change.",
+            )
+        },
     )
 
     def to_representation(self, event: Any) -> dict[str, Any]:

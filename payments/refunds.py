@@ -186,7 +186,10 @@ def refund_publish(refund_id: Any, *, countdown: float | None = None, task_name:
     """Queue a refund's processing; a failed publish is logged, and the sweep republishes."""
     try:
         task = current_app.tasks[task_name]
-        task.apply_async(args=(str(refund_id),), countdown=countdown)
+        if countdown is None:
+            task.apply_async(args=(str(refund_id),))
+        else:
+            task.apply_async(args=(str(refund_id),), countdown=countdown)
     except Exception:
         logger.exception("could not publish a refund; the sweep will", extra={"refund": str(refund_id)})
 
@@ -499,7 +502,7 @@ def refund_settle_from_callback(*, reference: str, gateway_id: int, status: str,
         return RefundSettlement("flagged", "unknown_reference")
     refund = refund_lock(pk)
     bind(refund=str(refund.pk))
-    ids = {"transaction_id": refund.transaction_id, "refund_id": refund.pk}
+    ids: dict[str, Any] = {"transaction_id": refund.transaction_id, "refund_id": refund.pk}
     if refund.gateway_id != gateway_id:
         return RefundSettlement("flagged", "gateway_mismatch", **ids)
     if refund.gateway_refund_id and refund_id and refund_id != refund.gateway_refund_id:

@@ -306,7 +306,7 @@ def event_append(
 
 
 def _in_atomic_block() -> bool:
-    return transaction.get_connection().in_atomic_block
+    return bool(transaction.get_connection().in_atomic_block)
 
 
 def _drop_sensitive_auth(txn: Transaction) -> None:

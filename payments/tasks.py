@@ -79,24 +79,26 @@ def sweep_due() -> dict[str, int]:
                 logger.exception("sweep could not publish", extra={"transaction_id": str(pk)})
                 break
         counts[status] = len(due)
-    for status, task, hold in (
+    for refund_status, refund_task, refund_hold in (
         (RefundStatus.PENDING, process_refund, 60),
         (RefundStatus.PROCESSING, reconcile_refund, settings.PAYGATE_LOOKUP_INTERVAL_SECONDS),
     ):
         with transaction.atomic():
             due = list(
-                Refund.objects.filter(status=status, next_check_at__lte=cutoff)
+                Refund.objects.filter(status=refund_status, next_check_at__lte=cutoff)
                 .order_by("next_check_at")
                 .values_list("pk", flat=True)[:_SWEEP_BATCH]
             )
-            Refund.objects.filter(pk__in=due, status=status).update(next_check_at=now + timedelta(seconds=hold))
+            Refund.objects.filter(pk__in=due, status=refund_status).update(
+                next_check_at=now + timedelta(seconds=refund_hold)
+            )
         for pk in due:
             try:
-                task.apply_async(args=(str(pk),))
+                refund_task.apply_async(args=(str(pk),))
             except Exception:
                 logger.exception("sweep could not publish", extra={"refund": str(pk)})
                 break
-        counts[f"refund_{status}"] = len(due)
+        counts[f"refund_{refund_status}"] = len(due)
     if any(counts.values()):
         logger.info("sweep published %s", counts)
     return counts

@@ -209,7 +209,10 @@ def deliveries_publish(items: Iterable[tuple[int, int]], *, countdown: float | N
     task = current_app.tasks[DELIVER_TASK]
     for delivery_id, attempt_count in items:
         try:
-            task.apply_async(args=(delivery_id, attempt_count), countdown=countdown)
+            if countdown is None:
+                task.apply_async(args=(delivery_id, attempt_count))
+            else:
+                task.apply_async(args=(delivery_id, attempt_count), countdown=countdown)
         except Exception:
             logger.exception("could not publish a webhook delivery; the sweep will", extra={"delivery": delivery_id})
             return
@@ -333,6 +336,7 @@ def _record(
     delivery.attempt_count += 1
     delivery.in_flight_until = None
     schedule = retry_schedule()
+    result: str
     if not error:
         result = delivery.status = WebhookDelivery.Status.SUCCEEDED
         delivery.finished_at = now
