@@ -169,16 +169,20 @@ class AttemptOutput(serializers.Serializer):
 class RefundOutput(serializers.Serializer):
     id = serializers.UUIDField(help_text="Also the reference sent to the gateway.")
     transaction_id = serializers.UUIDField()
-    amount = serializers.CharField(help_text="With the currency's minor units.")
+    amount = serializers.SerializerMethodField(help_text="With the currency's minor units.")
     currency = serializers.CharField()
     status = serializers.ChoiceField(choices=RefundStatus.choices)
     failure_reason = serializers.ChoiceField(choices=RefundFailureReason.choices, allow_null=True)
     reason = serializers.CharField(help_text="The merchant's reason, as given.")
-    gateway = serializers.CharField(help_text="The gateway that completed the deposit.")
+    gateway = serializers.CharField(source="gateway.code", help_text="The gateway that completed the deposit.")
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 
+    def get_amount(self, refund: Any) -> str:
+        return format_amount(refund.amount, refund.currency)
+
     def to_representation(self, refund: Any) -> dict[str, Any]:
+        # Written out, like AttemptOutput's: the declared fields describe it in the schema.
         return refund_representation(refund)
 
 
@@ -196,7 +200,7 @@ class TransactionOutput(serializers.Serializer):
     payment_details = serializers.SerializerMethodField()
     metadata = serializers.JSONField()
     attempts = AttemptOutput(many=True)
-    refunded_amount = serializers.CharField(help_text="The sum of the succeeded refunds.")
+    refunded_amount = serializers.SerializerMethodField(help_text="The sum of the succeeded refunds.")
     refunds = RefundOutput(many=True, help_text="Every refund, newest first.")
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
@@ -206,6 +210,10 @@ class TransactionOutput(serializers.Serializer):
 
     def get_gateway(self, txn: Transaction) -> str | None:
         return txn.gateway.code if txn.gateway else None
+
+    def get_refunded_amount(self, txn: Transaction) -> str:
+        refunded = sum((r.amount for r in txn.refunds.all() if r.status == RefundStatus.SUCCEEDED), start=Decimal(0))
+        return format_amount(refunded, txn.currency)
 
     def get_gateway_reference(self, txn: Transaction) -> str | None:
         return txn.gateway_reference or None

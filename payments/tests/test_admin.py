@@ -196,6 +196,7 @@ def test_an_auditor_sees_everything_and_changes_nothing(objects: Transaction, cl
     visible = (
         "/admin/gateways/",
         "/admin/payments/transaction/",
+        "/admin/payments/refund/",
         "/admin/callbacks/",
         "/admin/webhooks/",
         "/admin/dashboard/",

@@ -490,7 +490,7 @@ def test_written_out_representation_matches_the_declared_fields(api: Any) -> Non
     from rest_framework import serializers
 
     from gateways.models import Gateway
-    from payments.apis import AttemptOutput, TransactionOutput
+    from payments.apis import AttemptOutput, RefundOutput, TransactionOutput
     from payments.models import Attempt
 
     first = post(api, "/api/v1/deposits", DEPOSIT).json()
@@ -503,11 +503,21 @@ def test_written_out_representation_matches_the_declared_fields(api: Any) -> Non
         status="failed", failure_reason="gateway_failed", gateway=soapbank, gateway_reference="p",
         finished_at=txn.created_at + timedelta(seconds=1),
     )  # fmt: skip
+    # Refunds (only a completed deposit has them; the representation does not care).
+    from payments.models import Refund
+
+    for amount, status in (("1.5", "succeeded"), ("2", "failed"), ("3", "pending")):
+        Refund.objects.create(
+            client=txn.client, transaction=txn, gateway=soapbank, amount=amount, currency=txn.currency,
+            status=status, failure_reason="declined" if status == "failed" else None, reason=f"r{amount}",
+        )  # fmt: skip
     for txn_id in (first["id"], second["id"]):
         txn = Transaction.objects.select_related("customer", "gateway").get(pk=txn_id)
         fast = TransactionOutput(txn).data
         declared = serializers.Serializer.to_representation(TransactionOutput(), txn)
         base = serializers.Serializer.to_representation
         declared["attempts"] = [base(AttemptOutput(), attempt) for attempt in txn.attempts.all()]
+        refunds = txn.refunds.order_by("-created_at", "-id")
+        declared["refunds"] = [base(RefundOutput(), refund) for refund in refunds]
         assert json.loads(json.dumps(fast)) == json.loads(json.dumps(declared))
         assert fast == api.get(f"/api/v1/transactions/{txn_id}").json()
