@@ -17,3 +17,7 @@ app.autodiscover_tasks()
 from core.logs import connect_celery_signals  # noqa: E402  (after the app exists)
 
 connect_celery_signals()
+
+from core.taskmetrics import connect_celery_metrics  # noqa: E402
+
+connect_celery_metrics()

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Count, Prefetch, QuerySet
 
 from core.masking import without_sensitive_auth
 
@@ -68,3 +68,15 @@ def transaction_oldest_waiting_ages(*, now: datetime) -> dict[str, float | None]
         )
         ages[status] = (now - created).total_seconds() if created else None
     return ages
+
+
+def transaction_waiting_counts() -> dict[str, int]:
+    """How many transactions wait in each waiting status (0 for a status none waits in)."""
+    counts = dict(
+        Transaction.objects.filter(status__in=WAITING_STATUSES)
+        .order_by()  # no default ordering in the GROUP BY
+        .values("status")
+        .annotate(n=Count("pk"))
+        .values_list("status", "n")
+    )
+    return {status: int(counts.get(status, 0)) for status in WAITING_STATUSES}

@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('payments', '0005_purge_periodic_task'),
+        ("payments", "0005_purge_periodic_task"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='attempt',
-            name='routing',
+            model_name="attempt",
+            name="routing",
             field=models.JSONField(blank=True, null=True),
         ),
     ]
