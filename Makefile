@@ -12,6 +12,7 @@ STAMP := $(VENV)/.installed
 help:
 	@echo "make run    install, migrate, seed the demo and start web, worker, beat and the sandbox gateways"
 	@echo "make monitor  Prometheus and Alertmanager beside 'make run' (installs them from Debian when missing)"
+	@echo "make dashboards  regenerate the Grafana dashboards (ops/grafana/dashboards/) from ops/grafana/generate.py"
 	@echo "make test   run the test suite (unit and integration)"
 	@echo "make bench  benchmark the pipeline on PostgreSQL + Redis (BENCH_ARGS=--quick|--scaling)"
 	@echo "make chaos  fault-injection run on PostgreSQL + a private Redis (CHAOS_ARGS=--short)"

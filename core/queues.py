@@ -76,5 +76,5 @@ def queue_names() -> list[str]:
     routes = app.conf.task_routes
     if isinstance(routes, dict):
         names.update(route["queue"] for route in routes.values() if isinstance(route, dict) and route.get("queue"))
-    names.update(task.queue for task in app.tasks.values() if getattr(task, "queue", None))
+    names.update(getattr(task, "queue", None) or app.conf.task_default_queue for task in app.tasks.values())
     return sorted(str(name) for name in names)
