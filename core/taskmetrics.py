@@ -59,22 +59,32 @@ def _stamp(key: str) -> None:
 
 
 def _read(keys: dict[str, str]) -> dict[str, float]:
-    """{name: timestamp} for the names whose key holds one; {} if the cache cannot be read."""
+    """{name: timestamp}; {} if the cache cannot be read.
+
+    A key that holds nothing yet (never written, or the cache was emptied) is set to now,
+    once, by whoever reads it first: from then on it says "not since monitoring looked",
+    and an alert waits as long for it as for a queue or task that stopped moving at that
+    time, instead of firing at once (a daily task) or never (a queue no worker ever took).
+    """
     try:
-        found = _cache().get_many(list(keys.values()))
+        cache = _cache()
+        found = cache.get_many(list(keys.values()))
+        for key in set(keys.values()) - set(found):
+            cache.add(key, time.time(), timeout=_STAMP_TTL_SECONDS)
+            found[key] = cache.get(key)
     except Exception:
         logger.warning("could not read the monitoring timestamps", exc_info=True)
         return {}
-    return {name: float(found[key]) for name, key in keys.items() if key in found}
+    return {name: float(found[key]) for name, key in keys.items() if found.get(key) is not None}
 
 
 def queues_last_consumed(queues: Iterable[str]) -> dict[str, float]:
-    """Per queue, the unix time a worker last started a task from it (queues never consumed are left out)."""
+    """Per queue, the unix time a worker last started a task from it (or monitoring first looked)."""
     return _read({queue: _queue_key(queue) for queue in queues})
 
 
 def tasks_last_succeeded(tasks: Iterable[str]) -> dict[str, float]:
-    """Per task name, the unix time a run of it last succeeded (tasks never seen succeeding are left out)."""
+    """Per task name, the unix time a run of it last succeeded (or monitoring first looked)."""
     return _read({task: _task_key(task) for task in tasks})
 
 

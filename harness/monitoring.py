@@ -170,9 +170,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         except HarnessError as exc:
             print(f"{exc}\n(logs in {data / 'logs'})", file=sys.stderr)
             return 1
+        prometheus_url = f"http://{HOST}:{prometheus_port}"
+        # Debian's build serves only the classic pages, under /classic/; upstream's, /alerts.
+        alerts_page = next(
+            (
+                f"{prometheus_url}{path}"
+                for path in ("/alerts", "/classic/alerts")
+                if http_get(prometheus_url + path)[0] == 200
+            ),
+            f"{prometheus_url}/alerts",
+        )
         print(
             f"\n  Monitoring is running, scraping http://{args.target}/metrics every 15 s.\n"
-            f"    Prometheus     http://{HOST}:{prometheus_port}/   alerts: http://{HOST}:{prometheus_port}/alerts\n"
+            f"    Prometheus     {prometheus_url}/   alerts: {alerts_page}\n"
             f"    Alertmanager   http://{HOST}:{alertmanager_port}/\n"
             f"    Rules          {', '.join(str(p.relative_to(ROOT)) for p in rule_files())}\n"
             f"    Logs and data  {data}\n"

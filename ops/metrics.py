@@ -129,7 +129,7 @@ class StateCollector(Collector):
         )
         consumed = GaugeMetricFamily(
             "paygate_celery_queue_last_consumed_timestamp_seconds",
-            "When a worker last started a task from the queue (unix time).",
+            "When a worker last started a task from the queue, or monitoring first looked (unix time).",
             labels=["queue"],
         )
         queues = queue_names()
@@ -150,7 +150,7 @@ class StateCollector(Collector):
         )
         succeeded = GaugeMetricFamily(
             "paygate_periodic_task_last_success_timestamp_seconds",
-            "When a run of the periodic task last succeeded on a worker (unix time).",
+            "When a run of the periodic task last succeeded, or monitoring first looked (unix time).",
             labels=["task"],
         )
         every = periodic_task_intervals()
