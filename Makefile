@@ -7,10 +7,12 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install schema bench chaos lint typecheck clean help
+.PHONY: run monitor dashboards test install schema bench chaos lint typecheck clean help
 
 help:
 	@echo "make run    install, migrate, seed the demo and start web, worker, beat and the sandbox gateways"
+	@echo "make monitor  Prometheus and Alertmanager beside 'make run' (installs them from Debian when missing)"
+	@echo "make dashboards  regenerate the Grafana dashboards (ops/grafana/dashboards/) from ops/grafana/generate.py"
 	@echo "make test   run the test suite (unit and integration)"
 	@echo "make bench  benchmark the pipeline on PostgreSQL + Redis (BENCH_ARGS=--quick|--scaling)"
 	@echo "make chaos  fault-injection run on PostgreSQL + a private Redis (CHAOS_ARGS=--short)"
@@ -29,6 +31,12 @@ install: $(STAMP)
 
 run: install
 	@bin/run
+
+monitor: install
+	@bin/monitor
+
+dashboards: install
+	@$(VPY) -m ops.grafana.generate
 
 test: install
 	@PAYGATE_DATA_DIR=$(CURDIR)/.data/test $(VPY) -m pytest $(PYTEST_ARGS)

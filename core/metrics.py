@@ -38,3 +38,18 @@ PAYMENT_DETAILS_PURGED = Counter(
     "paygate_payment_details_purged_total",
     "Final transactions whose payment details were purged past the retention, leaving their masked form.",
 )
+# One observation per payment call a gateway answered (or failed to): latency by gateway and
+# country, and through `_count` by outcome, the accepted/declined vs fault split.
+GATEWAY_PAYMENTS = Histogram(
+    "paygate_gateway_payment_seconds",
+    "Payment calls by gateway, country and outcome (accepted, declined, not_submitted, unknown), by latency.",
+    ["gateway", "country", "outcome"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+# From publication (or the countdown's end) to a worker starting the task: the queue's delay.
+TASK_WAIT = Histogram(
+    "paygate_celery_task_wait_seconds",
+    "Time a task waited in its queue before a worker started it.",
+    ["queue", "task"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0),
+)

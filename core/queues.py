@@ -65,3 +65,16 @@ def sweep_cutoff(now: datetime) -> datetime:
         return now
     logger.info("pipeline queue holds %d tasks; republishing only what is overdue", backlog)
     return now - timedelta(seconds=settings.PAYGATE_SWEEP_MAX_DEFER_SECONDS)
+
+
+def queue_names() -> list[str]:
+    """The queues tasks are sent to: the default one, declared ones, and any a task or route names."""
+    from celery import current_app as app
+
+    names = {app.conf.task_default_queue}
+    names.update(queue.name for queue in app.conf.task_queues or ())
+    routes = app.conf.task_routes
+    if isinstance(routes, dict):
+        names.update(route["queue"] for route in routes.values() if isinstance(route, dict) and route.get("queue"))
+    names.update(getattr(task, "queue", None) or app.conf.task_default_queue for task in app.tasks.values())
+    return sorted(str(name) for name in names)

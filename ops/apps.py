@@ -6,3 +6,10 @@ class OpsConfig(AppConfig):
 
     name = "ops"
     verbose_name = "Operations"
+
+    def ready(self) -> None:
+        # Here, not where the Celery app is created: that happens before the settings have set
+        # PROMETHEUS_MULTIPROC_DIR, and metrics created then would stay in one process's memory.
+        from core.taskmetrics import connect_celery_metrics
+
+        connect_celery_metrics()

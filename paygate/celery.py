@@ -17,3 +17,5 @@ app.autodiscover_tasks()
 from core.logs import connect_celery_signals  # noqa: E402  (after the app exists)
 
 connect_celery_signals()
+# The task metrics' signals are connected by `ops.apps` once the settings are loaded: the
+# metrics must be created after settings point prometheus_client at its multiprocess folder.

@@ -24,7 +24,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.logs import bind
-from core.metrics import ATTEMPTS, GATEWAY_LATENCY
+from core.metrics import ATTEMPTS, GATEWAY_LATENCY, GATEWAY_PAYMENTS
 from gateways.adapters import get_adapter
 from gateways.breaker import BreakerState, breaker_permit, breaker_record_fault, breaker_record_success
 from gateways.models import Gateway
@@ -269,6 +269,7 @@ def _record_result(transaction_id: str, attempt_id: str, result: PaymentResult, 
     ATTEMPTS.labels(gateway=attempt.gateway.code, outcome=result.outcome).inc()
     if result.latency_ms is not None:
         GATEWAY_LATENCY.labels(gateway=attempt.gateway.code, operation="payment").observe(result.latency_ms / 1000)
+        GATEWAY_PAYMENTS.labels(attempt.gateway.code, txn.country_id, result.outcome).observe(result.latency_ms / 1000)
     if result.error == NOT_SENT_IN_TIME:
         pass  # our stall, not the gateway's fault
     elif result.outcome in (Outcome.NOT_SUBMITTED, Outcome.UNKNOWN):

@@ -139,3 +139,15 @@ def refund_oldest_open_age(*, now: datetime) -> float:
         .first()
     )
     return (now - created).total_seconds() if created else 0.0
+
+
+def transaction_waiting_counts() -> dict[str, int]:
+    """How many transactions wait in each waiting status (0 for a status none waits in)."""
+    counts = dict(
+        Transaction.objects.filter(status__in=WAITING_STATUSES)
+        .order_by()  # no default ordering in the GROUP BY
+        .values("status")
+        .annotate(n=Count("pk"))
+        .values_list("status", "n")
+    )
+    return {status: int(counts.get(status, 0)) for status in WAITING_STATUSES}
