@@ -200,6 +200,11 @@ def _next_step(transaction_id: str) -> Step:
         )
 
 
+def _all_attempts(attempt: Attempt) -> list[Attempt] | None:
+    """The transaction's attempts when this one is its first and only (most are): no need to read them."""
+    return [attempt] if attempt.number == 1 else None
+
+
 def _lock_attempt(transaction_id: str, attempt_id: str) -> tuple[Transaction, Attempt, bool]:
     """Lock the transaction, then read one of its attempts; also say whether it is the current one."""
     txn = transaction_lock(transaction_id)
@@ -265,7 +270,7 @@ def _record_result(transaction_id: str, attempt_id: str, result: PaymentResult, 
         else:
             raise AssertionError(f"a gateway call cannot lead to {decision}")
         attempt.save(update_fields=ATTEMPT_RESULT_FIELDS)
-        transaction_save(txn)
+        transaction_save(txn, attempts=_all_attempts(attempt))
     ATTEMPTS.labels(gateway=attempt.gateway.code, outcome=result.outcome).inc()
     if result.latency_ms is not None:
         GATEWAY_LATENCY.labels(gateway=attempt.gateway.code, operation="payment").observe(result.latency_ms / 1000)
@@ -332,7 +337,7 @@ def _record_lookup(
         else:
             raise AssertionError(f"a look-up cannot lead to {decision}")
         attempt.save(update_fields=ATTEMPT_RESULT_FIELDS)
-        transaction_save(txn)
+        transaction_save(txn, attempts=_all_attempts(attempt))
     logger.info("look-up answered %s", result.status)
     return step
 
@@ -470,6 +475,10 @@ def transaction_settle_from_callback(*, reference: str, gateway_id: int, status:
     txn.gateway = attempt.gateway
     txn.gateway_reference = attempt.gateway_payment_id
     transaction_transition(
-        txn, to=target, failure_reason=FailureReason.GATEWAY_FAILED if target == TransactionStatus.FAILED else None
+        txn,
+        to=target,
+        failure_reason=FailureReason.GATEWAY_FAILED if target == TransactionStatus.FAILED else None,
+        save=False,
     )
+    transaction_save(txn, attempts=_all_attempts(attempt) if attempt is current else None)
     return Settlement(SettlementResult.APPLIED, transaction_id=txn.pk, attempt_id=attempt.pk)

@@ -254,11 +254,17 @@ _EVENT_OF_STATUS = {
 }
 
 
-def transaction_save(txn: Transaction, *, fields: tuple[str, ...] | list[str] = TRANSACTION_PIPELINE_FIELDS) -> None:
+def transaction_save(
+    txn: Transaction,
+    *,
+    fields: tuple[str, ...] | list[str] = TRANSACTION_PIPELINE_FIELDS,
+    attempts: list[Attempt] | None = None,
+) -> None:
     """Write a locked transaction's pipeline columns; a changed status appends its event with them.
 
     The only writer of `Transaction.status` after creation. Save the attempts first: the
-    event shows the transaction with its attempts as they are now.
+    event shows the transaction with its attempts as they are now (`attempts`, when the
+    caller holds all of them, in order; read otherwise).
     """
     at_lock = getattr(txn, _STATUS_AT_LOCK, None)
     if at_lock is None:
@@ -268,7 +274,8 @@ def transaction_save(txn: Transaction, *, fields: tuple[str, ...] | list[str] = 
         raise RuntimeError("A status change must be saved with its status column.")
     txn.save(update_fields=fields)
     if changed:
-        attempts = Attempt.objects.filter(transaction_id=txn.pk).select_related("gateway").order_by("number")
+        if attempts is None:
+            attempts = list(Attempt.objects.filter(transaction_id=txn.pk).select_related("gateway").order_by("number"))
         event_append(
             client_id=txn.client_id,
             type=_EVENT_OF_STATUS[TransactionStatus(txn.status)],
