@@ -82,11 +82,15 @@ def test_workers_answer_a_ping_on_their_broker_when_the_shell_exported_another(
 ) -> None:
     """`make bench` from a shell that followed the README (CELERY_BROKER_URL exported) must find its workers."""
     broker_url = os.environ["CELERY_BROKER_URL"]
-    name = f"pinged-{os.getpid()}"
-    with harness.Stack(env=dict(os.environ), log_dir=tmp_path) as stack:
-        # A queue of its own: this worker must take none of the suite's tasks.
-        stack.start_worker(name, concurrency=1, loglevel="WARNING", queues=f"harness-ping-{os.getpid()}")
-        # Nothing listens there: a ping sent to it would never be answered.
-        monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:1/0")
+    name, queue = f"pinged-{os.getpid()}", f"harness-ping-{os.getpid()}"
+    try:
+        with harness.Stack(env=dict(os.environ), log_dir=tmp_path) as stack:
+            # A queue of its own: this worker must take none of the suite's tasks.
+            stack.start_worker(name, concurrency=1, loglevel="WARNING", queues=queue)
+            # Nothing listens there: a ping sent to it would never be answered.
+            monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:1/0")
 
-        stack.wait_workers([name], broker_url=broker_url, timeout=60)
+            stack.wait_workers([name], broker_url=broker_url, timeout=60)
+    finally:
+        with harness.control_connection(broker_url) as connection:
+            connection.default_channel.queue_delete(queue)  # RabbitMQ keeps a queue until deleted
