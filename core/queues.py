@@ -65,9 +65,10 @@ def pipeline_backlog(queue: str | None = None) -> int | None:
             # Redis and the embedded filesystem transport are kombu virtual transports; RabbitMQ
             # answers the same passive declare natively. Either way the count is of waiting messages.
             channel = cast(VirtualChannel, connection.default_channel)
+            missing: tuple[type[BaseException], ...] = (ChannelError, *connection.channel_errors)
             try:
                 declared = channel.queue_declare(queue=queue or app.conf.task_default_queue, passive=True)
-            except (ChannelError, *connection.channel_errors):  # an empty queue does not exist on Redis
+            except missing:  # an empty queue does not exist on Redis
                 return 0
             return int(declared.message_count)
     except Exception:

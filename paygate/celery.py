@@ -14,13 +14,15 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "paygate.settings")
 
 
 class PaygateCelery(Celery):
-    def send_task(self, name: str, *args: Any, countdown: float | None = None, **options: Any) -> Any:
+    def send_task(  # type: ignore[override]
+        self, name: str, args: Any = None, kwargs: Any = None, countdown: float | None = None, **options: Any
+    ) -> Any:
         # On RabbitMQ's quorum queues a countdown goes through Celery's native delayed delivery,
         # which counts whole seconds: it refuses less than one and cuts 1.5 to 1. Round up, so
         # that a task is never run before its time (a sub-second backoff waits one second).
         if countdown is not None and countdown > 0 and self.conf.task_default_queue_type == "quorum":
             countdown = math.ceil(countdown)
-        return super().send_task(name, *args, countdown=countdown, **options)
+        return super().send_task(name, args, kwargs, countdown, **options)
 
 
 app = PaygateCelery("paygate")
