@@ -661,9 +661,11 @@ def cpu_by_kind(before: CpuSample, after: CpuSample) -> dict[str, float]:
     seconds: dict[str, float] = defaultdict(float)
     for pid, (cpu, kind) in after.processes.items():
         earlier = before.processes.get(pid)
+        if earlier is None and kind.endswith(SHARED_SUFFIX):
+            continue  # a server someone else started meanwhile (a test's private Redis): not ours to count
         seconds[kind] += cpu - (earlier[0] if earlier is not None else 0.0)
     for pid, (cpu, kind) in before.processes.items():
-        if pid not in after.processes:
+        if pid not in after.processes and not kind.endswith(SHARED_SUFFIX):
             seconds[kind] -= cpu
     return dict(seconds)
 
