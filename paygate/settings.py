@@ -448,7 +448,6 @@ elif BROKER_IS_AMQP:
         Queue(name, Exchange(name, type="topic"), routing_key=name, queue_arguments=_quorum)
         for name in ("celery", PAYGATE_URGENT_QUEUE)
     ]
-    CELERY_TASK_ROUTES = ["core.queues.route_by_priority"]
 else:
     # Longer than any task's run time plus its longest countdown, so that a task is not
     # delivered twice merely because it was still running or waiting.
@@ -466,7 +465,10 @@ CELERY_TASK_PUBLISH_RETRY = True
 # A publish that cannot reach the broker gives up quickly; the recovery sweep republishes.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 # Webhook deliveries have their own queue and workers: a slow merchant endpoint never holds up payments.
-CELERY_TASK_ROUTES = {"webhooks.*": {"queue": "webhooks"}}
+CELERY_TASK_ROUTES: object = {"webhooks.*": {"queue": "webhooks"}}
+if BROKER_IS_AMQP:
+    # Then, on RabbitMQ, what Redis would serve first by priority goes to the urgent queue (above).
+    CELERY_TASK_ROUTES = [CELERY_TASK_ROUTES, "core.queues.route_by_priority"]
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
