@@ -117,11 +117,19 @@ def rabbitmq_stop() -> None:
     rabbitmqctl("stop")
 
 
+def rabbitmq_running() -> bool:
+    return subprocess.run(["rabbitmqctl", "ping"], capture_output=True, timeout=60, check=False).returncode == 0
+
+
 def rabbitmq_start() -> None:
-    """Start the node as the machine starts it, and wait until it accepts connections again."""
-    subprocess.run(["rabbitmq-server", "-detached"], capture_output=True, timeout=60, check=False)
-    rabbitmqctl("await_startup", "--timeout", "90", timeout=120)
-    wait_for(rabbitmq_up, timeout=60, what="RabbitMQ to accept connections", interval=0.5)
+    """Start the node as the machine starts it (unless it runs), and wait until it accepts connections again.
+
+    `rabbitmq-server -detached` returns before the node has registered, so readiness is polled
+    over AMQP rather than asked of rabbitmqctl (which then answers that no node runs).
+    """
+    if not rabbitmq_running():
+        subprocess.run(["rabbitmq-server", "-detached"], capture_output=True, timeout=60, check=False)
+    wait_for(rabbitmq_up, timeout=120, what="RabbitMQ to accept connections", interval=0.5)
 
 
 def rabbitmq_reset_vhost() -> None:
@@ -272,9 +280,10 @@ class ChaosStack(harness.Stack):
         self.prepare_dirs()
         harness.recreate_database(DB_NAME, admin_dsn=PG_ADMIN_DSN)
         if BROKER.name == "amqp":
-            if subprocess.run(["rabbitmqctl", "ping"], capture_output=True, timeout=60, check=False).returncode:
+            if not rabbitmq_running():
                 self.log("RabbitMQ is not answering; starting it")
-                rabbitmq_start()
+                subprocess.run(["rabbitmq-server", "-detached"], capture_output=True, timeout=60, check=False)
+                wait_for(rabbitmq_running, timeout=120, what="RabbitMQ to start", interval=1.0)
             rabbitmq_reset_vhost()
         self.start_redis()
         # The sandboxes need no database: they start while the migrations run.
