@@ -4,7 +4,7 @@ Integration tests run a Celery worker in its own process and the three sandbox g
 as their own processes over HTTP on loopback; callbacks reach this process through
 pytest-django's live server. The database is the test database of whatever backend is
 configured (SQLite file by default, PostgreSQL with DATABASE_URL), and the broker is the
-configured one (the filesystem transport by default, Redis with CELERY_BROKER_URL).
+configured one (the filesystem transport by default, Redis or RabbitMQ with CELERY_BROKER_URL).
 """
 
 from __future__ import annotations
@@ -48,7 +48,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def services_configured() -> bool:
-    return bool(os.environ.get("DATABASE_URL")) and (os.environ.get("CELERY_BROKER_URL") or "").startswith("redis")
+    """PostgreSQL, and Redis as the broker, or RabbitMQ as the broker with Redis as the cache."""
+    broker = os.environ.get("CELERY_BROKER_URL") or ""
+    cache = os.environ.get("PAYGATE_CACHE_URL") or broker
+    return bool(os.environ.get("DATABASE_URL")) and broker.startswith(("redis", "amqp")) and cache.startswith("redis")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -56,7 +59,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if services_configured():
         return
     if os.environ.get("PAYGATE_REQUIRE_SERVICES") == "1":
-        raise pytest.UsageError("PAYGATE_REQUIRE_SERVICES=1 but DATABASE_URL / CELERY_BROKER_URL (redis) are not set")
+        raise pytest.UsageError(
+            "PAYGATE_REQUIRE_SERVICES=1 but DATABASE_URL / CELERY_BROKER_URL (redis, or amqp with "
+            "PAYGATE_CACHE_URL=redis://...) are not set"
+        )
     skip = pytest.mark.skip(reason="needs PostgreSQL and Redis (set DATABASE_URL and CELERY_BROKER_URL)")
     for item in items:
         if "services" in item.keywords:
@@ -198,9 +204,10 @@ def _purge_broker() -> None:
             folder.mkdir(parents=True, exist_ok=True)
     else:
         with app.connection_for_write() as conn:
-            for queue in ("celery", "webhooks"):
-                with contextlib.suppress(Exception):  # a queue never declared yet
-                    conn.default_channel.queue_purge(queue)
+            for queue in {*app.amqp.queues, "webhooks"}:
+                # A queue never declared yet: on RabbitMQ an error that closes its channel.
+                with conn.channel() as channel, contextlib.suppress(Exception):
+                    channel.queue_purge(queue)
 
 
 def celery_worker(env: dict[str, str], *, name: str = "worker", concurrency: int = 2) -> Process:

@@ -10,7 +10,7 @@ import subprocess
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,12 +147,16 @@ def count_final(db: BenchDb, ids: Sequence[str]) -> int:
     )
 
 
-def wait_all_final(db: BenchDb, ids: Sequence[str], *, timeout: float, alive: Any = None) -> tuple[bool, float]:
-    """Poll until every id is final; (all final?, seconds waited). Never raises on the deadline."""
+def wait_all_final(
+    db: BenchDb, ids: Sequence[str], *, timeout: float, alive: Any = None, count: Any = None
+) -> tuple[bool, float]:
+    """Poll until every id is final (`count`: count_final, or floor_count_final on the floor's database);
+    (all final?, seconds waited). Never raises on the deadline."""
+    counter = count or count_final
     started = time.monotonic()
     try:
         stack.wait_for(
-            lambda: count_final(db, ids) >= len(ids),
+            lambda: counter(db, ids) >= len(ids),
             timeout=timeout,
             interval=0.25,
             what=f"{len(ids)} transactions to be final",
@@ -163,6 +167,129 @@ def wait_all_final(db: BenchDb, ids: Sequence[str], *, timeout: float, alive: An
         if "timed out" not in str(exc):
             raise
         return False, time.monotonic() - started
+
+
+# --- the floor's transactions (on its own database) ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FloorRow:
+    id: str
+    status: str
+    created_at: float
+    finished_at: float | None
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL
+
+
+def floor_count_final(db: BenchDb, ids: Sequence[str]) -> int:
+    return scalar(
+        db,
+        "SELECT count(*) FROM floor_floortransaction WHERE id = ANY(%s::uuid[]) AND status IN ('completed', 'failed')",
+        [list(ids)],
+    )
+
+
+def floor_fetch_rows(db: BenchDb, ids: Iterable[str]) -> dict[str, FloorRow]:
+    id_list = list(ids)
+    if not id_list:
+        return {}
+    rows = db.execute(
+        "SELECT id::text, status, extract(epoch FROM created_at), extract(epoch FROM finished_at) "
+        "FROM floor_floortransaction WHERE id = ANY(%s::uuid[])",
+        [id_list],
+    ).fetchall()
+    return {r[0]: FloorRow(r[0], r[1], float(r[2]), None if r[3] is None else float(r[3])) for r in rows}
+
+
+def floor_e2e_summary(rows: dict[str, FloorRow], ids: Sequence[str]) -> dict[str, Any]:
+    """As e2e_summary, for the floor: finished/s and accept→final from its rows' timestamps."""
+    present = [rows[i] for i in ids if i in rows]
+    final = [row for row in present if row.final and row.finished_at is not None]
+    out: dict[str, Any] = {
+        "transactions": len(ids),
+        "final": len(final),
+        "statuses": dict(Counter(row.status for row in present)),
+    }
+    finished = [row.finished_at for row in final if row.finished_at is not None]
+    if final:
+        first, last = min(row.created_at for row in final), max(finished)
+        out["span_s"] = round(last - first, 3)
+        out["finished_per_s"] = round(len(final) / max(last - first, 1e-9), 2)
+    out["accept_to_final_ms"] = summary(
+        [(row.finished_at - row.created_at) * 1000 for row in final if row.finished_at is not None]
+    )
+    return out
+
+
+# --- PostgreSQL's own counters and statements ---------------------------------------------------------
+
+PG_COUNTERS = (
+    "xact_commit",
+    "xact_rollback",
+    "tup_returned",
+    "tup_fetched",
+    "tup_inserted",
+    "tup_updated",
+    "tup_deleted",
+    "blks_hit",
+    "blks_read",
+)
+
+
+def pg_counters(db: BenchDb, names: Sequence[str], *, settle: float) -> dict[str, dict[str, int]]:
+    """pg_stat_database's counters of each database, `settle` seconds from now.
+
+    A backend flushes its counters when it goes idle, but at most once a second, and what it
+    could not flush then waits for its idle timeout (10 s in PostgreSQL 15): read after that.
+    """
+    time.sleep(settle)  # PostgreSQL's own flush interval, not a synchronisation
+    columns = ", ".join(PG_COUNTERS)
+    rows = db.execute(
+        f"SELECT datname, {columns} FROM pg_stat_database WHERE datname = ANY(%s)",  # noqa: S608 - constants
+        [list(names)],
+    ).fetchall()
+    return {row[0]: dict(zip(PG_COUNTERS, (int(v) for v in row[1:]), strict=True)) for row in rows}
+
+
+def pg_counters_per_transaction(
+    before: Mapping[str, int], after: Mapping[str, int], transactions: int
+) -> dict[str, float]:
+    if transactions <= 0 or not before or not after:
+        return {}
+    return {name: round((after.get(name, 0) - before.get(name, 0)) / transactions, 2) for name in PG_COUNTERS}
+
+
+def pg_log_path() -> Path | None:
+    """The server log of the cluster on port 5432, where statement logging writes (Debian's layout)."""
+    try:
+        listing = subprocess.run(
+            ["pg_lsclusters", "--no-header"], capture_output=True, text=True, timeout=30, check=False
+        ).stdout
+    except OSError:
+        return None
+    for line in listing.splitlines():
+        fields = line.split()
+        if len(fields) >= 7 and fields[2] == "5432" and fields[6].startswith("/"):
+            path = Path(fields[6])
+            return path if path.exists() else None
+    return None
+
+
+_STATEMENT = re.compile(r"@(\S+) LOG:  (?:statement|execute [^:]*): +(\w+)")
+
+
+def count_statements(log: Path, start: int, end: int) -> dict[str, Counter[str]]:
+    """Statements logged (log_statement = all) between two offsets of the server log, by database and verb."""
+    with open(log, "rb") as handle:
+        handle.seek(start)
+        text = handle.read(max(end - start, 0)).decode(errors="replace")
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    for match in _STATEMENT.finditer(text):
+        counts[match.group(1)][match.group(2).upper()] += 1
+    return counts
 
 
 class BacklogSampler:
@@ -409,39 +536,6 @@ def correctness(
     }
 
 
-# --- the floor's no-op drain ---------------------------------------------------------------------
-
-
-def watch_drain(expected: int, *, timeout: float, alive: Any = None) -> dict[str, Any]:
-    """Poll the floor queue while workers consume it: time from the first message taken to the last ack."""
-    samples: list[tuple[float, int]] = []
-    first_at: float | None = None
-    first_length = expected
-    deadline = time.monotonic() + timeout
-    while True:
-        if alive is not None:
-            alive()
-        length = stack.queue_length(stack.FLOOR_QUEUE)
-        now = time.time()
-        samples.append((now, length))
-        if first_at is None and length < expected:
-            first_at, first_length = now, length
-        if length == 0 and stack.unacked_count(stack.FLOOR_QUEUE) == 0:
-            break
-        if time.monotonic() >= deadline:
-            raise stack.BenchError(f"the floor queue did not drain in {timeout:.0f}s ({length} left)")
-        time.sleep(0.01)
-    end = time.time()
-    start = first_at if first_at is not None else end
-    consumed = first_length  # messages taken after the first observed decrease
-    return {
-        "tasks": expected,
-        "span_s": round(end - start, 3),
-        "tasks_per_s": round(consumed / max(end - start, 1e-9), 2),
-        "_samples": [(round(t - start, 3), n) for t, n in samples if t >= start],
-    }
-
-
 # --- logs and machine --------------------------------------------------------------------------------
 
 # JSON log records (Paygate), celery's "[... WARNING/MainProcess]", gunicorn's "[pid] [ERROR]",
@@ -470,41 +564,75 @@ def scan_logs(log_dir: Path) -> dict[str, Any]:
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
+# Kinds of process: what the per-transaction CPU table is made of. The floor's carry this prefix.
+FLOOR_PREFIX = "floor "
+SHARED_SUFFIX = " (shared)"  # servers that also serve other work on the machine
+LOADGEN = "load generator"
+
 
 @dataclass(frozen=True, slots=True)
 class CpuSample:
-    """Per-process CPU seconds (utime + stime) of every process now, with what each one is."""
+    """Per-process CPU seconds (utime + stime) of every process now, with the kind of each one."""
 
     at: float
     machine_busy: float  # jiffies
     machine_total: float
-    processes: dict[int, tuple[float, str]]  # pid -> (cpu seconds, owner)
+    processes: dict[int, tuple[float, str]]  # pid -> (cpu seconds, kind)
 
 
 _PG_BACKEND = re.compile(r"\d+\.\d+\.\d+\.\d+\(\d+\)|\[local\]")
 
 
-def _owner(pid: int, pgrp: int, ours: set[int]) -> str:
-    if pgrp in ours or pgrp == os.getpgrp() or pid == os.getpid():
-        return "bench"
+def process_kind(name: str) -> str:
+    """The kind of a process the stack started, from its name (web, worker1, floor-worker1, sandbox-acmepay, ...)."""
+    floor = name.startswith("floor-") or name == f"sandbox-{stack.FLOOR_SANDBOX}"
+    base = name.removeprefix("floor-")
+    for kind in ("web", "worker", "beat", "sandbox"):
+        if base.startswith(kind):
+            return f"{FLOOR_PREFIX if floor else ''}{kind}"
+    return base
+
+
+def _kind(pid: int, pgrp: int, ours: dict[int, str]) -> str:
+    if pgrp in ours:
+        return ours[pgrp]
+    if pgrp == os.getpgrp() or pid == os.getpid():
+        return LOADGEN
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return "other"
-    if cmdline.startswith("postgres: ") and f" {stack.DB_NAME} " in cmdline:
-        return "bench"  # the backends serving the bench database
-    if cmdline.startswith("postgres: ") and _PG_BACKEND.search(cmdline):
-        return "other"  # backends serving other databases
-    if cmdline.startswith(("postgres", "/usr/lib/postgresql")) or "redis-server" in cmdline:
-        return "shared"  # PostgreSQL's background processes, Redis: serve everyone
+    if cmdline.startswith("postgres: "):
+        if f" {stack.DB_NAME} " in cmdline:
+            return "postgres"  # the backends serving Paygate's bench database
+        if f" {stack.FLOOR_DB_NAME} " in cmdline:
+            return f"{FLOOR_PREFIX}postgres"
+        if _PG_BACKEND.search(cmdline):
+            return "other"  # backends serving other databases
+        return f"postgres background{SHARED_SUFFIX}"  # WAL writer, checkpointer, ...: serve everyone
+    if cmdline.startswith("/usr/lib/postgresql"):
+        return f"postgres background{SHARED_SUFFIX}"
+    if "redis-server" in cmdline:
+        return f"redis{SHARED_SUFFIX}"
+    if "beam.smp" in cmdline or "erl_child_setup" in cmdline or "rabbitmq" in cmdline:
+        return f"rabbitmq{SHARED_SUFFIX}"
     return "other"
 
 
-def cpu_sample(ours: set[int]) -> CpuSample:
+def owner_of(kind: str) -> str:
+    """bench / shared / other, for the per-phase table of who used the machine."""
+    if kind == "other":
+        return "other"
+    return "shared" if kind.endswith(SHARED_SUFFIX) else "bench"
+
+
+def cpu_sample(ours: Mapping[int, str]) -> CpuSample:
+    """`ours`: the stack's process groups, each with its kind (see `process_kind`)."""
     with open("/proc/stat") as handle:
         fields = [float(value) for value in handle.readline().split()[1:]]
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)
     processes: dict[int, tuple[float, str]] = {}
+    known = dict(ours)
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -515,28 +643,38 @@ def cpu_sample(ours: set[int]) -> CpuSample:
         rest = raw[raw.rindex(")") + 2 :].split()
         pid = int(entry.name)
         # utime + stime, plus cutime + cstime: a child that ends and is reaped moves its CPU to its parent,
-        # so that the differences below still count it (see cpu_usage).
+        # so that the differences below still count it (see cpu_by_kind).
         ticks = float(rest[11]) + float(rest[12]) + float(rest[13]) + float(rest[14])
-        processes[pid] = (ticks / _TICKS, _owner(pid, int(rest[2]), ours))
+        processes[pid] = (ticks / _TICKS, _kind(pid, int(rest[2]), known))
     return CpuSample(
         at=time.monotonic(), machine_busy=sum(fields) - idle, machine_total=sum(fields), processes=processes
     )
 
 
-def cpu_usage(before: CpuSample, after: CpuSample) -> dict[str, float]:
-    """Machine busy % and CPU seconds by owner between two samples.
+def cpu_by_kind(before: CpuSample, after: CpuSample) -> dict[str, float]:
+    """CPU seconds by kind of process between two samples.
 
     Each process counts its reaped children (cutime), so a process that ended meanwhile is taken
     off at its earlier value and comes back in full in its parent's: the difference is its CPU in
     the window. (A process whose parent ended too, or whose CPU went to init, is missed.)
     """
     seconds: dict[str, float] = defaultdict(float)
-    for pid, (cpu, owner) in after.processes.items():
+    for pid, (cpu, kind) in after.processes.items():
         earlier = before.processes.get(pid)
-        seconds[owner] += cpu - (earlier[0] if earlier is not None else 0.0)
-    for pid, (cpu, owner) in before.processes.items():
-        if pid not in after.processes:
-            seconds[owner] -= cpu
+        if earlier is None and kind.endswith(SHARED_SUFFIX):
+            continue  # a server someone else started meanwhile (a test's private Redis): not ours to count
+        seconds[kind] += cpu - (earlier[0] if earlier is not None else 0.0)
+    for pid, (cpu, kind) in before.processes.items():
+        if pid not in after.processes and not kind.endswith(SHARED_SUFFIX):
+            seconds[kind] -= cpu
+    return dict(seconds)
+
+
+def cpu_usage(before: CpuSample, after: CpuSample) -> dict[str, float]:
+    """Machine busy % and CPU seconds by owner (bench, shared, other) between two samples."""
+    seconds: dict[str, float] = defaultdict(float)
+    for kind, value in cpu_by_kind(before, after).items():
+        seconds[owner_of(kind)] += value
     wall = max(after.at - before.at, 1e-9)
     capacity = wall * (os.cpu_count() or 1)
     total = after.machine_total - before.machine_total
@@ -547,14 +685,36 @@ def cpu_usage(before: CpuSample, after: CpuSample) -> dict[str, float]:
     }
 
 
+def cpu_ms_per_transaction(by_kind: Mapping[str, float], transactions: int, *, floor: bool) -> dict[str, Any]:
+    """One side's CPU ms per finished transaction by kind, its total, and the shared servers' beside it."""
+    if transactions <= 0:
+        return {}
+    own: dict[str, float] = {}
+    shared: dict[str, float] = {}
+    for kind, seconds in by_kind.items():
+        ms = round(1000.0 * seconds / transactions, 3)
+        if kind.endswith(SHARED_SUFFIX):
+            shared[kind.removesuffix(SHARED_SUFFIX)] = ms
+        elif kind == LOADGEN:
+            shared[LOADGEN] = ms
+        elif kind.startswith(FLOOR_PREFIX) == floor and kind != "other":
+            own[kind.removeprefix(FLOOR_PREFIX)] = ms
+    return {
+        "transactions": transactions,
+        "by_kind_ms": dict(sorted(own.items())),
+        "total_ms": round(sum(own.values()), 3),
+        "outside_ms": dict(sorted(shared.items())),
+    }
+
+
 def wait_quiet(*, timeout: float, threshold_percent: float = 15.0, window: float = 2.0) -> dict[str, Any]:
     """Wait (up to `timeout`) for a `window` in which other work uses under `threshold_percent` of the machine."""
     started = time.monotonic()
     last: dict[str, float] = {}
     while True:
-        before = cpu_sample(set())
+        before = cpu_sample({})
         time.sleep(window)  # a measurement window, not a synchronisation
-        last = cpu_usage(before, cpu_sample(set()))
+        last = cpu_usage(before, cpu_sample({}))
         quiet = last["other_percent_of_machine"] < threshold_percent
         if quiet or time.monotonic() - started >= timeout:
             return {"quiet": quiet, "waited_s": round(time.monotonic() - started, 1), "last_window": last}

@@ -1,16 +1,19 @@
-"""The benchmark's stack on the shared harness: bench database, Redis db and ports, and the broker probes.
+"""The benchmark's stack on the shared harness: bench databases, broker and ports, and the broker probes.
 
-Everything targets 127.0.0.1, a dedicated PostgreSQL database (`paygate_bench`, dropped and
-recreated per run) and a dedicated Redis database (14), so that a `make run` or a test run on the
-same machine is never disturbed. A second checkout benching at the same time moves the database,
-the Redis database and every port with BENCH_DB_NAME, BENCH_REDIS_DB and BENCH_PORT_OFFSET.
+Everything targets 127.0.0.1, dedicated PostgreSQL databases (`paygate_bench` for Paygate and
+`paygate_bench_floor` for the floor, dropped and recreated per run) and a dedicated broker: Redis
+database 14 (flushed), or with `--broker amqp` a RabbitMQ virtual host of the same name as the
+database (deleted and created again; the cache then stays on that Redis database), so that a `make
+run` or a test run on the same machine is never disturbed. A second checkout benching at the same
+time moves the databases, the Redis database and every port with BENCH_DB_NAME, BENCH_REDIS_DB and
+BENCH_PORT_OFFSET.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
+import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,8 +30,15 @@ HOST = "127.0.0.1"
 DB_NAME = os.environ.get("BENCH_DB_NAME", "paygate_bench")
 DATABASE_URL = f"postgres://postgres@{HOST}:5432/{DB_NAME}"
 PSYCOPG_DSN = f"postgresql://postgres@{HOST}:5432/{DB_NAME}"
+# The floor's own database: its backends, statements and counters are told apart from Paygate's.
+FLOOR_DB_NAME = f"{DB_NAME}_floor"
+FLOOR_DATABASE_URL = f"postgres://postgres@{HOST}:5432/{FLOOR_DB_NAME}"
+FLOOR_PSYCOPG_DSN = f"postgresql://postgres@{HOST}:5432/{FLOOR_DB_NAME}"
 REDIS_DB = int(os.environ.get("BENCH_REDIS_DB", "14"))
-BROKER_URL = f"redis://{HOST}:6379/{REDIS_DB}"
+REDIS_URL = f"redis://{HOST}:6379/{REDIS_DB}"
+RABBITMQ_VHOST = DB_NAME
+AMQP_URL = f"amqp://guest:guest@{HOST}:5672/{RABBITMQ_VHOST}"
+BROKERS = ("redis", "amqp")
 _PORT_OFFSET = int(os.environ.get("BENCH_PORT_OFFSET", "0"))
 WEB_PORT = 8200 + _PORT_OFFSET
 FLOOR_PORT = 8201 + _PORT_OFFSET
@@ -38,8 +48,31 @@ SANDBOXES: dict[str, tuple[str, int]] = {
     "soapbank": ("xml", 8212 + _PORT_OFFSET),
     "globex": ("json", 8213 + _PORT_OFFSET),
 }
+# The floor's gateway: the same sandbox server, its own process and records.
+FLOOR_SANDBOX = "floorpay"
+FLOOR_SANDBOX_PORT = 8214 + _PORT_OFFSET
 FLOOR_QUEUE = "bench_floor"
 FLOOR_SETTINGS = "bench.floor_settings"
+
+
+class _Broker:
+    """The broker this run uses (`use_broker`): Redis by default."""
+
+    name = "redis"
+
+    @property
+    def url(self) -> str:
+        return AMQP_URL if self.name == "amqp" else REDIS_URL
+
+
+BROKER = _Broker()
+
+
+def use_broker(name: str) -> None:
+    if name not in BROKERS:
+        raise ValueError(f"broker must be one of {BROKERS}")
+    BROKER.name = name
+
 
 BenchError = HarnessError
 wait_for = harness.wait_for
@@ -52,11 +85,13 @@ def sandbox_url(code: str) -> str:
 
 
 def bench_env(data_dir: Path) -> dict[str, str]:
-    """Production settings (DEBUG off, fresh secrets) on the bench database and Redis db."""
+    """Production settings (DEBUG off, fresh secrets) on the bench database and broker."""
     return harness.isolated_env(
         {
             "DATABASE_URL": DATABASE_URL,
-            "CELERY_BROKER_URL": BROKER_URL,
+            "CELERY_BROKER_URL": BROKER.url,
+            # The cache (breaker, rate limits) is Redis whichever the broker.
+            "PAYGATE_CACHE_URL": REDIS_URL,
             "PAYGATE_PUBLIC_URL": f"http://{HOST}:{WEB_PORT}",
             "PAYGATE_DATA_DIR": str(data_dir),
             "PAYGATE_DEMO_BASE_URLS": ",".join(f"{code}={sandbox_url(code)}" for code in SANDBOXES),
@@ -69,15 +104,44 @@ def bench_env(data_dir: Path) -> dict[str, str]:
     )
 
 
+def floor_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The floor's processes: Paygate's environment on the floor's database, settings and gateway."""
+    return {
+        **env,
+        "DJANGO_SETTINGS_MODULE": FLOOR_SETTINGS,
+        "DATABASE_URL": FLOOR_DATABASE_URL,
+        "BENCH_FLOOR_GATEWAY_URL": f"http://{HOST}:{FLOOR_SANDBOX_PORT}",
+        "BENCH_FLOOR_CALLBACK_URL": f"http://{HOST}:{FLOOR_PORT}/bench/floor/callbacks",
+    }
+
+
+def rabbitmqctl(*args: str) -> str:
+    result = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=120, check=False)
+    if result.returncode != 0:
+        raise BenchError(f"rabbitmqctl {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}")
+    return result.stdout
+
+
+def reset_broker() -> None:
+    """An empty broker: the Redis database flushed (it also holds the cache), the RabbitMQ vhost made anew."""
+    redis_client().flushdb()
+    if BROKER.name == "amqp":
+        if RABBITMQ_VHOST in rabbitmqctl("list_vhosts", "--quiet", "--no-table-headers").split():
+            rabbitmqctl("delete_vhost", RABBITMQ_VHOST)
+        rabbitmqctl("add_vhost", RABBITMQ_VHOST)
+        rabbitmqctl("set_permissions", "-p", RABBITMQ_VHOST, "guest", ".*", ".*", ".*")
+
+
 class BenchStack(harness.Stack):
     def prepare(self, *, floor_env: Mapping[str, str]) -> str:
-        """Fresh database and broker db, migrations (the floor's too), the demo seed; returns an API key."""
-        ports = [WEB_PORT, FLOOR_PORT, *(port for _, port in SANDBOXES.values())]
+        """Fresh databases and broker, migrations (the floor's on its own database), the demo seed; an API key."""
+        ports = [WEB_PORT, FLOOR_PORT, FLOOR_SANDBOX_PORT, *(port for _, port in SANDBOXES.values())]
         busy = [port for port in ports if harness.port_in_use(port)]
         if busy:
             raise BenchError(f"ports {busy} on {HOST} are in use (a previous bench still running?); free them first")
         harness.recreate_database(DB_NAME)
-        redis_client().flushdb()
+        harness.recreate_database(FLOOR_DB_NAME)
+        reset_broker()
         # prometheus_client's multiprocess files of an earlier run would be added to this one's.
         metrics_dir = Path(self.env["PROMETHEUS_MULTIPROC_DIR"])
         shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -90,7 +154,8 @@ class BenchStack(harness.Stack):
     def start_sandboxes(self) -> None:
         for code, (data_format, port) in SANDBOXES.items():
             self.start_sandbox(code, data_format=data_format, port=port, callback_delay=0, wait=False)
-        for code, (_, port) in SANDBOXES.items():
+        self.start_sandbox(FLOOR_SANDBOX, data_format="json", port=FLOOR_SANDBOX_PORT, callback_delay=0, wait=False)
+        for code, (_, port) in [*SANDBOXES.items(), (FLOOR_SANDBOX, ("json", FLOOR_SANDBOX_PORT))]:
             self.wait_sandbox(code, port=port)
 
     def start_workers(
@@ -109,7 +174,7 @@ class BenchStack(harness.Stack):
         for name in names:
             self.start_worker(name, concurrency=concurrency, loglevel="WARNING", queues=queues, env=env)
         if wait:
-            self.wait_workers(names, broker_url=BROKER_URL, timeout=60)
+            self.wait_workers(names, broker_url=BROKER.url, timeout=60)
         return names
 
 
@@ -120,19 +185,13 @@ def redis_client() -> Any:
 
 
 def queue_length(name: str) -> int:
-    """Messages waiting in a kombu Redis queue (its priority sub-lists included)."""
+    """Messages waiting in a queue: kombu's Redis lists (priority sub-lists included), or RabbitMQ's count."""
+    if BROKER.name == "amqp":
+        try:
+            with harness.control_connection(BROKER.url) as connection:
+                return int(connection.default_channel.queue_declare(queue=name, passive=True).message_count)
+        except Exception:  # noqa: BLE001 - not declared yet: nothing waits in it
+            return 0
     client = redis_client()
     keys = [name, *client.scan_iter(match=f"{name}\x06\x16*")]
     return sum(int(client.llen(key)) for key in keys)
-
-
-def unacked_count(queue: str) -> int:
-    """Messages of `queue` delivered to a worker and not acknowledged yet (kombu's Redis `unacked` hash,
-    whose values are `[message, exchange, routing_key]`)."""
-    count = 0
-    for value in redis_client().hvals("unacked"):
-        try:
-            count += json.loads(value)[2] == queue
-        except (ValueError, IndexError, TypeError):
-            continue
-    return count

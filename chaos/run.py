@@ -51,9 +51,12 @@ import requests
 
 from chaos.check import check, scan_logs, snapshot, task_stats
 from chaos.stack import (
+    BROKER,
+    BROKERS,
     DB_NAME,
     LOG_DIR,
     PSYCOPG_DSN,
+    RABBITMQ_VHOST,
     REDIS_PORT,
     RESULTS_DIR,
     SANDBOXES,
@@ -65,6 +68,7 @@ from chaos.stack import (
     http_post_json,
     redis_ping,
     sandbox_url,
+    use_broker,
     wait_for,
 )
 
@@ -279,9 +283,14 @@ def sandbox_setting(rng: random.Random) -> dict[str, Any]:
 
 
 def fault_plan(
-    rng: random.Random, *, duration: float, short: bool, worker_nodes: int, postgres: bool
+    rng: random.Random, *, duration: float, short: bool, worker_nodes: int, postgres: bool, rabbitmq: bool = False
 ) -> list[PlannedFault]:
     plan: list[PlannedFault] = []
+    if rabbitmq:
+        # The broker stopped and started again: with publisher confirms and quorum queues, what it
+        # confirmed survives; what could not be published meanwhile is left to the sweeps.
+        times = [duration * 0.5] if short else spread(rng, 2, 20, duration - 30, 40)
+        plan += [PlannedFault(at, "rabbitmq_restart", {"down_for": 2.0}) for at in times]
     codes = sorted(SANDBOXES)
     if short:
         plan.append(
@@ -464,6 +473,16 @@ class Faults:
         self.stack.start_redis()
         self.timeline.record("redis_up")
 
+    def _do_rabbitmq_restart(self, down_for: float) -> None:
+        self.timeline.record("rabbitmq_restart", fault=True, down_for=down_for)
+        started = time.monotonic()
+        self.stack.rabbitmq_stop()
+        self.timeline.record("rabbitmq_down", stop_seconds=round(time.monotonic() - started, 1))
+        time.sleep(down_for)
+        started = time.monotonic()
+        self.stack.rabbitmq_start()
+        self.timeline.record("rabbitmq_up", start_seconds=round(time.monotonic() - started, 1))
+
     def _do_redis_pause(self, pause_for: float) -> None:
         proc = self.stack.procs["redis"]
         proc.signal_main(signal.SIGSTOP)
@@ -569,6 +588,8 @@ class Faults:
                 self.stack.procs["redis"].signal_main(signal.SIGCONT)
             if self.stack.postgres_stopped:
                 self.stack.postgres_start()
+            if self.stack.rabbitmq_stopped:
+                self.stack.rabbitmq_start()
             if not redis_ping():
                 self.stack.start_redis()
             for name, proc in list(self.stack.procs.items()):
@@ -683,6 +704,7 @@ def summary_table(result: dict[str, Any]) -> str:
     counts, violations = result["check"]["counts"], result["check"]["violations"]
     rows: list[tuple[str, Any]] = [
         ("mode", result["mode"]),
+        ("broker", result.get("broker", "Redis")),
         ("wall time (s)", result["wall_seconds"]),
         (
             "load (s) / rate (/s) / clients",
@@ -783,6 +805,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--worker-nodes", type=int, default=2, help="celery worker processes (default 2)")
     parser.add_argument("--settle-timeout", type=float, help="max seconds to settle (default 180, --short fits)")
     parser.add_argument("--no-postgres-restart", action="store_true", help="full run without the PostgreSQL restart")
+    parser.add_argument(
+        "--broker",
+        choices=BROKERS,
+        default=os.environ.get("CHAOS_BROKER", "redis"),
+        help="redis (default; CHAOS_BROKER): the private Redis; amqp: the machine's RabbitMQ, restarted as a fault",
+    )
     args = parser.parse_args(argv)
     args.duration_default = args.duration is None
     if args.duration is None:
@@ -798,6 +826,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    use_broker(args.broker)
     wall_start = time.monotonic()
 
     def on_term(signum: int, frame: object) -> None:
@@ -817,7 +846,8 @@ def main(argv: list[str] | None = None) -> int:
     load: Load | None = None
     try:
         print(
-            f"==> Starting PostgreSQL db {DB_NAME}, private Redis :{REDIS_PORT}, sandboxes, web {WEB_URL}, "
+            f"==> Starting PostgreSQL db {DB_NAME}, private Redis :{REDIS_PORT}"
+            f"{', RabbitMQ vhost ' + RABBITMQ_VHOST if BROKER.name == 'amqp' else ''}, sandboxes, web {WEB_URL}, "
             "workers, beat",
             flush=True,
         )
@@ -837,6 +867,7 @@ def main(argv: list[str] | None = None) -> int:
             short=args.short,
             worker_nodes=args.worker_nodes,
             postgres=not args.short and not args.no_postgres_restart,
+            rabbitmq=BROKER.name == "amqp",
         )
         load_config = LoadConfig(duration=args.duration, rate=args.rate, clients=args.clients)
         load = Load(load_config, stack.api_key, rng, timeline)
@@ -874,6 +905,7 @@ def main(argv: list[str] | None = None) -> int:
         wall = round(time.monotonic() - wall_start, 1)
         result = {
             "mode": mode,
+            "broker": "RabbitMQ (quorum queues, publisher confirms)" if BROKER.name == "amqp" else "Redis",
             "command": " ".join([".venv/bin/python", "-m", "chaos.run", *(argv if argv is not None else sys.argv[1:])]),
             "seed": args.seed,
             "started_at": timeline.events[0]["at"] if timeline.events else None,

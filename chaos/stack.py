@@ -1,8 +1,11 @@
-"""The chaos run's stack: PostgreSQL, a private Redis and Paygate's processes, on the shared harness.
+"""The chaos run's stack: PostgreSQL, a private Redis (or RabbitMQ) and Paygate's processes, on the shared harness.
 
 Everything targets 127.0.0.1: the database `paygate_chaos` (dropped and recreated per run), a
 redis-server started here on port 6391 with AOF (so it can be SIGKILLed and started again at
 will, never touching the shared Redis on 6379), web on :8300 and the sandboxes on :8311-8313.
+With `--broker amqp` the broker is the machine's RabbitMQ (127.0.0.1:5672, a vhost named after
+the database, made anew per run), which the run stops and starts again as a fault; the private
+Redis then holds the cache only.
 A second checkout running at the same time moves these with CHAOS_DB_NAME and CHAOS_PORT_OFFSET
 (added to every port). Logs go to chaos/.work/logs; `ChaosStack.close()` stops every process
 and makes sure the system PostgreSQL runs again even if the run stopped it and was interrupted.
@@ -37,7 +40,32 @@ PG_ADMIN_DSN = f"postgresql://postgres@{HOST}:5432/postgres"
 DATABASE_URL = f"postgres://postgres@{HOST}:5432/{DB_NAME}"
 PSYCOPG_DSN = f"postgresql://postgres@{HOST}:5432/{DB_NAME}"
 REDIS_PORT = 6391 + _PORT_OFFSET
-BROKER_URL = f"redis://{HOST}:{REDIS_PORT}/0"
+REDIS_URL = f"redis://{HOST}:{REDIS_PORT}/0"
+RABBITMQ_PORT = 5672
+RABBITMQ_VHOST = DB_NAME
+AMQP_URL = f"amqp://guest:guest@{HOST}:{RABBITMQ_PORT}/{RABBITMQ_VHOST}"
+BROKERS = ("redis", "amqp")
+
+
+class _Broker:
+    """The broker this run uses (`use_broker`): the private Redis by default."""
+
+    name = "redis"
+
+    @property
+    def url(self) -> str:
+        return AMQP_URL if self.name == "amqp" else REDIS_URL
+
+
+BROKER = _Broker()
+
+
+def use_broker(name: str) -> None:
+    if name not in BROKERS:
+        raise ValueError(f"broker must be one of {BROKERS}")
+    BROKER.name = name
+
+
 WEB_PORT = 8300 + _PORT_OFFSET
 WEB_URL = f"http://{HOST}:{WEB_PORT}"
 # code -> (data format, port): the demo gateways (CONTRACT §5) on the chaos ports.
@@ -62,6 +90,53 @@ def sandbox_url(code: str) -> str:
 
 def redis_ping() -> bool:
     return harness.redis_ping(REDIS_PORT)
+
+
+# --- RabbitMQ on and off (the machine's own node; `--broker amqp` only) ----------------------------
+
+
+def rabbitmqctl(*args: str, timeout: float = 120.0) -> str:
+    result = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=timeout, check=False)
+    if result.returncode != 0:
+        raise ChaosError(f"rabbitmqctl {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()[-500:]}")
+    return result.stdout
+
+
+def rabbitmq_up() -> bool:
+    """An AMQP connection to the run's vhost opens (the node is up and its vhost exists)."""
+    try:
+        with harness.control_connection(AMQP_URL) as connection:
+            connection.ensure_connection(max_retries=1)
+        return True
+    except Exception:  # noqa: BLE001 - down, starting or refusing: not up
+        return False
+
+
+def rabbitmq_stop() -> None:
+    """Stop the node (every connection drops; what it confirmed is on disk)."""
+    rabbitmqctl("stop")
+
+
+def rabbitmq_running() -> bool:
+    return subprocess.run(["rabbitmqctl", "ping"], capture_output=True, timeout=60, check=False).returncode == 0
+
+
+def rabbitmq_start() -> None:
+    """Start the node as the machine starts it (unless it runs), and wait until it accepts connections again.
+
+    `rabbitmq-server -detached` returns before the node has registered, so readiness is polled
+    over AMQP rather than asked of rabbitmqctl (which then answers that no node runs).
+    """
+    if not rabbitmq_running():
+        subprocess.run(["rabbitmq-server", "-detached"], capture_output=True, timeout=60, check=False)
+    wait_for(rabbitmq_up, timeout=120, what="RabbitMQ to accept connections", interval=0.5)
+
+
+def rabbitmq_reset_vhost() -> None:
+    if RABBITMQ_VHOST in rabbitmqctl("list_vhosts", "--quiet", "--no-table-headers").split():
+        rabbitmqctl("delete_vhost", RABBITMQ_VHOST)
+    rabbitmqctl("add_vhost", RABBITMQ_VHOST)
+    rabbitmqctl("set_permissions", "-p", RABBITMQ_VHOST, "guest", ".*", ".*", ".*")
 
 
 # --- PostgreSQL on and off (the full run stops the system cluster) ---------------------------------
@@ -132,7 +207,9 @@ def chaos_env(timings: Timings) -> dict[str, str]:
     return harness.isolated_env(
         {
             "DATABASE_URL": DATABASE_URL,
-            "CELERY_BROKER_URL": BROKER_URL,
+            "CELERY_BROKER_URL": BROKER.url,
+            # The breaker and the rate limits: the private Redis, whichever the broker.
+            "PAYGATE_CACHE_URL": REDIS_URL,
             "PAYGATE_PUBLIC_URL": WEB_URL,
             "PAYGATE_DATA_DIR": str(DATA_DIR),
             "PROMETHEUS_MULTIPROC_DIR": str(DATA_DIR / "metrics"),
@@ -165,6 +242,7 @@ class ChaosStack(harness.Stack):
         self.worker_concurrency = worker_concurrency
         self.api_key = ""
         self.postgres_stopped = False
+        self.rabbitmq_stopped = False
         self.log = log
 
     @property
@@ -201,6 +279,12 @@ class ChaosStack(harness.Stack):
             wait_for(pg_up, timeout=60, what="PostgreSQL", interval=0.5)
         self.prepare_dirs()
         harness.recreate_database(DB_NAME, admin_dsn=PG_ADMIN_DSN)
+        if BROKER.name == "amqp":
+            if not rabbitmq_running():
+                self.log("RabbitMQ is not answering; starting it")
+                subprocess.run(["rabbitmq-server", "-detached"], capture_output=True, timeout=60, check=False)
+                wait_for(rabbitmq_running, timeout=120, what="RabbitMQ to start", interval=1.0)
+            rabbitmq_reset_vhost()
         self.start_redis()
         # The sandboxes need no database: they start while the migrations run.
         for code in SANDBOXES:
@@ -234,7 +318,7 @@ class ChaosStack(harness.Stack):
         wait_for(
             lambda: http_get(f"{WEB_URL}/readyz")[0] == 200, timeout=90, what="web /readyz", alive=self.check_alive
         )
-        self.wait_workers(self.worker_names(), broker_url=BROKER_URL)
+        self.wait_workers(self.worker_names(), broker_url=BROKER.url)
         step("processes_ready")
         return steps
 
@@ -307,8 +391,22 @@ class ChaosStack(harness.Stack):
         wait_for(pg_up, timeout=60, what="PostgreSQL to accept connections", interval=0.2)
         self.postgres_stopped = False
 
+    def rabbitmq_stop(self) -> None:
+        self.rabbitmq_stopped = True
+        rabbitmq_stop()
+
+    def rabbitmq_start(self) -> None:
+        rabbitmq_start()
+        self.rabbitmq_stopped = False
+
     def close(self) -> None:
         super().close()
+        if self.rabbitmq_stopped:
+            # Never leave the machine's RabbitMQ down, whatever interrupted the run.
+            try:
+                self.rabbitmq_start()
+            except (ChaosError, OSError, subprocess.SubprocessError) as exc:
+                self.log(f"WARNING: could not start RabbitMQ again: {exc}")
         if self.postgres_stopped or not pg_up():
             # Never leave the shared PostgreSQL down, whatever interrupted the run.
             try:

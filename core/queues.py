@@ -34,6 +34,26 @@ PIPELINE_TASK: PipelineTaskOptions = {
 }
 
 
+# Tasks at this priority or more urgent (lower) are the ones Redis serves first.
+URGENT_PRIORITY = 3
+
+
+def route_by_priority(
+    name: str, args: Any, kwargs: Any, options: dict[str, Any], task: Any = None, **kw: Any
+) -> dict[str, str] | None:
+    """Celery router for RabbitMQ, whose quorum queues have no priorities: the tasks that Redis
+    serves first (health checks, sweeps, callbacks: priority 3 and below) go to the urgent queue,
+    consumed by every worker beside the default one; the rest stay on the default queue."""
+    if options.get("queue"):
+        return None  # a queue chosen by the caller wins
+    priority = options.get("priority")
+    if priority is None and task is not None:
+        priority = getattr(task, "priority", None)
+    if priority is not None and int(priority) <= URGENT_PRIORITY:
+        return {"queue": settings.PAYGATE_URGENT_QUEUE}
+    return None
+
+
 def pipeline_backlog(queue: str | None = None) -> int | None:
     """Tasks waiting in the pipeline's queue (or `queue`) now; None if the broker cannot say."""
     from celery import current_app as app
@@ -42,11 +62,13 @@ def pipeline_backlog(queue: str | None = None) -> int | None:
 
     try:
         with app.connection_for_read() as connection:
-            # Both transports in use (Redis, the embedded filesystem one) are kombu virtual ones.
+            # Redis and the embedded filesystem transport are kombu virtual transports; RabbitMQ
+            # answers the same passive declare natively. Either way the count is of waiting messages.
             channel = cast(VirtualChannel, connection.default_channel)
+            missing: tuple[type[BaseException], ...] = (ChannelError, *connection.channel_errors)
             try:
                 declared = channel.queue_declare(queue=queue or app.conf.task_default_queue, passive=True)
-            except ChannelError:  # an empty queue does not exist on Redis
+            except missing:  # an empty queue does not exist on Redis
                 return 0
             return int(declared.message_count)
     except Exception:

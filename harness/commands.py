@@ -88,26 +88,59 @@ def redis_ping(port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-_control_apps: dict[str, Any] = {}
+_control_mailbox: Any = None
 _control_lock = threading.Lock()
+
+
+def control_connection(broker_url: str) -> Any:
+    """A kombu connection to `broker_url` itself, for control commands (ping) from outside the stack.
+
+    Never the app's configured broker: Celery reads CELERY_BROKER_URL (and its _READ/_WRITE
+    variants) from the environment in preference to the URL an app is given, so a control app
+    made with `broker=...` in a shell that exported CELERY_BROKER_URL would ping another broker.
+    The broker may be down (a fault run stops it on purpose): the connection fails fast, the
+    caller polls.
+    """
+    from kombu import Connection
+
+    if broker_url.startswith(("redis://", "rediss://")):
+        options: dict[str, Any] = {"socket_connect_timeout": 1, "socket_timeout": 2}
+    else:
+        options = {}
+    return Connection(broker_url, connect_timeout=2, transport_options=options)
+
+
+def _mailbox() -> Any:
+    """Celery's control mailbox (same exchange and queue arguments as the workers'), without the app's
+    producer pool: that pool connects to the app's configured broker, which the environment decides."""
+    global _control_mailbox
+    if _control_mailbox is None:
+        from celery import Celery
+        from kombu.pidbox import Mailbox
+
+        conf = Celery("harness-control", set_as_current=False).conf
+        _control_mailbox = Mailbox(
+            conf.control_exchange,
+            type="fanout",
+            accept=["json"],
+            serializer="json",
+            queue_ttl=conf.control_queue_ttl,
+            reply_queue_ttl=conf.control_queue_ttl,
+            queue_expires=conf.control_queue_expires,
+            queue_exclusive=conf.control_queue_exclusive,
+            queue_durable=conf.control_queue_durable,
+            reply_queue_expires=conf.control_queue_expires,
+        )
+    return _control_mailbox
 
 
 def ping_workers(broker_url: str, timeout: float = 1.0) -> set[str]:
     """Hostnames of the Celery workers on `broker_url` that answer a control ping now."""
     with _control_lock:
-        app = _control_apps.get(broker_url)
-        if app is None:
-            from celery import Celery
-
-            app = Celery("harness-control", broker=broker_url)
-            # The broker may be down (a fault run stops it on purpose): fail fast, the caller polls.
-            app.conf.broker_connection_retry_on_startup = False
-            app.conf.broker_connection_max_retries = 1
-            app.conf.broker_connection_timeout = 2
-            app.conf.broker_transport_options = {"socket_connect_timeout": 1, "socket_timeout": 2}
-            _control_apps[broker_url] = app
         try:
-            replies = app.control.ping(timeout=timeout) or []
+            with control_connection(broker_url) as connection:
+                connection.ensure_connection(max_retries=1)
+                replies = _mailbox()(connection)._broadcast("ping", reply=True, timeout=timeout) or []
         except Exception:  # noqa: BLE001 - the broker connection can fail while things start; callers poll
             return set()
     return {name for reply in replies for name in reply}

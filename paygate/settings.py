@@ -399,10 +399,18 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Celery -------------------------------------------------------------------------------
-# The embedded default broker is kombu's filesystem transport: no server, and a worker in a
-# separate process picks tasks up from a shared folder. It lists the whole folder on every
-# fetch, so it slows down badly on large backlogs: use Redis for anything real.
+# The broker is chosen by the scheme of CELERY_BROKER_URL:
+# - nothing set: the embedded default, kombu's filesystem transport: no server, and a worker in
+#   a separate process picks tasks up from a shared folder. It lists the whole folder on every
+#   fetch, so it slows down badly on large backlogs: use Redis or RabbitMQ for anything real;
+# - `redis://` / `rediss://`: Redis (the default production choice; it also holds the cache);
+# - `amqp://` / `amqps://`: RabbitMQ with quorum queues and publisher confirms, for a broker that
+#   keeps every message it acknowledged through a crash (the cache then needs PAYGATE_CACHE_URL).
 CELERY_BROKER_URL = _env("CELERY_BROKER_URL") or "filesystem://"
+# RabbitMQ only: where core.queues.route_by_priority sends the tasks that Redis serves first.
+PAYGATE_URGENT_QUEUE = "celery.urgent"
+BROKER_SCHEME = CELERY_BROKER_URL.partition("://")[0].lower()
+BROKER_IS_AMQP = BROKER_SCHEME in {"amqp", "amqps", "pyamqp"}
 BROKER_DIR = Path(_env("PAYGATE_BROKER_DIR") or DATA_DIR / "broker")
 if CELERY_BROKER_URL.startswith("filesystem"):
     for sub in ("queue", "processed", "control"):
@@ -415,6 +423,31 @@ if CELERY_BROKER_URL.startswith("filesystem"):
         # Seconds between folder scans when idle; the default (1 s) caps a busy worker too.
         "polling_interval": 0.05,
     }
+elif BROKER_IS_AMQP:
+    from kombu import Exchange, Queue
+
+    # A publish returns once RabbitMQ has the message in its queue (written to disk and, in a
+    # cluster, to a majority of the quorum queue's replicas); a refusal raises in the publisher.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
+    # Quorum queues: replicated, and written to disk before a publish is confirmed. They have no
+    # message priorities and no global QoS (Celery then sets the prefetch per consumer, which
+    # is what worker_prefetch_multiplier asks for anyway: CELERY_WORKER_DETECT_QUORUM_QUEUES).
+    # What priorities do on Redis (health checks, sweeps and callbacks ahead of new payments)
+    # a second queue does here: core.queues.route_by_priority sends them to PAYGATE_URGENT_QUEUE,
+    # which every worker consumes beside the default queue with its own prefetch, so they never
+    # wait behind a backlog of payment tasks.
+    # Countdowns (retry backoff) use Celery's native delayed delivery (RabbitMQ's own delay
+    # queues, so a worker never holds a delayed task), which needs topic exchanges.
+    _quorum = {"x-queue-type": "quorum"}
+    CELERY_TASK_DEFAULT_QUEUE_TYPE = "quorum"
+    CELERY_TASK_DEFAULT_EXCHANGE_TYPE = "topic"
+    CELERY_TASK_CREATE_MISSING_QUEUE_TYPE = "quorum"
+    CELERY_TASK_CREATE_MISSING_QUEUE_EXCHANGE_TYPE = "topic"
+    CELERY_WORKER_DETECT_QUORUM_QUEUES = True
+    CELERY_TASK_QUEUES = [
+        Queue(name, Exchange(name, type="topic"), routing_key=name, queue_arguments=_quorum)
+        for name in ("celery", PAYGATE_URGENT_QUEUE)
+    ]
 else:
     # Longer than any task's run time plus its longest countdown, so that a task is not
     # delivered twice merely because it was still running or waiting.
@@ -432,7 +465,10 @@ CELERY_TASK_PUBLISH_RETRY = True
 # A publish that cannot reach the broker gives up quickly; the recovery sweep republishes.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 # Webhook deliveries have their own queue and workers: a slow merchant endpoint never holds up payments.
-CELERY_TASK_ROUTES = {"webhooks.*": {"queue": "webhooks"}}
+CELERY_TASK_ROUTES: object = {"webhooks.*": {"queue": "webhooks"}}
+if BROKER_IS_AMQP:
+    # Then, on RabbitMQ, what Redis would serve first by priority goes to the urgent queue (above).
+    CELERY_TASK_ROUTES = [CELERY_TASK_ROUTES, "core.queues.route_by_priority"]
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -440,8 +476,10 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 # On Redis, priority 0 is served first: health checks and sweeps (priority 0) never wait
 # behind a backlog of payment tasks (this default); applying callbacks (priority 3) finishes
-# transactions already at a gateway before new ones are started.
-CELERY_TASK_DEFAULT_PRIORITY = 5
+# transactions already at a gateway before new ones are started. On RabbitMQ the same tasks
+# go to the urgent queue instead (above), and payment tasks carry no priority: RabbitMQ 4's
+# quorum queues read 5 and above as "high", which would put payments ahead of them.
+CELERY_TASK_DEFAULT_PRIORITY = None if BROKER_IS_AMQP else 5
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = 120
@@ -460,6 +498,12 @@ os.environ.setdefault("CELERY_DB_REUSE_MAX", str(CELERY_DB_REUSE_MAX))
 PAYGATE_CACHE_URL = _env("PAYGATE_CACHE_URL") or (
     CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else None
 )
+if BROKER_IS_AMQP and not PAYGATE_CACHE_URL:
+    sys.stderr.write(
+        "WARNING: CELERY_BROKER_URL is RabbitMQ and PAYGATE_CACHE_URL is not set: the circuit breaker "
+        "and the rate limits use a folder on this machine, not shared with other machines. "
+        "Set PAYGATE_CACHE_URL=redis://...\n"
+    )
 if PAYGATE_CACHE_URL:
     CACHES = {
         "default": {

@@ -1,4 +1,4 @@
-"""One row per floor request: the same columns a transaction has, without Paygate's logic."""
+"""One row per floor transaction: the columns a transaction has, without Paygate's logic."""
 
 from __future__ import annotations
 
@@ -17,7 +17,11 @@ class FloorTransaction(models.Model):
     # Plain JSON: no encryption, that is part of what the floor leaves out.
     payment_details = models.JSONField(default=dict)
     metadata = models.JSONField(default=dict)
+    # pending -> processing (the task, before its gateway call) -> completed | failed (the callback).
+    status = models.CharField(max_length=10, default="pending")
+    gateway_reference = models.CharField(max_length=100, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return str(self.id)

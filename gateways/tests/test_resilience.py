@@ -345,4 +345,4 @@ def test_the_backlog_is_read_from_the_broker() -> None:
         assert pipeline_backlog(queue) == 3
     finally:
         with app.connection_for_write() as connection:
-            connection.default_channel.queue_purge(queue)
+            connection.default_channel.queue_delete(queue)

@@ -63,3 +63,34 @@ def test_a_wait_fails_at_once_when_the_process_it_depends_on_died(tmp_path: Path
         harness.wait_for(lambda: False, timeout=30, what="never", alive=process.check_alive)
 
     assert "bye" in process.log_tail()
+
+
+def test_control_connections_go_to_the_broker_given_whatever_the_environment_says(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("CELERY_BROKER_URL", "CELERY_BROKER_READ_URL", "CELERY_BROKER_WRITE_URL"):
+        monkeypatch.setenv(name, "redis://127.0.0.1:1/7")
+
+    connection = harness.control_connection("redis://127.0.0.1:6379/9")
+
+    assert (connection.hostname, connection.port, connection.virtual_host) == ("127.0.0.1", 6379, "9")
+
+
+@pytest.mark.services
+def test_workers_answer_a_ping_on_their_broker_when_the_shell_exported_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make bench` from a shell that followed the README (CELERY_BROKER_URL exported) must find its workers."""
+    broker_url = os.environ["CELERY_BROKER_URL"]
+    name, queue = f"pinged-{os.getpid()}", f"harness-ping-{os.getpid()}"
+    try:
+        with harness.Stack(env=dict(os.environ), log_dir=tmp_path) as stack:
+            # A queue of its own: this worker must take none of the suite's tasks.
+            stack.start_worker(name, concurrency=1, loglevel="WARNING", queues=queue)
+            # Nothing listens there: a ping sent to it would never be answered.
+            monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:1/0")
+
+            stack.wait_workers([name], broker_url=broker_url, timeout=60)
+    finally:
+        with harness.control_connection(broker_url) as connection:
+            connection.default_channel.queue_delete(queue)  # RabbitMQ keeps a queue until deleted

@@ -32,6 +32,23 @@ def test_readyz_names_what_is_down(client: Any, monkeypatch: Any) -> None:
     assert "broker" in response.json()["error"]["message"]
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "broker_url", ["redis://127.0.0.1:1/0", "amqp://guest:guest@127.0.0.1:1//"], ids=["redis", "rabbitmq"]
+)
+def test_readyz_reports_either_broker_down_when_it_does_not_answer(
+    client: Any, monkeypatch: Any, broker_url: str
+) -> None:
+    from kombu import Connection
+
+    from paygate.celery import app
+
+    monkeypatch.setattr(app, "connection_for_write", lambda: Connection(broker_url, connect_timeout=2))
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"] == {"database": "ok", "broker": "down"}
+
+
 def test_swagger_ui_and_its_assets_are_served_locally(client: Any) -> None:
     page = client.get("/api/docs/")
     assert page.status_code == 200

@@ -410,6 +410,8 @@ def test_embedded_default_uses_a_separate_worker_over_the_filesystem_broker(
 
 @pytest.mark.services
 def test_runs_on_postgresql_and_redis(api: Any, stack: dict[str, Sandbox]) -> None:
+    """On PostgreSQL, with Redis as the broker and cache, or RabbitMQ as the broker and Redis as the cache."""
     assert connection.vendor == "postgresql"
-    assert settings.CELERY_BROKER_URL.startswith("redis://")
+    assert settings.CELERY_BROKER_URL.startswith(("redis://", "amqp://"))
+    assert settings.CACHES["default"]["LOCATION"].startswith("redis://")
     assert wait_status(api, create(api)["id"], FINAL)["status"] == "completed"
