@@ -9,12 +9,14 @@ from django.contrib.admin.widgets import FilteredSelectMultiple
 from django.db.models import Count, Q
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
 from core.currencies import ISO_4217, minor_units
 from core.errors import ValidationFailed
 
 from .breaker import breaker_close, breaker_force_open, breaker_state
 from .models import TRANSACTION_TYPES, Country, Gateway, GatewayRoute
+from .selectors import route_score_lines
 from .services import CREDENTIAL_FIELDS, gateway_base_url_check, gateway_check_health, gateway_save
 
 
@@ -74,12 +76,60 @@ def describe_transaction_types(route: GatewayRoute) -> str:
 
 @admin.register(Country)
 class CountryAdmin(admin.ModelAdmin):
-    list_display = ("code", "name", "currency", "currency_minor_units", "route_summary")
+    list_display = ("code", "name", "currency", "currency_minor_units", "routing_strategy", "route_summary")
+    list_filter = ("routing_strategy",)
     search_fields = ("code", "name")
     inlines = [RouteInline]
+    readonly_fields = ("current_scores",)
+    fieldsets = (
+        (None, {"fields": ("code", "name", "currency")}),
+        (
+            "Routing",
+            {
+                "description": "How this country's routes are ordered. A change applies to its next transaction. "
+                "Every strategy skips unhealthy gateways and open circuit breakers.",
+                "fields": (
+                    "routing_strategy",
+                    "routing_exploration",
+                    "routing_latency_threshold_ms",
+                    ("routing_window", "routing_window_seconds"),
+                    ("routing_min_samples", "routing_default_score"),
+                    "current_scores",
+                ),
+            },
+        ),
+    )
 
     def get_queryset(self, request: HttpRequest) -> Any:
         return super().get_queryset(request).prefetch_related("routes__gateway")
+
+    @admin.display(description="Current scores")
+    def current_scores(self, country: Country) -> str:
+        if not country.pk:
+            return "–"
+        routes = list(country.routes.select_related("gateway", "country").order_by("priority", "id"))
+        lines = route_score_lines(routes)
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    f"{route.gateway.code} (priority {route.priority})",
+                    f"{line.currency} {line.transaction_type}",
+                    f"{line.score:.3f}" + ("" if line.measured else " (default)"),
+                    "–" if line.success_rate is None else f"{100 * line.success_rate:.1f}%",
+                    line.samples,
+                    "–" if line.p95_ms is None else f"{line.p95_ms:.0f} ms",
+                )
+                for route in routes
+                for line in lines[route.pk]
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>Route</th><th>Currency, type</th><th>Score</th><th>Success rate</th>"
+            "<th>Outcomes in window</th><th>p95 latency</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
 
     @admin.display(description="Minor units (ISO 4217)")
     def currency_minor_units(self, country: Country) -> int:

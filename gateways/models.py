@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 
 from django.core.exceptions import ValidationError
-from django.core.validators import RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from fernet_fields import EncryptedTextField
 
 from core.localcache import InvalidatingQuerySet
+
+from .routing import RoutingSettings, Strategy
 
 TRANSACTION_TYPES = ("deposit", "withdrawal")
 _CURRENCY = re.compile(r"[A-Z]{3}")
@@ -50,21 +52,132 @@ def validate_transaction_types(value: object) -> None:
         raise ValidationError(f"A list of transaction types: {', '.join(TRANSACTION_TYPES)} (empty: all).")
 
 
+# Bounds of a country's routing settings, kept by the model's validators and by the database.
+MAX_EXPLORATION = 0.5
+MIN_WINDOW = 10
+MAX_WINDOW = 100_000
+MIN_WINDOW_SECONDS = 10
+MAX_WINDOW_SECONDS = 7 * 24 * 3600
+_DEFAULTS = RoutingSettings()
+
+
 class Country(models.Model):
+    class RoutingStrategy(models.TextChoices):
+        PRIORITY = Strategy.PRIORITY.value, "Priority order"
+        SUCCESS_RATE = Strategy.SUCCESS_RATE.value, "Recent success rate"
+
     code = models.CharField(
         max_length=2, unique=True, validators=[RegexValidator(r"^[A-Z]{2}$", "ISO 3166-1 alpha-2, upper case")]
     )
     name = models.CharField(max_length=100)
     currency = models.CharField(max_length=3, validators=[RegexValidator(r"^[A-Z]{3}$", "ISO 4217, upper case")])
+    # How this country's routes are ordered (gateways.routing, CONTRACT §10).
+    routing_strategy = models.CharField(
+        "strategy", max_length=16, choices=RoutingStrategy.choices, default=RoutingStrategy.PRIORITY
+    )
+    routing_exploration = models.FloatField(
+        "exploration",
+        default=_DEFAULTS.exploration,
+        validators=[MinValueValidator(0.0), MaxValueValidator(MAX_EXPLORATION)],
+        help_text="Success rate only: the share of transactions sent to another eligible route than the best "
+        f"scored, so that every route's score stays fresh (0 to {MAX_EXPLORATION}).",
+    )
+    routing_latency_threshold_ms = models.PositiveIntegerField(
+        "latency threshold (ms)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Success rate only: a gateway whose recent p95 latency is above this goes last. Empty: no limit.",
+    )
+    routing_window = models.PositiveIntegerField(
+        "window (outcomes)",
+        default=_DEFAULTS.window,
+        validators=[MinValueValidator(MIN_WINDOW), MaxValueValidator(MAX_WINDOW)],
+        help_text="A route's score counts at most this many of its recent outcomes...",
+    )
+    routing_window_seconds = models.PositiveIntegerField(
+        "window (seconds)",
+        default=_DEFAULTS.window_seconds,
+        validators=[MinValueValidator(MIN_WINDOW_SECONDS), MaxValueValidator(MAX_WINDOW_SECONDS)],
+        help_text="...and, while the route has traffic, about this many seconds of it: older outcomes drop out.",
+    )
+    routing_min_samples = models.PositiveIntegerField(
+        "minimum samples",
+        default=_DEFAULTS.min_samples,
+        validators=[MinValueValidator(1)],
+        help_text="A route with fewer outcomes in its window is scored at the default score.",
+    )
+    routing_default_score = models.FloatField(
+        "default score",
+        default=_DEFAULTS.default_score,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="The score of a route with too few recent outcomes, 0 to 1. "
+        "1 (optimistic) makes an untried route go first until it has a score of its own.",
+    )
 
     objects = RoutingQuerySet.as_manager()
 
     class Meta:
         ordering = ["code"]
         verbose_name_plural = "countries"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(routing_strategy__in=[Strategy.PRIORITY.value, Strategy.SUCCESS_RATE.value]),
+                name="country_routing_strategy_known",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(routing_exploration__gte=0, routing_exploration__lte=MAX_EXPLORATION),
+                name="country_routing_exploration_range",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(routing_latency_threshold_ms__isnull=True)
+                | models.Q(routing_latency_threshold_ms__gte=1),
+                name="country_routing_latency_threshold_positive",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(routing_window__gte=MIN_WINDOW, routing_window__lte=MAX_WINDOW),
+                name="country_routing_window_range",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(
+                    routing_window_seconds__gte=MIN_WINDOW_SECONDS, routing_window_seconds__lte=MAX_WINDOW_SECONDS
+                ),
+                name="country_routing_window_seconds_range",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(routing_min_samples__gte=1, routing_min_samples__lte=models.F("routing_window")),
+                name="country_routing_min_samples_in_window",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(routing_default_score__gte=0, routing_default_score__lte=1),
+                name="country_routing_default_score_range",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.code} ({self.currency})"
+
+    def clean(self) -> None:
+        super().clean()
+        if self.routing_min_samples and self.routing_window and self.routing_min_samples > self.routing_window:
+            raise ValidationError(
+                {
+                    "routing_min_samples": f"At most the window ({self.routing_window} outcomes): a route could never "
+                    "collect more."
+                }
+            )
+
+    @property
+    def routing_settings(self) -> RoutingSettings:
+        return RoutingSettings(
+            strategy=self.routing_strategy,
+            window=self.routing_window,
+            window_seconds=self.routing_window_seconds,
+            min_samples=self.routing_min_samples,
+            default_score=self.routing_default_score,
+            exploration=self.routing_exploration,
+            latency_threshold_ms=self.routing_latency_threshold_ms,
+        )
 
 
 class Gateway(models.Model):

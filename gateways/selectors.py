@@ -1,25 +1,23 @@
-"""Reads for routing: which gateways may take a transaction, in priority order."""
+"""Reads for routing: which gateways may take a transaction, in which order, and their scores."""
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from core.localcache import LocalCache
 
-from .models import ROUTING_CACHE, Gateway, GatewayRoute
+from .models import ROUTING_CACHE, TRANSACTION_TYPES, Country, Gateway, GatewayRoute
+from .routing import Ranking, RouteChoice, RouteScore, RoutingSettings, Strategy, routes_rank, score_value
+from .scores import ScoreKey, scores_read
 from .types import GatewayCredentials
 
-# Routes and gateway rows, per process, following every edit at once (core.localcache).
+# Routes, countries' routing settings and gateway rows, per process, following every edit at
+# once (core.localcache): an admin edit or `set_routing` applies to the next transaction.
 _routes: LocalCache[list[RouteChoice]] = LocalCache(ROUTING_CACHE)
+_countries: LocalCache[RoutingSettings] = LocalCache(ROUTING_CACHE)
 _gateways: LocalCache[Gateway] = LocalCache(ROUTING_CACHE)
-
-
-@dataclass(frozen=True, slots=True)
-class RouteChoice:
-    gateway_id: int
-    gateway_code: str
-    priority: int
-    healthy: bool
 
 
 def route_list(*, country_code: str, currency: str, transaction_type: str) -> list[RouteChoice]:
@@ -35,6 +33,106 @@ def route_list(*, country_code: str, currency: str, transaction_type: str) -> li
             lambda: _load_routes(country_code=country_code, currency=currency, transaction_type=transaction_type),
         )
     )
+
+
+def country_routing(country_code: str) -> RoutingSettings:
+    """The country's routing settings (the defaults for a country that does not exist)."""
+    settings = _countries.get(
+        country_code,
+        lambda: next((c.routing_settings for c in Country.objects.filter(code=country_code)), None),
+    )
+    return settings if settings is not None else RoutingSettings()
+
+
+def route_scores(
+    routes: Collection[RouteChoice], *, country_code: str, currency: str, transaction_type: str
+) -> dict[int, RouteScore]:
+    """The current scores of these routes for a currency and type, by gateway id (one round trip)."""
+    keys = {
+        route.gateway_id: ScoreKey(
+            gateway_id=route.gateway_id, country=country_code, currency=currency, transaction_type=transaction_type
+        )
+        for route in routes
+    }
+    scores = scores_read(list(keys.values()))
+    return {gateway_id: scores[key] for gateway_id, key in keys.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class RouteScoreLine:
+    """One route's current score for one currency and transaction type, for people to read."""
+
+    currency: str
+    transaction_type: str
+    score: float  # what the success-rate strategy ranks it by now
+    measured: bool  # False: fewer outcomes than the country's minimum, `score` is its default
+    success_rate: float | None  # measured over the window, whatever the minimum; None without outcomes
+    samples: int
+    p95_ms: float | None
+
+    @property
+    def success_percent(self) -> float | None:
+        return None if self.success_rate is None else 100 * self.success_rate
+
+
+def route_score_lines(routes: Sequence[GatewayRoute]) -> dict[int, list[RouteScoreLine]]:
+    """By route id: the current scores of each currency and type the route serves (one round trip).
+
+    Each route's `country` should be loaded with it (select_related).
+    """
+    wanted: list[tuple[GatewayRoute, str, str]] = []
+    for route in routes:
+        for currency in route.currencies or [route.country.currency]:
+            for kind in route.transaction_types or TRANSACTION_TYPES:
+                wanted.append((route, currency, kind))
+    keys = [
+        ScoreKey(gateway_id=route.gateway_id, country=route.country.code, currency=currency, transaction_type=kind)
+        for route, currency, kind in wanted
+    ]
+    read = scores_read(keys)
+    lines: dict[int, list[RouteScoreLine]] = {route.pk: [] for route in routes}
+    for (route, currency, kind), key in zip(wanted, keys, strict=True):
+        score = read[key]
+        value, measured = score_value(score, route.country.routing_settings)
+        lines[route.pk].append(
+            RouteScoreLine(
+                currency=currency,
+                transaction_type=kind,
+                score=value,
+                measured=measured,
+                success_rate=score.success_rate,
+                samples=score.samples,
+                p95_ms=score.p95_ms,
+            )
+        )
+    return lines
+
+
+def route_ranking(
+    *,
+    country_code: str,
+    currency: str,
+    transaction_type: str,
+    tried: Collection[int] = (),
+    draw: Callable[[], float] = random.random,
+) -> Ranking:
+    """The routes to try now, in the order of the country's strategy, and why (`gateways.routing`).
+
+    Scores are read (one round trip to the shared store) only for a `success_rate` country.
+    """
+    routes = route_list(country_code=country_code, currency=currency, transaction_type=transaction_type)
+    settings = country_routing(country_code)
+    scores = (
+        route_scores(
+            [route for route in routes if route.healthy and route.gateway_id not in tried],
+            country_code=country_code,
+            currency=currency,
+            transaction_type=transaction_type,
+        )
+        if settings.strategy == Strategy.SUCCESS_RATE and routes
+        else {}
+    )
+    return routes_rank(routes, settings=settings, scores=scores, draw=draw, tried=tried)
 
 
 def gateway_get(gateway_id: int) -> Gateway | None:

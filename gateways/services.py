@@ -6,15 +6,18 @@ import logging
 from collections.abc import Iterable
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from core.errors import ValidationFailed
+from core.errors import NotFound, ValidationFailed
 from core.netguard import BlockedAddress
 
 from .adapters.http import gateway_address_policy
 from .demo import DEMO_COUNTRIES, DEMO_GATEWAYS
 from .models import GATEWAY_BOOKKEEPING_FIELDS, Country, Gateway, GatewayRoute
+from .scores import ScoreKey, Window, score_record
+from .selectors import country_routing
 
 logger = logging.getLogger(__name__)
 
@@ -150,3 +153,86 @@ def gateway_check_health(*, gateway_id: int, min_interval: float = 0.0) -> Gatew
         return None
     result, latency_ms = get_adapter(gateway.data_format, gateway_credentials(gateway)).check_health()
     return gateway_health_record(gateway_id=gateway.pk, up=result == HealthResult.UP, latency_ms=latency_ms)
+
+
+def country_routing_set(
+    *,
+    country_code: str,
+    strategy: str | None = None,
+    exploration: float | None = None,
+    latency_threshold_ms: int | None = None,
+    window: int | None = None,
+    window_seconds: int | None = None,
+    min_samples: int | None = None,
+    default_score: float | None = None,
+) -> Country:
+    """Change a country's routing settings; None leaves one as it is, a latency threshold of 0 removes it.
+
+    Validated as the admin validates them. Saved through the ORM, so every process routes the
+    country's next transaction by the new settings (gateways.selectors caches them per process).
+    """
+    changes = {
+        "routing_strategy": strategy,
+        "routing_exploration": exploration,
+        "routing_window": window,
+        "routing_window_seconds": window_seconds,
+        "routing_min_samples": min_samples,
+        "routing_default_score": default_score,
+    }
+    with transaction.atomic():
+        country = Country.objects.select_for_update().filter(code=country_code).first()
+        if country is None:
+            raise NotFound(f"Unknown country {country_code!r}.")
+        for name, value in changes.items():
+            if value is not None:
+                setattr(country, name, value)
+        if latency_threshold_ms is not None:
+            country.routing_latency_threshold_ms = latency_threshold_ms or None
+        try:
+            country.full_clean()
+        except ValidationError as exc:
+            fields = exc.message_dict
+            raise ValidationFailed(
+                "; ".join(f"{name}: {' '.join(messages)}" for name, messages in fields.items()), fields=fields
+            ) from None
+        country.save()
+    logger.info(
+        "routing of %s set to %s (exploration %s, latency threshold %s ms)",
+        country.code,
+        country.routing_strategy,
+        country.routing_exploration,
+        country.routing_latency_threshold_ms,
+    )
+    return country
+
+
+def route_score_record(
+    *,
+    gateway_id: int,
+    country: str,
+    currency: str,
+    transaction_type: str,
+    success: bool | None = None,
+    latency_ms: float | None = None,
+) -> None:
+    """What an attempt told about its route, for the success-rate strategy (CONTRACT §10).
+
+    `success`: True when its payment completed; False for a decline, a failed payment or a
+    technical fault; None when the outcome is not known yet. `latency_ms`: its call's.
+    Recorded in the shared store once the caller's database transaction commits (at once
+    outside one), so a rolled-back step counts nothing; never raises. Every country's routes
+    are scored, whatever its strategy, so that a switch to `success_rate` starts informed.
+    """
+    if success is None and latency_ms is None:
+        return
+
+    def record() -> None:
+        window = country_routing(country)
+        score_record(
+            ScoreKey(gateway_id=gateway_id, country=country, currency=currency, transaction_type=transaction_type),
+            window=Window(size=window.window, seconds=window.window_seconds),
+            success=success,
+            latency_ms=latency_ms,
+        )
+
+    transaction.on_commit(record, robust=True)

@@ -24,6 +24,20 @@ def country_url(code: str) -> str:
     return reverse("admin:gateways_country_change", args=[Country.objects.get(code=code).pk])
 
 
+def routing_fields(country: Country, **changes: Any) -> dict[str, Any]:
+    """The country's routing settings as its page sends them."""
+    fields = {
+        "routing_strategy": country.routing_strategy,
+        "routing_exploration": str(country.routing_exploration),
+        "routing_latency_threshold_ms": str(country.routing_latency_threshold_ms or ""),
+        "routing_window": str(country.routing_window),
+        "routing_window_seconds": str(country.routing_window_seconds),
+        "routing_min_samples": str(country.routing_min_samples),
+        "routing_default_score": str(country.routing_default_score),
+    }
+    return {**fields, **changes}
+
+
 def route_form(country: Country, **changes: dict[str, Any]) -> dict[str, Any]:
     """The country page's form as a browser sends it, with `changes` per gateway code."""
     routes = list(GatewayRoute.objects.filter(country=country).order_by("priority", "id"))
@@ -31,6 +45,7 @@ def route_form(country: Country, **changes: dict[str, Any]) -> dict[str, Any]:
         "code": country.code,
         "name": country.name,
         "currency": country.currency,
+        **routing_fields(country),
         "routes-TOTAL_FORMS": str(len(routes)),
         "routes-INITIAL_FORMS": str(len(routes)),
         "routes-MIN_NUM_FORMS": "0",
