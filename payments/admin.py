@@ -40,6 +40,7 @@ class AttemptInline(ReadOnlyMixin, admin.TabularInline):
         "gateway_payment_id",
         "http_status",
         "latency_ms",
+        "routing_decision",
         "created_at",
     )
     readonly_fields = fields
@@ -48,6 +49,35 @@ class AttemptInline(ReadOnlyMixin, admin.TabularInline):
     def get_queryset(self, request: HttpRequest) -> Any:
         # The row labels name the gateway.
         return super().get_queryset(request).select_related("gateway")
+
+    @admin.display(description="Why this gateway")
+    def routing_decision(self, attempt: Attempt) -> str:
+        return describe_routing(attempt.routing)
+
+
+def describe_routing(record: dict[str, Any] | None) -> str:
+    """An attempt's routing decision (gateways.routing), in a line: strategy, the routes as ranked, skips."""
+    if not record:
+        return "–"
+    ranked = []
+    for route in record.get("routes", []):
+        text = f"{route.get('gateway')} (priority {route.get('priority')}"
+        if "score" in route:
+            score = route["score"]
+            text += f", score {score:.3f}" if isinstance(score, (int, float)) else ""
+            text += f" of {route.get('samples')} outcomes" if route.get("measured") else ", default: too few outcomes"
+            if route.get("p95_ms") is not None:
+                text += f", p95 {route['p95_ms']:.0f} ms" + (" over the limit" if route.get("slow") else "")
+        ranked.append(text + ")")
+    skipped = [f"{entry.get('gateway')} ({entry.get('why')})" for entry in record.get("skipped", [])]
+    explored = " — explored: sent off the best-scored route on purpose" if record.get("explored") else ""
+    return format_html(
+        "<strong>{}</strong>{}<br>ranked: {}{}",
+        record.get("strategy", "?"),
+        explored,
+        " › ".join(ranked) or "none",
+        format_html("<br>skipped: {}", ", ".join(skipped)) if skipped else "",
+    )
 
 
 class EventInline(ReadOnlyMixin, admin.TabularInline):

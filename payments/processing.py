@@ -18,6 +18,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -28,8 +29,8 @@ from core.metrics import ATTEMPTS, GATEWAY_LATENCY, GATEWAY_PAYMENTS
 from gateways.adapters import get_adapter
 from gateways.breaker import BreakerState, breaker_permit, breaker_record_fault, breaker_record_success
 from gateways.models import Gateway
-from gateways.routing import routes_order
-from gateways.selectors import gateway_credentials, gateway_get, route_list
+from gateways.selectors import gateway_credentials, gateway_get, route_ranking
+from gateways.services import route_score_record
 from gateways.types import LookupResult, LookupStatus, Outcome, PaymentRequest, PaymentResult
 
 from .failover import NextStep, failover_next, failover_route
@@ -54,6 +55,8 @@ _CALL_GRACE_SECONDS = 5.0
 # all: by the end of the call window another run may treat the attempt as abandoned, look
 # it up, find nothing and fail over, and a late send would then pay a second time.
 NOT_SENT_IN_TIME = "not_sent_in_time"
+# How an accepted payment can end, as its route's score counts it.
+_SCORED_ENDS = frozenset({NextStep.COMPLETED, NextStep.FAILED, NextStep.EXPIRE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,19 +128,21 @@ def _payment_request(txn: Transaction, attempt: Attempt) -> PaymentRequest:
     )
 
 
-def _route_pick(txn: Transaction, *, tried_any: bool) -> tuple[Gateway | None, BreakerState | None]:
-    """The gateway to call now and the breaker state it goes out under; (None, None) if none can."""
-    routes = route_list(country_code=txn.country_id, currency=txn.currency, transaction_type=txn.type)
+def _route_pick(
+    txn: Transaction, *, tried_any: bool
+) -> tuple[Gateway | None, BreakerState | None, dict[str, Any] | None]:
+    """The gateway to call now, the breaker state it goes out under and why it was chosen; Nones if none can."""
     tried = (
         set(txn.attempts.filter(route_round=txn.route_round).values_list("gateway_id", flat=True))
         if tried_any
         else set()
     )
+    ranking = route_ranking(country_code=txn.country_id, currency=txn.currency, transaction_type=txn.type, tried=tried)
     # The breaker is asked last and lazily: in half-open it hands out a single probe.
-    permitted = ((route, breaker_permit(route.gateway_id)) for route in routes_order(routes, tried=tried))
+    permitted = ((route, breaker_permit(route.gateway_id)) for route in ranking.order)
     route, permit = next(((r, p) for r, p in permitted if p is not None), (None, None))
     gateway = gateway_get(route.gateway_id) if route is not None else None
-    return gateway, permit
+    return gateway, permit, ranking.record(chosen=route) if gateway is not None else None
 
 
 def _next_step(transaction_id: str) -> Step:
@@ -164,7 +169,7 @@ def _next_step(transaction_id: str) -> Step:
 
         deadline = txn.created_at + timedelta(seconds=settings.PAYGATE_NO_GATEWAY_DEADLINE_SECONDS)
         past_deadline = now >= deadline
-        gateway, permit = (None, None) if past_deadline else _route_pick(txn, tried_any=last is not None)
+        gateway, permit, routing = (None, None, None) if past_deadline else _route_pick(txn, tried_any=last is not None)
         decision = failover_route(past_deadline=past_deadline, route_found=gateway is not None)
         if decision == NextStep.NO_GATEWAY:
             transaction_transition(txn, to=TransactionStatus.FAILED, failure_reason=FailureReason.NO_GATEWAY_AVAILABLE)
@@ -188,6 +193,7 @@ def _next_step(transaction_id: str) -> Step:
             number=(last.number + 1) if last is not None else 1,
             route_round=txn.route_round,
             gateway=gateway,
+            routing=routing,
         )
         txn.next_check_at = now + timedelta(seconds=_call_window(gateway) + settings.PAYGATE_SWEEP_GRACE_SECONDS)
         transaction_save(txn, fields=["next_check_at", "updated_at"])
@@ -275,6 +281,15 @@ def _record_result(transaction_id: str, attempt_id: str, result: PaymentResult, 
     if result.latency_ms is not None:
         GATEWAY_LATENCY.labels(gateway=attempt.gateway.code, operation="payment").observe(result.latency_ms / 1000)
         GATEWAY_PAYMENTS.labels(attempt.gateway.code, txn.country_id, result.outcome).observe(result.latency_ms / 1000)
+    # For the success-rate strategy: a decline or a fault is a failure; an accept waits for the payment's end.
+    route_score_record(
+        gateway_id=attempt.gateway_id,
+        country=txn.country_id,
+        currency=txn.currency,
+        transaction_type=txn.type,
+        success=None if attempt.outcome == AttemptOutcome.ACCEPTED or result.error == NOT_SENT_IN_TIME else False,
+        latency_ms=result.latency_ms,
+    )
     if result.error == NOT_SENT_IN_TIME:
         pass  # our stall, not the gateway's fault
     elif result.outcome in (Outcome.NOT_SUBMITTED, Outcome.UNKNOWN):
@@ -338,6 +353,15 @@ def _record_lookup(
             raise AssertionError(f"a look-up cannot lead to {decision}")
         attempt.save(update_fields=ATTEMPT_RESULT_FIELDS)
         transaction_save(txn, attempts=_all_attempts(attempt))
+    if known == Outcome.ACCEPTED and not attempt.error and decision in _SCORED_ENDS:
+        # How an accepted payment ended (a call that faulted was scored as a failure already).
+        route_score_record(
+            gateway_id=attempt.gateway_id,
+            country=txn.country_id,
+            currency=txn.currency,
+            transaction_type=txn.type,
+            success=decision == NextStep.COMPLETED,
+        )
     logger.info("look-up answered %s", result.status)
     return step
 
@@ -467,6 +491,14 @@ def transaction_settle_from_callback(*, reference: str, gateway_id: int, status:
         ):
             return Settlement(SettlementResult.IGNORED, transaction_id=txn.pk, attempt_id=attempt.pk)
         return flagged("final_state_conflict")
+    if not attempt.error:  # a call that faulted was scored as a failure then (`_record_result`)
+        route_score_record(
+            gateway_id=attempt.gateway_id,
+            country=txn.country_id,
+            currency=txn.currency,
+            transaction_type=txn.type,
+            success=target == TransactionStatus.COMPLETED,
+        )
     payment_id = payment_id or attempt.gateway_payment_id
     if attempt.outcome != AttemptOutcome.ACCEPTED or attempt.gateway_payment_id != payment_id:
         attempt.outcome = AttemptOutcome.ACCEPTED
