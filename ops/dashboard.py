@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from gateways.breaker import breaker_state
 from gateways.models import Gateway
+from gateways.selectors import RouteScoreLine, route_score_lines
 from payments.models import Attempt, AttemptOutcome, Transaction, TransactionStatus
 from payments.selectors import transaction_oldest_waiting_ages
 
@@ -35,6 +36,13 @@ class Bucket:
 
 
 @dataclass
+class RouteScores:
+    label: str
+    strategy: str
+    lines: list[RouteScoreLine]
+
+
+@dataclass
 class GatewayStats:
     gateway: Gateway
     breaker: str
@@ -46,6 +54,8 @@ class GatewayStats:
     p95_ms: float | None = None
     buckets: list[Bucket] = field(default_factory=lambda: [Bucket() for _ in range(BUCKETS)])
     routes: list[str] = field(default_factory=list)
+    # Each route with its country's strategy and its current scores (the success-rate window).
+    route_scores: list[RouteScores] = field(default_factory=list)
 
     @property
     def success_rate(self) -> float | None:
@@ -107,10 +117,15 @@ def dashboard_stats(*, now: datetime | None = None) -> list[GatewayStats]:
             stats[pk].p50_ms, stats[pk].p95_ms = cuts[49], cuts[94]
         elif values:
             stats[pk].p50_ms = stats[pk].p95_ms = values[0]
+    lines = route_score_lines([route for entry in stats.values() for route in entry.gateway.routes.all()])
     for entry in stats.values():
+        routes = sorted(entry.gateway.routes.all(), key=lambda r: (r.country.code, r.priority))
         entry.routes = [
-            f"{route.country.code} #{route.priority}{'' if route.is_active else ' (off)'}"
-            for route in sorted(entry.gateway.routes.all(), key=lambda r: (r.country.code, r.priority))
+            f"{route.country.code} #{route.priority}{'' if route.is_active else ' (off)'}" for route in routes
+        ]
+        entry.route_scores = [
+            RouteScores(label=label, strategy=route.country.routing_strategy, lines=lines[route.pk])
+            for label, route in zip(entry.routes, routes, strict=True)
         ]
     return list(stats.values())
 
