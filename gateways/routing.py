@@ -52,7 +52,7 @@ class RoutingSettings:
     """A country's routing settings (`gateways.models.Country`); the defaults are the model's."""
 
     strategy: str = Strategy.PRIORITY
-    window: int = 200  # at most this many recent outcomes per route...
+    window: int = 100  # at most this many recent outcomes per route...
     window_seconds: int = 600  # ...and, while the route has traffic, about this much of its recent time
     min_samples: int = 20
     default_score: float = 1.0
@@ -106,6 +106,7 @@ class Ranking:
     views: Mapping[int, RouteView] = field(default_factory=dict)  # by gateway id; success_rate only
     explored: bool = False
     left_out: tuple[tuple[RouteChoice, str], ...] = ()  # ("unhealthy" | "tried")
+    decided_in_us: int | None = None  # how long reading the facts and ordering took (set by the caller)
 
     def record(self, *, chosen: RouteChoice | None) -> dict[str, Any]:
         """The decision as an attempt keeps it (JSON): the routes in order, the one chosen, and why.
@@ -130,13 +131,16 @@ class Ranking:
         if chosen is not None:
             ahead = self.order[: self.order.index(chosen)] if chosen in self.order else ()
             skipped += [{"gateway": route.gateway_code, "why": "breaker"} for route in ahead]
-        return {
+        record: dict[str, Any] = {
             "strategy": str(self.strategy),
             "chosen": chosen.gateway_code if chosen is not None else None,
             "explored": self.explored and chosen is not None and bool(self.order) and chosen == self.order[0],
             "routes": routes,
             "skipped": skipped,
         }
+        if self.decided_in_us is not None:
+            record["decided_in_us"] = self.decided_in_us
+        return record
 
 
 def routes_order(routes: Iterable[RouteChoice], *, tried: Collection[int] = ()) -> list[RouteChoice]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
+import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
@@ -119,7 +121,9 @@ def route_ranking(
     """The routes to try now, in the order of the country's strategy, and why (`gateways.routing`).
 
     Scores are read (one round trip to the shared store) only for a `success_rate` country.
+    The ranking says how long this took (`decided_in_us`), for the attempt's record.
     """
+    started = time.perf_counter()
     routes = route_list(country_code=country_code, currency=currency, transaction_type=transaction_type)
     settings = country_routing(country_code)
     scores = (
@@ -132,7 +136,8 @@ def route_ranking(
         if settings.strategy == Strategy.SUCCESS_RATE and routes
         else {}
     )
-    return routes_rank(routes, settings=settings, scores=scores, draw=draw, tried=tried)
+    ranking = routes_rank(routes, settings=settings, scores=scores, draw=draw, tried=tried)
+    return dataclasses.replace(ranking, decided_in_us=round((time.perf_counter() - started) * 1e6))
 
 
 def gateway_get(gateway_id: int) -> Gateway | None:

@@ -71,7 +71,7 @@ class Migration(migrations.Migration):
             model_name="country",
             name="routing_window",
             field=models.PositiveIntegerField(
-                default=200,
+                default=100,
                 help_text="A route's score counts at most this many of its recent outcomes...",
                 validators=[
                     django.core.validators.MinValueValidator(10),

@@ -17,6 +17,7 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from conftest import LOG_DIR, ROOT, Process, Sandbox, celery_beat, celery_worker, free_port, wait_for, worker_env
 from gateways.breaker import BreakerState, breaker_state
 from gateways.models import Country, Gateway, GatewayRoute
+from gateways.tests.test_admin import routing_fields
 from payments.models import Transaction
 from payments.tasks import sweep_due
 
@@ -148,6 +149,7 @@ def test_admin_priority_edit_changes_where_the_next_transaction_goes(
         "code": "DE",
         "name": germany.name,
         "currency": "EUR",
+        **routing_fields(germany),
         "routes-TOTAL_FORMS": str(len(routes)),
         "routes-INITIAL_FORMS": str(len(routes)),
         "routes-MIN_NUM_FORMS": "0",

@@ -169,6 +169,7 @@ def test_processing_follows_the_scores_keeps_the_decision_and_scores_the_outcome
         assert transaction_process(transaction_id=txn["id"]) is None
     attempt = Attempt.objects.get(transaction_id=txn["id"])
     assert attempt.gateway.code == "soapbank" and attempt.outcome == "accepted"
+    assert attempt.routing is not None and attempt.routing.pop("decided_in_us") >= 0
     assert attempt.routing == {
         "strategy": "success_rate",
         "chosen": "soapbank",
