@@ -7,7 +7,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run monitor dashboards test install schema bench chaos lint typecheck clean help
+.PHONY: run monitor dashboards test install schema bench simulate chaos lint typecheck clean help
 
 help:
 	@echo "make run    install, migrate, seed the demo and start web, worker, beat and the sandbox gateways"
@@ -15,6 +15,7 @@ help:
 	@echo "make dashboards  regenerate the Grafana dashboards (ops/grafana/dashboards/) from ops/grafana/generate.py"
 	@echo "make test   run the test suite (unit and integration)"
 	@echo "make bench  benchmark the pipeline on PostgreSQL + Redis (BENCH_ARGS=--quick|--scaling)"
+	@echo "make simulate  success-rate vs priority routing through drifting gateways (SIMULATE_ARGS=--quick)"
 	@echo "make chaos  fault-injection run on PostgreSQL + a private Redis (CHAOS_ARGS=--short)"
 
 $(VPY):
@@ -44,6 +45,10 @@ test: install
 bench: install
 	@$(VPY) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	@$(VPY) -m bench.run $(BENCH_ARGS)
+
+simulate: install
+	@$(VPY) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	@$(VPY) -m bench.simulate $(SIMULATE_ARGS)
 
 chaos: install
 	@$(VPY) -m chaos.run $(CHAOS_ARGS)
