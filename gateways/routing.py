@@ -7,7 +7,10 @@ from `scores`) and asks `routes_rank`, which orders them by the country's strate
 - `priority`: the routes by priority (1 first).
 - `success_rate`: the routes by their recent success rate for the country, currency and
   type. A route with fewer than `min_samples` outcomes in its window is scored at
-  `default_score` (1.0 by default: optimistic, so that an untried route gets tried). A route
+  `default_score` (1.0 by default: optimistic, so that an untried route gets tried). Once
+  it has been tried `min_samples` times (its calls answered) but fewer outcomes are known —
+  payments complete by callback, later — its score is unknown and ties with any: it keeps
+  its priority place instead of drawing every transaction until the callbacks arrive. A route
   goes ahead of a higher-priority one only when its score is better by more than the noise
   of the two estimates (one standard error of their difference): scores that the window
   cannot tell apart count as a tie, and ties keep priority order. A route whose recent p95
@@ -84,13 +87,19 @@ class RouteView:
     route: RouteChoice
     score: float  # the score it was ranked by
     measured: bool  # False: too few samples, `score` is the default
+    awaiting: bool  # tried enough, too few outcomes known yet: the score is unknown, a tie with any
     samples: int
     p95_ms: float | None
     slow: bool  # its p95 latency exceeds the country's threshold
 
     @property
     def variance(self) -> float:
-        """Of the score's estimate; none for a default. Smoothed so that 0% or 100% still has some."""
+        """Of the score's estimate; none for a default, as large as any for an unknown one.
+
+        Smoothed so that 0% or 100% still has some.
+        """
+        if self.awaiting:
+            return 1.0
         if not self.measured:
             return 0.0
         smoothed = (self.score * self.samples + 1) / (self.samples + 2)
@@ -122,6 +131,7 @@ class Ranking:
                 entry.update(
                     score=round(view.score, 4),
                     measured=view.measured,
+                    awaiting=view.awaiting,
                     samples=view.samples,
                     p95_ms=None if view.p95_ms is None else round(view.p95_ms, 1),
                     slow=view.slow,
@@ -198,6 +208,8 @@ def score_value(score: RouteScore, settings: RoutingSettings) -> tuple[float, bo
 
 def _view(route: RouteChoice, score: RouteScore, settings: RoutingSettings) -> RouteView:
     value, measured = score_value(score, settings)
+    # Its calls are answered (a latency each) faster than its payments end (a callback each).
+    awaiting = not measured and score.latency_samples >= settings.min_samples
     slow = (
         settings.latency_threshold_ms is not None
         and score.p95_ms is not None
@@ -208,6 +220,7 @@ def _view(route: RouteChoice, score: RouteScore, settings: RoutingSettings) -> R
         route=route,
         score=value,
         measured=measured,
+        awaiting=awaiting,
         samples=score.samples,
         p95_ms=score.p95_ms,
         slow=slow,

@@ -116,6 +116,26 @@ def test_a_pessimistic_default_puts_untried_routes_last() -> None:
     assert ranking.views[1].measured is False and ranking.views[1].score == 0.0
 
 
+def test_a_route_tried_enough_but_awaiting_its_outcomes_keeps_its_priority_place() -> None:
+    routes = [route(1, 1), route(2, 2)]
+    # Gateway 2 has answered 25 calls; only 3 of its payments have ended yet (the rest await their callbacks).
+    awaiting = rate(3, 3, p95_ms=40, latency_samples=25)
+    ranking = routes_rank(routes, settings=SUCCESS_RATE, scores={1: rate(190, 200), 2: awaiting}, draw=never)
+    assert ids(ranking.order) == [1, 2]
+    assert (ranking.views[2].measured, ranking.views[2].awaiting) == (False, True)
+    # Untried (fewer answered calls than the minimum): the optimistic default sends it first.
+    untried = rate(3, 3, p95_ms=40, latency_samples=19)
+    assert ids(
+        routes_rank(routes, settings=SUCCESS_RATE, scores={1: rate(190, 200), 2: untried}, draw=never).order
+    ) == [
+        2,
+        1,
+    ]
+    # Awaiting with the higher priority: first, even before a better measured route.
+    flipped = routes_rank(routes, settings=SUCCESS_RATE, scores={1: awaiting, 2: rate(199, 200)}, draw=never)
+    assert ids(flipped.order) == [1, 2]
+
+
 def test_min_samples_is_the_threshold_for_a_measured_score() -> None:
     settings_ = RoutingSettings(strategy=Strategy.SUCCESS_RATE, exploration=0.0, min_samples=50)
     routes = [route(1, 1), route(2, 2)]
@@ -240,6 +260,7 @@ def test_the_record_shows_the_scores_seen() -> None:
                 "priority": 2,
                 "score": 1.0,
                 "measured": False,
+                "awaiting": False,
                 "samples": 3,
                 "p95_ms": 40.0,
                 "slow": False,
@@ -249,6 +270,7 @@ def test_the_record_shows_the_scores_seen() -> None:
                 "priority": 1,
                 "score": 0.7,
                 "measured": True,
+                "awaiting": False,
                 "samples": 200,
                 "p95_ms": 250.0,
                 "slow": True,
