@@ -722,17 +722,22 @@ def check_refunds(history: list[dict[str, Any]], snap: Snapshot) -> dict[str, An
 # --- merchant webhooks -----------------------------------------------------------------------------
 
 
+def accepted_answer(answer: int | str) -> bool:
+    """The receiver took the delivery: a 2xx, or a held request (released with 200)."""
+    return not isinstance(answer, int) or 200 <= answer < 300
+
+
 def check_events(received: list[dict[str, Any]], snap: Snapshot) -> dict[str, Any]:
     """Every event of the run's client delivered at least once to its receiver, by event id.
 
     `received` holds one entry per POST the receiver got: `id` (the Paygate-Event-Id header),
-    `body_id` (the body's `id`) and `signature_ok`. Violations: an event never received
-    (`events_undelivered`); a delivery of an event that the database does not have
-    (`events_phantom`); a delivery whose signature does not check out or whose header and body
-    disagree (`webhook_bad_deliveries`).
+    `body_id` (the body's `id`), `signature_ok` and `answer` (what the receiver answered; only a
+    2xx delivers). Violations: an event never delivered (`events_undelivered`); a delivery of an
+    event that the database does not have (`events_phantom`); a POST whose signature does not
+    check out or whose header and body disagree (`webhook_bad_deliveries`).
     """
     in_db = {event["id"]: event for event in snap.client_events}
-    copies = Counter(item["id"] for item in received)
+    copies = Counter(item["id"] for item in received if accepted_answer(item.get("answer", 200)))
     missing = sorted(set(in_db) - set(copies))
     phantom = sorted(set(copies) - set(in_db))
     bad = [item for item in received if not item["signature_ok"] or item["body_id"] != item["id"]]
@@ -750,6 +755,7 @@ def check_events(received: list[dict[str, Any]], snap: Snapshot) -> dict[str, An
             "events_in_db": len(in_db),
             "events_by_type": dict(Counter(event["type"] for event in in_db.values())),
             "posts_received": len(received),
+            "posts_refused_by_receiver": sum(1 for item in received if not accepted_answer(item.get("answer", 200))),
             "events_received": len(set(copies) & set(in_db)),
             "events_received_more_than_once": len(duplicates),
             "extra_copies": sum(n - 1 for n in duplicates.values()),
@@ -816,7 +822,7 @@ def task_stats(log_dir: Any) -> dict[str, Any]:
     runs: Counter[str] = Counter()
     retries: Counter[str] = Counter()
     polls = lookups = answered = 0
-    for path in sorted(Path(log_dir).glob("worker-*.log")):
+    for path in sorted([*Path(log_dir).glob("worker-*.log"), *Path(log_dir).glob("webhooks.log")]):
         with open(path, errors="replace") as handle:
             for line in handle:
                 if not line.startswith("{"):

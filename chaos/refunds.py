@@ -52,7 +52,7 @@ class RefundConfig:
     # How long a picked deposit may take to complete before it is left unrefunded.
     completion_wait: float = 60.0
     # After `finish`, a deposit not completed within this is no longer waited for.
-    completion_wait_after_finish: float = 15.0
+    completion_wait_after_finish: float = 10.0
     poll_interval: float = 1.0
 
 

@@ -58,7 +58,7 @@ from typing import Any
 
 import requests
 
-from chaos.check import check, scan_logs, snapshot, task_stats
+from chaos.check import accepted_answer, check, scan_logs, snapshot, task_stats
 from chaos.refunds import RefundConfig, Refunds
 from chaos.stack import (
     BROKER,
@@ -355,6 +355,18 @@ def fault_plan(
         plan.append(PlannedFault(duration * 0.22, "worker_kill", {"target": "child", "node": 1}))
         plan.append(PlannedFault(duration * 0.42, "redis_restart", {"down_for": 2.0}))
         plan.append(PlannedFault(duration * 0.62, "worker_kill", {"target": "main", "node": worker_nodes}))
+        # A gateway that fails what it accepted: deposits fail, refunds fail and leave their amount
+        # refundable again.
+        plan.append(
+            PlannedFault(
+                round(duration * 0.68, 1),
+                "sandbox_mode",
+                {"code": "soapbank", "mode": "ok", "callback": "failed", "duplicate_callbacks": True},
+            )
+        )
+        plan.append(
+            PlannedFault(round(duration * 0.84, 1), "sandbox_mode", {"code": "soapbank", "callback": "completed"})
+        )
         plan += webhook_faults(rng, duration=duration, short=True)
         for at in spread(rng, 4, duration * 0.15, duration * 0.8, 4):
             plan.append(PlannedFault(at, "sandbox_mode", {"code": rng.choice(codes), **sandbox_setting(rng)}))
@@ -809,7 +821,8 @@ def register_webhook(api_key: str, url: str) -> str:
 
 
 def received_events(receiver: Receiver, secret: str) -> list[dict[str, Any]]:
-    """One entry per POST the receiver got: the header's and the body's event id, the signature's check."""
+    """One entry per POST the receiver got: the header's and the body's event id, the signature's check,
+    what the receiver answered."""
     items = []
     for item in receiver.at(WEBHOOK_PATH):
         headers = {name.lower(): value for name, value in item.headers.items()}
@@ -824,6 +837,7 @@ def received_events(receiver: Receiver, secret: str) -> list[dict[str, Any]]:
                 "body_id": body_id,
                 "type": event_type,
                 "signature_ok": item.signature_valid(secret),
+                "answer": item.answer,
             }
         )
     return items
@@ -836,7 +850,8 @@ def undelivered_count(receiver: Receiver) -> int | None:
         return None
     got = set()
     for item in receiver.at(WEBHOOK_PATH):
-        got.add({name.lower(): value for name, value in item.headers.items()}.get("paygate-event-id"))
+        if accepted_answer(item.answer):
+            got.add({name.lower(): value for name, value in item.headers.items()}.get("paygate-event-id"))
     return len(ids - got)
 
 

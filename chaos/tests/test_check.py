@@ -222,6 +222,7 @@ def test_events_missing_duplicated_unknown_or_badly_signed_are_reported() -> Non
             got("evt_0"),
             got("evt_1", signature_ok=False),
             got("evt_2", body_id="x"),
+            got("evt_3", answer=503),
             got("evt_9"),
         ],
         snapshot,
@@ -229,6 +230,7 @@ def test_events_missing_duplicated_unknown_or_badly_signed_are_reported() -> Non
     assert violations(report) == {"events_undelivered": 1, "events_phantom": 1, "webhook_bad_deliveries": 2}
     assert report["counts"]["events_received_more_than_once"] == 1
     assert report["counts"]["extra_copies"] == 2
+    assert report["counts"]["posts_refused_by_receiver"] == 1
     assert report["examples"]["undelivered"][0]["deliveries"] == [("pending", 2, str(NOW))]
 
 
