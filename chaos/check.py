@@ -810,7 +810,8 @@ def scan_logs(log_dir: Any) -> dict[str, dict[str, int]]:
 
 
 def task_stats(log_dir: Any) -> dict[str, Any]:
-    """Work done by the workers, from their logs: task runs by name and how much of it was redundant.
+    """Work done by the workers (the webhook worker too), from their logs: task runs by name and how
+    much of it was redundant.
 
     `no_gateway_polls` are processing runs that found no usable route and scheduled themselves
     again; `lookups` are status look-ups actually sent. Runs per stored callback event or per

@@ -2,7 +2,8 @@
 
 The load hands every deposit it got a 202 for to `Refunds.offer`; a share of them (drawn from the
 seed and the deposit's index, so a run's choices are reproducible) is refunded in one of these
-scenarios, once `GET /api/v1/transactions/{id}` shows the deposit completed:
+scenarios, once `GET /api/v1/transactions/{id}` shows the deposit completed (until the load ends:
+`finish` starts no scenario more, and lets those under way end):
 
 - `full`: a refund without an amount (all that remains), then 0.01 more, which must be refused
   (422 `amount_exceeds_refundable`);
@@ -46,13 +47,11 @@ class RefundConfig:
     run_id: str
     seed: int
     share: float = 0.5  # of the accepted deposits
-    threads: int = 2
+    threads: int = 6
     max_tries: int = 30
     request_deadline: float = 60.0
     # How long a picked deposit may take to complete before it is left unrefunded.
     completion_wait: float = 60.0
-    # After `finish`, a deposit not completed within this is no longer waited for.
-    completion_wait_after_finish: float = 10.0
     poll_interval: float = 1.0
 
 
@@ -89,6 +88,8 @@ class Refunds:
 
     def offer(self, index: int, txn_id: str) -> None:
         """A deposit the API accepted (from the load's client threads): maybe refund it."""
+        if self._finishing:
+            return
         rng = random.Random(f"{self.config.seed}:refund:{index}")
         if rng.random() >= self.config.share:
             return
@@ -107,9 +108,15 @@ class Refunds:
             self._threads.append(thread)
 
     def finish(self) -> None:
-        """No more deposits will be offered: the threads end once what is queued is done."""
+        """The run's load is over: no scenario starts any more (the deposits still queued are left
+        unrefunded), and the threads end once the scenarios under way are done."""
         with self._cond:
             self._finishing = True
+            for item in self._queue:
+                self.deposits.append(
+                    {"index": item.index, "id": item.txn_id, "scenario": item.scenario, "outcome": "not_started"}
+                )
+            self._queue.clear()
             self._cond.notify_all()
 
     def stop(self) -> None:
@@ -178,11 +185,7 @@ class Refunds:
         if status == "failed":
             self._picked(item, "deposit_failed")
             return
-        waited = time.monotonic() - item.offered
-        limit = self.config.completion_wait
-        if self._finishing or self._stop.is_set():
-            limit = min(limit, self.config.completion_wait_after_finish)
-        if waited > limit or self._stop.is_set():
+        if time.monotonic() - item.offered > self.config.completion_wait or self._finishing or self._stop.is_set():
             self._picked(item, "not_completed_in_time", last_status=status)
             return
         self._requeue(item, self.config.poll_interval)

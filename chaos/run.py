@@ -418,8 +418,8 @@ def webhook_faults(rng: random.Random, *, duration: float, short: bool) -> list[
     receiver answering 503 for a while (deliveries retried on the schedule)."""
     if short:
         return [
-            PlannedFault(round(duration * 0.32, 1), "webhook_worker_kill"),
-            PlannedFault(round(duration * 0.52, 1), "receiver_outage", {"down_for": 5.0}),
+            PlannedFault(round(duration * 0.1, 1), "receiver_outage", {"down_for": 5.0}),
+            PlannedFault(round(duration * 0.3, 1), "webhook_worker_kill"),
         ]
     end = duration - 10
     plan = [PlannedFault(at, "webhook_worker_kill") for at in spread(rng, 2, 10, end, 30)]
@@ -1003,6 +1003,7 @@ def webhook_rows(report: dict[str, Any]) -> list[tuple[str, Any]]:
             "  received more than once (extra copies)",
             f"{counts['events_received_more_than_once']} ({counts['extra_copies']})",
         ),
+        ("  POSTs the receiver refused (its outages)", counts["posts_refused_by_receiver"]),
         ("EVENTS UNDELIVERED", violations["events_undelivered"]),
         (
             "  received, not in DB / bad signature or id",
@@ -1112,8 +1113,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"    ready in {startup_s}s {startup_steps} (canary deposit completed in {canary_s}s)", flush=True)
         if args.short and args.duration_default:
             # A busy machine starts slowly: shorten the load so the whole run stays within budget,
-            # keeping ~60 s to settle and ~20 s to check and tear down.
-            args.duration = round(max(min(args.duration, SHORT_WALL_BUDGET - startup_s - 80.0), 30.0), 1)
+            # keeping ~65 s to settle (webhook deliveries drain last) and ~20 s to check and tear down.
+            args.duration = round(max(min(args.duration, SHORT_WALL_BUDGET - startup_s - 85.0), 30.0), 1)
 
         plan = fault_plan(
             rng,
@@ -1139,6 +1140,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(min(10.0, max(load_phase_end - time.monotonic(), 0.0)))
             print(f"  [{timeline.offset():7.1f}s] requests answered: {len(load.history)}", flush=True)
         faults.stop_plan()
+        refunds.finish()
         timeline.record("faults_stopped")
         faults.heal()
         # Clients still retrying (e.g. after an outage) finish within their own bound.
@@ -1146,8 +1148,7 @@ def main(argv: list[str] | None = None) -> int:
             load.stop()
             load.join(10)
         timeline.record("load_done", requests=len(load.history))
-        # Refund scenarios under way finish (deposits still to complete are waited for briefly).
-        refunds.finish()
+        # The refund scenarios under way end; no new one started after the load phase.
         if not refunds.join(refund_config.request_deadline + 30):
             refunds.stop()
             refunds.join(10)
