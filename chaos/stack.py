@@ -388,7 +388,7 @@ class ChaosStack(harness.Stack):
         return [*(f"worker-{index}" for index in range(1, self.worker_nodes + 1)), WEBHOOK_WORKER]
 
     def start_worker_node(self, index: int) -> Process:
-        """A payment worker, as the Procfile's `worker:` (the `celery` queue only)."""
+        """A payment worker, as the Procfile's `worker:` (the payment queues, not `webhooks`)."""
         return self.start_worker(
             f"worker-{index}", concurrency=self.worker_concurrency, pool="prefork", queues=PAYMENT_QUEUES
         )
