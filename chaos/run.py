@@ -6,15 +6,15 @@
 1. Start the stack on PostgreSQL (database `paygate_chaos`, recreated) and a private redis-server on
    :6391 (AOF, everysec, started and SIGKILLed by this script only): migrate, seed the demo with the
    sandboxes on :8311-8313 (each with a --state-file), an API key, granian on :8300 (2 workers),
-   celery worker node(s) on the `celery` queue (prefork, concurrency 2), the webhook worker on the
+   celery worker node(s) on the payment queues (prefork, concurrency 2), the webhook worker on the
    `webhooks` queue (threads), celery beat, as the Procfile runs them; readiness is polled. A webhook
    endpoint for every event type is registered, pointing at a receiver in this process (a real
    HTTP server on loopback), and a canary deposit must complete end to end before the load starts.
 2. Drive deposits and withdrawals over DE/GB/US/BR at a steady rate. Every request carries an
    Idempotency-Key; on a connection error, a timeout or a 5xx the client retries the same request
    with the same key (bounded in tries and time), as a merchant would. Every id answered 202 is kept.
-   Half the accepted deposits are refunded once completed (chaos/refunds.py): in full, in parts,
-   by two refunds racing, each followed by one above what remains, which must be refused.
+   Half the accepted deposits are picked for a refund once completed (chaos/refunds.py): in full,
+   in parts or by two refunds racing, followed by one above what remains, which must be refused.
 3. Meanwhile inject faults on a seeded random plan: SIGKILL celery pool processes and worker main
    processes (a worker whose main died is started again), SIGKILL + restart Redis (same port, same
    AOF folder), stop + start PostgreSQL, SIGKILL + restart a sandbox (state file), and switch
