@@ -13,9 +13,12 @@ got), Paygate's own state (PostgreSQL, read directly with psycopg) and the gatew
 - paid_but_failed: a transaction Paygate calls `failed` (not `expired`) although a gateway
   completed one of its attempts;
 - callback_acked_not_stored: a gateway got a 2xx for a callback Paygate has no record of;
-- callback_applied_twice: two events applied to one transaction (the unique (gateway, event_id)
-  makes one event applying twice impossible; it is checked anyway);
-- waiting: transactions that are not final, each with why (explained, or overdue = stuck).
+- callback_applied_twice: two events applied to one payment or one refund (the unique
+  (gateway, event_id) makes one event applying twice impossible; it is checked anyway);
+- waiting: transactions that are not final, each with why (explained, or overdue = stuck);
+- the refunds (`check_refunds`): none lost, none given twice, never more than the deposit in
+  Paygate or at the gateway, each succeeded one matched by exactly one gateway refund;
+- the merchant's webhooks (`check_events`): every event of the run's client received at least once.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from chaos.stack import PSYCOPG_DSN, SANDBOXES, WEB_URL, http_get, sandbox_url
@@ -45,6 +49,12 @@ class Snapshot:
     payments: dict[str, list[dict[str, Any]]]  # gateway code -> sandbox payments
     metrics_text: str = ""
     errors: list[str] = field(default_factory=list)
+    refunds: dict[str, dict[str, Any]] = field(default_factory=dict)  # refund id -> row
+    refund_attempts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # refund id -> attempts
+    sandbox_refunds: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # gateway code -> refunds
+    client_events: list[dict[str, Any]] = field(default_factory=list)  # the run's client's events
+    deliveries: list[dict[str, Any]] = field(default_factory=list)  # their webhook deliveries
+    delivery_attempts: dict[str, int] = field(default_factory=dict)  # attempts by result
 
 
 def read_database() -> tuple[
@@ -64,7 +74,8 @@ def read_database() -> tuple[
             for row in conn.execute(
                 """SELECT t.id, t.type, t.status, t.failure_reason, g.code AS gateway, t.gateway_reference,
                           t.next_check_at, t.created_at, t.updated_at, t.finished_at, t.idempotency_key,
-                          t.route_round, t.lookup_count, t.needs_review, t.country_id AS country
+                          t.route_round, t.lookup_count, t.needs_review, t.country_id AS country,
+                          t.amount, t.currency
                      FROM payments_transaction t LEFT JOIN gateways_gateway g ON g.id = t.gateway_id"""
             )
         }
@@ -81,7 +92,8 @@ def read_database() -> tuple[
             {**row, "transaction_id": str(row["transaction_id"]) if row["transaction_id"] else None}
             for row in conn.execute(
                 """SELECT e.id, g.code AS gateway, e.event_id, e.reference, e.status, e.result, e.flagged,
-                          e.flag_reason, e.transaction_id, e.attempt_id, e.received_at, e.processed_at
+                          e.flag_reason, e.transaction_id, e.attempt_id, e.received_at, e.processed_at,
+                          e.kind, e.refund_id
                      FROM callbacks_callbackevent e JOIN gateways_gateway g ON g.id = e.gateway_id"""
             )
         ]
@@ -96,29 +108,100 @@ def read_database() -> tuple[
     return now, transactions, dict(attempts), events, duplicates
 
 
-def read_sandboxes() -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
+def read_sandboxes() -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]], list[str]]:
+    """Each sandbox's payments and refunds (its state file keeps them across its restarts)."""
     import json
 
     payments: dict[str, list[dict[str, Any]]] = {}
+    refunds: dict[str, list[dict[str, Any]]] = {}
     errors = []
     for code in SANDBOXES:
         status, body = http_get(f"{sandbox_url(code)}/_sandbox/payments", timeout=10)
         if status != 200:
             errors.append(f"sandbox {code}: GET /_sandbox/payments answered {status}")
-            payments[code] = []
+            payments[code], refunds[code] = [], []
             continue
-        payments[code] = json.loads(body)["payments"]
-    return payments, errors
+        data = json.loads(body)
+        payments[code] = data["payments"]
+        refunds[code] = data.get("refunds", [])
+    return payments, refunds, errors
 
 
-def snapshot() -> Snapshot:
+def read_refunds_and_events(client_name: str) -> dict[str, Any]:
+    """Refunds with their attempts; the client's events with their webhook deliveries."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    with psycopg.connect(PSYCOPG_DSN, row_factory=dict_row, connect_timeout=5) as conn:
+        refunds = {
+            str(row["id"]): {**row, "id": str(row["id"]), "transaction_id": str(row["transaction_id"])}
+            for row in conn.execute(
+                """SELECT r.id, r.transaction_id, r.amount, r.currency, r.status, r.failure_reason,
+                          g.code AS gateway, r.gateway_refund_id, r.idempotency_key, r.retry_round,
+                          r.next_check_at, r.lookup_count, r.needs_review, r.created_at, r.finished_at
+                     FROM payments_refund r JOIN gateways_gateway g ON g.id = r.gateway_id"""
+            )
+        }
+        attempts: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for row in conn.execute(
+            """SELECT refund_id, number, outcome, error, http_status FROM payments_refundattempt
+                ORDER BY refund_id, number"""
+        ):
+            attempts[str(row["refund_id"])].append(row)
+        events = [
+            {"id": f"evt_{row['uid'].hex}", "type": row["type"], "created_at": row["created_at"]}
+            for row in conn.execute(
+                """SELECT e.uid, e.type, e.created_at FROM payments_event e
+                     JOIN payments_apiclient c ON c.id = e.client_id WHERE c.name = %s""",
+                (client_name,),
+            )
+        ]
+        deliveries = [
+            {**row, "event_id": f"evt_{row.pop('uid').hex}"}
+            for row in conn.execute(
+                """SELECT e.uid, d.status, d.attempt_count, d.next_attempt_at, d.in_flight_until
+                     FROM webhooks_webhookdelivery d JOIN payments_event e ON e.id = d.event_id
+                     JOIN payments_apiclient c ON c.id = e.client_id WHERE c.name = %s""",
+                (client_name,),
+            )
+        ]
+        delivery_attempts = {
+            (row["error"] or f"http_{row['status_code']}"): row["n"]
+            for row in conn.execute(
+                """SELECT a.error, a.status_code, count(*) AS n FROM webhooks_webhookdeliveryattempt a
+                    GROUP BY a.error, a.status_code"""
+            )
+        }
+    return {
+        "refunds": refunds,
+        "refund_attempts": dict(attempts),
+        "client_events": events,
+        "deliveries": deliveries,
+        "delivery_attempts": delivery_attempts,
+    }
+
+
+def snapshot(client_name: str | None = None) -> Snapshot:
+    """The database, the sandboxes' records and /metrics; with `client_name`, that client's events too."""
     now, transactions, attempts, events, duplicates = read_database()
-    payments, errors = read_sandboxes()
+    payments, sandbox_refunds, errors = read_sandboxes()
+    extra = read_refunds_and_events(client_name or "")
     status, body = http_get(f"{WEB_URL}/metrics", timeout=10, headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
     metrics_text = body.decode(errors="replace") if status == 200 else ""
     if status != 200:
         errors.append(f"GET /metrics answered {status}")
-    return Snapshot(now, transactions, attempts, events, duplicates, payments, metrics_text, errors)
+    return Snapshot(
+        now,
+        transactions,
+        attempts,
+        events,
+        duplicates,
+        payments,
+        metrics_text,
+        errors,
+        sandbox_refunds=sandbox_refunds,
+        **extra,
+    )
 
 
 _METRIC_LINE = re.compile(r"^(?P<name>[a-zA-Z_:][\w:]*)\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)$")
@@ -158,8 +241,16 @@ def waiting_reason(txn: Mapping[str, Any], attempts: list[dict[str, Any]], now: 
     return f"{status}: unexpected", False
 
 
-def check(history: list[dict[str, Any]], snap: Snapshot) -> dict[str, Any]:
-    """All the checks; a JSON-serialisable report."""
+def check(
+    history: list[dict[str, Any]],
+    snap: Snapshot,
+    *,
+    refund_history: list[dict[str, Any]] | None = None,
+    received: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """All the checks; a JSON-serialisable report. With `refund_history` the refunds are checked
+    too (`check_refunds`), with `received` (what the webhook receiver got) the events
+    (`check_events`): their violations join the others, their figures are under their own key."""
     txns, attempts, events, payments = snap.transactions, snap.attempts, snap.events, snap.payments
 
     # --- what the clients were told -------------------------------------------------------------
@@ -257,12 +348,26 @@ def check(history: list[dict[str, Any]], snap: Snapshot) -> dict[str, Any]:
     # --- callbacks -------------------------------------------------------------------------------
     results = Counter(event["result"] for event in events)
     flagged = Counter(event["flag_reason"] for event in events if event["flagged"])
-    applied_per_txn = Counter(event["transaction_id"] for event in events if event["result"] == "applied")
-    applied_twice = [{"id": txn_id, "applied_events": n} for txn_id, n in applied_per_txn.items() if n > 1]
+    # A deposit's refunds have their own callbacks: one applied per payment and one per refund.
+    applied_per_object = Counter(
+        (event["transaction_id"], str(event["refund_id"]) if event.get("refund_id") else None)
+        for event in events
+        if event["result"] == "applied"
+    )
+    applied_twice = [
+        {"id": txn_id, **({"refund": refund_id} if refund_id else {}), "applied_events": n}
+        for (txn_id, refund_id), n in applied_per_object.items()
+        if n > 1
+    ]
     stored_per_ref = Counter((event["gateway"], event["reference"]) for event in events)
     delivered_total, absorbed, acked_not_stored = 0, 0, []
-    for code, items in payments.items():
-        for payment in items:
+    for code in payments:
+        # The sandboxes' refunds carry no transaction id: the deposit is found through the refund.
+        refund_records = [
+            {**item, "transaction_id": (snap.refunds.get(item["reference"]) or {}).get("transaction_id")}
+            for item in snap.sandbox_refunds.get(code, [])
+        ]
+        for payment in [*payments[code], *refund_records]:
             delivered = int(payment.get("callbacks_delivered") or 0)
             delivered_total += delivered
             stored = stored_per_ref.get((code, payment["reference"]), 0)
@@ -300,8 +405,8 @@ def check(history: list[dict[str, Any]], snap: Snapshot) -> dict[str, Any]:
         "orphan_payments": len(orphan_payments),
         "reference_mismatch": len(reference_mismatch),
     }
-    return {
-        "ok": not any(violations.values()),
+    report: dict[str, Any] = {
+        "ok": False,
         "violations": violations,
         "counts": {
             "requests": len(history),
@@ -354,6 +459,328 @@ def check(history: list[dict[str, Any]], snap: Snapshot) -> dict[str, Any]:
         },
         "snapshot_errors": snap.errors,
     }
+    for name, section in (
+        ("refunds", None if refund_history is None else check_refunds(refund_history, snap)),
+        ("webhooks", None if received is None else check_events(received, snap)),
+    ):
+        if section is not None:
+            violations.update(section.pop("violations"))
+            report[name] = section
+    report["ok"] = not any(violations.values())
+    return report
+
+
+# --- refunds ---------------------------------------------------------------------------------------
+
+REFUND_FINAL = {"succeeded", "failed"}
+# A sandbox refund that takes from what remains of its payment (its own rule: not declined, not failed).
+GATEWAY_REFUND_COUNTS = {"accepted", "succeeded"}
+
+
+def refund_waiting_reason(refund: Mapping[str, Any], now: datetime) -> tuple[str, bool]:
+    """Why a refund is not final, and whether that is explained (False: overdue, i.e. stuck)."""
+    status, due = refund["status"], refund["next_check_at"]
+    if due is None:
+        return f"{status}: no next check scheduled", False
+    if due <= now:
+        return f"{status}: next check overdue", False
+    if status == "pending":
+        if refund["retry_round"]:
+            return "pending: the gateway did not act, retry scheduled", True
+        return "pending: queued or gateway call in flight", True
+    return "processing: awaiting callback or status look-up", True
+
+
+def check_refunds(history: list[dict[str, Any]], snap: Snapshot) -> dict[str, Any]:
+    """The refunds: what the merchant was told, Paygate's refunds and the gateways' records.
+
+    Violations: an accepted refund missing (`refunds_lost`) or neither final nor explainably
+    waiting (`refunds_stuck`); a refund given twice (`refunded_twice`: one request answered with
+    two refunds, one idempotency key stored twice, or one reference at two gateways); refunds
+    that have not failed adding up to more than the deposit, now or when one was accepted
+    (`refunds_above_deposit`); a gateway's refunds of a payment adding up to more than it
+    (`gateway_refunds_above_payment`); a refund at a gateway that Paygate does not know, or under
+    another gateway or payment (`refund_reference_mismatch`); a succeeded refund without exactly
+    one succeeded gateway refund of its reference (`refund_succeeded_unmatched`); a refund the
+    gateway made that Paygate calls failed, not expired (`refunded_but_failed`); a refund of
+    anything but a completed deposit, or through another gateway (`refund_not_allowed`); a
+    request refused that should have been accepted, or refused with another code
+    (`refund_wrongly_refused`).
+    """
+    refunds, txns, sandbox = snap.refunds, snap.transactions, snap.sandbox_refunds
+
+    # --- what the merchant was told ------------------------------------------------------------
+    accepted = [req for req in history if req.get("status") == 202]
+    accepted_ids = {req["id"] for req in accepted}
+    lost = sorted(accepted_ids - set(refunds))
+    answers = Counter(
+        f"{req['expect']} -> {req['status'] if req['status'] is not None else 'no answer'}"
+        + (f" {req['code']}" if req.get("code") else "")
+        for req in history
+    )
+    by_key: dict[str, list[str]] = defaultdict(list)
+    for refund_id, refund in refunds.items():
+        if refund["idempotency_key"]:
+            by_key[refund["idempotency_key"]].append(refund_id)
+    twice = []
+    idempotency = []
+    for req in history:
+        if len(set(req.get("ids") or [])) > 1:
+            twice.append({"key": req["key"], "problem": "answered with several refunds", "ids": req["ids"]})
+        stored = by_key.get(req["key"], [])
+        if req.get("id") and stored and req["id"] not in stored:
+            idempotency.append({"key": req["key"], "answered": req["id"], "stored": stored})
+    twice += [
+        {"key": key, "problem": "one key, several refunds", "ids": ids} for key, ids in by_key.items() if len(ids) > 1
+    ]
+    wrongly_refused = []
+    for req in history:
+        if req["status"] is None or req["status"] == 202:
+            continue
+        if req["expect"] == "accepted" or req.get("code") != "amount_exceeds_refundable":
+            wrongly_refused.append({k: req.get(k) for k in ("key", "transaction_id", "step", "status", "code")})
+    races: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for req in history:
+        if req["expect"] == "race":
+            races[req["transaction_id"]].append(req)
+    for txn_id, pair in races.items():
+        answered = [req for req in pair if req["status"] is not None]
+        if len(answered) == len(pair) and not any(req["status"] == 202 for req in answered):
+            wrongly_refused.append({"transaction_id": txn_id, "step": "race", "problem": "both racers refused"})
+    exceeds_accepted = [req for req in history if req["expect"] == "exceeds" and req["status"] == 202]
+
+    # --- Paygate's refunds --------------------------------------------------------------------
+    by_txn: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for refund in refunds.values():
+        by_txn[refund["transaction_id"]].append(refund)
+    above_deposit, not_allowed = [], []
+    for txn_id, items in by_txn.items():
+        txn = txns.get(txn_id)
+        if txn is None or txn["type"] != "deposit" or txn["status"] != "completed":
+            not_allowed.append({"transaction_id": txn_id, "problem": "not a completed deposit"})
+            continue
+        amount = Decimal(txn["amount"])
+        held = sum((Decimal(r["amount"]) for r in items if r["status"] != "failed"), Decimal(0))
+        if held > amount:
+            above_deposit.append({"transaction_id": txn_id, "amount": str(amount), "not_failed": str(held)})
+        for refund in sorted(items, key=lambda r: r["created_at"]):
+            if refund["gateway"] != txn["gateway"]:
+                not_allowed.append({"refund": refund["id"], "problem": f"{refund['gateway']} is not {txn['gateway']}"})
+            # When it was accepted: the earlier refunds that had not (yet) failed, and this one.
+            earlier = sum(
+                (
+                    Decimal(other["amount"])
+                    for other in items
+                    if other["created_at"] < refund["created_at"]
+                    and not (
+                        other["status"] == "failed"
+                        and other["finished_at"] is not None
+                        and other["finished_at"] <= refund["created_at"]
+                    )
+                ),
+                Decimal(0),
+            )
+            if earlier + Decimal(refund["amount"]) > amount:
+                above_deposit.append(
+                    {
+                        "transaction_id": txn_id,
+                        "refund": refund["id"],
+                        "amount": str(amount),
+                        "held_when_accepted": str(earlier + Decimal(refund["amount"])),
+                    }
+                )
+    statuses = Counter(refund["status"] for refund in refunds.values())
+    failed_by_reason = Counter(r["failure_reason"] for r in refunds.values() if r["status"] == "failed")
+    waiting: Counter[str] = Counter()
+    stuck = []
+    for refund in refunds.values():
+        if refund["status"] in REFUND_FINAL:
+            continue
+        reason, explained = refund_waiting_reason(refund, snap.now)
+        waiting[reason] += 1
+        if not explained:
+            stuck.append(
+                {
+                    "id": refund["id"],
+                    "reason": reason,
+                    "gateway": refund["gateway"],
+                    "attempts": [(a["outcome"], a["error"]) for a in snap.refund_attempts.get(refund["id"], [])],
+                }
+            )
+
+    # --- the gateways' records ----------------------------------------------------------------
+    at_gateways: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for code, items in sandbox.items():
+        for item in items:
+            at_gateways[item["reference"]].append({**item, "gateway": code})
+    twice += [
+        {"reference": ref, "problem": "at several gateways", "gateways": [i["gateway"] for i in items]}
+        for ref, items in at_gateways.items()
+        if len({i["gateway"] for i in items}) > 1
+    ]
+    mismatch = []
+    for ref, items in at_gateways.items():
+        known = refunds.get(ref)
+        for item in items:
+            txn = txns.get(known["transaction_id"]) if known else None
+            if known is None or known["gateway"] != item["gateway"]:
+                mismatch.append({"reference": ref, "gateway": item["gateway"], "problem": "no such refund here"})
+            elif txn is None or txn["gateway_reference"] != item["payment_id"]:
+                mismatch.append({"reference": ref, "gateway": item["gateway"], "problem": "another payment"})
+    payment_amounts = {
+        (code, payment["payment_id"]): Decimal(payment["amount"])
+        for code, items in snap.payments.items()
+        for payment in items
+    }
+    per_payment: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for code, items in sandbox.items():
+        for item in items:
+            if item["status"] in GATEWAY_REFUND_COUNTS:
+                per_payment[(code, item["payment_id"])] += Decimal(item["amount"])
+    gateway_above = [
+        {"gateway": code, "payment_id": pid, "refunded": str(total), "amount": str(payment_amounts.get((code, pid)))}
+        for (code, pid), total in per_payment.items()
+        if (code, pid) not in payment_amounts or total > payment_amounts[(code, pid)]
+    ]
+    succeeded_unmatched: list[dict[str, Any]] = []
+    refunded_but_failed: list[dict[str, Any]] = []
+    refunded_but_expired: list[dict[str, Any]] = []
+    for refund in refunds.values():
+        made = [i for i in at_gateways.get(refund["id"], []) if i["gateway"] == refund["gateway"]]
+        succeeded = [i for i in made if i["status"] == "succeeded"]
+        if refund["status"] == "succeeded" and len(succeeded) != 1:
+            succeeded_unmatched.append(
+                {"id": refund["id"], "gateway": refund["gateway"], "at_gateway": [i["status"] for i in made]}
+            )
+        elif refund["status"] == "failed" and succeeded:
+            entry = {"id": refund["id"], "failure_reason": refund["failure_reason"]}
+            (refunded_but_expired if refund["failure_reason"] == "expired" else refunded_but_failed).append(entry)
+    resends = sum(max(int(item.get("requests") or 1) - 1, 0) for items in sandbox.values() for item in items)
+    gateway_status = {code: dict(Counter(item["status"] for item in items)) for code, items in sandbox.items()}
+    attempt_outcomes = Counter(a["outcome"] for items in snap.refund_attempts.values() for a in items)
+
+    violations = {
+        "refunds_lost": len(lost),
+        "refunds_stuck": len(stuck),
+        "refunded_twice": len(twice),
+        "refund_idempotency": len(idempotency),
+        "refunds_above_deposit": len(above_deposit),
+        "gateway_refunds_above_payment": len(gateway_above),
+        "refund_reference_mismatch": len(mismatch),
+        "refund_succeeded_unmatched": len(succeeded_unmatched),
+        "refunded_but_failed": len(refunded_but_failed),
+        "refund_not_allowed": len(not_allowed),
+        "refund_wrongly_refused": len(wrongly_refused),
+    }
+    return {
+        "violations": violations,
+        "counts": {
+            "requests": len(history),
+            "accepted": len(accepted_ids),
+            "accepted_after_retries": sum(1 for req in accepted if req.get("tries", 1) > 1),
+            "answers": dict(answers),
+            "refused_as_expected": sum(
+                1
+                for req in history
+                if req["expect"] in ("exceeds", "race") and req.get("code") == "amount_exceeds_refundable"
+            ),
+            "exceeds_accepted_after_a_failure": len(exceeds_accepted),
+            "client_gave_up": sum(1 for req in history if req.get("status") is None),
+            "in_db": len(refunds),
+            "by_status": dict(statuses),
+            "failed_by_reason": dict(failed_by_reason),
+            "waiting": sum(waiting.values()),
+            "waiting_by_reason": dict(waiting),
+            "lost": len(lost),
+            "refunded_twice": len(twice),
+            "refunded_but_expired_for_review": len(refunded_but_expired),
+            "gateway_refunds": sum(len(items) for items in sandbox.values()),
+            "gateway_refunds_by_status": gateway_status,
+            "resends_absorbed_by_reference": resends,
+            "attempts_by_outcome": dict(attempt_outcomes),
+        },
+        "examples": {
+            "lost": lost[:EXAMPLES],
+            "stuck": stuck[:EXAMPLES],
+            "refunded_twice": twice[:EXAMPLES],
+            "idempotency": idempotency[:EXAMPLES],
+            "above_deposit": above_deposit[:EXAMPLES],
+            "gateway_above_payment": gateway_above[:EXAMPLES],
+            "reference_mismatch": mismatch[:EXAMPLES],
+            "succeeded_unmatched": succeeded_unmatched[:EXAMPLES],
+            "refunded_but_failed": refunded_but_failed[:EXAMPLES],
+            "refunded_but_expired": refunded_but_expired[:EXAMPLES],
+            "not_allowed": not_allowed[:EXAMPLES],
+            "wrongly_refused": wrongly_refused[:EXAMPLES],
+            "exceeds_accepted": [
+                {k: req.get(k) for k in ("key", "transaction_id", "id", "amount_sent")} for req in exceeds_accepted
+            ][:EXAMPLES],
+        },
+    }
+
+
+# --- merchant webhooks -----------------------------------------------------------------------------
+
+
+def accepted_answer(answer: int | str) -> bool:
+    """The receiver took the delivery: a 2xx, or a held request (released with 200)."""
+    return not isinstance(answer, int) or 200 <= answer < 300
+
+
+def check_events(received: list[dict[str, Any]], snap: Snapshot) -> dict[str, Any]:
+    """Every event of the run's client delivered at least once to its receiver, by event id.
+
+    `received` holds one entry per POST the receiver got: `id` (the Paygate-Event-Id header),
+    `body_id` (the body's `id`), `signature_ok` and `answer` (what the receiver answered; only a
+    2xx delivers). Violations: an event never delivered (`events_undelivered`); a delivery of an
+    event that the database does not have (`events_phantom`); a POST whose signature does not
+    check out or whose header and body disagree (`webhook_bad_deliveries`).
+    """
+    in_db = {event["id"]: event for event in snap.client_events}
+    copies = Counter(item["id"] for item in received if accepted_answer(item.get("answer", 200)))
+    missing = sorted(set(in_db) - set(copies))
+    phantom = sorted(set(copies) - set(in_db))
+    bad = [item for item in received if not item["signature_ok"] or item["body_id"] != item["id"]]
+    duplicates = {event_id: n for event_id, n in copies.items() if n > 1}
+    deliveries_by_event: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for delivery in snap.deliveries:
+        deliveries_by_event[delivery["event_id"]].append(delivery)
+    return {
+        "violations": {
+            "events_undelivered": len(missing),
+            "events_phantom": len(phantom),
+            "webhook_bad_deliveries": len(bad),
+        },
+        "counts": {
+            "events_in_db": len(in_db),
+            "events_by_type": dict(Counter(event["type"] for event in in_db.values())),
+            "posts_received": len(received),
+            "posts_refused_by_receiver": sum(1 for item in received if not accepted_answer(item.get("answer", 200))),
+            "events_received": len(set(copies) & set(in_db)),
+            "events_received_more_than_once": len(duplicates),
+            "extra_copies": sum(n - 1 for n in duplicates.values()),
+            "undelivered": len(missing),
+            "deliveries_by_status": dict(Counter(d["status"] for d in snap.deliveries)),
+            "delivery_attempts_by_result": snap.delivery_attempts,
+        },
+        "examples": {
+            "undelivered": [
+                {
+                    "id": event_id,
+                    "type": in_db[event_id]["type"],
+                    "created_at": str(in_db[event_id]["created_at"]),
+                    "deliveries": [
+                        (d["status"], d["attempt_count"], str(d["next_attempt_at"]))
+                        for d in deliveries_by_event.get(event_id, [])
+                    ],
+                }
+                for event_id in missing[:EXAMPLES]
+            ],
+            "phantom": phantom[:EXAMPLES],
+            "bad": [{k: v for k, v in item.items() if k != "body"} for item in bad[:EXAMPLES]],
+            "duplicates": dict(list(duplicates.items())[:EXAMPLES]),
+        },
+    }
 
 
 def scan_logs(log_dir: Any) -> dict[str, dict[str, int]]:
@@ -383,7 +810,8 @@ def scan_logs(log_dir: Any) -> dict[str, dict[str, int]]:
 
 
 def task_stats(log_dir: Any) -> dict[str, Any]:
-    """Work done by the workers, from their logs: task runs by name and how much of it was redundant.
+    """Work done by the workers (the webhook worker too), from their logs: task runs by name and how
+    much of it was redundant.
 
     `no_gateway_polls` are processing runs that found no usable route and scheduled themselves
     again; `lookups` are status look-ups actually sent. Runs per stored callback event or per
@@ -395,7 +823,7 @@ def task_stats(log_dir: Any) -> dict[str, Any]:
     runs: Counter[str] = Counter()
     retries: Counter[str] = Counter()
     polls = lookups = answered = 0
-    for path in sorted(Path(log_dir).glob("worker-*.log")):
+    for path in sorted([*Path(log_dir).glob("worker-*.log"), *Path(log_dir).glob("webhooks.log")]):
         with open(path, errors="replace") as handle:
             for line in handle:
                 if not line.startswith("{"):

@@ -6,25 +6,33 @@
 1. Start the stack on PostgreSQL (database `paygate_chaos`, recreated) and a private redis-server on
    :6391 (AOF, everysec, started and SIGKILLed by this script only): migrate, seed the demo with the
    sandboxes on :8311-8313 (each with a --state-file), an API key, granian on :8300 (2 workers),
-   celery worker node(s) (prefork, concurrency 2), celery beat; readiness is polled, and a canary
-   deposit must complete end to end before the load starts.
+   celery worker node(s) on the payment queues (prefork, concurrency 2), the webhook worker on the
+   `webhooks` queue (threads), celery beat, as the Procfile runs them; readiness is polled. A webhook
+   endpoint for every event type is registered, pointing at a receiver in this process (a real
+   HTTP server on loopback), and a canary deposit must complete end to end before the load starts.
 2. Drive deposits and withdrawals over DE/GB/US/BR at a steady rate. Every request carries an
    Idempotency-Key; on a connection error, a timeout or a 5xx the client retries the same request
    with the same key (bounded in tries and time), as a merchant would. Every id answered 202 is kept.
+   Half the accepted deposits are picked for a refund once completed (chaos/refunds.py): in full,
+   in parts or by two refunds racing, followed by one above what remains, which must be refused.
 3. Meanwhile inject faults on a seeded random plan: SIGKILL celery pool processes and worker main
    processes (a worker whose main died is started again), SIGKILL + restart Redis (same port, same
    AOF folder), stop + start PostgreSQL, SIGKILL + restart a sandbox (state file), and switch
    sandboxes between ok / flaky / down / error / timeout, with duplicate callbacks and callback
-   jitter (out-of-order delivery). A monitor restarts any process that dies unexpectedly and
-   reports it.
-4. Stop the faults, heal everything (sandboxes `ok`, callbacks on), wait for the stack to settle
-   (no transaction left non-final and no callback left unapplied, or a deadline), then check the
-   database against the clients' history and the sandboxes' records (chaos/check.py).
+   jitter (out-of-order delivery); SIGKILL + restart the webhook worker, and have the webhook
+   receiver answer 503 for a few seconds. A monitor restarts any process that dies unexpectedly
+   and reports it.
+4. Stop the faults, heal everything (sandboxes `ok`, callbacks on, the receiver answering), wait
+   for the stack to settle (no transaction or refund left non-final, no callback left unapplied,
+   every event of the run's client at the receiver; or a deadline), then check the database
+   against the clients' history, the sandboxes' records (payments and refunds) and what the
+   receiver got (chaos/check.py).
 
 Results: a table on stdout and in chaos/results/latest.md (committed); every figure, the history
 and the timeline in chaos/results/<timestamp>.json and latest.json (not committed). The exit
 status is 1 when a safety property is violated (a lost or double-paid transaction, a completed one
-without a matching gateway payment, ...), 2 when the run itself could not be carried out.
+without a matching gateway payment, a refund lost or given twice, an event never delivered, ...),
+2 when the run itself could not be carried out.
 Logs of every process: chaos/.work/logs/ (chaos-events.jsonl is the fault timeline).
 """
 
@@ -42,6 +50,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,10 +58,12 @@ from typing import Any
 
 import requests
 
-from chaos.check import check, scan_logs, snapshot, task_stats
+from chaos.check import accepted_answer, check, scan_logs, snapshot, task_stats
+from chaos.refunds import RefundConfig, Refunds
 from chaos.stack import (
     BROKER,
     BROKERS,
+    CLIENT_NAME,
     DB_NAME,
     LOG_DIR,
     PSYCOPG_DSN,
@@ -61,6 +72,7 @@ from chaos.stack import (
     RESULTS_DIR,
     SANDBOXES,
     WEB_URL,
+    WEBHOOK_WORKER,
     ChaosError,
     ChaosStack,
     Timings,
@@ -71,6 +83,7 @@ from chaos.stack import (
     use_broker,
     wait_for,
 )
+from harness import Receiver
 
 COUNTRIES = {
     "DE": ("EUR", {"iban": "DE89370400440532013000", "holder_name": "Jane Roe"}),
@@ -78,6 +91,8 @@ COUNTRIES = {
     "US": ("USD", {"account_number": "000123456789", "routing_number": "110000000", "holder_name": "Ann Lee"}),
     "BR": ("BRL", {"pix_key": "ana@example.com", "holder_name": "Ana Souza"}),
 }
+# The path of the run's webhook endpoint on its receiver.
+WEBHOOK_PATH = "/hooks/chaos"
 SHORT_WALL_BUDGET = 175.0  # seconds, start-up to exit, for --short (CI allows 3 minutes)
 
 
@@ -133,10 +148,19 @@ class LoadConfig:
 class Load:
     """Merchant backends: a steady stream of creates; a retry re-sends the same body with the same key."""
 
-    def __init__(self, config: LoadConfig, api_key: str, rng: random.Random, timeline: Timeline) -> None:
+    def __init__(
+        self,
+        config: LoadConfig,
+        api_key: str,
+        rng: random.Random,
+        timeline: Timeline,
+        on_deposit: Callable[[int, str], None] | None = None,
+    ) -> None:
         self.config = config
         self.api_key = api_key
         self.timeline = timeline
+        # Told of each deposit answered 202 (its index and id): the refunds pick theirs from these.
+        self.on_deposit = on_deposit
         self.history: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._next = 0
@@ -206,6 +230,8 @@ class Load:
             record = self._send(session, index)
             with self._lock:
                 self.history.append(record)
+            if self.on_deposit is not None and record["kind"] == "deposits" and record["status"] == 202:
+                self.on_deposit(index, record["id"])
 
     def _send(self, session: requests.Session, index: int) -> dict[str, Any]:
         key, kind, body = self._bodies[index]
@@ -329,6 +355,19 @@ def fault_plan(
         plan.append(PlannedFault(duration * 0.22, "worker_kill", {"target": "child", "node": 1}))
         plan.append(PlannedFault(duration * 0.42, "redis_restart", {"down_for": 2.0}))
         plan.append(PlannedFault(duration * 0.62, "worker_kill", {"target": "main", "node": worker_nodes}))
+        # A gateway that fails what it accepted: deposits fail, refunds fail and leave their amount
+        # refundable again.
+        plan.append(
+            PlannedFault(
+                round(duration * 0.68, 1),
+                "sandbox_mode",
+                {"code": "soapbank", "mode": "ok", "callback": "failed", "duplicate_callbacks": True},
+            )
+        )
+        plan.append(
+            PlannedFault(round(duration * 0.84, 1), "sandbox_mode", {"code": "soapbank", "callback": "completed"})
+        )
+        plan += webhook_faults(rng, duration=duration, short=True)
         for at in spread(rng, 4, duration * 0.15, duration * 0.8, 4):
             plan.append(PlannedFault(at, "sandbox_mode", {"code": rng.choice(codes), **sandbox_setting(rng)}))
         return sorted(plan)
@@ -370,14 +409,40 @@ def fault_plan(
         plan.append(PlannedFault(at, "sandbox_restart", {"code": rng.choice(codes)}))
     for at in spread(rng, int(duration / 8), 5, end, 3):
         plan.append(PlannedFault(at, "sandbox_mode", {"code": rng.choice(codes), **sandbox_setting(rng)}))
+    plan += webhook_faults(rng, duration=duration, short=False)
     return sorted(plan)
+
+
+def webhook_faults(rng: random.Random, *, duration: float, short: bool) -> list[PlannedFault]:
+    """The webhook worker SIGKILLed (deliveries in flight are left to the sweep) and the merchant's
+    receiver answering 503 for a while (deliveries retried on the schedule)."""
+    if short:
+        return [
+            PlannedFault(round(duration * 0.1, 1), "receiver_outage", {"down_for": 5.0}),
+            PlannedFault(round(duration * 0.3, 1), "webhook_worker_kill"),
+        ]
+    end = duration - 10
+    plan = [PlannedFault(at, "webhook_worker_kill") for at in spread(rng, 2, 10, end, 30)]
+    plan += [
+        PlannedFault(at, "receiver_outage", {"down_for": round(rng.uniform(5.0, 15.0), 1)})
+        for at in spread(rng, 2, 10, end, 30)
+    ]
+    return plan
 
 
 class Faults:
     """Carries out the plan in one thread; the monitor (same lock) restarts what died unexpectedly."""
 
-    def __init__(self, stack: ChaosStack, plan: list[PlannedFault], timeline: Timeline, rng: random.Random) -> None:
+    def __init__(
+        self,
+        stack: ChaosStack,
+        plan: list[PlannedFault],
+        timeline: Timeline,
+        rng: random.Random,
+        receiver: Receiver | None = None,
+    ) -> None:
         self.stack = stack
+        self.receiver = receiver
         self.plan = plan
         self.timeline = timeline
         self.rng = rng
@@ -461,6 +526,31 @@ class Faults:
         time.sleep(self.rng.uniform(0.5, 2.0))  # the fault's duration: the node stays down a moment
         proc = self.stack.start_worker_node(node)
         self.timeline.record("worker_restarted", node=node, pid=proc.pid)
+
+    def _do_webhook_worker_kill(self) -> None:
+        """SIGKILL the threaded webhook worker (its deliveries in flight die with it), start it again."""
+        proc = self.stack.procs[WEBHOOK_WORKER]
+        proc.expected_exit = True
+        main_pid = proc.pid
+        proc.signal_group(signal.SIGKILL)
+        assert proc.popen is not None
+        proc.popen.wait(10)
+        self.timeline.record("webhook_worker_kill", fault=True, pid=main_pid)
+        time.sleep(self.rng.uniform(0.5, 2.0))
+        proc = self.stack.start_webhook_worker()
+        self.timeline.record("webhook_worker_restarted", pid=proc.pid)
+
+    def _do_receiver_outage(self, down_for: float) -> None:
+        """The merchant's endpoint answers 503 for a while."""
+        if self.receiver is None:
+            return
+        self.receiver.on(WEBHOOK_PATH, 503)
+        self.timeline.record("receiver_outage", fault=True, down_for=down_for)
+        try:
+            time.sleep(down_for)
+        finally:
+            self.receiver.on(WEBHOOK_PATH, 200)
+        self.timeline.record("receiver_up")
 
     def _do_redis_restart(self, down_for: float) -> None:
         proc = self.stack.procs["redis"]
@@ -584,6 +674,8 @@ class Faults:
         with self.lock:
             for pid in list(self.paused):
                 self._resume(pid)
+            if self.receiver is not None:
+                self.receiver.on(WEBHOOK_PATH, 200)
             if "redis" in self.stack.procs:
                 self.stack.procs["redis"].signal_main(signal.SIGCONT)
             if self.stack.postgres_stopped:
@@ -613,7 +705,7 @@ class Faults:
 
 
 def db_progress() -> dict[str, int] | None:
-    """Non-final transactions and unapplied callbacks, or None while the database cannot be read."""
+    """Non-final transactions and refunds and unapplied callbacks, or None while the database cannot be read."""
     import psycopg
 
     try:
@@ -625,9 +717,31 @@ def db_progress() -> dict[str, int] | None:
                 "SELECT count(*) FROM callbacks_callbackevent WHERE result = 'received'"
             ).fetchone()[0]
             total = conn.execute("SELECT count(*) FROM payments_transaction").fetchone()[0]
+            refunds_waiting = conn.execute(
+                "SELECT count(*) FROM payments_refund WHERE status IN ('pending', 'processing')"
+            ).fetchone()[0]
     except psycopg.Error:
         return None
-    return {"waiting": waiting, "unapplied": unapplied, "total": total}
+    return {"waiting": waiting, "unapplied": unapplied, "total": total, "refunds_waiting": refunds_waiting}
+
+
+def _settled(progress: dict[str, int] | None) -> bool:
+    return progress is not None and not (progress["waiting"] or progress["unapplied"] or progress["refunds_waiting"])
+
+
+def client_event_ids(client_name: str) -> set[str] | None:
+    """The ids of the client's events (as its webhooks carry them), or None while the database cannot be read."""
+    import psycopg
+
+    try:
+        with psycopg.connect(PSYCOPG_DSN, connect_timeout=3) as conn:
+            rows = conn.execute(
+                "SELECT e.uid FROM payments_event e JOIN payments_apiclient c ON c.id = e.client_id WHERE c.name = %s",
+                (client_name,),
+            ).fetchall()
+    except psycopg.Error:
+        return None
+    return {f"evt_{uid.hex}" for (uid,) in rows}
 
 
 def callbacks_delivered() -> int:
@@ -639,21 +753,22 @@ def callbacks_delivered() -> int:
     return total
 
 
-def settle(timeout: float, timeline: Timeline) -> dict[str, Any]:
-    """Poll until nothing is waiting and no callback is unapplied (then a short quiet period), or the deadline."""
+def settle(timeout: float, timeline: Timeline, undelivered: Callable[[], int | None] | None = None) -> dict[str, Any]:
+    """Poll until no transaction or refund is waiting and no callback is unapplied (then a short quiet
+    period), and, with `undelivered`, until it counts no event left to deliver; or the deadline."""
     started = time.monotonic()
     deadline = started + timeout
     last_print = 0.0
     progress = None
     while time.monotonic() < deadline:
         progress = db_progress()
-        if progress is not None and progress["waiting"] == 0 and progress["unapplied"] == 0:
+        if _settled(progress):
             break
         if time.monotonic() - last_print > 10:
             last_print = time.monotonic()
             print(f"  settling: {progress}", flush=True)
         time.sleep(1.0)
-    settled = progress is not None and progress["waiting"] == 0 and progress["unapplied"] == 0
+    settled = _settled(progress)
     # Late copies of duplicated or jittered callbacks: wait until deliveries stop changing (bounded).
     quiet_deadline = min(time.monotonic() + 15.0, deadline + 15.0)
     previous = callbacks_delivered()
@@ -663,9 +778,81 @@ def settle(timeout: float, timeline: Timeline) -> dict[str, Any]:
         if current == previous:
             break
         previous = current
+    # Webhook deliveries drain on their own worker; the last events were written just now.
+    left = None
+    webhooks_seconds = 0.0
+    if undelivered is not None:
+        drain_started = time.monotonic()
+        drain_deadline = max(deadline, time.monotonic() + 10.0)
+        while True:
+            left = undelivered()
+            if left == 0 or time.monotonic() >= drain_deadline:
+                break
+            if time.monotonic() - last_print > 10:
+                last_print = time.monotonic()
+                print(f"  settling: {left} events not yet delivered to the webhook receiver", flush=True)
+            time.sleep(1.0)
+        webhooks_seconds = round(time.monotonic() - drain_started, 1)
+        settled = settled and left == 0
     elapsed = round(time.monotonic() - started, 1)
-    timeline.record("settled" if settled else "settle_deadline", seconds=elapsed, progress=progress)
-    return {"settled": settled, "seconds": elapsed, "last_progress": progress}
+    timeline.record(
+        "settled" if settled else "settle_deadline", seconds=elapsed, progress=progress, events_undelivered=left
+    )
+    return {
+        "settled": settled,
+        "seconds": elapsed,
+        "last_progress": progress,
+        "events_undelivered": left,
+        "webhooks_drain_seconds": webhooks_seconds,
+    }
+
+
+def register_webhook(api_key: str, url: str) -> str:
+    """The merchant's endpoint for every event type; its signing secret."""
+    response = requests.post(
+        f"{WEB_URL}/api/v1/webhook-endpoints",
+        json={"url": url, "events": ["*"]},
+        headers={"Authorization": f"Api-Key {api_key}"},
+        timeout=10,
+    )
+    if response.status_code != 201:
+        raise ChaosError(f"registering the webhook endpoint answered {response.status_code}: {response.text[:300]}")
+    return str(response.json()["secret"])
+
+
+def received_events(receiver: Receiver, secret: str) -> list[dict[str, Any]]:
+    """One entry per POST the receiver got: the header's and the body's event id, the signature's check,
+    what the receiver answered."""
+    items = []
+    for item in receiver.at(WEBHOOK_PATH):
+        headers = {name.lower(): value for name, value in item.headers.items()}
+        try:
+            body = item.json()
+            body_id, event_type = body.get("id"), body.get("type")
+        except (ValueError, AttributeError):
+            body_id = event_type = None
+        items.append(
+            {
+                "id": headers.get("paygate-event-id"),
+                "body_id": body_id,
+                "type": event_type,
+                "signature_ok": item.signature_valid(secret),
+                "answer": item.answer,
+            }
+        )
+    return items
+
+
+def undelivered_count(receiver: Receiver) -> int | None:
+    """The client's events that the receiver has not got yet (None while the database cannot be read)."""
+    ids = client_event_ids(CLIENT_NAME)
+    if ids is None:
+        return None
+    got = set()
+    for item in receiver.at(WEBHOOK_PATH):
+        if accepted_answer(item.answer):
+            got.add({name.lower(): value for name, value in item.headers.items()}.get("paygate-event-id"))
+    return len(ids - got)
 
 
 def canary(api_key: str, timeout: float = 60.0) -> float:
@@ -741,6 +928,8 @@ def summary_table(result: dict[str, Any]) -> str:
         ("duplicate callbacks absorbed (sandbox vs DB)", counts["duplicate_callbacks_absorbed"]),
         ("duplicate callbacks (metric)", counts["duplicate_callbacks_metric"]),
         ("attempts by outcome", counts["attempts_by_outcome"]),
+        *refund_rows(result["check"]),
+        *webhook_rows(result["check"]),
         ("unexpected process exits", len(result["unexpected_exits"])),
         ("task runs (from worker logs)", result["work"]["task_runs"]),
         (
@@ -762,6 +951,67 @@ def summary_table(result: dict[str, Any]) -> str:
     )
     width = max(len(label) for label, _ in rows)
     return "\n".join(f"  {label.ljust(width)}  {value}" for label, value in rows)
+
+
+def refund_rows(report: dict[str, Any]) -> list[tuple[str, Any]]:
+    if "refunds" not in report:
+        return []
+    counts, violations = report["refunds"]["counts"], report["violations"]
+    rows: list[tuple[str, Any]] = [
+        ("refund requests sent", counts["requests"]),
+        ("  accepted (202)", counts["accepted"]),
+        ("  refused as expected (422 above the remainder)", counts["refused_as_expected"]),
+        ("  above the remainder, accepted: one had failed", counts["exceeds_accepted_after_a_failure"]),
+        ("  client gave up (no answer)", counts["client_gave_up"]),
+        ("  refused though refundable", violations["refund_wrongly_refused"]),
+        ("refunds in DB / by status", f"{counts['in_db']} {counts['by_status']}"),
+    ]
+    rows += [(f"  refund failed: {reason}", n) for reason, n in sorted(counts["failed_by_reason"].items())]
+    rows.append(("refunds still waiting", counts["waiting"]))
+    rows += [(f"  {reason}", n) for reason, n in sorted(counts["waiting_by_reason"].items())]
+    rows += [
+        ("REFUNDS LOST (missing or stuck)", violations["refunds_lost"] + violations["refunds_stuck"]),
+        ("REFUNDED TWICE", violations["refunded_twice"]),
+        (
+            "refunds above the deposit (DB) / payment (gateway)",
+            f"{violations['refunds_above_deposit']} / {violations['gateway_refunds_above_payment']}",
+        ),
+        ("refund succeeded w/o one gateway refund", violations["refund_succeeded_unmatched"]),
+        ("refunded at gateway but failed (not expired)", violations["refunded_but_failed"]),
+        ("refunded at gateway, expired (for review)", counts["refunded_but_expired_for_review"]),
+        ("refund references unknown or misplaced", violations["refund_reference_mismatch"]),
+        ("refund idempotency anomalies", violations["refund_idempotency"]),
+        ("refunds of what is not refundable", violations["refund_not_allowed"]),
+        (
+            "gateway refunds / by status",
+            f"{counts['gateway_refunds']} {counts['gateway_refunds_by_status']}",
+        ),
+        ("refund re-sends absorbed by reference", counts["resends_absorbed_by_reference"]),
+        ("refund attempts by outcome", counts["attempts_by_outcome"]),
+    ]
+    return rows
+
+
+def webhook_rows(report: dict[str, Any]) -> list[tuple[str, Any]]:
+    if "webhooks" not in report:
+        return []
+    counts, violations = report["webhooks"]["counts"], report["violations"]
+    return [
+        ("webhook events (client's, in DB)", counts["events_in_db"]),
+        ("  received at least once", counts["events_received"]),
+        (
+            "  received more than once (extra copies)",
+            f"{counts['events_received_more_than_once']} ({counts['extra_copies']})",
+        ),
+        ("  POSTs the receiver refused (its outages)", counts["posts_refused_by_receiver"]),
+        ("EVENTS UNDELIVERED", violations["events_undelivered"]),
+        (
+            "  received, not in DB / bad signature or id",
+            f"{violations['events_phantom']} / {violations['webhook_bad_deliveries']}",
+        ),
+        ("  deliveries by status", counts["deliveries_by_status"]),
+        ("  delivery attempts by result", counts["delivery_attempts_by_result"]),
+    ]
 
 
 def write_results(result: dict[str, Any], table: str) -> Path:
@@ -844,6 +1094,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     faults: Faults | None = None
     load: Load | None = None
+    refunds: Refunds | None = None
+    receiver = Receiver()
     try:
         print(
             f"==> Starting PostgreSQL db {DB_NAME}, private Redis :{REDIS_PORT}"
@@ -853,13 +1105,16 @@ def main(argv: list[str] | None = None) -> int:
         )
         startup_steps = stack.start_all()
         timeline = Timeline(LOG_DIR / "chaos-events.jsonl")
+        # Before the first transaction: every event of the run's client is for this endpoint.
+        receiver.start()
+        webhook_secret = register_webhook(stack.api_key, receiver.on(WEBHOOK_PATH, 200))
         canary_s = canary(stack.api_key)
         startup_s = round(time.monotonic() - wall_start, 1)
         print(f"    ready in {startup_s}s {startup_steps} (canary deposit completed in {canary_s}s)", flush=True)
         if args.short and args.duration_default:
             # A busy machine starts slowly: shorten the load so the whole run stays within budget,
-            # keeping ~60 s to settle and ~20 s to check and tear down.
-            args.duration = max(min(args.duration, SHORT_WALL_BUDGET - startup_s - 80.0), 30.0)
+            # keeping ~65 s to settle (webhook deliveries drain last) and ~20 s to check and tear down.
+            args.duration = round(max(min(args.duration, SHORT_WALL_BUDGET - startup_s - 85.0), 30.0), 1)
 
         plan = fault_plan(
             rng,
@@ -870,18 +1125,22 @@ def main(argv: list[str] | None = None) -> int:
             rabbitmq=BROKER.name == "amqp",
         )
         load_config = LoadConfig(duration=args.duration, rate=args.rate, clients=args.clients)
-        load = Load(load_config, stack.api_key, rng, timeline)
-        faults = Faults(stack, plan, timeline, random.Random(args.seed + 1))
+        refund_config = RefundConfig(run_id=load_config.run_id, seed=args.seed)
+        refunds = Refunds(refund_config, stack.api_key)
+        load = Load(load_config, stack.api_key, rng, timeline, on_deposit=refunds.offer)
+        faults = Faults(stack, plan, timeline, random.Random(args.seed + 1), receiver=receiver)
         print(f"==> Load and faults for {args.duration:.0f}s ({len(plan)} planned faults)", flush=True)
         timeline.reset_clock()
         timeline.record("load_start", rate=args.rate, clients=args.clients)
         load.start()
+        refunds.start()
         faults.start()
         load_phase_end = time.monotonic() + args.duration
         while time.monotonic() < load_phase_end:
             time.sleep(min(10.0, max(load_phase_end - time.monotonic(), 0.0)))
             print(f"  [{timeline.offset():7.1f}s] requests answered: {len(load.history)}", flush=True)
         faults.stop_plan()
+        refunds.finish()
         timeline.record("faults_stopped")
         faults.heal()
         # Clients still retrying (e.g. after an outage) finish within their own bound.
@@ -889,6 +1148,11 @@ def main(argv: list[str] | None = None) -> int:
             load.stop()
             load.join(10)
         timeline.record("load_done", requests=len(load.history))
+        # The refund scenarios under way end; no new one started after the load phase.
+        if not refunds.join(refund_config.request_deadline + 30):
+            refunds.stop()
+            refunds.join(10)
+        timeline.record("refunds_done", requests=len(refunds.history))
 
         if args.settle_timeout is not None:
             settle_timeout = args.settle_timeout
@@ -897,11 +1161,16 @@ def main(argv: list[str] | None = None) -> int:
         else:
             settle_timeout = 180.0
         print(f"==> Settling (up to {settle_timeout:.0f}s)", flush=True)
-        settle_result = settle(settle_timeout, timeline)
+        settle_result = settle(settle_timeout, timeline, undelivered=lambda: undelivered_count(receiver))
         faults.stop_monitor()
 
         print("==> Checking the database against the clients' history and the sandboxes' records", flush=True)
-        report = check(load.history, snapshot())
+        report = check(
+            load.history,
+            snapshot(CLIENT_NAME),
+            refund_history=refunds.history,
+            received=received_events(receiver, webhook_secret),
+        )
         wall = round(time.monotonic() - wall_start, 1)
         result = {
             "mode": mode,
@@ -916,6 +1185,7 @@ def main(argv: list[str] | None = None) -> int:
             "config": {
                 **dataclasses.asdict(load_config),
                 "worker_nodes": args.worker_nodes,
+                "refunds": dataclasses.asdict(refund_config),
                 "timings": dataclasses.asdict(timings),
             },
             "faults": dict(timeline.faults),
@@ -927,6 +1197,8 @@ def main(argv: list[str] | None = None) -> int:
             "work": task_stats(LOG_DIR),
             "timeline": timeline.events,
             "history": load.history,
+            "refund_history": refunds.history,
+            "refund_deposits": refunds.deposits,
         }
         table = summary_table(result)
         print(f"\n{table}\n")
@@ -942,6 +1214,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if load is not None:
             load.stop()
+        if refunds is not None:
+            refunds.stop()
+        receiver.stop()
         if faults is not None:
             faults._stop.set()
             faults._monitor_stop = True

@@ -2,7 +2,8 @@
 
 Everything targets 127.0.0.1: the database `paygate_chaos` (dropped and recreated per run), a
 redis-server started here on port 6391 with AOF (so it can be SIGKILLed and started again at
-will, never touching the shared Redis on 6379), web on :8300 and the sandboxes on :8311-8313.
+will, never touching the shared Redis on 6379), web on :8300 and the sandboxes on :8311-8313; the
+payment workers and the webhook worker on their own queues, as the Procfile runs them.
 With `--broker amqp` the broker is the machine's RabbitMQ (127.0.0.1:5672, a vhost named after
 the database, made anew per run), which the run stops and starts again as a fault; the private
 Redis then holds the cache only.
@@ -78,6 +79,12 @@ SANDBOXES: dict[str, tuple[str, int]] = {
 SANDBOX_TIMEOUT_DELAY = 5.0
 GATEWAY_CONNECT_TIMEOUT = 2.0
 GATEWAY_READ_TIMEOUT = 3.0
+
+# The API client the run's merchant requests, refunds and webhook endpoint belong to.
+CLIENT_NAME = "chaos"
+# The queues of the Procfile's `worker:` line; webhook deliveries have their own worker (`webhooks:`).
+PAYMENT_QUEUES = "celery,celery.urgent"
+WEBHOOK_WORKER = "webhooks"
 
 ChaosError = HarnessError
 http_get = harness.http_get
@@ -185,6 +192,9 @@ class Timings:
     breaker_cooldown: int = 10
     callback_sweep_interval: int = 10
     callback_delay: float = 0.3
+    # Merchant webhooks: retries within the run (the production schedule spans a day).
+    webhook_retry_schedule: str = "1,2,4,8,15,30,60"
+    webhook_sweep_interval: int = 5
 
     def env(self) -> dict[str, str]:
         return {
@@ -199,6 +209,8 @@ class Timings:
             "PAYGATE_RETRY_BACKOFF_MAX_SECONDS": str(self.backoff_max),
             "PAYGATE_BREAKER_COOLDOWN_SECONDS": str(self.breaker_cooldown),
             "PAYGATE_BREAKER_PROBE_TIMEOUT_SECONDS": str(self.breaker_cooldown),
+            "PAYGATE_WEBHOOK_RETRY_SCHEDULE": self.webhook_retry_schedule,
+            "PAYGATE_WEBHOOK_SWEEP_INTERVAL_SECONDS": str(self.webhook_sweep_interval),
         }
 
 
@@ -217,6 +229,8 @@ def chaos_env(timings: Timings) -> dict[str, str]:
             "PAYGATE_RATE_LIMIT": "",
             "LOG_LEVEL": "INFO",
             "LOG_FORMAT": "json",
+            # The run's webhook receiver listens on loopback, which DEBUG=False otherwise refuses.
+            "PAYGATE_WEBHOOK_ALLOW_PRIVATE": "True",
             **timings.env(),
         }
     )
@@ -233,6 +247,7 @@ class ChaosStack(harness.Stack):
         web_workers: int = 2,
         worker_nodes: int = 2,
         worker_concurrency: int = 2,
+        webhook_concurrency: int = 8,
         log: Callable[[str], None] = print,
     ) -> None:
         super().__init__(env=chaos_env(timings), log_dir=LOG_DIR)
@@ -240,6 +255,7 @@ class ChaosStack(harness.Stack):
         self.web_workers = web_workers
         self.worker_nodes = worker_nodes
         self.worker_concurrency = worker_concurrency
+        self.webhook_concurrency = webhook_concurrency
         self.api_key = ""
         self.postgres_stopped = False
         self.rabbitmq_stopped = False
@@ -301,7 +317,7 @@ class ChaosStack(harness.Stack):
             stderr=subprocess.STDOUT,
             text=True,
         )
-        self.api_key = self.manage("create_api_key", "chaos").strip().splitlines()[-1].strip()
+        self.api_key = self.manage("create_api_key", CLIENT_NAME).strip().splitlines()[-1].strip()
         seed_out, _ = seed.communicate(timeout=300)
         with open(LOG_DIR / "setup.log", "a") as log:
             log.write(f"\n===== manage.py seed_demo (rc={seed.returncode}) =====\n{seed_out}\n")
@@ -311,6 +327,7 @@ class ChaosStack(harness.Stack):
         step("seed_and_api_key")
         for index in range(1, self.worker_nodes + 1):
             self.start_worker_node(index)
+        self.start_webhook_worker()
         self.start_beat(pidfile=WORK_DIR / "celerybeat.pid")
         for code, (_, port) in SANDBOXES.items():
             self.wait_sandbox(code, port=port)
@@ -367,10 +384,20 @@ class ChaosStack(harness.Stack):
         )
 
     def worker_names(self) -> list[str]:
-        return [f"worker-{index}" for index in range(1, self.worker_nodes + 1)]
+        """Every Celery worker node: the payment workers and the webhook worker."""
+        return [*(f"worker-{index}" for index in range(1, self.worker_nodes + 1)), WEBHOOK_WORKER]
 
     def start_worker_node(self, index: int) -> Process:
-        return self.start_worker(f"worker-{index}", concurrency=self.worker_concurrency, pool="prefork")
+        """A payment worker, as the Procfile's `worker:` (the payment queues, not `webhooks`)."""
+        return self.start_worker(
+            f"worker-{index}", concurrency=self.worker_concurrency, pool="prefork", queues=PAYMENT_QUEUES
+        )
+
+    def start_webhook_worker(self) -> Process:
+        """The webhook deliveries' own worker, threaded, as the Procfile's `webhooks:`."""
+        return self.start_worker(
+            WEBHOOK_WORKER, concurrency=self.webhook_concurrency, pool="threads", queues="webhooks"
+        )
 
     def restart(self, name: str) -> Process:
         if name == "redis":

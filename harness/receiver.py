@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -24,6 +25,8 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    # What the script answered it (HANG: held, then 200 once released).
+    answer: int | str = 200
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -35,6 +38,15 @@ class Received:
             return False
         expected = hmac.new(secret.encode(), parts["t"].encode() + b"." + self.body, hashlib.sha256).hexdigest()
         return hmac.compare_digest(expected, parts["v1"])
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A sender that went away mid-request (killed, timed out) is its business, not an error here."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 @dataclass
@@ -73,18 +85,19 @@ class Receiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer((self.host, 0), Handler)
+        self._server = _QuietServer((self.host, 0), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, name="webhook-receiver", daemon=True).start()
         return self
 
     def _record(self, item: Received) -> int | str:
         with self._lock:
-            self.received.append(item)
             calls = self._calls.get(item.path, 0)
             self._calls[item.path] = calls + 1
             script = self.scripts.get(item.path) or [200]
-            return script[min(calls, len(script) - 1)]
+            answer = script[min(calls, len(script) - 1)]
+            self.received.append(replace(item, answer=answer))
+            return answer
 
     def url(self, path: str = "/hook") -> str:
         assert self._server is not None, "not started"
