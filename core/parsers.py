@@ -91,13 +91,17 @@ class StrictJSONParser(BaseParser):
         return data
 
 
+# XML's own white space (the S production): stripped around a leaf's text, which may be indented.
+XML_WHITE_SPACE = " \t\n\r"
+
+
 def element_to_data(element: Element, *, depth: int = 1) -> Any:
-    """`<a><b>1</b><c><d>2</d></c></a>` → `{"b": "1", "c": {"d": "2"}}`; a leaf is its text."""
+    """`<a><b>1</b><c><d>2</d></c></a>` → `{"b": "1", "c": {"d": "2"}}`; a leaf is its text, stripped."""
     if depth > settings.PAYGATE_MAX_JSON_DEPTH:
         raise ParseError("XML nested too deeply.")
     children = list(element)
     if not children:
-        return (element.text or "").strip()
+        return (element.text or "").strip(XML_WHITE_SPACE)
     data: dict[str, Any] = {}
     for child in children:
         tag = child.tag.rsplit("}", 1)[-1]
