@@ -126,8 +126,11 @@ class XMLParser(BaseParser):
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
         root = loads_xml(_read(stream))
         data = element_to_data(root)
+        if data == "":
+            # `<refund/>`: the empty object, as `{}` in JSON (a body whose fields are all optional).
+            data = {}
         if not isinstance(data, dict):
-            raise ParseError("XML body must be an element with child elements.")
+            raise ParseError("XML body must be an element with child elements, or an empty one.")
         refuse_unstorable(data)  # XML 1.0 has no NUL, but one check for every body costs little
         return data
 
