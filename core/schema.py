@@ -75,6 +75,13 @@ def stripped_text_pattern(*, min_length: int, max_length: int, xml: bool = False
     return f"^{_SPACE}*{inner}{_SPACE}*$"
 
 
+def not_blank_line_pattern() -> str:
+    """One line of text that is not all white space: no C0 control or DEL (as in a header value),
+    and at least one character str.strip() keeps."""
+    control = "\\u0000-\\u001f\\u007f"
+    return f"^[^{control}]*[^{control}{_WS_CLASS}][^{control}]*$"
+
+
 def xml_text_pattern(pattern: str) -> str:
     """An anchored `^...$` pattern as XML leaf text: the parser strips XML white space around it."""
     if not (pattern.startswith("^") and pattern.endswith("$")):

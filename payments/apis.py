@@ -27,7 +27,7 @@ from rest_framework.views import APIView
 from core.currencies import is_currency
 from core.errors import NotFound, ValidationFailed
 from core.pagination import PAGE_PARAMETERS, Pagination
-from core.schema import AUTHENTICATED_ERRORS, ERROR_RESPONSE, stripped_text_pattern
+from core.schema import AUTHENTICATED_ERRORS, ERROR_RESPONSE, not_blank_line_pattern, stripped_text_pattern
 
 from .auth import client_of
 from .models import EventType, RefundFailureReason, RefundStatus, Transaction, TransactionStatus, TransactionType
@@ -241,7 +241,7 @@ class TransactionOutput(serializers.Serializer):
 
 _IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
-    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[^\\x00-\\x1f\\x7f]*\\S[^\\x00-\\x1f\\x7f]*$"},
+    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": not_blank_line_pattern()},
     OpenApiParameter.HEADER,
     required=False,
     description="At most 255 characters. The same key with the same body replays the original answer; "

@@ -11,6 +11,7 @@ import json
 import re
 from decimal import Decimal
 from io import BytesIO
+from types import SimpleNamespace
 from typing import Any
 
 import jsonschema_rs
@@ -22,10 +23,11 @@ from rest_framework.exceptions import ParseError
 from schemathesis.generation.jsonschema.builder import build
 from schemathesis.transport.serialization import _sanitize_xml_name, serialize_xml_with_schema
 
+from core.errors import ValidationFailed
 from core.parsers import XMLParser, loads_strict_json
 from core.text import first_unstorable
 from gateways.services import demo_seed
-from payments.apis import TransactionCreateInput
+from payments.apis import _IDEMPOTENCY_HEADER, TransactionCreateInput, _idempotency_key
 from payments.money import AmountError, amount_pattern, parse_amount
 from payments.schema import transaction_create_schema
 
@@ -68,6 +70,22 @@ def test_amount_pattern_is_parse_amount(places: int, maximum: Decimal, text: str
         accepted = accepted_amount(candidate, places=places, maximum=maximum)
         assert (re.fullmatch(pattern, candidate) is not None) == accepted, candidate
         assert jsonschema_rs.is_valid({"type": "string", "pattern": pattern}, candidate) == accepted, candidate
+
+
+HEADER_TEXT = st.text(st.sampled_from(list("\x00\t\x1f \x7f\x85\xa0\u2003\u3000ab")) | st.characters(), max_size=8)
+
+
+@PROPERTY
+@given(key=HEADER_TEXT | st.text(max_size=300))
+@example(key="\x85")
+@example(key="k" * 256)
+def test_idempotency_key_schema_is_its_validation(key: str) -> None:
+    try:
+        _idempotency_key(SimpleNamespace(headers={"Idempotency-Key": key}))  # type: ignore[arg-type]
+        accepted = True
+    except ValidationFailed:
+        accepted = False
+    assert jsonschema_rs.is_valid(_IDEMPOTENCY_HEADER.type, key) == accepted
 
 
 # --- Bodies drawn from the schema are accepted by the serializer --------------------------------
