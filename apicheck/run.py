@@ -4,9 +4,10 @@
 
 1. Start the stack as `make run` does — PostgreSQL and Redis, DEBUG as `make run` sets it (True
    unless DEBUG says otherwise), migrations, `seed_demo --staff --demo`, an API key, then web
-   (bin/web), the payments worker, celery-beat and the three sandbox gateways — on its own
-   database (`paygate_apicheck`, recreated; APICHECK_DB_NAME moves it), a private redis-server
-   and free ports, so that it runs beside a `make run` or another check on the same machine.
+   (bin/web), the payments worker (on the Procfile's queues), celery-beat and the three sandbox
+   gateways — on its own database (`paygate_apicheck`, recreated; APICHECK_DB_NAME moves it), a
+   private redis-server and free ports, so that it runs beside a `make run` or another check on
+   the same machine.
    The webhook worker is left out on purpose: the check registers webhook endpoints with
    generated URLs, and nothing should POST events to those.
 2. Run `st run` on the schema the server serves (`/api/schema/`): every operation under
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -55,6 +57,16 @@ SANDBOXES = {"acmepay": "json", "soapbank": "xml", "globex": "json"}
 # own. About a minute of schemathesis for the operations of today.
 MAX_EXAMPLES = 20
 SEED = 1
+
+
+def procfile_queues(process: str) -> str | None:
+    """The `--queues` of a Procfile process: `make run` starts the Procfile."""
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        name, _, command = line.partition(":")
+        argv = shlex.split(command)
+        if name.strip() == process and "--queues" in argv[:-1]:
+            return argv[argv.index("--queues") + 1]
+    return None
 
 
 class ApiStack(harness.Stack):
@@ -104,7 +116,7 @@ class ApiStack(harness.Stack):
         self.manage("migrate", "--noinput")
         self.manage("seed_demo", "--staff", "--demo")
         self.api_key = self.manage("create_api_key", "apicheck").strip().splitlines()[-1].strip()
-        self.start_worker("worker", concurrency=1, queues="celery")
+        self.start_worker("worker", concurrency=1, queues=procfile_queues("worker"))
         self.start_beat(pidfile=WORK_DIR / "celerybeat.pid")
         for code, port in self.sandbox_ports.items():
             self.wait_sandbox(code, port=port)
