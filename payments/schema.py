@@ -102,10 +102,20 @@ def _metadata(*, xml: bool) -> dict[str, Any]:
         return {
             "type": "object",
             "minProperties": 1,
-            "additionalProperties": {"type": "string", "pattern": XML_TEXT_PATTERN},
-            "description": description + " In XML every value is text (an element with children is an object).",
+            "additionalProperties": _xml_value(depth=3),
+            "description": description + " In XML every value is text, or elements (an object).",
         }
     return {"type": "object", "additionalProperties": {}, "description": description}
+
+
+def _xml_value(*, depth: int) -> dict[str, Any]:
+    """An element at `depth` (the root is 1): text, or child elements while the parser's depth allows."""
+    text = {"type": "string", "pattern": XML_TEXT_PATTERN}
+    if depth >= settings.PAYGATE_MAX_JSON_DEPTH:
+        return text
+    return {
+        "anyOf": [text, {"type": "object", "minProperties": 1, "additionalProperties": _xml_value(depth=depth + 1)}]
+    }
 
 
 def transaction_create_schema(*, xml: bool) -> dict[str, Any]:
@@ -152,7 +162,7 @@ def transaction_create_schema(*, xml: bool) -> dict[str, Any]:
         schema["xml"] = {"name": "transaction"}
         schema["description"] = (
             "The JSON form's fields as child elements of <transaction>; every value is text, stripped of "
-            "surrounding white space."
+            "surrounding XML white space (space, tab, CR, LF)."
         )
     return schema
 
