@@ -7,7 +7,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run monitor dashboards test install schema bench simulate chaos lint typecheck clean help
+.PHONY: run monitor dashboards test install schema bench simulate chaos apicheck lint typecheck clean help
 
 help:
 	@echo "make run    install, migrate, seed the demo and start web, worker, beat and the sandbox gateways"
@@ -17,6 +17,7 @@ help:
 	@echo "make bench  benchmark the pipeline on PostgreSQL + Redis (BENCH_ARGS=--quick|--scaling)"
 	@echo "make simulate  success-rate vs priority routing through drifting gateways (SIMULATE_ARGS=--quick)"
 	@echo "make chaos  fault-injection run on PostgreSQL + a private Redis (CHAOS_ARGS=--short)"
+	@echo "make apicheck  schemathesis, every check, against a live stack on PostgreSQL + a private Redis"
 
 $(VPY):
 	@echo "==> Creating the virtual environment in $(VENV)/"
@@ -52,6 +53,9 @@ simulate: install
 
 chaos: install
 	@$(VPY) -m chaos.run $(CHAOS_ARGS)
+
+apicheck: install
+	@$(VPY) -m apicheck.run $(APICHECK_ARGS)
 
 lint: install
 	@$(VENV)/bin/ruff check .

@@ -91,13 +91,17 @@ class StrictJSONParser(BaseParser):
         return data
 
 
+# XML's own white space (the S production): stripped around a leaf's text, which may be indented.
+XML_WHITE_SPACE = " \t\n\r"
+
+
 def element_to_data(element: Element, *, depth: int = 1) -> Any:
-    """`<a><b>1</b><c><d>2</d></c></a>` → `{"b": "1", "c": {"d": "2"}}`; a leaf is its text."""
+    """`<a><b>1</b><c><d>2</d></c></a>` → `{"b": "1", "c": {"d": "2"}}`; a leaf is its text, stripped."""
     if depth > settings.PAYGATE_MAX_JSON_DEPTH:
         raise ParseError("XML nested too deeply.")
     children = list(element)
     if not children:
-        return (element.text or "").strip()
+        return (element.text or "").strip(XML_WHITE_SPACE)
     data: dict[str, Any] = {}
     for child in children:
         tag = child.tag.rsplit("}", 1)[-1]
@@ -122,8 +126,11 @@ class XMLParser(BaseParser):
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
         root = loads_xml(_read(stream))
         data = element_to_data(root)
+        if data == "":
+            # `<refund/>`: the empty object, as `{}` in JSON (a body whose fields are all optional).
+            data = {}
         if not isinstance(data, dict):
-            raise ParseError("XML body must be an element with child elements.")
+            raise ParseError("XML body must be an element with child elements, or an empty one.")
         refuse_unstorable(data)  # XML 1.0 has no NUL, but one check for every body costs little
         return data
 

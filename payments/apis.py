@@ -8,6 +8,8 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.core.validators import RegexValidator
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
@@ -24,8 +26,8 @@ from rest_framework.views import APIView
 
 from core.currencies import is_currency
 from core.errors import NotFound, ValidationFailed
-from core.pagination import Pagination
-from core.schema import AUTHENTICATED_ERRORS, ERROR_RESPONSE
+from core.pagination import PAGE_PARAMETERS, Pagination
+from core.schema import AUTHENTICATED_ERRORS, ERROR_RESPONSE, not_blank_line_pattern, stripped_text_pattern
 
 from .auth import client_of
 from .models import EventType, RefundFailureReason, RefundStatus, Transaction, TransactionStatus, TransactionType
@@ -37,6 +39,14 @@ from .representations import (
     refund_representation,
     transaction_representation,
 )
+from .schema import (
+    CUSTOMER_ID_MAX_LENGTH,
+    DETAIL_MAX_LENGTH,
+    MAX_DETAIL_KEYS,
+    MAX_METADATA_BYTES,
+    TransactionCreate,
+    TransactionCreateXml,
+)
 from .selectors import (
     event_feed,
     event_get,
@@ -46,9 +56,6 @@ from .selectors import (
     transaction_masked_details,
 )
 from .services import TransactionInput, transaction_create
-
-MAX_METADATA_BYTES = 4096
-MAX_DETAIL_KEYS = 20
 
 
 class StrictCharField(serializers.CharField):
@@ -61,18 +68,14 @@ class StrictCharField(serializers.CharField):
 
 
 class CodeField(StrictCharField):
+    """An ISO code as the standard writes it: `length` upper-case letters A to Z, nothing around them."""
+
     def __init__(self, *, length: int, **kwargs: Any) -> None:
-        super().__init__(min_length=length, max_length=length, **kwargs)
-
-    def to_internal_value(self, data: Any) -> str:
-        value = super().to_internal_value(data).upper()
-        if not value.isascii() or not value.isalpha():
-            raise serializers.ValidationError("Must be letters only.")
-        return value
+        pattern = RegexValidator(rf"^[A-Z]{{{length}}}\Z", f"Must be {length} upper-case letters A to Z.")
+        super().__init__(trim_whitespace=False, validators=[pattern], **kwargs)
 
 
-@extend_schema_field({"type": "string", "pattern": r"^\d+(\.\d+)?$", "example": "25.00"})
-class AmountField(serializers.Field):
+class AmountField(serializers.Field):  # its schema: payments/schema.py
     """Kept raw here; checked against the currency's minor units in `validate`."""
 
     def to_internal_value(self, data: Any) -> Any:
@@ -85,7 +88,14 @@ class AmountField(serializers.Field):
 
 
 @extend_schema_field(
-    {"type": "object", "additionalProperties": {"type": "string", "maxLength": 255}, "maxProperties": 20}
+    {
+        "type": "object",
+        "additionalProperties": {
+            "type": "string",
+            "pattern": stripped_text_pattern(min_length=0, max_length=DETAIL_MAX_LENGTH),
+        },
+        "maxProperties": MAX_DETAIL_KEYS,
+    }
 )
 class PaymentDetailsField(serializers.DictField):
     pass
@@ -93,7 +103,10 @@ class PaymentDetailsField(serializers.DictField):
 
 @extend_schema_field({"type": "object", "additionalProperties": True})
 class MetadataField(serializers.JSONField):
-    pass
+    def __init__(self, **kwargs: Any) -> None:
+        # A JSON number with a fraction arrives as a Decimal (core/parsers.py), which the default
+        # encoder of DRF's check refuses as "not valid JSON".
+        super().__init__(encoder=DjangoJSONEncoder, **kwargs)
 
 
 def _json_object(value: Any, *, field: str) -> dict[str, Any]:
@@ -103,12 +116,12 @@ def _json_object(value: Any, *, field: str) -> dict[str, Any]:
 
 
 class TransactionCreateInput(serializers.Serializer):
-    customer_id = StrictCharField(max_length=100)
+    customer_id = StrictCharField(max_length=CUSTOMER_ID_MAX_LENGTH)
     country = CodeField(length=2, help_text="ISO 3166-1 alpha-2")
     amount = AmountField(help_text='A decimal string, e.g. "25.00"; a JSON number is accepted.')
     currency = CodeField(length=3, help_text="ISO 4217")
     payment_details = PaymentDetailsField(
-        child=StrictCharField(max_length=255, allow_blank=True),
+        child=StrictCharField(max_length=DETAIL_MAX_LENGTH, allow_blank=True),
         required=False,
         default=dict,
         help_text="Sensitive: encrypted at rest, returned masked. Security codes, PINs and track data "
@@ -228,7 +241,7 @@ class TransactionOutput(serializers.Serializer):
 
 _IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
-    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[^\\x00-\\x1f\\x7f]*\\S[^\\x00-\\x1f\\x7f]*$"},
+    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": not_blank_line_pattern()},
     OpenApiParameter.HEADER,
     required=False,
     description="At most 255 characters. The same key with the same body replays the original answer; "
@@ -287,6 +300,13 @@ class TransactionCreateApi(APIView):
         return Response(TransactionOutput(result.transaction).data, status=status.HTTP_202_ACCEPTED, headers=headers)
 
 
+# TransactionCreateInput validates; these describe what it accepts, JSON and XML (payments/schema.py).
+_CREATE_REQUEST = {
+    "application/json": TransactionCreate,
+    "application/xml": TransactionCreateXml,
+    "text/xml": TransactionCreateXml,
+}
+
 _CREATE_RESPONSES = {
     202: TransactionOutput,
     400: OpenApiResponse(ERROR_RESPONSE, description="Validation error or unparseable body"),
@@ -303,7 +323,7 @@ class DepositCreateApi(TransactionCreateApi):
 
     @extend_schema(
         operation_id="deposit_create",
-        request=TransactionCreateInput,
+        request=_CREATE_REQUEST,
         responses=_CREATE_RESPONSES,
         parameters=[_IDEMPOTENCY_HEADER],
         examples=[_CREATE_EXAMPLE],
@@ -318,7 +338,7 @@ class WithdrawalCreateApi(TransactionCreateApi):
 
     @extend_schema(
         operation_id="withdrawal_create",
-        request=TransactionCreateInput,
+        request=_CREATE_REQUEST,
         responses=_CREATE_RESPONSES,
         parameters=[_IDEMPOTENCY_HEADER],
         examples=[_CREATE_EXAMPLE],
@@ -354,11 +374,18 @@ class TransactionListApi(APIView):
         status = serializers.ChoiceField(choices=TransactionStatus.choices, required=False)
         type = serializers.ChoiceField(choices=TransactionType.choices, required=False)
         country = CodeField(length=2, required=False)
-        gateway = serializers.SlugField(max_length=50, required=False)
+        gateway = serializers.SlugField(max_length=50, required=False, trim_whitespace=False)
+
+        def to_internal_value(self, data: Any) -> Any:
+            # DRF reads `?status=` as no filter at all; the schema's filters have no empty value.
+            blank = sorted(name for name in data if name in self.fields and data.get(name) == "")
+            if blank:
+                raise serializers.ValidationError({name: ["May not be blank."] for name in blank})
+            return super().to_internal_value(data)
 
     @extend_schema(
         operation_id="transaction_list",
-        parameters=[FilterInput, OpenApiParameter("page", int), OpenApiParameter("page_size", int)],
+        parameters=[FilterInput, *PAGE_PARAMETERS],
         responses={
             200: inline_serializer(
                 name="PaginatedTransactionList",
