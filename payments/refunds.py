@@ -14,12 +14,13 @@ settles it; the recovery sweep covers refunds stuck in `pending` or `processing`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from celery import current_app
@@ -80,7 +81,12 @@ class RefundCreated:
 
 
 def _canonical(transaction_id: Any, amount: Any, reason: str) -> bytes:
-    amount_text = format(Decimal(str(amount)).normalize(), "f") if amount is not None else None
+    """The request as the idempotency fingerprint sees it: "10.0" and 10.00 are the same amount."""
+    amount_text: str | None = None if amount is None else str(amount).strip()
+    if amount_text is not None:
+        # Not an amount: validation refuses it; the fingerprint keeps the text.
+        with contextlib.suppress(InvalidOperation):
+            amount_text = format(Decimal(amount_text).normalize(), "f")
     body = {"transaction_id": str(transaction_id), "amount": amount_text, "reason": reason}
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 

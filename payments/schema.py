@@ -177,3 +177,41 @@ class TransactionCreateXml(DescribedBody):
     @classmethod
     def openapi_schema(cls) -> dict[str, Any]:
         return transaction_create_schema(xml=True)
+
+
+def refund_create_schema(*, xml: bool) -> dict[str, Any]:
+    """The refund body: the deposit's currency is not in it, so the amount allows the most decimals
+    any currency has (the deposit's own currency then decides: more decimals than it has is a 400)."""
+    places = max(map(minor_units, ISO_4217))
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": {
+            "amount": {
+                **amount_schema(places=places, xml=xml),
+                "description": "What to refund; without it, all that remains refundable.",
+            },
+            "reason": {"type": "string", "maxLength": 255, "description": "The merchant's reason, kept as given."},
+        },
+        "additionalProperties": False,
+    }
+    if xml:
+        schema["properties"]["reason"] = {
+            "type": "string",
+            "pattern": xml_text_pattern("^[^\\x00]{0,255}$"),
+            "description": "The merchant's reason.",
+        }
+        schema["xml"] = {"name": "refund"}
+        schema["description"] = "The JSON form's fields as child elements of <refund>; every value is text."
+    return schema
+
+
+class RefundCreate(DescribedBody):
+    @classmethod
+    def openapi_schema(cls) -> dict[str, Any]:
+        return refund_create_schema(xml=False)
+
+
+class RefundCreateXml(DescribedBody):
+    @classmethod
+    def openapi_schema(cls) -> dict[str, Any]:
+        return refund_create_schema(xml=True)

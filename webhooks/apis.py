@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from core.errors import NotFound
 from core.parsers import StrictJSONParser
-from core.schema import AUTHENTICATED_ERRORS, ERROR_RESPONSE
+from core.schema import AUTHENTICATED_ERRORS, ERROR_RESPONSE, DescribedBody
 from payments.auth import client_of
 from payments.representations import iso
 from payments.selectors import event_get
@@ -94,6 +94,31 @@ class EndpointPatchInput(EndpointInput):
     active = serializers.BooleanField(required=False)
 
 
+class WebhookEndpointCreate(DescribedBody):
+    @classmethod
+    def openapi_schema(cls) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "properties": {
+                "url": _URL_SCHEMA,
+                "events": _EVENTS_SCHEMA,
+                "active": {"type": "boolean", "default": True},
+            },
+            "required": ["url", "events"],
+            "additionalProperties": False,
+        }
+
+
+class WebhookEndpointUpdate(DescribedBody):
+    @classmethod
+    def openapi_schema(cls) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "properties": {"url": _URL_SCHEMA, "events": _EVENTS_SCHEMA, "active": {"type": "boolean"}},
+            "additionalProperties": False,
+        }
+
+
 _ENDPOINT_ID = OpenApiParameter("endpoint_id", {"type": "string", "format": "uuid"}, OpenApiParameter.PATH)
 _EVENT_ID = OpenApiParameter("event_id", {"type": "string"}, OpenApiParameter.PATH)
 
@@ -116,18 +141,7 @@ class WebhookEndpointListApi(APIView):
 
     @extend_schema(
         operation_id="webhook_endpoint_create",
-        request={
-            "application/json": {
-                "type": "object",
-                "properties": {
-                    "url": _URL_SCHEMA,
-                    "events": _EVENTS_SCHEMA,
-                    "active": {"type": "boolean", "default": True},
-                },
-                "required": ["url", "events"],
-                "additionalProperties": False,
-            }
-        },
+        request={"application/json": WebhookEndpointCreate},
         responses={
             201: EndpointCreatedOutput,
             400: OpenApiResponse(ERROR_RESPONSE, description="Invalid URL or event types"),
@@ -174,17 +188,7 @@ class WebhookEndpointDetailApi(APIView):
     @extend_schema(
         operation_id="webhook_endpoint_update",
         parameters=[_ENDPOINT_ID],
-        request={
-            "application/json": {
-                "type": "object",
-                "properties": {
-                    "url": _URL_SCHEMA,
-                    "events": _EVENTS_SCHEMA,
-                    "active": {"type": "boolean"},
-                },
-                "additionalProperties": False,
-            }
-        },
+        request={"application/json": WebhookEndpointUpdate},
         responses={
             200: EndpointOutput,
             400: OpenApiResponse(ERROR_RESPONSE, description="Invalid URL or event types"),

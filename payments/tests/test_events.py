@@ -86,6 +86,8 @@ def test_pages_follow_after_and_limit_oldest_first(api: Any, quiet_sandboxes: An
         {"limit": "101"},
         {"limit": "x"},
         {"type": "transaction.nope"},
+        {"type": ""},
+        {"limit": ""},
         {"transaction": "not-a-uuid"},
         {"after": "evt_nothex"},
         {"color": "red"},
