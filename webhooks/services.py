@@ -49,8 +49,9 @@ DELIVER_TASK = "webhooks.deliver"
 SECRET_PREFIX = "whsec_"
 MAX_URL_LENGTH = 2048
 MAX_PATTERNS = 20
-# A try holds its delivery this long past the request timeout before it is presumed dead.
-_IN_FLIGHT_GRACE_SECONDS = 15.0
+# A try holds its delivery this long past the request timeout before it is presumed dead (a killed
+# worker's claims keep counting against the endpoint's concurrency until then: keep it short).
+_IN_FLIGHT_GRACE_SECONDS = 5.0
 # An endpoint at its concurrency limit: look again this much later.
 _BUSY_DELAY_SECONDS = 2.0
 # Delays up to this are a countdown on the broker; longer ones wait for the sweep.
@@ -363,8 +364,10 @@ def deliveries_sweep(*, now: datetime | None = None) -> int:
     """Publish pending deliveries that are due and not in flight: long retries, and lost publishes."""
     now = now or timezone.now()
     with transaction.atomic():
+        # Rows another sweep is publishing are skipped: two sweeps never publish the same batch.
         due = list(
-            WebhookDelivery.objects.filter(status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now)
+            WebhookDelivery.objects.select_for_update(skip_locked=True)
+            .filter(status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now)
             .exclude(in_flight_until__gt=now)
             .order_by("next_attempt_at")
             .values_list("pk", "attempt_count")[:_SWEEP_BATCH]
