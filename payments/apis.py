@@ -117,6 +117,16 @@ def _json_object(value: Any, *, field: str) -> dict[str, Any]:
     return value
 
 
+class QueryFilters(serializers.Serializer):
+    """Query filters: DRF reads `?status=` as no filter at all, but the schema's filters have no empty value."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        blank = sorted(name for name in data if name in self.fields and data.get(name) == "")
+        if blank:
+            raise serializers.ValidationError({name: ["May not be blank."] for name in blank})
+        return super().to_internal_value(data)
+
+
 class TransactionCreateInput(serializers.Serializer):
     customer_id = StrictCharField(max_length=CUSTOMER_ID_MAX_LENGTH)
     country = CodeField(length=2, help_text="ISO 3166-1 alpha-2")
@@ -372,18 +382,11 @@ class TransactionDetailApi(APIView):
 class TransactionListApi(APIView):
     xml_root_name = "transactions"
 
-    class FilterInput(serializers.Serializer):
+    class FilterInput(QueryFilters):
         status = serializers.ChoiceField(choices=TransactionStatus.choices, required=False)
         type = serializers.ChoiceField(choices=TransactionType.choices, required=False)
         country = CodeField(length=2, required=False)
         gateway = serializers.SlugField(max_length=50, required=False, trim_whitespace=False)
-
-        def to_internal_value(self, data: Any) -> Any:
-            # DRF reads `?status=` as no filter at all; the schema's filters have no empty value.
-            blank = sorted(name for name in data if name in self.fields and data.get(name) == "")
-            if blank:
-                raise serializers.ValidationError({name: ["May not be blank."] for name in blank})
-            return super().to_internal_value(data)
 
     @extend_schema(
         operation_id="transaction_list",
@@ -447,20 +450,13 @@ _EVENT_ID_PATTERN = "^evt_[0-9a-f]{32}$"
 class EventListApi(APIView):
     xml_root_name = "events"
 
-    class FilterInput(serializers.Serializer):
+    class FilterInput(QueryFilters):
         after = serializers.RegexField(
             _EVENT_ID_PATTERN, required=False, help_text="Events after this one (an id from this feed)."
         )
         limit = serializers.IntegerField(min_value=1, max_value=100, default=20)
         type = serializers.ChoiceField(choices=EventType.choices, required=False)
         transaction = serializers.UUIDField(required=False, help_text="Only this transaction's events.")
-
-        def to_internal_value(self, data: Any) -> Any:
-            # DRF reads `?type=` as no filter at all; the schema's filters have no empty value.
-            blank = sorted(name for name in data if name in self.fields and data.get(name) == "")
-            if blank:
-                raise serializers.ValidationError({name: ["May not be blank."] for name in blank})
-            return super().to_internal_value(data)
 
     @extend_schema(
         operation_id="event_list",

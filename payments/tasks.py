@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from celery import shared_task
 from django.conf import settings
@@ -50,9 +51,35 @@ def reconcile_refund(refund_id: str) -> None:
 _SWEEP_BATCH = 500
 
 
+def _sweep(
+    model: type[Transaction] | type[Refund],
+    status: str,
+    task: Any,
+    hold: float,
+    *,
+    now: datetime,
+    cutoff: datetime,
+) -> int:
+    """Publish `task` for the rows of `model` in `status` that are due; push each one's next check by `hold`."""
+    with transaction.atomic():
+        due = list(
+            model.objects.filter(status=status, next_check_at__lte=cutoff)
+            .order_by("next_check_at")
+            .values_list("pk", flat=True)[:_SWEEP_BATCH]
+        )
+        model.objects.filter(pk__in=due, status=status).update(next_check_at=now + timedelta(seconds=hold))
+    for pk in due:
+        try:
+            task.apply_async(args=(str(pk),))
+        except Exception:
+            logger.exception("sweep could not publish", extra={"task": task.name, "object": str(pk)})
+            break
+    return len(due)
+
+
 @shared_task(name="payments.sweep_due", acks_late=True, ignore_result=True, priority=0)
 def sweep_due() -> dict[str, int]:
-    """Republish pending transactions whose task was lost; look up `processing` ones that are due.
+    """Republish pending transactions and refunds whose task was lost; look up `processing` ones that are due.
 
     Each picked row's `next_check_at` is pushed forward in the same statement that picks
     it, so overlapping sweeps do not publish the same transaction twice in a row (and if
@@ -60,45 +87,17 @@ def sweep_due() -> dict[str, int]:
     """
     now = timezone.now()
     cutoff = sweep_cutoff(now)
-    counts: dict[str, int] = {}
-    for status, task, hold in (
-        (TransactionStatus.PENDING, process_transaction, 60),
-        (TransactionStatus.PROCESSING, reconcile_transaction, settings.PAYGATE_LOOKUP_INTERVAL_SECONDS),
-    ):
-        with transaction.atomic():
-            due = list(
-                Transaction.objects.filter(status=status, next_check_at__lte=cutoff)
-                .order_by("next_check_at")
-                .values_list("pk", flat=True)[:_SWEEP_BATCH]
-            )
-            Transaction.objects.filter(pk__in=due, status=status).update(next_check_at=now + timedelta(seconds=hold))
-        for pk in due:
-            try:
-                task.apply_async(args=(str(pk),))
-            except Exception:
-                logger.exception("sweep could not publish", extra={"transaction_id": str(pk)})
-                break
-        counts[status] = len(due)
-    for refund_status, refund_task, refund_hold in (
-        (RefundStatus.PENDING, process_refund, 60),
-        (RefundStatus.PROCESSING, reconcile_refund, settings.PAYGATE_LOOKUP_INTERVAL_SECONDS),
-    ):
-        with transaction.atomic():
-            due = list(
-                Refund.objects.filter(status=refund_status, next_check_at__lte=cutoff)
-                .order_by("next_check_at")
-                .values_list("pk", flat=True)[:_SWEEP_BATCH]
-            )
-            Refund.objects.filter(pk__in=due, status=refund_status).update(
-                next_check_at=now + timedelta(seconds=refund_hold)
-            )
-        for pk in due:
-            try:
-                refund_task.apply_async(args=(str(pk),))
-            except Exception:
-                logger.exception("sweep could not publish", extra={"refund": str(pk)})
-                break
-        counts[f"refund_{refund_status}"] = len(due)
+    lookup_hold = settings.PAYGATE_LOOKUP_INTERVAL_SECONDS
+    counts = {
+        "pending": _sweep(Transaction, TransactionStatus.PENDING, process_transaction, 60, now=now, cutoff=cutoff),
+        "processing": _sweep(
+            Transaction, TransactionStatus.PROCESSING, reconcile_transaction, lookup_hold, now=now, cutoff=cutoff
+        ),
+        "refund_pending": _sweep(Refund, RefundStatus.PENDING, process_refund, 60, now=now, cutoff=cutoff),
+        "refund_processing": _sweep(
+            Refund, RefundStatus.PROCESSING, reconcile_refund, lookup_hold, now=now, cutoff=cutoff
+        ),
+    }
     if any(counts.values()):
         logger.info("sweep published %s", counts)
     return counts

@@ -58,3 +58,30 @@ def test_a_bad_amount_in_xml_is_a_400(completed: tuple[APIClient, Transaction]) 
     )
     assert response.status_code == 400
     assert not Refund.objects.exists()
+
+
+def test_the_sweep_republishes_a_refund_whose_task_was_lost(
+    completed: tuple[APIClient, Transaction], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from payments import tasks
+
+    client, txn = completed
+    response = client.post(
+        f"/api/v1/transactions/{txn.pk}/refunds", data=json.dumps({"amount": "5.00"}), content_type="application/json"
+    )
+    assert response.status_code == 202
+    refund = Refund.objects.get()
+    Refund.objects.filter(pk=refund.pk).update(next_check_at=timezone.now() - timedelta(hours=1))
+    published: list[str] = []
+    monkeypatch.setattr(tasks.process_refund, "apply_async", lambda args, **_: published.append(args[0]))
+
+    counts = tasks.sweep_due()
+
+    assert counts["refund_pending"] == 1 and published == [str(refund.pk)]
+    refund.refresh_from_db()
+    assert refund.next_check_at > timezone.now()  # held: the next sweep leaves it alone
+    assert tasks.sweep_due()["refund_pending"] == 0
