@@ -309,7 +309,8 @@ class TransactionCreateApi(APIView):
         headers = {"Location": f"/api/v1/transactions/{result.transaction.pk}"}
         if result.replayed:
             headers["Idempotent-Replayed"] = "true"
-        return Response(TransactionOutput(result.transaction).data, status=status.HTTP_202_ACCEPTED, headers=headers)
+        body = result.shown if result.shown is not None else TransactionOutput(result.transaction).data
+        return Response(body, status=status.HTTP_202_ACCEPTED, headers=headers)
 
 
 # TransactionCreateInput validates; these describe what it accepts, JSON and XML (payments/schema.py).

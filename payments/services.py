@@ -96,6 +96,8 @@ class TransactionInput:
 class CreateResult:
     transaction: Transaction
     replayed: bool
+    # The new transaction as the API shows it (its `transaction.created` event holds the same); None for a replay.
+    shown: dict[str, Any] | None = None
 
 
 def _replay(*, client: ApiClient, idempotency_key: str, data: TransactionInput) -> CreateResult | None:
@@ -186,12 +188,8 @@ def transaction_create(
                 "attempts": Attempt.objects.none(),
                 "refunds": Refund.objects.none(),
             }
-            event_append(
-                client_id=client.pk,
-                type=EventType.TRANSACTION_CREATED,
-                transaction=txn,
-                obj=transaction_representation(txn, attempts=(), refunds=()),
-            )
+            shown = transaction_representation(txn, attempts=(), refunds=())
+            event_append(client_id=client.pk, type=EventType.TRANSACTION_CREATED, transaction=txn, obj=shown)
             txn_id = txn.pk
             transaction.on_commit(lambda: transaction_publish(txn_id), robust=True)
     except IntegrityError:
@@ -204,7 +202,7 @@ def transaction_create(
     bind(transaction_id=txn.pk)
     TRANSACTIONS_CREATED.labels(type=txn.type, country=txn.country_id).inc()
     logger.info("transaction created", extra={"type": txn.type})
-    return CreateResult(transaction=txn, replayed=False)
+    return CreateResult(transaction=txn, replayed=False, shown=shown)
 
 
 def transaction_transition(txn: Transaction, *, to: str, failure_reason: str | None = None, save: bool = True) -> None:
