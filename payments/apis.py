@@ -570,7 +570,8 @@ class RefundCreateApi(APIView):
             415: OpenApiResponse(ERROR_RESPONSE, description="Unsupported media type"),
             422: OpenApiResponse(
                 ERROR_RESPONSE,
-                description="not_refundable (not a completed deposit) or amount_exceeds_refundable",
+                description="not_refundable (not a completed deposit), amount_exceeds_refundable, or "
+                "invalid_amount (more decimals than the deposit's currency has)",
             ),
         },
         tags=["refunds"],

@@ -20,3 +20,10 @@ class NotRefundable(ApplicationError):
 class AmountExceedsRefundable(ApplicationError):
     status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
     code = "amount_exceeds_refundable"
+
+
+class InvalidRefundAmount(ApplicationError):
+    """A well-formed amount with more decimals than the deposit's currency has."""
+
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    code = "invalid_amount"

@@ -29,6 +29,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from core.currencies import ISO_4217, minor_units
 from core.errors import ValidationFailed
 from core.fingerprint import fingerprint, fingerprint_matches
 from core.logs import bind
@@ -39,7 +40,7 @@ from gateways.models import Gateway
 from gateways.selectors import gateway_credentials, gateway_get
 from gateways.types import Outcome, RefundLookupResult, RefundLookupStatus, RefundRequest, RefundResult
 
-from .errors import AmountExceedsRefundable, IdempotencyConflict, NotRefundable
+from .errors import AmountExceedsRefundable, IdempotencyConflict, InvalidRefundAmount, NotRefundable
 from .models import (
     REFUND_ATTEMPT_RESULT_FIELDS,
     REFUND_PIPELINE_FIELDS,
@@ -63,6 +64,7 @@ logger = logging.getLogger(__name__)
 PROCESS_REFUND_TASK = "payments.process_refund"
 RECONCILE_REFUND_TASK = "payments.reconcile_refund"
 _MAX_STEPS = 10
+_MOST_PRECISE_CURRENCY = max(sorted(ISO_4217), key=minor_units)
 _CALL_GRACE_SECONDS = 5.0
 
 _EVENT_OF_STATUS = {
@@ -117,6 +119,11 @@ def refund_create(
     the INSERT happen under it, so the refunds that have not failed never add up to more than
     the deposit. `amount` is the raw value from the request (checked here against the currency).
     """
+    if amount is not None:
+        try:  # the amount's own form first, by the rules of the currency with the most decimals
+            parse_amount(amount, currency=_MOST_PRECISE_CURRENCY, maximum=Decimal(settings.PAYGATE_MAX_AMOUNT))
+        except AmountError as exc:
+            raise ValidationFailed(str(exc), fields={"amount": [str(exc)]}) from None
     canonical = _canonical(transaction_id, amount, reason)
     if idempotency_key is not None:
         replay = _replay(client=client, idempotency_key=idempotency_key, canonical=canonical)
@@ -144,7 +151,9 @@ def refund_create(
                 try:
                     value = parse_amount(amount, currency=txn.currency, maximum=Decimal(settings.PAYGATE_MAX_AMOUNT))
                 except AmountError as exc:
-                    raise ValidationFailed(str(exc), fields={"amount": [str(exc)]}) from None
+                    # Well formed (checked above), but too precise for the deposit's currency, which the
+                    # request does not name: the request is understood, the deposit refuses it.
+                    raise InvalidRefundAmount(str(exc), fields={"amount": [str(exc)]}) from None
             if value <= 0 or value > remaining:
                 raise AmountExceedsRefundable(
                     f"At most {format_amount(remaining, txn.currency)} {txn.currency} of this deposit can be refunded.",
