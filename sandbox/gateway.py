@@ -379,7 +379,8 @@ class SandboxGateway:
                 reason=job.reason,
             )
             return xml, "application/xml"
-        assert isinstance(record, Payment)
+        if not isinstance(record, Payment):
+            raise TypeError(f"a callback for a {type(record).__name__}, neither a payment nor a refund")
         if self.config.format == "json":
             body = {
                 "event_id": job.event_id,
