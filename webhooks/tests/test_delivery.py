@@ -72,7 +72,8 @@ def test_a_deposit_s_events_arrive_signed_as_the_feed_shows_them(api: Any, live:
     bodies = sorted((i.json() for i in live.at("/all")), key=lambda b: b["data"]["object"]["updated_at"])
     assert [b["data"]["object"]["status"] for b in bodies] == ["pending", "processing", "completed"]
     event_id = bodies[-1]["id"]
-    attempts = api.get(f"/api/v1/events/{event_id}/deliveries").json()["results"]
+    # The receiver has the event before the worker records the try: wait for the record.
+    attempts = wait_for(lambda: api.get(f"/api/v1/events/{event_id}/deliveries").json()["results"], timeout=10)
     assert [(a["endpoint"], a["status_code"], a["error"]) for a in attempts] == [(endpoint["id"], 200, None)]
     assert attempts[0]["duration_ms"] >= 0
 
