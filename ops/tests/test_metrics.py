@@ -122,16 +122,19 @@ def test_the_worker_reports_waits_payments_queues_and_sweeps(api: Any, client: A
     sweep_due.delay()
     started = time.time()
 
-    def reported() -> Series | None:
-        series = scrape(client)
-        swept = sample(series, "paygate_periodic_task_last_success_timestamp_seconds", task="payments.sweep_due")
-        ran = sample(series, "paygate_celery_task_wait_seconds_count", queue="celery", task="payments.sweep_due")
-        return series if swept is not None and swept >= started - 1 and ran else None
-
-    after = wait_for(reported, message="the sweep's start and success in /metrics")
-
     def delta(name: str, **labels: str) -> float:
         return (sample(after, name, **labels) or 0) - (sample(before, name, **labels) or 0)
+
+    def reported() -> Series | None:
+        # The count must move: an earlier test's sweep in the same worker leaves it non-zero.
+        series = scrape(client)
+        swept = sample(series, "paygate_periodic_task_last_success_timestamp_seconds", task="payments.sweep_due")
+        ran = (sample(series, "paygate_celery_task_wait_seconds_count", queue="celery", task="payments.sweep_due") or 0) - (
+            sample(before, "paygate_celery_task_wait_seconds_count", queue="celery", task="payments.sweep_due") or 0
+        )
+        return series if swept is not None and swept >= started - 1 and ran >= 1 else None
+
+    after = wait_for(reported, message="the sweep's start and success in /metrics")
 
     payments = {"gateway": "acmepay", "country": "DE", "outcome": "accepted"}
     assert delta("paygate_gateway_payment_seconds_count", **payments) == 1
