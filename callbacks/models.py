@@ -22,7 +22,8 @@ class CallbackEvent(models.Model):
         PAYMENT = "payment", "Payment"
         REFUND = "refund", "Refund"
 
-    gateway = models.ForeignKey(Gateway, on_delete=models.PROTECT, related_name="callback_events")
+    # Found through the unique (gateway, event_id) index.
+    gateway = models.ForeignKey(Gateway, on_delete=models.PROTECT, related_name="callback_events", db_index=False)
     event_id = models.CharField(max_length=255)
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.PAYMENT)
     reference = models.CharField(max_length=255, blank=True, default="")

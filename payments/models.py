@@ -58,9 +58,11 @@ class CustomerQuerySet(InvalidatingQuerySet):
 
 
 class Customer(models.Model):
-    client = models.ForeignKey(ApiClient, on_delete=models.PROTECT, related_name="customers")
+    # No single-column indexes: (client, reference) is unique, and a country is never looked up
+    # from its customers but when an operator deletes it.
+    client = models.ForeignKey(ApiClient, on_delete=models.PROTECT, related_name="customers", db_index=False)
     reference = models.CharField(max_length=100, help_text="The merchant's own customer id.")
-    country = models.ForeignKey(Country, on_delete=models.PROTECT, to_field="code", related_name="+")
+    country = models.ForeignKey(Country, on_delete=models.PROTECT, to_field="code", related_name="+", db_index=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = CustomerQuerySet.as_manager()
@@ -114,18 +116,26 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
 
 class Transaction(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    client = models.ForeignKey(ApiClient, on_delete=models.PROTECT, related_name="transactions")
+    # Every status change rewrites each of the row's index entries (the status is indexed, so no
+    # update is HOT): only the indexes some query needs. A client's rows are found through
+    # `txn_client_created`; a country's only when an operator deletes it.
+    client = models.ForeignKey(ApiClient, on_delete=models.PROTECT, related_name="transactions", db_index=False)
     type = models.CharField(max_length=10, choices=TransactionType.choices)
     status = models.CharField(max_length=10, choices=TransactionStatus.choices, default=TransactionStatus.PENDING)
     failure_reason = models.CharField(max_length=32, choices=FailureReason.choices, null=True, blank=True)
     amount = models.DecimalField(max_digits=24, decimal_places=4)
     currency = models.CharField(max_length=3)
-    country = models.ForeignKey(Country, on_delete=models.PROTECT, to_field="code", related_name="+")
+    country = models.ForeignKey(Country, on_delete=models.PROTECT, to_field="code", related_name="+", db_index=False)
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="transactions")
     payment_details = EncryptedJSONField(default=dict, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     gateway = models.ForeignKey(Gateway, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     gateway_reference = models.CharField(max_length=255, blank=True, default="")
+    # The attempt with the highest number, kept with the row so that locking the transaction
+    # reads it in the same statement (`payments.services.transaction_lock`).
+    current_attempt = models.ForeignKey(
+        "Attempt", on_delete=models.SET_NULL, null=True, blank=True, editable=False, related_name="+", db_index=False
+    )
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     # HMAC-SHA256 of the canonical request under PAYGATE_FINGERPRINT_KEYS: decides replay vs 409.
     request_hash = models.CharField(max_length=64, blank=True, default="")
@@ -179,10 +189,11 @@ class Attempt(models.Model):
     """One try at one gateway. Its id is the reference (and idempotency key) sent to the gateway."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    transaction = models.ForeignKey(Transaction, on_delete=models.CASCADE, related_name="attempts")
+    # Both found through the composite indexes below: (transaction, number), (gateway, -created_at).
+    transaction = models.ForeignKey(Transaction, on_delete=models.CASCADE, related_name="attempts", db_index=False)
     number = models.PositiveIntegerField()
     route_round = models.PositiveIntegerField(default=0)
-    gateway = models.ForeignKey(Gateway, on_delete=models.PROTECT, related_name="attempts")
+    gateway = models.ForeignKey(Gateway, on_delete=models.PROTECT, related_name="attempts", db_index=False)
     outcome = models.CharField(max_length=10, choices=AttemptOutcome.choices, default=AttemptOutcome.PENDING)
     error = models.CharField(max_length=100, blank=True, default="")
     gateway_payment_id = models.CharField(max_length=255, blank=True, default="")
@@ -368,9 +379,12 @@ class Event(models.Model):
 
     id = models.BigAutoField(primary_key=True)
     uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    client = models.ForeignKey(ApiClient, on_delete=models.PROTECT, related_name="+")
+    # Found through the composite indexes below: (client, txid, id) and (transaction, id).
+    client = models.ForeignKey(ApiClient, on_delete=models.PROTECT, related_name="+", db_index=False)
     type = models.CharField(max_length=40, choices=EventType.choices)
-    transaction = models.ForeignKey(Transaction, on_delete=models.PROTECT, null=True, blank=True, related_name="events")
+    transaction = models.ForeignKey(
+        Transaction, on_delete=models.PROTECT, null=True, blank=True, related_name="events", db_index=False
+    )
     refund = models.ForeignKey(Refund, on_delete=models.PROTECT, null=True, blank=True, related_name="events")
     data = models.JSONField()
     # PostgreSQL: the writer's transaction id (pg_current_xact_id()); 0 where writers are serial (SQLite).

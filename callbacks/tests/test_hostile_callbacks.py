@@ -22,7 +22,9 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def attempt(make_transaction: Callable[..., Transaction]) -> Attempt:
     txn = make_transaction(status=TransactionStatus.PROCESSING)
-    return Attempt.objects.create(transaction=txn, number=1, gateway=Gateway.objects.get(code="acmepay"))
+    attempt = Attempt.objects.create(transaction=txn, number=1, gateway=Gateway.objects.get(code="acmepay"))
+    Transaction.objects.filter(pk=txn.pk).update(current_attempt=attempt)
+    return attempt
 
 
 def signed(client: Client, body: bytes, *, gateway: str = "acmepay", content_type: str = "application/json") -> Any:
