@@ -9,6 +9,7 @@ import statistics
 import subprocess
 import threading
 import time
+import urllib.request
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any
 import psycopg
 
 from bench import load, stack
+from harness.receiver import Received
 
 FINAL = ("completed", "failed")
 
@@ -368,6 +370,64 @@ def amplification(db: BenchDb, ids: Sequence[str]) -> dict[str, Any]:
     }
 
 
+# --- the `webhooks` phase: one endpoint subscribed to transaction.completed ------------------------
+
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def webhook_endpoint_call(web_url: str, api_key: str, *, method: str, path: str = "", payload: Any = None) -> Any:
+    """`/api/v1/webhook-endpoints{path}` through the public API; the JSON answer (None if empty)."""
+    request = urllib.request.Request(
+        f"{web_url}/api/v1/webhook-endpoints{path}",
+        data=None if payload is None else json.dumps(payload).encode(),
+        headers={"Authorization": f"Api-Key {api_key}", "Content-Type": "application/json"},
+        method=method,
+    )
+    with _NO_PROXY.open(request, timeout=15) as response:
+        body = response.read()
+    return json.loads(body) if body else None
+
+
+def delivered_transactions(received: Sequence[Received]) -> set[str]:
+    """The transactions whose `transaction.completed` event the receiver got."""
+    return {item.json()["data"]["object"]["id"] for item in received}
+
+
+def webhook_summary(
+    received: Sequence[Received], rows: Mapping[str, TxnRow], *, secret: str, db: BenchDb
+) -> dict[str, Any]:
+    """What the receiver got for the completed transactions in `rows`, checked against the outbox's rows.
+
+    Lag: from the transaction's `finished_at` (the commit that wrote its event) to the delivery's arrival.
+    """
+    completed = {txn_id for txn_id, row in rows.items() if row.status == "completed"}
+    mine = [item for item in received if item.json()["data"]["object"]["id"] in completed]
+    first: dict[str, Received] = {}
+    for item in sorted(mine, key=lambda r: r.at):
+        first.setdefault(item.headers.get("Paygate-Event-Id", ""), item)
+    lags = [
+        (item.at - finished) * 1000
+        for item in first.values()
+        if (finished := rows[item.json()["data"]["object"]["id"]].finished_at) is not None
+    ]
+    statuses = dict(
+        db.execute(
+            "SELECT d.status, count(*) FROM webhooks_webhookdelivery d JOIN payments_event e ON e.id = d.event_id "
+            "WHERE e.transaction_id = ANY(%s::uuid[]) GROUP BY d.status",
+            [sorted(completed)],
+        ).fetchall()
+    )
+    return {
+        "completed_transactions": len(completed),
+        "delivered": len(delivered_transactions(first.values())),
+        "not_delivered": len(completed - delivered_transactions(first.values())),
+        "duplicates": len(mine) - len(first),
+        "bad_signatures": sum(1 for item in mine if not item.signature_valid(secret)),
+        "outbox_rows_by_status": {str(k): int(v) for k, v in statuses.items()},
+        "lag_ms": summary(lags),
+    }
+
+
 # --- analysis ------------------------------------------------------------------------------------
 
 
@@ -587,7 +647,7 @@ def process_kind(name: str) -> str:
     """The kind of a process the stack started, from its name (web, worker1, floor-worker1, sandbox-acmepay, ...)."""
     floor = name.startswith("floor-") or name == f"sandbox-{stack.FLOOR_SANDBOX}"
     base = name.removeprefix("floor-")
-    for kind in ("web", "worker", "beat", "sandbox"):
+    for kind in ("webhooks", "web", "worker", "beat", "sandbox"):
         if base.startswith(kind):
             return f"{FLOOR_PREFIX if floor else ''}{kind}"
     return base

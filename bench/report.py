@@ -16,7 +16,7 @@ TARGET_E2E_RATIO = 0.55  # finished/s, at least this share of the floor's
 TARGET_CPU_RATIO = 1.8  # CPU ms per transaction, at most this many times the floor's
 TARGET_PG_CPU_RATIO = 3.0  # PostgreSQL CPU ms per transaction, at most this many times the floor's
 TARGET_OVERHEAD_P50_MS = 10.0
-KINDS = ("web", "worker", "beat", "postgres", "sandbox")
+KINDS = ("web", "worker", "webhooks", "beat", "postgres", "sandbox")
 
 
 def ratio(value: float | None, floor: float | None, digits: int = 3) -> float | None:
@@ -84,6 +84,7 @@ def summarize(main: dict[str, Any]) -> dict[str, Any]:
             "target_max": TARGET_OVERHEAD_P50_MS,
             "met": None if overhead_low is None else overhead_low < TARGET_OVERHEAD_P50_MS,
         },
+        "webhook_delivery": _delivery_cost(main),
         "correctness": {
             "lost": correctness.get("lost"),
             "sent_to_two_gateways": correctness.get("sent_to_two_gateways"),
@@ -92,6 +93,19 @@ def summarize(main: dict[str, Any]) -> dict[str, Any]:
                 correctness.get("lost") or correctness.get("paid_twice") or correctness.get("sent_to_two_gateways")
             ),
         },
+    }
+
+
+def _delivery_cost(main: dict[str, Any]) -> dict[str, Any]:
+    """The `webhooks` phase against `mixed`: what one endpoint subscribed to `transaction.completed` adds."""
+    without = _get(main, "mixed", "cost", "cpu", "total_ms")
+    with_endpoint = _get(main, "webhooks", "cost", "cpu", "total_ms")
+    return {
+        "cpu_ms_without": without,
+        "cpu_ms_with": with_endpoint,
+        "extra_cpu_ms": None if without is None or with_endpoint is None else round(with_endpoint - without, 2),
+        "finished_per_s_without": _get(main, "mixed", "e2e", "finished_per_s"),
+        "finished_per_s_with": _get(main, "webhooks", "e2e", "finished_per_s"),
     }
 
 
@@ -203,6 +217,11 @@ def markdown(results: dict[str, Any]) -> str:
             target=f"< {TARGET_OVERHEAD_P50_MS:.0f} ms {_met(s['overhead_p50_ms_low_load']['met'])}",
         ),
         row(
+            "With one endpoint subscribed to `transaction.completed`: extra CPU ms per transaction (its delivery)",
+            _fmt(s["webhook_delivery"]["extra_cpu_ms"], 2),
+            target="reported",
+        ),
+        row(
             "Lost / sent to two gateways / paid twice",
             f"{c['lost']} / {c['sent_to_two_gateways']} / {c['paid_twice']}",
             f"{_fmt(_get(main, 'floor', 'correctness', 'not_final'))} not final",
@@ -212,6 +231,7 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     lines += _definitions()
     lines += _cost_section(main)
+    lines += _webhooks_section(main)
     lines += _latency_section(main)
     lines += _backlog_section(main)
     lines += _breakdown_section(main)
@@ -287,6 +307,52 @@ def _cost_section(main: dict[str, Any]) -> list[str]:
                     f"{data.get('by_verb_per_transaction')}"
                 )
     lines.append("")
+    return lines
+
+
+def _webhooks_section(main: dict[str, Any]) -> list[str]:
+    phase = main.get("webhooks")
+    if not phase:
+        return []
+    without = _get(main, "mixed", "cost", "cpu", "by_kind_ms") or {}
+    with_endpoint = _get(phase, "cost", "cpu", "by_kind_ms") or {}
+    deliveries = phase.get("deliveries") or {}
+    lines = [
+        "## One webhook endpoint subscribed (the `webhooks` phase against `mixed`)",
+        "",
+        "The same load as `mixed`, with one endpoint subscribed to `transaction.completed` (a receiver in the "
+        "load generator's process, on loopback, answering 200 at once): each completed transaction also writes "
+        "its outbox row, publishes a delivery task on the `webhooks` queue and is POSTed, signed, by the "
+        "webhook worker (threads, as the Procfile runs it). The CPU window ends at the last delivery received.",
+        "",
+        "| process kind | no endpoint, ms per transaction | one endpoint | extra |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for kind in sorted(set(without) | set(with_endpoint)):
+        a, b = without.get(kind), with_endpoint.get(kind)
+        extra = None if a is None and b is None else round((b or 0.0) - (a or 0.0), 2)
+        lines.append(f"| {kind} | {_fmt(a, 2)} | {_fmt(b, 2)} | {_fmt(extra, 2)} |")
+    cost = _delivery_cost(main)
+    lines.append(
+        f"| **total** | **{_fmt(cost['cpu_ms_without'], 2)}** | **{_fmt(cost['cpu_ms_with'], 2)}** | "
+        f"**{_fmt(cost['extra_cpu_ms'], 2)}** |"
+    )
+    pg_without = _get(main, "mixed", "cost", "pg_stat_database") or {}
+    pg_with = _get(phase, "cost", "pg_stat_database") or {}
+    lag = deliveries.get("lag_ms")
+    lines += [
+        "",
+        f"- finished/s: {_fmt(cost['finished_per_s_without'])} without, {_fmt(cost['finished_per_s_with'])} with "
+        f"the endpoint; PostgreSQL transactions (xact_commit) per transaction: {_fmt(pg_without.get('xact_commit'), 2)}"
+        f" → {_fmt(pg_with.get('xact_commit'), 2)}; rows inserted: {_fmt(pg_without.get('tup_inserted'), 2)} → "
+        f"{_fmt(pg_with.get('tup_inserted'), 2)}.",
+        f"- deliveries: {deliveries.get('delivered')} of {deliveries.get('completed_transactions')} completed "
+        f"transactions received, {deliveries.get('not_delivered')} not, {deliveries.get('duplicates')} duplicates, "
+        f"{deliveries.get('bad_signatures')} with a bad signature; outbox rows by status: "
+        f"{deliveries.get('outbox_rows_by_status')}.",
+        f"- lag from the transaction's final commit to the delivery's arrival, p50 / p95 / p99 ms: {_lat(lag)}.",
+        "",
+    ]
     return lines
 
 

@@ -23,6 +23,9 @@ broker (Redis db 14, or a RabbitMQ vhost), the processes through the shared harn
 5. `mixed`: N Paygate creates at the given concurrency, waited for until final: finished/s, CPU
    per transaction by process kind, PostgreSQL counters per transaction;
 6. `floor_e2e`: the same for the floor;
+6b. `webhooks`: `mixed` again with one webhook endpoint subscribed to `transaction.completed` (a receiver
+   in this process, on loopback): the extra cost of a delivery per transaction, and the deliveries
+   checked (each completed transaction's event received, signed, with its lag after the commit);
 7. `api_only` + `drain` + `floor_drain`: both sides' workers stopped, N creates to each, interleaved
    in rounds; then each side's workers drain its backlog;
 8. correctness against the sandboxes' own records;
@@ -55,8 +58,9 @@ from typing import Any
 import harness
 from bench import load, phases, report, stack
 from bench.stack import FLOOR_PORT, HOST, WEB_PORT, BenchError, BenchStack
+from harness.receiver import Receiver
 
-ALL_PHASES = frozenset({"micro", "low_load", "mixed", "floor_e2e", "api_only", "statements"})
+ALL_PHASES = frozenset({"micro", "low_load", "mixed", "floor_e2e", "webhooks", "api_only", "statements"})
 SMOKE_PHASES = frozenset({"low_load", "mixed", "floor_e2e"})
 THROUGHPUT_PHASES = frozenset({"mixed", "floor_e2e", "api_only"})
 ROUNDS = 4  # Paygate and the floor alternate in this many rounds
@@ -208,6 +212,63 @@ def _side_cost(
     }
 
 
+def _webhooks(
+    cfg: Config,
+    db: phases.BenchDb,
+    *,
+    web_url: str,
+    api_key: str,
+    tag: str,
+    kinds: Callable[[], dict[int, str]],
+    alive: Callable[[], None],
+) -> tuple[dict[str, Any], list[str]]:
+    """The `mixed` phase with one endpoint subscribed to `transaction.completed`; (figures, transaction ids).
+
+    The CPU window runs from the first request to the last delivery received, so the delivery's
+    own work (outbox row, task, signed POST, its record) is in the cost per transaction.
+    """
+    receiver = Receiver().start()
+    endpoint = phases.webhook_endpoint_call(
+        web_url,
+        api_key,
+        method="POST",
+        payload={"url": receiver.url("/bench"), "events": ["transaction.completed"]},
+    )
+    try:
+        specs = load.make_specs(cfg.n, run_tag=f"{tag}-webhooks")
+        cpu_before = phases.cpu_sample(kinds())
+        result = load.drive(web_url, specs, concurrency=cfg.concurrency, api_key=api_key)
+        ids = [r.transaction_id for r in result.accepted if r.transaction_id]
+        done, _ = phases.wait_all_final(db, ids, timeout=cfg.final_timeout, alive=alive)
+        rows = phases.fetch_rows(db, ids)
+        completed = {txn_id for txn_id, row in rows.items() if row.status == "completed"}
+        try:
+            stack.wait_for(
+                lambda: completed <= phases.delivered_transactions(receiver.at("/bench")),
+                timeout=cfg.final_timeout,
+                interval=0.25,
+                what=f"{len(completed)} webhook deliveries",
+                alive=alive,
+            )
+        except stack.BenchError as exc:
+            if "timed out" not in str(exc):
+                raise
+        cpu = phases.cpu_by_kind(cpu_before, phases.cpu_sample(kinds()))
+        finished = sum(1 for row in rows.values() if row.final)
+        figures = {
+            "api": phases.api_summary(result),
+            "e2e": phases.e2e_summary(rows, ids),
+            "all_final_within_deadline": done,
+            "deliveries": phases.webhook_summary(receiver.at("/bench"), rows, secret=endpoint["secret"], db=db),
+            "cost": {"cpu": phases.cpu_ms_per_transaction(cpu, finished, floor=False)},
+        }
+        return figures, ids
+    finally:
+        # The phases after this one measure Paygate with no endpoint again.
+        phases.webhook_endpoint_call(web_url, api_key, method="DELETE", path=f"/{endpoint['id']}")
+        receiver.stop()
+
+
 def _statements(
     bench: BenchStack,
     cfg: Config,
@@ -315,13 +376,17 @@ def run_config(
 
         _reset_sandboxes()
         bench.start_beat(pidfile=data_dir / "celerybeat.pid", loglevel="WARNING")
-        worker_names = [f"worker{i}" for i in range(1, cfg.worker_processes + 1)]
+        # The webhook queue's worker, as the Procfile and compose run it (threads: its tasks wait on HTTP).
+        worker_names = [f"worker{i}" for i in range(1, cfg.worker_processes + 1)] + ["webhooks1"]
         floor_worker_names = [f"floor-worker{i}" for i in range(1, cfg.worker_processes + 1)]
 
         def start_workers(*, paygate: bool = True, floor: bool = True, wait: bool = True) -> None:
             if paygate:
                 bench.start_workers(
                     prefix="worker", processes=cfg.worker_processes, concurrency=cfg.worker_concurrency, wait=wait
+                )
+                bench.start_workers(
+                    prefix="webhooks", processes=1, concurrency=8, queues="webhooks", pool="threads", wait=wait
                 )
             if floor:
                 bench.start_workers(
@@ -468,6 +533,21 @@ def run_config(
                             if row.finished_at is not None
                         ],
                     }
+
+            if "webhooks" in wanted:
+                with timer.phase("webhooks"):
+                    counters_before = counters or read_counters()
+                    webhooks, ids = _webhooks(
+                        cfg, db, web_url=web_url, api_key=api_key, tag=tag, kinds=kinds, alive=bench.check_alive
+                    )
+                    all_ids += ids
+                    counters = counters_after = read_counters()
+                    webhooks["cost"]["pg_stat_database"] = phases.pg_counters_per_transaction(
+                        counters_before.get(stack.DB_NAME, {}),
+                        counters_after.get(stack.DB_NAME, {}),
+                        webhooks["cost"]["cpu"].get("transactions", 0),
+                    )
+                    out["webhooks"] = webhooks
 
             if "api_only" in wanted:
                 with timer.phase("api_only"):

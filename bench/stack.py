@@ -100,6 +100,9 @@ def bench_env(data_dir: Path) -> dict[str, str]:
             # The per-key limit still runs (one cache increment per request) but never trips: one
             # bench key sends more than a merchant's default 6000/minute on purpose.
             "PAYGATE_RATE_LIMIT": "1000000/second",
+            # The `webhooks` phase's receiver listens on loopback over plain HTTP; the address
+            # check still runs at every delivery.
+            "PAYGATE_WEBHOOK_ALLOW_PRIVATE": "True",
         }
     )
 
@@ -165,6 +168,7 @@ class BenchStack(harness.Stack):
         processes: int,
         concurrency: int,
         queues: str | None = None,
+        pool: str | None = None,
         env: Mapping[str, str] | None = None,
         wait: bool = True,
     ) -> list[str]:
@@ -172,7 +176,7 @@ class BenchStack(harness.Stack):
         names = [f"{prefix}{index}" for index in range(1, processes + 1)]
         self.forget(names)  # the floor's workers reuse no earlier command line
         for name in names:
-            self.start_worker(name, concurrency=concurrency, loglevel="WARNING", queues=queues, env=env)
+            self.start_worker(name, concurrency=concurrency, loglevel="WARNING", queues=queues, pool=pool, env=env)
         if wait:
             self.wait_workers(names, broker_url=BROKER.url, timeout=60)
         return names

@@ -12,6 +12,7 @@ import hmac
 import json
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,6 +28,8 @@ class Received:
     body: bytes
     # What the script answered it (HANG: held, then 200 once released).
     answer: int | str = 200
+    # When it arrived (unix time).
+    at: float = 0.0
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -68,7 +71,7 @@ class Receiver:
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
-                answer = receiver._record(Received(self.path, dict(self.headers.items()), body))
+                answer = receiver._record(Received(self.path, dict(self.headers.items()), body, at=time.time()))
                 if answer == HANG:
                     receiver._release.wait(120)
                     answer = 200
