@@ -63,6 +63,9 @@ class WebhookDelivery(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     # An attempt holds the delivery until then; past it, the attempt is presumed dead.
     in_flight_until = models.DateTimeField(null=True, blank=True)
+    # Since when it waits for one of its endpoint's slots (the endpoint was at its concurrency
+    # limit): the next try of that endpoint to end publishes the one that waited longest.
+    waiting_since = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -72,6 +75,12 @@ class WebhookDelivery(models.Model):
         indexes = [
             models.Index(fields=["status", "next_attempt_at"], name="webhook_delivery_due"),
             models.Index(fields=["endpoint", "status"], name="webhook_delivery_endpoint"),
+            # The hand-off's look-up stays one index probe however many deliveries an endpoint has pending.
+            models.Index(
+                fields=["endpoint", "waiting_since"],
+                name="webhook_delivery_waiting",
+                condition=models.Q(waiting_since__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -10,6 +10,9 @@ A try claims its delivery under the row lock (`in_flight_until`), checks the add
 (DNS re-binding), POSTs outside any database transaction, and records what came back. An
 endpoint has at most PAYGATE_WEBHOOK_ENDPOINT_CONCURRENCY tries in flight, so one that hangs
 holds only that many worker threads, and never the payment pipeline, which has its own queue.
+A delivery that finds its endpoint at that limit waits for a slot (`waiting_since`): the next
+try of that endpoint to end hands its slot on by publishing the one that waited longest (the
+sweep, should every such try die, is the backstop). No task polls a busy endpoint.
 """
 
 from __future__ import annotations
@@ -52,8 +55,9 @@ MAX_PATTERNS = 20
 # A try holds its delivery this long past the request timeout before it is presumed dead (a killed
 # worker's claims keep counting against the endpoint's concurrency until then: keep it short).
 _IN_FLIGHT_GRACE_SECONDS = 5.0
-# An endpoint at its concurrency limit: look again this much later.
-_BUSY_DELAY_SECONDS = 2.0
+# A delivery that found its endpoint at its concurrency limit waits for a slot; should no try of that
+# endpoint hand it one (they all died), the sweep publishes it again once this has passed.
+_SLOT_WAIT_BACKSTOP_SECONDS = 15.0
 # Delays up to this are a countdown on the broker; longer ones wait for the sweep.
 _COUNTDOWN_MAX_SECONDS = 300.0
 # What the sweep leaves alone after republishing a delivery, so the next sweep does not repeat it.
@@ -269,16 +273,16 @@ def _claim(delivery_id: int, attempt_count: int, now: datetime) -> _Claim | None
             .count()
         )
         if busy >= settings.PAYGATE_WEBHOOK_ENDPOINT_CONCURRENCY:
-            delivery.next_attempt_at = now + timedelta(seconds=_BUSY_DELAY_SECONDS)
-            delivery.save(update_fields=["next_attempt_at", "updated_at"])
-            transaction.on_commit(
-                lambda: deliveries_publish([(delivery_id, attempt_count)], countdown=_BUSY_DELAY_SECONDS)
-            )
+            # Waits for a slot: the next try of this endpoint to end publishes it (`deliveries_waiting_for_slot`).
+            delivery.waiting_since = delivery.waiting_since or now
+            delivery.next_attempt_at = now + timedelta(seconds=_SLOT_WAIT_BACKSTOP_SECONDS)
+            delivery.save(update_fields=["waiting_since", "next_attempt_at", "updated_at"])
             return None
+        delivery.waiting_since = None
         delivery.in_flight_until = now + timedelta(
             seconds=settings.PAYGATE_WEBHOOK_TIMEOUT_SECONDS + _IN_FLIGHT_GRACE_SECONDS
         )
-        delivery.save(update_fields=["in_flight_until", "updated_at"])
+        delivery.save(update_fields=["waiting_since", "in_flight_until", "updated_at"])
         return _Claim(delivery=delivery, endpoint=endpoint, event=delivery.event)
 
 
@@ -324,6 +328,24 @@ def webhook_deliver(*, delivery_id: int, attempt_count: int) -> None:
         "webhook delivery %s",
         result,
         extra={"event": claim.event.public_id, "endpoint": str(claim.endpoint.pk), "status_code": status_code},
+    )
+    deliveries_publish(deliveries_waiting_for_slot(endpoint_id=claim.endpoint.pk))
+
+
+def deliveries_waiting_for_slot(*, endpoint_id: Any, now: datetime | None = None) -> list[tuple[int, int]]:
+    """The endpoint's delivery that has waited longest for a slot, if one waits: [(id, attempts made)].
+
+    A try that ends publishes it (`webhook_deliver`), so the slot it frees goes to that delivery.
+    If two ending tries pick the same one, the second publish finds it taken and does nothing.
+    """
+    now = now or timezone.now()
+    return list(
+        WebhookDelivery.objects.filter(
+            endpoint_id=endpoint_id, status=WebhookDelivery.Status.PENDING, waiting_since__isnull=False
+        )
+        .exclude(in_flight_until__gt=now)
+        .order_by("waiting_since", "pk")
+        .values_list("pk", "attempt_count")[:1]
     )
 
 

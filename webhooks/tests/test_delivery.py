@@ -141,3 +141,33 @@ def test_an_endpoint_that_hangs_delays_neither_another_endpoint_nor_any_payment(
     # The hanging endpoint never had more than its share of the webhook workers at once.
     in_flight = WebhookDelivery.objects.filter(endpoint__url__endswith="/hangs", in_flight_until__isnull=False).count()
     assert in_flight <= 2
+
+
+def test_a_delivery_that_finds_its_endpoint_at_its_limit_gets_the_slot_of_the_next_try_to_end(
+    api: Any, live: Receiver
+) -> None:
+    """Two tries hang (the endpoint's limit is 2); the third delivery waits, with no task polling, and is
+    published by the first of them to end, not found later by the sweep."""
+    url = live.on("/slots", HANG, HANG, 200)
+    endpoint = subscribe(api, url, ["transaction.created"])
+    ids = [deposit(api, customer_id=f"cus_slot{index}") for index in range(3)]
+
+    waiting = wait_for(
+        lambda: WebhookDelivery.objects.filter(endpoint_id=endpoint["id"], waiting_since__isnull=False).first(),
+        message="a delivery waiting for a slot while two tries hang",
+    )
+    assert not waiting.attempts.exists()
+    assert len(live.at("/slots")) == 2  # the two in flight; the third was not sent
+    backstop = waiting.next_attempt_at  # when the sweep would publish it again
+
+    def its_first_arrival() -> Any:
+        mine = [r for r in live.at("/slots") if r.headers.get("Paygate-Event-Id") == waiting.event.public_id]
+        return mine[0] if mine else None
+
+    arrival = wait_for(its_first_arrival, timeout=30, message="the waiting delivery sent once a slot freed")
+    assert arrival.answer == 200
+    assert arrival.at < backstop.timestamp()  # handed its slot, not swept
+    wait_for(
+        lambda: {item.json()["data"]["object"]["id"] for item in live.at("/slots") if item.answer == 200} == set(ids),
+        message="every event delivered in the end",
+    )
