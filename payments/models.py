@@ -131,11 +131,6 @@ class Transaction(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     gateway = models.ForeignKey(Gateway, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     gateway_reference = models.CharField(max_length=255, blank=True, default="")
-    # The attempt with the highest number, kept with the row so that locking the transaction
-    # reads it in the same statement (`payments.services.transaction_lock`).
-    current_attempt = models.ForeignKey(
-        "Attempt", on_delete=models.SET_NULL, null=True, blank=True, editable=False, related_name="+", db_index=False
-    )
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     # HMAC-SHA256 of the canonical request under PAYGATE_FINGERPRINT_KEYS: decides replay vs 409.
     request_hash = models.CharField(max_length=64, blank=True, default="")

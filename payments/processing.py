@@ -102,8 +102,7 @@ def _backoff(route_round: int) -> float:
 
 
 def _current_attempt(txn: Transaction) -> Attempt | None:
-    """The attempt with the highest number: read with the lock (`transaction_lock(with_attempt=True)`)."""
-    attempt = txn.current_attempt
+    attempt = Attempt.objects.filter(transaction_id=txn.pk).order_by("-number").first()
     if attempt is not None:
         # From the process's gateway cache rather than a join: the row, credentials decrypted.
         gateway = gateway_get(attempt.gateway_id)
@@ -149,7 +148,7 @@ def _route_pick(
 def _next_step(transaction_id: str) -> Step:
     """Decide, under the row lock, what the transaction needs next; commit a new attempt if a call."""
     with transaction.atomic():
-        txn = transaction_lock(transaction_id, with_attempt=True)
+        txn = transaction_lock(transaction_id)
         if txn.status != TransactionStatus.PENDING:
             return Done()
         now = timezone.now()
@@ -196,9 +195,8 @@ def _next_step(transaction_id: str) -> Step:
             gateway=gateway,
             routing=routing,
         )
-        txn.current_attempt = attempt
         txn.next_check_at = now + timedelta(seconds=_call_window(gateway) + settings.PAYGATE_SWEEP_GRACE_SECONDS)
-        transaction_save(txn, fields=["current_attempt", "next_check_at", "updated_at"])
+        transaction_save(txn, fields=["next_check_at", "updated_at"])
         return Call(
             attempt_id=str(attempt.pk),
             attempt_created_at=attempt.created_at,
@@ -215,7 +213,7 @@ def _all_attempts(attempt: Attempt) -> list[Attempt] | None:
 
 def _lock_attempt(transaction_id: str, attempt_id: str) -> tuple[Transaction, Attempt, bool]:
     """Lock the transaction, then read one of its attempts; also say whether it is the current one."""
-    txn = transaction_lock(transaction_id, with_attempt=True)
+    txn = transaction_lock(transaction_id)
     current = _current_attempt(txn)
     if current is not None and str(current.pk) == str(attempt_id):
         return txn, current, True
@@ -414,7 +412,7 @@ def transaction_reconcile(*, transaction_id: str) -> RetryLater | None:
     """
     bind(transaction_id=transaction_id)
     with transaction.atomic():
-        txn = transaction_lock(transaction_id, with_attempt=True)
+        txn = transaction_lock(transaction_id)
         if txn.status != TransactionStatus.PROCESSING:
             return None
         attempt = _current_attempt(txn)

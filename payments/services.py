@@ -358,24 +358,22 @@ def payment_details_purge(*, now: datetime | None = None, batch_size: int = 500)
     return purged
 
 
-def transaction_lock(transaction_id: Any, *, with_attempt: bool = False) -> Transaction:
+def transaction_lock(transaction_id: Any) -> Transaction:
     """The transaction, its row locked until the end of the atomic block.
 
     Its customer comes in the same statement (its row is not locked): the event of a change
-    shows the customer's reference. `with_attempt`: its current attempt too (not locked; the
-    transaction's lock covers it, as every writer of an attempt holds it).
+    shows the customer's reference.
     """
-    related = ("customer", "current_attempt") if with_attempt else ("customer",)
-    txn = Transaction.objects.select_for_update(of=("self",)).select_related(*related).get(pk=transaction_id)
+    txn = Transaction.objects.select_for_update(of=("self",)).select_related("customer").get(pk=transaction_id)
     setattr(txn, _STATUS_AT_LOCK, txn.status)
     return txn
 
 
 def transaction_lock_by_attempt(attempt_id: Any) -> Transaction | None:
-    """The transaction an attempt belongs to, its row and current attempt (one statement); None if no such attempt."""
+    """The transaction an attempt belongs to, its row locked (one statement); None if no such attempt."""
     txn = (
         Transaction.objects.select_for_update(of=("self",))
-        .select_related("customer", "current_attempt")
+        .select_related("customer")
         .filter(attempts__pk=attempt_id)
         .first()
     )

@@ -22,9 +22,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def attempt(make_transaction: Callable[..., Transaction]) -> Attempt:
     txn = make_transaction(status=TransactionStatus.PROCESSING)
-    attempt = Attempt.objects.create(transaction=txn, number=1, gateway=Gateway.objects.get(code="acmepay"))
-    Transaction.objects.filter(pk=txn.pk).update(current_attempt=attempt)
-    return attempt
+    return Attempt.objects.create(transaction=txn, number=1, gateway=Gateway.objects.get(code="acmepay"))
 
 
 def signed(client: Client, body: bytes, *, gateway: str = "acmepay", content_type: str = "application/json") -> Any:

@@ -20,7 +20,7 @@ from payments.tests.test_query_counts import processed
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 # Applying writes the transaction's event too: one INSERT.
-RECEIVE_AND_APPLY_STATEMENTS = 7
+RECEIVE_AND_APPLY_STATEMENTS = 8
 
 
 def completed_callback(attempt: Any, *, event_id: str) -> tuple[bytes, str]:

@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 # BEGIN, the transaction, its `transaction.created` event, COMMIT.
 CREATE_STATEMENTS = 4
 # A status change adds its event (an INSERT; the attempts it shows are at hand for a first attempt).
-PROCESS_STATEMENTS = 11
+PROCESS_STATEMENTS = 13
 DEMO = (("DE", "EUR"), ("GB", "GBP"), ("US", "USD"), ("BR", "BRL"))
 
 
