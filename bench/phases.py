@@ -14,11 +14,14 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from bench import load, stack
+from bench import stack
+
+if TYPE_CHECKING:
+    from bench import load
 from harness.receiver import Received
 
 FINAL = ("completed", "failed")
@@ -711,13 +714,24 @@ def cpu_sample(ours: Mapping[int, str]) -> CpuSample:
     )
 
 
-def cpu_by_kind(before: CpuSample, after: CpuSample) -> dict[str, float]:
+# PostgreSQL backends: children of the postmaster, a shared process, not of anything the bench started.
+BACKEND_KINDS = frozenset({"postgres", f"{FLOOR_PREFIX}postgres"})
+POSTGRES_BACKGROUND = f"postgres background{SHARED_SUFFIX}"
+
+
+def cpu_by_kind(
+    before: CpuSample, after: CpuSample, *, seen: Mapping[int, tuple[float, str]] | None = None
+) -> dict[str, float]:
     """CPU seconds by kind of process between two samples.
 
-    Each process counts its reaped children (cutime), so a process that ended meanwhile is taken
-    off at its earlier value and comes back in full in its parent's: the difference is its CPU in
-    the window. (A process whose parent ended too, or whose CPU went to init, is missed.)
+    Each process counts its reaped children (cutime), so a process of the stack that ended
+    meanwhile is taken off at its earlier value and comes back in full in its parent's: the
+    difference is its CPU in the window. A PostgreSQL backend that ended (its connection closed
+    after DB_CONN_MAX_AGE) comes back in the postmaster's, a shared process, with all it ever
+    used: it counts up to `seen`, the last value sampled before it ended (`CpuWindow`), and that
+    value is taken off the postmaster's. (A process whose parent ended too is missed.)
     """
+    seen = seen or {}
     seconds: dict[str, float] = defaultdict(float)
     for pid, (cpu, kind) in after.processes.items():
         earlier = before.processes.get(pid)
@@ -725,9 +739,52 @@ def cpu_by_kind(before: CpuSample, after: CpuSample) -> dict[str, float]:
             continue  # a server someone else started meanwhile (a test's private Redis): not ours to count
         seconds[kind] += cpu - (earlier[0] if earlier is not None else 0.0)
     for pid, (cpu, kind) in before.processes.items():
-        if pid not in after.processes and not kind.endswith(SHARED_SUFFIX):
+        if pid in after.processes or kind.endswith(SHARED_SUFFIX):
+            continue
+        if kind in BACKEND_KINDS:
+            last = seen.get(pid, (cpu, kind))[0]
+            seconds[kind] += last - cpu
+            seconds[POSTGRES_BACKGROUND] -= last
+        else:
             seconds[kind] -= cpu
+    for pid, (last, kind) in seen.items():
+        if kind in BACKEND_KINDS and pid not in before.processes and pid not in after.processes:
+            seconds[kind] += last  # connected and gone within the window
+            seconds[POSTGRES_BACKGROUND] -= last
     return dict(seconds)
+
+
+class CpuWindow:
+    """CPU by kind of process over a window (`by_kind()`), sampled every `interval` in between so
+    that PostgreSQL backends that end during it are counted up to their last sample."""
+
+    def __init__(self, ours: Any, *, interval: float = 0.5) -> None:
+        self.ours = ours  # () -> the stack's process groups and their kinds, now
+        self.interval = interval
+        self.seen: dict[int, tuple[float, str]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-cpu", daemon=True)
+
+    def _note(self, sample: CpuSample) -> None:
+        self.seen.update({pid: value for pid, value in sample.processes.items() if value[1] in BACKEND_KINDS})
+
+    def __enter__(self) -> CpuWindow:
+        self.before = cpu_sample(self.ours())
+        self._note(self.before)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._note(cpu_sample(self.ours()))
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self.after = cpu_sample(self.ours())
+
+    def by_kind(self) -> dict[str, float]:
+        return cpu_by_kind(self.before, self.after, seen=self.seen)
 
 
 def cpu_usage(before: CpuSample, after: CpuSample) -> dict[str, float]:

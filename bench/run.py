@@ -195,8 +195,7 @@ def _micro(env: dict[str, str], *, quick: bool) -> dict[str, Any]:
 
 
 def _side_cost(
-    before: phases.CpuSample,
-    after: phases.CpuSample,
+    window: phases.CpuWindow,
     counters: tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]],
     finished: int,
     *,
@@ -205,7 +204,7 @@ def _side_cost(
     """CPU ms per finished transaction by kind, and PostgreSQL's counters per transaction, of one side."""
     database = stack.FLOOR_DB_NAME if floor else stack.DB_NAME
     return {
-        "cpu": phases.cpu_ms_per_transaction(phases.cpu_by_kind(before, after), finished, floor=floor),
+        "cpu": phases.cpu_ms_per_transaction(window.by_kind(), finished, floor=floor),
         "pg_stat_database": phases.pg_counters_per_transaction(
             counters[0].get(database, {}), counters[1].get(database, {}), finished
         ),
@@ -236,24 +235,24 @@ def _webhooks(
     )
     try:
         specs = load.make_specs(cfg.n, run_tag=f"{tag}-webhooks")
-        cpu_before = phases.cpu_sample(kinds())
-        result = load.drive(web_url, specs, concurrency=cfg.concurrency, api_key=api_key)
-        ids = [r.transaction_id for r in result.accepted if r.transaction_id]
-        done, _ = phases.wait_all_final(db, ids, timeout=cfg.final_timeout, alive=alive)
-        rows = phases.fetch_rows(db, ids)
-        completed = {txn_id for txn_id, row in rows.items() if row.status == "completed"}
-        try:
-            stack.wait_for(
-                lambda: completed <= phases.delivered_transactions(receiver.at("/bench")),
-                timeout=cfg.final_timeout,
-                interval=0.25,
-                what=f"{len(completed)} webhook deliveries",
-                alive=alive,
-            )
-        except stack.BenchError as exc:
-            if "timed out" not in str(exc):
-                raise
-        cpu = phases.cpu_by_kind(cpu_before, phases.cpu_sample(kinds()))
+        with phases.CpuWindow(kinds) as window:
+            result = load.drive(web_url, specs, concurrency=cfg.concurrency, api_key=api_key)
+            ids = [r.transaction_id for r in result.accepted if r.transaction_id]
+            done, _ = phases.wait_all_final(db, ids, timeout=cfg.final_timeout, alive=alive)
+            rows = phases.fetch_rows(db, ids)
+            completed = {txn_id for txn_id, row in rows.items() if row.status == "completed"}
+            try:
+                stack.wait_for(
+                    lambda: completed <= phases.delivered_transactions(receiver.at("/bench")),
+                    timeout=cfg.final_timeout,
+                    interval=0.25,
+                    what=f"{len(completed)} webhook deliveries",
+                    alive=alive,
+                )
+            except stack.BenchError as exc:
+                if "timed out" not in str(exc):
+                    raise
+        cpu = window.by_kind()
         finished = sum(1 for row in rows.values() if row.final)
         figures = {
             "api": phases.api_summary(result),
@@ -458,15 +457,13 @@ def run_config(
                 with timer.phase("mixed"):
                     specs = load.make_specs(cfg.n, run_tag=f"{tag}-mixed")
                     counters_before = counters or read_counters()
-                    cpu_before = phases.cpu_sample(kinds())
-                    with phases.BacklogSampler(time.time()) as backlog:
+                    with phases.CpuWindow(kinds) as cpu, phases.BacklogSampler(time.time()) as backlog:
                         result = load.drive(web_url, specs, concurrency=cfg.concurrency, api_key=api_key)
                         ids = [r.transaction_id for r in result.accepted if r.transaction_id]
                         all_ids += ids
                         done, waited = phases.wait_all_final(
                             db, ids, timeout=cfg.final_timeout, alive=bench.check_alive
                         )
-                    cpu_after = phases.cpu_sample(kinds())
                     counters = counters_after = read_counters()
                     rows = phases.fetch_rows(db, ids)
                     finished = sum(1 for row in rows.values() if row.final)
@@ -477,9 +474,7 @@ def run_config(
                         "waited_for_final_s": round(waited, 2),
                         "backlog": backlog.summary(),
                         "extra_work": phases.amplification(db, ids),
-                        "cost": _side_cost(
-                            cpu_before, cpu_after, (counters_before, counters_after), finished, floor=False
-                        ),
+                        "cost": _side_cost(cpu, (counters_before, counters_after), finished, floor=False),
                     }
                     origin = result.started_at
                     raw["mixed"] = {
@@ -497,18 +492,17 @@ def run_config(
                 with timer.phase("floor_e2e"):
                     specs = load.make_specs(cfg.n, run_tag=f"{tag}-floormixed")
                     counters_before = counters or read_counters()
-                    cpu_before = phases.cpu_sample(kinds())
-                    result = load.drive(floor_url, specs, concurrency=cfg.concurrency, floor=True)
-                    fids = [r.transaction_id for r in result.accepted if r.transaction_id]
-                    floor_ids += fids
-                    done, waited = phases.wait_all_final(
-                        floor_db,
-                        fids,
-                        timeout=cfg.final_timeout,
-                        alive=bench.check_alive,
-                        count=phases.floor_count_final,
-                    )
-                    cpu_after = phases.cpu_sample(kinds())
+                    with phases.CpuWindow(kinds) as cpu:
+                        result = load.drive(floor_url, specs, concurrency=cfg.concurrency, floor=True)
+                        fids = [r.transaction_id for r in result.accepted if r.transaction_id]
+                        floor_ids += fids
+                        done, waited = phases.wait_all_final(
+                            floor_db,
+                            fids,
+                            timeout=cfg.final_timeout,
+                            alive=bench.check_alive,
+                            count=phases.floor_count_final,
+                        )
                     counters = counters_after = read_counters()
                     frows = phases.floor_fetch_rows(floor_db, fids)
                     finished = sum(1 for row in frows.values() if row.final)
@@ -517,9 +511,7 @@ def run_config(
                         "e2e": phases.floor_e2e_summary(frows, fids),
                         "all_final_within_deadline": done,
                         "waited_for_final_s": round(waited, 2),
-                        "cost": _side_cost(
-                            cpu_before, cpu_after, (counters_before, counters_after), finished, floor=True
-                        ),
+                        "cost": _side_cost(cpu, (counters_before, counters_after), finished, floor=True),
                     }
                     origin = result.started_at
                     raw["floor_e2e"] = {
