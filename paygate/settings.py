@@ -275,6 +275,11 @@ DATABASE_URL = _env("DATABASE_URL")
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=_env_int("DB_CONN_MAX_AGE", 60))}
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Parameters bound by the server: psycopg then prepares a statement on a connection once it has
+    # run it a few times, and PostgreSQL stops parsing and planning the hot path's statements anew
+    # (bench: `make bench`, docs/capacity.md). Off for a pooler in transaction mode older than
+    # PgBouncer 1.21, which cannot keep a connection's prepared statements.
+    DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = _env_bool("DB_SERVER_SIDE_BINDING", True)
 else:
     DATABASES = {
         "default": {
