@@ -246,7 +246,12 @@ class _Claim:
 
 
 def _claim(delivery_id: int, attempt_count: int, now: datetime) -> _Claim | None:
-    """Take a due delivery for one try, under its row lock; None if it is not this task's to try."""
+    """Take a due delivery for one try, under its row lock; None if it is not this task's to try.
+
+    First come, first served per endpoint: if deliveries of the endpoint wait for a slot, the one
+    that has waited longest takes the free slot and this one waits behind it. So under a burst
+    above an endpoint's pace, a new event never overtakes one that waits.
+    """
     with transaction.atomic():
         delivery = (
             WebhookDelivery.objects.select_for_update(of=("self",))
@@ -274,16 +279,33 @@ def _claim(delivery_id: int, attempt_count: int, now: datetime) -> _Claim | None
         )
         if busy >= settings.PAYGATE_WEBHOOK_ENDPOINT_CONCURRENCY:
             # Waits for a slot: the next try of this endpoint to end publishes it (`deliveries_waiting_for_slot`).
-            delivery.waiting_since = delivery.waiting_since or now
-            delivery.next_attempt_at = now + timedelta(seconds=_SLOT_WAIT_BACKSTOP_SECONDS)
-            delivery.save(update_fields=["waiting_since", "next_attempt_at", "updated_at"])
+            _wait_for_slot(delivery, now)
             return None
-        delivery.waiting_since = None
-        delivery.in_flight_until = now + timedelta(
+        chosen = delivery
+        waiter = (
+            WebhookDelivery.objects.select_for_update(of=("self",), skip_locked=True)
+            .select_related("event")
+            .filter(endpoint_id=endpoint.pk, status=WebhookDelivery.Status.PENDING, waiting_since__isnull=False)
+            .exclude(pk=delivery.pk)
+            .exclude(in_flight_until__gt=now)
+            .order_by("waiting_since", "pk")
+            .first()
+        )
+        if waiter is not None and (delivery.waiting_since is None or waiter.waiting_since < delivery.waiting_since):
+            _wait_for_slot(delivery, now)
+            chosen = waiter  # its own task, if still queued, then finds it taken and does nothing
+        chosen.waiting_since = None
+        chosen.in_flight_until = now + timedelta(
             seconds=settings.PAYGATE_WEBHOOK_TIMEOUT_SECONDS + _IN_FLIGHT_GRACE_SECONDS
         )
-        delivery.save(update_fields=["waiting_since", "in_flight_until", "updated_at"])
-        return _Claim(delivery=delivery, endpoint=endpoint, event=delivery.event)
+        chosen.save(update_fields=["waiting_since", "in_flight_until", "updated_at"])
+        return _Claim(delivery=chosen, endpoint=endpoint, event=chosen.event)
+
+
+def _wait_for_slot(delivery: WebhookDelivery, now: datetime) -> None:
+    delivery.waiting_since = delivery.waiting_since or now
+    delivery.next_attempt_at = now + timedelta(seconds=_SLOT_WAIT_BACKSTOP_SECONDS)
+    delivery.save(update_fields=["waiting_since", "next_attempt_at", "updated_at"])
 
 
 def webhook_deliver(*, delivery_id: int, attempt_count: int) -> None:

@@ -110,3 +110,36 @@ def test_a_duplicate_task_for_a_try_already_made_does_nothing(
     webhook_deliver(delivery_id=delivery.pk, attempt_count=0)  # the same try, published twice
 
     assert delivery.attempts.count() == 1
+
+
+def test_a_free_slot_goes_to_the_delivery_that_waited_longest(
+    make_transaction: Callable[..., Transaction], settings: Any
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.PAYGATE_WEBHOOK_ENDPOINT_CONCURRENCY = 1
+    txn = make_transaction()
+    endpoint(txn, ["*"])  # port 9: each try is refused at once
+    with transaction.atomic():
+        for _ in range(3):
+            event_append(client_id=txn.client_id, type=EventType.TRANSACTION_CREATED, transaction=txn, obj={})
+    first, second, third = WebhookDelivery.objects.order_by("pk")
+    WebhookDelivery.objects.filter(pk=first.pk).update(in_flight_until=timezone.now() + timedelta(seconds=30))
+
+    webhook_deliver(delivery_id=second.pk, attempt_count=0)  # the endpoint's one slot is taken: waits
+    webhook_deliver(delivery_id=third.pk, attempt_count=0)  # waits behind it
+    second.refresh_from_db()
+    third.refresh_from_db()
+    assert second.waiting_since is not None and third.waiting_since is not None
+    assert second.waiting_since <= third.waiting_since
+    assert not second.attempts.exists() and not third.attempts.exists()
+
+    WebhookDelivery.objects.filter(pk=first.pk).update(in_flight_until=None)  # its try ended
+    webhook_deliver(delivery_id=third.pk, attempt_count=0)  # the third's task comes first…
+
+    second.refresh_from_db()
+    third.refresh_from_db()
+    assert second.attempts.count() == 1 and second.waiting_since is None  # …and the slot goes to the second
+    assert not third.attempts.exists() and third.waiting_since is not None
