@@ -279,7 +279,9 @@ if DATABASE_URL:
     # run it a few times, and PostgreSQL stops parsing and planning the hot path's statements anew
     # (bench: `make bench`, docs/capacity.md). Off for a pooler in transaction mode older than
     # PgBouncer 1.21, which cannot keep a connection's prepared statements.
-    DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = _env_bool("DB_SERVER_SIDE_BINDING", True)
+    if _env_bool("DB_SERVER_SIDE_BINDING", True):
+        # (Django turns psycopg's preparing off unless a threshold is given: after 5 runs.)
+        DATABASES["default"].setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=5)
 else:
     DATABASES = {
         "default": {
