@@ -17,6 +17,7 @@ from .services import (
     delivery_redeliver,
     event_patterns,
     webhook_endpoint_create,
+    webhook_endpoint_delete,
     webhook_endpoint_update,
     webhook_events_check,
     webhook_secret_rotate,
@@ -57,6 +58,16 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     search_fields = ("url",)
     readonly_fields = ("id", "created_at", "updated_at")
     actions = ["rotate_secret"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[WebhookEndpoint]:
+        return super().get_queryset(request).filter(deleted_at__isnull=True)
+
+    def delete_model(self, request: HttpRequest, obj: WebhookEndpoint) -> None:
+        webhook_endpoint_delete(endpoint=obj)  # kept as a deleted row (see the service)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
+        for endpoint in queryset:
+            webhook_endpoint_delete(endpoint=endpoint)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         # The owner of an endpoint never changes.
@@ -122,8 +133,12 @@ class WebhookDeliveryAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.action(description="Deliver the event again", permissions=["redeliver"])
     def redeliver(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
-        count = 0
+        count = skipped = 0
         for delivery in queryset.select_related("event", "endpoint"):
-            delivery_redeliver(delivery=delivery)
-            count += 1
+            if delivery_redeliver(delivery=delivery) is None:
+                skipped += 1
+            else:
+                count += 1
         messages.success(request, f"{count} deliveries queued again.")
+        if skipped:
+            messages.warning(request, f"{skipped} not: their endpoint was deleted.")

@@ -17,6 +17,10 @@ ENDPOINTS_CACHE = "webhook_endpoints"
 class WebhookEndpointQuerySet(InvalidatingQuerySet):
     cache_names = (ENDPOINTS_CACHE,)
 
+    def live(self) -> WebhookEndpointQuerySet:
+        """Not deleted (`webhooks.services.webhook_endpoint_delete`)."""
+        return self.filter(deleted_at__isnull=True)
+
 
 class WebhookEndpoint(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -29,6 +33,8 @@ class WebhookEndpoint(models.Model):
     secret = EncryptedTextField()
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Deleted through the API or the admin: inactive, out of sight, its delivery log kept.
+    deleted_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = WebhookEndpointQuerySet.as_manager()
 

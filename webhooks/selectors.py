@@ -14,7 +14,7 @@ from .models import WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint
 
 
 def webhook_endpoint_list(*, client: ApiClient) -> QuerySet[WebhookEndpoint]:
-    return WebhookEndpoint.objects.filter(client=client).order_by("created_at", "id")
+    return WebhookEndpoint.objects.live().filter(client=client).order_by("created_at", "id")
 
 
 def webhook_endpoint_get(*, client: ApiClient, endpoint_id: str) -> WebhookEndpoint | None:
@@ -22,7 +22,7 @@ def webhook_endpoint_get(*, client: ApiClient, endpoint_id: str) -> WebhookEndpo
         pk = uuid.UUID(str(endpoint_id))
     except ValueError:
         return None
-    return WebhookEndpoint.objects.filter(client=client, pk=pk).first()
+    return WebhookEndpoint.objects.live().filter(client=client, pk=pk).first()
 
 
 def event_delivery_attempts(*, event: Event) -> QuerySet[WebhookDeliveryAttempt]:

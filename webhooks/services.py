@@ -126,7 +126,7 @@ def webhook_endpoint_create(*, client: ApiClient, url: Any, events: Any, active:
     with transaction.atomic():
         # The client's row serialises concurrent creations, so the cap holds under races.
         ApiClient.objects.select_for_update().filter(pk=client.pk).exists()
-        if WebhookEndpoint.objects.filter(client=client).count() >= settings.PAYGATE_WEBHOOK_MAX_ENDPOINTS:
+        if WebhookEndpoint.objects.live().filter(client=client).count() >= settings.PAYGATE_WEBHOOK_MAX_ENDPOINTS:
             raise EndpointLimitReached(
                 f"A client may have at most {settings.PAYGATE_WEBHOOK_MAX_ENDPOINTS} webhook endpoints.",
                 fields={"url": ["Endpoint limit reached."]},
@@ -155,8 +155,17 @@ def webhook_endpoint_update(
 
 
 def webhook_endpoint_delete(*, endpoint: WebhookEndpoint) -> None:
-    """Gone with its deliveries: nothing more is sent to it."""
-    endpoint.delete()
+    """Nothing more is sent to it and the API no longer shows it; its delivery log stays.
+
+    The row stays (`deleted_at`): a status change committing at this moment may still write a
+    delivery for it (its process read the endpoints before this change reached it), and a row
+    that had gone would make that change fail on the foreign key. Deliveries still pending end
+    as failed (`endpoint_deleted`) when their turn comes.
+    """
+    endpoint.active = False
+    endpoint.deleted_at = timezone.now()
+    endpoint.save(update_fields=["active", "deleted_at", "updated_at"])
+    logger.info("webhook endpoint deleted", extra={"endpoint": str(endpoint.pk)})
 
 
 def webhook_secret_rotate(*, endpoint: WebhookEndpoint) -> str:
@@ -203,8 +212,11 @@ def event_redeliver(*, event: Event) -> list[WebhookDelivery]:
     return deliveries
 
 
-def delivery_redeliver(*, delivery: WebhookDelivery) -> WebhookDelivery:
-    """The same event to the same endpoint once more (the admin's action on a failed delivery)."""
+def delivery_redeliver(*, delivery: WebhookDelivery) -> WebhookDelivery | None:
+    """The same event to the same endpoint once more (the admin's action on a failed delivery);
+    None if the endpoint was deleted."""
+    if delivery.endpoint.deleted_at is not None:
+        return None
     with transaction.atomic():
         return _deliveries_create(delivery.event, [delivery.endpoint])[0]
 
@@ -267,8 +279,9 @@ def _claim(delivery_id: int, attempt_count: int, now: datetime) -> _Claim | None
         ):
             return None
         endpoint = delivery.endpoint
-        if not endpoint.active:
-            _record(delivery, now=now, status_code=None, error="endpoint_disabled", duration_ms=0.0, final=True)
+        if endpoint.deleted_at is not None or not endpoint.active:
+            error = "endpoint_deleted" if endpoint.deleted_at is not None else "endpoint_disabled"
+            _record(delivery, now=now, status_code=None, error=error, duration_ms=0.0, final=True)
             return None
         busy = (
             WebhookDelivery.objects.filter(

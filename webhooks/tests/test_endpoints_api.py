@@ -65,6 +65,8 @@ def test_patch_and_delete(api: Any) -> None:
     assert patched.json()["active"] is False and patched.json()["events"] == ["transaction.failed"]
     assert api.delete(path).status_code == 204
     assert api.get(path).status_code == 404
+    assert api.delete(path).status_code == 404
+    assert endpoint["id"] not in [item["id"] for item in api.get("/api/v1/webhook-endpoints").json()["results"]]
 
 
 def test_another_client_sees_none_of_them(api: Any, other_api: Any) -> None:

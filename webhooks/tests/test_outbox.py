@@ -143,3 +143,27 @@ def test_a_free_slot_goes_to_the_delivery_that_waited_longest(
     third.refresh_from_db()
     assert second.attempts.count() == 1 and second.waiting_since is None  # …and the slot goes to the second
     assert not third.attempts.exists() and third.waiting_since is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_status_change_that_still_writes_a_delivery_for_an_endpoint_deleted_meanwhile_commits(
+    make_transaction: Callable[..., Transaction],
+) -> None:
+    """Another process read the client's endpoints before the delete reached it: its status change
+    writes a delivery for the deleted endpoint, commits all the same, and the delivery ends failed."""
+    from webhooks import services
+
+    txn = make_transaction()
+    deleted = endpoint(txn, ["*"])
+    services.webhook_endpoint_delete(endpoint=deleted)
+    services._endpoints.put(txn.client_id, (deleted,))  # that process's view, from before the delete
+
+    with transaction.atomic():
+        transaction_transition(transaction_lock(txn.pk), to="processing")
+
+    txn.refresh_from_db()
+    assert txn.status == "processing"
+    delivery = WebhookDelivery.objects.get(endpoint=deleted)
+    webhook_deliver(delivery_id=delivery.pk, attempt_count=0)
+    delivery.refresh_from_db()
+    assert delivery.status == "failed" and delivery.attempts.get().error == "endpoint_deleted"
