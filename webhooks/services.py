@@ -304,7 +304,11 @@ def _claim(delivery_id: int, attempt_count: int, now: datetime) -> _Claim | None
             .order_by("waiting_since", "pk")
             .first()
         )
-        if waiter is not None and (delivery.waiting_since is None or waiter.waiting_since < delivery.waiting_since):
+        if (
+            waiter is not None
+            and waiter.waiting_since is not None
+            and (delivery.waiting_since is None or waiter.waiting_since < delivery.waiting_since)
+        ):
             _wait_for_slot(delivery, now)
             chosen = waiter  # its own task, if still queued, then finds it taken and does nothing
         chosen.waiting_since = None

@@ -129,8 +129,9 @@ def test_the_worker_reports_waits_payments_queues_and_sweeps(api: Any, client: A
         # The count must move: an earlier test's sweep in the same worker leaves it non-zero.
         series = scrape(client)
         swept = sample(series, "paygate_periodic_task_last_success_timestamp_seconds", task="payments.sweep_due")
-        ran = (sample(series, "paygate_celery_task_wait_seconds_count", queue="celery", task="payments.sweep_due") or 0) - (
-            sample(before, "paygate_celery_task_wait_seconds_count", queue="celery", task="payments.sweep_due") or 0
+        waits = {"queue": "celery", "task": "payments.sweep_due"}
+        ran = (sample(series, "paygate_celery_task_wait_seconds_count", **waits) or 0) - (
+            sample(before, "paygate_celery_task_wait_seconds_count", **waits) or 0
         )
         return series if swept is not None and swept >= started - 1 and ran >= 1 else None
 
