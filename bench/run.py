@@ -42,6 +42,7 @@ Results: bench/results/latest.md and the PNG charts (kept); every figure in late
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -263,8 +264,10 @@ def _webhooks(
         }
         return figures, ids
     finally:
-        # The phases after this one measure Paygate with no endpoint again.
-        phases.webhook_endpoint_call(web_url, api_key, method="DELETE", path=f"/{endpoint['id']}")
+        # The phases after this one measure Paygate with no endpoint again (on the way out after an
+        # error, the web may be gone already: the first error is the one to report).
+        with contextlib.suppress(OSError):
+            phases.webhook_endpoint_call(web_url, api_key, method="DELETE", path=f"/{endpoint['id']}")
         receiver.stop()
 
 
