@@ -283,6 +283,10 @@ def _claim(delivery_id: int, attempt_count: int, now: datetime) -> _Claim | None
             error = "endpoint_deleted" if endpoint.deleted_at is not None else "endpoint_disabled"
             _record(delivery, now=now, status_code=None, error=error, duration_ms=0.0, final=True)
             return None
+        # Claims of one endpoint take turns on its row, so that two of them never both see a free
+        # slot. (FOR NO KEY UPDATE: a status change writing a delivery for the endpoint only
+        # needs a KEY SHARE lock on it for its foreign key, and is never held up by this.)
+        WebhookEndpoint.objects.select_for_update(no_key=True).filter(pk=endpoint.pk).exists()
         busy = (
             WebhookDelivery.objects.filter(
                 endpoint_id=endpoint.pk, status=WebhookDelivery.Status.PENDING, in_flight_until__gt=now
