@@ -130,30 +130,19 @@ def _reset_sandboxes() -> None:
         stack.http_post_json(f"{stack.sandbox_url(code)}/_sandbox/reset", timeout=15.0)
 
 
-def _wait_final_each(db: phases.BenchDb, alive: Callable[[], None]) -> Callable[[load.RequestRecord], None]:
+def _wait_final_each(
+    db: phases.BenchDb, alive: Callable[[], None], *, count: Callable[..., int] = phases.count_final
+) -> Callable[[load.RequestRecord], None]:
+    """After each request, wait until its transaction is final (`count`: `phases.floor_count_final` for the floor)."""
+
     def wait(record: load.RequestRecord) -> None:
         txn_id = record.transaction_id
         if txn_id is not None:
             stack.wait_for(
-                lambda: phases.count_final(db, [txn_id]) == 1,
+                lambda: count(db, [txn_id]) == 1,
                 timeout=30,
                 interval=0.002,
                 what=f"transaction {txn_id} to be final",
-                alive=alive,
-            )
-
-    return wait
-
-
-def _wait_floor_final_each(db: phases.BenchDb, alive: Callable[[], None]) -> Callable[[load.RequestRecord], None]:
-    def wait(record: load.RequestRecord) -> None:
-        row_id = record.transaction_id
-        if row_id is not None:
-            stack.wait_for(
-                lambda: phases.floor_count_final(db, [row_id]) == 1,
-                timeout=30,
-                interval=0.002,
-                what=f"floor transaction {row_id} to be final",
                 alive=alive,
             )
 
@@ -299,7 +288,7 @@ def _statements(
     try:
         restart()
         paygate_each = _wait_final_each(db, bench.check_alive)
-        floor_each = _wait_floor_final_each(floor_db, bench.check_alive)
+        floor_each = _wait_final_each(floor_db, bench.check_alive, count=phases.floor_count_final)
 
         def paygate(specs: list[load.RequestSpec]) -> load.LoadResult:
             return load.drive(web_url, specs, concurrency=1, api_key=api_key, after_each=paygate_each)
@@ -432,7 +421,9 @@ def run_config(
                                 part,
                                 concurrency=1,
                                 floor=True,
-                                after_each=_wait_floor_final_each(floor_db, bench.check_alive),
+                                after_each=_wait_final_each(
+                                    floor_db, bench.check_alive, count=phases.floor_count_final
+                                ),
                             ),
                         },
                         {

@@ -38,7 +38,7 @@ REDIS_DB = int(os.environ.get("BENCH_REDIS_DB", "14"))
 REDIS_URL = f"redis://{HOST}:6379/{REDIS_DB}"
 RABBITMQ_VHOST = DB_NAME
 AMQP_URL = f"amqp://guest:guest@{HOST}:5672/{RABBITMQ_VHOST}"
-BROKERS = ("redis", "amqp")
+BROKERS = harness.BROKERS
 _PORT_OFFSET = int(os.environ.get("BENCH_PORT_OFFSET", "0"))
 WEB_PORT = 8200 + _PORT_OFFSET
 FLOOR_PORT = 8201 + _PORT_OFFSET
@@ -55,23 +55,9 @@ FLOOR_QUEUE = "bench_floor"
 FLOOR_SETTINGS = "bench.floor_settings"
 
 
-class _Broker:
-    """The broker this run uses (`use_broker`): Redis by default."""
-
-    name = "redis"
-
-    @property
-    def url(self) -> str:
-        return AMQP_URL if self.name == "amqp" else REDIS_URL
-
-
-BROKER = _Broker()
-
-
-def use_broker(name: str) -> None:
-    if name not in BROKERS:
-        raise ValueError(f"broker must be one of {BROKERS}")
-    BROKER.name = name
+# The broker this run uses: Redis by default (`use_broker("amqp")`: RabbitMQ).
+BROKER = harness.Broker(redis_url=REDIS_URL, amqp_url=AMQP_URL)
+use_broker = BROKER.use
 
 
 BenchError = HarnessError

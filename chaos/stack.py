@@ -45,26 +45,12 @@ REDIS_URL = f"redis://{HOST}:{REDIS_PORT}/0"
 RABBITMQ_PORT = 5672
 RABBITMQ_VHOST = DB_NAME
 AMQP_URL = f"amqp://guest:guest@{HOST}:{RABBITMQ_PORT}/{RABBITMQ_VHOST}"
-BROKERS = ("redis", "amqp")
+BROKERS = harness.BROKERS
 
 
-class _Broker:
-    """The broker this run uses (`use_broker`): the private Redis by default."""
-
-    name = "redis"
-
-    @property
-    def url(self) -> str:
-        return AMQP_URL if self.name == "amqp" else REDIS_URL
-
-
-BROKER = _Broker()
-
-
-def use_broker(name: str) -> None:
-    if name not in BROKERS:
-        raise ValueError(f"broker must be one of {BROKERS}")
-    BROKER.name = name
+# The broker this run uses: the private Redis by default (`use_broker("amqp")`: RabbitMQ).
+BROKER = harness.Broker(redis_url=REDIS_URL, amqp_url=AMQP_URL)
+use_broker = BROKER.use
 
 
 WEB_PORT = 8300 + _PORT_OFFSET

@@ -11,8 +11,10 @@ can all use it before Django is set up.
 """
 
 from harness.commands import (
+    BROKERS,
     PYTHON,
     ROOT,
+    Broker,
     beat_argv,
     control_connection,
     free_port,
@@ -31,7 +33,9 @@ from harness.receiver import Receiver
 from harness.stack import Stack
 
 __all__ = [
+    "BROKERS",
     "PYTHON",
+    "Broker",
     "ROOT",
     "HarnessError",
     "Process",

@@ -203,3 +203,23 @@ def recreate_database(name: str, *, admin_dsn: str = f"postgresql://postgres@{HO
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
+
+
+BROKERS = ("redis", "amqp")
+
+
+class Broker:
+    """The broker a run uses: Redis unless `use("amqp")` picked RabbitMQ."""
+
+    def __init__(self, *, redis_url: str, amqp_url: str) -> None:
+        self.name = "redis"
+        self._urls = {"redis": redis_url, "amqp": amqp_url}
+
+    @property
+    def url(self) -> str:
+        return self._urls[self.name]
+
+    def use(self, name: str) -> None:
+        if name not in BROKERS:
+            raise ValueError(f"broker must be one of {BROKERS}")
+        self.name = name
