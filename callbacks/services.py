@@ -173,7 +173,11 @@ def _apply(event: CallbackEvent) -> None:
         event.transaction_id, event.refund_id = refund.transaction_id, refund.refund_id
     else:
         settlement = transaction_settle_from_callback(
-            reference=event.reference, gateway_id=event.gateway_id, status=event.status, payment_id=event.payment_id
+            reference=event.reference,
+            gateway_id=event.gateway_id,
+            status=event.status,
+            payment_id=event.payment_id,
+            reason=event.reason or None,
         )
         result, flag_reason = settlement.result, settlement.flag_reason
         event.transaction_id, event.attempt_id = settlement.transaction_id, settlement.attempt_id

@@ -30,6 +30,7 @@ class Outcome(enum.StrEnum):
 
 class LookupStatus(enum.StrEnum):
     ACCEPTED = "accepted"  # received, not finished yet
+    ACTION_REQUIRED = "action_required"  # received, waiting for the customer (CONTRACT §11)
     COMPLETED = "completed"
     FAILED = "failed"
     NOT_FOUND = "not_found"  # the gateway never received this reference
@@ -63,12 +64,32 @@ class PaymentRequest:
     country: str
     customer_id: str
     callback_url: str
+    # Where the gateway sends the customer's browser after an action: Paygate's return endpoint.
+    return_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerAction:
+    """What the gateway asks the customer to do before it can answer (CONTRACT §11)."""
+
+    type: str  # "redirect" | "display_code"
+    url: str | None = None  # redirect: where the browser goes
+    method: str = "GET"  # redirect: "GET" | "POST"
+    fields: tuple[tuple[str, str], ...] = ()  # redirect by POST: the form's fields, in order
+    code: str | None = None  # display_code: what the customer pays with
+    expires_at: str | None = None  # display_code: when the gateway stops taking the code
+
+    def as_dict(self) -> dict[str, object]:
+        if self.type == "display_code":
+            return {"type": self.type, "code": self.code or "", "expires_at": self.expires_at}
+        return {"type": self.type, "url": self.url, "method": self.method, "fields": dict(self.fields)}
 
 
 @dataclass(frozen=True, slots=True)
 class PaymentResult:
     outcome: Outcome
     payment_id: str | None = None
+    action: CustomerAction | None = None  # accepted, but the customer must act first
     reason: str | None = None  # a decline's reason, from the gateway
     error: str | None = None  # a technical fault's short code, e.g. "connection_refused"
     latency_ms: float | None = None
@@ -81,6 +102,8 @@ class LookupResult:
     payment_id: str | None = None
     error: str | None = None
     latency_ms: float | None = None
+    action: CustomerAction | None = None  # ACTION_REQUIRED: what the customer must still do
+    reason: str | None = None  # FAILED: the gateway's reason, when it gives one
 
 
 @dataclass(frozen=True, slots=True)

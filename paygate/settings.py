@@ -548,6 +548,13 @@ PAYGATE_PUBLIC_URL = (_env("PAYGATE_PUBLIC_URL") or "http://127.0.0.1:8000").rst
 PAYGATE_MAX_AMOUNT = _env("PAYGATE_MAX_AMOUNT") or "1000000"
 # How long a transaction may wait in `pending` for a gateway before `no_gateway_available`.
 PAYGATE_NO_GATEWAY_DEADLINE_SECONDS = _env_int("PAYGATE_NO_GATEWAY_DEADLINE_SECONDS", 900)
+# CONTRACT §11: how long a transaction waits in `requires_action` for the customer; then its
+# attempt is looked up once more and, still unsettled, it fails `expired`.
+PAYGATE_ACTION_DEADLINE_SECONDS = _env_int("PAYGATE_ACTION_DEADLINE_SECONDS", 900)
+# The pay page's return endpoint looks the attempt up at the gateway within this many seconds.
+PAYGATE_PAY_RETURN_LOOKUP_TIMEOUT_SECONDS = _env_float("PAYGATE_PAY_RETURN_LOOKUP_TIMEOUT_SECONDS", 3.0)
+# Pay page requests per client address per minute.
+PAYGATE_PAY_PAGE_RATE_PER_MINUTE = _env_int("PAYGATE_PAY_PAGE_RATE_PER_MINUTE", 120)
 # Backoff between rounds of routes that all did not act: base * 2**round, capped.
 PAYGATE_RETRY_BACKOFF_BASE_SECONDS = _env_float("PAYGATE_RETRY_BACKOFF_BASE_SECONDS", 2.0)
 PAYGATE_RETRY_BACKOFF_MAX_SECONDS = _env_float("PAYGATE_RETRY_BACKOFF_MAX_SECONDS", 60.0)

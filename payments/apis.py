@@ -42,8 +42,12 @@ from .representations import (
 from .schema import (
     CUSTOMER_ID_MAX_LENGTH,
     DETAIL_MAX_LENGTH,
+    LOCALE_PATTERN,
     MAX_DETAIL_KEYS,
     MAX_METADATA_BYTES,
+    RETURN_URL_MAX_LENGTH,
+    DepositCreate,
+    DepositCreateXml,
     RefundCreate,
     RefundCreateXml,
     TransactionCreate,
@@ -176,6 +180,50 @@ class TransactionCreateInput(serializers.Serializer):
         return attrs
 
 
+class DepositCreateInput(TransactionCreateInput):
+    """A deposit's body: a withdrawal's, plus where the customer goes back to and their language (§11)."""
+
+    return_url = StrictCharField(
+        max_length=RETURN_URL_MAX_LENGTH,
+        required=False,
+        trim_whitespace=False,
+        help_text="Absolute http(s) URL (https only in production) where the customer's browser goes at the end.",
+    )
+    locale = StrictCharField(
+        max_length=35,
+        required=False,
+        trim_whitespace=False,
+        validators=[RegexValidator(LOCALE_PATTERN, "Must be a BCP 47 language tag such as de-DE.")],
+        help_text="The pay page's language (BCP 47), e.g. de-DE.",
+    )
+
+    def validate_return_url(self, value: str) -> str:
+        from .returnurl import return_url_problem
+
+        problem = return_url_problem(value)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return value
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "nullable": True,
+        "description": "What the customer must do, while the deposit is not final (CONTRACT §11); else null.",
+        "properties": {
+            "type": {"type": "string", "enum": ["redirect", "display_code"]},
+            "url": {"type": "string", "format": "uri", "description": "Paygate's pay page for this transaction."},
+            "code": {"type": "string", "description": "display_code only: the code to pay."},
+            "expires_at": {"type": "string", "format": "date-time"},
+        },
+        "required": ["type", "url", "expires_at"],
+    }
+)
+class NextActionField(serializers.JSONField):
+    pass
+
+
 class AttemptOutput(serializers.Serializer):
     reference = serializers.CharField(source="pk")
     gateway = serializers.CharField(source="gateway.code")
@@ -222,6 +270,7 @@ class TransactionOutput(serializers.Serializer):
     gateway = serializers.SerializerMethodField()
     gateway_reference = serializers.SerializerMethodField()
     failure_reason = serializers.CharField(allow_null=True)
+    next_action = NextActionField(allow_null=True)
     payment_details = serializers.SerializerMethodField()
     metadata = serializers.JSONField()
     attempts = AttemptOutput(many=True)
@@ -296,9 +345,10 @@ def _idempotency_key(request: Request) -> str | None:
 class TransactionCreateApi(APIView):
     transaction_type: str = ""
     xml_root_name = "transaction"
+    input_serializer: type[TransactionCreateInput] = TransactionCreateInput
 
     def post(self, request: Request) -> Response:
-        serializer = TransactionCreateInput(data=request.data)
+        serializer = self.input_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         result = transaction_create(
@@ -320,6 +370,12 @@ _CREATE_REQUEST = {
     "text/xml": TransactionCreateXml,
 }
 
+_DEPOSIT_REQUEST = {
+    "application/json": DepositCreate,
+    "application/xml": DepositCreateXml,
+    "text/xml": DepositCreateXml,
+}
+
 _CREATE_RESPONSES = {
     202: TransactionOutput,
     400: OpenApiResponse(ERROR_RESPONSE, description="Validation error or unparseable body"),
@@ -333,10 +389,11 @@ _CREATE_RESPONSES = {
 
 class DepositCreateApi(TransactionCreateApi):
     transaction_type = TransactionType.DEPOSIT
+    input_serializer = DepositCreateInput
 
     @extend_schema(
         operation_id="deposit_create",
-        request=_CREATE_REQUEST,
+        request=_DEPOSIT_REQUEST,
         responses=_CREATE_RESPONSES,
         parameters=[_IDEMPOTENCY_HEADER],
         examples=[_CREATE_EXAMPLE],

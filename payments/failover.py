@@ -23,6 +23,9 @@ class NextStep(enum.StrEnum):
     # Follow the gateway: it has the payment. `processing` on that gateway until its
     # callback or a look-up settles it.
     PROCESSING = "processing"
+    # The gateway has the payment and waits for the customer (CONTRACT §11): `requires_action`
+    # on that gateway, never failed over, until the customer acts or the action's deadline.
+    REQUIRES_ACTION = "requires_action"
     COMPLETED = "completed"  # the gateway says completed
     FAILED = "failed"  # the gateway says failed: `failed` / `gateway_failed`
     # The customer's answer: `failed` / `declined`; no other gateway is tried.
@@ -55,10 +58,13 @@ FAILOVER_TABLE: dict[tuple[Outcome, LookupStatus | None], NextStep] = {
     (Outcome.ACCEPTED, LookupStatus.UNAVAILABLE): NextStep.LOOK_UP_LATER,
     # The gateway said it had it: a look-up that cannot find it is not believed over that.
     (Outcome.ACCEPTED, LookupStatus.NOT_FOUND): NextStep.LOOK_UP_LATER,
+    # Received, and waiting for the customer.
+    (Outcome.UNKNOWN, LookupStatus.ACTION_REQUIRED): NextStep.REQUIRES_ACTION,
+    (Outcome.ACCEPTED, LookupStatus.ACTION_REQUIRED): NextStep.REQUIRES_ACTION,
 }
 
 # A look-up that leaves the transaction on its gateway unsettled; past the deadline it expires.
-_UNSETTLED = frozenset({NextStep.PROCESSING, NextStep.LOOK_UP_LATER})
+_UNSETTLED = frozenset({NextStep.PROCESSING, NextStep.LOOK_UP_LATER, NextStep.REQUIRES_ACTION})
 
 
 def failover_next(outcome: Outcome, lookup: LookupStatus | None = None, *, past_deadline: bool = False) -> NextStep:

@@ -82,6 +82,8 @@ class TransactionType(models.TextChoices):
 class TransactionStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     """Stored and queued: no gateway has it yet (or every gateway tried so far did not act)."""
+    REQUIRES_ACTION = "requires_action", "Requires action"
+    """A gateway accepted it and waits for the customer (a bank login, 3-D Secure, a code): never failed over."""
     PROCESSING = "processing", "Processing"
     """A gateway accepted it, or may have after an unknown outcome: awaiting its callback or a look-up."""
     COMPLETED = "completed", "Completed"
@@ -95,6 +97,7 @@ class FailureReason(models.TextChoices):
     NO_GATEWAY_AVAILABLE = "no_gateway_available", "No gateway available"
     GATEWAY_FAILED = "gateway_failed", "Gateway failed"
     EXPIRED = "expired", "Expired"
+    CANCELLED = "cancelled", "Cancelled"
 
 
 FINAL_STATUSES = frozenset({TransactionStatus.COMPLETED, TransactionStatus.FAILED})
@@ -102,6 +105,15 @@ FINAL_STATUSES = frozenset({TransactionStatus.COMPLETED, TransactionStatus.FAILE
 # The state machine: every status change goes through `payments.services.transaction_transition`.
 ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
     TransactionStatus.PENDING: frozenset(
+        {
+            TransactionStatus.REQUIRES_ACTION,
+            TransactionStatus.PROCESSING,
+            TransactionStatus.COMPLETED,
+            TransactionStatus.FAILED,
+        }
+    ),
+    # The gateway has the payment and waits for the customer: it ends there, never elsewhere.
+    TransactionStatus.REQUIRES_ACTION: frozenset(
         {TransactionStatus.PROCESSING, TransactionStatus.COMPLETED, TransactionStatus.FAILED}
     ),
     # Back to pending only when the gateway whose outcome was unknown confirms it never
@@ -121,11 +133,17 @@ class Transaction(models.Model):
     # `txn_client_created`; a country's only when an operator deletes it.
     client = models.ForeignKey(ApiClient, on_delete=models.PROTECT, related_name="transactions", db_index=False)
     type = models.CharField(max_length=10, choices=TransactionType.choices)
-    status = models.CharField(max_length=10, choices=TransactionStatus.choices, default=TransactionStatus.PENDING)
+    status = models.CharField(max_length=20, choices=TransactionStatus.choices, default=TransactionStatus.PENDING)
     failure_reason = models.CharField(max_length=32, choices=FailureReason.choices, null=True, blank=True)
     amount = models.DecimalField(max_digits=24, decimal_places=4)
     currency = models.CharField(max_length=3)
     country = models.ForeignKey(Country, on_delete=models.PROTECT, to_field="code", related_name="+", db_index=False)
+    # CONTRACT §11: where the customer's browser goes when the payment is over (deposits only).
+    return_url = models.CharField(max_length=2000, blank=True, default="")
+    # The customer's language for the pay page (BCP 47), as the merchant gave it.
+    locale = models.CharField(max_length=35, blank=True, default="")
+    # What the gateway asks the customer to do (payments.actions): type, url, method, fields, code.
+    action = models.JSONField(null=True, blank=True)
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="transactions")
     payment_details = EncryptedJSONField(default=dict, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
@@ -215,6 +233,7 @@ class Attempt(models.Model):
 # so that a step neither rewrites nor re-encrypts the rest of the row.
 TRANSACTION_PIPELINE_FIELDS = (
     "status",
+    "action",
     "failure_reason",
     "gateway",
     "gateway_reference",
@@ -341,6 +360,7 @@ REFUND_ATTEMPT_RESULT_FIELDS = ("outcome", "error", "http_status", "latency_ms",
 
 class EventType(models.TextChoices):
     TRANSACTION_CREATED = "transaction.created", "Transaction created"
+    TRANSACTION_REQUIRES_ACTION = "transaction.requires_action", "Transaction requires action"
     TRANSACTION_PROCESSING = "transaction.processing", "Transaction processing"
     # Back from `processing` when the gateway whose outcome was unknown never received it (rare).
     TRANSACTION_PENDING = "transaction.pending", "Transaction pending again"

@@ -31,8 +31,9 @@ from gateways.breaker import BreakerState, breaker_permit, breaker_record_fault,
 from gateways.models import Gateway
 from gateways.selectors import gateway_credentials, gateway_get, route_ranking
 from gateways.services import route_score_record
-from gateways.types import LookupResult, LookupStatus, Outcome, PaymentRequest, PaymentResult
+from gateways.types import CustomerAction, LookupResult, LookupStatus, Outcome, PaymentRequest, PaymentResult
 
+from .actions import pay_return_url
 from .failover import NextStep, failover_next, failover_route
 from .models import (
     ATTEMPT_RESULT_FIELDS,
@@ -41,6 +42,7 @@ from .models import (
     FailureReason,
     Transaction,
     TransactionStatus,
+    TransactionType,
 )
 from .money import format_amount
 from .services import transaction_lock, transaction_lock_by_attempt, transaction_save, transaction_transition
@@ -125,7 +127,35 @@ def _payment_request(txn: Transaction, attempt: Attempt) -> PaymentRequest:
         country=txn.country_id,
         customer_id=txn.customer.reference,
         callback_url=_callback_url(attempt.gateway),
+        return_url=pay_return_url(txn) if txn.type == TransactionType.DEPOSIT else None,
     )
+
+
+# The action's own deadline, kept with it (CONTRACT §11): unix seconds.
+_ACTION_DEADLINE_KEY = "deadline"
+
+
+def _require_action(txn: Transaction, action: CustomerAction | None) -> None:
+    """Wait for the customer on this gateway; at the action's deadline the sweep looks it up once more."""
+    now = timezone.now()
+    if txn.status == TransactionStatus.REQUIRES_ACTION and txn.action and _ACTION_DEADLINE_KEY in txn.action:
+        deadline = float(txn.action[_ACTION_DEADLINE_KEY])
+    else:
+        deadline = (now + timedelta(seconds=settings.PAYGATE_ACTION_DEADLINE_SECONDS)).timestamp()
+    if txn.status != TransactionStatus.REQUIRES_ACTION:
+        transaction_transition(txn, to=TransactionStatus.REQUIRES_ACTION, save=False)
+    shown = action.as_dict() if action is not None else {k: v for k, v in (txn.action or {}).items()}
+    txn.action = {**shown, _ACTION_DEADLINE_KEY: deadline}
+    txn.next_check_at = max(datetime.fromtimestamp(deadline, tz=now.tzinfo), now)
+
+
+def _failure_reason(txn: Transaction, reason: str | None) -> str:
+    """A failed payment's reason: the customer cancelled, or failed authentication while asked to act."""
+    if reason == FailureReason.CANCELLED:
+        return FailureReason.CANCELLED
+    if reason == FailureReason.DECLINED and txn.status == TransactionStatus.REQUIRES_ACTION:
+        return FailureReason.DECLINED
+    return FailureReason.GATEWAY_FAILED
 
 
 def _route_pick(
@@ -221,18 +251,28 @@ def _lock_attempt(transaction_id: str, attempt_id: str) -> tuple[Transaction, At
     return txn, attempt, False
 
 
-def _accept(txn: Transaction, attempt: Attempt, *, payment_id: str | None, to: str) -> None:
+def _accept(
+    txn: Transaction,
+    attempt: Attempt,
+    *,
+    payment_id: str | None,
+    to: str,
+    action: CustomerAction | None = None,
+    reason: str | None = None,
+) -> None:
     attempt.outcome = AttemptOutcome.ACCEPTED
     if payment_id:
         attempt.gateway_payment_id = payment_id
     txn.gateway = attempt.gateway
     txn.gateway_reference = attempt.gateway_payment_id
-    if to == TransactionStatus.PROCESSING:
+    if to == TransactionStatus.REQUIRES_ACTION:
+        _require_action(txn, action)
+    elif to == TransactionStatus.PROCESSING:
         if txn.status != TransactionStatus.PROCESSING:
             transaction_transition(txn, to=to, save=False)
         txn.next_check_at = timezone.now() + timedelta(seconds=settings.PAYGATE_LOOKUP_FIRST_DELAY_SECONDS)
     elif to == TransactionStatus.FAILED:
-        transaction_transition(txn, to=to, failure_reason=FailureReason.GATEWAY_FAILED, save=False)
+        transaction_transition(txn, to=to, failure_reason=_failure_reason(txn, reason), save=False)
     else:
         transaction_transition(txn, to=to, save=False)
 
@@ -257,7 +297,8 @@ def _record_result(transaction_id: str, attempt_id: str, result: PaymentResult, 
         if decision == NextStep.PROCESSING:
             attempt.outcome = AttemptOutcome.ACCEPTED
             if open_ and txn.status == TransactionStatus.PENDING:
-                _accept(txn, attempt, payment_id=result.payment_id, to=TransactionStatus.PROCESSING)
+                to = TransactionStatus.REQUIRES_ACTION if result.action else TransactionStatus.PROCESSING
+                _accept(txn, attempt, payment_id=result.payment_id, to=to, action=result.action)
         elif decision == NextStep.DECLINED:
             attempt.outcome = AttemptOutcome.DECLINED
             attempt.error = (result.reason or "declined")[:100]
@@ -317,6 +358,9 @@ def _record_lookup(
         # Anything short of a known accept is what the look-up was for: an unknown outcome.
         known = Outcome.ACCEPTED if attempt.outcome == AttemptOutcome.ACCEPTED else Outcome.UNKNOWN
         deadline = txn.created_at + timedelta(seconds=settings.PAYGATE_PROCESSING_DEADLINE_SECONDS)
+        if txn.status == TransactionStatus.REQUIRES_ACTION and txn.action and _ACTION_DEADLINE_KEY in txn.action:
+            # Nobody acted in time: this look-up is the last one (CONTRACT §11).
+            deadline = datetime.fromtimestamp(float(txn.action[_ACTION_DEADLINE_KEY]), tz=deadline.tzinfo)
         decision = failover_next(
             known, result.status, past_deadline=expire_if_unresolved and timezone.now() >= deadline
         )
@@ -336,19 +380,38 @@ def _record_lookup(
         elif decision == NextStep.COMPLETED:
             _accept(txn, attempt, payment_id=result.payment_id, to=TransactionStatus.COMPLETED)
         elif decision == NextStep.FAILED:
-            _accept(txn, attempt, payment_id=result.payment_id, to=TransactionStatus.FAILED)
+            _accept(txn, attempt, payment_id=result.payment_id, to=TransactionStatus.FAILED, reason=result.reason)
         elif decision == NextStep.EXPIRE:
+            # An action nobody took in time is the customer's silence, not a gateway's: no review.
+            txn.needs_review = txn.status != TransactionStatus.REQUIRES_ACTION
             transaction_transition(txn, to=TransactionStatus.FAILED, failure_reason=FailureReason.EXPIRED, save=False)
-            txn.needs_review = True
+        elif decision == NextStep.REQUIRES_ACTION:
+            if txn.status == TransactionStatus.PROCESSING:
+                # Already past the action (it cannot go back): keep waiting for its end.
+                txn.next_check_at = timezone.now() + timedelta(seconds=settings.PAYGATE_LOOKUP_INTERVAL_SECONDS)
+            else:
+                _accept(
+                    txn,
+                    attempt,
+                    payment_id=result.payment_id,
+                    to=TransactionStatus.REQUIRES_ACTION,
+                    action=result.action,
+                )
         elif decision in (NextStep.PROCESSING, NextStep.LOOK_UP_LATER):
             # Keep it on this gateway: its callback or a later look-up settles it.
-            first = txn.status == TransactionStatus.PENDING
+            first = txn.status in (TransactionStatus.PENDING, TransactionStatus.REQUIRES_ACTION)
             txn.gateway = attempt.gateway
             txn.gateway_reference = attempt.gateway_payment_id
-            if first:
-                transaction_transition(txn, to=TransactionStatus.PROCESSING, save=False)
-            delay = settings.PAYGATE_LOOKUP_FIRST_DELAY_SECONDS if first else settings.PAYGATE_LOOKUP_INTERVAL_SECONDS
-            txn.next_check_at = timezone.now() + timedelta(seconds=delay)
+            if txn.status == TransactionStatus.REQUIRES_ACTION and result.status != LookupStatus.ACCEPTED:
+                # Nothing new (the look-up failed, or found nothing): the action's deadline still holds.
+                _require_action(txn, None)
+            else:
+                if first:
+                    transaction_transition(txn, to=TransactionStatus.PROCESSING, save=False)
+                delay = (
+                    settings.PAYGATE_LOOKUP_FIRST_DELAY_SECONDS if first else settings.PAYGATE_LOOKUP_INTERVAL_SECONDS
+                )
+                txn.next_check_at = timezone.now() + timedelta(seconds=delay)
         else:
             raise AssertionError(f"a look-up cannot lead to {decision}")
         attempt.save(update_fields=ATTEMPT_RESULT_FIELDS)
@@ -413,7 +476,7 @@ def transaction_reconcile(*, transaction_id: str) -> RetryLater | None:
     bind(transaction_id=transaction_id)
     with transaction.atomic():
         txn = transaction_lock(transaction_id)
-        if txn.status != TransactionStatus.PROCESSING:
+        if txn.status not in (TransactionStatus.PROCESSING, TransactionStatus.REQUIRES_ACTION):
             return None
         attempt = _current_attempt(txn)
         if attempt is None:
@@ -448,7 +511,9 @@ class Settlement:
     attempt_id: uuid.UUID | None = None
 
 
-def transaction_settle_from_callback(*, reference: str, gateway_id: int, status: str, payment_id: str) -> Settlement:
+def transaction_settle_from_callback(
+    *, reference: str, gateway_id: int, status: str, payment_id: str, reason: str | None = None
+) -> Settlement:
     """Apply a gateway's signed final word on one of our attempts (CONTRACT §2).
 
     Runs inside the caller's atomic block, which also records what came of the callback:
@@ -487,7 +552,8 @@ def transaction_settle_from_callback(*, reference: str, gateway_id: int, status:
     target = TransactionStatus.COMPLETED if status == "completed" else TransactionStatus.FAILED
     if txn.is_final:
         if txn.status == target and (
-            target == TransactionStatus.COMPLETED or txn.failure_reason == FailureReason.GATEWAY_FAILED
+            target == TransactionStatus.COMPLETED
+            or txn.failure_reason in (FailureReason.GATEWAY_FAILED, FailureReason.CANCELLED, FailureReason.DECLINED)
         ):
             return Settlement(SettlementResult.IGNORED, transaction_id=txn.pk, attempt_id=attempt.pk)
         return flagged("final_state_conflict")
@@ -509,8 +575,36 @@ def transaction_settle_from_callback(*, reference: str, gateway_id: int, status:
     transaction_transition(
         txn,
         to=target,
-        failure_reason=FailureReason.GATEWAY_FAILED if target == TransactionStatus.FAILED else None,
+        failure_reason=_failure_reason(txn, reason) if target == TransactionStatus.FAILED else None,
         save=False,
     )
     transaction_save(txn, attempts=_all_attempts(attempt) if attempt is current else None)
     return Settlement(SettlementResult.APPLIED, transaction_id=txn.pk, attempt_id=attempt.pk)
+
+
+def transaction_return_lookup(*, transaction_id: str, timeout: float) -> None:
+    """The customer is back from the gateway (CONTRACT §11): look the current attempt up now.
+
+    Applied exactly as any status look-up; nothing the browser brought is trusted. A short
+    timeout: the customer waits for this. A failed look-up changes nothing, and never expires
+    or fails over anything.
+    """
+    from dataclasses import replace
+
+    txn = Transaction.objects.filter(pk=transaction_id).only("pk", "status").first()
+    if txn is None or txn.status not in (TransactionStatus.REQUIRES_ACTION, TransactionStatus.PROCESSING):
+        return
+    attempt = _current_attempt(txn)
+    if attempt is None or attempt.outcome != AttemptOutcome.ACCEPTED:
+        return
+    bind(transaction_id=transaction_id, attempt=attempt.pk, gateway=attempt.gateway.code)
+    credentials = gateway_credentials(attempt.gateway)
+    credentials = replace(
+        credentials,
+        connect_timeout=min(credentials.connect_timeout, timeout),
+        read_timeout=min(credentials.read_timeout, timeout),
+    )
+    result = get_adapter(attempt.gateway.data_format, credentials).lookup_payment(str(attempt.pk))
+    if result.status == LookupStatus.UNAVAILABLE:
+        return
+    _record_lookup(transaction_id, str(attempt.pk), result)

@@ -13,6 +13,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from .actions import next_action_representation
 from .models import Attempt, Event, Refund, RefundStatus, Transaction
 from .money import format_amount
 from .selectors import transaction_masked_details
@@ -66,6 +67,7 @@ def transaction_representation(
         "gateway": txn.gateway.code if txn.gateway else None,
         "gateway_reference": txn.gateway_reference or None,
         "failure_reason": txn.failure_reason,
+        "next_action": next_action_representation(txn, iso=iso),
         "payment_details": transaction_masked_details(txn),
         "metadata": txn.metadata,
         "attempts": [attempt_representation(a) for a in (txn.attempts.all() if attempts is None else attempts)],

@@ -118,7 +118,32 @@ def _xml_value(*, depth: int) -> dict[str, Any]:
     }
 
 
-def transaction_create_schema(*, xml: bool) -> dict[str, Any]:
+RETURN_URL_MAX_LENGTH = 2000
+LOCALE_PATTERN = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8}){0,4}$"
+
+
+def _deposit_fields(*, xml: bool) -> dict[str, Any]:
+    """What only a deposit carries (CONTRACT §11)."""
+    return {
+        "return_url": {
+            "type": "string",
+            "maxLength": RETURN_URL_MAX_LENGTH,
+            "pattern": xml_text_pattern("^[Hh][Tt][Tt][Pp][Ss]?://[^\\x00-\\x20\\x7f\\\\]+$")
+            if xml
+            else "^[Hh][Tt][Tt][Pp][Ss]?://[^\\x00-\\x20\\x7f\\\\]+$",
+            "description": "An absolute http(s) URL (https only in production), at most "
+            f"{RETURN_URL_MAX_LENGTH} characters: where the customer's browser goes when the payment is over, "
+            "with `transaction_id` added to its query. With it the answer carries `next_action`.",
+        },
+        "locale": {
+            "type": "string",
+            "pattern": xml_text_pattern(LOCALE_PATTERN) if xml else LOCALE_PATTERN,
+            "description": "The pay page's language as a BCP 47 tag (e.g. de-DE); else the browser's, else English.",
+        },
+    }
+
+
+def transaction_create_schema(*, xml: bool, deposit: bool = False) -> dict[str, Any]:
     maximum = Decimal(settings.PAYGATE_MAX_AMOUNT)
     groups = _currencies_by_places()
 
@@ -149,6 +174,7 @@ def transaction_create_schema(*, xml: bool) -> dict[str, Any]:
             },
             "payment_details": _payment_details(xml=xml),
             "metadata": _metadata(xml=xml),
+            **(_deposit_fields(xml=xml) if deposit else {}),
         },
         "required": ["customer_id", "country", "amount", "currency"],
         "additionalProperties": False,
@@ -177,6 +203,18 @@ class TransactionCreateXml(DescribedBody):
     @classmethod
     def openapi_schema(cls) -> dict[str, Any]:
         return transaction_create_schema(xml=True)
+
+
+class DepositCreate(DescribedBody):
+    @classmethod
+    def openapi_schema(cls) -> dict[str, Any]:
+        return transaction_create_schema(xml=False, deposit=True)
+
+
+class DepositCreateXml(DescribedBody):
+    @classmethod
+    def openapi_schema(cls) -> dict[str, Any]:
+        return transaction_create_schema(xml=True, deposit=True)
 
 
 def refund_create_schema(*, xml: bool) -> dict[str, Any]:

@@ -69,11 +69,16 @@ class TransactionInput:
     currency: str
     payment_details: dict[str, Any]
     metadata: dict[str, Any]
+    # CONTRACT §11 (deposits): where the customer goes at the end, and the pay page's language.
+    return_url: str = ""
+    locale: str = ""
 
     def canonical(self) -> bytes:
         """The same request, whatever its wire format, encodes the same."""
+        extra = {key: value for key, value in (("return_url", self.return_url), ("locale", self.locale)) if value}
         return json.dumps(
             {
+                **extra,
                 "type": self.type,
                 "customer_id": self.customer_id,
                 "country": self.country,
@@ -177,6 +182,8 @@ def transaction_create(
                 customer=customer,
                 payment_details=data.payment_details,
                 metadata=data.metadata,
+                return_url=data.return_url,
+                locale=data.locale,
                 idempotency_key=idempotency_key,
                 request_hash=request_hash,
                 # If the publish below is lost, the recovery sweep picks it up from here.
@@ -246,6 +253,7 @@ _STATUS_AT_LOCK = "_paygate_status_at_lock"
 
 _EVENT_OF_STATUS = {
     TransactionStatus.PENDING: EventType.TRANSACTION_PENDING,
+    TransactionStatus.REQUIRES_ACTION: EventType.TRANSACTION_REQUIRES_ACTION,
     TransactionStatus.PROCESSING: EventType.TRANSACTION_PROCESSING,
     TransactionStatus.COMPLETED: EventType.TRANSACTION_COMPLETED,
     TransactionStatus.FAILED: EventType.TRANSACTION_FAILED,

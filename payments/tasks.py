@@ -93,6 +93,10 @@ def sweep_due() -> dict[str, int]:
         "processing": _sweep(
             Transaction, TransactionStatus.PROCESSING, reconcile_transaction, lookup_hold, now=now, cutoff=cutoff
         ),
+        # An action's deadline (CONTRACT §11): one more look-up, then `expired`.
+        "requires_action": _sweep(
+            Transaction, TransactionStatus.REQUIRES_ACTION, reconcile_transaction, lookup_hold, now=now, cutoff=cutoff
+        ),
         "refund_pending": _sweep(Refund, RefundStatus.PENDING, process_refund, 60, now=now, cutoff=cutoff),
         "refund_processing": _sweep(
             Refund, RefundStatus.PROCESSING, reconcile_refund, lookup_hold, now=now, cutoff=cutoff

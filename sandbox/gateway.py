@@ -36,6 +36,15 @@ from .store import Payment, Record, Refund, Store
 logger = logging.getLogger(__name__)
 
 MODES = ("ok", "down", "error", "timeout", "decline", "flaky")
+# CONTRACT §11: what a payment asks of the customer before the gateway can answer.
+ACTIONS = ("none", "redirect", "redirect_post", "display_code")
+# The customer's choices on the challenge page, as a callback's status and reason.
+CUSTOMER_CHOICES = {
+    "approve": ("completed", None),
+    "decline": ("failed", "declined"),
+    "cancel": ("failed", "cancelled"),
+}
+ACTION_CODE_SECONDS = 900
 CALLBACK_CHOICES = ("completed", "failed", "none")
 PAYMENT_TYPES = ("deposit", "withdrawal")
 DECLINE_REASON = "insufficient_funds"
@@ -88,6 +97,7 @@ class ModeSettings:
     duplicate_callbacks: bool = False
     # Each callback waits callback_delay + uniform(0, callback_jitter): deliveries then arrive out of order.
     callback_jitter: float = 0.0
+    action: str = "none"
 
     def updated(self, changes: Mapping[str, Any]) -> ModeSettings:
         """A copy with `changes` applied; ValueError names the first invalid key or value."""
@@ -117,7 +127,11 @@ class ModeSettings:
             raise ValueError(
                 f"callback_jitter must be a number of seconds between 0 and {MAX_CALLBACK_JITTER_SECONDS:g}"
             )
+        action = changes.get("action", self.action)
+        if action not in ACTIONS:
+            raise ValueError(f"action must be one of {', '.join(ACTIONS)}")
         return ModeSettings(
+            action=action,
             mode=mode,
             failure_rate=failure_rate,
             decline_rate=decline_rate,
@@ -220,6 +234,21 @@ class CallbackJob:
     attempt: int = 1
 
 
+def _action(kind: str, payment_id: str, base_url: str) -> dict[str, Any]:
+    """What a new payment asks of the customer in this action mode."""
+    url = f"{base_url}/challenge/{payment_id}"
+    if kind == "redirect":
+        return {"type": "redirect", "url": url, "method": "GET", "fields": {}}
+    if kind == "redirect_post":
+        # 3-D Secure style: the challenge request travels in a form field.
+        return {"type": "redirect", "url": url, "method": "POST", "fields": {"creq": uuid.uuid4().hex}}
+    expires = datetime.now(UTC).timestamp() + ACTION_CODE_SECONDS
+    expires_at = datetime.fromtimestamp(expires, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    # A Pix-like "copy and paste" code: what a banking app reads from the QR image.
+    code = f"00020126580014br.gov.bcb.pix0136{payment_id[4:40]}5204000053039865802BR6304ABCD"
+    return {"type": "display_code", "code": code, "expires_at": expires_at}
+
+
 class SandboxGateway:
     """What the gateway does, independent of the wire protocol."""
 
@@ -277,21 +306,29 @@ class SandboxGateway:
 
     # Payments
 
-    def submit(self, fields: PaymentFields, mode: ModeSettings) -> tuple[Payment, bool]:
+    def submit(
+        self, fields: PaymentFields, mode: ModeSettings, *, return_url: str | None = None, base_url: str = ""
+    ) -> tuple[Payment, bool]:
         """Record a payment request, or count a repeat of its reference; schedule its callback.
 
         A repeat gets the payment as first recorded (same id, same decline) and no new callback.
+        With an `action` mode the payment waits for the customer (`action_required`): its
+        callback goes when the customer acts (`customer_acts`).
         """
         declined = self.declines(mode)
-        callback = None if declined or mode.callback == "none" else mode.callback
+        payment_id = f"pay_{uuid.uuid4().hex}"
+        action = None if declined or mode.action == "none" else _action(mode.action, payment_id, base_url)
+        callback = None if declined or action is not None or mode.callback == "none" else mode.callback
         payment = Payment(
             **dataclasses.asdict(fields),
-            payment_id=f"pay_{uuid.uuid4().hex}",
-            status="declined" if declined else "accepted",
+            payment_id=payment_id,
+            status="declined" if declined else ("action_required" if action else "accepted"),
             reason=DECLINE_REASON if declined else None,
             received_at=_utc_now(),
             pending_callback=callback,
             duplicate_callback=callback is not None and mode.duplicate_callbacks,
+            return_url=return_url,
+            action=action,
         )
         stored, created = self.store.record(payment)
         if created and callback is not None:
@@ -300,6 +337,25 @@ class SandboxGateway:
 
     def lookup(self, reference: str) -> Payment | None:
         return self.store.get(Payment, reference)
+
+    def payment_by_id(self, payment_id: str) -> Payment | None:
+        return self.store.payment_by_id(payment_id)
+
+    def customer_acts(self, payment_id: str, choice: str) -> Payment | None:
+        """The customer approved, declined or cancelled (or paid a displayed code: approve).
+
+        The payment takes its final status at once (a look-up reports it) and its callback is
+        sent straight away, unless the mode says `callback: none`. None for an unknown payment;
+        a payment no longer waiting is returned unchanged.
+        """
+        payment = self.store.payment_by_id(payment_id)
+        if payment is None or payment.status != "action_required":
+            return payment
+        status, reason = CUSTOMER_CHOICES[choice]
+        finished = self.store.finish(Payment, payment.reference, status, reason)
+        if self.mode.callback != "none":
+            self._schedule_callback(Payment, payment.reference, status, False, reason=reason, delay=0.0)
+        return finished
 
     # Refunds
 
@@ -336,7 +392,16 @@ class SandboxGateway:
 
     # Callbacks
 
-    def _schedule_callback(self, kind: type[Record], reference: str, status: str, duplicate: bool) -> None:
+    def _schedule_callback(
+        self,
+        kind: type[Record],
+        reference: str,
+        status: str,
+        duplicate: bool,
+        *,
+        reason: str | None = None,
+        delay: float | None = None,
+    ) -> None:
         with self._lock:
             generation = self._generation
         job = CallbackJob(
@@ -344,13 +409,14 @@ class SandboxGateway:
             reference=reference,
             event_id=f"evt_{uuid.uuid4().hex}",
             status=status,
-            reason=CALLBACK_FAILURE_REASON if status == "failed" else None,
+            reason=reason or (CALLBACK_FAILURE_REASON if status == "failed" else None),
             generation=generation,
         )
         # With callback_jitter each delivery (a duplicate copy too) draws its own extra delay,
         # so callbacks of different payments, and the two copies of one, arrive in any order.
         jitter = self.mode.callback_jitter
-        delay = self.config.callback_delay + (random.uniform(0.0, jitter) if jitter else 0.0)  # nosec B311
+        if delay is None:
+            delay = self.config.callback_delay + (random.uniform(0.0, jitter) if jitter else 0.0)  # nosec B311
         self._scheduler.call_later(delay, partial(self._deliver, job))
         if duplicate:
             extra = random.uniform(0.0, jitter) if jitter else 0.0  # nosec B311  # simulated reordering

@@ -4,8 +4,9 @@
   `GET /refunds/{reference}`.
 - XML: `POST /soap` (SOAP 1.1: `ProcessPayment`, `GetPaymentStatus`, `ProcessRefund`,
   `GetRefundStatus`), `GET /soap?wsdl`.
-- Both: `GET /health`; `/_sandbox/mode`, `/_sandbox/payments`, `/_sandbox/reset`, which
-  work in every mode and never wait `latency_ms`.
+- Both: `GET /health`; `/_sandbox/mode`, `/_sandbox/payments`, `/_sandbox/reset`,
+  `POST /_sandbox/payments/<payment_id>/pay`, which work in every mode and never wait
+  `latency_ms`; the customer's challenge page `/challenge/<payment_id>` (CONTRACT §11).
 
 The handler turns requests into calls on `SandboxGateway` and its answers into bytes;
 `SandboxServer` runs it from a thread, `run_forever` until SIGTERM or SIGINT.
@@ -28,6 +29,7 @@ from types import FrameType
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+from .challenge import challenge_page, done_page
 from .config import SandboxConfig
 from .gateway import BadRequest, ModeSettings, PaymentFields, RefundFields, SandboxGateway
 from .soap import (
@@ -36,6 +38,7 @@ from .soap import (
     SOAP_REFUND_STATUS,
     SOAP_STATUS,
     SoapFault,
+    action_elements,
     parse_soap_request,
     render_wsdl,
     soap_action,
@@ -69,6 +72,15 @@ JSON_REFUND_FIELDS = {
 SOAP_OPERATIONS = ("ProcessPayment", "GetPaymentStatus", "ProcessRefund", "GetRefundStatus")
 
 
+def _return_url(value: object) -> str | None:
+    """The optional return_url of a payment request: an absolute http(s) URL."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 4000 or not value.startswith(("http://", "https://")):
+        raise BadRequest("return_url must be an absolute http(s) URL")
+    return value
+
+
 def _secret_matches(given: str | None, expected: str) -> bool:
     return given is not None and hmac.compare_digest(given.encode(), expected.encode())
 
@@ -79,6 +91,15 @@ class Response:
     body: bytes = b""
     content_type: str = "application/json"
     note: str = ""  # appended to the request's log line
+    headers: dict[str, str] | None = None
+
+    @classmethod
+    def html(cls, status: int, body: str, note: str = "") -> Response:
+        return cls(status, body.encode(), "text/html; charset=utf-8", note=note)
+
+    @classmethod
+    def see_other(cls, location: str, note: str = "") -> Response:
+        return cls(HTTPStatus.SEE_OTHER, b"", "text/plain", note=note, headers={"Location": location})
 
     @classmethod
     def json(cls, status: int, data: Any, note: str = "") -> Response:
@@ -179,6 +200,8 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(response.body)))
+        for name, value in (response.headers or {}).items():
+            self.send_header(name, value)
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
@@ -197,6 +220,8 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         method = self.command
         if path.startswith("/_sandbox/"):
             return self._control(method, path, body)
+        if path.startswith("/challenge/"):
+            return self._challenge(method, path.removeprefix("/challenge/"), body)
         config = self.gateway.config
         # One reading of the settings per request: a change while it waits applies to the next one.
         mode = self.gateway.mode
@@ -253,15 +278,20 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
     def _json_payment(self, body: bytes, mode: ModeSettings) -> Response:
         if not _secret_matches(self._bearer(), self.gateway.config.api_key):
             return _json_error(HTTPStatus.UNAUTHORIZED, "unauthorized", "invalid or missing API key")
-        fields = PaymentFields.parse(self._json_object(body), JSON_PAYMENT_FIELDS)
+        data = self._json_object(body)
+        fields = PaymentFields.parse(data, JSON_PAYMENT_FIELDS)
+        return_url = _return_url(data.get("return_url"))
         refused = self._json_refused(mode)
         if refused is not None:
             return refused
-        payment, created = self.gateway.submit(fields, mode)
+        payment, created = self.gateway.submit(fields, mode, return_url=return_url, base_url=self._base_url())
         self._timeout_delay(mode)
         note = f"ref={payment.reference} {payment.status}" + ("" if created else f" repeat#{payment.requests}")
         if payment.status == "declined":
             return Response.json(HTTPStatus.OK, {"status": "declined", "reason": payment.reason}, note=note)
+        if payment.action is not None:
+            waiting = {"payment_id": payment.payment_id, "status": "action_required", "action": payment.action}
+            return Response.json(HTTPStatus.ACCEPTED, waiting, note=note)
         accepted = {"payment_id": payment.payment_id, "status": "accepted"}
         return Response.json(HTTPStatus.ACCEPTED, accepted, note=note)
 
@@ -287,6 +317,8 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             "status": payment.lookup_status,
             "reason": payment.reason,
         }
+        if payment.status == "action_required" and payment.action is not None:
+            data["action"] = payment.action
         return Response.json(HTTPStatus.OK, data, note=f"ref={reference} {payment.lookup_status}")
 
     def _json_refund(self, body: bytes, mode: ModeSettings) -> Response:
@@ -355,16 +387,24 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             fields = PaymentFields.parse(params, SOAP_PAYMENT_FIELDS)
         except BadRequest as exc:
             raise SoapFault("Client.BadRequest", str(exc)) from None
+        try:
+            return_url = _return_url(params.get("ReturnUrl") or None)
+        except BadRequest as exc:
+            raise SoapFault("Client.BadRequest", str(exc)) from None
         self._soap_refuse(mode)
-        payment, created = self.gateway.submit(fields, mode)
+        payment, created = self.gateway.submit(fields, mode, return_url=return_url, base_url=self._base_url())
         self._timeout_delay(mode)
         note = f"ProcessPayment ref={payment.reference} {payment.status}"
         note += "" if created else f" repeat#{payment.requests}"
+        extra = ""
         if payment.status == "declined":
             values = [("PaymentId", ""), ("Status", "Declined"), ("Reason", payment.reason or "")]
+        elif payment.action is not None:
+            values = [("PaymentId", payment.payment_id), ("Status", "ActionRequired"), ("Reason", "")]
+            extra = action_elements(payment.action)
         else:
             values = [("PaymentId", payment.payment_id), ("Status", "Accepted"), ("Reason", "")]
-        return Response.xml(HTTPStatus.OK, soap_response("ProcessPayment", values), note=note)
+        return Response.xml(HTTPStatus.OK, soap_response("ProcessPayment", values, extra_xml=extra), note=note)
 
     def _soap_refuse(self, mode: ModeSettings) -> None:
         """Raise the fault of the `error` and `flaky` modes for a payment or refund request, if they refuse it."""
@@ -404,8 +444,55 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         if payment is None:
             raise SoapFault("Client.NotFound", "No payment with this reference")
         values = [("PaymentId", payment.payment_id), ("Status", SOAP_STATUS[payment.status])]
+        extra = ""
+        if payment.status == "failed" and payment.action is not None and payment.reason:
+            # Why the customer's action failed (declined, cancelled): §11's addition.
+            values.append(("Reason", payment.reason))
+        if payment.status == "action_required" and payment.action is not None:
+            extra = action_elements(payment.action)
         note = f"GetPaymentStatus ref={reference} {payment.lookup_status}"
-        return Response.xml(HTTPStatus.OK, soap_response("GetPaymentStatus", values), note=note)
+        return Response.xml(HTTPStatus.OK, soap_response("GetPaymentStatus", values, extra_xml=extra), note=note)
+
+    # The customer's side (CONTRACT §11)
+
+    def _base_url(self) -> str:
+        """This gateway's address as its client reached it: where the challenge pages are."""
+        config = self.gateway.config
+        host = self.headers.get("Host") or f"{config.host}:{self.server.server_address[1]}"
+        return f"http://{host}"
+
+    def _challenge(self, method: str, rest: str, body: bytes) -> Response:
+        payment_id, _, decision = unquote(rest).partition("/")
+        payment = self.gateway.payment_by_id(payment_id)
+        if payment is None or payment.action is None or payment.action.get("type") != "redirect":
+            return Response.html(HTTPStatus.NOT_FOUND, done_page("Unknown payment."), note="challenge unknown")
+        if decision:
+            if decision != "decide" or method != "POST":
+                return Response.html(HTTPStatus.METHOD_NOT_ALLOWED, done_page("Not allowed."))
+            choice = (parse_qs(body.decode("utf-8", "replace")).get("choice") or [""])[0]
+            if choice not in ("approve", "decline", "cancel"):
+                raise BadRequest("choice must be approve, decline or cancel")
+            finished = self.gateway.customer_acts(payment_id, choice)
+            note = f"challenge {payment_id} {choice}"
+            target = finished.return_url if finished is not None else None
+            if target:
+                return Response.see_other(target, note=note)
+            return Response.html(HTTPStatus.OK, done_page("You can close this page."), note=note)
+        if payment.action.get("method") == "POST":
+            if method != "POST":
+                response = Response.html(HTTPStatus.METHOD_NOT_ALLOWED, done_page("This page is reached by POST."))
+                response.headers = {"Allow": "POST"}
+                return response
+            creq = (parse_qs(body.decode("utf-8", "replace")).get("creq") or [""])[0]
+            if creq != payment.action.get("fields", {}).get("creq"):
+                raise BadRequest("creq does not match this payment's challenge")
+        elif method != "GET":
+            response = Response.html(HTTPStatus.METHOD_NOT_ALLOWED, done_page("This page is reached by GET."))
+            response.headers = {"Allow": "GET"}
+            return response
+        if payment.status != "action_required":
+            return Response.html(HTTPStatus.OK, done_page("This payment is no longer waiting."))
+        return Response.html(HTTPStatus.OK, challenge_page(payment), note=f"challenge {payment_id}")
 
     # Control endpoints (work in every mode)
 
@@ -432,6 +519,14 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
                 "refunds": [refund.listing() for refund in gateway.store.all(Refund)],
             }
             return Response.json(HTTPStatus.OK, listing)
+        if path.startswith("/_sandbox/payments/") and path.endswith("/pay") and method == "POST":
+            # Plays the customer paying a displayed code in their banking app.
+            payment_id = unquote(path.removeprefix("/_sandbox/payments/").removesuffix("/pay"))
+            payment = gateway.payment_by_id(payment_id)
+            if payment is None or payment.action is None or payment.action.get("type") != "display_code":
+                return _json_error(HTTPStatus.NOT_FOUND, "not_found", "no payment waiting for a code with this id")
+            finished = gateway.customer_acts(payment_id, "approve")
+            return Response.json(HTTPStatus.OK, finished.listing() if finished else {}, note=f"paid {payment_id}")
         if path == "/_sandbox/reset" and method == "POST":
             gateway.reset()
             return Response.json(HTTPStatus.OK, {"status": "reset", **gateway.mode.as_dict()})

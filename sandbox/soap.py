@@ -11,6 +11,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from http import HTTPStatus
 from string import Template
+from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 import defusedxml
@@ -30,7 +31,14 @@ SOAP_PAYMENT_FIELDS = {
     "CustomerId": "customer_id",
     "CallbackUrl": "callback_url",
 }
-SOAP_STATUS = {"accepted": "Accepted", "completed": "Completed", "failed": "Failed", "declined": "Failed"}
+SOAP_STATUS = {
+    "accepted": "Accepted",
+    "action_required": "ActionRequired",
+    "completed": "Completed",
+    "failed": "Failed",
+    "declined": "Failed",
+}
+_SOAP_ACTION_TYPES = {"redirect": "Redirect", "display_code": "DisplayCode"}
 # Wire element name -> refund field name.
 SOAP_REFUND_FIELDS = {
     "Reference": "reference",
@@ -57,8 +65,30 @@ def soap_envelope(inner: str) -> bytes:
     ).encode()
 
 
-def soap_response(operation: str, values: list[tuple[str, str]]) -> bytes:
+def action_elements(action: dict[str, Any]) -> str:
+    """A payment's action (CONTRACT §11) as the answer's ActionType, ActionUrl, ActionMethod,
+    ActionFields (`<Field name="...">value</Field>`...), ActionCode and ActionExpiresAt."""
+    parts = [f"<ActionType>{_SOAP_ACTION_TYPES[action['type']]}</ActionType>"]
+    if action["type"] == "redirect":
+        fields = "".join(
+            f"<Field name={quoteattr(name)}>{escape(value)}</Field>" for name, value in action.get("fields", {}).items()
+        )
+        parts += [
+            f"<ActionUrl>{escape(action['url'])}</ActionUrl>",
+            f"<ActionMethod>{escape(action['method'])}</ActionMethod>",
+            f"<ActionFields>{fields}</ActionFields>",
+        ]
+    else:
+        parts += [
+            f"<ActionCode>{escape(action['code'])}</ActionCode>",
+            f"<ActionExpiresAt>{escape(action.get('expires_at') or '')}</ActionExpiresAt>",
+        ]
+    return "".join(parts)
+
+
+def soap_response(operation: str, values: list[tuple[str, str]], *, extra_xml: str = "") -> bytes:
     children = "".join(f"<{name}>{escape(value)}</{name}>" if value else f"<{name}/>" for name, value in values)
+    children += extra_xml
     return soap_envelope(f'<{operation}Response xmlns="{SANDBOX_NS}">{children}</{operation}Response>')
 
 
@@ -165,9 +195,47 @@ WSDL_TEMPLATE = Template("""<?xml version="1.0" encoding="utf-8"?>
             <xsd:element name="Country" type="xsd:string"/>
             <xsd:element name="CustomerId" type="xsd:string"/>
             <xsd:element name="CallbackUrl" type="xsd:anyURI"/>
+            <xsd:element name="ReturnUrl" type="xsd:anyURI" minOccurs="0"/>
           </xsd:sequence>
         </xsd:complexType>
       </xsd:element>
+      <xsd:complexType name="ActionFieldsType">
+        <xsd:sequence>
+          <xsd:element name="Field" minOccurs="0" maxOccurs="unbounded">
+            <xsd:complexType>
+              <xsd:simpleContent>
+                <xsd:extension base="xsd:string">
+                  <xsd:attribute name="name" type="xsd:string" use="required"/>
+                </xsd:extension>
+              </xsd:simpleContent>
+            </xsd:complexType>
+          </xsd:element>
+        </xsd:sequence>
+      </xsd:complexType>
+      <xsd:group name="Action">
+        <xsd:sequence>
+          <xsd:element name="ActionType" minOccurs="0">
+            <xsd:simpleType>
+              <xsd:restriction base="xsd:string">
+                <xsd:enumeration value="Redirect"/>
+                <xsd:enumeration value="DisplayCode"/>
+              </xsd:restriction>
+            </xsd:simpleType>
+          </xsd:element>
+          <xsd:element name="ActionUrl" type="xsd:anyURI" minOccurs="0"/>
+          <xsd:element name="ActionMethod" minOccurs="0">
+            <xsd:simpleType>
+              <xsd:restriction base="xsd:string">
+                <xsd:enumeration value="GET"/>
+                <xsd:enumeration value="POST"/>
+              </xsd:restriction>
+            </xsd:simpleType>
+          </xsd:element>
+          <xsd:element name="ActionFields" type="tns:ActionFieldsType" minOccurs="0"/>
+          <xsd:element name="ActionCode" type="xsd:string" minOccurs="0"/>
+          <xsd:element name="ActionExpiresAt" type="xsd:string" minOccurs="0"/>
+        </xsd:sequence>
+      </xsd:group>
       <xsd:element name="ProcessPaymentResponse">
         <xsd:complexType>
           <xsd:sequence>
@@ -177,10 +245,12 @@ WSDL_TEMPLATE = Template("""<?xml version="1.0" encoding="utf-8"?>
                 <xsd:restriction base="xsd:string">
                   <xsd:enumeration value="Accepted"/>
                   <xsd:enumeration value="Declined"/>
+                  <xsd:enumeration value="ActionRequired"/>
                 </xsd:restriction>
               </xsd:simpleType>
             </xsd:element>
             <xsd:element name="Reason" type="xsd:string"/>
+            <xsd:group ref="tns:Action"/>
           </xsd:sequence>
         </xsd:complexType>
       </xsd:element>
@@ -200,11 +270,14 @@ WSDL_TEMPLATE = Template("""<?xml version="1.0" encoding="utf-8"?>
               <xsd:simpleType>
                 <xsd:restriction base="xsd:string">
                   <xsd:enumeration value="Accepted"/>
+                  <xsd:enumeration value="ActionRequired"/>
                   <xsd:enumeration value="Completed"/>
                   <xsd:enumeration value="Failed"/>
                 </xsd:restriction>
               </xsd:simpleType>
             </xsd:element>
+            <xsd:element name="Reason" type="xsd:string" minOccurs="0"/>
+            <xsd:group ref="tns:Action"/>
           </xsd:sequence>
         </xsd:complexType>
       </xsd:element>

@@ -56,11 +56,16 @@ class Payment(Record):
     currency: str
     country: str
     customer_id: str
+    # CONTRACT §11: where the customer goes after an action, and the action asked of them.
+    return_url: str | None = None
+    action: dict[str, Any] | None = None
 
     def listing(self) -> dict[str, Any]:
         return {
             "reference": self.reference,
             "payment_id": self.payment_id,
+            "return_url": self.return_url,
+            "action": self.action,
             "transaction_id": self.transaction_id,
             "type": self.type,
             "amount": self.amount,
@@ -229,12 +234,17 @@ class Store:
             record = self._tables[kind.KIND].get(reference)
             if record is None:
                 return None
-            if record.status == "accepted":
+            if record.status in ("accepted", "action_required"):
                 record.status = status
                 record.reason = reason
                 record.pending_callback = None
                 self._save()
             return cast(R, dataclasses.replace(record))
+
+    def payment_by_id(self, payment_id: str) -> Payment | None:
+        with self._lock:
+            payment = self._payment_by_id(payment_id)
+            return None if payment is None else dataclasses.replace(payment)
 
     def count_delivery(self, kind: type[Record], reference: str) -> None:
         with self._lock:

@@ -18,6 +18,7 @@ from typing import ClassVar, TypeVar
 from gateways.adapters.http import GatewayTransportError, HttpClient, HttpReply, default_client
 from gateways.types import (
     CallbackNotification,
+    CustomerAction,
     GatewayCredentials,
     HealthResult,
     LookupResult,
@@ -53,6 +54,66 @@ HEALTH_READ_TIMEOUT = 3.0
 
 class MalformedReply(Exception):
     """The gateway's reply is not in its documented format."""
+
+
+MAX_ACTION_URL_LENGTH = 2000
+MAX_ACTION_FIELDS = 20
+MAX_ACTION_FIELD_LENGTH = 8000
+
+
+def action_url_problem(url: str) -> str | None:
+    """Why a gateway's action URL may not be shown to a browser, or None (CONTRACT §11).
+
+    Absolute http(s) only; with DEBUG off https, unless the host is in
+    PAYGATE_GATEWAY_ALLOWED_HOSTS (a test or on-premises gateway).
+    """
+    from urllib.parse import urlsplit
+
+    from django.conf import settings
+
+    if len(url) > MAX_ACTION_URL_LENGTH or any(ord(ch) <= 0x20 or ch in "\\\x7f" for ch in url):
+        return "action url too long or with spaces, backslashes or control characters"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        return "action url is not a URL"
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
+        return "action url must be an absolute http(s) URL without credentials"
+    if parts.scheme != "https" and not settings.DEBUG and parts.hostname not in settings.PAYGATE_GATEWAY_ALLOWED_HOSTS:
+        return "action url must be https"
+    return None
+
+
+def customer_action(
+    *,
+    type_: str,
+    url: str | None,
+    method: str | None,
+    fields: list[tuple[str, str]],
+    code: str | None,
+    expires_at: str | None,
+) -> CustomerAction:
+    """A gateway's action, checked whatever its wire format; MalformedReply if unusable."""
+    if type_ == "redirect":
+        if not url:
+            raise MalformedReply("a redirect action needs a url")
+        problem = action_url_problem(url)
+        if problem:
+            raise MalformedReply(problem)
+        verb = (method or "GET").upper()
+        if verb not in ("GET", "POST"):
+            raise MalformedReply(f"unexpected action method {method!r}")
+        if len(fields) > MAX_ACTION_FIELDS or any(
+            len(k) > 255 or len(v) > MAX_ACTION_FIELD_LENGTH or not k for k, v in fields
+        ):
+            raise MalformedReply("too many or too long action fields")
+        return CustomerAction(type="redirect", url=url, method=verb, fields=tuple(fields) if verb == "POST" else ())
+    if type_ == "display_code":
+        if not code or len(code) > 2000:
+            raise MalformedReply("a display_code action needs a code of at most 2000 characters")
+        return CustomerAction(type="display_code", code=code, expires_at=(expires_at or None))
+    raise MalformedReply(f"unexpected action type {type_!r}")
 
 
 @dataclass(frozen=True, slots=True)

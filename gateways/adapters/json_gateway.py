@@ -51,6 +51,8 @@ class JsonGatewayAdapter(GatewayAdapter):
         if not is_success(reply.status):
             return payment_result_for_status(reply.status)
         status, payment_id, reason = wire.parse_payment_reply(reply.body)
+        if status == wire.ACTION_REQUIRED:
+            return PaymentResult(outcome=Outcome.ACCEPTED, payment_id=payment_id, action=wire.parse_action(reply.body))
         if status == "accepted":
             return PaymentResult(outcome=Outcome.ACCEPTED, payment_id=payment_id)
         return PaymentResult(outcome=Outcome.DECLINED, payment_id=payment_id, reason=reason)
@@ -64,6 +66,10 @@ class JsonGatewayAdapter(GatewayAdapter):
         if reply.status != 200:
             return lookup_result_for_status(reply.status)
         status, payment_id = wire.parse_lookup_reply(reply.body)
+        if status == LookupStatus.ACTION_REQUIRED:
+            return LookupResult(status=status, payment_id=payment_id, action=wire.parse_action(reply.body))
+        if status == LookupStatus.FAILED:
+            return LookupResult(status=status, payment_id=payment_id, reason=wire.parse_lookup_reason(reply.body))
         return LookupResult(status=status, payment_id=payment_id)
 
     def build_refund_request(self, request: RefundRequest) -> WireRequest:

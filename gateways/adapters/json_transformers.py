@@ -7,10 +7,11 @@ from typing import Any
 
 from core.parsers import reject_constant, unique_keys
 from core.text import escape_unstorable, is_storable
-from gateways.adapters.base import MalformedReply, amount_string
+from gateways.adapters.base import MalformedReply, amount_string, customer_action
 from gateways.types import (
     CallbackNotification,
     CallbackParseError,
+    CustomerAction,
     LookupStatus,
     PaymentRequest,
     RefundLookupStatus,
@@ -22,9 +23,11 @@ MAX_ID_LENGTH = 255
 
 _LOOKUP_STATUSES = {
     "accepted": LookupStatus.ACCEPTED,
+    "action_required": LookupStatus.ACTION_REQUIRED,
     "completed": LookupStatus.COMPLETED,
     "failed": LookupStatus.FAILED,
 }
+ACTION_REQUIRED = "action_required"
 _CALLBACK_STATUSES = frozenset({"completed", "failed"})
 _REFUND_LOOKUP_STATUSES = {
     "accepted": RefundLookupStatus.ACCEPTED,
@@ -53,6 +56,8 @@ def payment_body(request: PaymentRequest) -> bytes:
         "customer_id": request.customer_id,
         "callback_url": request.callback_url,
     }
+    if request.return_url:
+        body["return_url"] = request.return_url
     return _encode(body)
 
 
@@ -116,8 +121,38 @@ def _optional_str(data: dict[str, Any], key: str) -> str | None:
 
 
 def parse_payment_reply(body: bytes) -> tuple[str, str | None, str | None]:
-    """A 2xx reply to POST /payments → ("accepted", payment_id, None) or ("declined", None, reason)."""
+    """A 2xx reply to POST /payments → ("accepted", payment_id, None), ("declined", None, reason) or
+    ("action_required", payment_id, None): then `parse_action` reads what the customer must do."""
+    data = _reply_object(body)
+    if data.get("status") == ACTION_REQUIRED:
+        return ACTION_REQUIRED, _required_id(data, "payment_id"), None
     return _parse_submit_reply(body, "payment_id", "payment")
+
+
+def parse_action(body: bytes) -> CustomerAction:
+    """The `action` of an `action_required` answer or look-up (CONTRACT §11)."""
+    action = _reply_object(body).get("action")
+    if not isinstance(action, dict):
+        raise MalformedReply("'action' must be an object")
+    fields = action.get("fields") or {}
+    if not isinstance(fields, dict) or not all(isinstance(v, str) for v in fields.values()):
+        raise MalformedReply("'action.fields' must be an object of strings")
+    for key in ("type", "url", "method", "code", "expires_at"):
+        if action.get(key) is not None and not isinstance(action.get(key), str):
+            raise MalformedReply(f"'action.{key}' must be a string")
+    return customer_action(
+        type_=action.get("type") or "",
+        url=action.get("url"),
+        method=action.get("method"),
+        fields=list(fields.items()),
+        code=action.get("code"),
+        expires_at=action.get("expires_at"),
+    )
+
+
+def parse_lookup_reason(body: bytes) -> str | None:
+    """A failed look-up's reason, when the gateway gives one (e.g. `cancelled`)."""
+    return _optional_str(_reply_object(body), "reason")
 
 
 def parse_refund_reply(body: bytes) -> tuple[str, str | None, str | None]:

@@ -68,6 +68,8 @@ class SoapGatewayAdapter(GatewayAdapter):
         if answer is None or not is_success(reply.status):
             return payment_result_for_status(reply.status)
         status, payment_id, reason = wire.parse_payment_response(answer)
+        if status == wire.ACTION_REQUIRED:
+            return PaymentResult(outcome=Outcome.ACCEPTED, payment_id=payment_id, action=wire.parse_action(answer))
         if status == "Accepted":
             return PaymentResult(outcome=Outcome.ACCEPTED, payment_id=payment_id)
         return PaymentResult(outcome=Outcome.DECLINED, payment_id=payment_id, reason=reason)
@@ -87,6 +89,10 @@ class SoapGatewayAdapter(GatewayAdapter):
         if answer is None or not is_success(reply.status):
             return lookup_result_for_status(reply.status)
         status, payment_id = wire.parse_status_response(answer)
+        if status == LookupStatus.ACTION_REQUIRED:
+            return LookupResult(status=status, payment_id=payment_id, action=wire.parse_action(answer))
+        if status == LookupStatus.FAILED:
+            return LookupResult(status=status, payment_id=payment_id, reason=wire.parse_status_reason(answer))
         return LookupResult(status=status, payment_id=payment_id)
 
     def build_refund_request(self, request: RefundRequest) -> WireRequest:

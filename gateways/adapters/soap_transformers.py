@@ -16,10 +16,11 @@ from xml.sax.saxutils import escape
 import defusedxml
 import defusedxml.ElementTree as SafeET
 
-from gateways.adapters.base import MalformedReply, amount_string
+from gateways.adapters.base import MalformedReply, amount_string, customer_action
 from gateways.types import (
     CallbackNotification,
     CallbackParseError,
+    CustomerAction,
     LookupStatus,
     PaymentRequest,
     RefundLookupStatus,
@@ -36,9 +37,12 @@ PROCESS_REFUND = "ProcessRefund"
 GET_REFUND_STATUS = "GetRefundStatus"
 MAX_ID_LENGTH = 255
 
+ACTION_REQUIRED = "ActionRequired"
 _PAYMENT_STATUSES = frozenset({"Accepted", "Declined"})
+_ACTION_TYPES = {"Redirect": "redirect", "DisplayCode": "display_code"}
 _LOOKUP_STATUSES = {
     "Accepted": LookupStatus.ACCEPTED,
+    ACTION_REQUIRED: LookupStatus.ACTION_REQUIRED,
     "Completed": LookupStatus.COMPLETED,
     "Failed": LookupStatus.FAILED,
 }
@@ -77,6 +81,7 @@ def process_payment_envelope(request: PaymentRequest, *, api_key: str) -> bytes:
             ("Country", request.country),
             ("CustomerId", request.customer_id),
             ("CallbackUrl", request.callback_url),
+            *([("ReturnUrl", request.return_url)] if request.return_url else []),
         ],
     )
 
@@ -203,8 +208,41 @@ def _reply_id(payload: Element, name: str) -> str:
 
 
 def parse_payment_response(payload: Element) -> tuple[str, str | None, str | None]:
-    """`ProcessPaymentResponse` → ("Accepted", payment_id, None) or ("Declined", payment_id?, reason)."""
+    """`ProcessPaymentResponse` → ("Accepted", payment_id, None), ("Declined", payment_id?, reason) or
+    ("ActionRequired", payment_id, None): then `parse_action` reads what the customer must do."""
+    _expect(payload, "ProcessPaymentResponse")
+    if child_text(payload, "Status", error=MalformedReply) == ACTION_REQUIRED:
+        return ACTION_REQUIRED, _reply_id(payload, "PaymentId"), None
     return _parse_submit_response(payload, "ProcessPaymentResponse", "PaymentId")
+
+
+def parse_action(payload: Element) -> CustomerAction:
+    """`ActionType` (Redirect|DisplayCode), `ActionUrl`, `ActionMethod`, `ActionFields`
+    (`<Field name="…">value</Field>`…), `ActionCode`, `ActionExpiresAt` (CONTRACT §11)."""
+    raw_type = child_text(payload, "ActionType", error=MalformedReply) or ""
+    if raw_type not in _ACTION_TYPES:
+        raise MalformedReply(f"unexpected ActionType {raw_type!r}")
+    fields: list[tuple[str, str]] = []
+    containers = _children(payload, "ActionFields")
+    if len(containers) > 1:
+        raise MalformedReply("<ActionFields> appears more than once")
+    for container in containers:
+        for field in container:
+            if not isinstance(field.tag, str) or local_name(field.tag) != "Field" or len(field):
+                raise MalformedReply("<ActionFields> holds only <Field name=...>text</Field>")
+            fields.append((field.get("name") or "", field.text or ""))
+    return customer_action(
+        type_=_ACTION_TYPES[raw_type],
+        url=child_text(payload, "ActionUrl", error=MalformedReply) or None,
+        method=child_text(payload, "ActionMethod", error=MalformedReply) or None,
+        fields=fields,
+        code=child_text(payload, "ActionCode", error=MalformedReply) or None,
+        expires_at=child_text(payload, "ActionExpiresAt", error=MalformedReply) or None,
+    )
+
+
+def parse_status_reason(payload: Element) -> str | None:
+    return child_text(payload, "Reason", error=MalformedReply) or None
 
 
 def parse_refund_response(payload: Element) -> tuple[str, str | None, str | None]:

@@ -302,6 +302,7 @@ DEFAULT_MODE = {
     "callback": "completed",
     "duplicate_callbacks": False,
     "callback_jitter": 0.0,
+    "action": "none",
 }
 
 
@@ -310,10 +311,10 @@ def test_mode_endpoint(json_gw: Sandbox) -> None:
     updated = json_gw.set_mode(mode="flaky", failure_rate=0.5)
     assert updated == {
         "mode": "flaky", "failure_rate": 0.5, "decline_rate": 0.0, "latency_ms": 0, "callback": "completed",
-        "duplicate_callbacks": False, "callback_jitter": 0.0,
+        "duplicate_callbacks": False, "callback_jitter": 0.0, "action": "none",
     }  # fmt: skip
     for invalid in ({"mode": "sideways"}, {"failure_rate": 1.5}, {"failure_rate": "high"}, {"callback": "maybe"},
-                    {"duplicate_callbacks": "yes"}, {"colour": "blue"}):  # fmt: skip
+                    {"duplicate_callbacks": "yes"}, {"colour": "blue"}, {"action": "teleport"}):  # fmt: skip
         assert json_gw.post("/_sandbox/mode", json=invalid).status_code == 400, invalid
     assert json_gw.post("/_sandbox/mode", data=b"nope").status_code == 400
     assert json_gw.get("/_sandbox/mode").json() == updated
