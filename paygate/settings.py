@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import overload
 
 import dj_database_url
+from csp.constants import NONCE
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("PAYGATE_DATA_DIR", BASE_DIR / ".data"))
@@ -219,6 +220,7 @@ INSTALLED_APPS = [
     "payments",
     "callbacks",
     "webhooks",
+    "checkout",
     "ops",
     "sandbox",
 ]
@@ -310,7 +312,9 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
-USE_I18N = False
+# The pay page speaks the customer's language (checkout/locale); the API and the admin stay English.
+USE_I18N = True
+LANGUAGES = [("en", "English"), ("de", "Deutsch"), ("pt", "Português")]
 USE_TZ = True
 
 STATIC_URL = "static/"
@@ -639,7 +643,8 @@ SESSION_COOKIE_HTTPONLY = True
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": ["'self'"],
-        "script-src": ["'self'"],
+        # NONCE: a page that uses `request.csp_nonce` (the pay page's form) allows that one script.
+        "script-src": ["'self'", NONCE],
         "style-src": ["'self'"],
         "img-src": ["'self'", "data:"],
         "font-src": ["'self'"],

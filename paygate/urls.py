@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import path, re_path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from callbacks.apis import CallbackReceiveApi
@@ -54,6 +54,7 @@ api_v1 = [
 
 urlpatterns = [
     *api_v1,
+    path("", include("checkout.urls")),
     path("healthz", probes.healthz, name="healthz"),
     path("readyz", probes.readyz, name="readyz"),
     path("metrics", metrics_view, name="metrics"),

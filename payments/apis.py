@@ -39,6 +39,7 @@ from .representations import (
     refund_representation,
     transaction_representation,
 )
+from .returnurl import return_url_problem
 from .schema import (
     CUSTOMER_ID_MAX_LENGTH,
     DETAIL_MAX_LENGTH,
@@ -198,8 +199,6 @@ class DepositCreateInput(TransactionCreateInput):
     )
 
     def validate_return_url(self, value: str) -> str:
-        from .returnurl import return_url_problem
-
         problem = return_url_problem(value)
         if problem:
             raise serializers.ValidationError(problem)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -589,8 +589,6 @@ def transaction_return_lookup(*, transaction_id: str, timeout: float) -> None:
     timeout: the customer waits for this. A failed look-up changes nothing, and never expires
     or fails over anything.
     """
-    from dataclasses import replace
-
     txn = Transaction.objects.filter(pk=transaction_id).only("pk", "status").first()
     if txn is None or txn.status not in (TransactionStatus.REQUIRES_ACTION, TransactionStatus.PROCESSING):
         return

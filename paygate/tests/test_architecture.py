@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-LAYERS = ["core", "gateways", "payments", "callbacks", "webhooks", "ops", "paygate"]
+LAYERS = ["core", "gateways", "payments", "callbacks", "webhooks", "checkout", "ops", "paygate"]
 INDEPENDENT = ["sandbox", "harness"]  # import no project package at all
 PROJECT = set(LAYERS) | set(INDEPENDENT)
 

@@ -1,0 +1,70 @@
+"""Helpers for the pay page's tests: the merchant's return page, a deposit with a return_url, polling."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+
+from conftest import wait_for
+
+DEPOSIT = {"customer_id": "cus_7", "country": "DE", "amount": "1234.50", "currency": "EUR"}
+
+
+class MerchantPage:
+    """The merchant's return page on loopback: answers 200 with a small HTML page, records each visit."""
+
+    def __init__(self) -> None:
+        self.visits: list[dict[str, list[str]]] = []
+        self.referers: list[str | None] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                outer.visits.append(parse_qs(urlsplit(self.path).query))
+                outer.referers.append(self.headers.get("Referer"))
+                body = b"<!doctype html><title>Shop</title><h1 id=shop>Thank you for your order</h1>"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/order/A-1?from=pay"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def deposit(api: Any, **changes: Any) -> dict[str, Any]:
+    response = api.post("/api/v1/deposits", data=json.dumps({**DEPOSIT, **changes}), content_type="application/json")
+    assert response.status_code == 202, response.content
+    return response.json()
+
+
+def fetch(api: Any, txn_id: str) -> dict[str, Any]:
+    response = api.get(f"/api/v1/transactions/{txn_id}")
+    assert response.status_code == 200
+    return response.json()
+
+
+def wait_status(api: Any, txn_id: str, statuses: set[str], timeout: float = 30) -> dict[str, Any]:
+    return wait_for(
+        lambda: (body := fetch(api, txn_id))["status"] in statuses and body,
+        timeout=timeout,
+        message=f"transaction {txn_id} to reach {statuses}",
+    )
+
+
+def get(url: str, **kwargs: Any) -> requests.Response:
+    return requests.get(url, allow_redirects=False, timeout=10, **kwargs)

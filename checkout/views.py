@@ -1,0 +1,121 @@
+"""The pay page (CONTRACT §11): where the merchant sends the customer's browser.
+
+`GET /pay/<id>?t=<token>` shows what the transaction needs now: a waiting page until a
+gateway answered, a redirect (or a self-submitting form) to the gateway's action, a code to
+pay with, and at the end a `303` to the merchant's `return_url`. `GET /pay/<id>/return` is
+where the gateway sends the customer back: the attempt is looked up at the gateway first,
+then the same page answers. Nothing the browser brings changes a status.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.utils import translation
+from django.views.decorators.http import require_http_methods
+
+from core.paytoken import pay_token_valid
+from payments.actions import ACTION_DISPLAY_CODE, ACTION_REDIRECT
+from payments.models import Transaction, TransactionStatus
+from payments.processing import transaction_return_lookup
+
+from .presentation import money_display, pay_language, qr_data_uri, with_transaction_id
+from .ratelimit import pay_page_allowed
+from .selectors import pay_transaction_get
+
+# Seconds between the reloads of a page that waits for the gateway or for the customer's payment.
+WAITING_REFRESH_SECONDS = 2
+CODE_REFRESH_SECONDS = 5
+
+# Every pay page answer: never kept, never named to the next site, never framed.
+PAY_PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+@require_http_methods(["GET", "HEAD"])
+def pay_page(request: HttpRequest, transaction_id: str) -> HttpResponse:
+    return _serve(request, transaction_id, returning=False)
+
+
+@require_http_methods(["GET", "HEAD"])
+def pay_return(request: HttpRequest, transaction_id: str) -> HttpResponse:
+    return _serve(request, transaction_id, returning=True)
+
+
+def _serve(request: HttpRequest, transaction_id: str, *, returning: bool) -> HttpResponse:
+    if not pay_page_allowed(request):
+        response = render(request, "checkout/message.html", {"title": "Too many requests"}, status=429)
+        response["Retry-After"] = "60"
+        return _headers(response)
+    token = request.GET.get("t", "")
+    txn = (
+        pay_transaction_get(transaction_id=transaction_id)
+        if pay_token_valid(token, transaction_id=transaction_id)
+        else None
+    )
+    if txn is None:
+        return _headers(render(request, "checkout/message.html", {"title": "Not found"}, status=404))
+    if returning and not txn.is_final:
+        # The customer is back from the gateway: ask it, so the merchant's page sees the outcome.
+        transaction_return_lookup(
+            transaction_id=str(txn.pk), timeout=settings.PAYGATE_PAY_RETURN_LOOKUP_TIMEOUT_SECONDS
+        )
+        txn = pay_transaction_get(transaction_id=transaction_id) or txn
+    language = pay_language(request=request, locale=txn.locale)
+    with translation.override(language):
+        response = _page(request, txn, token=token, language=language)
+        response["Content-Language"] = language
+    return _headers(response)
+
+
+def _headers(response: HttpResponse) -> HttpResponse:
+    for name, value in PAY_PAGE_HEADERS.items():
+        response[name] = value
+    return response
+
+
+def _see_other(url: str) -> HttpResponse:
+    response = HttpResponseRedirect(url)
+    response.status_code = 303
+    return response
+
+
+def _page(request: HttpRequest, txn: Transaction, *, token: str, language: str) -> HttpResponse:
+    context: dict[str, Any] = {
+        "merchant": txn.client.name,
+        "amount": money_display(amount=txn.amount, currency=txn.currency, language=language),
+        "language": language,
+        "pay_url": f"/pay/{txn.pk}?t={token}",
+    }
+    if txn.is_final:
+        if txn.return_url:
+            return _see_other(with_transaction_id(txn.return_url, str(txn.pk)))
+        context["completed"] = txn.status == TransactionStatus.COMPLETED
+        context["failure_reason"] = txn.failure_reason
+        return render(request, "checkout/result.html", context)
+    action = txn.action or {}
+    if txn.status == TransactionStatus.REQUIRES_ACTION and action.get("type") == ACTION_REDIRECT:
+        if action.get("method") == "POST":
+            context["action_url"] = action["url"]
+            context["fields"] = sorted((action.get("fields") or {}).items())
+            response = render(request, "checkout/post_form.html", context)
+            # The form goes to the gateway: that origin, and only it, joins `form-action`.
+            parts = urlsplit(action["url"])
+            response._csp_update = {"form-action": [f"{parts.scheme}://{parts.netloc}"]}  # type: ignore[attr-defined]
+            return response
+        return _see_other(action["url"])
+    if txn.status == TransactionStatus.REQUIRES_ACTION and action.get("type") == ACTION_DISPLAY_CODE:
+        context["code"] = action.get("code", "")
+        context["qr"] = qr_data_uri(context["code"])
+        context["refresh"] = CODE_REFRESH_SECONDS
+        return render(request, "checkout/code.html", context)
+    context["refresh"] = WAITING_REFRESH_SECONDS
+    return render(request, "checkout/waiting.html", context)
