@@ -39,6 +39,16 @@ def txn(make_transaction: Callable[..., Transaction]) -> Transaction:
         ("failed", "completed", False),
         ("failed", "pending", False),
         ("pending", "pending", False),
+        # CONTRACT §11: waiting for the customer, on the gateway that has the payment.
+        ("pending", "requires_action", True),
+        ("requires_action", "processing", True),
+        ("requires_action", "completed", True),
+        ("requires_action", "failed", True),
+        ("requires_action", "pending", False),  # never failed over
+        ("requires_action", "requires_action", False),
+        ("processing", "requires_action", False),
+        ("completed", "requires_action", False),
+        ("failed", "requires_action", False),
     ],
 )
 def test_state_machine(txn: Transaction, start: str, to: str, allowed: bool) -> None:
