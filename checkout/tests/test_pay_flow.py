@@ -41,7 +41,7 @@ def _to_gateway(pay_url: str) -> str:
             return None
         return response.headers["Location"]
 
-    return wait_for(location, timeout=30, message="the pay page to redirect")
+    return wait_for(location, timeout=30, interval=0.25, message="the pay page to redirect")
 
 
 @pytest.mark.parametrize(
