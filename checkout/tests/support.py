@@ -25,6 +25,11 @@ class MerchantPage:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                if not self.path.startswith("/order/"):  # e.g. the browser asking for a favicon
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 outer.visits.append(parse_qs(urlsplit(self.path).query))
                 outer.referers.append(self.headers.get("Referer"))
                 body = b"<!doctype html><title>Shop</title><h1 id=shop>Thank you for your order</h1>"
