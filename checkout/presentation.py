@@ -9,6 +9,7 @@ import segno
 from django.conf import settings
 from django.http import HttpRequest
 from django.utils import formats, translation
+from django.utils.translation.trans_real import parse_accept_lang_header
 
 from payments.money import format_amount
 
@@ -26,7 +27,7 @@ def pay_language(*, request: HttpRequest, locale: str) -> str:
             if base in supported:
                 return base
     header = request.headers.get("Accept-Language", "")
-    for tag, _ in translation.trans_real.parse_accept_lang_header(header[:500]):
+    for tag, _ in parse_accept_lang_header(header[:500]):
         if tag == "*":
             continue
         try:

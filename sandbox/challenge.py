@@ -17,6 +17,7 @@ main{max-width:420px;margin:0 auto;padding:24px 16px}
 .bank{display:flex;align-items:center;gap:10px;font-weight:700;font-size:18px;margin-bottom:16px}
 .logo{width:36px;height:36px;border-radius:8px;background:#0b5cad;color:#fff;display:grid;place-items:center}
 dl{display:grid;grid-template-columns:auto 1fr;gap:4px 12px;margin:16px 0}
+h1{font-size:22px;line-height:1.3;margin:0 0 8px}
 dt{color:#5b6575}dd{margin:0;font-weight:600;text-align:right}
 button{display:block;width:100%;padding:14px;margin-top:10px;font-size:16px;border-radius:8px;
 cursor:pointer;border:1px solid #c8ced8;background:#fff}

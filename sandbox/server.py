@@ -311,7 +311,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         payment = self.gateway.lookup(reference) if reference and "/" not in raw_reference else None
         if payment is None:
             return _json_error(HTTPStatus.NOT_FOUND, "not_found", "no payment with this reference")
-        data = {
+        data: dict[str, Any] = {
             "payment_id": payment.payment_id,
             "reference": payment.reference,
             "status": payment.lookup_status,
