@@ -14,7 +14,7 @@ def pay_transaction_get(*, transaction_id: str) -> Transaction | None:
     except ValueError:
         return None
     return (
-        Transaction.objects.select_related("client")
+        Transaction.objects.select_related("client", "gateway")
         .only(
             "id",
             "type",
@@ -26,6 +26,8 @@ def pay_transaction_get(*, transaction_id: str) -> Transaction | None:
             "locale",
             "action",
             "created_at",
+            "country",
+            "gateway__code",
             "client__name",
         )
         .filter(pk=pk)

@@ -22,6 +22,7 @@ from core.paytoken import pay_token_valid
 from payments.actions import ACTION_DISPLAY_CODE, ACTION_REDIRECT
 from payments.models import Transaction, TransactionStatus
 from payments.processing import transaction_return_lookup
+from payments.services import customer_action_count
 
 from .presentation import money_display, pay_language, qr_data_uri, with_transaction_id
 from .ratelimit import pay_page_allowed
@@ -63,6 +64,8 @@ def _serve(request: HttpRequest, transaction_id: str, *, returning: bool) -> Htt
     )
     if txn is None:
         return _headers(render(request, "checkout/message.html", {"title": "Not found"}, status=404))
+    if returning:
+        customer_action_count(txn, stage="returned")
     if returning and not txn.is_final:
         # The customer is back from the gateway: ask it, so the merchant's page sees the outcome.
         transaction_return_lookup(
@@ -110,12 +113,18 @@ def _page(request: HttpRequest, txn: Transaction, *, token: str, language: str) 
             # The form goes to the gateway: that origin, and only it, joins `form-action`.
             parts = urlsplit(action["url"])
             response._csp_update = {"form-action": [f"{parts.scheme}://{parts.netloc}"]}  # type: ignore[attr-defined]
+            customer_action_count(txn, stage="forwarded")
             return response
+        customer_action_count(txn, stage="forwarded")
         return _see_other(action["url"])
     if txn.status == TransactionStatus.REQUIRES_ACTION and action.get("type") == ACTION_DISPLAY_CODE:
         context["code"] = action.get("code", "")
         context["qr"] = qr_data_uri(context["code"])
         context["refresh"] = CODE_REFRESH_SECONDS
+        # Its own reloads carry `r=1`: the funnel counts the code shown once, not every reload.
+        context["refresh_url"] = f"{context['pay_url']}&r=1"
+        if "r" not in request.GET:
+            customer_action_count(txn, stage="forwarded")
         return render(request, "checkout/code.html", context)
     context["refresh"] = WAITING_REFRESH_SECONDS
     return render(request, "checkout/waiting.html", context)

@@ -46,6 +46,15 @@ GATEWAY_PAYMENTS = Histogram(
     ["gateway", "country", "outcome"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
+# CONTRACT §11's conversion funnel, per gateway and country: `presented` (the gateway asked the
+# customer to act), `forwarded` (the pay page sent the customer to the gateway, or showed the
+# code), `returned` (the customer came back through the return endpoint), then how those
+# transactions ended: `completed`, `cancelled`, `expired`, `failed` (declined or failed otherwise).
+CUSTOMER_ACTIONS = Counter(
+    "paygate_customer_actions_total",
+    "Customer actions by stage: presented, forwarded, returned, completed, cancelled, expired, failed.",
+    ["gateway", "country", "stage"],
+)
 # From publication (or the countdown's end) to a worker starting the task: the queue's delay.
 TASK_WAIT = Histogram(
     "paygate_celery_task_wait_seconds",

@@ -144,6 +144,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "bucket_minutes": BUCKET_MINUTES,
         "oldest_pending_s": waiting[TransactionStatus.PENDING],
         "oldest_processing_s": waiting[TransactionStatus.PROCESSING],
+        "oldest_requires_action_s": waiting[TransactionStatus.REQUIRES_ACTION],
         "needs_review": Transaction.objects.filter(needs_review=True).count(),
     }
     return TemplateResponse(request, "ops/dashboard.html", context)

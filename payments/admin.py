@@ -203,6 +203,9 @@ class TransactionAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "metadata",
         "gateway",
         "gateway_reference",
+        "return_url",
+        "locale",
+        "customer_action",
         "idempotency_key",
         "route_round",
         "next_check_at",
@@ -218,6 +221,15 @@ class TransactionAdmin(ReadOnlyMixin, admin.ModelAdmin):
     @admin.display(description="Payment details (masked)")
     def masked_payment_details(self, txn: Transaction) -> str:
         return format_html("<code>{}</code>", json.dumps(transaction_masked_details(txn)))
+
+    @admin.display(description="Customer action")
+    def customer_action(self, txn: Transaction) -> str:
+        """What the gateway asked the customer (CONTRACT §11); the form fields' names, not their values."""
+        if not txn.action:
+            return "-"
+        shown = {k: v for k, v in txn.action.items() if k != "fields"}
+        shown["fields"] = sorted(txn.action.get("fields") or {})
+        return format_html("<code>{}</code>", json.dumps(shown))
 
     @admin.display(description="Amount", ordering="amount")
     def amount_in_currency(self, txn: Transaction) -> str:

@@ -15,7 +15,7 @@ from .masking import mask_details
 from .models import EVENT_PREFIX, ApiClient, Attempt, Event, Refund, RefundStatus, Transaction, TransactionStatus
 
 # The statuses in which a transaction waits for Paygate or a gateway to move it on.
-WAITING_STATUSES = (TransactionStatus.PENDING, TransactionStatus.PROCESSING)
+WAITING_STATUSES = (TransactionStatus.PENDING, TransactionStatus.REQUIRES_ACTION, TransactionStatus.PROCESSING)
 
 
 def transaction_queryset(*, client: ApiClient) -> QuerySet[Transaction]:

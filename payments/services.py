@@ -27,7 +27,7 @@ from core.fingerprint import fingerprint_matches
 from core.localcache import LocalCache
 from core.logs import bind
 from core.masking import has_sensitive_auth, without_sensitive_auth
-from core.metrics import PAYMENT_DETAILS_PURGED, TRANSACTIONS_CREATED, TRANSACTIONS_FINISHED
+from core.metrics import CUSTOMER_ACTIONS, PAYMENT_DETAILS_PURGED, TRANSACTIONS_CREATED, TRANSACTIONS_FINISHED
 from gateways.errors import NoRoute
 from gateways.selectors import route_list
 
@@ -244,8 +244,27 @@ def transaction_transition(txn: Transaction, *, to: str, failure_reason: str | N
                 failure_reason=failure_reason or "",
             ).inc()
         )
+        if txn.action:
+            # How a transaction that asked the customer to act ended: the funnel's last stage.
+            stage = (
+                "completed"
+                if to == TransactionStatus.COMPLETED
+                else failure_reason
+                if failure_reason in (FailureReason.CANCELLED, FailureReason.EXPIRED)
+                else "failed"
+            )
+            transaction.on_commit(lambda: customer_action_count(txn, stage=str(stage)))
+    elif to == TransactionStatus.REQUIRES_ACTION:
+        transaction.on_commit(lambda: customer_action_count(txn, stage="presented"))
     if save:
         transaction_save(txn)
+
+
+def customer_action_count(txn: Transaction, *, stage: str) -> None:
+    """One step of a customer action in the conversion funnel (`paygate_customer_actions_total`)."""
+    CUSTOMER_ACTIONS.labels(
+        gateway=txn.gateway.code if txn.gateway else "none", country=txn.country_id, stage=stage
+    ).inc()
 
 
 # The status a locked row had when it was read (or last saved): what `transaction_save` compares with.

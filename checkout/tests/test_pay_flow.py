@@ -90,3 +90,29 @@ def test_redirect_challenge_and_return(
     # The callback arrives too, and changes nothing more.
     wait_for(lambda: stack[gateway].payments()[0]["callbacks_delivered"] >= 1, message="the callback")
     assert wait_status(api, txn["id"], {status})["failure_reason"] == reason
+
+
+def test_the_conversion_funnel_counts_each_stage(
+    api: Any, stack: dict[str, Sandbox], merchant: MerchantPage, client: Any
+) -> None:
+    from ops.tests.test_metrics import sample, scrape
+
+    def stage(name: str) -> float:
+        # Presented and ended are counted by the worker, forwarded and returned by the web process.
+        return (
+            sample(scrape(client), "paygate_customer_actions_total", gateway="acmepay", country="DE", stage=name) or 0.0
+        )
+
+    before = {name: stage(name) for name in ("presented", "forwarded", "returned", "completed", "cancelled")}
+    stack["acmepay"].mode("ok", action="redirect")
+    approved, cancelled = deposit(api, return_url=merchant.url), deposit(api, return_url=merchant.url)
+    for txn, choice in ((approved, "approve"), (cancelled, "cancel")):
+        challenge = _to_gateway(txn["next_action"]["url"])
+        decided = requests.post(f"{challenge}/decide", data={"choice": choice}, allow_redirects=False, timeout=10)
+        get(decided.headers["Location"])
+    wait_status(api, cancelled["id"], {"failed"})
+    expected = {"presented": 2, "forwarded": 2, "returned": 2, "completed": 1, "cancelled": 1}
+    wait_for(
+        lambda: all(stage(name) - before[name] == count for name, count in expected.items()),
+        message=f"the funnel to count {expected}",
+    )

@@ -221,6 +221,26 @@ def gateway_overview() -> dict[str, Any]:
             ),
             unit="reqps",
         ),
+        ts(
+            "Customer actions: the funnel",
+            Query(
+                f"sum by (gateway, stage) (rate(paygate_customer_actions_total{{{GATEWAY}}}[$__rate_interval]))",
+                "{{gateway}} {{stage}}",
+            ),
+            unit="reqps",
+            description="Presented (the gateway asked the customer to act), forwarded (the pay page sent the "
+            "customer on or showed the code), returned (back from the gateway), then completed, cancelled, "
+            "expired or failed (CONTRACT §11).",
+        ),
+        ts(
+            "Customer actions completed, 1 h (against the last day)",
+            Query(f"paygate:customer_action_completion_ratio:rate1h{{{GATEWAY}}}", "{{gateway}} {{country}}"),
+            Query(f"paygate:customer_action_completion_ratio:rate1d{{{GATEWAY}}}", "{{gateway}} {{country}} 1 d"),
+            unit="percentunit",
+            max=1,
+            description="Share of presented actions that completed. Alert PaygateCustomerActionCompletionDropped "
+            "fires below 3/4 of the gateway's last day.",
+        ),
     ]
     variables = [_variable("gateway", "Gateway", "label_values(paygate_gateway_breaker_open, gateway)", multi=True)]
     return _dashboard(

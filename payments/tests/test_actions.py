@@ -277,3 +277,39 @@ def test_a_declined_reason_outside_an_action_stays_gateway_failed(
             reference=str(attempt.pk), gateway_id=attempt.gateway_id, status="failed", payment_id="", reason="declined"
         )
     assert Transaction.objects.get(pk=txn_id).failure_reason == "gateway_failed"
+
+
+@pytest.mark.parametrize("end", ["cancelled", "expired", "completed"])
+def test_success_rate_counts_cancelled_and_expired_actions_as_failures(
+    api: Any, quiet_sandboxes: dict[str, Sandbox], end: str, django_capture_on_commit_callbacks: Any
+) -> None:
+    from gateways.models import Gateway
+    from gateways.scores import ScoreKey, scores_forget, scores_read
+
+    key = ScoreKey(
+        gateway_id=Gateway.objects.get(code="acmepay").pk, country="DE", currency="EUR", transaction_type="deposit"
+    )
+    scores_forget([key])
+    quiet_sandboxes["acmepay"].mode("ok", action="redirect", callback="none")
+    txn_id = _create(api)
+    transaction_process(transaction_id=txn_id)
+    assert scores_read([key])[key].samples == 0  # an action waiting is no outcome yet
+    if end == "expired":
+        _past_action_deadline(txn_id)
+        with django_capture_on_commit_callbacks(execute=True):
+            transaction_reconcile(transaction_id=txn_id)
+    else:
+        attempt = Attempt.objects.get(transaction_id=txn_id)
+        from django.db import transaction
+
+        with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+            transaction_settle_from_callback(
+                reference=str(attempt.pk),
+                gateway_id=attempt.gateway_id,
+                status="completed" if end == "completed" else "failed",
+                payment_id=attempt.gateway_payment_id,
+                reason=None if end == "completed" else "cancelled",
+            )
+    score = scores_read([key])[key]
+    assert (score.samples, score.successes) == (1, 1 if end == "completed" else 0)
+    scores_forget([key])
