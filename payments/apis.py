@@ -43,6 +43,7 @@ from .returnurl import return_url_problem
 from .schema import (
     CUSTOMER_ID_MAX_LENGTH,
     DETAIL_MAX_LENGTH,
+    LOCALE_MAX_LENGTH,
     LOCALE_PATTERN,
     MAX_DETAIL_KEYS,
     MAX_METADATA_BYTES,
@@ -191,10 +192,10 @@ class DepositCreateInput(TransactionCreateInput):
         help_text="Absolute http(s) URL (https only in production) where the customer's browser goes at the end.",
     )
     locale = StrictCharField(
-        max_length=35,
+        max_length=LOCALE_MAX_LENGTH,
         required=False,
         trim_whitespace=False,
-        validators=[RegexValidator(LOCALE_PATTERN, "Must be a BCP 47 language tag such as de-DE.")],
+        validators=[RegexValidator(LOCALE_PATTERN[:-1] + r"\Z", "Must be a BCP 47 language tag such as de-DE.")],
         help_text="The pay page's language (BCP 47), e.g. de-DE.",
     )
 

@@ -119,7 +119,22 @@ def _xml_value(*, depth: int) -> dict[str, Any]:
 
 
 RETURN_URL_MAX_LENGTH = 2000
-LOCALE_PATTERN = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8}){0,4}$"
+# BCP 47 as far as the pay page needs it: a language and up to three subtags (at most 30 characters).
+LOCALE_PATTERN = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8}){0,3}$"
+LOCALE_MAX_LENGTH = 35
+_PORT = "(?:[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+_HOST = r"(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])"
+# Printable ASCII but the backslash: what a path, query and fragment may hold (percent-encode the rest).
+_REST = r"(?:[/?#][\x21-\x5b\x5d-\x7e]*)?"
+
+
+def return_url_pattern(*, https_only: bool) -> str:
+    """An absolute http(s) URL without credentials, printable ASCII, no spaces or backslashes.
+
+    One pattern for the schema and for validation (payments.returnurl): what one accepts the other does.
+    """
+    scheme = "[Hh][Tt][Tt][Pp][Ss]" if https_only else "[Hh][Tt][Tt][Pp][Ss]?"
+    return f"^{scheme}://{_HOST}(?::{_PORT})?{_REST}$"
 
 
 def _deposit_fields(*, xml: bool) -> dict[str, Any]:
@@ -128,15 +143,16 @@ def _deposit_fields(*, xml: bool) -> dict[str, Any]:
         "return_url": {
             "type": "string",
             "maxLength": RETURN_URL_MAX_LENGTH,
-            "pattern": xml_text_pattern("^[Hh][Tt][Tt][Pp][Ss]?://[^\\x00-\\x20\\x7f\\\\]+$")
+            "pattern": xml_text_pattern(return_url_pattern(https_only=not settings.DEBUG))
             if xml
-            else "^[Hh][Tt][Tt][Pp][Ss]?://[^\\x00-\\x20\\x7f\\\\]+$",
+            else return_url_pattern(https_only=not settings.DEBUG),
             "description": "An absolute http(s) URL (https only in production), at most "
             f"{RETURN_URL_MAX_LENGTH} characters: where the customer's browser goes when the payment is over, "
             "with `transaction_id` added to its query. With it the answer carries `next_action`.",
         },
         "locale": {
             "type": "string",
+            **({} if xml else {"maxLength": LOCALE_MAX_LENGTH}),
             "pattern": xml_text_pattern(LOCALE_PATTERN) if xml else LOCALE_PATTERN,
             "description": "The pay page's language as a BCP 47 tag (e.g. de-DE); else the browser's, else English.",
         },

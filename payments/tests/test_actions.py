@@ -80,6 +80,9 @@ def test_next_action_in_xml(api: Any, routes: None) -> None:
         pytest.param("https://shop.example/a b", id="space"),
         pytest.param("javascript:alert(1)", id="javascript"),
         pytest.param("https://shop.example:99999/", id="bad-port"),
+        pytest.param("https://shop.example/\n", id="trailing-newline"),
+        pytest.param("https://shop.example/a\\b", id="backslash"),
+        pytest.param("https://shöp.example/", id="not-ascii"),
         pytest.param(42, id="number"),
     ],
 )
@@ -105,7 +108,7 @@ def test_a_withdrawal_with_return_url_is_an_unknown_field(api: Any, routes: None
     assert response.json()["error"]["fields"] == {"locale": ["Unknown field."]}
 
 
-@pytest.mark.parametrize("value", ["german", "d", "de_DE", "de-", "", 7])
+@pytest.mark.parametrize("value", ["german", "d", "de_DE", "de-", "", 7, "de\n", "de-a-b-c-d"])
 def test_a_bad_locale_is_a_400(api: Any, routes: None, value: Any) -> None:
     assert post(api, locale=value).status_code == 400
 
