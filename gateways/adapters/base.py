@@ -12,6 +12,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import ClassVar, TypeVar
 
@@ -85,6 +86,19 @@ def action_url_problem(url: str) -> str | None:
     return None
 
 
+def _iso_instant(value: str | None) -> str | None:
+    """An ISO 8601 instant with its offset, as UTC `…Z`; None for anything else (it is then ours that counts)."""
+    if not value or len(value) > 64:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return None
+    return parsed.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def customer_action(
     *,
     type_: str,
@@ -112,7 +126,7 @@ def customer_action(
     if type_ == "display_code":
         if not code or len(code) > 2000:
             raise MalformedReply("a display_code action needs a code of at most 2000 characters")
-        return CustomerAction(type="display_code", code=code, expires_at=(expires_at or None))
+        return CustomerAction(type="display_code", code=code, expires_at=_iso_instant(expires_at))
     raise MalformedReply(f"unexpected action type {type_!r}")
 
 

@@ -55,6 +55,28 @@ def test_json_action_required_with_a_code(gateway: StubGateway, json_adapter: Js
 
 
 @pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        ("2026-12-05T14:00:00Z", "2026-12-05T14:00:00Z"),
+        ("2026-12-05T16:00:00+02:00", "2026-12-05T14:00:00Z"),
+        ("2026-12-05T14:00:00", None),  # no offset: not an instant
+        ("tomorrow", None),
+    ],
+)
+def test_a_code_keeps_only_a_real_expiry(
+    gateway: StubGateway, json_adapter: JsonGatewayAdapter, given: str, kept: str | None
+) -> None:
+    body = {
+        "payment_id": "p1",
+        "status": "action_required",
+        "action": {"type": "display_code", "code": "c", "expires_at": given},
+    }
+    gateway.answer("POST", "/payments", Canned(202, json.dumps(body).encode()))
+    action = json_adapter.create_payment(make_request()).action
+    assert action is not None and action.expires_at == kept
+
+
+@pytest.mark.parametrize(
     "action",
     [
         pytest.param({"type": "redirect", "url": "javascript:alert(1)"}, id="javascript-url"),
