@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import segno
 from django.conf import settings
@@ -60,8 +59,12 @@ def qr_data_uri(code: str) -> str:
 
 
 def with_transaction_id(url: str, transaction_id: str) -> str:
-    """The merchant's return_url with `transaction_id=<id>` added to its query."""
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "transaction_id"]
-    query.append(("transaction_id", transaction_id))
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
+    """The merchant's return_url with `transaction_id=<id>` added to its query (one given is replaced).
+
+    Plain string work, not a parse and re-encode: the rest of the merchant's URL stays byte for byte.
+    """
+    base, hash_, fragment = url.partition("#")
+    path, _, query = base.partition("?")
+    kept = [part for part in query.split("&") if part and part.split("=", 1)[0] != "transaction_id"]
+    kept.append(f"transaction_id={transaction_id}")
+    return f"{path}?{'&'.join(kept)}{hash_}{fragment}"

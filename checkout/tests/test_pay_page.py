@@ -179,3 +179,19 @@ def test_rate_limited_per_address(client: Client, deposit: Any, settings: Any) -
     assert codes == [200, 200, 200, 429]
     # Another address has its own count.
     assert open_page(client, txn, REMOTE_ADDR="203.0.113.10").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://shop.example/back", "https://shop.example/back?transaction_id=T"),
+        ("https://shop.example/back?", "https://shop.example/back?transaction_id=T"),
+        ("https://shop.example/b?a=1&b=%20", "https://shop.example/b?a=1&b=%20&transaction_id=T"),
+        ("https://shop.example/b?transaction_id=forged&a=1#top", "https://shop.example/b?a=1&transaction_id=T#top"),
+        ("https://[::1]:8443/b", "https://[::1]:8443/b?transaction_id=T"),
+    ],
+)
+def test_the_transaction_id_is_added_to_the_merchants_url(url: str, expected: str) -> None:
+    from checkout.presentation import with_transaction_id
+
+    assert with_transaction_id(url, "T") == expected
