@@ -13,10 +13,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import render
 from django.utils import translation
-from django.views.decorators.http import require_http_methods
 
 from core.paytoken import pay_token_valid
 from payments.actions import ACTION_DISPLAY_CODE, ACTION_REDIRECT
@@ -41,17 +40,17 @@ PAY_PAGE_HEADERS = {
 }
 
 
-@require_http_methods(["GET", "HEAD"])
 def pay_page(request: HttpRequest, transaction_id: str) -> HttpResponse:
     return _serve(request, transaction_id, returning=False)
 
 
-@require_http_methods(["GET", "HEAD"])
 def pay_return(request: HttpRequest, transaction_id: str) -> HttpResponse:
     return _serve(request, transaction_id, returning=True)
 
 
 def _serve(request: HttpRequest, transaction_id: str, *, returning: bool) -> HttpResponse:
+    if request.method not in ("GET", "HEAD"):
+        return _headers(HttpResponseNotAllowed(["GET", "HEAD"]))
     if not pay_page_allowed(request):
         response = render(request, "checkout/message.html", {"title": "Too many requests"}, status=429)
         response["Retry-After"] = "60"
