@@ -19,15 +19,17 @@ def made_ago(make_transaction: Any, seconds: float, **fields: Any) -> Transactio
 
 def test_the_oldest_waiting_transaction_per_status(make_transaction: Any) -> None:
     now = timezone.now()
-    assert transaction_oldest_waiting_ages(now=now) == {"pending": None, "processing": None}
+    assert transaction_oldest_waiting_ages(now=now) == {"pending": None, "requires_action": None, "processing": None}
     made_ago(make_transaction, 600, status="completed")  # final: not waiting
     made_ago(make_transaction, 300)
     made_ago(make_transaction, 120)
+    made_ago(make_transaction, 90, status="requires_action")
     made_ago(make_transaction, 60, status="processing")
     ages = transaction_oldest_waiting_ages(now=timezone.now())
-    pending, processing = ages["pending"], ages["processing"]
+    pending, processing, waiting = ages["pending"], ages["processing"], ages["requires_action"]
     assert pending is not None and 300 <= pending < 330
     assert processing is not None and 60 <= processing < 90
+    assert waiting is not None and 90 <= waiting < 120
 
 
 def test_the_dashboard_and_metrics_read_the_same_ages(make_transaction: Any, rf: Any) -> None:
