@@ -1,4 +1,4 @@
-"""Helpers for the pay page's tests: the merchant's return page, a deposit with a return_url, polling."""
+"""Support for the pay page's tests: the merchant's return page, a deposit with a return_url, polling."""
 
 from __future__ import annotations
 
