@@ -126,4 +126,6 @@ def _page(request: HttpRequest, txn: Transaction, *, token: str, language: str) 
             customer_action_count(txn, stage="forwarded")
         return render(request, "checkout/code.html", context)
     context["refresh"] = WAITING_REFRESH_SECONDS
+    # Back from the gateway, or past the action: the gateway is finishing, not being reached.
+    context["confirming"] = txn.status == TransactionStatus.PROCESSING
     return render(request, "checkout/waiting.html", context)

@@ -205,3 +205,9 @@ def test_the_transaction_id_is_added_to_the_merchants_url(url: str, expected: st
     from checkout.presentation import with_transaction_id
 
     assert with_transaction_id(url, "T") == expected
+
+
+def test_processing_says_the_gateway_is_confirming(client: Client, deposit: Any) -> None:
+    txn = deposit(status="processing", action=REDIRECT, locale="de")
+    html = open_page(client, txn).content.decode()
+    assert "Ihr Zahlungsanbieter bestätigt Ihre Zahlung" in html and 'http-equiv="refresh"' in html
