@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import RegexValidator
+from django.utils import timezone
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
@@ -30,6 +31,7 @@ from core.pagination import PAGE_PARAMETERS, Pagination
 from core.schema import AUTHENTICATED_ERRORS, ERROR_RESPONSE, not_blank_line_pattern, stripped_text_pattern
 
 from .auth import client_of
+from .methods import PaymentMethod, method_input_errors
 from .models import EventType, RefundFailureReason, RefundStatus, Transaction, TransactionStatus, TransactionType
 from .money import AmountError, format_amount, parse_amount
 from .refunds import refund_create
@@ -48,6 +50,8 @@ from .schema import (
     RefundCreateXml,
     TransactionCreate,
     TransactionCreateXml,
+    WithdrawalCreate,
+    WithdrawalCreateXml,
 )
 from .selectors import (
     event_feed,
@@ -140,6 +144,9 @@ class TransactionCreateInput(serializers.Serializer):
         "(cvv, cvc, pin, track2, ...) are never returned and are deleted once the transaction is final.",
     )
     metadata = MetadataField(required=False, default=dict, help_text="A small free-form object (at most 4 KiB).")
+    payment_method = serializers.ChoiceField(
+        choices=PaymentMethod.choices, required=False, help_text="Without it, payment_details are free-form."
+    )
 
     def to_internal_value(self, data: Any) -> Any:
         if not isinstance(data, dict):
@@ -173,6 +180,16 @@ class TransactionCreateInput(serializers.Serializer):
             )
         except AmountError as exc:
             raise serializers.ValidationError({"amount": [str(exc)]}) from None
+        if "payment_method" in attrs:
+            errors = method_input_errors(
+                transaction_type=self.context.get("transaction_type", ""),
+                method=attrs["payment_method"],
+                details=attrs["payment_details"],
+                details_given=isinstance(self.initial_data, dict) and "payment_details" in self.initial_data,
+                today=timezone.now().date(),
+            )
+            if errors:
+                raise serializers.ValidationError(errors)
         return attrs
 
 
@@ -222,6 +239,7 @@ class TransactionOutput(serializers.Serializer):
     gateway = serializers.SerializerMethodField()
     gateway_reference = serializers.SerializerMethodField()
     failure_reason = serializers.CharField(allow_null=True)
+    payment_method = serializers.SerializerMethodField(help_text="null when the details are free-form.")
     payment_details = serializers.SerializerMethodField()
     metadata = serializers.JSONField()
     attempts = AttemptOutput(many=True)
@@ -242,6 +260,10 @@ class TransactionOutput(serializers.Serializer):
 
     def get_gateway_reference(self, txn: Transaction) -> str | None:
         return txn.gateway_reference or None
+
+    @extend_schema_field(serializers.ChoiceField(choices=PaymentMethod.choices, allow_null=True))
+    def get_payment_method(self, txn: Transaction) -> str | None:
+        return txn.payment_method or None
 
     def get_payment_details(self, txn: Transaction) -> dict[str, str]:
         return transaction_masked_details(txn)
@@ -298,7 +320,7 @@ class TransactionCreateApi(APIView):
     xml_root_name = "transaction"
 
     def post(self, request: Request) -> Response:
-        serializer = TransactionCreateInput(data=request.data)
+        serializer = TransactionCreateInput(data=request.data, context={"transaction_type": self.transaction_type})
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         result = transaction_create(
@@ -351,7 +373,11 @@ class WithdrawalCreateApi(TransactionCreateApi):
 
     @extend_schema(
         operation_id="withdrawal_create",
-        request=_CREATE_REQUEST,
+        request={
+            "application/json": WithdrawalCreate,
+            "application/xml": WithdrawalCreateXml,
+            "text/xml": WithdrawalCreateXml,
+        },
         responses=_CREATE_RESPONSES,
         parameters=[_IDEMPOTENCY_HEADER],
         examples=[_CREATE_EXAMPLE],

@@ -128,6 +128,8 @@ class Transaction(models.Model):
     country = models.ForeignKey(Country, on_delete=models.PROTECT, to_field="code", related_name="+", db_index=False)
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="transactions")
     payment_details = EncryptedJSONField(default=dict, blank=True)
+    # payments.methods.PaymentMethod; empty when the details are free-form (CONTRACT §12).
+    payment_method = models.CharField(max_length=16, blank=True, default="")
     metadata = models.JSONField(default=dict, blank=True)
     gateway = models.ForeignKey(Gateway, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     gateway_reference = models.CharField(max_length=255, blank=True, default="")

@@ -66,6 +66,7 @@ def transaction_representation(
         "gateway": txn.gateway.code if txn.gateway else None,
         "gateway_reference": txn.gateway_reference or None,
         "failure_reason": txn.failure_reason,
+        "payment_method": txn.payment_method or None,
         "payment_details": transaction_masked_details(txn),
         "metadata": txn.metadata,
         "attempts": [attempt_representation(a) for a in (txn.attempts.all() if attempts is None else attempts)],

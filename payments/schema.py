@@ -22,8 +22,16 @@ from django.conf import settings
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 
 from core.currencies import ISO_4217, minor_units
-from core.schema import XML_TEXT_PATTERN, DescribedBody, one_of_pattern, stripped_text_pattern, xml_text_pattern
+from core.schema import (
+    XML_TEXT_PATTERN,
+    DescribedBody,
+    one_of_pattern,
+    padded_pattern,
+    stripped_text_pattern,
+    xml_text_pattern,
+)
 
+from .methods import HOLDER_NAME_MAX_LENGTH, METHOD_FIELDS, WITHDRAWAL_METHODS, PaymentMethod
 from .money import MAX_DIGITS, amount_pattern
 
 COUNTRY_PATTERN = "^[A-Z]{2}$"
@@ -118,7 +126,74 @@ def _xml_value(*, depth: int) -> dict[str, Any]:
     }
 
 
-def transaction_create_schema(*, xml: bool) -> dict[str, Any]:
+_METHOD_CHECKS: dict[str, str] = {
+    PaymentMethod.CARD: " The number's Luhn digit is checked, and the expiry may not be in the past.",
+    PaymentMethod.BANK_ACCOUNT: " An IBAN's length for its country and its mod-97 check digits are checked.",
+    PaymentMethod.WALLET: "",
+}
+
+
+def method_details_schema(method: str, *, xml: bool) -> dict[str, Any]:
+    """The details of one method (payments.methods.METHOD_FIELDS): each field's text, white space around it removed."""
+    fields = METHOD_FIELDS[method]
+    properties: dict[str, Any] = {}
+    for name, field in fields.items():
+        if field.pattern:
+            pattern = padded_pattern(field.pattern, xml=xml)
+        else:
+            pattern = stripped_text_pattern(min_length=1, max_length=HOLDER_NAME_MAX_LENGTH, xml=xml)
+        properties[name] = {"type": "string", "pattern": pattern, "description": field.description}
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": properties,
+        "required": [name for name, field in fields.items() if field.required],
+        "additionalProperties": False,
+        "description": f"The details of a {method}, checked field by field (a 400 names the field)."
+        + _METHOD_CHECKS.get(method, ""),
+    }
+    if method == PaymentMethod.BANK_ACCOUNT:
+        bank_fields = [{"required": ["account_number"]}, {"required": ["bank_code"]}]
+        schema["oneOf"] = [
+            {"required": ["iban"], "not": {"anyOf": bank_fields}},
+            {"required": ["account_number", "bank_code"], "not": {"required": ["iban"]}},
+        ]
+    return schema
+
+
+def _method_text(methods: list[str], *, xml: bool) -> dict[str, Any]:
+    # A pattern, not an enum: drf-spectacular merges enums of one field name into one component.
+    pattern = one_of_pattern(methods)
+    return {"type": "string", "pattern": xml_text_pattern(pattern) if xml else pattern}
+
+
+def _method_branches(*, xml: bool, withdrawal: bool) -> list[dict[str, Any]]:
+    """One body per payment method (CONTRACT §12), told apart by `payment_method`; without it, free-form details."""
+    branches: list[dict[str, Any]] = [{"not": {"required": ["payment_method"]}}]
+    for method in PaymentMethod:
+        if withdrawal and method not in WITHDRAWAL_METHODS:
+            continue
+        if METHOD_FIELDS[method]:
+            branches.append(
+                {
+                    "required": ["payment_method", "payment_details"],
+                    "properties": {
+                        "payment_method": _method_text([method], xml=xml),
+                        "payment_details": method_details_schema(method, xml=xml),
+                    },
+                }
+            )
+        else:
+            branches.append(
+                {
+                    "required": ["payment_method"],
+                    "properties": {"payment_method": _method_text([method], xml=xml)},
+                    "not": {"required": ["payment_details"]},
+                }
+            )
+    return branches
+
+
+def transaction_create_schema(*, xml: bool, withdrawal: bool = False) -> dict[str, Any]:
     maximum = Decimal(settings.PAYGATE_MAX_AMOUNT)
     groups = _currencies_by_places()
 
@@ -147,6 +222,15 @@ def transaction_create_schema(*, xml: bool) -> dict[str, Any]:
                 **(currency_in(sorted(ISO_4217)) if xml else {"type": "string", "enum": sorted(ISO_4217)}),
                 "description": _CURRENCY_DESCRIPTION,
             },
+            "payment_method": {
+                **_method_text(
+                    sorted(m.value for m in PaymentMethod if not withdrawal or m in WITHDRAWAL_METHODS), xml=xml
+                ),
+                "description": "What the customer pays with"
+                + (" or is paid to" if withdrawal else "")
+                + (". A withdrawal needs a destination" if withdrawal else "; redirect: everything at the gateway")
+                + ". payment_details then follow the method's rules; without it they are free-form.",
+            },
             "payment_details": _payment_details(xml=xml),
             "metadata": _metadata(xml=xml),
         },
@@ -157,6 +241,7 @@ def transaction_create_schema(*, xml: bool) -> dict[str, Any]:
             {"properties": {"currency": currency_in(codes), "amount": amount_schema(places=places, xml=xml)}}
             for places, codes in sorted(groups.items())
         ],
+        "oneOf": _method_branches(xml=xml, withdrawal=withdrawal),
     }
     if xml:
         schema["xml"] = {"name": "transaction"}
@@ -177,6 +262,18 @@ class TransactionCreateXml(DescribedBody):
     @classmethod
     def openapi_schema(cls) -> dict[str, Any]:
         return transaction_create_schema(xml=True)
+
+
+class WithdrawalCreate(DescribedBody):
+    @classmethod
+    def openapi_schema(cls) -> dict[str, Any]:
+        return transaction_create_schema(xml=False, withdrawal=True)
+
+
+class WithdrawalCreateXml(DescribedBody):
+    @classmethod
+    def openapi_schema(cls) -> dict[str, Any]:
+        return transaction_create_schema(xml=True, withdrawal=True)
 
 
 def refund_create_schema(*, xml: bool) -> dict[str, Any]:

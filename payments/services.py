@@ -69,19 +69,24 @@ class TransactionInput:
     currency: str
     payment_details: dict[str, Any]
     metadata: dict[str, Any]
+    payment_method: str = ""  # payments.methods.PaymentMethod; "" for free-form details
 
     def canonical(self) -> bytes:
         """The same request, whatever its wire format, encodes the same."""
+        fields = {
+            "type": self.type,
+            "customer_id": self.customer_id,
+            "country": self.country,
+            "amount": format(self.amount.normalize(), "f"),
+            "currency": self.currency,
+            "payment_details": self.payment_details,
+            "metadata": self.metadata,
+        }
+        # Only when given: a request without a method hashes as it always has (stored fingerprints stay valid).
+        if self.payment_method:
+            fields["payment_method"] = self.payment_method
         return json.dumps(
-            {
-                "type": self.type,
-                "customer_id": self.customer_id,
-                "country": self.country,
-                "amount": format(self.amount.normalize(), "f"),
-                "currency": self.currency,
-                "payment_details": self.payment_details,
-                "metadata": self.metadata,
-            },
+            fields,
             sort_keys=True,
             separators=(",", ":"),
             default=str,
@@ -176,6 +181,7 @@ def transaction_create(
                 country_id=data.country,
                 customer=customer,
                 payment_details=data.payment_details,
+                payment_method=data.payment_method,
                 metadata=data.metadata,
                 idempotency_key=idempotency_key,
                 request_hash=request_hash,
@@ -334,6 +340,7 @@ def payment_details_purge(*, now: datetime | None = None, batch_size: int = 500)
     row is marked so that it is not picked again. Returns how many were purged.
     """
     from .masking import mask_details
+    from .methods import mask_method_details
 
     now = now or timezone.now()
     cutoff = now - timedelta(days=settings.PAYGATE_PAYMENT_DETAILS_RETENTION_DAYS)
@@ -343,12 +350,15 @@ def payment_details_purge(*, now: datetime | None = None, batch_size: int = 500)
             batch = list(
                 Transaction.objects.select_for_update(skip_locked=True)
                 .filter(status__in=FINAL_STATUSES, details_purged_at__isnull=True, finished_at__lte=cutoff)
-                .only("pk", "payment_details")[:batch_size]
+                .only("pk", "payment_details", "payment_method")[:batch_size]
             )
             for txn in batch:
-                Transaction.objects.filter(pk=txn.pk).update(
-                    payment_details=mask_details(txn.payment_details), details_purged_at=now
+                masked = (
+                    mask_method_details(txn.payment_method, txn.payment_details)
+                    if txn.payment_method
+                    else mask_details(txn.payment_details)
                 )
+                Transaction.objects.filter(pk=txn.pk).update(payment_details=masked, details_purged_at=now)
         purged += len(batch)
         PAYMENT_DETAILS_PURGED.inc(len(batch))
         if len(batch) < batch_size:
