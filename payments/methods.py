@@ -17,22 +17,10 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from django.db import models
-
 from core.masking import is_sensitive_auth_key
+from gateways.methods import PaymentMethod
 
 from .masking import mask_name, mask_text
-
-
-class PaymentMethod(models.TextChoices):
-    """What the customer pays with, or is paid to."""
-
-    CARD = "card", "Card"
-    BANK_ACCOUNT = "bank_account", "Bank account"
-    WALLET = "wallet", "Wallet"
-    # The customer gives everything at the gateway (a §11 action): no details.
-    REDIRECT = "redirect", "Redirect"
-
 
 # A payout needs a destination.
 WITHDRAWAL_METHODS = frozenset({PaymentMethod.CARD, PaymentMethod.BANK_ACCOUNT, PaymentMethod.WALLET})

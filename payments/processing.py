@@ -137,7 +137,13 @@ def _route_pick(
         if tried_any
         else set()
     )
-    ranking = route_ranking(country_code=txn.country_id, currency=txn.currency, transaction_type=txn.type, tried=tried)
+    ranking = route_ranking(
+        country_code=txn.country_id,
+        currency=txn.currency,
+        transaction_type=txn.type,
+        payment_method=txn.payment_method,
+        tried=tried,
+    )
     # The breaker is asked last and lazily: in half-open it hands out a single probe.
     permitted = ((route, breaker_permit(route.gateway_id)) for route in ranking.order)
     route, permit = next(((r, p) for r, p in permitted if p is not None), (None, None))
@@ -287,6 +293,7 @@ def _record_result(transaction_id: str, attempt_id: str, result: PaymentResult, 
         country=txn.country_id,
         currency=txn.currency,
         transaction_type=txn.type,
+        payment_method=txn.payment_method,
         success=None if attempt.outcome == AttemptOutcome.ACCEPTED or result.error == NOT_SENT_IN_TIME else False,
         latency_ms=result.latency_ms,
     )
@@ -360,6 +367,7 @@ def _record_lookup(
             country=txn.country_id,
             currency=txn.currency,
             transaction_type=txn.type,
+            payment_method=txn.payment_method,
             success=decision == NextStep.COMPLETED,
         )
     logger.info("look-up answered %s", result.status)
@@ -497,6 +505,7 @@ def transaction_settle_from_callback(*, reference: str, gateway_id: int, status:
             country=txn.country_id,
             currency=txn.currency,
             transaction_type=txn.type,
+            payment_method=txn.payment_method,
             success=target == TransactionStatus.COMPLETED,
         )
     payment_id = payment_id or attempt.gateway_payment_id

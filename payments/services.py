@@ -149,15 +149,26 @@ def transaction_create(
     requests with one key make one transaction, and a first request costs no extra read.
     """
     request_hash = data.fingerprint()
-    if not route_list(country_code=data.country, currency=data.currency, transaction_type=data.type):
+    routes = route_list(
+        country_code=data.country,
+        currency=data.currency,
+        transaction_type=data.type,
+        payment_method=data.payment_method,
+    )
+    if not routes:
         # A replay answers as the first request did, even if the route has gone since.
         if idempotency_key is not None:
             replay = _replay(client=client, idempotency_key=idempotency_key, data=data)
             if replay is not None:
                 return replay
+        by_method = f" by {data.payment_method}" if data.payment_method else ""
         raise NoRoute(
-            f"No active gateway route for a {data.type} in {data.currency} to {data.country}.",
-            fields={"country": data.country, "currency": data.currency},
+            f"No active gateway route for a {data.type}{by_method} in {data.currency} to {data.country}.",
+            fields={
+                "country": data.country,
+                "currency": data.currency,
+                **({"payment_method": data.payment_method} if data.payment_method else {}),
+            },
         )
 
     customer_key = (client.pk, data.customer_id)
