@@ -264,3 +264,12 @@ def details_last4(method: str, details: dict[str, Any]) -> str:
         if isinstance(value, str) and value:
             return value[-4:]
     return ""
+
+
+def gateway_payment_method(txn: Any) -> dict[str, Any]:
+    """What the gateway's request carries of a transaction's method (CONTRACT §12): its name and its
+    decrypted details (text values only); nothing for free-form details, which never reach a gateway."""
+    if not txn.payment_method:
+        return {}
+    details = {key: value for key, value in txn.payment_details.items() if isinstance(value, str)}
+    return {"payment_method": txn.payment_method, "payment_details": details}

@@ -34,6 +34,7 @@ from gateways.services import route_score_record
 from gateways.types import LookupResult, LookupStatus, Outcome, PaymentRequest, PaymentResult
 
 from .failover import NextStep, failover_next, failover_route
+from .methods import gateway_payment_method
 from .models import (
     ATTEMPT_RESULT_FIELDS,
     Attempt,
@@ -125,6 +126,7 @@ def _payment_request(txn: Transaction, attempt: Attempt) -> PaymentRequest:
         country=txn.country_id,
         customer_id=txn.customer.reference,
         callback_url=_callback_url(attempt.gateway),
+        **gateway_payment_method(txn),
     )
 
 

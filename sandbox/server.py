@@ -30,6 +30,7 @@ from urllib.parse import parse_qs, unquote
 
 from .config import SandboxConfig
 from .gateway import BadRequest, ModeSettings, PaymentFields, RefundFields, SandboxGateway
+from .methods import details_from_json, details_from_soap
 from .soap import (
     SOAP_PAYMENT_FIELDS,
     SOAP_REFUND_FIELDS,
@@ -253,7 +254,10 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
     def _json_payment(self, body: bytes, mode: ModeSettings) -> Response:
         if not _secret_matches(self._bearer(), self.gateway.config.api_key):
             return _json_error(HTTPStatus.UNAUTHORIZED, "unauthorized", "invalid or missing API key")
-        fields = PaymentFields.parse(self._json_object(body), JSON_PAYMENT_FIELDS)
+        raw = self._json_object(body)
+        fields = PaymentFields.parse(raw, JSON_PAYMENT_FIELDS).with_method(
+            raw.get("payment_method"), details_from_json(raw.get("payment_details"))
+        )
         refused = self._json_refused(mode)
         if refused is not None:
             return refused
@@ -352,7 +356,9 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
 
     def _soap_payment(self, params: dict[str, str], mode: ModeSettings) -> Response:
         try:
-            fields = PaymentFields.parse(params, SOAP_PAYMENT_FIELDS)
+            fields = PaymentFields.parse(params, SOAP_PAYMENT_FIELDS).with_method(
+                params.get("PaymentMethod"), details_from_soap(params)
+            )
         except BadRequest as exc:
             raise SoapFault("Client.BadRequest", str(exc)) from None
         self._soap_refuse(mode)

@@ -85,3 +85,59 @@ def test_the_gateway_list_shows_each_routes_methods(demo: None, api: Any) -> Non
     routes = {route["country"]: route for route in gateways["acmepay"]["routes"]}
     assert routes["DE"]["payment_methods"] == ["card", "wallet"]
     assert routes["US"]["payment_methods"] == []
+
+
+# --- What the adapters send ------------------------------------------------------------------------
+
+
+def _request(**changes: Any) -> Any:
+    from decimal import Decimal
+
+    from gateways.types import PaymentRequest
+
+    fields: dict[str, Any] = {
+        "reference": "att_1",
+        "transaction_id": "txn_1",
+        "type": "deposit",
+        "amount": Decimal("25.00"),
+        "currency": "EUR",
+        "country": "DE",
+        "customer_id": "cus_42",
+        "callback_url": "http://127.0.0.1:8000/api/v1/callbacks/acmepay",
+    }
+    return PaymentRequest(**{**fields, **changes})
+
+
+def test_the_json_request_carries_the_method_and_its_details() -> None:
+    from gateways.adapters.json_transformers import payment_body
+
+    body = json.loads(payment_body(_request(payment_method="card", payment_details=CARD)))
+    assert body["payment_method"] == "card" and body["payment_details"] == CARD
+    plain = json.loads(payment_body(_request()))
+    assert "payment_method" not in plain and "payment_details" not in plain
+
+
+def test_the_soap_request_carries_one_element_per_field() -> None:
+    from xml.etree import ElementTree
+
+    from gateways.adapters.soap_transformers import process_payment_envelope
+
+    envelope = process_payment_envelope(_request(payment_method="card", payment_details=CARD), api_key="k")
+    ns = "{urn:paygate:sandbox}"
+    operation = ElementTree.fromstring(envelope)[0][0]
+    assert operation.findtext(f"{ns}PaymentMethod") == "card"
+    details = operation.find(f"{ns}PaymentDetails")
+    assert details is not None
+    assert {child.tag.removeprefix(ns): child.text for child in details} == {
+        "Number": CARD["number"],
+        "ExpMonth": "12",
+        "ExpYear": "2030",
+        "Cvc": "123",
+        "HolderName": "Jane Roe",
+    }
+    assert b"PaymentMethod" not in process_payment_envelope(_request(), api_key="k")
+
+
+def test_the_request_never_shows_its_details_in_a_log_line() -> None:
+    request = _request(payment_method="card", payment_details=CARD)
+    assert CARD["number"] not in repr(request) and CARD["number"] not in str(request)

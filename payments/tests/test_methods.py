@@ -330,3 +330,25 @@ def test_the_cvc_is_dropped_when_the_transaction_becomes_final(demo: None, api: 
 
 def test_every_method_has_a_rule_set() -> None:
     assert {m.value for m in PaymentMethod} == {"card", "bank_account", "wallet", "redirect"}
+
+
+# --- Known answers: the sandbox's own checks agree with Paygate's -----------------------------------
+
+
+@pytest.mark.parametrize("number", TEST_CARDS)
+def test_the_sandbox_and_paygate_agree_on_published_cards(number: str) -> None:
+    from sandbox.methods import details_valid
+
+    card = {**CARD, "number": number}
+    assert details_valid("card", card) and not method_details_errors("card", card, today=TODAY)
+    broken = {**card, "number": number[:-1] + str((int(number[-1]) + 1) % 10)}
+    assert not details_valid("card", broken) and method_details_errors("card", broken, today=TODAY)
+
+
+@pytest.mark.parametrize("iban", TEST_IBANS)
+def test_the_sandbox_and_paygate_agree_on_published_ibans(iban: str) -> None:
+    from sandbox.methods import details_valid
+
+    assert details_valid("bank_account", {**BANK, "iban": iban}) and iban_valid(iban)
+    broken = iban[:-1] + ("0" if iban[-1] != "0" else "1")
+    assert not details_valid("bank_account", {**BANK, "iban": broken}) and not iban_valid(broken)
