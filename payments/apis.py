@@ -46,6 +46,7 @@ from .schema import (
     DETAIL_MAX_LENGTH,
     MAX_DETAIL_KEYS,
     MAX_METADATA_BYTES,
+    SAVED_METHOD_ID_MAX_LENGTH,
     RefundCreate,
     RefundCreateXml,
     TransactionCreate,
@@ -71,6 +72,17 @@ class StrictCharField(serializers.CharField):
         if not isinstance(data, str):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """true or false: JSON's booleans, or their text in XML; not DRF's "1", "yes", "on"...."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if isinstance(data, bool):
+            return data
+        if self.context.get("xml") and data in ("true", "false"):
+            return bool(data == "true")
+        raise serializers.ValidationError("Must be true or false.")
 
 
 class CodeField(StrictCharField):
@@ -147,6 +159,12 @@ class TransactionCreateInput(serializers.Serializer):
     payment_method = serializers.ChoiceField(
         choices=PaymentMethod.choices, required=False, help_text="Without it, payment_details are free-form."
     )
+    payment_method_id = StrictCharField(
+        max_length=SAVED_METHOD_ID_MAX_LENGTH, required=False, help_text="A saved method (pm_…) instead of details."
+    )
+    save_payment_method = StrictBooleanField(
+        required=False, help_text="Keep the details (without a security code) once the deposit completes."
+    )
 
     def to_internal_value(self, data: Any) -> Any:
         if not isinstance(data, dict):
@@ -180,16 +198,17 @@ class TransactionCreateInput(serializers.Serializer):
             )
         except AmountError as exc:
             raise serializers.ValidationError({"amount": [str(exc)]}) from None
-        if "payment_method" in attrs:
-            errors = method_input_errors(
-                transaction_type=self.context.get("transaction_type", ""),
-                method=attrs["payment_method"],
-                details=attrs["payment_details"],
-                details_given=isinstance(self.initial_data, dict) and "payment_details" in self.initial_data,
-                today=timezone.now().date(),
-            )
-            if errors:
-                raise serializers.ValidationError(errors)
+        errors = method_input_errors(
+            transaction_type=self.context.get("transaction_type", ""),
+            method=attrs.get("payment_method", ""),
+            details=attrs["payment_details"],
+            details_given=isinstance(self.initial_data, dict) and "payment_details" in self.initial_data,
+            today=timezone.now().date(),
+            saved_method_given="payment_method_id" in attrs,
+            save=attrs.get("save_payment_method", False),
+        )
+        if errors:
+            raise serializers.ValidationError(errors)
         return attrs
 
 
@@ -320,7 +339,10 @@ class TransactionCreateApi(APIView):
     xml_root_name = "transaction"
 
     def post(self, request: Request) -> Response:
-        serializer = TransactionCreateInput(data=request.data, context={"transaction_type": self.transaction_type})
+        xml = (request.content_type or "").split(";")[0].strip() in ("application/xml", "text/xml")
+        serializer = TransactionCreateInput(
+            data=request.data, context={"transaction_type": self.transaction_type, "xml": xml}
+        )
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         result = transaction_create(

@@ -13,7 +13,8 @@ the schema's descriptions.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -144,16 +145,16 @@ def method_details_errors(method: str, details: dict[str, Any], *, today: date) 
     for key in details:
         if key not in fields:
             errors[key] = [f"Unknown field for {method}."]
-    for key, field in fields.items():
+    for key, rule in fields.items():
         value = details.get(key)
         if value is None:
-            if field.required:
+            if rule.required:
                 errors[key] = ["This field is required."]
             continue
         if not isinstance(value, str):
             errors[key] = ["Must be text."]
             continue
-        problem = _text_error(value, field)
+        problem = _text_error(value, rule)
         if problem is not None:
             errors[key] = [problem]
     if method == PaymentMethod.CARD:
@@ -190,20 +191,70 @@ def _bank_account_errors(details: dict[str, Any], errors: dict[str, list[str]]) 
 
 
 def method_input_errors(
-    *, transaction_type: str, method: str, details: dict[str, Any], details_given: bool, today: date
+    *,
+    transaction_type: str,
+    method: str,
+    details: dict[str, Any],
+    details_given: bool,
+    today: date,
+    saved_method_given: bool = False,
+    save: bool = False,
 ) -> dict[str, Any]:
     """The errors of a create request's method and details, named as the error body names them:
-    `{"payment_details": {"number": [...]}}` for a field of the details."""
+    `{"payment_details": {"number": [...]}}` for a field of the details. `method` is "" when not given."""
+    errors: dict[str, Any] = {}
+    if save and transaction_type != "deposit":
+        errors["save_payment_method"] = ["Only a deposit can save its payment method."]
+    elif save and (saved_method_given or method not in SAVABLE_METHODS):
+        errors["save_payment_method"] = ["Needs payment_method card, bank_account or wallet, with its details."]
+    if saved_method_given:
+        if details_given:
+            errors["payment_details"] = ["Leave out with payment_method_id: the saved method's details are used."]
+        if method and method not in SAVABLE_METHODS:
+            errors["payment_method"] = ["A saved method is a card, a bank_account or a wallet."]
+        return errors
+    if not method:
+        return errors
     if transaction_type == "withdrawal" and method not in WITHDRAWAL_METHODS:
-        return {"payment_method": ["A withdrawal needs a destination: card, bank_account or wallet."]}
+        return {**errors, "payment_method": ["A withdrawal needs a destination: card, bank_account or wallet."]}
     if not METHOD_FIELDS[method]:
         if details_given:
-            return {"payment_details": [f"Must be left out for {method}: the customer gives them at the gateway."]}
-        return {}
+            errors["payment_details"] = [f"Must be left out for {method}: the customer gives them at the gateway."]
+        return errors
     if not details_given:
-        return {"payment_details": [f"Required for {method}."]}
-    errors = method_details_errors(method, details, today=today)
-    return {"payment_details": errors} if errors else {}
+        return {**errors, "payment_details": [f"Required for {method}."]}
+    details_errors = method_details_errors(method, details, today=today)
+    return {**errors, "payment_details": details_errors} if details_errors else errors
+
+
+# --- Saved methods (the vault app answers; payments never imports it) ---------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SavedMethod:
+    id: str
+    type: str
+    details: dict[str, str] = field(repr=False)
+
+
+SavedMethodFinder = Callable[..., "SavedMethod | None"]
+_finders: list[SavedMethodFinder] = []
+
+
+def saved_method_finder_register(finder: SavedMethodFinder) -> None:
+    """Called once by the app that keeps saved methods (vault), when Django starts."""
+    if finder not in _finders:
+        _finders.append(finder)
+
+
+def saved_method_find(*, client_id: int, customer_reference: str, method_id: str) -> SavedMethod | None:
+    """The customer's saved method of that id, with its details; None for any other (another client's,
+    another customer's, deleted or unknown: the caller answers all of them alike)."""
+    for finder in _finders:
+        found = finder(client_id=client_id, customer_reference=customer_reference, method_id=method_id)
+        if found is not None:
+            return found
+    return None
 
 
 # --- Masking --------------------------------------------------------------------------------------

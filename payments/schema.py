@@ -31,7 +31,7 @@ from core.schema import (
     xml_text_pattern,
 )
 
-from .methods import HOLDER_NAME_MAX_LENGTH, METHOD_FIELDS, WITHDRAWAL_METHODS, PaymentMethod
+from .methods import HOLDER_NAME_MAX_LENGTH, METHOD_FIELDS, SAVABLE_METHODS, WITHDRAWAL_METHODS, PaymentMethod
 from .money import MAX_DIGITS, amount_pattern
 
 COUNTRY_PATTERN = "^[A-Z]{2}$"
@@ -39,6 +39,7 @@ CUSTOMER_ID_MAX_LENGTH = 100
 DETAIL_MAX_LENGTH = 255
 MAX_DETAIL_KEYS = 20
 MAX_METADATA_BYTES = 4096
+SAVED_METHOD_ID_MAX_LENGTH = 64
 
 _CURRENCY_DESCRIPTION = "ISO 4217, upper case. The amount's decimals depend on it (JPY 0, EUR 2, BHD 3)."
 _AMOUNT_DESCRIPTION = (
@@ -167,8 +168,21 @@ def _method_text(methods: list[str], *, xml: bool) -> dict[str, Any]:
 
 
 def _method_branches(*, xml: bool, withdrawal: bool) -> list[dict[str, Any]]:
-    """One body per payment method (CONTRACT §12), told apart by `payment_method`; without it, free-form details."""
-    branches: list[dict[str, Any]] = [{"not": {"required": ["payment_method"]}}]
+    """One body per payment method (CONTRACT §12), told apart by `payment_method`; one with a saved
+    method (`payment_method_id`); and one without either, whose details are free-form."""
+    saves = {"save_payment_method": _boolean(xml=xml, only=True)} if not withdrawal else {}
+    no_save = {"properties": {"save_payment_method": _boolean(xml=xml, only=False)}} if not withdrawal else {}
+    branches: list[dict[str, Any]] = [
+        {"not": {"anyOf": [{"required": ["payment_method"]}, {"required": ["payment_method_id"]}]}, **no_save},
+        {
+            "required": ["payment_method_id"],
+            "properties": {
+                "payment_method": _method_text(sorted(m.value for m in SAVABLE_METHODS), xml=xml),
+                **({"save_payment_method": _boolean(xml=xml, only=False)} if not withdrawal else {}),
+            },
+            "not": {"required": ["payment_details"]},
+        },
+    ]
     for method in PaymentMethod:
         if withdrawal and method not in WITHDRAWAL_METHODS:
             continue
@@ -179,18 +193,28 @@ def _method_branches(*, xml: bool, withdrawal: bool) -> list[dict[str, Any]]:
                     "properties": {
                         "payment_method": _method_text([method], xml=xml),
                         "payment_details": method_details_schema(method, xml=xml),
+                        **saves,
                     },
+                    "not": {"required": ["payment_method_id"]},
                 }
             )
         else:
             branches.append(
                 {
                     "required": ["payment_method"],
-                    "properties": {"payment_method": _method_text([method], xml=xml)},
-                    "not": {"required": ["payment_details"]},
+                    "properties": {"payment_method": _method_text([method], xml=xml), **no_save.get("properties", {})},
+                    "not": {"anyOf": [{"required": ["payment_details"]}, {"required": ["payment_method_id"]}]},
                 }
             )
     return branches
+
+
+def _boolean(*, xml: bool, only: bool | None = None) -> dict[str, Any]:
+    """true or false (`only` True: either; False: false alone); in XML, their text."""
+    values = ["false"] if only is False else ["false", "true"]
+    if xml:
+        return {"type": "string", "pattern": xml_text_pattern(one_of_pattern(values))}
+    return {"type": "boolean"} if len(values) == 2 else {"type": "boolean", "enum": [False]}
 
 
 def transaction_create_schema(*, xml: bool, withdrawal: bool = False) -> dict[str, Any]:
@@ -232,6 +256,24 @@ def transaction_create_schema(*, xml: bool, withdrawal: bool = False) -> dict[st
                 + ". payment_details then follow the method's rules; without it they are free-form.",
             },
             "payment_details": _payment_details(xml=xml),
+            "payment_method_id": {
+                "type": "string",
+                "pattern": stripped_text_pattern(min_length=1, max_length=SAVED_METHOD_ID_MAX_LENGTH, xml=xml),
+                "description": "A saved method of this customer (pm_…) instead of payment_details; another "
+                "client's or customer's, a deleted or an unknown id is a 400 naming payment_method_id.",
+            },
+            **(
+                {}
+                if withdrawal
+                else {
+                    "save_payment_method": {
+                        **_boolean(xml=xml),
+                        "description": "Keep the details, without a security code, as a saved method (pm_…) "
+                        "of this customer once the deposit completes. Needs payment_method card, "
+                        "bank_account or wallet with its details.",
+                    }
+                }
+            ),
             "metadata": _metadata(xml=xml),
         },
         "required": ["customer_id", "country", "amount", "currency"],

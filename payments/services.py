@@ -8,6 +8,7 @@ without its event (a test lists every writer of `Transaction.status`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from core.db import CurrentTransactionId
-from core.errors import ApplicationError
+from core.errors import ApplicationError, ValidationFailed
 from core.fingerprint import fingerprint as keyed_fingerprint
 from core.fingerprint import fingerprint_matches
 from core.localcache import LocalCache
@@ -32,6 +33,7 @@ from gateways.errors import NoRoute
 from gateways.selectors import route_list
 
 from .errors import IdempotencyConflict
+from .methods import WITHDRAWAL_METHODS, saved_method_find
 from .models import (
     ALLOWED_TRANSITIONS,
     CUSTOMERS_CACHE,
@@ -70,10 +72,12 @@ class TransactionInput:
     payment_details: dict[str, Any]
     metadata: dict[str, Any]
     payment_method: str = ""  # payments.methods.PaymentMethod; "" for free-form details
+    payment_method_id: str = ""  # a saved method (pm_…) whose details to use
+    save_payment_method: bool = False
 
     def canonical(self) -> bytes:
         """The same request, whatever its wire format, encodes the same."""
-        fields = {
+        fields: dict[str, Any] = {
             "type": self.type,
             "customer_id": self.customer_id,
             "country": self.country,
@@ -85,6 +89,10 @@ class TransactionInput:
         # Only when given: a request without a method hashes as it always has (stored fingerprints stay valid).
         if self.payment_method:
             fields["payment_method"] = self.payment_method
+        if self.payment_method_id:
+            fields["payment_method_id"] = self.payment_method_id
+        if self.save_payment_method:
+            fields["save_payment_method"] = True
         return json.dumps(
             fields,
             sort_keys=True,
@@ -149,6 +157,18 @@ def transaction_create(
     requests with one key make one transaction, and a first request costs no extra read.
     """
     request_hash = data.fingerprint()
+    requested = data
+    if data.payment_method_id:
+        resolved = _with_saved_method(client=client, data=data)
+        if resolved is None:
+            # A replay answers as the first request did, even if the method has been deleted since.
+            replay = _replay(client=client, idempotency_key=idempotency_key, data=data) if idempotency_key else None
+            if replay is not None:
+                return replay
+            raise ValidationFailed(
+                "The request is invalid.", fields={"payment_method_id": ["No such payment method for this customer."]}
+            )
+        data = resolved
     routes = route_list(
         country_code=data.country,
         currency=data.currency,
@@ -193,6 +213,8 @@ def transaction_create(
                 customer=customer,
                 payment_details=data.payment_details,
                 payment_method=data.payment_method,
+                save_payment_method=data.save_payment_method,
+                saved_method_id=data.payment_method_id,
                 metadata=data.metadata,
                 idempotency_key=idempotency_key,
                 request_hash=request_hash,
@@ -212,7 +234,7 @@ def transaction_create(
     except IntegrityError:
         if idempotency_key is None:
             raise
-        replay = _replay(client=client, idempotency_key=idempotency_key, data=data)
+        replay = _replay(client=client, idempotency_key=idempotency_key, data=requested)
         if replay is None:
             raise
         return replay
@@ -220,6 +242,19 @@ def transaction_create(
     TRANSACTIONS_CREATED.labels(type=txn.type, country=txn.country_id).inc()
     logger.info("transaction created", extra={"type": txn.type})
     return CreateResult(transaction=txn, replayed=False, shown=shown)
+
+
+def _with_saved_method(*, client: ApiClient, data: TransactionInput) -> TransactionInput | None:
+    """The request with its saved method's type and details; None when the customer has no such method
+    or its type is not the one the request names."""
+    saved = saved_method_find(
+        client_id=client.pk, customer_reference=data.customer_id, method_id=data.payment_method_id
+    )
+    if saved is None or (data.payment_method and data.payment_method != saved.type):
+        return None
+    if data.type == "withdrawal" and saved.type not in WITHDRAWAL_METHODS:
+        return None
+    return dataclasses.replace(data, payment_method=saved.type, payment_details=dict(saved.details))
 
 
 def transaction_transition(txn: Transaction, *, to: str, failure_reason: str | None = None, save: bool = True) -> None:

@@ -105,8 +105,43 @@ def test_routes_serve_their_methods_and_fail_over_among_them(api: Any, stack: di
     assert refused.status_code == 422 and refused.json()["error"]["code"] == "no_route"
 
 
+def _saved_card(api: Any) -> str:
+    first = create(api, payment_method="card", payment_details=CARD, save_payment_method=True)
+    assert wait_final(api, first["id"])["status"] == "completed"
+    methods = wait_for(
+        lambda: api.get("/api/v1/customers/cus_42/payment-methods").json()["payment_methods"],
+        timeout=10,
+        message="the card to be saved",
+    )
+    return str(methods[0]["id"])
+
+
+def test_a_saved_card_pays_a_second_deposit_and_once_deleted_is_refused(api: Any, stack: dict[str, Sandbox]) -> None:
+    method_id = _saved_card(api)
+    second = create(api, payment_method_id=method_id)
+    done = wait_final(api, second["id"])
+    assert (done["status"], done["payment_method"]) == ("completed", "card")
+    [payment] = received(stack[done["gateway"]], second["id"])
+    # The saved details, without the security code the first deposit had.
+    assert payment["payment_details"] == {
+        "number": "4242",
+        "exp_month": "12",
+        "exp_year": "2030",
+        "holder_name": " Roe",
+    }
+
+    assert api.delete(f"/api/v1/payment-methods/{method_id}").status_code == 204
+    refused = api.post(
+        "/api/v1/deposits",
+        data=json.dumps({**DEPOSIT, "payment_method_id": method_id}),
+        content_type="application/json",
+    )
+    assert refused.status_code == 400 and list(refused.json()["error"]["fields"]) == ["payment_method_id"]
+
+
 @pytest.mark.services
 def test_a_dump_of_the_database_holds_no_card_number_or_iban_in_clear(api: Any, stack: dict[str, Sandbox]) -> None:
+    _saved_card(api)
     card = create(api, payment_method="card", payment_details=CARD)
     payout = create(
         api, "/api/v1/withdrawals", payment_method="bank_account", payment_details={"iban": IBAN, "holder_name": "Jo"}
