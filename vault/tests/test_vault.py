@@ -200,3 +200,17 @@ def test_the_admin_shows_methods_masked_view_only_and_deletes_through_the_servic
     response = client.post(reverse("admin:vault_paymentmethod_delete", args=[method_id]), {"post": "yes"})
     assert response.status_code == 302
     assert PaymentMethod.objects.get(pk=method_id).details == {}
+
+
+def test_operators_view_and_delete_auditors_only_view(db: Any) -> None:
+    from django.contrib.auth.models import Group
+
+    def codenames(group: str) -> set[str]:
+        return set(
+            Group.objects.get(name=group)
+            .permissions.filter(content_type__app_label="vault")
+            .values_list("codename", flat=True)
+        )
+
+    assert codenames("operators") == {"view_paymentmethod", "delete_paymentmethod"}
+    assert codenames("auditors") == {"view_paymentmethod"}
