@@ -53,6 +53,9 @@ def _replace_stripped(value: str, new: str) -> str:
 
 @schemathesis.hook
 def map_body(context: schemathesis.HookContext, body: Any) -> Any:
+    if isinstance(body, dict) and "payment_method_id" in body:
+        # A drawn id names no saved method (a 400 naming it, as documented): draw free-form details instead.
+        return {key: value for key, value in body.items() if key not in ("payment_method_id", "payment_method")}
     if not isinstance(body, dict) or not isinstance(body.get("payment_details"), dict):
         return body
     method = str(body.get("payment_method", "")).strip()

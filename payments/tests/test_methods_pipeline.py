@@ -163,3 +163,22 @@ def test_a_dump_of_the_database_holds_no_card_number_or_iban_in_clear(api: Any, 
     assert "transaction.completed" in dump or "payments_transaction" in dump  # the dump holds the rows
     for secret in (CARD["number"], IBAN, "4242 4242 4242 4242", CARD["number"][6:12] + CARD["number"][-4:]):
         assert secret not in dump
+
+
+def test_the_logs_of_the_run_hold_no_card_number_or_iban(
+    api: Any, stack: dict[str, Sandbox], worker_process: Any, caplog: Any
+) -> None:
+    caplog.set_level("DEBUG")
+    method_id = _saved_card(api)
+    for txn in (
+        create(api, payment_method_id=method_id),
+        create(api, "/api/v1/withdrawals", payment_method="bank_account", payment_details=BANK),
+        create(api, country="GB", currency="GBP", payment_method="card", payment_details=CARD),
+    ):
+        wait_final(api, txn["id"])
+    logs = [caplog.text, worker_process.log_path.read_text(errors="replace")]
+    logs += [box.process.log_path.read_text(errors="replace") for box in stack.values()]
+    assert "transaction created" in caplog.text  # the web process's log lines were captured
+    for text in logs:
+        for secret in (CARD["number"], IBAN):
+            assert secret not in text
