@@ -362,3 +362,19 @@ def test_the_apicheck_hook_completes_any_drawn_number_to_a_valid_card(digits: st
     body = {"payment_method": "card", "payment_details": {**CARD, "number": f" {digits} ", "exp_year": "1999"}}
     details = map_body(None, body)["payment_details"]  # type: ignore[arg-type]
     assert not method_details_errors("card", {k: v.strip() for k, v in details.items()}, today=TODAY)
+
+
+@pytest.mark.parametrize(
+    "raw_name",
+    ['"Jane\\u0000Roe"', '"Jane\\ud800Roe"', '"\\u202eeoR enaJ"', '"Jane \\u3000"'],
+    ids=["nul", "lone-surrogate", "bidi-override", "ideographic-space"],
+)
+def test_hostile_text_in_a_typed_field_is_refused_or_kept_never_a_500(demo: None, api: Any, raw_name: str) -> None:
+    details = json.dumps({k: v for k, v in CARD.items() if k != "holder_name"})[:-1] + f', "holder_name": {raw_name}}}'
+    body = json.dumps({**DEPOSIT, "payment_method": "card"})[:-1] + f', "payment_details": {details}}}'
+    response = api.post("/api/v1/deposits", data=body, content_type="application/json")
+    assert response.status_code in (202, 400), response.content
+    if "\\u0000" in raw_name or "\\ud800" in raw_name:
+        assert response.status_code == 400 and "payment_details" in response.json()["error"]["fields"]
+    else:
+        assert response.status_code == 202
