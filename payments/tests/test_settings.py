@@ -61,7 +61,8 @@ def test_production_refuses_missing_vault_keys_or_fernet_keys_reused_for_the_vau
     del env["PAYGATE_VAULT_KEYS"]
     missing = manage("check", **env)
     assert missing.returncode != 0 and "set PAYGATE_VAULT_KEYS" in missing.stderr
-    reused = manage("check", **{**production_env(), "PAYGATE_VAULT_KEYS": env["FERNET_KEYS"]})
+    shared = production_env()
+    reused = manage("check", **{**shared, "PAYGATE_VAULT_KEYS": shared["FERNET_KEYS"]})
     assert reused.returncode != 0 and "PAYGATE_VAULT_KEYS is malformed" in reused.stderr
 
 
