@@ -38,6 +38,7 @@ RUN mkdir -p /data/sandbox /metrics \
  && SECRET_KEY="$(python -c 'import secrets; print(secrets.token_urlsafe(50))')" \
     FERNET_KEYS="$(python -c 'import secrets; print(secrets.token_urlsafe(32))')" \
     PAYGATE_FINGERPRINT_KEYS="$(python -c 'import secrets; print(secrets.token_urlsafe(32))')" \
+    PAYGATE_VAULT_KEYS="$(python -c 'import secrets; print(secrets.token_urlsafe(32))')" \
     PAYGATE_METRICS_TOKEN=build-only \
     DEBUG=False \
     DATABASE_URL=postgres://build:build@127.0.0.1:1/build \

@@ -16,7 +16,7 @@
    status codes, content types, headers and bodies; every request the schema allows is
    accepted and every one it forbids is refused; missing auth is refused; ...) in all of its
    phases (examples, coverage, fuzzing, stateful), with a fixed seed. apicheck/schemathesis.toml
-   holds the settings and why; apicheck/hooks.py the one hook.
+   holds the settings and why; apicheck/hooks.py the hooks.
 3. Stop everything. The exit status is schemathesis' own: 0 when no check failed (2 when the
    stack did not start).
 

@@ -124,3 +124,18 @@ class _DescribedBodyExtension(OpenApiSerializerExtension):  # type: ignore[no-un
 
     def map_serializer(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
         return self._described().openapi_schema()
+
+
+def padded_pattern(pattern: str, *, xml: bool = False) -> str:
+    """An anchored `^...$` pattern as DRF's CharField reads it: white space around it is removed first.
+
+    With `xml`, only the white space XML can carry (the parser strips XML's own first).
+    """
+    if not (pattern.startswith("^") and pattern.endswith("$")):
+        raise ValueError(f"not an anchored pattern: {pattern!r}")
+    space = f"[{_XML_WS_CLASS}]" if xml else _SPACE
+    return f"^{space}*(?:{pattern[1:-1]}){space}*$"
+
+
+# _WS_CLASS without U+001C-U+001F, which XML 1.0 cannot carry.
+_XML_WS_CLASS = "\\t-\\r\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"

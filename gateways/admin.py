@@ -15,6 +15,7 @@ from core.currencies import ISO_4217, minor_units
 from core.errors import ValidationFailed
 
 from .breaker import breaker_close, breaker_force_open, breaker_state
+from .methods import PaymentMethod
 from .models import TRANSACTION_TYPES, Country, Gateway, GatewayRoute
 from .selectors import route_score_lines
 from .services import CREDENTIAL_FIELDS, gateway_base_url_check, gateway_check_health, gateway_save
@@ -38,10 +39,17 @@ class RouteForm(forms.ModelForm):
         widget=forms.CheckboxSelectMultiple,
         error_messages={"required": "Pick at least one. To stop the route, untick is active."},
     )
+    payment_methods = forms.MultipleChoiceField(
+        choices=PaymentMethod.choices,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="Payment methods (none ticked: every method)",
+        help_text="None ticked: every method, and details without a method.",
+    )
 
     class Meta:
         model = GatewayRoute
-        fields = ("gateway", "priority", "currencies", "transaction_types", "is_active")
+        fields = ("gateway", "priority", "currencies", "transaction_types", "payment_methods", "is_active")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -58,7 +66,7 @@ class RouteInline(admin.TabularInline):
     model = GatewayRoute
     form = RouteForm
     extra = 0
-    fields = ("gateway", "priority", "currencies", "transaction_types", "is_active")
+    fields = ("gateway", "priority", "currencies", "transaction_types", "payment_methods", "is_active")
     ordering = ("priority",)
 
     def get_queryset(self, request: HttpRequest) -> Any:
@@ -72,6 +80,10 @@ def describe_currencies(route: GatewayRoute) -> str:
 
 def describe_transaction_types(route: GatewayRoute) -> str:
     return ", ".join(route.transaction_types) if route.transaction_types else "all"
+
+
+def describe_payment_methods(route: GatewayRoute) -> str:
+    return ", ".join(route.payment_methods) if route.payment_methods else "all"
 
 
 @admin.register(Country)
@@ -115,7 +127,8 @@ class CountryAdmin(admin.ModelAdmin):
             (
                 (
                     f"{route.gateway.code} (priority {route.priority})",
-                    f"{line.currency} {line.transaction_type}",
+                    f"{line.currency} {line.transaction_type}"
+                    + (f" {line.payment_method}" if line.payment_method else ""),
                     f"{line.score:.3f}" + ("" if line.measured else " (default)"),
                     "–" if line.success_rate is None else f"{100 * line.success_rate:.1f}%",
                     line.samples,
@@ -126,7 +139,7 @@ class CountryAdmin(admin.ModelAdmin):
             ),
         )
         return format_html(
-            "<table><thead><tr><th>Route</th><th>Currency, type</th><th>Score</th><th>Success rate</th>"
+            "<table><thead><tr><th>Route</th><th>Currency, type, method</th><th>Score</th><th>Success rate</th>"
             "<th>Outcomes in window</th><th>p95 latency</th></tr></thead><tbody>{}</tbody></table>",
             rows,
         )
@@ -312,7 +325,16 @@ class GatewayAdmin(admin.ModelAdmin):
 class GatewayRouteAdmin(admin.ModelAdmin):
     form = RouteForm
     fields = ("country", *RouteForm.Meta.fields)
-    list_display = ("route", "country", "gateway", "priority", "is_active", "currency_list", "type_list")
+    list_display = (
+        "route",
+        "country",
+        "gateway",
+        "priority",
+        "is_active",
+        "currency_list",
+        "type_list",
+        "method_list",
+    )
     list_editable = ("priority", "is_active")
     list_filter = ("country", "gateway", "is_active")
     list_select_related = ("country", "gateway")
@@ -328,3 +350,7 @@ class GatewayRouteAdmin(admin.ModelAdmin):
     @admin.display(description="Transaction types")
     def type_list(self, route: GatewayRoute) -> str:
         return describe_transaction_types(route)
+
+    @admin.display(description="Payment methods")
+    def method_list(self, route: GatewayRoute) -> str:
+        return describe_payment_methods(route)

@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 from core.schema import AUTHENTICATED_ERRORS
 
 from .breaker import BreakerState, breaker_state
+from .methods import PaymentMethod
 from .models import TRANSACTION_TYPES, Country, Gateway, GatewayRoute
 from .selectors import route_score_lines
 
@@ -47,6 +48,10 @@ class RouteOutput(serializers.Serializer):
     priority = serializers.IntegerField()
     currencies = serializers.SerializerMethodField()
     transaction_types = serializers.ListField(child=serializers.CharField())
+    payment_methods = serializers.ListField(
+        child=serializers.ChoiceField(choices=PaymentMethod.choices),
+        help_text="The payment methods the route serves; empty: every method, and details without a method.",
+    )
     active = serializers.BooleanField(source="is_active")
     strategy = serializers.ChoiceField(
         source="country.routing_strategy",
@@ -60,7 +65,8 @@ class RouteOutput(serializers.Serializer):
 
     @extend_schema_field(RouteScoreOutput(many=True))
     def get_scores(self, route: GatewayRoute) -> list[dict[str, Any]]:
-        lines = self.context["scores"].get(route.pk, [])
+        # The scores of free-form transactions: those of each payment method are for the admin.
+        lines = [line for line in self.context["scores"].get(route.pk, []) if not line.payment_method]
         return cast("list[dict[str, Any]]", RouteScoreOutput(lines, many=True).data)
 
 

@@ -11,6 +11,7 @@ from fernet_fields import EncryptedTextField
 
 from core.localcache import InvalidatingQuerySet
 
+from .methods import validate_payment_methods
 from .routing import RoutingSettings, Strategy
 
 TRANSACTION_TYPES = ("deposit", "withdrawal")
@@ -229,6 +230,8 @@ class GatewayRoute(models.Model):
     transaction_types = models.JSONField(
         default=all_transaction_types, blank=True, validators=[validate_transaction_types]
     )
+    # Empty means every method, and details without a method (CONTRACT §12).
+    payment_methods = models.JSONField(default=list, blank=True, validators=[validate_payment_methods])
     is_active = models.BooleanField(default=True)
 
     objects = RoutingQuerySet.as_manager()
@@ -240,7 +243,9 @@ class GatewayRoute(models.Model):
     def __str__(self) -> str:
         return f"{self.country.code} → {self.gateway.code}, priority {self.priority}"
 
-    def serves(self, *, currency: str, transaction_type: str, country_currency: str) -> bool:
+    def serves(self, *, currency: str, transaction_type: str, country_currency: str, payment_method: str = "") -> bool:
         currencies = self.currencies or [country_currency]
         types = self.transaction_types or list(TRANSACTION_TYPES)
-        return currency in currencies and transaction_type in types
+        # Free-form details (no method) go to any route that serves the currency and type.
+        method_ok = not payment_method or not self.payment_methods or payment_method in self.payment_methods
+        return currency in currencies and transaction_type in types and method_ok

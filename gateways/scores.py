@@ -55,10 +55,14 @@ class ScoreKey:
     country: str
     currency: str
     transaction_type: str
+    # Scored per payment method (CONTRACT §12): a gateway good at cards may be poor at bank accounts.
+    # "" for free-form details, whose key is the one used before methods existed.
+    payment_method: str = ""
 
     @property
     def name(self) -> str:
-        return f"routescore:{self.gateway_id}:{self.country}:{self.currency}:{self.transaction_type}"
+        base = f"routescore:{self.gateway_id}:{self.country}:{self.currency}:{self.transaction_type}"
+        return f"{base}:{self.payment_method}" if self.payment_method else base
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,8 +22,10 @@ _countries: LocalCache[RoutingSettings] = LocalCache(ROUTING_CACHE)
 _gateways: LocalCache[Gateway] = LocalCache(ROUTING_CACHE)
 
 
-def route_list(*, country_code: str, currency: str, transaction_type: str) -> list[RouteChoice]:
-    """Active routes of active gateways for this country, currency and type, priority first.
+def route_list(
+    *, country_code: str, currency: str, transaction_type: str, payment_method: str = ""
+) -> list[RouteChoice]:
+    """Active routes of active gateways for this country, currency, type and method, priority first.
 
     Health is reported, not filtered: a route that exists but is unhealthy makes the
     transaction wait rather than be refused. The list is cached in the process until the
@@ -31,8 +33,13 @@ def route_list(*, country_code: str, currency: str, transaction_type: str) -> li
     """
     return list(
         _routes.get(
-            (country_code, currency, transaction_type),
-            lambda: _load_routes(country_code=country_code, currency=currency, transaction_type=transaction_type),
+            (country_code, currency, transaction_type, payment_method),
+            lambda: _load_routes(
+                country_code=country_code,
+                currency=currency,
+                transaction_type=transaction_type,
+                payment_method=payment_method,
+            ),
         )
     )
 
@@ -47,12 +54,21 @@ def country_routing(country_code: str) -> RoutingSettings:
 
 
 def route_scores(
-    routes: Collection[RouteChoice], *, country_code: str, currency: str, transaction_type: str
+    routes: Collection[RouteChoice],
+    *,
+    country_code: str,
+    currency: str,
+    transaction_type: str,
+    payment_method: str = "",
 ) -> dict[int, RouteScore]:
-    """The current scores of these routes for a currency and type, by gateway id (one round trip)."""
+    """The current scores of these routes for a currency, type and method, by gateway id (one round trip)."""
     keys = {
         route.gateway_id: ScoreKey(
-            gateway_id=route.gateway_id, country=country_code, currency=currency, transaction_type=transaction_type
+            gateway_id=route.gateway_id,
+            country=country_code,
+            currency=currency,
+            transaction_type=transaction_type,
+            payment_method=payment_method,
         )
         for route in routes
     }
@@ -66,6 +82,7 @@ class RouteScoreLine:
 
     currency: str
     transaction_type: str
+    payment_method: str  # "" for free-form details
     score: float  # what the success-rate strategy ranks it by now
     measured: bool  # False: fewer outcomes than the country's minimum, `score` is its default
     success_rate: float | None  # measured over the window, whatever the minimum; None without outcomes
@@ -82,24 +99,33 @@ def route_score_lines(routes: Sequence[GatewayRoute]) -> dict[int, list[RouteSco
 
     Each route's `country` should be loaded with it (select_related).
     """
-    wanted: list[tuple[GatewayRoute, str, str]] = []
+    wanted: list[tuple[GatewayRoute, str, str, str]] = []
     for route in routes:
         for currency in route.currencies or [route.country.currency]:
             for kind in route.transaction_types or TRANSACTION_TYPES:
-                wanted.append((route, currency, kind))
+                # Free-form details, then each method the route names (all of them are scored apart).
+                for method in ["", *route.payment_methods]:
+                    wanted.append((route, currency, kind, method))
     keys = [
-        ScoreKey(gateway_id=route.gateway_id, country=route.country.code, currency=currency, transaction_type=kind)
-        for route, currency, kind in wanted
+        ScoreKey(
+            gateway_id=route.gateway_id,
+            country=route.country.code,
+            currency=currency,
+            transaction_type=kind,
+            payment_method=method,
+        )
+        for route, currency, kind, method in wanted
     ]
     read = scores_read(keys)
     lines: dict[int, list[RouteScoreLine]] = {route.pk: [] for route in routes}
-    for (route, currency, kind), key in zip(wanted, keys, strict=True):
+    for (route, currency, kind, method), key in zip(wanted, keys, strict=True):
         score = read[key]
         value, measured = score_value(score, route.country.routing_settings)
         lines[route.pk].append(
             RouteScoreLine(
                 currency=currency,
                 transaction_type=kind,
+                payment_method=method,
                 score=value,
                 measured=measured,
                 success_rate=score.success_rate,
@@ -115,6 +141,7 @@ def route_ranking(
     country_code: str,
     currency: str,
     transaction_type: str,
+    payment_method: str = "",
     tried: Collection[int] = (),
     draw: Callable[[], float] = random.random,
 ) -> Ranking:
@@ -124,7 +151,9 @@ def route_ranking(
     The ranking says how long this took (`decided_in_us`), for the attempt's record.
     """
     started = time.perf_counter()
-    routes = route_list(country_code=country_code, currency=currency, transaction_type=transaction_type)
+    routes = route_list(
+        country_code=country_code, currency=currency, transaction_type=transaction_type, payment_method=payment_method
+    )
     settings = country_routing(country_code)
     scores = (
         route_scores(
@@ -132,6 +161,7 @@ def route_ranking(
             country_code=country_code,
             currency=currency,
             transaction_type=transaction_type,
+            payment_method=payment_method,
         )
         if settings.strategy == Strategy.SUCCESS_RATE and routes
         else {}
@@ -150,7 +180,7 @@ def gateway_by_code(code: str) -> Gateway | None:
     return _gateways.get(("code", code), lambda: Gateway.objects.filter(code=code).first())
 
 
-def _load_routes(*, country_code: str, currency: str, transaction_type: str) -> list[RouteChoice]:
+def _load_routes(*, country_code: str, currency: str, transaction_type: str, payment_method: str) -> list[RouteChoice]:
     routes = (
         GatewayRoute.objects.filter(country__code=country_code, is_active=True, gateway__is_active=True)
         .select_related("gateway", "country")
@@ -166,7 +196,12 @@ def _load_routes(*, country_code: str, currency: str, transaction_type: str) -> 
             healthy=route.gateway.health_status != Gateway.Health.UNHEALTHY,
         )
         for route in routes
-        if route.serves(currency=currency, transaction_type=transaction_type, country_currency=route.country.currency)
+        if route.serves(
+            currency=currency,
+            transaction_type=transaction_type,
+            country_currency=route.country.currency,
+            payment_method=payment_method,
+        )
     ]
 
 

@@ -212,6 +212,7 @@ def route_score_record(
     country: str,
     currency: str,
     transaction_type: str,
+    payment_method: str = "",
     success: bool | None = None,
     latency_ms: float | None = None,
 ) -> None:
@@ -229,7 +230,13 @@ def route_score_record(
     def record() -> None:
         window = country_routing(country)
         score_record(
-            ScoreKey(gateway_id=gateway_id, country=country, currency=currency, transaction_type=transaction_type),
+            ScoreKey(
+                gateway_id=gateway_id,
+                country=country,
+                currency=currency,
+                transaction_type=transaction_type,
+                payment_method=payment_method,
+            ),
             window=Window(size=window.window, seconds=window.window_seconds),
             success=success,
             latency_ms=latency_ms,

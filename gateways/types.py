@@ -17,6 +17,7 @@ The four outcomes, the same for payments and refunds, draw the line the failover
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -66,6 +67,10 @@ class PaymentRequest:
     callback_url: str
     # Where the gateway sends the customer's browser after an action: Paygate's return endpoint.
     return_url: str | None = None
+    # CONTRACT §12: the method and its decrypted details, only when the transaction names a method.
+    # Out of repr, so that no log line or traceback ever shows them.
+    payment_method: str = ""
+    payment_details: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False, hash=False)
 
 
 @dataclass(frozen=True, slots=True)

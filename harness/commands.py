@@ -184,6 +184,7 @@ def isolated_env(overrides: Mapping[str, str]) -> dict[str, str]:
             "SECRET_KEY": secrets.token_urlsafe(50),
             "FERNET_KEYS": Fernet.generate_key().decode(),
             "PAYGATE_FINGERPRINT_KEYS": secrets.token_urlsafe(32),
+            "PAYGATE_VAULT_KEYS": Fernet.generate_key().decode(),
             # /metrics needs a bearer token with DEBUG off; one per process that runs a stack.
             "PAYGATE_METRICS_TOKEN": METRICS_TOKEN,
             # TLS ends in front of Paygate in production; these runs speak plain HTTP on loopback.

@@ -74,6 +74,7 @@ DEBUG = _env_bool("DEBUG", False)
 _DEV_SECRET_KEY = "dev-insecure-secret-key-change-me-3f9a1c7e5b2d4f6a8c0e1b3d5f7a9c1e"  # nosec B105
 _DEV_FERNET_KEY = "dev-insecure-fernet-key-change-me-0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d"  # nosec B105
 _DEV_FINGERPRINT_KEY = "dev-insecure-fingerprint-key-change-me-5e7a9c1b3d5f7a9c1e3b5d7f"  # nosec B105
+_DEV_VAULT_KEY = "dev-insecure-vault-key-change-me-7d9f1b3e5a7c9e1f3a5c7e9b1d3f5a"  # nosec B105
 # A fingerprint key shorter than this, or with fewer distinct characters, is refused with DEBUG off.
 _FINGERPRINT_KEY_MIN_LENGTH = 32
 _FINGERPRINT_KEY_MIN_UNIQUE = 10
@@ -90,6 +91,11 @@ PAYGATE_FINGERPRINT_KEYS = _env_list("PAYGATE_FINGERPRINT_KEYS", [])
 if not PAYGATE_FINGERPRINT_KEYS:
     _warn_default("PAYGATE_FINGERPRINT_KEYS")
     PAYGATE_FINGERPRINT_KEYS = [_DEV_FINGERPRINT_KEY]
+# Keys of the saved payment methods (vault), newest first, like FERNET_KEYS but apart from them.
+PAYGATE_VAULT_KEYS = _env_list("PAYGATE_VAULT_KEYS", [])
+if not PAYGATE_VAULT_KEYS:
+    _warn_default("PAYGATE_VAULT_KEYS")
+    PAYGATE_VAULT_KEYS = [_DEV_VAULT_KEY]
 
 
 def _check_formats() -> None:
@@ -186,6 +192,16 @@ if not DEBUG:
             "newest first, of keys such as python -c 'from cryptography.fernet import Fernet; "
             "print(Fernet.generate_key().decode())'."
         )
+    if _DEV_VAULT_KEY in PAYGATE_VAULT_KEYS:
+        raise ImproperlyConfigured(
+            "DEBUG is off: set PAYGATE_VAULT_KEYS (or PAYGATE_VAULT_KEYS_FILE), newest key first."
+        )
+    _vault_problem = _fernet_keys_problem(_env("PAYGATE_VAULT_KEYS"), PAYGATE_VAULT_KEYS)
+    if _vault_problem or set(PAYGATE_VAULT_KEYS) & set(FERNET_KEYS):
+        raise ImproperlyConfigured(
+            f"DEBUG is off: PAYGATE_VAULT_KEYS is malformed ({_vault_problem or 'a key of FERNET_KEYS'}); it is a "
+            "comma-separated list, newest first, of keys of their own, such as FERNET_KEYS has."
+        )
     if _DEV_FINGERPRINT_KEY in PAYGATE_FINGERPRINT_KEYS:
         raise ImproperlyConfigured(
             "DEBUG is off: set PAYGATE_FINGERPRINT_KEYS (or PAYGATE_FINGERPRINT_KEYS_FILE), newest key first."
@@ -218,6 +234,7 @@ INSTALLED_APPS = [
     "csp",
     "gateways",
     "payments",
+    "vault",
     "callbacks",
     "webhooks",
     "checkout",
@@ -403,6 +420,8 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # One name for the payment methods wherever a field lists them (transactions, routes, saved methods).
+    "ENUM_NAME_OVERRIDES": {"PaymentMethodEnum": "gateways.methods.PaymentMethod"},
     # Swagger UI's assets are served from this project, not a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

@@ -18,6 +18,7 @@ from payments.apis import (
     TransactionListApi,
     WithdrawalCreateApi,
 )
+from vault.apis import CustomerPaymentMethodListApi, PaymentMethodDetailApi
 from webhooks.apis import (
     EventDeliveryListApi,
     EventRedeliverApi,
@@ -49,6 +50,16 @@ api_v1 = [
     ),
     re_path(r"^api/v1/refunds/(?P<refund_id>[^/]+)/?$", RefundDetailApi.as_view(), name="refund-detail"),
     re_path(r"^api/v1/gateways/?$", GatewayListApi.as_view(), name="gateway-list"),
+    re_path(
+        r"^api/v1/customers/(?P<customer_id>[^/]+)/payment-methods/?$",
+        CustomerPaymentMethodListApi.as_view(),
+        name="customer-payment-method-list",
+    ),
+    re_path(
+        r"^api/v1/payment-methods/(?P<payment_method_id>[^/]+)/?$",
+        PaymentMethodDetailApi.as_view(),
+        name="payment-method-detail",
+    ),
     re_path(r"^api/v1/callbacks/(?P<gateway_code>[^/]+)/?$", CallbackReceiveApi.as_view(), name="callback-receive"),
 ]
 

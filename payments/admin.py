@@ -199,6 +199,7 @@ class TransactionAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "amount_in_currency",
         "country",
         "customer",
+        "payment_method",
         "masked_payment_details",
         "metadata",
         "gateway",

@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import RegexValidator
+from django.utils import timezone
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
@@ -30,6 +31,7 @@ from core.pagination import PAGE_PARAMETERS, Pagination
 from core.schema import AUTHENTICATED_ERRORS, ERROR_RESPONSE, not_blank_line_pattern, stripped_text_pattern
 
 from .auth import client_of
+from .methods import PaymentMethod, method_input_errors
 from .models import EventType, RefundFailureReason, RefundStatus, Transaction, TransactionStatus, TransactionType
 from .money import AmountError, format_amount, parse_amount
 from .refunds import refund_create
@@ -48,12 +50,15 @@ from .schema import (
     MAX_DETAIL_KEYS,
     MAX_METADATA_BYTES,
     RETURN_URL_MAX_LENGTH,
+    SAVED_METHOD_ID_MAX_LENGTH,
     DepositCreate,
     DepositCreateXml,
     RefundCreate,
     RefundCreateXml,
     TransactionCreate,
     TransactionCreateXml,
+    WithdrawalCreate,
+    WithdrawalCreateXml,
 )
 from .selectors import (
     event_feed,
@@ -73,6 +78,17 @@ class StrictCharField(serializers.CharField):
         if not isinstance(data, str):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """true or false: JSON's booleans, or their text in XML; not DRF's "1", "yes", "on"...."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if isinstance(data, bool):
+            return data
+        if self.context.get("xml") and data in ("true", "false"):
+            return bool(data == "true")
+        raise serializers.ValidationError("Must be true or false.")
 
 
 class CodeField(StrictCharField):
@@ -146,6 +162,15 @@ class TransactionCreateInput(serializers.Serializer):
         "(cvv, cvc, pin, track2, ...) are never returned and are deleted once the transaction is final.",
     )
     metadata = MetadataField(required=False, default=dict, help_text="A small free-form object (at most 4 KiB).")
+    payment_method = serializers.ChoiceField(
+        choices=PaymentMethod.choices, required=False, help_text="Without it, payment_details are free-form."
+    )
+    payment_method_id = StrictCharField(
+        max_length=SAVED_METHOD_ID_MAX_LENGTH, required=False, help_text="A saved method (pm_…) instead of details."
+    )
+    save_payment_method = StrictBooleanField(
+        required=False, help_text="Keep the details (without a security code) once the deposit completes."
+    )
 
     def to_internal_value(self, data: Any) -> Any:
         if not isinstance(data, dict):
@@ -179,6 +204,17 @@ class TransactionCreateInput(serializers.Serializer):
             )
         except AmountError as exc:
             raise serializers.ValidationError({"amount": [str(exc)]}) from None
+        errors = method_input_errors(
+            transaction_type=self.context.get("transaction_type", ""),
+            method=attrs.get("payment_method", ""),
+            details=attrs["payment_details"],
+            details_given=isinstance(self.initial_data, dict) and "payment_details" in self.initial_data,
+            today=timezone.now().date(),
+            saved_method_given="payment_method_id" in attrs,
+            save=attrs.get("save_payment_method", False),
+        )
+        if errors:
+            raise serializers.ValidationError(errors)
         return attrs
 
 
@@ -271,6 +307,7 @@ class TransactionOutput(serializers.Serializer):
     gateway_reference = serializers.SerializerMethodField()
     failure_reason = serializers.CharField(allow_null=True)
     next_action = NextActionField(allow_null=True)
+    payment_method = serializers.SerializerMethodField(help_text="null when the details are free-form.")
     payment_details = serializers.SerializerMethodField()
     metadata = serializers.JSONField()
     attempts = AttemptOutput(many=True)
@@ -291,6 +328,10 @@ class TransactionOutput(serializers.Serializer):
 
     def get_gateway_reference(self, txn: Transaction) -> str | None:
         return txn.gateway_reference or None
+
+    @extend_schema_field(serializers.ChoiceField(choices=PaymentMethod.choices, allow_null=True))
+    def get_payment_method(self, txn: Transaction) -> str | None:
+        return txn.payment_method or None
 
     def get_payment_details(self, txn: Transaction) -> dict[str, str]:
         return transaction_masked_details(txn)
@@ -348,7 +389,10 @@ class TransactionCreateApi(APIView):
     input_serializer: type[TransactionCreateInput] = TransactionCreateInput
 
     def post(self, request: Request) -> Response:
-        serializer = self.input_serializer(data=request.data)
+        xml = (request.content_type or "").split(";")[0].strip() in ("application/xml", "text/xml")
+        serializer = self.input_serializer(
+            data=request.data, context={"transaction_type": self.transaction_type, "xml": xml}
+        )
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         result = transaction_create(
@@ -408,7 +452,11 @@ class WithdrawalCreateApi(TransactionCreateApi):
 
     @extend_schema(
         operation_id="withdrawal_create",
-        request=_CREATE_REQUEST,
+        request={
+            "application/json": WithdrawalCreate,
+            "application/xml": WithdrawalCreateXml,
+            "text/xml": WithdrawalCreateXml,
+        },
         responses=_CREATE_RESPONSES,
         parameters=[_IDEMPOTENCY_HEADER],
         examples=[_CREATE_EXAMPLE],

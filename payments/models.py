@@ -146,6 +146,12 @@ class Transaction(models.Model):
     action = models.JSONField(null=True, blank=True)
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="transactions")
     payment_details = EncryptedJSONField(default=dict, blank=True)
+    # payments.methods.PaymentMethod; empty when the details are free-form (CONTRACT §12).
+    payment_method = models.CharField(max_length=16, blank=True, default="")
+    # The customer asked to keep the details (without a security code) once the deposit completes.
+    save_payment_method = models.BooleanField(default=False)
+    # The saved method (`pm_…`) whose details this transaction used, if any.
+    saved_method_id = models.CharField(max_length=40, blank=True, default="")
     metadata = models.JSONField(default=dict, blank=True)
     gateway = models.ForeignKey(Gateway, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     gateway_reference = models.CharField(max_length=255, blank=True, default="")
@@ -369,6 +375,9 @@ class EventType(models.TextChoices):
     REFUND_CREATED = "refund.created", "Refund created"
     REFUND_SUCCEEDED = "refund.succeeded", "Refund succeeded"
     REFUND_FAILED = "refund.failed", "Refund failed"
+    # CONTRACT §12: a customer's saved payment method (the object is the method, masked).
+    PAYMENT_METHOD_SAVED = "payment_method.saved", "Payment method saved"
+    PAYMENT_METHOD_DELETED = "payment_method.deleted", "Payment method deleted"
 
 
 EVENT_PREFIX = "evt_"

@@ -35,6 +35,7 @@ from gateways.types import CustomerAction, LookupResult, LookupStatus, Outcome, 
 
 from .actions import pay_return_url
 from .failover import NextStep, failover_next, failover_route
+from .methods import gateway_payment_method
 from .models import (
     ATTEMPT_RESULT_FIELDS,
     Attempt,
@@ -128,6 +129,7 @@ def _payment_request(txn: Transaction, attempt: Attempt) -> PaymentRequest:
         customer_id=txn.customer.reference,
         callback_url=_callback_url(attempt.gateway),
         return_url=pay_return_url(txn) if txn.type == TransactionType.DEPOSIT else None,
+        **gateway_payment_method(txn),
     )
 
 
@@ -167,7 +169,13 @@ def _route_pick(
         if tried_any
         else set()
     )
-    ranking = route_ranking(country_code=txn.country_id, currency=txn.currency, transaction_type=txn.type, tried=tried)
+    ranking = route_ranking(
+        country_code=txn.country_id,
+        currency=txn.currency,
+        transaction_type=txn.type,
+        payment_method=txn.payment_method,
+        tried=tried,
+    )
     # The breaker is asked last and lazily: in half-open it hands out a single probe.
     permitted = ((route, breaker_permit(route.gateway_id)) for route in ranking.order)
     route, permit = next(((r, p) for r, p in permitted if p is not None), (None, None))
@@ -328,6 +336,7 @@ def _record_result(transaction_id: str, attempt_id: str, result: PaymentResult, 
         country=txn.country_id,
         currency=txn.currency,
         transaction_type=txn.type,
+        payment_method=txn.payment_method,
         success=None if attempt.outcome == AttemptOutcome.ACCEPTED or result.error == NOT_SENT_IN_TIME else False,
         latency_ms=result.latency_ms,
     )
@@ -423,6 +432,7 @@ def _record_lookup(
             country=txn.country_id,
             currency=txn.currency,
             transaction_type=txn.type,
+            payment_method=txn.payment_method,
             success=decision == NextStep.COMPLETED,
         )
     logger.info("look-up answered %s", result.status)
@@ -563,6 +573,7 @@ def transaction_settle_from_callback(
             country=txn.country_id,
             currency=txn.currency,
             transaction_type=txn.type,
+            payment_method=txn.payment_method,
             success=target == TransactionStatus.COMPLETED,
         )
     payment_id = payment_id or attempt.gateway_payment_id

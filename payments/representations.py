@@ -68,6 +68,7 @@ def transaction_representation(
         "gateway_reference": txn.gateway_reference or None,
         "failure_reason": txn.failure_reason,
         "next_action": next_action_representation(txn, iso=iso),
+        "payment_method": txn.payment_method or None,
         "payment_details": transaction_masked_details(txn),
         "metadata": txn.metadata,
         "attempts": [attempt_representation(a) for a in (txn.attempts.all() if attempts is None else attempts)],

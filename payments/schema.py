@@ -22,8 +22,16 @@ from django.conf import settings
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 
 from core.currencies import ISO_4217, minor_units
-from core.schema import XML_TEXT_PATTERN, DescribedBody, one_of_pattern, stripped_text_pattern, xml_text_pattern
+from core.schema import (
+    XML_TEXT_PATTERN,
+    DescribedBody,
+    one_of_pattern,
+    padded_pattern,
+    stripped_text_pattern,
+    xml_text_pattern,
+)
 
+from .methods import HOLDER_NAME_MAX_LENGTH, METHOD_FIELDS, SAVABLE_METHODS, WITHDRAWAL_METHODS, PaymentMethod
 from .money import MAX_DIGITS, amount_pattern
 
 COUNTRY_PATTERN = "^[A-Z]{2}$"
@@ -31,6 +39,7 @@ CUSTOMER_ID_MAX_LENGTH = 100
 DETAIL_MAX_LENGTH = 255
 MAX_DETAIL_KEYS = 20
 MAX_METADATA_BYTES = 4096
+SAVED_METHOD_ID_MAX_LENGTH = 64
 
 _CURRENCY_DESCRIPTION = "ISO 4217, upper case. The amount's decimals depend on it (JPY 0, EUR 2, BHD 3)."
 _AMOUNT_DESCRIPTION = (
@@ -159,7 +168,97 @@ def _deposit_fields(*, xml: bool) -> dict[str, Any]:
     }
 
 
-def transaction_create_schema(*, xml: bool, deposit: bool = False) -> dict[str, Any]:
+_METHOD_CHECKS: dict[str, str] = {
+    PaymentMethod.CARD: " The number's Luhn digit is checked, and the expiry may not be in the past.",
+    PaymentMethod.BANK_ACCOUNT: " An IBAN's length for its country and its mod-97 check digits are checked.",
+    PaymentMethod.WALLET: "",
+}
+
+
+def method_details_schema(method: str, *, xml: bool) -> dict[str, Any]:
+    """The details of one method (payments.methods.METHOD_FIELDS): each field's text, white space around it removed."""
+    fields = METHOD_FIELDS[method]
+    properties: dict[str, Any] = {}
+    for name, field in fields.items():
+        if field.pattern:
+            pattern = padded_pattern(field.pattern, xml=xml)
+        else:
+            pattern = stripped_text_pattern(min_length=1, max_length=HOLDER_NAME_MAX_LENGTH, xml=xml)
+        properties[name] = {"type": "string", "pattern": pattern, "description": field.description}
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": properties,
+        "required": [name for name, field in fields.items() if field.required],
+        "additionalProperties": False,
+        "description": f"The details of a {method}, checked field by field (a 400 names the field)."
+        + _METHOD_CHECKS.get(method, ""),
+    }
+    if method == PaymentMethod.BANK_ACCOUNT:
+        bank_fields = [{"required": ["account_number"]}, {"required": ["bank_code"]}]
+        schema["oneOf"] = [
+            {"required": ["iban"], "not": {"anyOf": bank_fields}},
+            {"required": ["account_number", "bank_code"], "not": {"required": ["iban"]}},
+        ]
+    return schema
+
+
+def _method_text(methods: list[str], *, xml: bool) -> dict[str, Any]:
+    # A pattern, not an enum: drf-spectacular merges enums of one field name into one component.
+    pattern = one_of_pattern(methods)
+    return {"type": "string", "pattern": xml_text_pattern(pattern) if xml else pattern}
+
+
+def _method_branches(*, xml: bool, withdrawal: bool) -> list[dict[str, Any]]:
+    """One body per payment method (CONTRACT §12), told apart by `payment_method`; one with a saved
+    method (`payment_method_id`); and one without either, whose details are free-form."""
+    saves = {"save_payment_method": _boolean(xml=xml, only=True)} if not withdrawal else {}
+    no_save = {"properties": {"save_payment_method": _boolean(xml=xml, only=False)}} if not withdrawal else {}
+    branches: list[dict[str, Any]] = [
+        {"not": {"anyOf": [{"required": ["payment_method"]}, {"required": ["payment_method_id"]}]}, **no_save},
+        {
+            "required": ["payment_method_id"],
+            "properties": {
+                "payment_method": _method_text(sorted(m.value for m in SAVABLE_METHODS), xml=xml),
+                **({"save_payment_method": _boolean(xml=xml, only=False)} if not withdrawal else {}),
+            },
+            "not": {"required": ["payment_details"]},
+        },
+    ]
+    for method in PaymentMethod:
+        if withdrawal and method not in WITHDRAWAL_METHODS:
+            continue
+        if METHOD_FIELDS[method]:
+            branches.append(
+                {
+                    "required": ["payment_method", "payment_details"],
+                    "properties": {
+                        "payment_method": _method_text([method], xml=xml),
+                        "payment_details": method_details_schema(method, xml=xml),
+                        **saves,
+                    },
+                    "not": {"required": ["payment_method_id"]},
+                }
+            )
+        else:
+            branches.append(
+                {
+                    "required": ["payment_method"],
+                    "properties": {"payment_method": _method_text([method], xml=xml), **no_save.get("properties", {})},
+                    "not": {"anyOf": [{"required": ["payment_details"]}, {"required": ["payment_method_id"]}]},
+                }
+            )
+    return branches
+
+
+def _boolean(*, xml: bool, only: bool | None = None) -> dict[str, Any]:
+    """true or false (`only` True: either; False: false alone); in XML, their text."""
+    values = ["false"] if only is False else ["false", "true"]
+    if xml:
+        return {"type": "string", "pattern": xml_text_pattern(one_of_pattern(values))}
+    return {"type": "boolean"} if len(values) == 2 else {"type": "boolean", "enum": [False]}
+
+
+def transaction_create_schema(*, xml: bool, deposit: bool = False, withdrawal: bool = False) -> dict[str, Any]:
     maximum = Decimal(settings.PAYGATE_MAX_AMOUNT)
     groups = _currencies_by_places()
 
@@ -188,7 +287,34 @@ def transaction_create_schema(*, xml: bool, deposit: bool = False) -> dict[str, 
                 **(currency_in(sorted(ISO_4217)) if xml else {"type": "string", "enum": sorted(ISO_4217)}),
                 "description": _CURRENCY_DESCRIPTION,
             },
+            "payment_method": {
+                **_method_text(
+                    sorted(m.value for m in PaymentMethod if not withdrawal or m in WITHDRAWAL_METHODS), xml=xml
+                ),
+                "description": "What the customer pays with"
+                + (" or is paid to" if withdrawal else "")
+                + (". A withdrawal needs a destination" if withdrawal else "; redirect: everything at the gateway")
+                + ". payment_details then follow the method's rules; without it they are free-form.",
+            },
             "payment_details": _payment_details(xml=xml),
+            "payment_method_id": {
+                "type": "string",
+                "pattern": stripped_text_pattern(min_length=1, max_length=SAVED_METHOD_ID_MAX_LENGTH, xml=xml),
+                "description": "A saved method of this customer (pm_…) instead of payment_details; another "
+                "client's or customer's, a deleted or an unknown id is a 400 naming payment_method_id.",
+            },
+            **(
+                {}
+                if withdrawal
+                else {
+                    "save_payment_method": {
+                        **_boolean(xml=xml),
+                        "description": "Keep the details, without a security code, as a saved method (pm_…) "
+                        "of this customer once the deposit completes. Needs payment_method card, "
+                        "bank_account or wallet with its details.",
+                    }
+                }
+            ),
             "metadata": _metadata(xml=xml),
             **(_deposit_fields(xml=xml) if deposit else {}),
         },
@@ -199,6 +325,7 @@ def transaction_create_schema(*, xml: bool, deposit: bool = False) -> dict[str, 
             {"properties": {"currency": currency_in(codes), "amount": amount_schema(places=places, xml=xml)}}
             for places, codes in sorted(groups.items())
         ],
+        "oneOf": _method_branches(xml=xml, withdrawal=withdrawal),
     }
     if xml:
         schema["xml"] = {"name": "transaction"}
@@ -231,6 +358,18 @@ class DepositCreateXml(DescribedBody):
     @classmethod
     def openapi_schema(cls) -> dict[str, Any]:
         return transaction_create_schema(xml=True, deposit=True)
+
+
+class WithdrawalCreate(DescribedBody):
+    @classmethod
+    def openapi_schema(cls) -> dict[str, Any]:
+        return transaction_create_schema(xml=False, withdrawal=True)
+
+
+class WithdrawalCreateXml(DescribedBody):
+    @classmethod
+    def openapi_schema(cls) -> dict[str, Any]:
+        return transaction_create_schema(xml=True, withdrawal=True)
 
 
 def refund_create_schema(*, xml: bool) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from core.db import CompletedHorizon, OwnTransactionId
 from core.masking import without_sensitive_auth
 
 from .masking import mask_details
+from .methods import mask_method_details
 from .models import EVENT_PREFIX, ApiClient, Attempt, Event, Refund, RefundStatus, Transaction, TransactionStatus
 
 # The statuses in which a transaction waits for Paygate or a gateway to move it on.
@@ -57,6 +58,8 @@ def transaction_masked_details(txn: Transaction) -> Any:
     """
     if txn.details_purged_at is not None:
         return without_sensitive_auth(txn.payment_details)
+    if txn.payment_method:
+        return mask_method_details(txn.payment_method, txn.payment_details)
     return mask_details(txn.payment_details)
 
 

@@ -8,6 +8,7 @@ without its event (a test lists every writer of `Transaction.status`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from core.db import CurrentTransactionId
-from core.errors import ApplicationError
+from core.errors import ApplicationError, ValidationFailed
 from core.fingerprint import fingerprint as keyed_fingerprint
 from core.fingerprint import fingerprint_matches
 from core.localcache import LocalCache
@@ -32,6 +33,7 @@ from gateways.errors import NoRoute
 from gateways.selectors import route_list
 
 from .errors import IdempotencyConflict
+from .methods import WITHDRAWAL_METHODS, saved_method_find
 from .models import (
     ALLOWED_TRANSITIONS,
     CUSTOMERS_CACHE,
@@ -72,21 +74,29 @@ class TransactionInput:
     # CONTRACT §11 (deposits): where the customer goes at the end, and the pay page's language.
     return_url: str = ""
     locale: str = ""
+    payment_method: str = ""  # payments.methods.PaymentMethod; "" for free-form details
+    payment_method_id: str = ""  # a saved method (pm_…) whose details to use
+    save_payment_method: bool = False
 
     def canonical(self) -> bytes:
         """The same request, whatever its wire format, encodes the same."""
-        extra = {key: value for key, value in (("return_url", self.return_url), ("locale", self.locale)) if value}
+        fields: dict[str, Any] = {
+            "type": self.type,
+            "customer_id": self.customer_id,
+            "country": self.country,
+            "amount": format(self.amount.normalize(), "f"),
+            "currency": self.currency,
+            "payment_details": self.payment_details,
+            "metadata": self.metadata,
+        }
+        # Only when given: a request without them hashes as it always has (stored fingerprints stay valid).
+        for name in ("return_url", "locale", "payment_method", "payment_method_id"):
+            if getattr(self, name):
+                fields[name] = getattr(self, name)
+        if self.save_payment_method:
+            fields["save_payment_method"] = True
         return json.dumps(
-            {
-                **extra,
-                "type": self.type,
-                "customer_id": self.customer_id,
-                "country": self.country,
-                "amount": format(self.amount.normalize(), "f"),
-                "currency": self.currency,
-                "payment_details": self.payment_details,
-                "metadata": self.metadata,
-            },
+            fields,
             sort_keys=True,
             separators=(",", ":"),
             default=str,
@@ -149,15 +159,38 @@ def transaction_create(
     requests with one key make one transaction, and a first request costs no extra read.
     """
     request_hash = data.fingerprint()
-    if not route_list(country_code=data.country, currency=data.currency, transaction_type=data.type):
+    requested = data
+    if data.payment_method_id:
+        resolved = _with_saved_method(client=client, data=data)
+        if resolved is None:
+            # A replay answers as the first request did, even if the method has been deleted since.
+            replay = _replay(client=client, idempotency_key=idempotency_key, data=data) if idempotency_key else None
+            if replay is not None:
+                return replay
+            raise ValidationFailed(
+                "The request is invalid.", fields={"payment_method_id": ["No such payment method for this customer."]}
+            )
+        data = resolved
+    routes = route_list(
+        country_code=data.country,
+        currency=data.currency,
+        transaction_type=data.type,
+        payment_method=data.payment_method,
+    )
+    if not routes:
         # A replay answers as the first request did, even if the route has gone since.
         if idempotency_key is not None:
             replay = _replay(client=client, idempotency_key=idempotency_key, data=data)
             if replay is not None:
                 return replay
+        by_method = f" by {data.payment_method}" if data.payment_method else ""
         raise NoRoute(
-            f"No active gateway route for a {data.type} in {data.currency} to {data.country}.",
-            fields={"country": data.country, "currency": data.currency},
+            f"No active gateway route for a {data.type}{by_method} in {data.currency} to {data.country}.",
+            fields={
+                "country": data.country,
+                "currency": data.currency,
+                **({"payment_method": data.payment_method} if data.payment_method else {}),
+            },
         )
 
     customer_key = (client.pk, data.customer_id)
@@ -181,6 +214,9 @@ def transaction_create(
                 country_id=data.country,
                 customer=customer,
                 payment_details=data.payment_details,
+                payment_method=data.payment_method,
+                save_payment_method=data.save_payment_method,
+                saved_method_id=data.payment_method_id,
                 metadata=data.metadata,
                 return_url=data.return_url,
                 locale=data.locale,
@@ -202,7 +238,7 @@ def transaction_create(
     except IntegrityError:
         if idempotency_key is None:
             raise
-        replay = _replay(client=client, idempotency_key=idempotency_key, data=data)
+        replay = _replay(client=client, idempotency_key=idempotency_key, data=requested)
         if replay is None:
             raise
         return replay
@@ -210,6 +246,19 @@ def transaction_create(
     TRANSACTIONS_CREATED.labels(type=txn.type, country=txn.country_id).inc()
     logger.info("transaction created", extra={"type": txn.type})
     return CreateResult(transaction=txn, replayed=False, shown=shown)
+
+
+def _with_saved_method(*, client: ApiClient, data: TransactionInput) -> TransactionInput | None:
+    """The request with its saved method's type and details; None when the customer has no such method
+    or its type is not the one the request names."""
+    saved = saved_method_find(
+        client_id=client.pk, customer_reference=data.customer_id, method_id=data.payment_method_id
+    )
+    if saved is None or (data.payment_method and data.payment_method != saved.type):
+        return None
+    if data.type == "withdrawal" and saved.type not in WITHDRAWAL_METHODS:
+        return None
+    return dataclasses.replace(data, payment_method=saved.type, payment_details=dict(saved.details))
 
 
 def transaction_transition(txn: Transaction, *, to: str, failure_reason: str | None = None, save: bool = True) -> None:
@@ -361,6 +410,7 @@ def payment_details_purge(*, now: datetime | None = None, batch_size: int = 500)
     row is marked so that it is not picked again. Returns how many were purged.
     """
     from .masking import mask_details
+    from .methods import mask_method_details
 
     now = now or timezone.now()
     cutoff = now - timedelta(days=settings.PAYGATE_PAYMENT_DETAILS_RETENTION_DAYS)
@@ -370,12 +420,15 @@ def payment_details_purge(*, now: datetime | None = None, batch_size: int = 500)
             batch = list(
                 Transaction.objects.select_for_update(skip_locked=True)
                 .filter(status__in=FINAL_STATUSES, details_purged_at__isnull=True, finished_at__lte=cutoff)
-                .only("pk", "payment_details")[:batch_size]
+                .only("pk", "payment_details", "payment_method")[:batch_size]
             )
             for txn in batch:
-                Transaction.objects.filter(pk=txn.pk).update(
-                    payment_details=mask_details(txn.payment_details), details_purged_at=now
+                masked = (
+                    mask_method_details(txn.payment_method, txn.payment_details)
+                    if txn.payment_method
+                    else mask_details(txn.payment_details)
                 )
+                Transaction.objects.filter(pk=txn.pk).update(payment_details=masked, details_purged_at=now)
         purged += len(batch)
         PAYMENT_DETAILS_PURGED.inc(len(batch))
         if len(batch) < batch_size:

@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .config import SandboxConfig
+from .methods import INVALID_DETAILS_REASON, METHODS, details_seen, details_valid
 from .scheduler import CALLBACK_TIMEOUT_SECONDS, CALLBACK_WORKERS, CallbackSender, Scheduler, retry_delay
 from .soap import payment_notification, refund_notification
 from .store import Payment, Record, Refund, Store
@@ -183,6 +184,8 @@ class PaymentFields:
     country: str
     customer_id: str
     callback_url: str
+    payment_method: str = ""
+    payment_details: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
 
     @classmethod
     def parse(cls, raw: Mapping[str, object], names: Mapping[str, str]) -> PaymentFields:
@@ -190,7 +193,21 @@ class PaymentFields:
         values = _parse_fields(raw, names)
         if values["type"] not in PAYMENT_TYPES:
             raise BadRequest(f"type must be one of {', '.join(PAYMENT_TYPES)}")
-        return cls(**values)
+        return cls(**values)  # type: ignore[arg-type]  # text fields only: the details come by with_method
+
+    def with_method(self, method: object, details: dict[str, str] | None) -> PaymentFields:
+        """The request's payment method and details (CONTRACT §12), both optional."""
+        if method is None or method == "":
+            return self
+        if not isinstance(method, str) or method not in METHODS:
+            raise BadRequest(f"payment_method must be one of {', '.join(METHODS)}")
+        if details is None:
+            raise BadRequest("payment_details must be an object of strings")
+        return dataclasses.replace(self, payment_method=method, payment_details=details)
+
+    @property
+    def details_invalid(self) -> bool:
+        return bool(self.payment_method) and not details_valid(self.payment_method, self.payment_details)
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,15 +332,17 @@ class SandboxGateway:
         With an `action` mode the payment waits for the customer (`action_required`): its
         callback goes when the customer acts (`customer_acts`).
         """
-        declined = self.declines(mode)
+        invalid = fields.details_invalid
+        declined = invalid or self.declines(mode)
         payment_id = f"pay_{uuid.uuid4().hex}"
         action = None if declined or mode.action == "none" else _action(mode.action, payment_id, base_url)
         callback = None if declined or action is not None or mode.callback == "none" else mode.callback
         payment = Payment(
-            **dataclasses.asdict(fields),
+            # Only which details arrived, with their last four characters, is kept.
+            **{**dataclasses.asdict(fields), "payment_details": details_seen(fields.payment_details)},
             payment_id=payment_id,
             status="declined" if declined else ("action_required" if action else "accepted"),
-            reason=DECLINE_REASON if declined else None,
+            reason=(INVALID_DETAILS_REASON if invalid else DECLINE_REASON) if declined else None,
             received_at=_utc_now(),
             pending_callback=callback,
             duplicate_callback=callback is not None and mode.duplicate_callbacks,

@@ -32,6 +32,7 @@ from urllib.parse import parse_qs, unquote
 from .challenge import challenge_page, done_page
 from .config import SandboxConfig
 from .gateway import BadRequest, ModeSettings, PaymentFields, RefundFields, SandboxGateway
+from .methods import details_from_json, details_from_soap
 from .soap import (
     SOAP_PAYMENT_FIELDS,
     SOAP_REFUND_FIELDS,
@@ -278,9 +279,11 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
     def _json_payment(self, body: bytes, mode: ModeSettings) -> Response:
         if not _secret_matches(self._bearer(), self.gateway.config.api_key):
             return _json_error(HTTPStatus.UNAUTHORIZED, "unauthorized", "invalid or missing API key")
-        data = self._json_object(body)
-        fields = PaymentFields.parse(data, JSON_PAYMENT_FIELDS)
-        return_url = _return_url(data.get("return_url"))
+        raw = self._json_object(body)
+        fields = PaymentFields.parse(raw, JSON_PAYMENT_FIELDS).with_method(
+            raw.get("payment_method"), details_from_json(raw.get("payment_details"))
+        )
+        return_url = _return_url(raw.get("return_url"))
         refused = self._json_refused(mode)
         if refused is not None:
             return refused
@@ -384,7 +387,9 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
 
     def _soap_payment(self, params: dict[str, str], mode: ModeSettings) -> Response:
         try:
-            fields = PaymentFields.parse(params, SOAP_PAYMENT_FIELDS)
+            fields = PaymentFields.parse(params, SOAP_PAYMENT_FIELDS).with_method(
+                params.get("PaymentMethod"), details_from_soap(params)
+            )
         except BadRequest as exc:
             raise SoapFault("Client.BadRequest", str(exc)) from None
         try:

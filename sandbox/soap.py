@@ -122,7 +122,12 @@ def parse_soap_request(body: bytes) -> tuple[str, dict[str, str]]:
     params: dict[str, str] = {}
     for child in operation:
         if child.tag.startswith(prefix):
-            params.setdefault(child.tag[len(prefix) :], (child.text or "").strip())
+            name = child.tag[len(prefix) :]
+            params.setdefault(name, (child.text or "").strip())
+            # An element with children (PaymentDetails): each child as `<Element>.<Child>`.
+            for item in child:
+                if item.tag.startswith(prefix):
+                    params.setdefault(f"{name}.{item.tag[len(prefix) :]}", (item.text or "").strip())
     return operation.tag[len(prefix) :], params
 
 
@@ -196,9 +201,40 @@ WSDL_TEMPLATE = Template("""<?xml version="1.0" encoding="utf-8"?>
             <xsd:element name="CustomerId" type="xsd:string"/>
             <xsd:element name="CallbackUrl" type="xsd:anyURI"/>
             <xsd:element name="ReturnUrl" type="xsd:anyURI" minOccurs="0"/>
+            <xsd:element name="PaymentMethod" minOccurs="0">
+              <xsd:simpleType>
+                <xsd:restriction base="xsd:string">
+                  <xsd:enumeration value="card"/>
+                  <xsd:enumeration value="bank_account"/>
+                  <xsd:enumeration value="wallet"/>
+                  <xsd:enumeration value="redirect"/>
+                </xsd:restriction>
+              </xsd:simpleType>
+            </xsd:element>
+            <xsd:element name="PaymentDetails" type="tns:PaymentDetails" minOccurs="0"/>
           </xsd:sequence>
         </xsd:complexType>
       </xsd:element>
+      <xsd:complexType name="PaymentDetails">
+        <xsd:annotation>
+          <xsd:documentation>One child per field of the method's details: card Number, ExpMonth,
+            ExpYear, Cvc, HolderName; bank_account Iban or AccountNumber with BankCode, HolderName,
+            Bic; wallet Provider, Account. Empty for redirect.</xsd:documentation>
+        </xsd:annotation>
+        <xsd:all>
+          <xsd:element name="Number" type="xsd:string" minOccurs="0"/>
+          <xsd:element name="ExpMonth" type="xsd:string" minOccurs="0"/>
+          <xsd:element name="ExpYear" type="xsd:string" minOccurs="0"/>
+          <xsd:element name="Cvc" type="xsd:string" minOccurs="0"/>
+          <xsd:element name="HolderName" type="xsd:string" minOccurs="0"/>
+          <xsd:element name="Iban" type="xsd:string" minOccurs="0"/>
+          <xsd:element name="AccountNumber" type="xsd:string" minOccurs="0"/>
+          <xsd:element name="BankCode" type="xsd:string" minOccurs="0"/>
+          <xsd:element name="Bic" type="xsd:string" minOccurs="0"/>
+          <xsd:element name="Provider" type="xsd:string" minOccurs="0"/>
+          <xsd:element name="Account" type="xsd:string" minOccurs="0"/>
+        </xsd:all>
+      </xsd:complexType>
       <xsd:complexType name="ActionFieldsType">
         <xsd:sequence>
           <xsd:element name="Field" minOccurs="0" maxOccurs="unbounded">

@@ -15,7 +15,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar, cast
@@ -59,6 +59,9 @@ class Payment(Record):
     # CONTRACT §11: where the customer goes after an action, and the action asked of them.
     return_url: str | None = None
     action: dict[str, Any] | None = None
+    # CONTRACT §12: the method, and which details arrived, each with its last four characters only.
+    payment_method: str = ""
+    payment_details: dict[str, str] = field(default_factory=dict)
 
     def listing(self) -> dict[str, Any]:
         return {
@@ -72,6 +75,8 @@ class Payment(Record):
             "currency": self.currency,
             "country": self.country,
             "customer_id": self.customer_id,
+            "payment_method": self.payment_method or None,
+            "payment_details": dict(self.payment_details),
             "status": self.status,
             "reason": self.reason,
             "received_at": self.received_at,

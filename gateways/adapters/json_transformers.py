@@ -58,7 +58,14 @@ def payment_body(request: PaymentRequest) -> bytes:
     }
     if request.return_url:
         body["return_url"] = request.return_url
+    if request.payment_method:
+        body.update(payment_method_fields(request))
     return _encode(body)
+
+
+def payment_method_fields(request: PaymentRequest) -> dict[str, Any]:
+    """CONTRACT §12: the method and its details, as given (only over the gateway's own connection)."""
+    return {"payment_method": request.payment_method, "payment_details": dict(request.payment_details)}
 
 
 def refund_body(request: RefundRequest) -> bytes:
@@ -72,7 +79,7 @@ def refund_body(request: RefundRequest) -> bytes:
     return _encode(body)
 
 
-def _encode(body: dict[str, str]) -> bytes:
+def _encode(body: dict[str, Any]) -> bytes:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 

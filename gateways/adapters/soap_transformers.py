@@ -83,6 +83,25 @@ def process_payment_envelope(request: PaymentRequest, *, api_key: str) -> bytes:
             ("CallbackUrl", request.callback_url),
             *([("ReturnUrl", request.return_url)] if request.return_url else []),
         ],
+        extra=payment_method_xml(request),
+    )
+
+
+def details_element_name(key: str) -> str:
+    """A details field as its SOAP element: `exp_month` → `ExpMonth`."""
+    return "".join(part.capitalize() for part in key.split("_"))
+
+
+def payment_method_xml(request: PaymentRequest) -> str:
+    """CONTRACT §12: `PaymentMethod`, and `PaymentDetails` with one child element per field; "" without a method."""
+    if not request.payment_method:
+        return ""
+    children = "".join(
+        f"<{details_element_name(key)}>{_xml_text(value)}</{details_element_name(key)}>"
+        for key, value in request.payment_details.items()
+    )
+    return (
+        f"<PaymentMethod>{_xml_text(request.payment_method)}</PaymentMethod><PaymentDetails>{children}</PaymentDetails>"
     )
 
 
@@ -108,8 +127,9 @@ def get_refund_status_envelope(reference: str, *, api_key: str) -> bytes:
     return envelope(GET_REFUND_STATUS, [("ApiKey", api_key), ("Reference", reference)])
 
 
-def envelope(operation: str, fields: Sequence[tuple[str, str]]) -> bytes:
-    children = "".join(f"<{name}>{_xml_text(value)}</{name}>" for name, value in fields)
+def envelope(operation: str, fields: Sequence[tuple[str, str]], *, extra: str = "") -> bytes:
+    """`extra`: elements already written, after the fields."""
+    children = "".join(f"<{name}>{_xml_text(value)}</{name}>" for name, value in fields) + extra
     return (
         '<?xml version="1.0" encoding="utf-8"?>'
         f'<soap:Envelope xmlns:soap="{SOAP_ENV_NS}">'

@@ -145,3 +145,18 @@ def test_minor_units_come_from_iso_4217_not_from_the_country(staff_client: Any) 
     )
     assert minor_units == {"EUR": "2", "GBP": "2", "USD": "2", "BRL": "2", "JPY": "0", "KWD": "3"}
     assert 'name="currency_minor_units"' not in staff_client.get(country_url("JP")).content.decode()
+
+
+def test_the_admin_picks_methods_from_a_list_and_stores_their_codes(staff_client: Any) -> None:
+    germany = Country.objects.get(code="DE")
+    url = reverse("admin:gateways_country_change", args=[germany.pk])
+    page = staff_client.get(url).content.decode()
+    for method in ("card", "bank_account", "wallet", "redirect"):
+        assert f'name="routes-0-payment_methods" value="{method}"' in page
+    response = staff_client.post(url, route_form(germany, acmepay={"payment_methods": ["card", "bank_account"]}))
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert GatewayRoute.objects.get(country=germany, gateway__code="acmepay").payment_methods == [
+        "card",
+        "bank_account",
+    ]
+    assert GatewayRoute.objects.get(country=germany, gateway__code="soapbank").payment_methods == []

@@ -1,7 +1,7 @@
 """The house rules of docs/architecture.md, checked on the source: which package may import which.
 
-Lowest first: core → gateways → payments → callbacks → webhooks → checkout → ops → paygate. A package imports only
-those below it (and itself); the sandbox, a stand-in third party, and the process harness
+Lowest first: core → gateways → payments → vault → callbacks → webhooks → checkout → ops → paygate.
+A package imports only those below it (and itself); the sandbox, a stand-in third party, and the process harness
 import none of them. Imports inside functions count the same, and no module imports itself
 back through others: a lazy import that dodges a cycle is the cycle.
 """
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-LAYERS = ["core", "gateways", "payments", "callbacks", "webhooks", "checkout", "ops", "paygate"]
+LAYERS = ["core", "gateways", "payments", "vault", "callbacks", "webhooks", "checkout", "ops", "paygate"]
 INDEPENDENT = ["sandbox", "harness"]  # import no project package at all
 PROJECT = set(LAYERS) | set(INDEPENDENT)
 

@@ -14,7 +14,7 @@ from conftest import ROOT
 
 
 def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    secret_names = {"SECRET_KEY", "FERNET_KEYS", "PAYGATE_FINGERPRINT_KEYS", "DEBUG"}
+    secret_names = {"SECRET_KEY", "FERNET_KEYS", "PAYGATE_FINGERPRINT_KEYS", "PAYGATE_VAULT_KEYS", "DEBUG"}
     clean = {k: v for k, v in os.environ.items() if k not in secret_names}
     return subprocess.run(
         [sys.executable, "manage.py", *args],
@@ -32,6 +32,7 @@ def production_env() -> dict[str, str]:
         "SECRET_KEY": secrets.token_urlsafe(50),
         "FERNET_KEYS": secrets.token_urlsafe(32),
         "PAYGATE_FINGERPRINT_KEYS": secrets.token_urlsafe(32),
+        "PAYGATE_VAULT_KEYS": secrets.token_urlsafe(32),
         "ALLOWED_HOSTS": "paygate.example.com",
     }
 
@@ -53,6 +54,16 @@ def test_production_refuses_missing_fernet_keys() -> None:
     del env["FERNET_KEYS"]
     result = manage("check", **env)
     assert result.returncode != 0 and "set FERNET_KEYS" in result.stderr
+
+
+def test_production_refuses_missing_vault_keys_or_fernet_keys_reused_for_the_vault() -> None:
+    env = production_env()
+    del env["PAYGATE_VAULT_KEYS"]
+    missing = manage("check", **env)
+    assert missing.returncode != 0 and "set PAYGATE_VAULT_KEYS" in missing.stderr
+    shared = production_env()
+    reused = manage("check", **{**shared, "PAYGATE_VAULT_KEYS": shared["FERNET_KEYS"]})
+    assert reused.returncode != 0 and "PAYGATE_VAULT_KEYS is malformed" in reused.stderr
 
 
 def test_secrets_can_come_from_files(tmp_path: Path) -> None:
@@ -78,6 +89,7 @@ def test_development_defaults_warn_but_start_when_debug_is_asked_for() -> None:
     assert result.returncode == 0
     assert "SECRET_KEY is not set" in result.stderr and "FERNET_KEYS is not set" in result.stderr
     assert "PAYGATE_FINGERPRINT_KEYS is not set" in result.stderr
+    assert "PAYGATE_VAULT_KEYS is not set" in result.stderr
 
 
 def test_debug_is_off_unless_asked_for() -> None:

@@ -42,7 +42,8 @@ REFUND_CALLBACKS = "/refund-callbacks"
 # What a payment entry of GET /_sandbox/payments holds: refunds must not change it.
 PAYMENT_LISTING_KEYS = {
     "reference", "payment_id", "transaction_id", "type", "amount", "currency", "country", "customer_id",
-    "status", "reason", "received_at", "requests", "callbacks_delivered", "return_url", "action",
+    "payment_method", "payment_details", "status", "reason", "received_at", "requests", "callbacks_delivered",
+    "return_url", "action",
 }  # fmt: skip
 
 
