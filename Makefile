@@ -66,6 +66,7 @@ typecheck: install
 
 schema: install
 	@DEBUG=$${DEBUG:-True} $(VPY) manage.py spectacular --validate --fail-on-warn --file /dev/null
+	@DEBUG=True DJANGO_SETTINGS_MODULE=paygate.settings $(VPY) -m core.schemafile
 
 clean:
 	rm -rf .data

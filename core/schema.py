@@ -6,12 +6,15 @@ request's schema say exactly what its validation accepts.
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
+from drf_spectacular.views import SpectacularAPIView
 from rest_framework import serializers
+from rest_framework.request import Request
 
 ERROR_RESPONSE = inline_serializer(
     name="Error",
@@ -123,7 +126,9 @@ class _DescribedBodyExtension(OpenApiSerializerExtension):  # type: ignore[no-un
         return self._described().__name__
 
     def map_serializer(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
-        return self._described().openapi_schema()
+        # A copy: the enum hook rewrites what it is given in place, so a module-level dict shared
+        # by a description would lose its enum for every later request of the schema.
+        return copy.deepcopy(self._described().openapi_schema())
 
 
 def padded_pattern(pattern: str, *, xml: bool = False) -> str:
@@ -139,3 +144,29 @@ def padded_pattern(pattern: str, *, xml: bool = False) -> str:
 
 # _WS_CLASS without U+001C-U+001F, which XML 1.0 cannot carry.
 _XML_WS_CLASS = "\\t-\\r\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+
+
+# --- Serving the schema --------------------------------------------------------------------------
+
+
+def without_trailing_slashes(result: dict[str, Any], **_: Any) -> dict[str, Any]:
+    """drf-spectacular's postprocessing hook: the routes take `/api/v1/deposits` with or without a
+    slash (`/?$`), and the schema names them as the README, the contract and every example do."""
+    result["paths"] = {
+        (path.rstrip("/") if path != "/" else path): item for path, item in result.get("paths", {}).items()
+    }
+    return result
+
+
+class SchemaView(SpectacularAPIView):
+    """The schema, YAML by default; `?format=json` (or `yaml`) picks the form, as many tools ask for it.
+
+    The API itself reads `Accept` only (URL_FORMAT_OVERRIDE is off); this page is for tools.
+    """
+
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> tuple[Any, str]:
+        wanted = request.query_params.get("format")
+        for renderer in self.get_renderers():
+            if wanted and renderer.format == wanted:
+                return renderer, renderer.media_type
+        return super().perform_content_negotiation(request, force)

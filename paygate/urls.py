@@ -1,9 +1,10 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from drf_spectacular.views import SpectacularSwaggerSplitView
 
 from callbacks.apis import CallbackReceiveApi
 from core.middleware import api_not_found
+from core.schema import SchemaView
 from gateways.apis import GatewayListApi
 from ops import probes
 from ops.dashboard import dashboard_view
@@ -69,7 +70,7 @@ urlpatterns = [
     path("healthz", probes.healthz, name="healthz"),
     path("readyz", probes.readyz, name="readyz"),
     path("metrics", metrics_view, name="metrics"),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/schema/", SchemaView.as_view(), name="schema"),
     # The split view loads its start-up script from a URL: the Content-Security-Policy allows no inline script.
     path(
         "api/docs/",

@@ -55,12 +55,12 @@ MAX_EXAMPLES = 25
 
 SCHEMA = schemathesis.openapi.from_wsgi("/api/schema/", application).include(path_regex=r"^/api/v1/")
 
-DEPOSITS = "POST /api/v1/deposits/"
-WITHDRAWALS = "POST /api/v1/withdrawals/"
-TRANSACTION = "GET /api/v1/transactions/{transaction_id}/"
-TRANSACTIONS = "GET /api/v1/transactions/"
-GATEWAYS = "GET /api/v1/gateways/"
-CALLBACK = "POST /api/v1/callbacks/{gateway_code}/"
+DEPOSITS = "POST /api/v1/deposits"
+WITHDRAWALS = "POST /api/v1/withdrawals"
+TRANSACTION = "GET /api/v1/transactions/{transaction_id}"
+TRANSACTIONS = "GET /api/v1/transactions"
+GATEWAYS = "GET /api/v1/gateways"
+CALLBACK = "POST /api/v1/callbacks/{gateway_code}"
 ALL_OPERATIONS = (DEPOSITS, WITHDRAWALS, TRANSACTION, TRANSACTIONS, GATEWAYS, CALLBACK)
 
 GATEWAY_CODES = [demo.code for demo in DEMO_GATEWAYS]
