@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import select
+import socket
 import sys
 import threading
 import time
@@ -94,7 +96,10 @@ class Receiver:
                         for index in range(len(data)):
                             self.wfile.write(data[index : index + 1])
                             self.wfile.flush()
-                            time.sleep(receiver.dribble_seconds)
+                            # The request was read whole: the socket turning readable means the sender hung up.
+                            readable, _, _ = select.select([self.connection], [], [], receiver.dribble_seconds)
+                            if readable and not self.connection.recv(1, socket.MSG_PEEK):
+                                raise ConnectionResetError("hung up")
                     except OSError:
                         with receiver._lock:
                             receiver.hung_up.append((self.path, started, time.time()))

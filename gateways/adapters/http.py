@@ -119,10 +119,12 @@ class HttpClient:
         self,
         *,
         pool_maxsize: int = POOL_MAXSIZE,
+        pool_connections: int = 4,
         max_reply_bytes: int = MAX_REPLY_BYTES,
         address_policy: Callable[[], AddressPolicy] = gateway_address_policy,
     ) -> None:
         self._pool_maxsize = pool_maxsize
+        self._pool_connections = pool_connections  # hosts whose pools are kept
         self._max_reply_bytes = max_reply_bytes
         self._address_policy = address_policy
         self._pid = os.getpid()
@@ -135,7 +137,10 @@ class HttpClient:
         session.trust_env = False
         session.headers["User-Agent"] = USER_AGENT
         adapter = GuardedHTTPAdapter(
-            address_policy=self._address_policy, pool_connections=4, pool_maxsize=self._pool_maxsize, max_retries=0
+            address_policy=self._address_policy,
+            pool_connections=self._pool_connections,
+            pool_maxsize=self._pool_maxsize,
+            max_retries=0,
         )
         session.mount("http://", adapter)
         session.mount("https://", adapter)
