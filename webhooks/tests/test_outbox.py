@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from payments.models import EventType, Transaction
 from payments.services import event_append, transaction_lock, transaction_transition
-from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.dispatcher import Result, deliveries_claim, deliveries_dispatch_once, results_record
+from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.services import webhook_endpoint_create
 
 pytestmark = pytest.mark.django_db
