@@ -591,6 +591,10 @@ PAYGATE_WEBHOOK_ENDPOINT_CONCURRENCY = _env_int("PAYGATE_WEBHOOK_ENDPOINT_CONCUR
 # The dispatcher's sending threads (each waits on one endpoint's answer, at most the timeout): as
 # many endpoints as this divided by the concurrency above can hang at once without delaying others.
 PAYGATE_WEBHOOK_DISPATCH_THREADS = _env_int("PAYGATE_WEBHOOK_DISPATCH_THREADS", 128)
+# Deliveries of one endpoint a dispatcher holds per slot (sent one after another on its connection):
+# fewer claims under load; a dispatcher that dies leaves them to be claimed again after
+# (this + 1) x the timeout + 5 s.
+PAYGATE_WEBHOOK_CLAIM_DEPTH = _env_int("PAYGATE_WEBHOOK_CLAIM_DEPTH", 8)
 # How often an idle dispatcher looks for due deliveries (a busy one looks as soon as a try ends).
 PAYGATE_WEBHOOK_POLL_SECONDS = _env_float("PAYGATE_WEBHOOK_POLL_SECONDS", 0.2)
 # POST /events/{id}/redeliver: at most this many per event, and per client, in the window.

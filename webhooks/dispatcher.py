@@ -21,9 +21,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
+import secrets
+import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -61,6 +65,7 @@ class Try:
 
     delivery_id: int
     attempt_count: int
+    endpoint_id: Any
     endpoint: WebhookEndpoint | None  # None: deleted or disabled, ended without a POST
     end_error: str
     event: Event
@@ -74,6 +79,7 @@ class Result:
     error: str
     duration_ms: float
     final: bool
+    endpoint_id: Any = None
 
 
 # --- claiming ------------------------------------------------------------------------------------
@@ -85,7 +91,10 @@ def _db(field: str, value: Any, model: Any = WebhookDelivery) -> Any:
 
 _CLAIM_SQL = """
 WITH busy AS (
-    SELECT endpoint_id, COUNT(*) AS n FROM webhooks_webhookdelivery
+    SELECT endpoint_id,
+           SUM(CASE WHEN claimed_by = %s THEN 1 ELSE 0 END) AS mine,
+           SUM(CASE WHEN claimed_by = %s THEN 0 ELSE 1 END) AS others
+    FROM webhooks_webhookdelivery
     WHERE endpoint_id IN ({ids}) AND status = %s AND in_flight_until > %s
     GROUP BY endpoint_id
 ), ranked AS (
@@ -96,10 +105,10 @@ WITH busy AS (
       AND (in_flight_until IS NULL OR in_flight_until <= %s)
 )
 UPDATE webhooks_webhookdelivery
-SET in_flight_until = %s, waiting_since = NULL, updated_at = %s
+SET in_flight_until = %s, claimed_by = %s, waiting_since = NULL, updated_at = %s
 WHERE id IN (
     SELECT ranked.id FROM ranked LEFT JOIN busy ON busy.endpoint_id = ranked.endpoint_id
-    WHERE ranked.place <= %s - COALESCE(busy.n, 0)
+    WHERE ranked.place <= %s - COALESCE(busy.mine, 0) AND COALESCE(busy.others, 0) = 0
     ORDER BY ranked.next_attempt_at, ranked.id
     LIMIT %s
 )
@@ -107,11 +116,26 @@ RETURNING id, endpoint_id, event_id, attempt_count
 """
 
 
-def deliveries_claim(*, limit: int, now: datetime | None = None) -> list[Try]:
-    """Claim up to `limit` due deliveries, oldest first per endpoint, within each endpoint's free slots."""
+def claim_hold_seconds() -> float:
+    """How long a claimed delivery is held: it may wait behind the tries queued before it on its
+    endpoint's slots (each ended by the timeout), then its own try."""
+    timeout = float(settings.PAYGATE_WEBHOOK_TIMEOUT_SECONDS)
+    return timeout * (int(settings.PAYGATE_WEBHOOK_CLAIM_DEPTH) + 1) + IN_FLIGHT_GRACE_SECONDS
+
+
+def deliveries_claim(*, limit: int, owner: str = "", now: datetime | None = None) -> list[Try]:
+    """Claim up to `limit` due deliveries for `owner`, oldest first per endpoint.
+
+    An endpoint is served by one dispatcher at a time (none of its deliveries is held by another
+    owner), which holds at most PAYGATE_WEBHOOK_ENDPOINT_CONCURRENCY x PAYGATE_WEBHOOK_CLAIM_DEPTH of
+    them and sends at most PAYGATE_WEBHOOK_ENDPOINT_CONCURRENCY at once (`Dispatcher`).
+    """
     now = now or timezone.now()
-    cap = int(settings.PAYGATE_WEBHOOK_ENDPOINT_CONCURRENCY)
-    hold = now + timedelta(seconds=float(settings.PAYGATE_WEBHOOK_TIMEOUT_SECONDS) + IN_FLIGHT_GRACE_SECONDS)
+    owner = owner or "once"
+    per_endpoint = int(settings.PAYGATE_WEBHOOK_ENDPOINT_CONCURRENCY) * max(
+        1, int(settings.PAYGATE_WEBHOOK_CLAIM_DEPTH)
+    )
+    hold = now + timedelta(seconds=claim_hold_seconds())
     due = (
         WebhookDelivery.objects.filter(status=_PENDING, next_attempt_at__lte=now)
         .exclude(in_flight_until__gt=now)
@@ -129,7 +153,8 @@ def deliveries_claim(*, limit: int, now: datetime | None = None) -> list[Try]:
         ids = [_db("id", pk, WebhookEndpoint) for pk in endpoints]
         marks = ", ".join(["%s"] * len(ids))
         pending, at = _db("status", _PENDING), _db("next_attempt_at", now)
-        params = [*ids, pending, at, *ids, pending, at, at, _db("in_flight_until", hold), at, cap, limit]
+        params = [owner, owner, *ids, pending, at, *ids, pending, at, at]
+        params += [_db("in_flight_until", hold), owner, at, per_endpoint, limit]
         with connection.cursor() as cursor:
             cursor.execute(_CLAIM_SQL.format(ids=marks), params)
             rows = cursor.fetchall()
@@ -138,7 +163,7 @@ def deliveries_claim(*, limit: int, now: datetime | None = None) -> list[Try]:
     by_db_id = {_db("id", pk, WebhookEndpoint): endpoint for pk, endpoint in endpoints.items()}
     events = Event.objects.in_bulk([row[2] for row in rows])
     tries = []
-    for delivery_id, endpoint_id, event_id, attempt_count in rows:
+    for delivery_id, endpoint_id, event_id, attempt_count in sorted(rows):
         endpoint = by_db_id.get(endpoint_id) or endpoints[endpoint_id]
         end_error = ""
         if endpoint.deleted_at is not None:
@@ -149,6 +174,7 @@ def deliveries_claim(*, limit: int, now: datetime | None = None) -> list[Try]:
             Try(
                 delivery_id=delivery_id,
                 attempt_count=attempt_count,
+                endpoint_id=endpoint.pk,
                 endpoint=None if end_error else endpoint,
                 end_error=end_error,
                 event=events[event_id],
@@ -194,7 +220,9 @@ def _key(secret: str) -> bytes:
 def delivery_send(item: Try) -> Result:
     """POST one claimed delivery, signed; what came back. Never raises for the endpoint's faults."""
     if item.endpoint is None:
-        return Result(item.delivery_id, item.attempt_count, None, item.end_error, 0.0, final=True)
+        return Result(
+            item.delivery_id, item.attempt_count, None, item.end_error, 0.0, final=True, endpoint_id=item.endpoint_id
+        )
     endpoint = item.endpoint
     event_id = item.event.public_id
     body = json.dumps(event_representation(item.event), separators=(",", ":")).encode()
@@ -227,7 +255,9 @@ def delivery_send(item: Try) -> Result:
     duration_ms = round((time.perf_counter() - started) * 1000, 3)
     if not error and duration_ms > timeout * 1000:
         error = "timeout"  # answered, but later than the contract's window
-    return Result(item.delivery_id, item.attempt_count, status_code, error, duration_ms, final=False)
+    return Result(
+        item.delivery_id, item.attempt_count, status_code, error, duration_ms, final=False, endpoint_id=item.endpoint_id
+    )
 
 
 # --- recording -----------------------------------------------------------------------------------
@@ -235,7 +265,7 @@ def delivery_send(item: Try) -> Result:
 
 _RECORD_SQL = """
 UPDATE webhooks_webhookdelivery
-SET status = %s, attempt_count = attempt_count + 1, in_flight_until = NULL,
+SET status = %s, attempt_count = attempt_count + 1, in_flight_until = NULL, claimed_by = '',
     next_attempt_at = %s, finished_at = %s, updated_at = %s
 WHERE id = %s AND attempt_count = %s AND status = %s
 """
@@ -251,6 +281,19 @@ def results_record(results: Sequence[Result], *, now: datetime | None = None) ->
         return
     now = now or timezone.now()
     schedule = retry_schedule()
+    with transaction.atomic():
+        # A delivery deleted meanwhile (its endpoint deleted for good in the admin) has nothing to record.
+        existing = set(
+            WebhookDelivery.objects.select_for_update()
+            .filter(pk__in=[result.delivery_id for result in results])
+            .values_list("pk", flat=True)
+        )
+        _results_write([result for result in results if result.delivery_id in existing], now, schedule)
+
+
+def _results_write(results: Sequence[Result], now: datetime, schedule: list[float]) -> None:
+    if not results:
+        return
     at = _db("updated_at", now)
     pending = _db("status", _PENDING)
     rows = []
@@ -266,20 +309,19 @@ def results_record(results: Sequence[Result], *, now: datetime | None = None) ->
             next_at = _db("next_attempt_at", now + timedelta(seconds=schedule[made - 1]))
         outcomes.append("retry" if status == _PENDING else str(status))
         rows.append((_db("status", status), next_at, finished, at, result.delivery_id, result.attempt_count, pending))
-    with transaction.atomic():
-        WebhookDeliveryAttempt.objects.bulk_create(
-            [
-                WebhookDeliveryAttempt(
-                    delivery_id=result.delivery_id,
-                    status_code=result.status_code,
-                    error=result.error[:255],
-                    duration_ms=result.duration_ms,
-                )
-                for result in results
-            ]
-        )
-        with connection.cursor() as cursor:
-            cursor.executemany(_RECORD_SQL, rows)
+    WebhookDeliveryAttempt.objects.bulk_create(
+        [
+            WebhookDeliveryAttempt(
+                delivery_id=result.delivery_id,
+                status_code=result.status_code,
+                error=result.error[:255],
+                duration_ms=result.duration_ms,
+            )
+            for result in results
+        ]
+    )
+    with connection.cursor() as cursor:
+        cursor.executemany(_RECORD_SQL, rows)
     for outcome in outcomes:
         WEBHOOK_DELIVERIES.labels(result=outcome).inc()
 
@@ -295,53 +337,90 @@ def deliveries_dispatch_once(*, limit: int = 100) -> int:
 
 
 class Dispatcher:
-    """Claims what its free threads can send, sends it, writes what came back; until `stop` is set."""
+    """Claims due deliveries, sends each endpoint's at most PAYGATE_WEBHOOK_ENDPOINT_CONCURRENCY at a
+    time from a pool of threads, and writes what came back; until `stop` is set.
 
-    def __init__(self, *, threads: int, poll_seconds: float, batch: int = 200) -> None:
+    The database is visited at most every `tick` seconds while busy (one claim and one batch of
+    results), every `poll_seconds` while idle; between visits, a try that ends hands its slot to the
+    next delivery of its endpoint that this dispatcher holds, at once.
+    """
+
+    def __init__(self, *, threads: int, poll_seconds: float, tick: float = 0.05) -> None:
         self.threads = threads
         self.poll_seconds = poll_seconds
-        self.batch = batch
+        self.tick = min(tick, poll_seconds)
+        self.owner = f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
         self.stop = threading.Event()
         self._done: queue.SimpleQueue[Result] = queue.SimpleQueue()
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="webhook")
+        self._waiting: dict[Any, deque[Try]] = {}  # per endpoint: held, not yet sent
+        self._sending: dict[Any, int] = {}  # per endpoint: tries in flight
+        self._held = 0  # claimed and not yet recorded
+        self._cap = max(1, int(settings.PAYGATE_WEBHOOK_ENDPOINT_CONCURRENCY))
 
     def _send(self, item: Try) -> None:
         self._done.put(delivery_send(item))
 
-    def _drain(self, *, wait: float) -> list[Result]:
-        results: list[Result] = []
-        try:
-            results.append(self._done.get(timeout=wait) if wait > 0 else self._done.get_nowait())
-            while True:
-                results.append(self._done.get_nowait())
-        except queue.Empty:
-            pass
-        return results
+    def _pump(self, endpoint_id: Any) -> None:
+        waiting = self._waiting.get(endpoint_id)
+        while waiting and self._sending.get(endpoint_id, 0) < self._cap:
+            self._sending[endpoint_id] = self._sending.get(endpoint_id, 0) + 1
+            self._pool.submit(self._send, waiting.popleft())
+        if not waiting:
+            self._waiting.pop(endpoint_id, None)
+
+    def _collect(self, until: float, results: list[Result]) -> None:
+        """Gather results until `until` (monotonic), handing each freed slot on at once."""
+        while True:
+            left = until - time.monotonic()
+            try:
+                result = self._done.get(timeout=left) if left > 0 else self._done.get_nowait()
+            except queue.Empty:
+                return
+            results.append(result)
+            self._sending[result.endpoint_id] -= 1
+            if not self._sending[result.endpoint_id]:
+                del self._sending[result.endpoint_id]
+            self._pump(result.endpoint_id)
 
     def run(self) -> None:
-        in_flight = 0
-        idle = False
-        while not self.stop.is_set() or in_flight:
-            results = self._drain(wait=self.poll_seconds if idle or (self.stop.is_set() and in_flight) else 0)
+        capacity = self.threads * max(1, int(settings.PAYGATE_WEBHOOK_CLAIM_DEPTH))
+        busy = False
+        while not self.stop.is_set() or self._held:
+            results: list[Result] = []
+            self._collect(time.monotonic() + (self.tick if busy or self._held else self.poll_seconds), results)
             if results:
-                in_flight -= len(results)
+                self._held -= len(results)
                 self._record(results)
             claimed = 0
-            free = self.threads - in_flight
-            if free > 0 and not self.stop.is_set():
+            if not self.stop.is_set() and self._held < capacity:
                 try:
-                    tries = deliveries_claim(limit=min(free, self.batch))
+                    tries = deliveries_claim(limit=capacity - self._held, owner=self.owner)
                 except Exception:
                     logger.exception("webhook claim failed; trying again")
                     connection.close()
                     tries = []
                     self.stop.wait(1.0)
                 for item in tries:
-                    self._pool.submit(self._send, item)
+                    self._waiting.setdefault(item.endpoint_id, deque()).append(item)
+                for endpoint_id in {item.endpoint_id for item in tries}:
+                    self._pump(endpoint_id)
                 claimed = len(tries)
-                in_flight += claimed
-            idle = not results and not claimed
+                self._held += claimed
+            elif self.stop.is_set():
+                # Held deliveries not yet sent are let go at once (not left to lapse).
+                self._release()
+            busy = bool(results or claimed)
         self._pool.shutdown()
+
+    def _release(self) -> None:
+        unsent = [item.delivery_id for waiting in self._waiting.values() for item in waiting]
+        self._waiting.clear()
+        if unsent:
+            self._held -= len(unsent)
+            WebhookDelivery.objects.filter(pk__in=unsent, claimed_by=self.owner).update(
+                in_flight_until=None, claimed_by=""
+            )
 
     def _record(self, results: list[Result]) -> None:
         # The database may be away for a moment: keep the results until it is back (their claims lapse

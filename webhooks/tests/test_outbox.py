@@ -118,30 +118,49 @@ def test_a_result_whose_claim_lapsed_and_was_tried_again_changes_nothing_but_its
     assert delivery.attempts.count() == 2  # both tries were made, and both are shown
 
 
-def test_a_claim_takes_each_endpoint_s_oldest_deliveries_within_its_free_slots(
+def test_a_claim_takes_each_endpoint_s_oldest_deliveries_up_to_what_its_dispatcher_may_hold(
     make_transaction: Callable[..., Transaction], settings: Any
 ) -> None:
     from datetime import timedelta
 
     settings.PAYGATE_WEBHOOK_ENDPOINT_CONCURRENCY = 2
+    settings.PAYGATE_WEBHOOK_CLAIM_DEPTH = 1
     txn = make_transaction()
-    busy = endpoint(txn, ["*"], url="http://127.0.0.1:9/busy")
+    mine = endpoint(txn, ["*"], url="http://127.0.0.1:9/mine")
     other = endpoint(txn, ["*"], url="http://127.0.0.1:9/other")
     with transaction.atomic():
         for _ in range(4):
             event_append(client_id=txn.client_id, type=EventType.TRANSACTION_CREATED, transaction=txn, obj={})
-    mine = list(WebhookDelivery.objects.filter(endpoint=busy).order_by("pk"))
-    WebhookDelivery.objects.filter(pk=mine[0].pk).update(in_flight_until=timezone.now() + timedelta(seconds=30))
+    rows = list(WebhookDelivery.objects.filter(endpoint=mine).order_by("pk"))
+    held = timezone.now() + timedelta(seconds=30)
+    WebhookDelivery.objects.filter(pk=rows[0].pk).update(in_flight_until=held, claimed_by="d1")
 
-    claimed = deliveries_claim(limit=100)
+    claimed = deliveries_claim(limit=100, owner="d1")
 
     by_endpoint: dict[Any, list[int]] = {}
     for item in claimed:
-        assert item.endpoint is not None
-        by_endpoint.setdefault(item.endpoint.pk, []).append(item.delivery_id)
-    assert by_endpoint[busy.pk] == [mine[1].pk]  # one slot left of two: the oldest that waits takes it
+        by_endpoint.setdefault(item.endpoint_id, []).append(item.delivery_id)
+    assert by_endpoint[mine.pk] == [rows[1].pk]  # holds one of two already: the oldest that waits
     assert len(by_endpoint[other.pk]) == 2  # the other endpoint is not held up by the busy one
-    assert deliveries_claim(limit=100) == []  # every slot of both is taken now
+    assert deliveries_claim(limit=100, owner="d1") == []  # it holds all it may of both now
+
+
+def test_an_endpoint_is_served_by_one_dispatcher_at_a_time(
+    make_transaction: Callable[..., Transaction], settings: Any
+) -> None:
+    settings.PAYGATE_WEBHOOK_ENDPOINT_CONCURRENCY = 2
+    settings.PAYGATE_WEBHOOK_CLAIM_DEPTH = 2
+    txn = make_transaction()
+    endpoint(txn, ["*"])
+    with transaction.atomic():
+        for _ in range(6):
+            event_append(client_id=txn.client_id, type=EventType.TRANSACTION_CREATED, transaction=txn, obj={})
+
+    first = deliveries_claim(limit=100, owner="d1")
+    assert len(first) == 4  # concurrency x depth
+    assert deliveries_claim(limit=100, owner="d2") == []  # d1 serves it: d2 takes none
+    results_record([Result(item.delivery_id, 0, 200, "", 1.0, final=False) for item in first])
+    assert len(deliveries_claim(limit=100, owner="d2")) == 2  # d1 holds none now
 
 
 def test_a_claim_takes_no_more_than_asked(make_transaction: Callable[..., Transaction]) -> None:
