@@ -341,8 +341,9 @@ class Dispatcher:
     time from a pool of threads, and writes what came back; until `stop` is set.
 
     The database is visited at most every `tick` seconds while busy (one claim and one batch of
-    results), every `poll_seconds` while idle; between visits, a try that ends hands its slot to the
-    next delivery of its endpoint that this dispatcher holds, at once.
+    results), every `poll_seconds` while nothing new came; between visits, a try that ends hands
+    its slot to the next delivery of its endpoint that this dispatcher holds, at once. In all at
+    most `threads` tries are in flight, and an endpoint never more than its concurrency.
     """
 
     def __init__(self, *, threads: int, poll_seconds: float, tick: float = 0.05) -> None:
@@ -355,19 +356,26 @@ class Dispatcher:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="webhook")
         self._waiting: dict[Any, deque[Try]] = {}  # per endpoint: held, not yet sent
         self._sending: dict[Any, int] = {}  # per endpoint: tries in flight
+        self._sending_total = 0
         self._held = 0  # claimed and not yet recorded
         self._cap = max(1, int(settings.PAYGATE_WEBHOOK_ENDPOINT_CONCURRENCY))
 
     def _send(self, item: Try) -> None:
         self._done.put(delivery_send(item))
 
-    def _pump(self, endpoint_id: Any) -> None:
-        waiting = self._waiting.get(endpoint_id)
-        while waiting and self._sending.get(endpoint_id, 0) < self._cap:
-            self._sending[endpoint_id] = self._sending.get(endpoint_id, 0) + 1
-            self._pool.submit(self._send, waiting.popleft())
-        if not waiting:
-            self._waiting.pop(endpoint_id, None)
+    def _pump(self) -> None:
+        """Start what may start: per endpoint up to its concurrency, in all up to the threads (an
+        endpoint that waits for a thread goes to the back of the line once it got one)."""
+        for endpoint_id in list(self._waiting):
+            if self._sending_total >= self.threads:
+                return
+            waiting = self._waiting.pop(endpoint_id)
+            while waiting and self._sending.get(endpoint_id, 0) < self._cap and self._sending_total < self.threads:
+                self._sending[endpoint_id] = self._sending.get(endpoint_id, 0) + 1
+                self._sending_total += 1
+                self._pool.submit(self._send, waiting.popleft())
+            if waiting:
+                self._waiting[endpoint_id] = waiting
 
     def _collect(self, until: float, results: list[Result]) -> None:
         """Gather results until `until` (monotonic), handing each freed slot on at once."""
@@ -378,17 +386,18 @@ class Dispatcher:
             except queue.Empty:
                 return
             results.append(result)
+            self._sending_total -= 1
             self._sending[result.endpoint_id] -= 1
             if not self._sending[result.endpoint_id]:
                 del self._sending[result.endpoint_id]
-            self._pump(result.endpoint_id)
+            self._pump()
 
     def run(self) -> None:
         capacity = self.threads * max(1, int(settings.PAYGATE_WEBHOOK_CLAIM_DEPTH))
         busy = False
         while not self.stop.is_set() or self._held:
             results: list[Result] = []
-            self._collect(time.monotonic() + (self.tick if busy or self._held else self.poll_seconds), results)
+            self._collect(time.monotonic() + (self.tick if busy else self.poll_seconds), results)
             if results:
                 self._held -= len(results)
                 self._record(results)
@@ -403,8 +412,7 @@ class Dispatcher:
                     self.stop.wait(1.0)
                 for item in tries:
                     self._waiting.setdefault(item.endpoint_id, deque()).append(item)
-                for endpoint_id in {item.endpoint_id for item in tries}:
-                    self._pump(endpoint_id)
+                self._pump()
                 claimed = len(tries)
                 self._held += claimed
             elif self.stop.is_set():
