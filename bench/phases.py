@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -438,7 +439,10 @@ def webhook_summary(
     """
     from standardwebhooks import Webhook
 
-    verifier = Webhook(secret)
+    # The secret in the form Standard Webhooks libraries read (secrets made before that signing
+    # were URL-safe base64: the same bytes, docs/contract.md §8).
+    key = base64.urlsafe_b64decode(secret.removeprefix("whsec_").replace("+", "-").replace("/", "_").rstrip("=") + "==")
+    verifier = Webhook("whsec_" + base64.b64encode(key).decode())
     mine = [item for item in received if item.json()["data"]["object"]["id"] in rows]
     first: dict[str, Received] = {}
     for item in sorted(mine, key=lambda r: r.at):
