@@ -426,9 +426,12 @@ class Dispatcher:
         self._waiting.clear()
         if unsent:
             self._held -= len(unsent)
-            WebhookDelivery.objects.filter(pk__in=unsent, claimed_by=self.owner).update(
-                in_flight_until=None, claimed_by=""
-            )
+            try:
+                WebhookDelivery.objects.filter(pk__in=unsent, claimed_by=self.owner).update(
+                    in_flight_until=None, claimed_by=""
+                )
+            except Exception:  # the database is away: they lapse and are claimed again later
+                logger.exception("held webhook deliveries not released")
 
     def _record(self, results: list[Result]) -> None:
         # The database may be away for a moment: keep the results until it is back (their claims lapse
