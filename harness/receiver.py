@@ -68,6 +68,8 @@ class Receiver:
     _calls: dict[str, int] = field(default_factory=dict)
     _server: ThreadingHTTPServer | None = None
     dribble_seconds: float = 1.0
+    # What a path without a script answers.
+    default_answer: int | str = 200
     _open: dict[str, int] = field(default_factory=dict)
     _max_open: dict[str, int] = field(default_factory=dict)
     # (path, when the dribble started, when the sender hung up) of each dribbled request.
@@ -91,6 +93,8 @@ class Receiver:
                     self._answer(answer)
                 finally:
                     receiver._closed(self.path)
+
+            do_GET = do_POST  # noqa: N815 (the same, for a gateway's health check)
 
             def _answer(self, answer: int | str) -> None:
                 if answer == DRIBBLE:
@@ -136,7 +140,7 @@ class Receiver:
             self._calls[item.path] = calls + 1
             self._open[item.path] = self._open.get(item.path, 0) + 1
             self._max_open[item.path] = max(self._max_open.get(item.path, 0), self._open[item.path])
-            script = self.scripts.get(item.path) or [200]
+            script = self.scripts.get(item.path) or [self.default_answer]
             answer = script[min(calls, len(script) - 1)]
             self.received.append(replace(item, answer=answer))
             return answer

@@ -63,3 +63,21 @@ def test_a_pooled_connection_reused_after_a_deadline_still_works(dribbler: Recei
         assert reply.status == 200
     time.sleep(0.6)  # past the last deadlines: a late watchdog must not shut the pooled socket
     assert http.send("POST", fast, data=b"{}", connect_timeout=1, read_timeout=1, gateway_code="t").status == 200
+
+
+@pytest.mark.parametrize("data_format", ["json", "xml"])
+def test_a_gateway_health_check_against_a_trickling_gateway_ends_by_its_deadline(data_format: str) -> None:
+    from gateways.adapters import get_adapter
+    from gateways.types import GatewayCredentials, HealthResult
+
+    trickling = Receiver(dribble_seconds=0.2, default_answer=DRIBBLE).start()
+    try:
+        creds = GatewayCredentials(
+            code="slow", base_url=trickling.url("/"), api_key="k", connect_timeout=0.5, read_timeout=1.0
+        )
+        started = time.monotonic()
+        result, _ = get_adapter(data_format, creds, client()).check_health()
+        assert result is HealthResult.DOWN
+        assert time.monotonic() - started < 2.5  # connect + read timeouts, not the trickle's length
+    finally:
+        trickling.stop()
