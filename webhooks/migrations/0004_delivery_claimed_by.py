@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('webhooks', '0003_endpoint_deleted_at'),
+        ("webhooks", "0003_endpoint_deleted_at"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='webhookdelivery',
-            name='claimed_by',
-            field=models.CharField(blank=True, default='', editable=False, max_length=64),
+            model_name="webhookdelivery",
+            name="claimed_by",
+            field=models.CharField(blank=True, default="", editable=False, max_length=64),
         ),
     ]
