@@ -180,6 +180,31 @@ def test_dribbling_endpoints_hold_at_most_their_cap_each_try_ended_by_its_deadli
         assert max(sum(1 for s, e in tries if s <= at < e - 0.25) for at, _ in tries) <= 2
 
 
+def test_forty_dribbling_endpoints_of_one_merchant_do_not_delay_another_merchant_s_deliveries(
+    api: Any, other_api: Any, live: Receiver, settings: Any
+) -> None:
+    """One merchant's 40 endpoints trickle their answers (80 tries held at once, each for its whole
+    deadline); another merchant's endpoint still gets each of its completions within its usual lag."""
+    settings.PAYGATE_WEBHOOK_MAX_ENDPOINTS = 40
+    live.dribble_seconds = 0.5
+    for index in range(40):
+        subscribe(api, live.on(f"/slow{index}", DRIBBLE), ["*"])
+    subscribe(other_api, live.url("/theirs"), ["transaction.completed"])
+
+    for index in range(3):
+        deposit(api, customer_id=f"cus_s{index}")
+    wait_for(lambda: len({item.path for item in live.received}) >= 40, timeout=30, message="every slow one held")
+    theirs = [deposit(other_api, customer_id=f"cus_t{index}") for index in range(4)]
+
+    def arrivals() -> dict[str, float] | None:
+        got = {item.json()["data"]["object"]["id"]: item.at for item in live.at("/theirs")}
+        return got if set(got) == set(theirs) else None
+
+    arrived = wait_for(arrivals, timeout=60, message="the other merchant's completions delivered")
+    for txn in Transaction.objects.filter(pk__in=theirs):
+        assert arrived[str(txn.pk)] - txn.updated_at.timestamp() < 5.0
+
+
 def test_deliveries_verify_with_the_standard_webhooks_library(api: Any, live: Receiver) -> None:
     endpoint = subscribe(api, live.url("/std"), ["transaction.created"])
     txn_id = deposit(api)
