@@ -275,7 +275,7 @@ WEBHOOK_TIMEOUT_SECONDS = "2"
 
 @pytest.fixture(scope="session")
 def webhook_worker(django_db_setup: Any, django_db_blocker: Any, live_server: Any) -> Iterator[Process]:
-    """The webhook queue's own worker, threaded as in production; short retries and timeout for the tests."""
+    """The webhook dispatcher, as in production; short retries and timeout for the tests."""
     with django_db_blocker.unblock():
         env = worker_env(live_server.url)
     env["PAYGATE_WEBHOOK_ALLOW_PRIVATE"] = "True"
@@ -283,7 +283,7 @@ def webhook_worker(django_db_setup: Any, django_db_blocker: Any, live_server: An
     env["PAYGATE_WEBHOOK_TIMEOUT_SECONDS"] = WEBHOOK_TIMEOUT_SECONDS
     worker = Process(
         "webhook-worker",
-        harness.worker_argv(hostname=f"webhooks-{os.getpid()}@%h", concurrency=8, queues="webhooks", pool="threads"),
+        harness.dispatcher_argv(),
         env,
     )
     worker.start()

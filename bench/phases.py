@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -384,7 +385,7 @@ def amplification(db: BenchDb, ids: Sequence[str]) -> dict[str, Any]:
     }
 
 
-# --- the `webhooks` phase: one endpoint subscribed to transaction.completed ------------------------
+# --- the `webhooks` phase: one endpoint subscribed to every event (`*`) ----------------------------
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -404,41 +405,90 @@ def webhook_endpoint_call(web_url: str, api_key: str, *, method: str, path: str 
 
 def delivered_transactions(received: Sequence[Received]) -> set[str]:
     """The transactions whose `transaction.completed` event the receiver got."""
-    return {item.json()["data"]["object"]["id"] for item in received}
+    return {item.json()["data"]["object"]["id"] for item in received if item.json()["type"] == "transaction.completed"}
+
+
+def deliveries_outstanding(db: BenchDb, ids: Sequence[str]) -> int:
+    """Deliveries of these transactions' events not yet ended (pending in the outbox)."""
+    row = db.execute(
+        "SELECT count(*) FROM webhooks_webhookdelivery d JOIN payments_event e ON e.id = d.event_id "
+        "WHERE e.transaction_id = ANY(%s::uuid[]) AND d.status = 'pending'",
+        [list(ids)],
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def finished_per_s_until(rows: Mapping[str, TxnRow], received: Sequence[Received]) -> float | None:
+    """Final transactions per second, from the first one created to the last delivery's arrival."""
+    final = [row for row in rows.values() if row.final]
+    if not final or not received:
+        return None
+    first = min(row.created_at for row in final)
+    last = max(max(item.at for item in received), max(row.finished_at or 0.0 for row in final))
+    return round(len(final) / max(last - first, 1e-9), 2)
 
 
 def webhook_summary(
     received: Sequence[Received], rows: Mapping[str, TxnRow], *, secret: str, db: BenchDb
 ) -> dict[str, Any]:
-    """What the receiver got for the completed transactions in `rows`, checked against the outbox's rows.
+    """What the receiver got for the transactions in `rows`, checked against the outbox's rows.
 
-    Lag: from the transaction's `finished_at` (the commit that wrote its event) to the delivery's arrival.
+    Every event is checked received once and signed both ways (Paygate-Signature and Standard
+    Webhooks). Lag: from the transaction's `finished_at` (the commit that wrote its completion
+    event) to that event's arrival; for every event, from the event's commit to its arrival.
     """
-    completed = {txn_id for txn_id, row in rows.items() if row.status == "completed"}
-    mine = [item for item in received if item.json()["data"]["object"]["id"] in completed]
+    from standardwebhooks import Webhook
+
+    # The secret in the form Standard Webhooks libraries read (secrets made before that signing
+    # were URL-safe base64: the same bytes, docs/contract.md §8).
+    key = base64.urlsafe_b64decode(secret.removeprefix("whsec_").replace("+", "-").replace("/", "_").rstrip("=") + "==")
+    verifier = Webhook("whsec_" + base64.b64encode(key).decode())
+    mine = [item for item in received if item.json()["data"]["object"]["id"] in rows]
     first: dict[str, Received] = {}
     for item in sorted(mine, key=lambda r: r.at):
         first.setdefault(item.headers.get("Paygate-Event-Id", ""), item)
+    completed = {txn_id for txn_id, row in rows.items() if row.status == "completed"}
+    completions = [item for item in first.values() if item.json()["type"] == "transaction.completed"]
     lags = [
         (item.at - finished) * 1000
-        for item in first.values()
+        for item in completions
         if (finished := rows[item.json()["data"]["object"]["id"]].finished_at) is not None
     ]
+    created = {
+        f"evt_{uid.hex}": float(at)
+        for uid, at in db.execute(
+            "SELECT uid, extract(epoch FROM created_at) FROM payments_event WHERE transaction_id = ANY(%s::uuid[])",
+            [sorted(rows)],
+        ).fetchall()
+    }
+    event_lags = [(item.at - created[key]) * 1000 for key, item in first.items() if key in created]
     statuses = dict(
         db.execute(
             "SELECT d.status, count(*) FROM webhooks_webhookdelivery d JOIN payments_event e ON e.id = d.event_id "
             "WHERE e.transaction_id = ANY(%s::uuid[]) GROUP BY d.status",
-            [sorted(completed)],
+            [sorted(rows)],
         ).fetchall()
     )
+
+    def standard_valid(item: Received) -> bool:
+        try:
+            verifier.verify(item.body, item.headers)
+        except Exception:
+            return False
+        return True
+
     return {
         "completed_transactions": len(completed),
-        "delivered": len(delivered_transactions(first.values())),
-        "not_delivered": len(completed - delivered_transactions(first.values())),
+        "events": len(created),
+        "events_delivered": len(set(first) & set(created)),
+        "delivered": len(delivered_transactions(completions)),
+        "not_delivered": len(completed - delivered_transactions(completions)),
         "duplicates": len(mine) - len(first),
         "bad_signatures": sum(1 for item in mine if not item.signature_valid(secret)),
+        "bad_standard_signatures": sum(1 for item in mine if not standard_valid(item)),
         "outbox_rows_by_status": {str(k): int(v) for k, v in statuses.items()},
         "lag_ms": summary(lags),
+        "event_lag_ms": summary(event_lags),
     }
 
 

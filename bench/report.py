@@ -97,15 +97,26 @@ def summarize(main: dict[str, Any]) -> dict[str, Any]:
 
 
 def _delivery_cost(main: dict[str, Any]) -> dict[str, Any]:
-    """The `webhooks` phase against `mixed`: what one endpoint subscribed to `transaction.completed` adds."""
+    """The `webhooks` phase against `mixed`: what one endpoint subscribed to every event adds."""
     without = _get(main, "mixed", "cost", "cpu", "total_ms")
     with_endpoint = _get(main, "webhooks", "cost", "cpu", "total_ms")
+    events = _get(main, "webhooks", "deliveries", "events")
+    transactions = _get(main, "webhooks", "cost", "cpu", "transactions")
+    extra = None if without is None or with_endpoint is None else round(with_endpoint - without, 2)
+    until_last = _get(main, "webhooks", "finished_per_s_until_last_delivery")
+    floor = _get(main, "floor", "e2e", "e2e", "finished_per_s")
     return {
         "cpu_ms_without": without,
         "cpu_ms_with": with_endpoint,
         "extra_cpu_ms": None if without is None or with_endpoint is None else round(with_endpoint - without, 2),
         "finished_per_s_without": _get(main, "mixed", "e2e", "finished_per_s"),
         "finished_per_s_with": _get(main, "webhooks", "e2e", "finished_per_s"),
+        "deliveries_per_transaction": round(events / transactions, 2) if events and transactions else None,
+        "extra_cpu_ms_per_delivery": round(extra * transactions / events, 2)
+        if extra is not None and events and transactions
+        else None,
+        "finished_per_s_until_last_delivery": until_last,
+        "until_last_delivery_vs_floor": ratio(until_last, floor, 3),
     }
 
 
@@ -320,10 +331,10 @@ def _webhooks_section(main: dict[str, Any]) -> list[str]:
     lines = [
         "## One webhook endpoint subscribed (the `webhooks` phase against `mixed`)",
         "",
-        "The same load as `mixed`, with one endpoint subscribed to `transaction.completed` (a receiver in the "
-        "load generator's process, on loopback, answering 200 at once): each completed transaction also writes "
-        "its outbox row, publishes a delivery task on the `webhooks` queue and is POSTed, signed, by the "
-        "webhook worker (threads, as the Procfile runs it). The CPU window ends at the last delivery received.",
+        "The same load as `mixed`, with one endpoint subscribed to every event, `*` (a receiver in the "
+        "load generator's process, on loopback, answering 200 at once): each status change also writes "
+        "its outbox row, which the webhook dispatcher claims, POSTs signed and records, in batches. "
+        "The CPU window ends at the last delivery received.",
         "",
         "| process kind | no endpoint, ms per transaction | one endpoint | extra |",
         "| --- | ---: | ---: | ---: |",
@@ -350,7 +361,14 @@ def _webhooks_section(main: dict[str, Any]) -> list[str]:
         f"transactions received, {deliveries.get('not_delivered')} not, {deliveries.get('duplicates')} duplicates, "
         f"{deliveries.get('bad_signatures')} with a bad signature; outbox rows by status: "
         f"{deliveries.get('outbox_rows_by_status')}.",
-        f"- lag from the transaction's final commit to the delivery's arrival, p50 / p95 / p99 ms: {_lat(lag)}.",
+        f"- lag from the transaction's final commit to the delivery's arrival, p50 / p95 / p99 ms: {_lat(lag)}; "
+        f"from each event's commit to its arrival: {_lat(deliveries.get('event_lag_ms'))}.",
+        f"- {_fmt(cost['deliveries_per_transaction'], 2)} deliveries per transaction, "
+        f"{_fmt(cost['extra_cpu_ms_per_delivery'], 2)} ms of CPU each, all in; "
+        f"{deliveries.get('events_delivered')} of {deliveries.get('events')} events delivered, "
+        f"{deliveries.get('bad_standard_signatures')} with a bad Standard Webhooks signature; finished/s counted "
+        f"until the last delivery arrived: {_fmt(cost['finished_per_s_until_last_delivery'])} "
+        f"({cost['until_last_delivery_vs_floor']}× the floor's).",
         "",
     ]
     return lines

@@ -23,7 +23,7 @@ broker (Redis db 14, or a RabbitMQ vhost), the processes through the shared harn
 5. `mixed`: N Paygate creates at the given concurrency, waited for until final: finished/s, CPU
    per transaction by process kind, PostgreSQL counters per transaction;
 6. `floor_e2e`: the same for the floor;
-6b. `webhooks`: `mixed` again with one webhook endpoint subscribed to `transaction.completed` (a receiver
+6b. `webhooks`: `mixed` again with one webhook endpoint subscribed to every event, `*` (a receiver
    in this process, on loopback): the extra cost of a delivery per transaction, and the deliveries
    checked (each completed transaction's event received, signed, with its lag after the commit);
 7. `api_only` + `drain` + `floor_drain`: both sides' workers stopped, N creates to each, interleaved
@@ -211,17 +211,17 @@ def _webhooks(
     kinds: Callable[[], dict[int, str]],
     alive: Callable[[], None],
 ) -> tuple[dict[str, Any], list[str]]:
-    """The `mixed` phase with one endpoint subscribed to `transaction.completed`; (figures, transaction ids).
+    """The `mixed` phase with one endpoint subscribed to every event (`*`); (figures, transaction ids).
 
-    The CPU window runs from the first request to the last delivery received, so the delivery's
-    own work (outbox row, task, signed POST, its record) is in the cost per transaction.
+    The CPU window runs from the first request to the last delivery received, so the deliveries'
+    own work (outbox rows, claims, signed POSTs, their records) is in the cost per transaction.
     """
     receiver = Receiver().start()
     endpoint = phases.webhook_endpoint_call(
         web_url,
         api_key,
         method="POST",
-        payload={"url": receiver.url("/bench"), "events": ["transaction.completed"]},
+        payload={"url": receiver.url("/bench"), "events": ["*"]},
     )
     try:
         specs = load.make_specs(cfg.n, run_tag=f"{tag}-webhooks")
@@ -233,7 +233,10 @@ def _webhooks(
             completed = {txn_id for txn_id, row in rows.items() if row.status == "completed"}
             try:
                 stack.wait_for(
-                    lambda: completed <= phases.delivered_transactions(receiver.at("/bench")),
+                    lambda: (
+                        completed <= phases.delivered_transactions(receiver.at("/bench"))
+                        and phases.deliveries_outstanding(db, ids) == 0
+                    ),
                     timeout=cfg.final_timeout,
                     interval=0.25,
                     what=f"{len(completed)} webhook deliveries",
@@ -249,6 +252,7 @@ def _webhooks(
             "e2e": phases.e2e_summary(rows, ids),
             "all_final_within_deadline": done,
             "deliveries": phases.webhook_summary(receiver.at("/bench"), rows, secret=endpoint["secret"], db=db),
+            "finished_per_s_until_last_delivery": phases.finished_per_s_until(rows, receiver.at("/bench")),
             "cost": {"cpu": phases.cpu_ms_per_transaction(cpu, finished, floor=False)},
         }
         return figures, ids
@@ -367,7 +371,7 @@ def run_config(
 
         _reset_sandboxes()
         bench.start_beat(pidfile=data_dir / "celerybeat.pid", loglevel="WARNING")
-        # The webhook queue's worker, as the Procfile and compose run it (threads: its tasks wait on HTTP).
+        # The webhook dispatcher, as the Procfile and compose run it.
         worker_names = [f"worker{i}" for i in range(1, cfg.worker_processes + 1)] + ["webhooks1"]
         floor_worker_names = [f"floor-worker{i}" for i in range(1, cfg.worker_processes + 1)]
 
@@ -376,9 +380,7 @@ def run_config(
                 bench.start_workers(
                     prefix="worker", processes=cfg.worker_processes, concurrency=cfg.worker_concurrency, wait=wait
                 )
-                bench.start_workers(
-                    prefix="webhooks", processes=1, concurrency=8, queues="webhooks", pool="threads", wait=wait
-                )
+                bench.start("webhooks1", harness.dispatcher_argv())
             if floor:
                 bench.start_workers(
                     prefix="floor-worker",
@@ -724,6 +726,11 @@ def main(argv: list[str] | None = None) -> int:
         help="N=40, set-up, low_load, mixed and floor_e2e only, results in bench/.work/smoke/ (CI; about a minute)",
     )
     parser.add_argument(
+        "--phases",
+        default=None,
+        help=f"a comma-separated subset of the phases to run ({', '.join(sorted(ALL_PHASES))})",
+    )
+    parser.add_argument(
         "--scaling",
         action="store_true",
         help="also run the matrix 1|2 worker processes x 2|4 web processes (throughput phases)",
@@ -757,6 +764,10 @@ def main(argv: list[str] | None = None) -> int:
     raws: dict[str, Any] = {}
     try:
         wanted = SMOKE_PHASES if args.smoke else ALL_PHASES
+        if args.phases:
+            wanted = frozenset(item.strip() for item in args.phases.split(",") if item.strip())
+            if not wanted <= ALL_PHASES:
+                parser.error(f"unknown phases: {', '.join(sorted(wanted - ALL_PHASES))}")
         quiet = 0.0 if args.smoke else args.wait_quiet
         main_result, raws["main"] = run_config(cfg, wanted, tag=f"b{timestamp}", quiet_timeout=quiet)
         results["main"] = main_result

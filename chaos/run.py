@@ -6,8 +6,8 @@
 1. Start the stack on PostgreSQL (database `paygate_chaos`, recreated) and a private redis-server on
    :6391 (AOF, everysec, started and SIGKILLed by this script only): migrate, seed the demo with the
    sandboxes on :8311-8313 (each with a --state-file), an API key, granian on :8300 (2 workers),
-   celery worker node(s) on the payment queues (prefork, concurrency 2), the webhook worker on the
-   `webhooks` queue (threads), celery beat, as the Procfile runs them; readiness is polled. A webhook
+   celery worker node(s) on the payment queues (prefork, concurrency 2), the webhook dispatcher
+   (`manage.py run_webhook_dispatcher`), celery beat, as the Procfile runs them; readiness is polled. A webhook
    endpoint for every event type is registered, pointing at a receiver in this process (a real
    HTTP server on loopback), and a canary deposit must complete end to end before the load starts.
 2. Drive deposits and withdrawals over DE/GB/US/BR at a steady rate. Every request carries an
@@ -19,7 +19,7 @@
    processes (a worker whose main died is started again), SIGKILL + restart Redis (same port, same
    AOF folder), stop + start PostgreSQL, SIGKILL + restart a sandbox (state file), and switch
    sandboxes between ok / flaky / down / error / timeout, with duplicate callbacks and callback
-   jitter (out-of-order delivery); SIGKILL + restart the webhook worker, and have the webhook
+   jitter (out-of-order delivery); SIGKILL + restart the webhook dispatcher, and have the webhook
    receiver answer 503 for a few seconds. A monitor restarts any process that dies unexpectedly
    and reports it.
 4. Stop the faults, heal everything (sandboxes `ok`, callbacks on, the receiver answering), wait
@@ -414,7 +414,7 @@ def fault_plan(
 
 
 def webhook_faults(rng: random.Random, *, duration: float, short: bool) -> list[PlannedFault]:
-    """The webhook worker SIGKILLed (deliveries in flight are left to the sweep) and the merchant's
+    """The webhook dispatcher SIGKILLed (its claims in flight lapse and are claimed again) and the merchant's
     receiver answering 503 for a while (deliveries retried on the schedule)."""
     if short:
         return [
@@ -528,7 +528,7 @@ class Faults:
         self.timeline.record("worker_restarted", node=node, pid=proc.pid)
 
     def _do_webhook_worker_kill(self) -> None:
-        """SIGKILL the threaded webhook worker (its deliveries in flight die with it), start it again."""
+        """SIGKILL the webhook dispatcher (its tries in flight die with it), start it again."""
         proc = self.stack.procs[WEBHOOK_WORKER]
         proc.expected_exit = True
         main_pid = proc.pid

@@ -3,7 +3,7 @@
 Everything targets 127.0.0.1: the database `paygate_chaos` (dropped and recreated per run), a
 redis-server started here on port 6391 with AOF (so it can be SIGKILLed and started again at
 will, never touching the shared Redis on 6379), web on :8300 and the sandboxes on :8311-8313; the
-payment workers and the webhook worker on their own queues, as the Procfile runs them.
+payment workers on their queues and the webhook dispatcher, as the Procfile runs them.
 With `--broker amqp` the broker is the machine's RabbitMQ (127.0.0.1:5672, a vhost named after
 the database, made anew per run), which the run stops and starts again as a fault; the private
 Redis then holds the cache only.
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import harness
-from harness import HarnessError, Process, wait_for
+from harness import HarnessError, Process, dispatcher_argv, wait_for
 
 ROOT = harness.ROOT
 CHAOS_DIR = ROOT / "chaos"
@@ -233,7 +233,7 @@ class ChaosStack(harness.Stack):
         web_workers: int = 2,
         worker_nodes: int = 2,
         worker_concurrency: int = 2,
-        webhook_concurrency: int = 8,
+        webhook_concurrency: int = 128,
         log: Callable[[str], None] = print,
     ) -> None:
         super().__init__(env=chaos_env(timings), log_dir=LOG_DIR)
@@ -370,8 +370,8 @@ class ChaosStack(harness.Stack):
         )
 
     def worker_names(self) -> list[str]:
-        """Every Celery worker node: the payment workers and the webhook worker."""
-        return [*(f"worker-{index}" for index in range(1, self.worker_nodes + 1)), WEBHOOK_WORKER]
+        """Every Celery worker node: the payment workers (the webhook dispatcher is no Celery worker)."""
+        return [f"worker-{index}" for index in range(1, self.worker_nodes + 1)]
 
     def start_worker_node(self, index: int) -> Process:
         """A payment worker, as the Procfile's `worker:` (the payment queues, not `webhooks`)."""
@@ -380,10 +380,8 @@ class ChaosStack(harness.Stack):
         )
 
     def start_webhook_worker(self) -> Process:
-        """The webhook deliveries' own worker, threaded, as the Procfile's `webhooks:`."""
-        return self.start_worker(
-            WEBHOOK_WORKER, concurrency=self.webhook_concurrency, pool="threads", queues="webhooks"
-        )
+        """The webhook dispatcher, as the Procfile's `webhooks:`."""
+        return self.start(WEBHOOK_WORKER, dispatcher_argv(threads=self.webhook_concurrency))
 
     def restart(self, name: str) -> Process:
         if name == "redis":

@@ -26,6 +26,8 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 from urllib3.util import connection as urllib3_connection
 
+from core import deadline
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # (host, port) -> the addresses the name stands for.
 Resolver = Callable[[str, int], list[str]]
@@ -151,7 +153,17 @@ class _GuardedConnectionMixin(_Connection):
     address_policy: Callable[[], AddressPolicy]
     requires_tls: bool = False
 
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        # A pooled connection serves this exchange: its socket is bounded by the exchange's deadline.
+        deadline.watch(self)
+        super().request(*args, **kwargs)
+
     def _new_conn(self) -> socket.socket:
+        sock = self._guarded_new_conn()
+        deadline.watch(sock)
+        return sock
+
+    def _guarded_new_conn(self) -> socket.socket:
         policy = self.address_policy()
         try:
             if (

@@ -119,3 +119,11 @@ class FailureLimit:
 def _retry_after(period: int, now: float) -> float:
     # Whole seconds, rounded up: Retry-After is an integer and must not promise too early.
     return float(max(1, math.ceil(period - (now % period))))
+
+
+class ActionLimit(FailureLimit):
+    """Counts every call of an action (not only failures) per scope, in a fixed window."""
+
+    def hit(self, scope: str) -> float | None:
+        """Count one call; seconds until `scope` may call again when this one is over the limit."""
+        return self.record(scope)

@@ -17,6 +17,7 @@ from harness.commands import (
     Broker,
     beat_argv,
     control_connection,
+    dispatcher_argv,
     free_port,
     isolated_env,
     ping_workers,
@@ -58,4 +59,5 @@ __all__ = [
     "wait_for",
     "web_argv",
     "worker_argv",
+    "dispatcher_argv",
 ]

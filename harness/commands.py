@@ -36,6 +36,12 @@ def worker_argv(
     return argv
 
 
+def dispatcher_argv(*, threads: int | None = None) -> list[str]:
+    """The webhook dispatcher, as the Procfile's `webhooks:` runs it."""
+    argv = [PYTHON, "manage.py", "run_webhook_dispatcher"]
+    return argv if threads is None else [*argv, "--threads", str(threads)]
+
+
 def beat_argv(*, pidfile: Path, loglevel: str = "INFO") -> list[str]:
     return [PYTHON, "-m", "celery", "-A", "paygate", "beat", "--loglevel", loglevel, "--pidfile", str(pidfile)]
 

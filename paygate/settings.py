@@ -498,8 +498,8 @@ CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_TASK_PUBLISH_RETRY = True
 # A publish that cannot reach the broker gives up quickly; the recovery sweep republishes.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
-# Webhook deliveries have their own queue and workers: a slow merchant endpoint never holds up payments.
-CELERY_TASK_ROUTES: object = {"webhooks.*": {"queue": "webhooks"}}
+# Webhook deliveries go through no queue: the dispatcher (webhooks.dispatcher) reads the outbox.
+CELERY_TASK_ROUTES: object = {}
 if BROKER_IS_AMQP:
     # Then, on RabbitMQ, what Redis would serve first by priority goes to the urgent queue (above).
     CELERY_TASK_ROUTES = [CELERY_TASK_ROUTES, "core.queues.route_by_priority"]
@@ -622,6 +622,18 @@ PAYGATE_WEBHOOK_ALLOW_PRIVATE = _env_bool("PAYGATE_WEBHOOK_ALLOW_PRIVATE", False
 PAYGATE_WEBHOOK_MAX_ENDPOINTS = _env_int("PAYGATE_WEBHOOK_MAX_ENDPOINTS", 16)
 # Tries in flight to one endpoint at a time: a hanging endpoint holds at most this many threads.
 PAYGATE_WEBHOOK_ENDPOINT_CONCURRENCY = _env_int("PAYGATE_WEBHOOK_ENDPOINT_CONCURRENCY", 2)
+# The dispatcher's sending threads (each waits on one endpoint's answer, at most the timeout): as
+# many endpoints as this divided by the concurrency above can hang at once without delaying others.
+PAYGATE_WEBHOOK_DISPATCH_THREADS = _env_int("PAYGATE_WEBHOOK_DISPATCH_THREADS", 128)
+# Deliveries of one endpoint a dispatcher holds per slot (sent one after another on its connection):
+# fewer claims under load; a dispatcher that dies leaves them to be claimed again after
+# (this + 1) x the timeout + 5 s.
+PAYGATE_WEBHOOK_CLAIM_DEPTH = _env_int("PAYGATE_WEBHOOK_CLAIM_DEPTH", 8)
+# How often an idle dispatcher looks for due deliveries (a busy one looks as soon as a try ends).
+PAYGATE_WEBHOOK_POLL_SECONDS = _env_float("PAYGATE_WEBHOOK_POLL_SECONDS", 0.2)
+# POST /events/{id}/redeliver: at most this many per event, and per client, in the window.
+PAYGATE_REDELIVER_RATE_PER_EVENT = _env("PAYGATE_REDELIVER_RATE_PER_EVENT", "5/hour")
+PAYGATE_REDELIVER_RATE_PER_CLIENT = _env("PAYGATE_REDELIVER_RATE_PER_CLIENT", "60/minute")
 PAYGATE_WEBHOOK_SWEEP_INTERVAL_SECONDS = _env_int("PAYGATE_WEBHOOK_SWEEP_INTERVAL_SECONDS", 10)
 
 # --- Logging ------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
-from rest_framework import serializers, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from core.errors import NotFound
 from core.parsers import StrictJSONParser
 from core.schema import AUTHENTICATED_ERRORS, ERROR_RESPONSE, DescribedBody
+from core.throttling import ActionLimit
 from payments.auth import client_of
 from payments.representations import iso
 from payments.selectors import event_get
@@ -266,6 +267,10 @@ class EventDeliveryListApi(APIView):
         return Response({"results": [attempt_representation(a) for a in attempts]})
 
 
+_REDELIVER_PER_EVENT = ActionLimit("redeliver_event", setting="PAYGATE_REDELIVER_RATE_PER_EVENT")
+_REDELIVER_PER_CLIENT = ActionLimit("redeliver_client", setting="PAYGATE_REDELIVER_RATE_PER_CLIENT")
+
+
 class EventRedeliverApi(APIView):
     xml_root_name = "redelivery"
 
@@ -285,10 +290,19 @@ class EventRedeliverApi(APIView):
             **AUTHENTICATED_ERRORS,
         },
         tags=["events"],
-        description="Deliver the event again to every active endpoint that subscribes to its type.",
+        description=(
+            "Deliver the event again to every active endpoint that subscribes to its type. "
+            "Limited per event (PAYGATE_REDELIVER_RATE_PER_EVENT) and per client "
+            "(PAYGATE_REDELIVER_RATE_PER_CLIENT): over either, 429 with Retry-After."
+        ),
     )
     def post(self, request: Request, event_id: str) -> Response:
         event = _event(request, event_id)
+        # Each redelivery is a POST to every endpoint: a client may not turn them into a flood.
+        for limit, scope in ((_REDELIVER_PER_CLIENT, str(event.client_id)), (_REDELIVER_PER_EVENT, event.public_id)):
+            wait = limit.hit(scope)
+            if wait is not None:
+                raise exceptions.Throttled(wait)
         deliveries = event_redeliver(event=event)
         return Response(
             {"event": event.public_id, "endpoints": [str(d.endpoint_id) for d in deliveries]},

@@ -69,6 +69,8 @@ class WebhookDelivery(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     # An attempt holds the delivery until then; past it, the attempt is presumed dead.
     in_flight_until = models.DateTimeField(null=True, blank=True)
+    # The dispatcher that holds it (webhooks.dispatcher): one dispatcher serves an endpoint at a time.
+    claimed_by = models.CharField(max_length=64, blank=True, default="", editable=False)
     # Since when it waits for one of its endpoint's slots (the endpoint was at its concurrency
     # limit): the next try of that endpoint to end publishes the one that waited longest.
     waiting_since = models.DateTimeField(null=True, blank=True, editable=False)

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import requests
 import urllib3.exceptions
 
+from core import deadline as core_deadline
 from core.netguard import AddressPolicy, BlockedAddress, GuardedHTTPAdapter
 
 logger = logging.getLogger(__name__)
@@ -77,6 +78,10 @@ class ReadTimeout(GatewayTransportError):
     code = "timeout"
 
 
+class DeadlineExceeded(ReadTimeout):
+    """The whole exchange took longer than its deadline: its socket was shut (a peer that trickles)."""
+
+
 class ConnectionBroken(GatewayTransportError):
     """The connection failed after the request may have been sent."""
 
@@ -114,10 +119,12 @@ class HttpClient:
         self,
         *,
         pool_maxsize: int = POOL_MAXSIZE,
+        pool_connections: int = 4,
         max_reply_bytes: int = MAX_REPLY_BYTES,
         address_policy: Callable[[], AddressPolicy] = gateway_address_policy,
     ) -> None:
         self._pool_maxsize = pool_maxsize
+        self._pool_connections = pool_connections  # hosts whose pools are kept
         self._max_reply_bytes = max_reply_bytes
         self._address_policy = address_policy
         self._pid = os.getpid()
@@ -130,7 +137,10 @@ class HttpClient:
         session.trust_env = False
         session.headers["User-Agent"] = USER_AGENT
         adapter = GuardedHTTPAdapter(
-            address_policy=self._address_policy, pool_connections=4, pool_maxsize=self._pool_maxsize, max_retries=0
+            address_policy=self._address_policy,
+            pool_connections=self._pool_connections,
+            pool_maxsize=self._pool_maxsize,
+            max_retries=0,
         )
         session.mount("http://", adapter)
         session.mount("https://", adapter)
@@ -160,14 +170,29 @@ class HttpClient:
         connect_timeout: float,
         read_timeout: float,
         gateway_code: str,
+        deadline: float | None = None,
     ) -> HttpReply:
-        """Send one request; raise a `GatewayTransportError` subclass if no full reply came back."""
+        """Send one request; raise a `GatewayTransportError` subclass if no full reply came back.
+
+        The whole exchange (connection, request, reply and its body) ends within `deadline`
+        seconds (by default the connect timeout plus the read timeout): past it, its socket is
+        shut and `DeadlineExceeded` raised, however slowly the peer keeps sending.
+        """
         path = urlsplit(url).path or "/"
         started = time.perf_counter()
+        total = deadline if deadline is not None else connect_timeout + read_timeout
         try:
-            status, reply_headers, body = self._exchange(
-                method, url, headers=headers, data=data, timeout=(connect_timeout, read_timeout)
-            )
+            with core_deadline.deadline(total) as scope:
+                try:
+                    status, reply_headers, body = self._exchange(
+                        method, url, headers=headers, data=data, timeout=(connect_timeout, read_timeout)
+                    )
+                except Exception as exc:
+                    if scope.expired:
+                        raise DeadlineExceeded(f"{method} {path}: no full reply within {total:g} s") from exc
+                    raise
+                if scope.expired:  # a reply read until the connection closed may have been cut short
+                    raise DeadlineExceeded(f"{method} {path}: no full reply within {total:g} s")
         except GatewayTransportError as exc:
             exc.latency_ms = _elapsed_ms(started)
             _log_call(gateway_code, method, path, status=None, latency_ms=exc.latency_ms, error=exc.code)

@@ -10,6 +10,7 @@ change's event in the same database transaction.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,8 +25,10 @@ WRITERS = {
     ("payments/services.py", "transaction_save"): "Transaction.status (stored with its event)",
     ("payments/refunds.py", "refund_transition"): "Refund.status (in memory, checked)",
     ("payments/refunds.py", "refund_save"): "Refund.status (stored with its event)",
-    ("webhooks/services.py", "_record"): "WebhookDelivery.status",
+    ("webhooks/dispatcher.py", "_results_write"): "WebhookDelivery.status (raw SQL: _RECORD_SQL)",
 }
+# SQL that sets a status (`SET status = …`), in a string constant of the module that runs it.
+_SQL_SETS_STATUS = re.compile(r"\bSET\b(?:(?!\bWHERE\b)[^;])*?\bstatus\s*=", re.IGNORECASE | re.DOTALL)
 
 
 def _field_constants() -> dict[str, tuple[str, ...]]:
@@ -69,11 +72,30 @@ def status_writers() -> Iterator[tuple[str, str]]:
             if "tests" in parts or "migrations" in parts:
                 continue
             tree = ast.parse(path.read_text())
+            sql = _sql_constants(tree)
             for function in ast.walk(tree):
                 if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
                     continue
-                if any(_writes_status(node) for node in ast.walk(function)):
+                if any(_writes_status(node) or _runs_sql(node, sql) for node in ast.walk(function)):
                     yield "/".join(parts), function.name
+
+
+def _sql_constants(tree: ast.Module) -> set[str]:
+    """Names of the module's string constants whose SQL sets a status."""
+    names = set()
+    for node in tree.body:
+        if not isinstance(node, ast.Assign):
+            continue
+        value = node.value
+        if isinstance(value, ast.Constant) and isinstance(value.value, str) and _SQL_SETS_STATUS.search(value.value):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return names
+
+
+def _runs_sql(node: ast.AST, names: set[str]) -> bool:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return bool(_SQL_SETS_STATUS.search(node.value))
+    return isinstance(node, ast.Name) and node.id in names
 
 
 def test_only_the_owners_write_a_status() -> None:
@@ -95,3 +117,7 @@ def test_the_scan_sees_a_writer_it_is_not_told_about(tmp_path: Path) -> None:
         function = ast.parse(source).body[0]
         assert any(_writes_status(node) for node in ast.walk(function)), source
     assert not any(_writes_status(n) for n in ast.walk(ast.parse("def f(t):\n    t.save(update_fields=['x'])\n")))
+    module = ast.parse('Q = """UPDATE t\n SET status = %s WHERE id = %s"""\ndef f(c):\n    c.execute(Q)\n')
+    assert any(_runs_sql(n, _sql_constants(module)) for n in ast.walk(module))
+    other = ast.parse('Q = "UPDATE t SET x = 1 WHERE status = %s"\ndef f(c):\n    c.execute(Q)\n')
+    assert not any(_runs_sql(n, _sql_constants(other)) for n in ast.walk(other))

@@ -1,21 +1,26 @@
 """Webhook delivery over real HTTP: the stack's worker, the webhook queue's own worker, a real receiver.
 
 The receiver (harness.Receiver) is a local HTTP server whose answers each test scripts.
-The webhook worker runs with a retry schedule of 0.5 s and 1 s, and a 2 s timeout (conftest).
+The webhook dispatcher runs with a retry schedule of 0.5 s and 1 s, and a 2 s timeout (conftest).
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import secrets
 from typing import Any
 
 import pytest
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
-from conftest import WEBHOOK_RETRY_SCHEDULE, wait_for
+from conftest import WEBHOOK_RETRY_SCHEDULE, WEBHOOK_TIMEOUT_SECONDS, wait_for
 from harness import Receiver
-from harness.receiver import HANG
+from harness.receiver import DRIBBLE, HANG
 from payments.models import Transaction
-from webhooks.models import WebhookDelivery
+from webhooks.models import WebhookDelivery, WebhookEndpoint
+from webhooks.signing import standard_secret
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -63,6 +68,7 @@ def test_a_deposit_s_events_arrive_signed_as_the_feed_shows_them(api: Any, live:
     )
     for item in live.at("/all"):
         assert item.signature_valid(endpoint["secret"])
+        assert Webhook(endpoint["secret"]).verify(item.body, item.headers) == item.json()
         assert not item.signature_valid("whsec_someone_else")
         body = item.json()
         assert item.headers["Paygate-Event-Id"] == body["id"]
@@ -138,36 +144,91 @@ def test_an_endpoint_that_hangs_delays_neither_another_endpoint_nor_any_payment(
         timeout=30,
         message="every completion delivered to the healthy endpoint",
     )
-    # The hanging endpoint never had more than its share of the webhook workers at once.
-    in_flight = WebhookDelivery.objects.filter(endpoint__url__endswith="/hangs", in_flight_until__isnull=False).count()
-    assert in_flight <= 2
+    # The hanging endpoint never had more than its share of tries open at once.
+    assert 1 <= live.max_open("/hangs") <= 2
 
 
-def test_a_delivery_that_finds_its_endpoint_at_its_limit_gets_the_slot_of_the_next_try_to_end(
+def test_dribbling_endpoints_hold_at_most_their_cap_each_try_ended_by_its_deadline_and_delay_no_one_else(
     api: Any, live: Receiver
 ) -> None:
-    """Two tries hang (the endpoint's limit is 2); the third delivery waits, with no task polling, and is
-    published by the first of them to end, not found later by the sweep."""
-    url = live.on("/slots", HANG, HANG, 200)
-    endpoint = subscribe(api, url, ["transaction.created"])
-    ids = [deposit(api, customer_id=f"cus_slot{index}") for index in range(3)]
+    """Five endpoints answer one byte every half second (each byte well within a read timeout, so only
+    a deadline on the whole exchange ends them); their tries end by the 2 s deadline, at most two of
+    each are open at once, and another merchant's endpoint gets every completion at its usual pace."""
+    live.dribble_seconds = 0.5
+    slow = [live.on(f"/dribble{index}", DRIBBLE) for index in range(5)]
+    for url in slow:
+        subscribe(api, url, ["*"])
+    subscribe(api, live.url("/fine"), ["transaction.completed"])
 
-    waiting = wait_for(
-        lambda: WebhookDelivery.objects.filter(endpoint_id=endpoint["id"], waiting_since__isnull=False).first(),
-        message="a delivery waiting for a slot while two tries hang",
-    )
-    assert not waiting.attempts.exists()
-    assert len(live.at("/slots")) == 2  # the two in flight; the third was not sent
-    backstop = waiting.next_attempt_at  # when the sweep would publish it again
+    ids = [deposit(api, customer_id=f"cus_d{index}") for index in range(6)]
 
-    def its_first_arrival() -> Any:
-        mine = [r for r in live.at("/slots") if r.headers.get("Paygate-Event-Id") == waiting.event.public_id]
-        return mine[0] if mine else None
+    def fine_arrivals() -> dict[str, float] | None:
+        got = {item.json()["data"]["object"]["id"]: item.at for item in live.at("/fine")}
+        return got if set(got) == set(ids) else None
 
-    arrival = wait_for(its_first_arrival, timeout=30, message="the waiting delivery sent once a slot freed")
-    assert arrival.answer == 200
-    assert arrival.at < backstop.timestamp()  # handed its slot, not swept
-    wait_for(
-        lambda: {item.json()["data"]["object"]["id"] for item in live.at("/slots") if item.answer == 200} == set(ids),
-        message="every event delivered in the end",
-    )
+    arrivals = wait_for(fine_arrivals, timeout=60, message="every completion delivered to the healthy endpoint")
+    for txn in Transaction.objects.filter(pk__in=ids):
+        assert arrivals[str(txn.pk)] - txn.updated_at.timestamp() < 5.0  # no queue behind the dribblers
+    wait_for(lambda: len(live.hung_up) >= 10, timeout=30, message="the dribbled tries cut off")
+    for path, started, ended in live.hung_up:
+        assert ended - started < float(WEBHOOK_TIMEOUT_SECONDS) + 1.0, path
+    # At most two tries of each open at once. The receiver notices a hang-up a moment after it
+    # happened (its thread has to run), so a try counts as open until 0.25 s before it noticed.
+    for index in range(5):
+        tries = [(start, end) for path, start, end in live.hung_up if path == f"/dribble{index}"]
+        assert tries
+        assert max(sum(1 for s, e in tries if s <= at < e - 0.25) for at, _ in tries) <= 2
+
+
+def test_forty_dribbling_endpoints_of_one_merchant_do_not_delay_another_merchant_s_deliveries(
+    api: Any, other_api: Any, live: Receiver, settings: Any
+) -> None:
+    """One merchant's 40 endpoints trickle their answers (80 tries held at once, each for its whole
+    deadline); another merchant's endpoint still gets each of its completions within its usual lag."""
+    settings.PAYGATE_WEBHOOK_MAX_ENDPOINTS = 40
+    live.dribble_seconds = 0.5
+    for index in range(40):
+        subscribe(api, live.on(f"/slow{index}", DRIBBLE), ["*"])
+    subscribe(other_api, live.url("/theirs"), ["transaction.completed"])
+
+    for index in range(3):
+        deposit(api, customer_id=f"cus_s{index}")
+    wait_for(lambda: len({item.path for item in live.received}) >= 40, timeout=30, message="every slow one held")
+    theirs = [deposit(other_api, customer_id=f"cus_t{index}") for index in range(4)]
+
+    def arrivals() -> dict[str, float] | None:
+        got = {item.json()["data"]["object"]["id"]: item.at for item in live.at("/theirs")}
+        return got if set(got) == set(theirs) else None
+
+    arrived = wait_for(arrivals, timeout=60, message="the other merchant's completions delivered")
+    for txn in Transaction.objects.filter(pk__in=theirs):
+        assert arrived[str(txn.pk)] - txn.updated_at.timestamp() < 5.0
+
+
+def test_deliveries_verify_with_the_standard_webhooks_library(api: Any, live: Receiver) -> None:
+    endpoint = subscribe(api, live.url("/std"), ["transaction.created"])
+    txn_id = deposit(api)
+    item = wait_for(lambda: live.at("/std"), timeout=30, message="the delivery")[0]
+
+    body = Webhook(endpoint["secret"]).verify(item.body, item.headers)
+
+    assert body == item.json() and body["data"]["object"]["id"] == txn_id
+    assert item.headers["webhook-id"] == body["id"] == item.headers["Paygate-Event-Id"]
+    assert item.signature_valid(endpoint["secret"])  # and Paygate-Signature beside it
+    with pytest.raises(WebhookVerificationError):
+        Webhook(standard_secret("whsec_" + secrets.token_urlsafe(32))).verify(item.body, item.headers)
+
+
+def test_a_secret_made_before_standard_webhooks_keeps_working(api: Any, live: Receiver) -> None:
+    """Secrets used to be URL-safe base64: Paygate-Signature still checks with it as it is, and the
+    Standard Webhooks signature with its spec form (the same bytes in standard base64)."""
+    endpoint = subscribe(api, live.url("/old"), ["transaction.created"])
+    old = "whsec_" + secrets.token_urlsafe(32)
+    WebhookEndpoint.objects.filter(pk=endpoint["id"]).update(secret=old)
+    deposit(api)
+    item = wait_for(lambda: live.at("/old"), timeout=30, message="the delivery")[0]
+
+    assert item.signature_valid(old)
+    spec_form = "whsec_" + base64.b64encode(base64.urlsafe_b64decode(old.removeprefix("whsec_") + "=")).decode()
+    assert spec_form == standard_secret(old)
+    assert Webhook(spec_form).verify(item.body, item.headers) == item.json()

@@ -124,3 +124,26 @@ def test_json_only(api: Any) -> None:
         "/api/v1/webhook-endpoints", data="<endpoint><url>x</url></endpoint>", content_type="application/xml"
     )
     assert response.status_code == 415
+
+
+def test_redeliver_is_limited_per_event_and_per_client(api: Any, settings: Any) -> None:
+    from django.core.cache import cache
+
+    from gateways.services import demo_seed
+
+    demo_seed()
+    cache.clear()
+    settings.PAYGATE_REDELIVER_RATE_PER_EVENT = "2/hour"
+    settings.PAYGATE_REDELIVER_RATE_PER_CLIENT = "3/hour"
+    deposit = {"customer_id": "cus_r", "country": "DE", "amount": "10.00", "currency": "EUR"}
+    for customer in ("cus_r1", "cus_r2"):
+        assert post(api, {**deposit, "customer_id": customer}, "/api/v1/deposits").status_code == 202
+    first, second = [item["id"] for item in api.get("/api/v1/events").json()["results"][:2]]
+
+    assert [api.post(f"/api/v1/events/{first}/redeliver").status_code for _ in range(2)] == [202, 202]
+    refused = api.post(f"/api/v1/events/{first}/redeliver")  # the event's limit
+    assert refused.status_code == 429 and int(refused["Retry-After"]) >= 1
+    assert refused.json()["error"]["code"] == "rate_limited"
+    assert api.post(f"/api/v1/events/{second}/redeliver").status_code == 429  # the client's limit (4th call)
+    settings.PAYGATE_REDELIVER_RATE_PER_CLIENT = "100/hour"
+    assert api.post(f"/api/v1/events/{second}/redeliver").status_code == 202  # another event: its own count

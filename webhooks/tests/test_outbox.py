@@ -7,11 +7,13 @@ from typing import Any
 
 import pytest
 from django.db import transaction
+from django.utils import timezone
 
 from payments.models import EventType, Transaction
 from payments.services import event_append, transaction_lock, transaction_transition
+from webhooks.dispatcher import Result, deliveries_claim, deliveries_dispatch_once, results_record
 from webhooks.models import WebhookDelivery, WebhookEndpoint
-from webhooks.services import deliveries_sweep, webhook_deliver, webhook_endpoint_create
+from webhooks.services import webhook_endpoint_create
 
 pytestmark = pytest.mark.django_db
 
@@ -64,20 +66,22 @@ def test_a_change_that_rolls_back_leaves_neither_event_nor_delivery(
     assert not txn.events.exists()
 
 
-def test_the_sweep_publishes_what_was_never_published(make_transaction: Callable[..., Transaction]) -> None:
+def test_a_due_delivery_is_claimed_once_until_its_try_is_recorded(make_transaction: Callable[..., Transaction]) -> None:
     txn = make_transaction()
     endpoint(txn, ["*"])
     with transaction.atomic():
         event_append(client_id=txn.client_id, type=EventType.TRANSACTION_CREATED, transaction=txn, obj={})
-    # In this test the on-commit publish never ran (the test's transaction does not commit): as if the broker was down.
     delivery = WebhookDelivery.objects.get()
 
-    from django.utils import timezone
+    claimed = deliveries_claim(limit=10)
+    assert [item.delivery_id for item in claimed] == [delivery.pk]
+    assert deliveries_claim(limit=10) == []  # in flight: nobody claims it again
+    results_record([Result(delivery.pk, 0, 500, "http_500", 3.0, final=False)])
 
-    assert deliveries_sweep(now=timezone.now()) == 1
     delivery.refresh_from_db()
-    assert delivery.next_attempt_at > timezone.now()  # held, so the next sweep does not publish it again
-    assert deliveries_sweep(now=timezone.now()) == 0
+    assert delivery.status == "pending" and delivery.attempt_count == 1 and delivery.in_flight_until is None
+    assert delivery.next_attempt_at > timezone.now()  # due again on the schedule, not before
+    assert deliveries_claim(limit=10) == []
 
 
 def test_every_delivery_checks_the_address_again(make_transaction: Callable[..., Transaction], settings: Any) -> None:
@@ -89,7 +93,7 @@ def test_every_delivery_checks_the_address_again(make_transaction: Callable[...,
     delivery = WebhookDelivery.objects.get()
     settings.PAYGATE_WEBHOOK_ALLOW_PRIVATE = False
 
-    webhook_deliver(delivery_id=delivery.pk, attempt_count=0)
+    assert deliveries_dispatch_once() == 1
 
     attempt = delivery.attempts.get()
     assert attempt.status_code is None and attempt.error == "address_blocked"
@@ -97,8 +101,8 @@ def test_every_delivery_checks_the_address_again(make_transaction: Callable[...,
     assert delivery.status == "pending" and delivery.attempt_count == 1  # retried on the schedule
 
 
-def test_a_duplicate_task_for_a_try_already_made_does_nothing(
-    make_transaction: Callable[..., Transaction], settings: Any
+def test_a_result_whose_claim_lapsed_and_was_tried_again_changes_nothing_but_its_try(
+    make_transaction: Callable[..., Transaction],
 ) -> None:
     txn = make_transaction()
     endpoint(txn, ["*"])
@@ -106,43 +110,68 @@ def test_a_duplicate_task_for_a_try_already_made_does_nothing(
         event_append(client_id=txn.client_id, type=EventType.TRANSACTION_CREATED, transaction=txn, obj={})
     delivery = WebhookDelivery.objects.get()
 
-    webhook_deliver(delivery_id=delivery.pk, attempt_count=0)  # connection refused: port 9
-    webhook_deliver(delivery_id=delivery.pk, attempt_count=0)  # the same try, published twice
+    results_record([Result(delivery.pk, 0, 200, "", 3.0, final=False)])
+    results_record([Result(delivery.pk, 0, None, "timeout", 10_000.0, final=False)])  # the lapsed claim's, late
 
-    assert delivery.attempts.count() == 1
+    delivery.refresh_from_db()
+    assert delivery.status == "succeeded" and delivery.attempt_count == 1
+    assert delivery.attempts.count() == 2  # both tries were made, and both are shown
 
 
-def test_a_free_slot_goes_to_the_delivery_that_waited_longest(
+def test_a_claim_takes_each_endpoint_s_oldest_deliveries_up_to_what_its_dispatcher_may_hold(
     make_transaction: Callable[..., Transaction], settings: Any
 ) -> None:
     from datetime import timedelta
 
-    from django.utils import timezone
-
-    settings.PAYGATE_WEBHOOK_ENDPOINT_CONCURRENCY = 1
+    settings.PAYGATE_WEBHOOK_ENDPOINT_CONCURRENCY = 2
+    settings.PAYGATE_WEBHOOK_CLAIM_DEPTH = 1
     txn = make_transaction()
-    endpoint(txn, ["*"])  # port 9: each try is refused at once
+    mine = endpoint(txn, ["*"], url="http://127.0.0.1:9/mine")
+    other = endpoint(txn, ["*"], url="http://127.0.0.1:9/other")
     with transaction.atomic():
-        for _ in range(3):
+        for _ in range(4):
             event_append(client_id=txn.client_id, type=EventType.TRANSACTION_CREATED, transaction=txn, obj={})
-    first, second, third = WebhookDelivery.objects.order_by("pk")
-    WebhookDelivery.objects.filter(pk=first.pk).update(in_flight_until=timezone.now() + timedelta(seconds=30))
+    rows = list(WebhookDelivery.objects.filter(endpoint=mine).order_by("pk"))
+    held = timezone.now() + timedelta(seconds=30)
+    WebhookDelivery.objects.filter(pk=rows[0].pk).update(in_flight_until=held, claimed_by="d1")
 
-    webhook_deliver(delivery_id=second.pk, attempt_count=0)  # the endpoint's one slot is taken: waits
-    webhook_deliver(delivery_id=third.pk, attempt_count=0)  # waits behind it
-    second.refresh_from_db()
-    third.refresh_from_db()
-    assert second.waiting_since is not None and third.waiting_since is not None
-    assert second.waiting_since <= third.waiting_since
-    assert not second.attempts.exists() and not third.attempts.exists()
+    claimed = deliveries_claim(limit=100, owner="d1")
 
-    WebhookDelivery.objects.filter(pk=first.pk).update(in_flight_until=None)  # its try ended
-    webhook_deliver(delivery_id=third.pk, attempt_count=0)  # the third's task comes first…
+    by_endpoint: dict[Any, list[int]] = {}
+    for item in claimed:
+        by_endpoint.setdefault(item.endpoint_id, []).append(item.delivery_id)
+    assert by_endpoint[mine.pk] == [rows[1].pk]  # holds one of two already: the oldest that waits
+    assert len(by_endpoint[other.pk]) == 2  # the other endpoint is not held up by the busy one
+    assert deliveries_claim(limit=100, owner="d1") == []  # it holds all it may of both now
 
-    second.refresh_from_db()
-    third.refresh_from_db()
-    assert second.attempts.count() == 1 and second.waiting_since is None  # …and the slot goes to the second
-    assert not third.attempts.exists() and third.waiting_since is not None
+
+def test_an_endpoint_is_served_by_one_dispatcher_at_a_time(
+    make_transaction: Callable[..., Transaction], settings: Any
+) -> None:
+    settings.PAYGATE_WEBHOOK_ENDPOINT_CONCURRENCY = 2
+    settings.PAYGATE_WEBHOOK_CLAIM_DEPTH = 2
+    txn = make_transaction()
+    endpoint(txn, ["*"])
+    with transaction.atomic():
+        for _ in range(6):
+            event_append(client_id=txn.client_id, type=EventType.TRANSACTION_CREATED, transaction=txn, obj={})
+
+    first = deliveries_claim(limit=100, owner="d1")
+    assert len(first) == 4  # concurrency x depth
+    assert deliveries_claim(limit=100, owner="d2") == []  # d1 serves it: d2 takes none
+    results_record([Result(item.delivery_id, 0, 200, "", 1.0, final=False) for item in first])
+    assert len(deliveries_claim(limit=100, owner="d2")) == 2  # d1 holds none now
+
+
+def test_a_claim_takes_no_more_than_asked(make_transaction: Callable[..., Transaction]) -> None:
+    txn = make_transaction()
+    endpoint(txn, ["*"], url="http://127.0.0.1:9/a")
+    endpoint(txn, ["*"], url="http://127.0.0.1:9/b")
+    with transaction.atomic():
+        event_append(client_id=txn.client_id, type=EventType.TRANSACTION_CREATED, transaction=txn, obj={})
+    assert len(deliveries_claim(limit=1)) == 1
+    assert len(deliveries_claim(limit=1)) == 1
+    assert deliveries_claim(limit=1) == []
 
 
 @pytest.mark.django_db(transaction=True)
@@ -164,6 +193,6 @@ def test_a_status_change_that_still_writes_a_delivery_for_an_endpoint_deleted_me
     txn.refresh_from_db()
     assert txn.status == "processing"
     delivery = WebhookDelivery.objects.get(endpoint=deleted)
-    webhook_deliver(delivery_id=delivery.pk, attempt_count=0)
+    assert deliveries_dispatch_once() == 1
     delivery.refresh_from_db()
     assert delivery.status == "failed" and delivery.attempts.get().error == "endpoint_deleted"
