@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -43,7 +44,11 @@ API_KEY = "sk_test_9f8e7d6c5b4a"
 # Paygate's one definition of the namespaces; the recorded payloads and the sandbox spell them independently.
 SOAP_ENV = f"{{{SOAP_ENV_NS}}}"
 SANDBOX = f"{{{SANDBOX_NS}}}"
+# A test about a timeout: the stub holds its answer until the test ends (`release`), and the client
+# gives up after this. Every other test: a read timeout no loaded machine comes near, so that a
+# slow answer is never taken for a timeout.
 READ_TIMEOUT = 0.3
+PATIENT_READ_TIMEOUT = 10.0
 
 
 def payload(name: str) -> bytes:
@@ -159,20 +164,40 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def credentials(base_url: str, code: str = "sandbox") -> GatewayCredentials:
+def credentials(
+    base_url: str, code: str = "sandbox", *, read_timeout: float = PATIENT_READ_TIMEOUT
+) -> GatewayCredentials:
     return GatewayCredentials(
-        code=code, base_url=base_url, api_key=API_KEY, connect_timeout=0.5, read_timeout=READ_TIMEOUT
+        code=code, base_url=base_url, api_key=API_KEY, connect_timeout=0.5, read_timeout=read_timeout
     )
 
 
-@pytest.fixture
-def json_adapter(gateway: StubGateway, http_client: HttpClient) -> JsonGatewayAdapter:
-    return JsonGatewayAdapter(credentials(gateway.base_url + "/", code="sandbox-json"), http_client)
+def _read_timeout_for(request: pytest.FixtureRequest) -> float:
+    """Short only for a test about a timeout: one named so, or one given a stub answer that hangs."""
+    callspec = getattr(request.node, "callspec", None)
+    params = callspec.params.values() if callspec else ()
+    hangs = any(isinstance(value, Canned) and value.hang for value in _flatten(params))
+    return READ_TIMEOUT if hangs or "timeout" in request.node.name else PATIENT_READ_TIMEOUT
+
+
+def _flatten(values: Any) -> Iterator[Any]:
+    for value in values:
+        if isinstance(value, (tuple, list)):
+            yield from _flatten(value)
+        else:
+            yield value
 
 
 @pytest.fixture
-def soap_adapter(gateway: StubGateway, http_client: HttpClient) -> SoapGatewayAdapter:
-    return SoapGatewayAdapter(credentials(gateway.base_url, code="sandbox-soap"), http_client)
+def json_adapter(gateway: StubGateway, http_client: HttpClient, request: pytest.FixtureRequest) -> JsonGatewayAdapter:
+    creds = credentials(gateway.base_url + "/", code="sandbox-json", read_timeout=_read_timeout_for(request))
+    return JsonGatewayAdapter(creds, http_client)
+
+
+@pytest.fixture
+def soap_adapter(gateway: StubGateway, http_client: HttpClient, request: pytest.FixtureRequest) -> SoapGatewayAdapter:
+    creds = credentials(gateway.base_url, code="sandbox-soap", read_timeout=_read_timeout_for(request))
+    return SoapGatewayAdapter(creds, http_client)
 
 
 def make_request(**overrides: object) -> PaymentRequest:
@@ -700,7 +725,7 @@ def test_health_down_when_unreachable_or_slow(
     refused = get_adapter(data_format, credentials(f"http://127.0.0.1:{closed_port}"), http_client)
     assert refused.check_health()[0] is HealthResult.DOWN
     gateway.answer("GET", "/health", Canned(200, hang=True))
-    slow = get_adapter(data_format, credentials(gateway.base_url), http_client)
+    slow = get_adapter(data_format, credentials(gateway.base_url, read_timeout=READ_TIMEOUT), http_client)
     result, latency_ms = slow.check_health()
     assert result is HealthResult.DOWN
     assert latency_ms >= READ_TIMEOUT * 1000 * 0.9
