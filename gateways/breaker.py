@@ -76,10 +76,6 @@ def breaker_state(gateway_id: int) -> BreakerState:
     return state
 
 
-def breaker_states(gateway_ids: list[int]) -> dict[int, BreakerState]:
-    return {gateway_id: breaker_state(gateway_id) for gateway_id in gateway_ids}
-
-
 def breaker_permit(gateway_id: int) -> BreakerState | None:
     """May a request go to this gateway now? In half-open, only the one caller that claims the probe.
 
