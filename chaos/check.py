@@ -31,6 +31,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from chaos.customers import redirect_transaction_id
 from chaos.stack import PSYCOPG_DSN, SANDBOXES, WEB_URL, http_get, sandbox_url
 from harness.commands import METRICS_TOKEN
 
@@ -75,7 +76,7 @@ def read_database() -> tuple[
                 """SELECT t.id, t.type, t.status, t.failure_reason, g.code AS gateway, t.gateway_reference,
                           t.next_check_at, t.created_at, t.updated_at, t.finished_at, t.idempotency_key,
                           t.route_round, t.lookup_count, t.needs_review, t.country_id AS country,
-                          t.amount, t.currency
+                          t.amount, t.currency, t.return_url, t.action
                      FROM payments_transaction t LEFT JOIN gateways_gateway g ON g.id = t.gateway_id"""
             )
         }
@@ -105,6 +106,14 @@ def read_database() -> tuple[
                     GROUP BY g.code, e.event_id HAVING count(*) > 1"""
             )
         ]
+        # When each transaction first asked for the customer (CONTRACT §11's event).
+        for row in conn.execute(
+            """SELECT transaction_id, min(created_at) AS at FROM payments_event
+                WHERE type = 'transaction.requires_action' AND transaction_id IS NOT NULL GROUP BY transaction_id"""
+        ):
+            txn = transactions.get(str(row["transaction_id"]))
+            if txn is not None:
+                txn["requires_action_at"] = row["at"]
     return now, transactions, dict(attempts), events, duplicates
 
 
@@ -238,6 +247,10 @@ def waiting_reason(txn: Mapping[str, Any], attempts: list[dict[str, Any]], now: 
         if in_s > 0:
             return "processing: awaiting callback or status look-up", True
         return "processing: look-up overdue", False
+    if status == "requires_action":
+        if in_s > 0:
+            return "requires_action: waiting for the customer until the deadline", True
+        return "requires_action: past the deadline, not expired", False
     return f"{status}: unexpected", False
 
 
@@ -247,6 +260,8 @@ def check(
     *,
     refund_history: list[dict[str, Any]] | None = None,
     received: list[dict[str, Any]] | None = None,
+    customers: list[dict[str, Any]] | None = None,
+    action_deadline_slack: float = 30.0,
 ) -> dict[str, Any]:
     """All the checks; a JSON-serialisable report. With `refund_history` the refunds are checked
     too (`check_refunds`), with `received` (what the webhook receiver got) the events
@@ -462,12 +477,128 @@ def check(
     for name, section in (
         ("refunds", None if refund_history is None else check_refunds(refund_history, snap)),
         ("webhooks", None if received is None else check_events(received, snap)),
+        (
+            "actions",
+            None
+            if customers is None
+            else check_actions(history, customers, snap, deadline_slack=action_deadline_slack),
+        ),
     ):
         if section is not None:
             violations.update(section.pop("violations"))
             report[name] = section
     report["ok"] = not any(violations.values())
     return report
+
+
+# --- customer actions (CONTRACT §11) --------------------------------------------------------------
+
+
+def check_actions(
+    history: list[dict[str, Any]],
+    customers: list[dict[str, Any]],
+    snap: Snapshot,
+    *,
+    deadline_slack: float = 30.0,
+) -> dict[str, Any]:
+    """The deposits with return_url and their customers (chaos/customers.py).
+
+    Violations: a transaction that reached `requires_action` with an attempt made after it
+    (`failed_over_from_action`: it must never go to another gateway); a customer whose Approve
+    the gateway took and whose deposit is not `completed` (`approved_not_completed`), or whose
+    Cancel was taken and the deposit is not failed `cancelled` (`cancelled_not_cancelled`); a
+    deposit that asked for an action nobody took and is not failed `expired` between its deadline
+    and `deadline_slack` seconds after it (`abandoned_not_expired`); a redirect to anything but the
+    gateway's challenge, Paygate's return endpoint or the merchant's return_url
+    (`redirected_elsewhere`); a redirect to the merchant without the right `transaction_id`
+    (`merchant_redirect_without_id`); a deposit sent with return_url stored without it
+    (`return_url_not_stored`).
+    """
+    from datetime import UTC
+
+    txns, attempts = snap.transactions, snap.attempts
+    sent = {req["id"] for req in history if req.get("status") == 202 and req.get("return_url")}
+    by_id = {record["id"]: record for record in customers}
+    reached = {txn_id: txn for txn_id, txn in txns.items() if txn.get("requires_action_at") is not None}
+
+    failed_over, not_stored = [], []
+    for txn_id, txn in reached.items():
+        later = [a for a in attempts.get(txn_id, []) if a["created_at"] > txn["requires_action_at"]]
+        if later:
+            failed_over.append({"id": txn_id, "attempts_after": [(a["gateway"], a["outcome"]) for a in later]})
+    for txn_id in sent:
+        if txn_id in txns and not txns[txn_id].get("return_url"):
+            not_stored.append(txn_id)
+
+    approved_wrong, cancelled_wrong, abandoned_wrong, elsewhere, without_id = [], [], [], [], []
+    lateness: list[float] = []
+    for txn_id in sorted(set(reached) | set(by_id)):
+        if txn_id not in txns:
+            continue  # lost: reported by the main check
+        txn = txns[txn_id]
+        record = by_id.get(txn_id, {})
+        outcome = (txn["status"], txn["failure_reason"])
+        if record.get("redirected_elsewhere"):
+            elsewhere.append({"id": txn_id, "to": record["redirected_elsewhere"]})
+        redirect = record.get("merchant_redirect")
+        if redirect and redirect_transaction_id(redirect) != txn_id:
+            without_id.append({"id": txn_id, "redirect": redirect})
+        chose = record.get("chose")
+        if chose == "approve" and outcome[0] != "completed":
+            approved_wrong.append({"id": txn_id, "status": outcome})
+        elif chose == "cancel" and outcome != ("failed", "cancelled"):
+            cancelled_wrong.append({"id": txn_id, "status": outcome})
+        elif chose is None and txn_id in reached:
+            # Nobody pressed a button: only the action's deadline ends it.
+            deadline = (txn.get("action") or {}).get("deadline")
+            finished = txn["finished_at"]
+            if outcome != ("failed", "expired") or deadline is None or finished is None:
+                abandoned_wrong.append({"id": txn_id, "status": outcome, "customer": record.get("outcome")})
+                continue
+            late = finished.timestamp() - float(deadline)
+            lateness.append(round(late, 1))
+            if not 0 <= late <= deadline_slack:
+                abandoned_wrong.append(
+                    {
+                        "id": txn_id,
+                        "expired_at": finished.astimezone(UTC).isoformat(),
+                        "deadline": deadline,
+                        "late_s": round(late, 1),
+                    }
+                )
+
+    final = Counter(
+        f"{txn['status']}" + (f" ({txn['failure_reason']})" if txn["failure_reason"] else "")
+        for txn in reached.values()
+    )
+    return {
+        "violations": {
+            "failed_over_from_action": len(failed_over),
+            "approved_not_completed": len(approved_wrong),
+            "cancelled_not_cancelled": len(cancelled_wrong),
+            "abandoned_not_expired": len(abandoned_wrong),
+            "redirected_elsewhere": len(elsewhere),
+            "merchant_redirect_without_id": len(without_id),
+            "return_url_not_stored": len(not_stored),
+        },
+        "counts": {
+            "with_return_url": len(sent),
+            "customers_by_behaviour": dict(Counter(r["behaviour"] for r in customers)),
+            "customers_by_outcome": dict(Counter(r["outcome"] or "unfinished" for r in customers)),
+            "reached_requires_action": len(reached),
+            "actions_by_final": dict(final),
+            "expired_after_deadline_s": f"{min(lateness)} / {max(lateness)}" if lateness else "none expired",
+        },
+        "examples": {
+            "failed_over_from_action": failed_over[:EXAMPLES],
+            "approved_not_completed": approved_wrong[:EXAMPLES],
+            "cancelled_not_cancelled": cancelled_wrong[:EXAMPLES],
+            "abandoned_not_expired": abandoned_wrong[:EXAMPLES],
+            "redirected_elsewhere": elsewhere[:EXAMPLES],
+            "merchant_redirect_without_id": without_id[:EXAMPLES],
+            "return_url_not_stored": not_stored[:EXAMPLES],
+        },
+    }
 
 
 # --- refunds ---------------------------------------------------------------------------------------

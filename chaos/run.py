@@ -59,6 +59,7 @@ from typing import Any
 import requests
 
 from chaos.check import accepted_answer, check, scan_logs, snapshot, task_stats
+from chaos.customers import ACTION_SANDBOX, CustomerConfig, Customers, merchant_return_url
 from chaos.refunds import RefundConfig, Refunds
 from chaos.stack import (
     BROKER,
@@ -93,7 +94,12 @@ COUNTRIES = {
 }
 # The path of the run's webhook endpoint on its receiver.
 WEBHOOK_PATH = "/hooks/chaos"
+# Of the deposits: the share that carries return_url (CONTRACT §11), with a customer behind it.
+RETURN_URL_SHARE = 0.5
 SHORT_WALL_BUDGET = 175.0  # seconds, start-up to exit, for --short (CI allows 3 minutes)
+# More time to settle in --short for the customers' actions: the last ones abandoned expire at the
+# action's deadline (Timings.action_deadline) after the load phase.
+SHORT_ACTION_EXTRA = 30.0
 
 
 def now_iso() -> str:
@@ -155,8 +161,14 @@ class Load:
         rng: random.Random,
         timeline: Timeline,
         on_deposit: Callable[[int, str], None] | None = None,
+        return_url_rng: random.Random | None = None,
+        on_action: Callable[[int, str, str | None], None] | None = None,
     ) -> None:
         self.config = config
+        # Deposits that carry return_url (drawn from their own generator, so that a seed's other
+        # requests stay what they were); each one answered 202 is handed to its customer.
+        self.return_url_rng = return_url_rng
+        self.on_action = on_action
         self.api_key = api_key
         self.timeline = timeline
         # Told of each deposit answered 202 (its index and id): the refunds pick theirs from these.
@@ -170,7 +182,18 @@ class Load:
         self._end = 0.0
         # The bodies are drawn up front, from the seed, so a run's requests are reproducible.
         count = int(config.duration * config.rate) + 1
-        self._bodies = [self._body(rng, index) for index in range(count)]
+        self._bodies = [self._with_return_url(self._body(rng, index), index) for index in range(count)]
+
+    def _with_return_url(self, item: tuple[str, str, dict[str, Any]], index: int) -> tuple[str, str, dict[str, Any]]:
+        """Half the deposits carry return_url; most of those are in the US, whose first route asks for an action."""
+        key, kind, body = item
+        rng = self.return_url_rng
+        if rng is None or kind != "deposits" or rng.random() >= RETURN_URL_SHARE:
+            return item
+        if rng.random() < 0.7:
+            body["country"], (body["currency"], body["payment_details"]) = "US", COUNTRIES["US"]
+        body["return_url"] = merchant_return_url(index)
+        return key, kind, body
 
     def _body(self, rng: random.Random, index: int) -> tuple[str, str, dict[str, Any]]:
         country = rng.choice(sorted(COUNTRIES))
@@ -232,6 +255,8 @@ class Load:
                 self.history.append(record)
             if self.on_deposit is not None and record["kind"] == "deposits" and record["status"] == 202:
                 self.on_deposit(index, record["id"])
+            if self.on_action is not None and record.get("return_url") and record["status"] == 202:
+                self.on_action(index, record["id"], record.get("next_action_url"))
 
     def _send(self, session: requests.Session, index: int) -> dict[str, Any]:
         key, kind, body = self._bodies[index]
@@ -247,6 +272,7 @@ class Load:
             "outcomes": [],
             "replayed": False,
             "sent_at": now_iso(),
+            "return_url": "return_url" in body,
         }
         started = time.monotonic()
         for attempt in range(self.config.max_tries):
@@ -258,8 +284,10 @@ class Load:
                 response, outcome = None, type(exc).__name__
             record["outcomes"].append(outcome)
             if response is not None and response.status_code == 202:
-                txn_id = response.json()["id"]
+                answer = response.json()
+                txn_id = answer["id"]
                 record.update(status=202, id=txn_id, replayed=response.headers.get("Idempotent-Replayed") == "true")
+                record["next_action_url"] = (answer.get("next_action") or {}).get("url")
                 if txn_id not in record["ids"]:
                     record["ids"].append(txn_id)
                 break
@@ -711,7 +739,7 @@ def db_progress() -> dict[str, int] | None:
     try:
         with psycopg.connect(PSYCOPG_DSN, connect_timeout=3) as conn:
             waiting = conn.execute(
-                "SELECT count(*) FROM payments_transaction WHERE status IN ('pending', 'processing')"
+                "SELECT count(*) FROM payments_transaction WHERE status IN ('pending', 'processing', 'requires_action')"
             ).fetchone()[0]
             unapplied = conn.execute(
                 "SELECT count(*) FROM callbacks_callbackevent WHERE result = 'received'"
@@ -930,6 +958,7 @@ def summary_table(result: dict[str, Any]) -> str:
         ("attempts by outcome", counts["attempts_by_outcome"]),
         *refund_rows(result["check"]),
         *webhook_rows(result["check"]),
+        *action_rows(result["check"]),
         ("unexpected process exits", len(result["unexpected_exits"])),
         ("task runs (from worker logs)", result["work"]["task_runs"]),
         (
@@ -1014,6 +1043,30 @@ def webhook_rows(report: dict[str, Any]) -> list[tuple[str, Any]]:
     ]
 
 
+def action_rows(report: dict[str, Any]) -> list[tuple[str, Any]]:
+    if "actions" not in report:
+        return []
+    counts, violations = report["actions"]["counts"], report["violations"]
+    return [
+        ("deposits with return_url (accepted)", counts["with_return_url"]),
+        ("  customers by behaviour", counts["customers_by_behaviour"]),
+        ("  customers by outcome", counts["customers_by_outcome"]),
+        ("  reached requires_action", counts["reached_requires_action"]),
+        ("  by final status", counts["actions_by_final"]),
+        ("FAILED OVER FROM requires_action", violations["failed_over_from_action"]),
+        (
+            "approved, not completed / cancelled, not cancelled",
+            f"{violations['approved_not_completed']} / {violations['cancelled_not_cancelled']}",
+        ),
+        ("NOT ACTED ON, NOT EXPIRED AT THE DEADLINE", violations["abandoned_not_expired"]),
+        ("  expired after the deadline by (s): min / max", counts["expired_after_deadline_s"]),
+        (
+            "redirects to an unexpected address / w/o transaction_id",
+            f"{violations['redirected_elsewhere']} / {violations['merchant_redirect_without_id']}",
+        ),
+    ]
+
+
 def write_results(result: dict[str, Any], table: str) -> Path:
     """Every figure in <timestamp>.json and latest.json (ignored by git); the table in latest.md (kept)."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
@@ -1095,6 +1148,7 @@ def main(argv: list[str] | None = None) -> int:
     faults: Faults | None = None
     load: Load | None = None
     refunds: Refunds | None = None
+    customers: Customers | None = None
     receiver = Receiver()
     try:
         print(
@@ -1108,6 +1162,8 @@ def main(argv: list[str] | None = None) -> int:
         # Before the first transaction: every event of the run's client is for this endpoint.
         receiver.start()
         webhook_secret = register_webhook(stack.api_key, receiver.on(WEBHOOK_PATH, 200))
+        # The gateway whose payments wait for the customer (a restarted sandbox keeps its mode).
+        http_post_json(f"{sandbox_url(ACTION_SANDBOX)}/_sandbox/mode", {"action": "redirect"})
         canary_s = canary(stack.api_key)
         startup_s = round(time.monotonic() - wall_start, 1)
         print(f"    ready in {startup_s}s {startup_steps} (canary deposit completed in {canary_s}s)", flush=True)
@@ -1127,7 +1183,17 @@ def main(argv: list[str] | None = None) -> int:
         load_config = LoadConfig(duration=args.duration, rate=args.rate, clients=args.clients)
         refund_config = RefundConfig(run_id=load_config.run_id, seed=args.seed)
         refunds = Refunds(refund_config, stack.api_key)
-        load = Load(load_config, stack.api_key, rng, timeline, on_deposit=refunds.offer)
+        customer_config = CustomerConfig(seed=args.seed + 2)
+        customers = Customers(customer_config)
+        load = Load(
+            load_config,
+            stack.api_key,
+            rng,
+            timeline,
+            on_deposit=refunds.offer,
+            return_url_rng=random.Random(args.seed + 3),
+            on_action=customers.offer,
+        )
         faults = Faults(stack, plan, timeline, random.Random(args.seed + 1), receiver=receiver)
         print(f"==> Load and faults for {args.duration:.0f}s ({len(plan)} planned faults)", flush=True)
         timeline.reset_clock()
@@ -1153,11 +1219,16 @@ def main(argv: list[str] | None = None) -> int:
             refunds.stop()
             refunds.join(10)
         timeline.record("refunds_done", requests=len(refunds.history))
+        if not customers.join(customer_config.patience + 40):
+            customers.stop()
+            customers.join(10)
+        timeline.record("customers_done", customers=len(customers.history))
 
         if args.settle_timeout is not None:
             settle_timeout = args.settle_timeout
         elif args.short:
-            settle_timeout = max(SHORT_WALL_BUDGET - (time.monotonic() - wall_start) - 25.0, 10.0)
+            budget = SHORT_WALL_BUDGET + SHORT_ACTION_EXTRA
+            settle_timeout = max(budget - (time.monotonic() - wall_start) - 25.0, timings.action_deadline + 15.0)
         else:
             settle_timeout = 180.0
         print(f"==> Settling (up to {settle_timeout:.0f}s)", flush=True)
@@ -1170,6 +1241,8 @@ def main(argv: list[str] | None = None) -> int:
             snapshot(CLIENT_NAME),
             refund_history=refunds.history,
             received=received_events(receiver, webhook_secret),
+            customers=customers.history,
+            action_deadline_slack=timings.sweep_interval + timings.sweep_grace + 15.0,
         )
         wall = round(time.monotonic() - wall_start, 1)
         result = {
@@ -1186,6 +1259,7 @@ def main(argv: list[str] | None = None) -> int:
                 **dataclasses.asdict(load_config),
                 "worker_nodes": args.worker_nodes,
                 "refunds": dataclasses.asdict(refund_config),
+                "customers": {**dataclasses.asdict(customer_config), "return_url_share": RETURN_URL_SHARE},
                 "timings": dataclasses.asdict(timings),
             },
             "faults": dict(timeline.faults),
@@ -1199,6 +1273,7 @@ def main(argv: list[str] | None = None) -> int:
             "history": load.history,
             "refund_history": refunds.history,
             "refund_deposits": refunds.deposits,
+            "customers": customers.history,
         }
         table = summary_table(result)
         print(f"\n{table}\n")
@@ -1216,6 +1291,8 @@ def main(argv: list[str] | None = None) -> int:
             load.stop()
         if refunds is not None:
             refunds.stop()
+        if customers is not None:
+            customers.stop()
         receiver.stop()
         if faults is not None:
             faults._stop.set()

@@ -181,6 +181,8 @@ class Timings:
     # Merchant webhooks: retries within the run (the production schedule spans a day).
     webhook_retry_schedule: str = "1,2,4,8,15,30,60"
     webhook_sweep_interval: int = 5
+    # Customer actions (CONTRACT §11): an abandoned one expires this long after the gateway asked.
+    action_deadline: int = 20
 
     def env(self) -> dict[str, str]:
         return {
@@ -197,6 +199,7 @@ class Timings:
             "PAYGATE_BREAKER_PROBE_TIMEOUT_SECONDS": str(self.breaker_cooldown),
             "PAYGATE_WEBHOOK_RETRY_SCHEDULE": self.webhook_retry_schedule,
             "PAYGATE_WEBHOOK_SWEEP_INTERVAL_SECONDS": str(self.webhook_sweep_interval),
+            "PAYGATE_ACTION_DEADLINE_SECONDS": str(self.action_deadline),
         }
 
 
@@ -213,6 +216,8 @@ def chaos_env(timings: Timings) -> dict[str, str]:
             "PROMETHEUS_MULTIPROC_DIR": str(DATA_DIR / "metrics"),
             "PAYGATE_DEMO_BASE_URLS": ",".join(f"{code}={sandbox_url(code)}" for code in SANDBOXES),
             "PAYGATE_RATE_LIMIT": "",
+            # Every simulated customer comes from 127.0.0.1: no per-address limit on the pay page.
+            "PAYGATE_PAY_PAGE_RATE_PER_MINUTE": "0",
             "LOG_LEVEL": "INFO",
             "LOG_FORMAT": "json",
             # The run's webhook receiver listens on loopback, which DEBUG=False otherwise refuses.

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from chaos.check import Snapshot, check, check_events, check_refunds
+from chaos.check import Snapshot, check, check_actions, check_events, check_refunds
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 TXN = "11111111-1111-1111-1111-111111111111"
@@ -253,3 +253,86 @@ def test_a_payment_callback_and_its_refunds_callbacks_are_not_one_object_applied
     assert check([], snapshot)["violations"]["callback_applied_twice"] == 0
     snapshot.events.append(callback("e4", "r2"))
     assert check([], snapshot)["violations"]["callback_applied_twice"] == 1
+
+
+# --- customer actions (CONTRACT §11) -------------------------------------------------------------------
+
+ACTION_AT = at(30)
+DEADLINE = ACTION_AT.timestamp() + 20
+
+
+def action_snap(
+    status: str, reason: str | None, *, finished: datetime | None = None, failed_over: bool = False
+) -> Snapshot:
+    transaction = {
+        "id": TXN,
+        "type": "deposit",
+        "status": status,
+        "failure_reason": reason,
+        "gateway": "globex",
+        "return_url": "https://shop.example/chaos/return?order=1",
+        "action": {"type": "redirect", "url": "http://127.0.0.1:8313/challenge/p1", "deadline": DEADLINE},
+        "requires_action_at": ACTION_AT,
+        "finished_at": finished or at(60),
+        "next_check_at": None,
+        "updated_at": NOW,
+    }
+    attempts = [{"gateway": "globex", "outcome": "accepted", "created_at": at(29.5)}]
+    if failed_over:
+        attempts.append({"gateway": "acmepay", "outcome": "accepted", "created_at": at(40)})
+    return Snapshot(
+        now=NOW,
+        transactions={TXN: transaction},
+        attempts={TXN: attempts},
+        events=[],
+        duplicate_event_keys=[],
+        payments={},
+    )
+
+
+def customer(chose: str | None, **fields: Any) -> dict[str, Any]:
+    merchant = f"https://shop.example/chaos/return?order=1&transaction_id={TXN}"
+    return {
+        "id": TXN,
+        "behaviour": chose or "abandon",
+        "chose": chose,
+        "outcome": "done",
+        **({"merchant_redirect": merchant} if chose else {}),
+        **fields,
+    }
+
+
+SENT = [{"id": TXN, "status": 202, "return_url": True}]
+
+
+def test_approved_cancelled_and_abandoned_actions_that_end_as_they_should_are_clean() -> None:
+    assert violations(check_actions(SENT, [customer("approve")], action_snap("completed", None))) == {}
+    assert violations(check_actions(SENT, [customer("cancel")], action_snap("failed", "cancelled"))) == {}
+    expired = action_snap("failed", "expired", finished=ACTION_AT + timedelta(seconds=26))
+    report = check_actions(SENT, [customer(None)], expired)
+    assert violations(report) == {}
+    assert report["counts"]["expired_after_deadline_s"] == "6.0 / 6.0"
+
+
+def test_each_action_anomaly_is_reported() -> None:
+    def found(customers: list[dict[str, Any]], snapshot: Snapshot, **kwargs: Any) -> dict[str, int]:
+        return violations(check_actions(SENT, customers, snapshot, **kwargs))
+
+    failed_over = action_snap("completed", None, failed_over=True)
+    assert found([customer("approve")], failed_over) == {"failed_over_from_action": 1}
+    assert found([customer("approve")], action_snap("failed", "expired")) == {"approved_not_completed": 1}
+    assert found([customer("cancel")], action_snap("failed", "declined")) == {"cancelled_not_cancelled": 1}
+    # Nobody acted: expired, but before its deadline, long after it, or not expired at all.
+    early = action_snap("failed", "expired", finished=ACTION_AT + timedelta(seconds=10))
+    late = action_snap("failed", "expired", finished=ACTION_AT + timedelta(seconds=90))
+    for snapshot in (early, late, action_snap("completed", None)):
+        assert found([customer(None)], snapshot, deadline_slack=30) == {"abandoned_not_expired": 1}
+    # A deposit that asked for an action without a customer in the run counts as abandoned too.
+    assert found([], action_snap("failed", "gateway_failed")) == {"abandoned_not_expired": 1}
+    wrong_id = customer("approve", merchant_redirect="https://shop.example/chaos/return?order=1&transaction_id=x")
+    assert found([wrong_id], action_snap("completed", None)) == {"merchant_redirect_without_id": 1}
+    elsewhere = customer("approve", redirected_elsewhere="https://evil.example/")
+    assert found([elsewhere], action_snap("completed", None)) == {"redirected_elsewhere": 1}
+    unstored = action_snap("completed", None)
+    unstored.transactions[TXN]["return_url"] = ""
+    assert found([customer("approve")], unstored) == {"return_url_not_stored": 1}
