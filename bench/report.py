@@ -243,6 +243,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines += _definitions()
     lines += _cost_section(main)
     lines += _webhooks_section(main)
+    lines += _paypage_section(main)
     lines += _latency_section(main)
     lines += _backlog_section(main)
     lines += _breakdown_section(main)
@@ -318,6 +319,38 @@ def _cost_section(main: dict[str, Any]) -> list[str]:
                     f"{data.get('by_verb_per_transaction')}"
                 )
     lines.append("")
+    return lines
+
+
+def _paypage_section(main: dict[str, Any]) -> list[str]:
+    phase = main.get("paypage")
+    if not phase:
+        return []
+    back = phase.get("return_to_merchant_ms") or {}
+    lines = [
+        "## The pay page (the `paypage` phase, CONTRACT §11)",
+        "",
+        f"{phase.get('n')} deposits at `{phase.get('sandbox')}` in `redirect` mode with no callback, one customer at a "
+        "time: the return endpoint timed from the request to its `303` to the merchant's `return_url`, the gateway "
+        f"look-up included: p50 {_fmt(back.get('p50'))} ms, p99 {_fmt(back.get('p99'))} ms "
+        f"(max {_fmt(back.get('max'))}; {phase.get('return_outcomes')}).",
+        "",
+        "| pay page of a transaction | answer | requests/s | p50 ms | p99 ms | statuses |",
+        "| --- | --- | ---: | ---: | ---: | --- |",
+    ]
+    for key, label, answer in (
+        ("rps_final", "final", "303 to the merchant"),
+        ("rps_requires_action", "waiting for the customer", "303 to the gateway"),
+        ("rps_not_routed", "not yet routed", "200, the waiting page"),
+    ):
+        item = phase.get(key) or {}
+        latency = item.get("latency_ms") or {}
+        lines.append(
+            f"| {label} | {answer} | {_fmt(item.get('requests_per_s'))} | {_fmt(latency.get('p50'))} | "
+            f"{_fmt(latency.get('p99'))} | {item.get('statuses')} |"
+        )
+    item = phase.get("rps_final") or {}
+    lines += ["", f"{item.get('requests')} requests each, {item.get('concurrency')} in flight (keep-alive).", ""]
     return lines
 
 

@@ -57,11 +57,11 @@ from pathlib import Path
 from typing import Any
 
 import harness
-from bench import load, phases, report, stack
+from bench import load, paypage, phases, report, stack
 from bench.stack import FLOOR_PORT, HOST, WEB_PORT, BenchError, BenchStack
 from harness.receiver import Receiver
 
-ALL_PHASES = frozenset({"micro", "low_load", "mixed", "floor_e2e", "webhooks", "api_only", "statements"})
+ALL_PHASES = frozenset({"micro", "low_load", "mixed", "floor_e2e", "webhooks", "paypage", "api_only", "statements"})
 SMOKE_PHASES = frozenset({"low_load", "mixed", "floor_e2e"})
 THROUGHPUT_PHASES = frozenset({"mixed", "floor_e2e", "api_only"})
 ROUNDS = 4  # Paygate and the floor alternate in this many rounds
@@ -84,6 +84,9 @@ class Config:
     # Seconds for PostgreSQL's idle backends to flush their counters before pg_stat_database is read
     # (0: not read, as in --smoke).
     pg_settle_s: float = 11.0
+    # The `paypage` phase: customers returning one at a time, and requests per pay page URL.
+    paypage_n: int = 50
+    paypage_requests: int = 1000
 
     @property
     def slug(self) -> str:
@@ -537,6 +540,31 @@ def run_config(
                     )
                     out["webhooks"] = webhooks
 
+            if "paypage" in wanted:
+                with timer.phase("paypage"):
+
+                    def stop_paygate_workers() -> None:
+                        bench.stop([name for name in worker_names if name.startswith("worker")])
+
+                    def start_paygate_workers() -> None:
+                        bench.start_workers(
+                            prefix="worker", processes=cfg.worker_processes, concurrency=cfg.worker_concurrency
+                        )
+
+                    out["paypage"], ids = paypage.run(
+                        web_url,
+                        api_key,
+                        db,
+                        n=cfg.paypage_n,
+                        rps_requests=cfg.paypage_requests,
+                        concurrency=cfg.concurrency,
+                        tag=tag,
+                        stop_workers=stop_paygate_workers,
+                        start_workers=start_paygate_workers,
+                        alive=bench.check_alive,
+                    )
+                    all_ids += ids
+
             if "api_only" in wanted:
                 with timer.phase("api_only"):
                     bench.stop([*worker_names, *floor_worker_names])
@@ -669,6 +697,8 @@ def _config_from(args: argparse.Namespace) -> Config:
         micro_quick=quick or smoke,
         broker=args.broker,
         statements_n=20 if quick or smoke else 50,
+        paypage_n=args.paypage_n if args.paypage_n is not None else (20 if quick or smoke else 50),
+        paypage_requests=400 if quick or smoke else 1000,
         pg_settle_s=0.0 if smoke else 11.0,
     )
 
@@ -698,6 +728,12 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=None,
         help="transactions of the closed-loop low-load phase (default 100; --quick 20)",
+    )
+    parser.add_argument(
+        "--paypage-n",
+        type=int,
+        default=None,
+        help="customers returning from the gateway in the paypage phase (default 50; --quick 20)",
     )
     parser.add_argument(
         "--final-timeout",
