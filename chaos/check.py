@@ -18,7 +18,10 @@ got), Paygate's own state (PostgreSQL, read directly with psycopg) and the gatew
 - waiting: transactions that are not final, each with why (explained, or overdue = stuck);
 - the refunds (`check_refunds`): none lost, none given twice, never more than the deposit in
   Paygate or at the gateway, each succeeded one matched by exactly one gateway refund;
-- the merchant's webhooks (`check_events`): every event of the run's client received at least once.
+- the merchant's webhooks (`check_events`): every event of the run's client received at least once;
+- the customer actions (`check_actions`): none failed over from `requires_action`, approved ones
+  completed, cancelled ones cancelled, ones nobody acted on expired at their deadline, and every
+  redirect to the gateway's challenge or the merchant's return_url (with its transaction_id).
 """
 
 from __future__ import annotations
@@ -586,6 +589,8 @@ def check_actions(
             "customers_by_behaviour": dict(Counter(r["behaviour"] for r in customers)),
             "customers_by_outcome": dict(Counter(r["outcome"] or "unfinished" for r in customers)),
             "reached_requires_action": len(reached),
+            # Deposits without return_url failed over to the gateway that asks for an action.
+            "reached_without_customer": len(set(reached) - set(by_id)),
             "actions_by_final": dict(final),
             "expired_after_deadline_s": f"{min(lateness)} / {max(lateness)}" if lateness else "none expired",
         },

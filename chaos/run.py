@@ -15,6 +15,9 @@
    with the same key (bounded in tries and time), as a merchant would. Every id answered 202 is kept.
    Half the accepted deposits are picked for a refund once completed (chaos/refunds.py): in full,
    in parts or by two refunds racing, followed by one above what remains, which must be refused.
+   Every US deposit and a fifth of the others carry `return_url`; the sandbox globex (the US's first
+   route) runs in `redirect` mode with an action deadline of 20 s (chaos/customers.py): a customer per
+   deposit opens the pay page, follows it to the challenge and approves or cancels, or never comes back.
 3. Meanwhile inject faults on a seeded random plan: SIGKILL celery pool processes and worker main
    processes (a worker whose main died is started again), SIGKILL + restart Redis (same port, same
    AOF folder), stop + start PostgreSQL, SIGKILL + restart a sandbox (state file), and switch
@@ -94,8 +97,9 @@ COUNTRIES = {
 }
 # The path of the run's webhook endpoint on its receiver.
 WEBHOOK_PATH = "/hooks/chaos"
-# Of the deposits: the share that carries return_url (CONTRACT §11), with a customer behind it.
-RETURN_URL_SHARE = 0.5
+# Deposits with return_url (CONTRACT §11), each with a customer behind it: every US one (its first
+# route, chaos.customers.ACTION_SANDBOX, asks for an action) and this share of the others.
+RETURN_URL_SHARE_ELSEWHERE = 0.2
 SHORT_WALL_BUDGET = 175.0  # seconds, start-up to exit, for --short (CI allows 3 minutes)
 # More time to settle in --short for the customers' actions: the last ones abandoned expire at the
 # action's deadline (Timings.action_deadline) after the load phase.
@@ -185,14 +189,14 @@ class Load:
         self._bodies = [self._with_return_url(self._body(rng, index), index) for index in range(count)]
 
     def _with_return_url(self, item: tuple[str, str, dict[str, Any]], index: int) -> tuple[str, str, dict[str, Any]]:
-        """Half the deposits carry return_url; most of those are in the US, whose first route asks for an action."""
+        """Every US deposit carries return_url (its first route asks for an action: a customer is behind
+        each), and a share of the others (their gateways need none: the pay page forwards at the end)."""
         key, kind, body = item
         rng = self.return_url_rng
-        if rng is None or kind != "deposits" or rng.random() >= RETURN_URL_SHARE:
+        if rng is None or kind != "deposits":
             return item
-        if rng.random() < 0.7:
-            body["country"], (body["currency"], body["payment_details"]) = "US", COUNTRIES["US"]
-        body["return_url"] = merchant_return_url(index)
+        if body["country"] == "US" or rng.random() < RETURN_URL_SHARE_ELSEWHERE:
+            body["return_url"] = merchant_return_url(index)
         return key, kind, body
 
     def _body(self, rng: random.Random, index: int) -> tuple[str, str, dict[str, Any]]:
@@ -1051,7 +1055,10 @@ def action_rows(report: dict[str, Any]) -> list[tuple[str, Any]]:
         ("deposits with return_url (accepted)", counts["with_return_url"]),
         ("  customers by behaviour", counts["customers_by_behaviour"]),
         ("  customers by outcome", counts["customers_by_outcome"]),
-        ("  reached requires_action", counts["reached_requires_action"]),
+        (
+            "  reached requires_action / of which without a customer",
+            f"{counts['reached_requires_action']} / {counts['reached_without_customer']}",
+        ),
         ("  by final status", counts["actions_by_final"]),
         ("FAILED OVER FROM requires_action", violations["failed_over_from_action"]),
         (
@@ -1259,7 +1266,10 @@ def main(argv: list[str] | None = None) -> int:
                 **dataclasses.asdict(load_config),
                 "worker_nodes": args.worker_nodes,
                 "refunds": dataclasses.asdict(refund_config),
-                "customers": {**dataclasses.asdict(customer_config), "return_url_share": RETURN_URL_SHARE},
+                "customers": {
+                    **dataclasses.asdict(customer_config),
+                    "return_url_share_elsewhere": RETURN_URL_SHARE_ELSEWHERE,
+                },
                 "timings": dataclasses.asdict(timings),
             },
             "faults": dict(timeline.faults),
