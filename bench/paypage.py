@@ -11,7 +11,8 @@
    redirects followed): a final transaction (`303` to the merchant), one waiting for the customer
    (`requires_action`: `303` to the gateway) and one not yet routed (the payment workers stopped:
    the waiting page, `200` HTML).
-4. The sandbox's mode is put back (`action: none`, `callback: completed`).
+4. The waiting one's customer cancels (every deposit of the phase ends final, for the correctness
+   check); the sandbox's mode is put back (`action: none`, `callback: completed`).
 
 The pay page's per-address limit stays on, at a limit the bench never reaches (its check still runs).
 """
@@ -97,6 +98,16 @@ def _return_once(session: requests.Session, item: dict[str, Any]) -> dict[str, A
     return {"outcome": f"return answered {returned.status_code}", "ms_other": elapsed_ms}
 
 
+def _cancel(session: requests.Session, item: dict[str, Any]) -> bool:
+    """The customer presses Cancel and comes back: True once the pay page forwards to the merchant."""
+    page = session.get(item["url"], allow_redirects=False, timeout=30)
+    challenge = urljoin(item["url"], page.headers.get("Location", ""))
+    cancelled = session.post(f"{challenge}/decide", data={"choice": "cancel"}, allow_redirects=False, timeout=30)
+    back = urljoin(challenge, cancelled.headers.get("Location", ""))
+    returned = session.get(back, allow_redirects=False, timeout=30)
+    return returned.status_code == 303 and returned.headers.get("Location", "").startswith(MERCHANT_RETURN_URL)
+
+
 async def _hammer(url: str, *, requests_n: int, concurrency: int) -> dict[str, Any]:
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
@@ -180,6 +191,8 @@ def run(
             out["rps_not_routed"] = rps(pending["url"], requests_n=rps_requests, concurrency=concurrency, expect=200)
         finally:
             start_workers()
-        return out, [item["id"] for item in returning] + [pending["id"]]
+        # The waiting one's customer cancels at last, so that every deposit of the phase ends final.
+        out["waiting_one_cancelled"] = _cancel(session, waiting)
+        return out, [*ids, pending["id"]]
     finally:
         stack.http_post_json(mode_url, {"action": "none", "callback": "completed"})
