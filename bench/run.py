@@ -26,6 +26,9 @@ broker (Redis db 14, or a RabbitMQ vhost), the processes through the shared harn
 6b. `webhooks`: `mixed` again with one webhook endpoint subscribed to every event, `*` (a receiver
    in this process, on loopback): the extra cost of a delivery per transaction, and the deliveries
    checked (each completed transaction's event received, signed, with its lag after the commit);
+6c. `paypage`: a sandbox in `redirect` mode; customers back from it, one at a time: the return
+   endpoint's time to its redirect to the merchant (the look-up included); the pay page's requests
+   per second (final, waiting for the customer, not yet routed) (bench/paypage.py);
 7. `api_only` + `drain` + `floor_drain`: both sides' workers stopped, N creates to each, interleaved
    in rounds; then each side's workers drain its backlog;
 8. correctness against the sandboxes' own records;
