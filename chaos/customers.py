@@ -35,7 +35,7 @@ BEHAVIOURS = ("approve", "cancel", "abandon")
 class CustomerConfig:
     seed: int
     # Of the deposits with return_url: how the customers behave at the challenge.
-    weights: tuple[float, float, float] = (0.5, 0.25, 0.25)
+    weights: tuple[float, float, float] = (0.45, 0.3, 0.25)
     # How long a customer waits on the pay page for the gateway's answer before giving up.
     patience: float = 60.0
     poll_interval: float = 1.0

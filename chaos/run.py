@@ -15,9 +15,10 @@
    with the same key (bounded in tries and time), as a merchant would. Every id answered 202 is kept.
    Half the accepted deposits are picked for a refund once completed (chaos/refunds.py): in full,
    in parts or by two refunds racing, followed by one above what remains, which must be refused.
-   Every US deposit and a fifth of the others carry `return_url`; the sandbox globex (the US's first
-   route) runs in `redirect` mode with an action deadline of 20 s (chaos/customers.py): a customer per
-   deposit opens the pay page, follows it to the challenge and approves or cancels, or never comes back.
+   Every US and GB deposit and a fifth of the others carry `return_url`; the sandbox globex (the US's
+   first route, the GB's second) runs in `redirect` mode with an action deadline of 20 s
+   (chaos/customers.py): a customer per deposit opens the pay page, follows it to the challenge and
+   approves or cancels, or never comes back.
 3. Meanwhile inject faults on a seeded random plan: SIGKILL celery pool processes and worker main
    processes (a worker whose main died is started again), SIGKILL + restart Redis (same port, same
    AOF folder), stop + start PostgreSQL, SIGKILL + restart a sandbox (state file), and switch
@@ -97,8 +98,10 @@ COUNTRIES = {
 }
 # The path of the run's webhook endpoint on its receiver.
 WEBHOOK_PATH = "/hooks/chaos"
-# Deposits with return_url (CONTRACT §11), each with a customer behind it: every US one (its first
-# route, chaos.customers.ACTION_SANDBOX, asks for an action) and this share of the others.
+# Deposits with return_url (CONTRACT §11), each with a customer behind it: every one of the countries
+# routed to chaos.customers.ACTION_SANDBOX (the US first, GB after soapbank), which asks for an action,
+# and this share of the others.
+ACTION_COUNTRIES = ("US", "GB")
 RETURN_URL_SHARE_ELSEWHERE = 0.2
 SHORT_WALL_BUDGET = 175.0  # seconds, start-up to exit, for --short (CI allows 3 minutes)
 # More time to settle in --short for the customers' actions: the last ones abandoned expire at the
@@ -189,13 +192,14 @@ class Load:
         self._bodies = [self._with_return_url(self._body(rng, index), index) for index in range(count)]
 
     def _with_return_url(self, item: tuple[str, str, dict[str, Any]], index: int) -> tuple[str, str, dict[str, Any]]:
-        """Every US deposit carries return_url (its first route asks for an action: a customer is behind
-        each), and a share of the others (their gateways need none: the pay page forwards at the end)."""
+        """Every US and GB deposit carries return_url (the US's first route and the GB's second ask for
+        an action: a customer is behind each), and a share of the others (their gateways need none: the
+        pay page forwards at the end)."""
         key, kind, body = item
         rng = self.return_url_rng
         if rng is None or kind != "deposits":
             return item
-        if body["country"] == "US" or rng.random() < RETURN_URL_SHARE_ELSEWHERE:
+        if body["country"] in ACTION_COUNTRIES or rng.random() < RETURN_URL_SHARE_ELSEWHERE:
             body["return_url"] = merchant_return_url(index)
         return key, kind, body
 
