@@ -589,7 +589,8 @@ def check_actions(
             "customers_by_behaviour": dict(Counter(r["behaviour"] for r in customers)),
             "customers_by_outcome": dict(Counter(r["outcome"] or "unfinished" for r in customers)),
             "reached_requires_action": len(reached),
-            # Deposits without return_url failed over to the gateway that asks for an action.
+            # No customer behind them: withdrawals (the sandbox asks an action of every payment in its
+            # mode) and deposits without return_url failed over to that gateway. Each must expire.
             "reached_without_customer": len(set(reached) - set(by_id)),
             "actions_by_final": dict(final),
             "expired_after_deadline_s": f"{min(lateness)} / {max(lateness)}" if lateness else "none expired",
