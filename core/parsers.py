@@ -27,6 +27,34 @@ class DuplicateKey(ValueError):
     pass
 
 
+# Longest number token read: a money amount has at most 37 characters (see payments/money.py).
+MAX_NUMBER_CHARS = 64
+
+
+class NumberRefused(ValueError):
+    pass
+
+
+def _number_token_checked(token: str) -> str:
+    # Decimal("1e1000000000") is cheap, but formatting it builds a gigabyte of digits, and an
+    # exponent past Decimal's limits is an arithmetic error: no exponent is ever read.
+    if len(token) > MAX_NUMBER_CHARS:
+        raise NumberRefused(f"A JSON number has more than {MAX_NUMBER_CHARS} characters; send a string.")
+    if "e" in token or "E" in token:
+        raise NumberRefused("A JSON number with an exponent is not accepted; write it in plain digits.")
+    return token
+
+
+def parse_decimal(token: str) -> Decimal:
+    """`parse_float` for json.loads: plain decimals only, as Decimal, never a float."""
+    return Decimal(_number_token_checked(token))
+
+
+def parse_integer(token: str) -> int:
+    """`parse_int` for json.loads: bounded, so that no long digit string is converted."""
+    return int(_number_token_checked(token))
+
+
 def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """`object_pairs_hook` for json.loads: two values for one key would let two parsers disagree."""
     result: dict[str, Any] = {}
@@ -70,14 +98,20 @@ def loads_strict_json(data: bytes) -> Any:
     """JSON with floats as Decimal, NaN/Infinity and duplicate keys refused, depth bounded."""
     try:
         value = json.loads(
-            data.decode("utf-8"), parse_float=Decimal, parse_constant=reject_constant, object_pairs_hook=unique_keys
+            data.decode("utf-8"),
+            parse_float=parse_decimal,
+            parse_int=parse_integer,
+            parse_constant=reject_constant,
+            object_pairs_hook=unique_keys,
         )
-    except DuplicateKey as exc:
+    except (DuplicateKey, NumberRefused) as exc:
         raise ParseError(str(exc)) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ParseError(f"Malformed JSON: {exc}") from None
     except RecursionError:
         raise ParseError("JSON nested too deeply.") from None
+    except ArithmeticError:
+        raise ParseError("Malformed JSON: a number out of range.") from None
     _depth(value, settings.PAYGATE_MAX_JSON_DEPTH)
     return value
 

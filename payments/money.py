@@ -31,6 +31,9 @@ def parse_amount(raw: object, *, currency: str, maximum: Decimal) -> Decimal:
     if isinstance(raw, Decimal):
         if not raw.is_finite():
             raise AmountError("Must be a finite number.")
+        # Formatting 1E+1000000000 would build a gigabyte of digits: bound the size first.
+        if len(raw.as_tuple().digits) > 2 * MAX_DIGITS or not -2 * MAX_DIGITS <= raw.adjusted() <= 2 * MAX_DIGITS:
+            raise AmountError('Must be a plain decimal number such as "25.00".')
         raw = format(raw, "f")
     if not isinstance(raw, str):
         raise AmountError('Must be a decimal string such as "25.00".')
