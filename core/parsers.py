@@ -29,30 +29,40 @@ class DuplicateKey(ValueError):
 
 # Longest number token read: a money amount has at most 37 characters (see payments/money.py).
 MAX_NUMBER_CHARS = 64
+# Largest exponent read: `1e1000000000` is 12 bytes that format(Decimal, "f") turns into a
+# gigabyte of digits, and an exponent past Decimal's limits is an arithmetic error. Every
+# double a JSON encoder writes (5e-324 to 1.8e308) stays readable for free-form metadata.
+MAX_NUMBER_EXPONENT = 400
 
 
 class NumberRefused(ValueError):
     pass
 
 
-def _number_token_checked(token: str) -> str:
-    # Decimal("1e1000000000") is cheap, but formatting it builds a gigabyte of digits, and an
-    # exponent past Decimal's limits is an arithmetic error: no exponent is ever read.
-    if len(token) > MAX_NUMBER_CHARS:
-        raise NumberRefused(f"A JSON number has more than {MAX_NUMBER_CHARS} characters; send a string.")
-    if "e" in token or "E" in token:
-        raise NumberRefused("A JSON number with an exponent is not accepted; write it in plain digits.")
-    return token
+class ExponentDecimal(Decimal):
+    """A JSON number written with an exponent (`1.5e3`): free-form metadata may hold one (any JSON
+    encoder writes very small or large numbers so), an amount never (payments/money.py)."""
+
+    __slots__ = ()
 
 
 def parse_decimal(token: str) -> Decimal:
-    """`parse_float` for json.loads: plain decimals only, as Decimal, never a float."""
-    return Decimal(_number_token_checked(token))
+    """`parse_float` for json.loads: a Decimal, never a float; a long token or a large exponent refused."""
+    if len(token) > MAX_NUMBER_CHARS:
+        raise NumberRefused(f"A JSON number has more than {MAX_NUMBER_CHARS} characters; send a string.")
+    mantissa, e, exponent = token.lower().partition("e")
+    if not e:
+        return Decimal(token)
+    if abs(int(exponent)) > MAX_NUMBER_EXPONENT:
+        raise NumberRefused(f"A JSON number's exponent is beyond ±{MAX_NUMBER_EXPONENT}; write it in plain digits.")
+    return ExponentDecimal(token)
 
 
 def parse_integer(token: str) -> int:
     """`parse_int` for json.loads: bounded, so that no long digit string is converted."""
-    return int(_number_token_checked(token))
+    if len(token) > MAX_NUMBER_CHARS:
+        raise NumberRefused(f"A JSON number has more than {MAX_NUMBER_CHARS} characters; send a string.")
+    return int(token)
 
 
 def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
