@@ -32,6 +32,7 @@ from gateways.models import TRANSACTION_TYPES, Gateway, GatewayRoute
 from payments.selectors import (
     refund_counts,
     refund_oldest_open_age,
+    refund_review_count,
     transaction_oldest_waiting_ages,
     transaction_waiting_counts,
 )
@@ -121,6 +122,11 @@ class StateCollector(Collector):
         for status, count in refund_counts().items():
             refunds.add_metric([status], float(count))
         yield refunds
+        yield GaugeMetricFamily(
+            "paygate_refunds_needing_review",
+            "Refunds still processing past the deadline that the gateway may have accepted: a person settles them.",
+            value=float(refund_review_count()),
+        )
         yield GaugeMetricFamily(
             "paygate_refund_oldest_open_age_seconds",
             "Age of the oldest refund not final yet (0 if none).",
