@@ -120,6 +120,10 @@ def _check_formats() -> None:
         raise ImproperlyConfigured(
             f"PAYGATE_MAX_AMOUNT must be a positive number, not {PAYGATE_MAX_AMOUNT!r}"
         ) from None
+    if not all(item.isdigit() and 0 < int(item) < 65536 for item in PAYGATE_WEBHOOK_ALLOWED_PORTS):
+        raise ImproperlyConfigured(
+            f"PAYGATE_WEBHOOK_ALLOWED_PORTS must be comma-separated ports, not {PAYGATE_WEBHOOK_ALLOWED_PORTS!r}"
+        )
     if PAYGATE_PAYMENT_DETAILS_RETENTION_DAYS < 0:
         raise ImproperlyConfigured(
             f"PAYGATE_PAYMENT_DETAILS_RETENTION_DAYS must be 0 or more, not {PAYGATE_PAYMENT_DETAILS_RETENTION_DAYS}"
@@ -585,6 +589,9 @@ PAYGATE_WEBHOOK_RETRY_SCHEDULE = _env(
 PAYGATE_WEBHOOK_TIMEOUT_SECONDS = _env_float("PAYGATE_WEBHOOK_TIMEOUT_SECONDS", 10.0)
 # With DEBUG off an endpoint must be https to a public address; this lifts both (development only).
 PAYGATE_WEBHOOK_ALLOW_PRIVATE = _env_bool("PAYGATE_WEBHOOK_ALLOW_PRIVATE", False)
+# With DEBUG off an endpoint's port must be one of these: other ports would let a merchant probe
+# which services Paygate's network reaches.
+PAYGATE_WEBHOOK_ALLOWED_PORTS = _env_list("PAYGATE_WEBHOOK_ALLOWED_PORTS", ["443"])
 PAYGATE_WEBHOOK_MAX_ENDPOINTS = _env_int("PAYGATE_WEBHOOK_MAX_ENDPOINTS", 16)
 # Tries in flight to one endpoint at a time: a hanging endpoint holds at most this many threads.
 PAYGATE_WEBHOOK_ENDPOINT_CONCURRENCY = _env_int("PAYGATE_WEBHOOK_ENDPOINT_CONCURRENCY", 2)
