@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from core.logs import bind
+from core.logs import bind, masked_reason
 from core.metrics import ATTEMPTS, GATEWAY_LATENCY, GATEWAY_PAYMENTS
 from gateways.adapters import get_adapter
 from gateways.breaker import BreakerState, breaker_permit, breaker_record_fault, breaker_record_success
@@ -260,7 +260,7 @@ def _record_result(transaction_id: str, attempt_id: str, result: PaymentResult, 
                 _accept(txn, attempt, payment_id=result.payment_id, to=TransactionStatus.PROCESSING)
         elif decision == NextStep.DECLINED:
             attempt.outcome = AttemptOutcome.DECLINED
-            attempt.error = (result.reason or "declined")[:100]
+            attempt.error = masked_reason(result.reason, default="declined")
             if open_:
                 transaction_transition(
                     txn, to=TransactionStatus.FAILED, failure_reason=FailureReason.DECLINED, save=False

@@ -32,7 +32,7 @@ from django.utils import timezone
 from core.currencies import ISO_4217, minor_units
 from core.errors import ValidationFailed
 from core.fingerprint import fingerprint, fingerprint_matches
-from core.logs import bind
+from core.logs import bind, masked_reason
 from core.metrics import GATEWAY_LATENCY, REFUNDS_FINISHED
 from gateways.adapters import get_adapter
 from gateways.breaker import breaker_permit, breaker_record_fault, breaker_record_success
@@ -374,7 +374,7 @@ def _record_call(refund_id: str, step: _Call, result: RefundResult) -> _Lookup |
                 _accepted(refund, result.refund_id)
         elif result.outcome == Outcome.DECLINED:
             attempt.outcome = AttemptOutcome.DECLINED
-            attempt.error = (result.reason or "declined")[:100]
+            attempt.error = masked_reason(result.reason, default="declined")
             if open_:
                 refund_transition(refund, to=RefundStatus.FAILED, failure_reason=RefundFailureReason.DECLINED)
         elif result.outcome == Outcome.NOT_SUBMITTED:
