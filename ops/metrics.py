@@ -17,6 +17,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+from axes.models import AccessAttempt
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.utils import timezone
@@ -59,6 +60,7 @@ class StateCollector(Collector):
         yield from self._gateways()
         yield from self._transactions()
         yield from self._callbacks()
+        yield from self._admin()
         yield from self._queues()
         yield from self._periodic_tasks()
 
@@ -142,6 +144,17 @@ class StateCollector(Collector):
             "paygate_webhook_endpoints_failing",
             "Active webhook endpoints with a delivery waiting for a retry after a failed try.",
             value=float(deliveries["failing_endpoints"]),
+        )
+
+    def _admin(self) -> Iterator[GaugeMetricFamily]:
+        since = timezone.now() - settings.AXES_COOLOFF_TIME
+        locked = AccessAttempt.objects.filter(
+            failures_since_start__gte=settings.AXES_FAILURE_LIMIT, attempt_time__gte=since
+        ).count()
+        yield GaugeMetricFamily(
+            "paygate_admin_lockouts",
+            "Admin usernames or addresses locked out now after failed logins (django-axes).",
+            value=float(locked),
         )
 
     def _callbacks(self) -> Iterator[GaugeMetricFamily]:
