@@ -205,8 +205,9 @@ if not DEBUG:
 ALLOWED_HOSTS = _env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 
 INSTALLED_APPS = [
-    # The admin site answers 403 to staff without any permission (paygate/adminsite.py).
-    "paygate.adminsite.PaygateAdminConfig",
+    # The admin site answers 403 to staff without any permission and asks operators for a second
+    # factor (paygate/adminsite.py).
+    "paygate.adminconfig.PaygateAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -218,6 +219,9 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "axes",
+    # The admin's second factor: TOTP devices (paygate/adminsite.py).
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "csp",
     "gateways",
     "payments",
@@ -240,6 +244,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user.is_verified(): whether this session passed the second factor.
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: turns a locked-out admin login into its 429 answer.
@@ -363,6 +369,10 @@ PAYGATE_TRUSTED_PROXIES = _env_list("PAYGATE_TRUSTED_PROXIES", [])
 # per username, and separately per client address (one address spraying many usernames), in
 # the database: shared by every process, and a Redis restart does not unlock anyone. Unlock
 # with `manage.py axes_reset_username <name>` (or `axes_reset_ip <address>`).
+# Admin logins of superusers and operators need a TOTP code besides the password (PCI DSS
+# 8.4.2). On unless DEBUG is: `make run`'s demo asks for none (its login is published).
+PAYGATE_ADMIN_REQUIRE_OTP = _env_bool("PAYGATE_ADMIN_REQUIRE_OTP", not DEBUG)
+OTP_TOTP_ISSUER = "Paygate"
 AXES_FAILURE_LIMIT = _env_int("PAYGATE_ADMIN_LOGIN_FAILURE_LIMIT", 10)
 AXES_COOLOFF_TIME = timedelta(minutes=_env_int("PAYGATE_ADMIN_LOCKOUT_MINUTES", 30))
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
