@@ -120,6 +120,10 @@ def _check_formats() -> None:
         raise ImproperlyConfigured(
             f"PAYGATE_MAX_AMOUNT must be a positive number, not {PAYGATE_MAX_AMOUNT!r}"
         ) from None
+    if not 0 < PAYGATE_ROUTING_CLIENT_SHARE <= 1:
+        raise ImproperlyConfigured(
+            f"PAYGATE_ROUTING_CLIENT_SHARE must be in (0, 1], not {PAYGATE_ROUTING_CLIENT_SHARE}"
+        )
     if not all(item.isdigit() and 0 < int(item) < 65536 for item in PAYGATE_WEBHOOK_ALLOWED_PORTS):
         raise ImproperlyConfigured(
             f"PAYGATE_WEBHOOK_ALLOWED_PORTS must be comma-separated ports, not {PAYGATE_WEBHOOK_ALLOWED_PORTS!r}"
@@ -588,6 +592,11 @@ PAYGATE_PAYMENT_DETAILS_PURGE_INTERVAL_SECONDS = _env_int("PAYGATE_PAYMENT_DETAI
 # Gateway hosts called as they are, plain http and private addresses included (comma-separated
 # host names). With DEBUG off every other base URL must be https to a public address.
 PAYGATE_GATEWAY_ALLOWED_HOSTS = _env_list("PAYGATE_GATEWAY_ALLOWED_HOSTS", [])
+
+# --- Success-rate routing (CONTRACT §10) ------------------------------------------------------
+# At most this share of a route's window (per window_seconds) is one client's outcomes: one
+# merchant's declines cannot move a country's traffic for every merchant. 1 turns it off.
+PAYGATE_ROUTING_CLIENT_SHARE = _env_float("PAYGATE_ROUTING_CLIENT_SHARE", 0.5)
 
 # --- Merchant webhooks (CONTRACT §8) ---------------------------------------------------------
 # Seconds between the tries of a delivery that failed; after the last one it is marked failed.

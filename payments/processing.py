@@ -287,6 +287,7 @@ def _record_result(transaction_id: str, attempt_id: str, result: PaymentResult, 
         country=txn.country_id,
         currency=txn.currency,
         transaction_type=txn.type,
+        client_id=txn.client_id,
         success=None if attempt.outcome == AttemptOutcome.ACCEPTED or result.error == NOT_SENT_IN_TIME else False,
         latency_ms=result.latency_ms,
     )
@@ -360,6 +361,7 @@ def _record_lookup(
             country=txn.country_id,
             currency=txn.currency,
             transaction_type=txn.type,
+            client_id=txn.client_id,
             success=decision == NextStep.COMPLETED,
         )
     logger.info("look-up answered %s", result.status)
@@ -497,6 +499,7 @@ def transaction_settle_from_callback(*, reference: str, gateway_id: int, status:
             country=txn.country_id,
             currency=txn.currency,
             transaction_type=txn.type,
+            client_id=txn.client_id,
             success=target == TransactionStatus.COMPLETED,
         )
     payment_id = payment_id or attempt.gateway_payment_id
