@@ -170,11 +170,13 @@ def test_security_gauges_count_admin_lockouts_and_refunds_needing_review(client:
         http_accept="",
         path_info="",
     )
-    txn = make_transaction(status="completed")
+    from gateways.models import Gateway
+
+    txn = make_transaction(status="completed", gateway=Gateway.objects.get(code="acmepay"))
     Refund.objects.create(
         client=txn.client,
         transaction=txn,
-        gateway_id=txn.gateway_id or 1,
+        gateway_id=txn.gateway_id,
         amount=1,
         currency="EUR",
         status="processing",
@@ -183,7 +185,7 @@ def test_security_gauges_count_admin_lockouts_and_refunds_needing_review(client:
     Refund.objects.create(
         client=txn.client,
         transaction=txn,
-        gateway_id=txn.gateway_id or 1,
+        gateway_id=txn.gateway_id,
         amount=1,
         currency="EUR",
         status="failed",
