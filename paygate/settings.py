@@ -595,8 +595,9 @@ PAYGATE_GATEWAY_ALLOWED_HOSTS = _env_list("PAYGATE_GATEWAY_ALLOWED_HOSTS", [])
 
 # --- Success-rate routing (CONTRACT §10) ------------------------------------------------------
 # At most this share of a route's window (per window_seconds) is one client's outcomes: one
-# merchant's declines cannot move a country's traffic for every merchant. 1 turns it off.
-PAYGATE_ROUTING_CLIENT_SHARE = _env_float("PAYGATE_ROUTING_CLIENT_SHARE", 0.5)
+# merchant's declines cannot move a country's traffic for every merchant. 1 turns it off, as
+# with DEBUG on: `make run`'s demo has one merchant, whose every outcome should count.
+PAYGATE_ROUTING_CLIENT_SHARE = _env_float("PAYGATE_ROUTING_CLIENT_SHARE", 1.0 if DEBUG else 0.5)
 
 # --- Merchant webhooks (CONTRACT §8) ---------------------------------------------------------
 # Seconds between the tries of a delivery that failed; after the last one it is marked failed.

@@ -70,3 +70,9 @@ def test_a_share_of_one_turns_the_cap_off(
     _outcomes(key, client_id=fresh_client_id(), success=False, count=30, capture=django_capture_on_commit_callbacks)
 
     assert scores_read([key])[key].samples == 20  # the window's own size
+
+
+def test_the_cap_is_on_unless_debug_is() -> None:
+    from paygate import settings as module
+
+    assert module.PAYGATE_ROUTING_CLIENT_SHARE == (1.0 if module.DEBUG else 0.5)
