@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.clientip import client_ip
+from core.clientip import client_ip, counted_address
 from core.schema import ERROR_RESPONSE
 from core.throttling import FailureLimit
 
@@ -20,7 +20,9 @@ from .errors import InvalidSignature
 from .models import CallbackEvent
 from .services import callback_apply_after_answer, callback_receive
 
-# Callbacks with a bad signature, per gateway and client address (PAYGATE_CALLBACK_FAILURE_LIMIT).
+# Callbacks with a bad signature, per gateway and client address, an IPv6 one per /64
+# (PAYGATE_CALLBACK_FAILURE_LIMIT). Only bad signatures are refused: a gateway's correctly signed
+# callback is never refused for others' failures from its address.
 signature_failures = FailureLimit("callback_signature", setting="PAYGATE_CALLBACK_FAILURE_LIMIT")
 
 
@@ -57,10 +59,7 @@ class CallbackReceiveApi(APIView):
     )
     def post(self, request: Request, gateway_code: str) -> Response:
         # Gateway codes are slugs; anything else in the URL is not worth a key of its own.
-        scope = f"{re.sub(r'[^A-Za-z0-9_-]', '_', gateway_code[:64])}:{client_ip(request)}"
-        wait = signature_failures.blocked(scope)
-        if wait is not None:
-            raise exceptions.Throttled(wait)
+        scope = f"{re.sub(r'[^A-Za-z0-9_-]', '_', gateway_code[:64])}:{counted_address(client_ip(request))}"
         try:
             result = callback_receive(gateway_code=gateway_code, body=request.body, headers=request.headers)
         except InvalidSignature:

@@ -60,3 +60,18 @@ def client_ip(request: Any) -> str:
 
 def _is_trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address, trusted: tuple[Network, ...]) -> bool:
     return any(address.version == network.version and address in network for network in trusted)
+
+
+# One IPv6 subscriber gets a /64 (RFC 6177): counting per address would give it 2**64 tries.
+IPV6_COUNTED_PREFIX = 64
+
+
+def counted_address(address: str) -> str:
+    """What failure limits count `address` under: an IPv4 address itself, an IPv6 address's /64."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if parsed.version == 6:
+        return str(ipaddress.ip_network(f"{parsed}/{IPV6_COUNTED_PREFIX}", strict=False))
+    return address

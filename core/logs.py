@@ -105,6 +105,20 @@ def redact(text: str) -> str:
     return _KEY_VALUE.sub(_redact_key_value, _IBAN.sub("[REDACTED-IBAN]", _DIGIT_RUN.sub(_redact_card, text)))
 
 
+_EMAIL = re.compile(r"[^\s@<>()\[\],;:\"']+@[^\s@<>()\[\],;:\"']+\.[A-Za-z]{2,}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+
+
+def masked_reason(reason: str | None, *, default: str, limit: int = 100) -> str:
+    """A gateway's free-text reason (a decline's, say) as logs, events and webhooks may carry it:
+    card numbers, IBANs, values under card or bank keys and e-mail addresses masked, control
+    characters folded to a space, at most `limit` characters. A gateway may echo anything."""
+    if not reason:
+        return default
+    text = _EMAIL.sub("[REDACTED-EMAIL]", redact(reason))
+    return _CONTROL.sub(" ", text).strip()[:limit] or default
+
+
 class RedactingFilter(logging.Filter):
     """Renders the message, redacts it, and drops the arguments it was built from."""
 
@@ -143,7 +157,9 @@ class JsonFormatter(logging.Formatter):
         for name in (*CONTEXT_FIELDS, *_EXTRA_FIELDS):
             value = getattr(record, name, None)
             if value is not None:
-                line[name] = value if isinstance(value, (int, float, bool)) else str(value)
+                # A string extra may be anything a caller passed (a reason, an error text): redacted
+                # like the message.
+                line[name] = value if isinstance(value, (int, float, bool)) else redact(str(value))
         if record.exc_text or record.exc_info:
             # Without exc_text, exc_info is set (the condition above); mypy cannot follow the `or`.
             line["exception"] = redact(record.exc_text or self.formatException(record.exc_info))  # type: ignore[arg-type]

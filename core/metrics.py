@@ -34,6 +34,12 @@ WEBHOOK_DELIVERIES = Counter(
     ["result"],
 )
 CALLBACKS = Counter("paygate_callbacks_total", "Gateway callbacks by result.", ["gateway", "result"])
+# Failed API keys and bad callback signatures: `limited` once an address is over its limit (429).
+AUTH_FAILURES = Counter(
+    "paygate_auth_failures_total",
+    "Failed API keys (api_key) and bad callback signatures (callback_signature): counted (401) or limited (429).",
+    ["kind", "result"],
+)
 PAYMENT_DETAILS_PURGED = Counter(
     "paygate_payment_details_purged_total",
     "Final transactions whose payment details were purged past the retention, leaving their masked form.",

@@ -49,6 +49,9 @@ def address_is_public(address: IPAddress) -> bool:
         tunnelled = [address.sixtofour, *(address.teredo or ())]
         if not all(address_is_public(item) for item in tunnelled if item is not None):
             return False
+    if isinstance(address, ipaddress.IPv6Address) and address in _SITE_LOCAL:
+        # Deprecated site-local (RFC 3879): Python 3.11 still calls it global.
+        return False
     return address.is_global and not (
         address.is_loopback
         or address.is_private
@@ -60,6 +63,7 @@ def address_is_public(address: IPAddress) -> bool:
 
 
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_SITE_LOCAL = ipaddress.IPv6Network("fec0::/10")
 
 
 def _nat64_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
@@ -88,6 +92,8 @@ class AddressPolicy:
     resolver: Resolver = field(default=system_resolver, compare=False)
     # Whether a resolved address may be connected to; tests may widen it, never production.
     permitted: Callable[[IPAddress], bool] = field(default=address_is_public, compare=False)
+    # Ports that may be connected to when enforced; empty: any.
+    allowed_ports: frozenset[int] = frozenset()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "allowed_hosts", hosts_from(self.allowed_hosts))
@@ -119,6 +125,8 @@ class AddressPolicy:
         """
         if not self.enforce or self.is_allowed_host(host):
             return None
+        if self.allowed_ports and port not in self.allowed_ports:
+            raise BlockedAddress(f"port {port} is not allowed")
         try:
             addresses = self.resolver(host.strip("[]"), port)
         except (OSError, UnicodeError) as exc:

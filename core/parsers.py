@@ -27,6 +27,44 @@ class DuplicateKey(ValueError):
     pass
 
 
+# Longest number token read: a money amount has at most 37 characters (see payments/money.py).
+MAX_NUMBER_CHARS = 64
+# Largest exponent read: `1e1000000000` is 12 bytes that format(Decimal, "f") turns into a
+# gigabyte of digits, and an exponent past Decimal's limits is an arithmetic error. Every
+# double a JSON encoder writes (5e-324 to 1.8e308) stays readable for free-form metadata.
+MAX_NUMBER_EXPONENT = 400
+
+
+class NumberRefused(ValueError):
+    pass
+
+
+class ExponentDecimal(Decimal):
+    """A JSON number written with an exponent (`1.5e3`): free-form metadata may hold one (any JSON
+    encoder writes very small or large numbers so), an amount never (payments/money.py)."""
+
+    __slots__ = ()
+
+
+def parse_decimal(token: str) -> Decimal:
+    """`parse_float` for json.loads: a Decimal, never a float; a long token or a large exponent refused."""
+    if len(token) > MAX_NUMBER_CHARS:
+        raise NumberRefused(f"A JSON number has more than {MAX_NUMBER_CHARS} characters; send a string.")
+    mantissa, e, exponent = token.lower().partition("e")
+    if not e:
+        return Decimal(token)
+    if abs(int(exponent)) > MAX_NUMBER_EXPONENT:
+        raise NumberRefused(f"A JSON number's exponent is beyond ±{MAX_NUMBER_EXPONENT}; write it in plain digits.")
+    return ExponentDecimal(token)
+
+
+def parse_integer(token: str) -> int:
+    """`parse_int` for json.loads: bounded, so that no long digit string is converted."""
+    if len(token) > MAX_NUMBER_CHARS:
+        raise NumberRefused(f"A JSON number has more than {MAX_NUMBER_CHARS} characters; send a string.")
+    return int(token)
+
+
 def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """`object_pairs_hook` for json.loads: two values for one key would let two parsers disagree."""
     result: dict[str, Any] = {}
@@ -70,14 +108,20 @@ def loads_strict_json(data: bytes) -> Any:
     """JSON with floats as Decimal, NaN/Infinity and duplicate keys refused, depth bounded."""
     try:
         value = json.loads(
-            data.decode("utf-8"), parse_float=Decimal, parse_constant=reject_constant, object_pairs_hook=unique_keys
+            data.decode("utf-8"),
+            parse_float=parse_decimal,
+            parse_int=parse_integer,
+            parse_constant=reject_constant,
+            object_pairs_hook=unique_keys,
         )
-    except DuplicateKey as exc:
+    except (DuplicateKey, NumberRefused) as exc:
         raise ParseError(str(exc)) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ParseError(f"Malformed JSON: {exc}") from None
     except RecursionError:
         raise ParseError("JSON nested too deeply.") from None
+    except ArithmeticError:
+        raise ParseError("Malformed JSON: a number out of range.") from None
     _depth(value, settings.PAYGATE_MAX_JSON_DEPTH)
     return value
 

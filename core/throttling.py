@@ -12,6 +12,8 @@ from django.core.cache import cache
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
+from .metrics import AUTH_FAILURES
+
 logger = logging.getLogger(__name__)
 
 _PERIODS = {"second": 1, "minute": 60, "hour": 3600}
@@ -71,8 +73,9 @@ class ApiKeyRateThrottle(BaseThrottle):
 class FailureLimit:
     """Counts failures (wrong API keys, bad signatures) per scope in a fixed window, in the shared cache.
 
-    `blocked()` is asked before the work a failure would waste, `record()` after a failure.
-    Successes are never counted, so a client that authenticates keeps its own limit only.
+    `record()` is called after a failure and says when that failure is over the limit: only
+    failing attempts are refused, so a valid key or signature from a busy address (every client
+    behind one load balancer) is never refused for others' failures. Successes are never counted.
     """
 
     def __init__(self, name: str, *, setting: str) -> None:
@@ -112,8 +115,11 @@ class FailureLimit:
             count = _count(self._key(scope, period, now), timeout=period + 1)
         except Exception:
             logger.warning("failure limit store unavailable; not limiting", exc_info=True)
+            AUTH_FAILURES.labels(self.name, "counted").inc()
             return None
-        return _retry_after(period, now) if count > limit else None
+        limited = count > limit
+        AUTH_FAILURES.labels(self.name, "limited" if limited else "counted").inc()
+        return _retry_after(period, now) if limited else None
 
 
 def _retry_after(period: int, now: float) -> float:

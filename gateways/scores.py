@@ -217,6 +217,31 @@ def score_record(
         logger.warning("route score store unavailable; sample not recorded", exc_info=True)
 
 
+def client_share_admits(
+    key: ScoreKey, *, client_id: int, window: Window, share: float, now: float | None = None
+) -> bool:
+    """Whether one more outcome of this client may count in the route's window: at most `share`
+    of the window's size per client in each `window.seconds`, so that one merchant's traffic
+    (a hundred declines on purpose, say) cannot move a country's routing for everyone.
+
+    A fixed period approximates the sliding window. Never raises: a store that cannot be reached
+    admits (the sample's own recording then says whether the store works).
+    """
+    if share >= 1:
+        return True
+    cap = max(1, math.floor(share * window.size))
+    period = max(1, math.ceil(window.seconds))
+    now = time.time() if now is None else now
+    name = f"routeshare:{key.name}:{client_id}:{int(now // period)}"
+    cache = _cache()
+    try:
+        cache.add(name, 0, timeout=period + 1)
+        return int(cache.incr(name)) <= cap
+    except Exception:
+        logger.warning("route score store unavailable; client share not checked", exc_info=True)
+        return True
+
+
 def scores_read(keys: Sequence[ScoreKey]) -> dict[ScoreKey, RouteScore]:
     """The scores of these routes, in one round trip; a route never scored (or an unreachable store) reads as empty."""
     if not keys:

@@ -16,7 +16,7 @@ from core.netguard import BlockedAddress
 from .adapters.http import gateway_address_policy
 from .demo import DEMO_COUNTRIES, DEMO_GATEWAYS
 from .models import GATEWAY_BOOKKEEPING_FIELDS, Country, Gateway, GatewayRoute
-from .scores import ScoreKey, Window, score_record
+from .scores import ScoreKey, Window, client_share_admits, score_record
 from .selectors import country_routing
 
 logger = logging.getLogger(__name__)
@@ -215,6 +215,7 @@ def route_score_record(
     payment_method: str = "",
     success: bool | None = None,
     latency_ms: float | None = None,
+    client_id: int | None = None,
 ) -> None:
     """What an attempt told about its route, for the success-rate strategy (CONTRACT §10).
 
@@ -223,23 +224,32 @@ def route_score_record(
     Recorded in the shared store once the caller's database transaction commits (at once
     outside one), so a rolled-back step counts nothing; never raises. Every country's routes
     are scored, whatever its strategy, so that a switch to `success_rate` starts informed.
+    `client_id`: whose transaction it was; its outcomes count up to PAYGATE_ROUTING_CLIENT_SHARE
+    of the window (`gateways.scores.client_share_admits`); past it, nothing of them is recorded.
     """
     if success is None and latency_ms is None:
         return
 
     def record() -> None:
-        window = country_routing(country)
-        score_record(
-            ScoreKey(
-                gateway_id=gateway_id,
-                country=country,
-                currency=currency,
-                transaction_type=transaction_type,
-                payment_method=payment_method,
-            ),
-            window=Window(size=window.window, seconds=window.window_seconds),
-            success=success,
-            latency_ms=latency_ms,
+        routing = country_routing(country)
+        key = ScoreKey(
+            gateway_id=gateway_id,
+            country=country,
+            currency=currency,
+            transaction_type=transaction_type,
+            payment_method=payment_method,
         )
+        window = Window(size=routing.window, seconds=routing.window_seconds)
+        if (
+            success is not None
+            and client_id is not None
+            and not client_share_admits(
+                key, client_id=client_id, window=window, share=settings.PAYGATE_ROUTING_CLIENT_SHARE
+            )
+        ):
+            # Nothing at all: a latency alone still takes a slot of the window's ring, and would
+            # push the other clients' outcomes out of it.
+            return
+        score_record(key, window=window, success=success, latency_ms=latency_ms)
 
     transaction.on_commit(record, robust=True)

@@ -17,6 +17,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+from axes.models import AccessAttempt
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.utils import timezone
@@ -32,6 +33,7 @@ from gateways.models import TRANSACTION_TYPES, Gateway, GatewayRoute
 from payments.selectors import (
     refund_counts,
     refund_oldest_open_age,
+    refund_review_count,
     transaction_oldest_waiting_ages,
     transaction_waiting_counts,
 )
@@ -58,6 +60,7 @@ class StateCollector(Collector):
         yield from self._gateways()
         yield from self._transactions()
         yield from self._callbacks()
+        yield from self._admin()
         yield from self._queues()
         yield from self._periodic_tasks()
 
@@ -122,6 +125,11 @@ class StateCollector(Collector):
             refunds.add_metric([status], float(count))
         yield refunds
         yield GaugeMetricFamily(
+            "paygate_refunds_needing_review",
+            "Refunds still processing past the deadline that the gateway may have accepted: a person settles them.",
+            value=float(refund_review_count()),
+        )
+        yield GaugeMetricFamily(
             "paygate_refund_oldest_open_age_seconds",
             "Age of the oldest refund not final yet (0 if none).",
             value=refund_oldest_open_age(now=now),
@@ -136,6 +144,17 @@ class StateCollector(Collector):
             "paygate_webhook_endpoints_failing",
             "Active webhook endpoints with a delivery waiting for a retry after a failed try.",
             value=float(deliveries["failing_endpoints"]),
+        )
+
+    def _admin(self) -> Iterator[GaugeMetricFamily]:
+        since = timezone.now() - settings.AXES_COOLOFF_TIME
+        locked = AccessAttempt.objects.filter(
+            failures_since_start__gte=settings.AXES_FAILURE_LIMIT, attempt_time__gte=since
+        ).count()
+        yield GaugeMetricFamily(
+            "paygate_admin_lockouts",
+            "Admin usernames or addresses locked out now after failed logins (django-axes).",
+            value=float(locked),
         )
 
     def _callbacks(self) -> Iterator[GaugeMetricFamily]:

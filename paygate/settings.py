@@ -127,6 +127,14 @@ def _check_formats() -> None:
         raise ImproperlyConfigured(
             f"PAYGATE_MAX_AMOUNT must be a positive number, not {PAYGATE_MAX_AMOUNT!r}"
         ) from None
+    if not 0 < PAYGATE_ROUTING_CLIENT_SHARE <= 1:
+        raise ImproperlyConfigured(
+            f"PAYGATE_ROUTING_CLIENT_SHARE must be in (0, 1], not {PAYGATE_ROUTING_CLIENT_SHARE}"
+        )
+    if not all(item.isdigit() and 0 < int(item) < 65536 for item in PAYGATE_WEBHOOK_ALLOWED_PORTS):
+        raise ImproperlyConfigured(
+            f"PAYGATE_WEBHOOK_ALLOWED_PORTS must be comma-separated ports, not {PAYGATE_WEBHOOK_ALLOWED_PORTS!r}"
+        )
     if PAYGATE_PAYMENT_DETAILS_RETENTION_DAYS < 0:
         raise ImproperlyConfigured(
             f"PAYGATE_PAYMENT_DETAILS_RETENTION_DAYS must be 0 or more, not {PAYGATE_PAYMENT_DETAILS_RETENTION_DAYS}"
@@ -218,8 +226,9 @@ if not DEBUG:
 ALLOWED_HOSTS = _env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 
 INSTALLED_APPS = [
-    # The admin site answers 403 to staff without any permission (paygate/adminsite.py).
-    "paygate.adminsite.PaygateAdminConfig",
+    # The admin site answers 403 to staff without any permission and asks operators for a second
+    # factor (paygate/adminsite.py).
+    "paygate.adminconfig.PaygateAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -231,6 +240,9 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "axes",
+    # The admin's second factor: TOTP devices (paygate/adminsite.py).
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "csp",
     "gateways",
     "payments",
@@ -255,6 +267,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user.is_verified(): whether this session passed the second factor.
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: turns a locked-out admin login into its 429 answer.
@@ -380,6 +394,10 @@ PAYGATE_TRUSTED_PROXIES = _env_list("PAYGATE_TRUSTED_PROXIES", [])
 # per username, and separately per client address (one address spraying many usernames), in
 # the database: shared by every process, and a Redis restart does not unlock anyone. Unlock
 # with `manage.py axes_reset_username <name>` (or `axes_reset_ip <address>`).
+# Admin logins of superusers and operators need a TOTP code besides the password (PCI DSS
+# 8.4.2). On unless DEBUG is: `make run`'s demo asks for none (its login is published).
+PAYGATE_ADMIN_REQUIRE_OTP = _env_bool("PAYGATE_ADMIN_REQUIRE_OTP", not DEBUG)
+OTP_TOTP_ISSUER = "Paygate"
 AXES_FAILURE_LIMIT = _env_int("PAYGATE_ADMIN_LOGIN_FAILURE_LIMIT", 10)
 AXES_COOLOFF_TIME = timedelta(minutes=_env_int("PAYGATE_ADMIN_LOCKOUT_MINUTES", 30))
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
@@ -609,6 +627,12 @@ PAYGATE_PAYMENT_DETAILS_PURGE_INTERVAL_SECONDS = _env_int("PAYGATE_PAYMENT_DETAI
 # host names). With DEBUG off every other base URL must be https to a public address.
 PAYGATE_GATEWAY_ALLOWED_HOSTS = _env_list("PAYGATE_GATEWAY_ALLOWED_HOSTS", [])
 
+# --- Success-rate routing (CONTRACT §10) ------------------------------------------------------
+# At most this share of a route's window (per window_seconds) is one client's outcomes: one
+# merchant's declines cannot move a country's traffic for every merchant. 1 turns it off, as
+# with DEBUG on: `make run`'s demo has one merchant, whose every outcome should count.
+PAYGATE_ROUTING_CLIENT_SHARE = _env_float("PAYGATE_ROUTING_CLIENT_SHARE", 1.0 if DEBUG else 0.5)
+
 # --- Merchant webhooks (CONTRACT §8) ---------------------------------------------------------
 # Seconds between the tries of a delivery that failed; after the last one it is marked failed.
 PAYGATE_WEBHOOK_RETRY_SCHEDULE = _env(
@@ -619,6 +643,9 @@ PAYGATE_WEBHOOK_RETRY_SCHEDULE = _env(
 PAYGATE_WEBHOOK_TIMEOUT_SECONDS = _env_float("PAYGATE_WEBHOOK_TIMEOUT_SECONDS", 10.0)
 # With DEBUG off an endpoint must be https to a public address; this lifts both (development only).
 PAYGATE_WEBHOOK_ALLOW_PRIVATE = _env_bool("PAYGATE_WEBHOOK_ALLOW_PRIVATE", False)
+# With DEBUG off an endpoint's port must be one of these: other ports would let a merchant probe
+# which services Paygate's network reaches.
+PAYGATE_WEBHOOK_ALLOWED_PORTS = _env_list("PAYGATE_WEBHOOK_ALLOWED_PORTS", ["443"])
 PAYGATE_WEBHOOK_MAX_ENDPOINTS = _env_int("PAYGATE_WEBHOOK_MAX_ENDPOINTS", 16)
 # Tries in flight to one endpoint at a time: a hanging endpoint holds at most this many threads.
 PAYGATE_WEBHOOK_ENDPOINT_CONCURRENCY = _env_int("PAYGATE_WEBHOOK_ENDPOINT_CONCURRENCY", 2)

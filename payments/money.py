@@ -6,6 +6,7 @@ import re
 from decimal import Decimal, InvalidOperation
 
 from core.currencies import minor_units
+from core.parsers import ExponentDecimal
 
 # At most this many digits before the point, and as many after it.
 MAX_DIGITS = 18
@@ -28,9 +29,14 @@ def parse_amount(raw: object, *, currency: str, maximum: Decimal) -> Decimal:
         raise AmountError('Must be a decimal string such as "25.00".')
     if isinstance(raw, int):
         raw = str(raw)
+    if isinstance(raw, ExponentDecimal):
+        raise AmountError('Must be a plain decimal number such as "25.00", without an exponent.')
     if isinstance(raw, Decimal):
         if not raw.is_finite():
             raise AmountError("Must be a finite number.")
+        # Formatting 1E+1000000000 would build a gigabyte of digits: bound the size first.
+        if len(raw.as_tuple().digits) > 2 * MAX_DIGITS or not -2 * MAX_DIGITS <= raw.adjusted() <= 2 * MAX_DIGITS:
+            raise AmountError('Must be a plain decimal number such as "25.00".')
         raw = format(raw, "f")
     if not isinstance(raw, str):
         raise AmountError('Must be a decimal string such as "25.00".')

@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from core.logs import bind
+from core.logs import bind, masked_reason
 from core.metrics import ATTEMPTS, GATEWAY_LATENCY, GATEWAY_PAYMENTS
 from gateways.adapters import get_adapter
 from gateways.breaker import BreakerState, breaker_permit, breaker_record_fault, breaker_record_success
@@ -309,7 +309,7 @@ def _record_result(transaction_id: str, attempt_id: str, result: PaymentResult, 
                 _accept(txn, attempt, payment_id=result.payment_id, to=to, action=result.action)
         elif decision == NextStep.DECLINED:
             attempt.outcome = AttemptOutcome.DECLINED
-            attempt.error = (result.reason or "declined")[:100]
+            attempt.error = masked_reason(result.reason, default="declined")
             if open_:
                 transaction_transition(
                     txn, to=TransactionStatus.FAILED, failure_reason=FailureReason.DECLINED, save=False
@@ -337,6 +337,7 @@ def _record_result(transaction_id: str, attempt_id: str, result: PaymentResult, 
         currency=txn.currency,
         transaction_type=txn.type,
         payment_method=txn.payment_method,
+        client_id=txn.client_id,
         success=None if attempt.outcome == AttemptOutcome.ACCEPTED or result.error == NOT_SENT_IN_TIME else False,
         latency_ms=result.latency_ms,
     )
@@ -433,6 +434,7 @@ def _record_lookup(
             currency=txn.currency,
             transaction_type=txn.type,
             payment_method=txn.payment_method,
+            client_id=txn.client_id,
             success=decision == NextStep.COMPLETED,
         )
     logger.info("look-up answered %s", result.status)
@@ -574,6 +576,7 @@ def transaction_settle_from_callback(
             currency=txn.currency,
             transaction_type=txn.type,
             payment_method=txn.payment_method,
+            client_id=txn.client_id,
             success=target == TransactionStatus.COMPLETED,
         )
     payment_id = payment_id or attempt.gateway_payment_id

@@ -32,7 +32,7 @@ from django.utils import timezone
 from core.currencies import ISO_4217, minor_units
 from core.errors import ValidationFailed
 from core.fingerprint import fingerprint, fingerprint_matches
-from core.logs import bind
+from core.logs import bind, masked_reason
 from core.metrics import GATEWAY_LATENCY, REFUNDS_FINISHED
 from gateways.adapters import get_adapter
 from gateways.breaker import breaker_permit, breaker_record_fault, breaker_record_success
@@ -374,7 +374,7 @@ def _record_call(refund_id: str, step: _Call, result: RefundResult) -> _Lookup |
                 _accepted(refund, result.refund_id)
         elif result.outcome == Outcome.DECLINED:
             attempt.outcome = AttemptOutcome.DECLINED
-            attempt.error = (result.reason or "declined")[:100]
+            attempt.error = masked_reason(result.reason, default="declined")
             if open_:
                 refund_transition(refund, to=RefundStatus.FAILED, failure_reason=RefundFailureReason.DECLINED)
         elif result.outcome == Outcome.NOT_SUBMITTED:
@@ -438,15 +438,18 @@ def _record_lookup(
         elif status == RefundLookupStatus.FAILED:
             refund_transition(refund, to=RefundStatus.FAILED, failure_reason=RefundFailureReason.GATEWAY_FAILED)
         else:  # the look-up itself failed
+            if refund.status == RefundStatus.PENDING:
+                # Keep it waiting on the look-up; the sweep brings it back.
+                refund_transition(refund, to=RefundStatus.PROCESSING)
             deadline = refund.created_at + timedelta(seconds=settings.PAYGATE_PROCESSING_DEADLINE_SECONDS)
-            if expire_if_unresolved and timezone.now() >= deadline:
-                refund_transition(refund, to=RefundStatus.FAILED, failure_reason=RefundFailureReason.EXPIRED)
+            if expire_if_unresolved and timezone.now() >= deadline and not refund.needs_review:
+                # The gateway may have accepted it, so it never fails by our clock alone: failing
+                # would free its amount for another refund and invite the merchant to retry, and
+                # both could be paid. It stays `processing`, still counted against the deposit
+                # and still looked up, for its callback, a look-up or an operator to settle.
                 refund.needs_review = True
-            else:
-                if refund.status == RefundStatus.PENDING:
-                    # Keep it waiting on the look-up; the sweep brings it back.
-                    refund_transition(refund, to=RefundStatus.PROCESSING)
-                refund.next_check_at = timezone.now() + timedelta(seconds=settings.PAYGATE_LOOKUP_INTERVAL_SECONDS)
+                logger.warning("refund unresolved past the deadline; kept processing for review")
+            refund.next_check_at = timezone.now() + timedelta(seconds=settings.PAYGATE_LOOKUP_INTERVAL_SECONDS)
         refund_save(refund)
     return following
 

@@ -95,7 +95,8 @@ def _payment_details(*, xml: bool) -> dict[str, Any]:
         "description": "Sensitive: encrypted at rest, returned masked. Security codes, PINs and track data "
         "(cvv, cvc, pin, track2, ...) are never returned and are deleted once the transaction is final. "
         f"At most {MAX_DETAIL_KEYS} entries; each value at most {DETAIL_MAX_LENGTH} characters, "
-        "surrounding white space removed.",
+        "surrounding white space removed. No key may hold NUL (U+0000): refused with a 400 (JSON Schema's "
+        "propertyNames says it, which OpenAPI 3.0 does not have).",
     }
     if xml:
         schema["minProperties"] = 1

@@ -134,6 +134,11 @@ def refund_counts() -> dict[str, int]:
     return counts
 
 
+def refund_review_count() -> int:
+    """Refunds not final that a person should look at (past the deadline, the gateway silent)."""
+    return Refund.objects.filter(status__in=(RefundStatus.PENDING, RefundStatus.PROCESSING), needs_review=True).count()
+
+
 def refund_oldest_open_age(*, now: datetime) -> float:
     created = (
         Refund.objects.filter(status__in=(RefundStatus.PENDING, RefundStatus.PROCESSING))

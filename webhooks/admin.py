@@ -7,7 +7,9 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils.cache import add_never_cache_headers
 
 from core.admin import ReadOnlyMixin
 from core.errors import ApplicationError
@@ -50,6 +52,21 @@ def _as_form_error(check: Any, value: Any) -> Any:
         raise forms.ValidationError(exc.message) from None
 
 
+SECRET_TEMPLATE = "admin/webhooks/webhookendpoint/secret.html"
+
+
+def _secret_page(
+    admin_site: admin.AdminSite, request: HttpRequest, secrets: list[tuple[WebhookEndpoint, str]]
+) -> HttpResponse:
+    """The new secrets on a page of their own: never in the messages cookie (signed, not
+    encrypted), never stored by a browser or a proxy."""
+    context = {**admin_site.each_context(request), "secrets": secrets, "title": "Signing secret"}
+    response = TemplateResponse(request, SECRET_TEMPLATE, context)
+    add_never_cache_headers(response)
+    response["Cache-Control"] = "no-store, private"
+    return response
+
+
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(admin.ModelAdmin):
     form = EndpointForm
@@ -85,16 +102,22 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
                     client=obj.client, url=obj.url, events=form.cleaned_data["events"], active=obj.active
                 )
                 obj.pk = created.endpoint.pk
-                messages.warning(request, f"Signing secret (shown once, give it to the merchant): {created.secret}")
+                request._new_webhook_secret = created.secret  # type: ignore[attr-defined]  # for response_add
         except ApplicationError as exc:
             messages.error(request, f"Not saved: {exc.message}")
             raise
 
-    @admin.action(description="Rotate the signing secret (shown once)")
-    def rotate_secret(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
-        for endpoint in queryset:
-            secret = webhook_secret_rotate(endpoint=endpoint)
-            messages.warning(request, f"New signing secret for {endpoint.url} (shown once): {secret}")
+    def response_add(self, request: HttpRequest, obj: WebhookEndpoint, post_url_continue: str | None = None) -> Any:
+        secret = getattr(request, "_new_webhook_secret", None)
+        if secret is None:
+            return super().response_add(request, obj, post_url_continue)
+        return _secret_page(self.admin_site, request, [(obj, secret)])
+
+    # Rotating hands out a secret that signs the merchant's webhooks: only who may change endpoints.
+    @admin.action(description="Rotate the signing secret (shown once)", permissions=["change"])
+    def rotate_secret(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> HttpResponse:
+        secrets = [(endpoint, webhook_secret_rotate(endpoint=endpoint)) for endpoint in queryset]
+        return _secret_page(self.admin_site, request, secrets)
 
 
 class AttemptInline(ReadOnlyMixin, admin.TabularInline):

@@ -220,23 +220,50 @@ class WebhookEndpointDetailApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+# What a merchant is told of a try. The stored error (connection refused, connect timeout,
+# address blocked, …) stays for operators in the admin: told to the merchant, it and the time a
+# failed connection took would let anyone with an endpoint scan ports from Paygate's address.
+PUBLIC_ERRORS = ("no_answer", "timeout", "endpoint_deleted", "endpoint_disabled")
+
+
+def public_error(attempt: WebhookDeliveryAttempt) -> str | None:
+    """`http_<code>` for a non-2xx answer, `timeout` for an answer after the window, `no_answer`
+    for every try that got no HTTP answer, whatever the reason; null on success."""
+    error = attempt.error
+    if not error:
+        return None
+    if attempt.status_code is not None:
+        return error if error.startswith("http_") else "timeout"
+    if error in ("endpoint_deleted", "endpoint_disabled"):
+        return error
+    return "no_answer"
+
+
 class DeliveryAttemptOutput(serializers.Serializer):
     endpoint = serializers.UUIDField(help_text="The webhook endpoint's id.")
     url = serializers.URLField(help_text="Where it was sent.")
     status_code = serializers.IntegerField(allow_null=True, help_text="null when no HTTP answer came.")
-    error = serializers.CharField(allow_null=True, help_text="Why it failed; null on success.")
-    duration_ms = serializers.FloatField()
+    error = serializers.CharField(
+        allow_null=True,
+        help_text="Why it failed; null on success: `http_<code>` (a non-2xx answer), `timeout` "
+        "(answered after the window), `no_answer` (no HTTP answer, whatever the reason), "
+        "`endpoint_deleted` or `endpoint_disabled`.",
+    )
+    duration_ms = serializers.FloatField(
+        help_text="Milliseconds until the endpoint answered, whole; 0 when no HTTP answer came."
+    )
     created_at = serializers.DateTimeField()
 
 
 def attempt_representation(attempt: WebhookDeliveryAttempt) -> dict[str, Any]:
     endpoint = attempt.delivery.endpoint
+    answered = attempt.status_code is not None
     return {
         "endpoint": str(endpoint.pk),
         "url": endpoint.url,
         "status_code": attempt.status_code,
-        "error": attempt.error or None,
-        "duration_ms": attempt.duration_ms,
+        "error": public_error(attempt),
+        "duration_ms": float(round(attempt.duration_ms)) if answered else 0.0,
         "created_at": iso(attempt.created_at),
     }
 

@@ -41,10 +41,15 @@ _endpoints: LocalCache[tuple[WebhookEndpoint, ...]] = LocalCache(ENDPOINTS_CACHE
 # --- endpoints ---------------------------------------------------------------------------------
 
 
+URL_REFUSED = "Not allowed: use https:// to a public host name, on an allowed port (443)."
+
+
 def webhook_address_policy() -> AddressPolicy:
     """With DEBUG off: https to public addresses only, unless PAYGATE_WEBHOOK_ALLOW_PRIVATE (development)."""
     lifted = settings.DEBUG or settings.PAYGATE_WEBHOOK_ALLOW_PRIVATE
-    return AddressPolicy(enforce=not lifted)
+    return AddressPolicy(
+        enforce=not lifted, allowed_ports=frozenset(int(port) for port in settings.PAYGATE_WEBHOOK_ALLOWED_PORTS)
+    )
 
 
 def event_patterns() -> list[str]:
@@ -65,7 +70,10 @@ def webhook_url_check(url: Any) -> str:
     try:
         webhook_address_policy().check_url(url)
     except BlockedAddress as exc:
-        raise ValidationFailed(f"The URL is not allowed: {exc}", fields={"url": [str(exc)]}) from None
+        # One answer for every refusal: naming the address a host resolves to, or telling "does
+        # not resolve" from "non-public", would map Paygate's internal network for the sender.
+        logger.info("webhook URL refused: %s", exc)
+        raise ValidationFailed(URL_REFUSED, fields={"url": [URL_REFUSED]}) from None
     return url
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -78,3 +79,36 @@ def test_a_card_number_in_a_log_argument_is_still_redacted() -> None:
     )
     RedactingFilter().filter(record)
     assert record.getMessage() == "card [REDACTED-PAN] after 0.25s"
+
+
+def test_a_string_extra_is_redacted_like_the_message() -> None:
+    from core.logs import JsonFormatter
+
+    record = logging.LogRecord("gateways", logging.INFO, __file__, 1, "call failed", None, None)
+    record.error = "declined: card 4111111111111111, iban DE89370400440532013000"
+    record.latency_ms = 12.5
+
+    line = json.loads(JsonFormatter().format(record))
+
+    assert line["error"] == "declined: card [REDACTED-PAN], iban [REDACTED-IBAN]"
+    assert line["latency_ms"] == 12.5
+
+
+@pytest.mark.parametrize(
+    ("reason", "masked"),
+    [
+        (None, "declined"),
+        ("", "declined"),
+        ("insufficient_funds", "insufficient_funds"),
+        ("Card 4111 1111 1111 1111 refused", "Card [REDACTED-PAN] refused"),
+        ("holder jane.roe@example.com blocked", "holder [REDACTED-EMAIL] blocked"),
+        ("iban=DE89370400440532013000", "iban=[REDACTED-IBAN]"),
+        ("line\nbreak\x00nul", "line break nul"),
+        ("x" * 300, "x" * 100),
+    ],
+    ids=["none", "empty", "code", "pan", "email", "iban", "control", "long"],
+)
+def test_a_gateway_s_free_text_reason_is_masked(reason: str | None, masked: str) -> None:
+    from core.logs import masked_reason
+
+    assert masked_reason(reason, default="declined") == masked

@@ -48,6 +48,8 @@ PUBLIC_V6 = "2606:4700:4700::1111"
         "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
         "2002:7f00:1::1",  # 6to4 of 127.0.0.1
         "2002:a00:1::1",  # 6to4 of 10.0.0.1
+        "fec0::1",  # deprecated site-local, which Python 3.11 calls global
+        "feff:ffff::1",
     ],
 )
 def test_non_public_addresses_are_refused(address: str) -> None:
@@ -80,6 +82,18 @@ def test_save_time_check_wants_https_to_public_addresses_only() -> None:
     for literal in ("https://127.0.0.1", "https://[::1]:8443", "https://[::ffff:7f00:1]", "https://2130706433"):
         with pytest.raises(BlockedAddress):
             AddressPolicy().check_url(literal)
+
+
+def test_only_listed_ports_are_allowed_when_a_list_is_given() -> None:
+    policy = AddressPolicy(resolver=lambda host, port: [PUBLIC_V4], allowed_ports=frozenset({443}))
+    policy.check_url("https://gw.example.com/x")
+    policy.check_url("https://gw.example.com:443/x")
+    for url in ("https://gw.example.com:22/x", "https://gw.example.com:8443/x"):
+        with pytest.raises(BlockedAddress, match="port"):
+            policy.check_url(url)
+    # At connection time too, where the URL is no longer looked at.
+    with pytest.raises(BlockedAddress):
+        policy.checked_addresses("gw.example.com", 6379)
 
 
 def test_unresolvable_and_odd_urls_are_refused() -> None:

@@ -21,6 +21,10 @@ EXTERNAL_SERIES = {
     "paygate_webhook_endpoints_failing",
     "paygate_refunds",
     "paygate_refund_oldest_open_age_seconds",
+    "paygate_refunds_needing_review",
+    "paygate_callbacks_total",
+    "paygate_auth_failures_total",
+    "paygate_admin_lockouts",
     "up",
 }
 # Grafana's variables, replaced by a value of the right kind so that promtool can parse the query.
@@ -124,3 +128,20 @@ def test_promtool_checks_the_compose_prometheus_configuration(tmp_path: Path) ->
     path = tmp_path / "prometheus.yml"
     path.write_text(yaml.safe_dump(config))
     assert "SUCCESS" in run_tool([promtool, "check", "config", path]).stdout
+
+
+@pytest.mark.parametrize(
+    ("password", "starts"), [("", False), ("admin", False), ("a-long-chosen-one", True)], ids=["unset", "admin", "set"]
+)
+def test_compose_grafana_refuses_to_start_without_a_chosen_admin_password(password: str, starts: bool) -> None:
+    """The entrypoint's guard, run by a real shell with compose's `$$` unescaped."""
+    import subprocess
+
+    grafana = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["grafana"]
+    assert grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"] == "${GRAFANA_ADMIN_PASSWORD:-}"
+    shell, flag, script = grafana["entrypoint"]
+    script = script.replace("$$", "$").replace("exec /run.sh", "exit 0")
+
+    result = subprocess.run([shell, flag, script], env={"GF_SECURITY_ADMIN_PASSWORD": password}, capture_output=True)
+
+    assert (result.returncode == 0) == starts, result.stderr

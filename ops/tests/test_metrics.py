@@ -145,3 +145,54 @@ def test_the_worker_reports_waits_payments_queues_and_sweeps(api: Any, client: A
     consumed = sample(after, "paygate_celery_queue_last_consumed_timestamp_seconds", queue="celery")
     assert consumed is not None and consumed >= started - 10
     assert sample(after, "paygate_celery_queue_length", queue="celery") is not None
+
+
+@pytest.mark.django_db
+def test_security_gauges_count_admin_lockouts_and_refunds_needing_review(client: Any, make_transaction: Any) -> None:
+    from axes.models import AccessAttempt
+    from django.conf import settings
+    from django.utils import timezone
+
+    from payments.models import Refund
+
+    series = scrape(client)
+    assert sample(series, "paygate_admin_lockouts") == 0
+    assert sample(series, "paygate_refunds_needing_review") == 0
+
+    AccessAttempt.objects.create(
+        username="ops",
+        ip_address="203.0.113.9",
+        failures_since_start=settings.AXES_FAILURE_LIMIT,
+        attempt_time=timezone.now(),
+        user_agent="",
+        get_data="",
+        post_data="",
+        http_accept="",
+        path_info="",
+    )
+    from gateways.models import Gateway
+
+    txn = make_transaction(status="completed", gateway=Gateway.objects.get(code="acmepay"))
+    Refund.objects.create(
+        client=txn.client,
+        transaction=txn,
+        gateway_id=txn.gateway_id,
+        amount=1,
+        currency="EUR",
+        status="processing",
+        needs_review=True,
+    )
+    Refund.objects.create(
+        client=txn.client,
+        transaction=txn,
+        gateway_id=txn.gateway_id,
+        amount=1,
+        currency="EUR",
+        status="failed",
+        failure_reason="declined",
+        needs_review=True,
+    )
+
+    series = scrape(client)
+    assert sample(series, "paygate_admin_lockouts") == 1
+    assert sample(series, "paygate_refunds_needing_review") == 1

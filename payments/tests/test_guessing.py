@@ -41,8 +41,8 @@ def test_wrong_api_keys_from_one_address_get_429_with_retry_after(api_key: str) 
     limited = get(client, "nope.guess", attacker)
     error = assert_error(limited, 429, "rate_limited")
     assert 1 <= int(limited["Retry-After"]) <= 60 and error["message"]
-    # Refused before the key is checked: even the right key is no use from there now.
-    assert_error(get(client, api_key, attacker), 429, "rate_limited")
+    # Only failing attempts are refused: the right key from that address still works.
+    assert get(client, api_key, attacker).status_code == 200
     # A malformed header is a failed attempt too.
     assert_error(client.get("/api/v1/transactions", HTTP_AUTHORIZATION="Bearer x", REMOTE_ADDR=attacker), 429)
     # Other addresses, and requests without any key, are not affected.
@@ -86,6 +86,33 @@ def test_failures_behind_a_trusted_proxy_count_per_forwarded_client() -> None:
     assert_error(get(client, "x.y", direct, HTTP_X_FORWARDED_FOR="203.0.113.3"), 429)
 
 
+@override_settings(PAYGATE_AUTH_FAILURE_LIMIT="100/minute", PAYGATE_TRUSTED_PROXIES=["10.9.0.0/16"])
+def test_junk_keys_through_a_load_balancer_never_lock_out_a_valid_key(api_key: str) -> None:
+    """Behind the balancer every client has its address: 150 junk keys are refused, merchants are not."""
+    client, balancer = APIClient(), {"REMOTE_ADDR": "10.9.0.2", "HTTP_X_FORWARDED_FOR": "10.9.0.3"}
+    statuses = [
+        client.get("/api/v1/transactions", HTTP_AUTHORIZATION=f"Api-Key junk{n}.x", **balancer).status_code
+        for n in range(150)
+    ]
+    assert statuses == [401] * 100 + [429] * 50
+    for _ in range(3):
+        assert (
+            client.get("/api/v1/transactions", HTTP_AUTHORIZATION=f"Api-Key {api_key}", **balancer).status_code == 200
+        )
+
+
+@override_settings(PAYGATE_AUTH_FAILURE_LIMIT="3/minute")
+def test_ipv6_failures_count_per_64_so_a_subnet_cannot_rotate_addresses() -> None:
+    client, base = APIClient(), fresh_address()
+    subnet = ipaddress.ip_network(f"{base}/64", strict=False)
+    neighbours = [str(subnet.network_address + n) for n in (1, 2, 3, 2**40)]
+    for address in neighbours[:3]:
+        assert_error(get(client, "nope.guess", address), 401)
+    assert_error(get(client, "nope.guess", neighbours[3]), 429, "rate_limited")
+    # The next /64 is someone else.
+    assert_error(get(client, "nope.guess", str(subnet.broadcast_address + 1)), 401)
+
+
 # --- callbacks ----------------------------------------------------------------------------------
 
 
@@ -112,8 +139,9 @@ def test_bad_callback_signatures_are_limited_per_gateway_and_address() -> None:
     limited = callback(client, "acmepay", "forged", attacker)
     assert_error(limited, 429, "rate_limited")
     assert 1 <= int(limited["Retry-After"]) <= 60
-    # Not even a correctly signed one from that address is looked at now.
-    assert_error(callback(client, "acmepay", good, attacker), 429)
+    # Only bad signatures are refused: a correctly signed one from that address is applied.
+    assert callback(client, "acmepay", good, attacker).status_code == 200
+    assert_error(callback(client, "acmepay", "forged", attacker), 429)
     # Another gateway from the same address, and the same gateway from elsewhere, are unaffected.
     assert_error(callback(client, "globex", "forged", attacker), 401)
     assert callback(client, "acmepay", good, other).status_code == 200
@@ -172,12 +200,14 @@ def test_failure_counts_live_in_redis_shared_by_every_web_process(api_key: str) 
     address = fresh_address()
     get(APIClient(), "nope.guess", address)
     redis = cache._cache.get_client(write=True)
-    [key] = redis.keys(cache.make_key(f"failures:api_key:{address}:*"))
+    network = ipaddress.ip_network(f"{address}/64", strict=False)
+    [key] = redis.keys(cache.make_key(f"failures:api_key:{network}:*"))
     assert int(redis.get(key)) == 1
     assert 0 < redis.ttl(key) <= 61  # the window's own expiry, not pushed back by later failures
     # Failures counted by other processes are what this one goes by.
     redis.set(key, 5, keepttl=True)
-    assert_error(get(APIClient(), api_key, address), 429, "rate_limited")
+    assert_error(get(APIClient(), "nope.guess", address), 429, "rate_limited")
+    assert get(APIClient(), api_key, address).status_code == 200
 
 
 def test_weak_lockout_and_malformed_proxy_settings_refuse_to_start() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from webhooks.models import WebhookEndpoint
+from webhooks.services import URL_REFUSED
 
 pytestmark = pytest.mark.django_db
 
@@ -103,6 +104,32 @@ def test_invalid_endpoints_are_400_naming_the_field(api: Any, body: dict[str, An
     assert response.status_code == 400, response.content
     assert field in response.json()["error"]["fields"]
     assert not WebhookEndpoint.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://localhost/x",
+        "https://127.0.0.1/x",
+        "https://[fec0::1]/x",
+        "https://no-such-host.invalid/x",
+        "https://hooks.example.com:6379/x",
+        "https://hooks.example.com:22/x",
+    ],
+)
+def test_a_refused_url_gets_one_generic_answer_naming_no_address(api: Any, url: str) -> None:
+    """Whether a name resolves, to what, and which ports answer are not for a merchant to map."""
+    response = post(api, {"url": url, "events": ["*"]})
+
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["message"] == error["fields"]["url"][0] == URL_REFUSED
+    assert "127.0.0.1" not in response.content.decode() and "resolve" not in response.content.decode()
+
+
+def test_other_ports_are_allowed_when_the_setting_lists_them(api: Any, settings: Any) -> None:
+    settings.PAYGATE_WEBHOOK_ALLOWED_PORTS = ["443", "8443"]
+    assert post(api, {"url": "https://hooks.example.com:8443/x", "events": ["*"]}).status_code == 201
 
 
 def test_private_addresses_are_allowed_when_the_setting_says_so(api: Any, settings: Any) -> None:
