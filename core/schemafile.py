@@ -20,8 +20,9 @@ def schema_yaml() -> str:
 
     # Production's schema: some patterns depend on DEBUG (a return_url is https only without it).
     with override_settings(DEBUG=False):
-        schema = SchemaGenerator().get_schema(request=None, public=True)
-    return OpenApiYamlRenderer().render(schema, renderer_context={}).decode()
+        schema = SchemaGenerator().get_schema(request=None, public=True)  # type: ignore[no-untyped-call]
+    rendered: bytes = OpenApiYamlRenderer().render(schema, renderer_context={})  # type: ignore[no-untyped-call]
+    return rendered.decode()
 
 
 def main() -> None:
