@@ -251,7 +251,15 @@ def test_the_api_shows_strategies_and_the_admin_shows_scores_and_decisions(
     # Merchants see each route's strategy, never scores or sample counts: those are made of every
     # merchant's traffic. Operators see them in the admin (below).
     for route in routes.values():
-        assert set(route) == {"country", "priority", "currencies", "transaction_types", "active", "strategy"}
+        assert set(route) == {
+            "country",
+            "priority",
+            "currencies",
+            "transaction_types",
+            "payment_methods",
+            "active",
+            "strategy",
+        }
     assert not re.search(
         r"\"(scores?|samples|success_rate|measured|p95_latency_ms)\":", api.get("/api/v1/gateways").content.decode()
     )
