@@ -379,3 +379,13 @@ def test_a_malformed_csp_report_is_a_quiet_204(client: Client, body: bytes) -> N
 
 def test_csp_report_takes_only_post(client: Client) -> None:
     assert client.get("/csp-report").status_code == 405
+
+
+def test_a_deposit_waiting_for_its_details_is_not_a_stuck_pending_one(api: Any) -> None:
+    from payments.selectors import transaction_oldest_waiting_ages
+
+    shown = collected(api)
+    later = timezone.now() + timedelta(seconds=600)
+    assert transaction_oldest_waiting_ages(now=later)["pending"] is None
+    Transaction.objects.filter(pk=shown["id"]).update(action={"type": "collect_details", "collected_at": 1.0})
+    assert transaction_oldest_waiting_ages(now=later)["pending"] is not None
