@@ -66,19 +66,20 @@ def csp_reports_parse(body: bytes) -> list[dict[str, str]]:
         return []
     items: list[dict[str, Any]] = []
     if isinstance(data, dict) and isinstance(data.get("csp-report"), dict):
-        report = data["csp-report"]
+        legacy: dict[str, Any] = data["csp-report"]
         items.append(
             {
-                "directive": report.get("effective-directive") or report.get("violated-directive"),
-                "blocked": report.get("blocked-uri"),
-                "page": report.get("document-uri"),
+                "directive": legacy.get("effective-directive") or legacy.get("violated-directive"),
+                "blocked": legacy.get("blocked-uri"),
+                "page": legacy.get("document-uri"),
             }
         )
     elif isinstance(data, list):
         for entry in data[:MAX_REPORTS]:
             if not isinstance(entry, dict) or entry.get("type") != "csp-violation":
                 continue
-            report = entry.get("body") if isinstance(entry.get("body"), dict) else {}
+            entry_body = entry.get("body")
+            report: dict[str, Any] = entry_body if isinstance(entry_body, dict) else {}
             items.append(
                 {
                     "directive": report.get("effectiveDirective"),

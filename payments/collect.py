@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -67,7 +68,8 @@ def transaction_details_collect(
         errors = method_details_errors(txn.payment_method, details, today=now.date())
         if errors:
             return CollectResult(errors=errors)
-        txn.payment_details = dict(details)
+        stored: Any = dict(details)  # the field is typed as itself (fernet_fields has no hints)
+        txn.payment_details = stored
         txn.save_payment_method = bool(txn.save_payment_method and save)
         txn.action = {"type": ACTION_COLLECT, "collected_at": now.timestamp()}
         txn.next_check_at = now + timedelta(seconds=settings.PAYGATE_SWEEP_GRACE_SECONDS)
