@@ -332,7 +332,8 @@ def transaction_create_schema(*, xml: bool, deposit: bool = False, withdrawal: b
                         **_boolean(xml=xml),
                         "description": "Keep the details, without a security code, as a saved method (pm_…) "
                         "of this customer once the deposit completes. Needs payment_method card, "
-                        "bank_account or wallet with its details.",
+                        "bank_account or wallet with its details; on a deposit whose details the customer "
+                        "types on the pay page, it offers the customer a tick instead.",
                     }
                 }
             ),
