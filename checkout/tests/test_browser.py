@@ -191,3 +191,26 @@ def test_card_typed_on_the_pay_page_without_scripts(
     _on_merchant_page(page, merchant, txn["id"])
     assert fetch(api, txn["id"])["status"] == "completed"
     context.close()
+
+
+def test_bank_account_typed_on_the_pay_page_on_a_phone(
+    api: Any, stack: dict[str, Sandbox], merchant: MerchantPage, browser: Any
+) -> None:
+    context = browser.new_context(**PHONE)
+    page = context.new_page()
+    txn = deposit(api, payment_method="bank_account", return_url=merchant.url, locale="de-DE")
+    page.goto(txn["next_action"]["url"])
+    page.get_by_label("IBAN").fill("DE89 3704 0044 0532 0130 01")
+    page.get_by_label("Kontoinhaber").fill("Jana Muster")
+    page.get_by_role("button", name=re.compile("bezahlen$")).click()
+    error = page.locator("#err_iban")
+    error.wait_for(timeout=30_000)
+    assert "IBAN ist ungültig" in error.inner_text()
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["viewport"]["width"]
+    screenshot(page, "collect-bank-phone-error")
+    page.get_by_label("IBAN").fill("DE89 3704 0044 0532 0130 00")
+    page.get_by_role("button", name=re.compile("bezahlen$")).click()
+    _on_merchant_page(page, merchant, txn["id"])
+    done = fetch(api, txn["id"])
+    assert (done["status"], done["payment_details"]["iban"]) == ("completed", "DE************3000")
+    context.close()
