@@ -32,7 +32,7 @@ from core.metrics import CUSTOMER_ACTIONS, PAYMENT_DETAILS_PURGED, TRANSACTIONS_
 from gateways.errors import NoRoute
 from gateways.selectors import route_list
 
-from .actions import collect_action_new, collects_details
+from .actions import ACTION_COLLECT, collect_action_new, collects_details
 from .errors import IdempotencyConflict
 from .methods import WITHDRAWAL_METHODS, saved_method_find
 from .models import (
@@ -308,8 +308,9 @@ def transaction_transition(txn: Transaction, *, to: str, failure_reason: str | N
                 failure_reason=failure_reason or "",
             ).inc()
         )
-        if txn.action:
+        if txn.action and txn.action.get("type") != ACTION_COLLECT:
             # How a transaction that asked the customer to act ended: the funnel's last stage.
+            # (Details typed on the pay page are not a gateway's action: not in the funnel.)
             stage = (
                 "completed"
                 if to == TransactionStatus.COMPLETED

@@ -389,3 +389,17 @@ def test_a_deposit_waiting_for_its_details_is_not_a_stuck_pending_one(api: Any) 
     assert transaction_oldest_waiting_ages(now=later)["pending"] is None
     Transaction.objects.filter(pk=shown["id"]).update(action={"type": "collect_details", "collected_at": 1.0})
     assert transaction_oldest_waiting_ages(now=later)["pending"] is not None
+
+
+def test_an_expired_collection_is_not_a_gateway_action_in_the_funnel(
+    api: Any, settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    from core.metrics import CUSTOMER_ACTIONS
+
+    settings.PAYGATE_ACTION_DEADLINE_SECONDS = 0
+    before = CUSTOMER_ACTIONS.labels(gateway="none", country="DE", stage="expired")._value.get()
+    shown = collected(api)
+    with django_capture_on_commit_callbacks(execute=True):
+        transaction_process(transaction_id=shown["id"])
+    assert stored(shown).failure_reason == "expired"
+    assert CUSTOMER_ACTIONS.labels(gateway="none", country="DE", stage="expired")._value.get() == before
