@@ -24,6 +24,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.crypto import constant_time_compare, salted_hmac
 from django.utils.translation import gettext as _
 
+from core.text import is_storable
 from gateways.methods import PaymentMethod
 from payments.methods import EXPIRED_MESSAGE, IBAN_MESSAGE, LUHN_MESSAGE
 
@@ -88,6 +89,10 @@ def _field(post: Any, name: str) -> str:
 def typed_details(method: str, post: Any) -> Typed:
     """The API's `payment_details` from the form's fields (blank fields left out)."""
     errors: dict[str, str] = {}
+    names = CARD_FORM_FIELDS if method == PaymentMethod.CARD else BANK_FORM_FIELDS
+    for name in names:
+        if not is_storable(_field(post, name)):  # NUL: refused, as by the API (core/text.py)
+            errors[name] = _("Check the details and try again.")
     details: dict[str, str] = {}
     if method == PaymentMethod.CARD:
         number = _SPACING.sub("", _field(post, "number"))

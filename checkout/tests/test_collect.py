@@ -403,3 +403,27 @@ def test_an_expired_collection_is_not_a_gateway_action_in_the_funnel(
         transaction_process(transaction_id=shown["id"])
     assert stored(shown).failure_reason == "expired"
     assert CUSTOMER_ACTIONS.labels(gateway="none", country="DE", stage="expired")._value.get() == before
+
+
+@pytest.mark.parametrize("field", ["number", "exp", "cvc", "holder_name"])
+def test_a_nul_in_any_field_is_refused_like_the_api_refuses_it(api: Any, client: Client, field: str) -> None:
+    shown = collected(api)
+    _, csrf = open_form(client, shown)
+    form = card_form(csrf)
+    form[field] = form[field][:2] + "\x00" + form[field][2:]
+    response = client.post(page_path(shown), form)
+    assert response.status_code == 400
+    assert f'id="err_{field}"' in response.content.decode()
+    assert stored(shown).payment_details == {}
+
+
+def test_hostile_form_bodies_never_cause_a_500(api: Any, client: Client) -> None:
+    shown = collected(api, payment_method="bank_account")
+    _, csrf = open_form(client, shown)
+    for form in (
+        {"csrf": csrf, "iban": "x" * 5000, "holder_name": "\u202e\ufeff" * 100},
+        {"csrf": csrf, "iban": ["a", "b"], "account_number": "1234", "bank_code": "-"},
+        {"csrf": csrf, "holder_name": "A", "save": "yes"},
+    ):
+        response = client.post(page_path(shown), form)
+        assert response.status_code in (303, 400), response.status_code
