@@ -29,7 +29,15 @@ def merchant(settings: Any) -> Iterator[MerchantPage]:
 def test_card_typed_on_the_pay_page_reaches_the_json_sandbox_and_completes(
     api: Any, stack: dict[str, Sandbox], merchant: MerchantPage
 ) -> None:
-    txn = deposit(api, country="DE", currency="EUR", amount="25.00", payment_method="card", return_url=merchant.url)
+    txn = deposit(
+        api,
+        country="DE",
+        currency="EUR",
+        amount="25.00",
+        payment_method="card",
+        return_url=merchant.url,
+        save_payment_method=True,
+    )
     url = txn["next_action"]["url"]
     browser = requests.Session()
     form = browser.get(url, timeout=10)
@@ -44,6 +52,7 @@ def test_card_typed_on_the_pay_page_reaches_the_json_sandbox_and_completes(
         "exp": f"12 / {YEAR[2:]}",
         "cvc": "123",
         "holder_name": "Jane Roe",
+        "save": "1",  # the customer's own tick, offered because the merchant allowed it
     }
     answer = browser.post(url, data=typed, allow_redirects=False, timeout=10)
     assert answer.status_code == 303, answer.text
@@ -58,6 +67,13 @@ def test_card_typed_on_the_pay_page_reaches_the_json_sandbox_and_completes(
         "cvc": "***",
         "holder_name": " Roe",
     }
+    # Saved as the customer asked, masked in the list.
+    saved = wait_for(
+        lambda: api.get(f"/api/v1/customers/{txn['customer_id']}/payment-methods").json()["payment_methods"],
+        timeout=30,
+        message="the typed card to be saved",
+    )
+    assert [(m["type"], m["last4"], m["exp_year"]) for m in saved] == [("card", "4242", YEAR)]
     # The page hands the customer back to the merchant.
     back = browser.get(url, allow_redirects=False, timeout=10)
     assert back.status_code == 303 and back.headers["Location"].startswith(merchant.url.split("?")[0])
