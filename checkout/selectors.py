@@ -25,6 +25,8 @@ def pay_transaction_get(*, transaction_id: str) -> Transaction | None:
             "return_url",
             "locale",
             "action",
+            "payment_method",
+            "save_payment_method",
             "created_at",
             "country",
             "gateway__code",

@@ -61,6 +61,13 @@ CUSTOMER_ACTIONS = Counter(
     "Customer actions by stage: presented, forwarded, returned, completed, cancelled, expired, failed.",
     ["gateway", "country", "stage"],
 )
+# Content-Security-Policy violations browsers reported from the pay page (PCI DSS 11.6.1), by the
+# directive that was violated; `other` for a directive name Paygate does not know.
+CSP_VIOLATIONS = Counter(
+    "paygate_csp_violations_total",
+    "CSP violation reports received from the pay page, by violated directive.",
+    ["directive"],
+)
 # From publication (or the countdown's end) to a worker starting the task: the queue's delay.
 TASK_WAIT = Histogram(
     "paygate_celery_task_wait_seconds",

@@ -8,14 +8,15 @@ which forwards the customer.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 
 from core.paytoken import pay_token_make
 
-from .models import FINAL_STATUSES, Transaction
+from .methods import COLLECTABLE_METHODS
+from .models import FINAL_STATUSES, Transaction, TransactionStatus
 
 ACTION_REDIRECT = "redirect"
 ACTION_DISPLAY_CODE = "display_code"
@@ -63,3 +64,40 @@ def next_action_representation(txn: Transaction, *, iso: Any) -> dict[str, Any] 
             "expires_at": action.get("expires_at") or expires_at,
         }
     return {"type": ACTION_REDIRECT, "url": pay_page_url(txn), "expires_at": expires_at}
+
+
+# --- Details collected on the pay page (CONTRACT §12; services in payments/collect.py) ----------------
+
+ACTION_COLLECT = "collect_details"
+
+
+def collect_action_new(*, now: datetime) -> dict[str, Any]:
+    """The `action` of a new deposit whose details the customer will type."""
+    deadline = now + timedelta(seconds=settings.PAYGATE_ACTION_DEADLINE_SECONDS)
+    return {"type": ACTION_COLLECT, "deadline": deadline.timestamp()}
+
+
+def collects_details(*, transaction_type: str, method: str, details: dict[str, Any], return_url: str) -> bool:
+    """True for a deposit that Paygate collects the details of (validated by the API before)."""
+    return transaction_type == "deposit" and bool(return_url) and method in COLLECTABLE_METHODS and not details
+
+
+def awaiting_details(txn: Transaction) -> bool:
+    """The customer has not typed the details yet (whatever the deadline)."""
+    action = txn.action or {}
+    return txn.status == TransactionStatus.PENDING and action.get("type") == ACTION_COLLECT and "deadline" in action
+
+
+def collect_deadline(txn: Transaction) -> datetime | None:
+    action = txn.action or {}
+    if action.get("type") != ACTION_COLLECT or "deadline" not in action:
+        return None
+    return datetime.fromtimestamp(float(action["deadline"]), tz=UTC)
+
+
+def routing_started_at(txn: Transaction) -> datetime:
+    """Where the routing deadline counts from: the details' arrival for a collected deposit, else its creation."""
+    action = txn.action or {}
+    if action.get("type") == ACTION_COLLECT and "collected_at" in action:
+        return datetime.fromtimestamp(float(action["collected_at"]), tz=UTC)
+    return txn.created_at

@@ -212,6 +212,7 @@ class TransactionCreateInput(serializers.Serializer):
             today=timezone.now().date(),
             saved_method_given="payment_method_id" in attrs,
             save=attrs.get("save_payment_method", False),
+            return_url_given=bool(attrs.get("return_url")),
         )
         if errors:
             raise serializers.ValidationError(errors)

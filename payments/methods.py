@@ -27,6 +27,9 @@ from .masking import mask_name, mask_text
 WITHDRAWAL_METHODS = frozenset({PaymentMethod.CARD, PaymentMethod.BANK_ACCOUNT, PaymentMethod.WALLET})
 # Methods whose details a customer may save (CONTRACT §12, "Saved").
 SAVABLE_METHODS = WITHDRAWAL_METHODS
+# Methods whose details Paygate can collect itself on the pay page (CONTRACT §12, "Collected by Paygate"):
+# a deposit with `return_url` and one of these but no `payment_details`.
+COLLECTABLE_METHODS = frozenset({PaymentMethod.CARD, PaymentMethod.BANK_ACCOUNT})
 
 HOLDER_NAME_MAX_LENGTH = 255
 
@@ -199,9 +202,13 @@ def method_input_errors(
     today: date,
     saved_method_given: bool = False,
     save: bool = False,
+    return_url_given: bool = False,
 ) -> dict[str, Any]:
     """The errors of a create request's method and details, named as the error body names them:
-    `{"payment_details": {"number": [...]}}` for a field of the details. `method` is "" when not given."""
+    `{"payment_details": {"number": [...]}}` for a field of the details. `method` is "" when not given.
+
+    A deposit with `return_url` and a collectable method may leave the details out: the customer
+    types them on the pay page (`save_payment_method` then offers the customer a tick)."""
     errors: dict[str, Any] = {}
     if save and transaction_type != "deposit":
         errors["save_payment_method"] = ["Only a deposit can save its payment method."]
@@ -222,6 +229,8 @@ def method_input_errors(
             errors["payment_details"] = [f"Must be left out for {method}: the customer gives them at the gateway."]
         return errors
     if not details_given:
+        if transaction_type == "deposit" and return_url_given and method in COLLECTABLE_METHODS:
+            return errors  # collected on the pay page
         return {**errors, "payment_details": [f"Required for {method}."]}
     details_errors = method_details_errors(method, details, today=today)
     return {**errors, "payment_details": details_errors} if details_errors else errors

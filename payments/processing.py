@@ -33,7 +33,8 @@ from gateways.selectors import gateway_credentials, gateway_get, route_ranking
 from gateways.services import route_score_record
 from gateways.types import CustomerAction, LookupResult, LookupStatus, Outcome, PaymentRequest, PaymentResult
 
-from .actions import pay_return_url
+from .actions import pay_return_url, routing_started_at
+from .collect import collect_expire_if_due
 from .failover import NextStep, failover_next, failover_route
 from .methods import gateway_payment_method
 from .models import (
@@ -190,6 +191,8 @@ def _next_step(transaction_id: str) -> Step:
         if txn.status != TransactionStatus.PENDING:
             return Done()
         now = timezone.now()
+        if collect_expire_if_due(txn, now=now):
+            return Done()  # the customer types the details on the pay page first (CONTRACT §12)
         last = _current_attempt(txn)
         if last is not None and last.outcome == AttemptOutcome.PENDING:
             age = (now - last.created_at).total_seconds()
@@ -205,7 +208,7 @@ def _next_step(transaction_id: str) -> Step:
         if last is not None and last.outcome == AttemptOutcome.UNKNOWN:
             return Lookup(attempt_id=str(last.pk), gateway=last.gateway)
 
-        deadline = txn.created_at + timedelta(seconds=settings.PAYGATE_NO_GATEWAY_DEADLINE_SECONDS)
+        deadline = routing_started_at(txn) + timedelta(seconds=settings.PAYGATE_NO_GATEWAY_DEADLINE_SECONDS)
         past_deadline = now >= deadline
         gateway, permit, routing = (None, None, None) if past_deadline else _route_pick(txn, tried_any=last is not None)
         decision = failover_route(past_deadline=past_deadline, route_found=gateway is not None)

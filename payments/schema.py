@@ -31,7 +31,14 @@ from core.schema import (
     xml_text_pattern,
 )
 
-from .methods import HOLDER_NAME_MAX_LENGTH, METHOD_FIELDS, SAVABLE_METHODS, WITHDRAWAL_METHODS, PaymentMethod
+from .methods import (
+    COLLECTABLE_METHODS,
+    HOLDER_NAME_MAX_LENGTH,
+    METHOD_FIELDS,
+    SAVABLE_METHODS,
+    WITHDRAWAL_METHODS,
+    PaymentMethod,
+)
 from .money import MAX_DIGITS, amount_pattern
 
 COUNTRY_PATTERN = "^[A-Z]{2}$"
@@ -209,9 +216,10 @@ def _method_text(methods: list[str], *, xml: bool) -> dict[str, Any]:
     return {"type": "string", "pattern": xml_text_pattern(pattern) if xml else pattern}
 
 
-def _method_branches(*, xml: bool, withdrawal: bool) -> list[dict[str, Any]]:
+def _method_branches(*, xml: bool, withdrawal: bool, deposit: bool = False) -> list[dict[str, Any]]:
     """One body per payment method (CONTRACT §12), told apart by `payment_method`; one with a saved
-    method (`payment_method_id`); and one without either, whose details are free-form."""
+    method (`payment_method_id`); one without either, whose details are free-form; and for a deposit,
+    one whose details the customer types on the pay page (a collectable method, `return_url`, no details)."""
     saves = {"save_payment_method": _boolean(xml=xml, only=True)} if not withdrawal else {}
     no_save = {"properties": {"save_payment_method": _boolean(xml=xml, only=False)}} if not withdrawal else {}
     branches: list[dict[str, Any]] = [
@@ -248,6 +256,19 @@ def _method_branches(*, xml: bool, withdrawal: bool) -> list[dict[str, Any]]:
                     "not": {"anyOf": [{"required": ["payment_details"]}, {"required": ["payment_method_id"]}]},
                 }
             )
+    if deposit:
+        branches.append(
+            {
+                "required": ["payment_method", "return_url"],
+                "properties": {
+                    "payment_method": _method_text(sorted(m.value for m in COLLECTABLE_METHODS), xml=xml),
+                    **saves,
+                },
+                "not": {"anyOf": [{"required": ["payment_details"]}, {"required": ["payment_method_id"]}]},
+                "description": "Collected by Paygate: the customer types the details on the pay page "
+                "(next_action); save_payment_method true offers the customer a tick to save them.",
+            }
+        )
     return branches
 
 
@@ -312,7 +333,8 @@ def transaction_create_schema(*, xml: bool, deposit: bool = False, withdrawal: b
                         **_boolean(xml=xml),
                         "description": "Keep the details, without a security code, as a saved method (pm_…) "
                         "of this customer once the deposit completes. Needs payment_method card, "
-                        "bank_account or wallet with its details.",
+                        "bank_account or wallet with its details; on a deposit whose details the customer "
+                        "types on the pay page, it offers the customer a tick instead.",
                     }
                 }
             ),
@@ -326,7 +348,7 @@ def transaction_create_schema(*, xml: bool, deposit: bool = False, withdrawal: b
             {"properties": {"currency": currency_in(codes), "amount": amount_schema(places=places, xml=xml)}}
             for places, codes in sorted(groups.items())
         ],
-        "oneOf": _method_branches(xml=xml, withdrawal=withdrawal),
+        "oneOf": _method_branches(xml=xml, withdrawal=withdrawal, deposit=deposit),
     }
     if xml:
         schema["xml"] = {"name": "transaction"}

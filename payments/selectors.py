@@ -11,6 +11,7 @@ from django.db.models import Count, Prefetch, Q, QuerySet
 from core.db import CompletedHorizon, OwnTransactionId
 from core.masking import without_sensitive_auth
 
+from .actions import ACTION_COLLECT
 from .masking import mask_details
 from .methods import mask_method_details
 from .models import EVENT_PREFIX, ApiClient, Attempt, Event, Refund, RefundStatus, Transaction, TransactionStatus
@@ -64,11 +65,15 @@ def transaction_masked_details(txn: Transaction) -> Any:
 
 
 def transaction_oldest_waiting_ages(*, now: datetime) -> dict[str, float | None]:
-    """Per waiting status, the seconds since the oldest transaction in it was created (None: none waits)."""
+    """Per waiting status, the seconds since the oldest transaction in it was created (None: none waits).
+
+    A deposit still waiting for the customer to type its details on the pay page (CONTRACT §12) is
+    not stuck: it is left out until the details arrive (or it expires)."""
     ages: dict[str, float | None] = {}
     for status in WAITING_STATUSES:
         created = (
             Transaction.objects.filter(status=status)
+            .exclude(action__type=ACTION_COLLECT, action__has_key="deadline")
             .order_by("created_at")
             .values_list("created_at", flat=True)
             .first()

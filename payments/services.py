@@ -12,7 +12,7 @@ import dataclasses
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -32,6 +32,7 @@ from core.metrics import CUSTOMER_ACTIONS, PAYMENT_DETAILS_PURGED, TRANSACTIONS_
 from gateways.errors import NoRoute
 from gateways.selectors import route_list
 
+from .actions import ACTION_COLLECT, collect_action_new, collects_details
 from .errors import IdempotencyConflict
 from .methods import WITHDRAWAL_METHODS, saved_method_find
 from .models import (
@@ -223,7 +224,10 @@ def transaction_create(
                 idempotency_key=idempotency_key,
                 request_hash=request_hash,
                 # If the publish below is lost, the recovery sweep picks it up from here.
-                next_check_at=timezone.now() + timedelta(seconds=settings.PAYGATE_SWEEP_GRACE_SECONDS),
+                **{
+                    "next_check_at": timezone.now() + timedelta(seconds=settings.PAYGATE_SWEEP_GRACE_SECONDS),
+                    **_collect_fields(data),
+                },
             )
             # A new transaction has no attempts yet: spare the response a query for them (through
             # Django's own prefetch cache, which its stubs do not declare).
@@ -246,6 +250,17 @@ def transaction_create(
     TRANSACTIONS_CREATED.labels(type=txn.type, country=txn.country_id).inc()
     logger.info("transaction created", extra={"type": txn.type})
     return CreateResult(transaction=txn, replayed=False, shown=shown)
+
+
+def _collect_fields(data: TransactionInput) -> dict[str, Any]:
+    """A deposit whose details the customer types on the pay page (CONTRACT §12): it waits for them,
+    due for the sweep at the typing deadline (then `expired`), instead of being routed now."""
+    if not collects_details(
+        transaction_type=data.type, method=data.payment_method, details=data.payment_details, return_url=data.return_url
+    ):
+        return {}
+    action = collect_action_new(now=timezone.now())
+    return {"action": action, "next_check_at": datetime.fromtimestamp(action["deadline"], tz=UTC)}
 
 
 def _with_saved_method(*, client: ApiClient, data: TransactionInput) -> TransactionInput | None:
@@ -293,8 +308,9 @@ def transaction_transition(txn: Transaction, *, to: str, failure_reason: str | N
                 failure_reason=failure_reason or "",
             ).inc()
         )
-        if txn.action:
+        if txn.action and txn.action.get("type") != ACTION_COLLECT:
             # How a transaction that asked the customer to act ended: the funnel's last stage.
+            # (Details typed on the pay page are not a gateway's action: not in the funnel.)
             stage = (
                 "completed"
                 if to == TransactionStatus.COMPLETED

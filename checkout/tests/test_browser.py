@@ -124,3 +124,93 @@ def test_redirect_journey_on_a_phone(api: Any, stack: dict[str, Sandbox], mercha
     _on_merchant_page(page, merchant, txn["id"])
     assert wait_for(lambda: fetch(api, txn["id"])["status"] == "completed", message="completed")
     context.close()
+
+
+# --- Details collected on the pay page (CONTRACT §12) ---------------------------------------------
+
+
+def _collect_journey(api: Any, stack: dict[str, Sandbox], merchant: MerchantPage, page: Any, shot: str) -> None:
+    txn = deposit(api, payment_method="card", return_url=merchant.url, save_payment_method=True)
+    page.goto(txn["next_action"]["url"])
+    number = page.get_by_label("Card number")
+    number.wait_for(timeout=30_000)
+    # The number grouped and the expiry written as MM / YY while typing (the page's one script).
+    number.press_sequentially("4242424242424241")
+    assert number.input_value() == "4242 4242 4242 4241"
+    page.get_by_label("Expiry date").press_sequentially("1231")
+    assert page.get_by_label("Expiry date").input_value() == "12 / 31"
+    page.get_by_label("Security code").fill("123")
+    page.get_by_label("Name on card").fill("Jane Roe")
+    assert page.evaluate("document.documentElement.scrollWidth") <= page.viewport_size["width"]
+    screenshot(page, f"{shot}-form")
+    page.get_by_role("button", name=re.compile("^Pay ")).click()
+    # A wrong number: the error next to it, the number and code empty, the rest kept.
+    error = page.locator("#err_number")
+    error.wait_for(timeout=30_000)
+    assert "not valid" in error.inner_text()
+    assert page.get_by_label("Card number").input_value() == ""
+    assert page.get_by_label("Security code").input_value() == ""
+    assert page.get_by_label("Expiry date").input_value() == "12 / 31"
+    screenshot(page, f"{shot}-error")
+    page.get_by_label("Card number").press_sequentially("4242424242424242")
+    page.get_by_label("Security code").fill("123")
+    page.get_by_role("button", name=re.compile("^Pay ")).click()
+    _on_merchant_page(page, merchant, txn["id"])
+    done = fetch(api, txn["id"])
+    assert (done["status"], done["gateway"]) == ("completed", "acmepay")
+    [payment] = [p for p in stack["acmepay"].payments() if p["transaction_id"] == txn["id"]]
+    assert payment["payment_details"]["number"] == "4242"
+
+
+def test_card_typed_on_the_pay_page(api: Any, stack: dict[str, Sandbox], merchant: MerchantPage, browser: Any) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    _collect_journey(api, stack, merchant, context.new_page(), "collect-desktop")
+    context.close()
+
+
+def test_card_typed_on_the_pay_page_on_a_phone(
+    api: Any, stack: dict[str, Sandbox], merchant: MerchantPage, browser: Any
+) -> None:
+    context = browser.new_context(**PHONE)
+    _collect_journey(api, stack, merchant, context.new_page(), "collect-phone")
+    context.close()
+
+
+def test_card_typed_on_the_pay_page_without_scripts(
+    api: Any, stack: dict[str, Sandbox], merchant: MerchantPage, browser: Any
+) -> None:
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    txn = deposit(api, payment_method="card", return_url=merchant.url)
+    page.goto(txn["next_action"]["url"])
+    page.get_by_label("Card number").fill("4242 4242 4242 4242")
+    page.get_by_label("Expiry date").fill("12/31")
+    page.get_by_label("Security code").fill("123")
+    page.get_by_label("Name on card").fill("Jane Roe")
+    page.get_by_role("button", name=re.compile("^Pay ")).click()
+    _on_merchant_page(page, merchant, txn["id"])
+    assert fetch(api, txn["id"])["status"] == "completed"
+    context.close()
+
+
+def test_bank_account_typed_on_the_pay_page_on_a_phone(
+    api: Any, stack: dict[str, Sandbox], merchant: MerchantPage, browser: Any
+) -> None:
+    context = browser.new_context(**PHONE)
+    page = context.new_page()
+    txn = deposit(api, payment_method="bank_account", return_url=merchant.url, locale="de-DE")
+    page.goto(txn["next_action"]["url"])
+    page.get_by_label("IBAN").fill("DE89 3704 0044 0532 0130 01")
+    page.get_by_label("Kontoinhaber").fill("Jana Muster")
+    page.get_by_role("button", name=re.compile("bezahlen$")).click()
+    error = page.locator("#err_iban")
+    error.wait_for(timeout=30_000)
+    assert "IBAN ist ungültig" in error.inner_text()
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["viewport"]["width"]
+    screenshot(page, "collect-bank-phone-error")
+    page.get_by_label("IBAN").fill("DE89 3704 0044 0532 0130 00")
+    page.get_by_role("button", name=re.compile("bezahlen$")).click()
+    _on_merchant_page(page, merchant, txn["id"])
+    done = fetch(api, txn["id"])
+    assert (done["status"], done["payment_details"]["iban"]) == ("completed", "DE************3000")
+    context.close()
