@@ -22,6 +22,7 @@ from .models import WebhookDeliveryAttempt, WebhookEndpoint
 from .selectors import event_delivery_attempts, webhook_endpoint_get, webhook_endpoint_list
 from .services import (
     MAX_URL_LENGTH,
+    WEBHOOK_URL_PATTERN,
     event_patterns,
     event_redeliver,
     webhook_endpoint_create,
@@ -29,12 +30,12 @@ from .services import (
     webhook_endpoint_update,
 )
 
-# A subset of what the URL check accepts (it also takes ports, IP literals, query strings...):
-# what the schema allows must be accepted (with DEBUG off, only if it resolves to a public address).
+# The URL check's own pattern: what the schema allows is accepted (with DEBUG off, only if it is
+# https on an allowed port and resolves to a public address), and what it forbids is refused.
 _URL_SCHEMA = {
     "type": "string",
     "maxLength": MAX_URL_LENGTH,
-    "pattern": "^https?://[a-z0-9]{1,20}(\\.[a-z0-9]{1,20}){0,3}\\.[a-z]{2,10}(/[A-Za-z0-9._~-]{0,40}){0,8}$",
+    "pattern": WEBHOOK_URL_PATTERN,
     "description": "https:// (with DEBUG off) to a host that resolves to public addresses only.",
 }
 _EVENTS_SCHEMA = {

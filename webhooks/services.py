@@ -10,6 +10,7 @@ endpoint's concurrency, POSTs them signed (webhooks.signing) and records what ca
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -58,12 +59,32 @@ def event_patterns() -> list[str]:
     return ["*", *(f"{prefix}.*" for prefix in prefixes), *EventType.values]
 
 
+_OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_LABEL = "[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_GROUP = "[0-9A-Fa-f]{1,4}"
+# IPv6 in the forms every parser takes: all eight groups, or groups before a "::" and at most one after.
+_IPV6 = f"\\[(({_GROUP}:){{7}}{_GROUP}|({_GROUP}:){{1,6}}:({_GROUP})?|::({_GROUP})?)\\]"
+# What an endpoint URL may look like: one pattern for the schema (webhooks.apis) and the check
+# below, so that what one allows the other accepts. A name with a top-level domain, an IPv4
+# or IPv6 address or localhost; a port; a path and a query of URL characters. Every match also passes
+# Django's URLValidator, which stays as a second opinion.
+WEBHOOK_URL_PATTERN = (
+    f"^https?://(({_LABEL}\\.){{1,8}}[A-Za-z]{{2,63}}|{_OCTET}(\\.{_OCTET}){{3}}|{_IPV6}|localhost)"
+    "(:[0-9]{1,5})?"
+    "(/[A-Za-z0-9._~%!$&'()*+,;=:@/-]*)?"
+    "(\\?[A-Za-z0-9._~%!$&'()*+,;=:@/?-]*)?$"
+)
+_WEBHOOK_URL = re.compile(WEBHOOK_URL_PATTERN[:-1] + "\\Z")
+
+
 def webhook_url_check(url: Any) -> str:
     if not isinstance(url, str) or not url:
         raise ValidationFailed("A URL is required.", fields={"url": ["A URL is required."]})
     if len(url) > MAX_URL_LENGTH or not is_storable(url):
         raise ValidationFailed("The URL is not valid.", fields={"url": [f"At most {MAX_URL_LENGTH} characters."]})
     try:
+        if not _WEBHOOK_URL.match(url):
+            raise DjangoValidationError("outside the pattern")
         URLValidator(schemes=["http", "https"])(url)
     except DjangoValidationError:
         raise ValidationFailed("The URL is not valid.", fields={"url": ["Enter a valid http(s) URL."]}) from None

@@ -174,3 +174,40 @@ def test_redeliver_is_limited_per_event_and_per_client(api: Any, settings: Any) 
     assert api.post(f"/api/v1/events/{second}/redeliver").status_code == 429  # the client's limit (4th call)
     settings.PAYGATE_REDELIVER_RATE_PER_CLIENT = "100/hour"
     assert api.post(f"/api/v1/events/{second}/redeliver").status_code == 202  # another event: its own count
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://hooks.example.com/x#fragment",  # Django's URLValidator takes these three;
+        "https://hooks.example.com/caf\u00e9",  # the schema's pattern does not, so neither does the API
+        "https://hooks.example.com/x?a=b c",
+        "https://hooks..example.com/x",
+    ],
+)
+def test_a_url_outside_the_schema_s_pattern_is_refused_on_create_and_patch(api: Any, url: str) -> None:
+    assert post(api, {"url": url, "events": ["*"]}).status_code == 400
+    endpoint = post(api, {"url": URL, "events": ["*"]}).json()
+    patched = api.patch(
+        f"/api/v1/webhook-endpoints/{endpoint['id']}", data=json.dumps({"url": url}), content_type="application/json"
+    )
+    assert patched.status_code == 400, patched.content
+    assert "url" in patched.json()["error"]["fields"]
+    assert WebhookEndpoint.objects.get().url == URL
+
+
+def test_the_schema_states_the_url_check_s_own_pattern() -> None:
+    import yaml
+    from django.test import Client
+
+    from webhooks.services import WEBHOOK_URL_PATTERN
+
+    schema = yaml.safe_load(Client().get("/api/schema/").content)["components"]["schemas"]
+    url_patterns = {
+        body["properties"]["url"]["pattern"]
+        for name, body in schema.items()
+        if name.startswith("WebhookEndpoint")
+        and "url" in body.get("properties", {})
+        and "pattern" in body["properties"]["url"]
+    }
+    assert url_patterns == {WEBHOOK_URL_PATTERN}
