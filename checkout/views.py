@@ -70,9 +70,8 @@ def pay_return(request: HttpRequest, transaction_id: str) -> HttpResponse:
     return _serve(request, transaction_id, returning=True)
 
 
-def _serve(request: HttpRequest, transaction_id: str, *, returning: bool) -> HttpResponse:
-    if request.method not in ("GET", "HEAD"):
-        return _headers(HttpResponseNotAllowed(["GET", "HEAD"]))
+def _opened(request: HttpRequest, transaction_id: str) -> tuple[str, Transaction] | HttpResponse:
+    """The per-address limit, then the token: the link's token and transaction, or the refusal."""
     if not pay_page_allowed(request):
         response = render(request, "checkout/message.html", {"title": "Too many requests"}, status=429)
         response["Retry-After"] = "60"
@@ -85,6 +84,16 @@ def _serve(request: HttpRequest, transaction_id: str, *, returning: bool) -> Htt
     )
     if txn is None:
         return _headers(render(request, "checkout/message.html", {"title": "Not found"}, status=404))
+    return token, txn
+
+
+def _serve(request: HttpRequest, transaction_id: str, *, returning: bool) -> HttpResponse:
+    if request.method not in ("GET", "HEAD"):
+        return _headers(HttpResponseNotAllowed(["GET", "HEAD"]))
+    opened = _opened(request, transaction_id)
+    if isinstance(opened, HttpResponse):
+        return opened
+    token, txn = opened
     if returning:
         customer_action_count(txn, stage="returned")
     if returning and not txn.is_final:
@@ -197,18 +206,10 @@ def _collect_form(
 
 def _collect(request: HttpRequest, transaction_id: str) -> HttpResponse:
     """The customer's details from the form: stored and processing started, or the form again with errors."""
-    if not pay_page_allowed(request):
-        response = render(request, "checkout/message.html", {"title": "Too many requests"}, status=429)
-        response["Retry-After"] = "60"
-        return _headers(response)
-    token = request.GET.get("t", "")
-    txn = (
-        pay_transaction_get(transaction_id=transaction_id)
-        if pay_token_valid(token, transaction_id=transaction_id)
-        else None
-    )
-    if txn is None:
-        return _headers(render(request, "checkout/message.html", {"title": "Not found"}, status=404))
+    opened = _opened(request, transaction_id)
+    if isinstance(opened, HttpResponse):
+        return opened
+    token, txn = opened
     if (txn.action or {}).get("type") != ACTION_COLLECT:
         return _headers(HttpResponseNotAllowed(["GET", "HEAD"]))  # this page takes no form
     pay_url = f"/pay/{txn.pk}?t={token}"
