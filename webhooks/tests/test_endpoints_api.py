@@ -183,6 +183,8 @@ def test_redeliver_is_limited_per_event_and_per_client(api: Any, settings: Any) 
         "https://hooks.example.com/caf\u00e9",  # the schema's pattern does not, so neither does the API
         "https://hooks.example.com/x?a=b c",
         "https://hooks..example.com/x",
+        "http://hooks.example.com:67095/x",  # no such port
+        "http://hooks.example.com:0/x",
     ],
 )
 def test_a_url_outside_the_schema_s_pattern_is_refused_on_create_and_patch(api: Any, url: str) -> None:
