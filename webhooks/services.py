@@ -65,14 +65,15 @@ _GROUP = "[0-9A-Fa-f]{1,4}"
 # IPv6 in the forms every parser takes: all eight groups, or groups before a "::" and at most one after.
 _IPV6 = f"\\[(({_GROUP}:){{7}}{_GROUP}|({_GROUP}:){{1,6}}:({_GROUP})?|::({_GROUP})?)\\]"
 # What an endpoint URL may look like: one pattern for the schema (webhooks.apis) and the check
-# below, so that what one allows the other accepts. A name with a top-level domain, an IPv4
-# or IPv6 address or localhost; a port (1-65535); a path and a query of URL characters. Every match also passes
-# Django's URLValidator, which stays as a second opinion.
+# below, so that what one allows the other accepts. A name with a top-level domain, an IPv4 or
+# IPv6 address or localhost; a port (1-65535); a path and a query of URL characters, a % only as
+# an escape (so every match is a URI). Every match also passes Django's URLValidator, which stays
+# as a second opinion.
 WEBHOOK_URL_PATTERN = (
     f"^https?://(({_LABEL}\\.){{1,8}}[A-Za-z]{{2,63}}|{_OCTET}(\\.{_OCTET}){{3}}|{_IPV6}|localhost)"
     "(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"
-    "(/[A-Za-z0-9._~%!$&'()*+,;=:@/-]*)?"
-    "(\\?[A-Za-z0-9._~%!$&'()*+,;=:@/?-]*)?$"
+    "(/([A-Za-z0-9._~!$&'()*+,;=:@/-]|%[0-9A-Fa-f]{2})*)?"
+    "(\\?([A-Za-z0-9._~!$&'()*+,;=:@/?-]|%[0-9A-Fa-f]{2})*)?$"
 )
 _WEBHOOK_URL = re.compile(WEBHOOK_URL_PATTERN[:-1] + "\\Z")
 

@@ -185,6 +185,7 @@ def test_redeliver_is_limited_per_event_and_per_client(api: Any, settings: Any) 
         "https://hooks..example.com/x",
         "http://hooks.example.com:67095/x",  # no such port
         "http://hooks.example.com:0/x",
+        "https://hooks.example.com/s$n%Op",  # a % that escapes nothing: not a URI
     ],
 )
 def test_a_url_outside_the_schema_s_pattern_is_refused_on_create_and_patch(api: Any, url: str) -> None:
