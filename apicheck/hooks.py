@@ -2,50 +2,72 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import schemathesis
 from schemathesis.transport.serialization import _sanitize_xml_name  # pinned version: requirements-dev.txt
 
 
-def _xml_names_collide(value: Any) -> bool:
+def _keys_repaired(value: Any, *, xml: bool) -> Any:
+    """`value` with every object's keys made acceptable, at any depth: NUL dropped from a key
+    (PostgreSQL cannot store it), and in the XML form keys renamed where two would become one
+    element name."""
     if isinstance(value, list):
-        return any(_xml_names_collide(item) for item in value)
+        return [_keys_repaired(item, xml=xml) for item in value]
     if not isinstance(value, dict):
-        return False
-    names = [_sanitize_xml_name(key) for key in value]
-    return len(set(names)) < len(names) or any(_xml_names_collide(item) for item in value.values())
+        return value
+    repaired: dict[str, Any] = {}
+    for key, item in value.items():
+        base = key.replace("\x00", "")
+        if xml:
+            # The name the XML form will carry, so that the API reads back the same keys.
+            base = _sanitize_xml_name(base)
+        new_key, serial = base, 1
+        while new_key in repaired:
+            new_key, serial = f"{base}_{serial}", serial + 1
+        repaired[new_key] = _keys_repaired(item, xml=xml)
+    return repaired
 
 
-def _nul_in_a_key(value: Any) -> bool:
-    if isinstance(value, list):
-        return any(_nul_in_a_key(item) for item in value)
-    if not isinstance(value, dict):
-        return False
-    return any("\x00" in key or _nul_in_a_key(item) for key, item in value.items())
+# Below the API's 4096 bytes: the XML form reads every value back as text, which can lengthen it.
+_METADATA_BYTES = 3000
+
+
+def _metadata_fitted(metadata: dict[str, Any]) -> dict[str, Any]:
+    fitted = dict(metadata)
+    while fitted and len(json.dumps(fitted, default=str)) > _METADATA_BYTES:
+        del fitted[max(fitted, key=lambda key: len(json.dumps({key: fitted[key]}, default=str)))]
+    return fitted
 
 
 @schemathesis.hook
-def filter_case(context: schemathesis.HookContext, case: schemathesis.Case) -> bool:
-    """In the XML form an object's keys are element names. schemathesis makes any key one (`ä`
-    and `ö` both become `_`), so two distinct keys can end up as one element written twice, a
-    document the API refuses (400) as ambiguous, rightly. Such cases are not drawn.
+def map_case(context: schemathesis.HookContext, case: schemathesis.Case) -> schemathesis.Case:
+    """Repairs, in every phase, what a schema cannot forbid. It repairs rather than refuses: a
+    refused case counts against hypothesis' `filter_too_much` health check, which fails the run.
 
-    A key holding NUL is refused (400): PostgreSQL cannot store it. JSON Schema says so with
-    `propertyNames`, which OpenAPI 3.0 lacks (the schema's descriptions say it instead), so
-    such cases are not drawn either."""
-    if _nul_in_a_key(case.body):
-        return False
-    # The coverage phase does not pass its bodies through `map_body`: complete the details here
-    # too, and leave out a drawn saved-method id (it names none: a 400 naming it, as documented).
-    if isinstance(case.body, dict):
-        if "payment_method_id" in case.body:
-            return False
+    - In the XML form an object's keys are element names. schemathesis makes any key one (`ä`
+      and `ö` both become `_`), so two distinct keys can end up as one element written twice, a
+      document the API refuses (400) as ambiguous, rightly. Such keys are renamed apart.
+    - A key holding NUL is refused (400): PostgreSQL cannot store it. JSON Schema says so with
+      `propertyNames`, which OpenAPI 3.0 lacks (the schema's descriptions say it instead), so
+      the NUL is dropped from the key.
+    - A drawn saved-method id names no saved method (a 400 naming it, as documented): it is left
+      out, with the method it came with, and the details are drawn free-form instead.
+    - Metadata is at most 4 KiB as JSON (the schema's description says so): a larger one drawn
+      loses its largest entries until it fits, with room for what the XML form adds.
+    - Payment details get what a pattern cannot say (below)."""
+    if isinstance(case.body, (dict, list)):
+        media_type = (case.media_type or "").split(";")[0].strip().lower()
+        case.body = _keys_repaired(case.body, xml=media_type.endswith(("/xml", "+xml")))
+    if isinstance(case.body, dict) and isinstance(case.body.get("metadata"), dict):
+        case.body = {**case.body, "metadata": _metadata_fitted(case.body["metadata"])}
+    if isinstance(case.body, dict) and "payment_method_id" in case.body:
+        drawn = ("payment_method_id", "payment_method")
+        case.body = {key: value for key, value in case.body.items() if key not in drawn}
+    else:
         case.body = _details_completed(case.body)
-    media_type = (case.media_type or "").split(";")[0].strip().lower()
-    if media_type.endswith("/xml") or media_type.endswith("+xml"):
-        return not _xml_names_collide(case.body)
-    return True
+    return case
 
 
 # What a pattern cannot say about payment details (CONTRACT §12; the schema's descriptions say it):
@@ -69,14 +91,6 @@ def _luhn_completed(digits: str) -> str:
 def _replace_stripped(value: str, new: str) -> str:
     stripped = value.strip()
     return value.replace(stripped, new, 1) if stripped else value
-
-
-@schemathesis.hook
-def map_body(context: schemathesis.HookContext, body: Any) -> Any:
-    if isinstance(body, dict) and "payment_method_id" in body:
-        # A drawn id names no saved method (a 400 naming it, as documented): draw free-form details instead.
-        return {key: value for key, value in body.items() if key not in ("payment_method_id", "payment_method")}
-    return _details_completed(body)
 
 
 def _details_completed(body: Any) -> Any:
