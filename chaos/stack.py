@@ -68,6 +68,8 @@ GATEWAY_READ_TIMEOUT = 3.0
 
 # The API client the run's merchant requests, refunds and webhook endpoint belong to.
 CLIENT_NAME = "chaos"
+# The path of the run's webhook endpoint on its receiver (harness.Receiver).
+WEBHOOK_PATH = "/hooks/chaos"
 # The queues of the Procfile's `worker:` line; webhook deliveries have their own worker (`webhooks:`).
 PAYMENT_QUEUES = "celery,celery.urgent"
 WEBHOOK_WORKER = "webhooks"
