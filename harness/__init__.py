@@ -12,6 +12,7 @@ can all use it before Django is set up.
 
 from harness.commands import (
     BROKERS,
+    HOST,
     PYTHON,
     ROOT,
     Broker,
@@ -29,12 +30,19 @@ from harness.commands import (
     web_argv,
     worker_argv,
 )
+from harness.config import PG_ADMIN_DSN, POSTGRES, StackConfig, db_name, port_offset
 from harness.process import HarnessError, Process, http_get, http_post_json, run_checked, stop_all, wait_for
 from harness.receiver import Receiver
 from harness.stack import Stack
 
 __all__ = [
     "BROKERS",
+    "HOST",
+    "PG_ADMIN_DSN",
+    "POSTGRES",
+    "StackConfig",
+    "db_name",
+    "port_offset",
     "PYTHON",
     "Broker",
     "ROOT",
