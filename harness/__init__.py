@@ -1,8 +1,8 @@
 """One process harness for the test suite, the benchmark and the fault-injection run.
 
 It starts Paygate's processes the way production runs them — the web server through
-`bin/web` (granian), Celery workers and beat, the sandbox gateways (`manage.py
-run_sandbox_gateway`) and, where a run needs its own broker, a private redis-server — waits
+`bin/web` (granian), Celery workers and beat, the sandbox gateways (`python -m
+sandbox`) and, where a run needs its own broker, a private redis-server — waits
 until each answers, and stops them: every child leads its own process group and logs to its
 own file; stopping sends SIGTERM to the group and SIGKILL to what is left after a deadline.
 

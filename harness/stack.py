@@ -145,7 +145,7 @@ class Stack:
         state_file: Path | None = None,
         wait: bool = True,
     ) -> Process:
-        """`manage.py run_sandbox_gateway` named `sandbox-<code>`; with `wait`, returns once it answers."""
+        """`python -m sandbox` named `sandbox-<code>`; with `wait`, returns once it answers."""
         argv = sandbox_argv(
             code=code,
             data_format=data_format,

@@ -251,7 +251,6 @@ INSTALLED_APPS = [
     "webhooks",
     "checkout",
     "ops",
-    "sandbox",
 ]
 
 MIDDLEWARE = [
