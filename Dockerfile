@@ -4,8 +4,8 @@
 # environment (or <NAME>_FILE) at run time.
 FROM python:3.11-slim
 
-# PAYGATE_DATA_DIR: settings.py creates this folder at import, so it must be writable by
-# the app user; STATIC_ROOT is $PAYGATE_DATA_DIR/static, sandbox state files go in ./sandbox.
+# PAYGATE_DATA_DIR: each process creates this folder when Django starts (paygate/apps.py), so
+# it must be writable by the app user; STATIC_ROOT is $PAYGATE_DATA_DIR/static, sandbox state files go in ./sandbox.
 # WEB_CONCURRENCY / WEB_THREADS: the web server's processes and threads per process (bin/web);
 # PAYGATE_BIND: where it listens (docker-compose.yml puts nginx in front and publishes only that).
 ENV PYTHONDONTWRITEBYTECODE=1 \

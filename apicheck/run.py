@@ -47,10 +47,8 @@ DATA_DIR = WORK_DIR / "data"
 REPORT_DIR = WORK_DIR / "report"
 CONFIG_FILE = APICHECK_DIR / "schemathesis.toml"
 
-HOST = "127.0.0.1"
-DB_NAME = os.environ.get("APICHECK_DB_NAME", "paygate_apicheck")
-PG_ADMIN_DSN = f"postgresql://postgres@{HOST}:5432/postgres"
-DATABASE_URL = f"postgres://postgres@{HOST}:5432/{DB_NAME}"
+HOST = harness.HOST
+DB_NAME = harness.db_name("APICHECK", "paygate_apicheck")
 # The demo gateways (CONTRACT §5): code -> data format.
 SANDBOXES = {"acmepay": "json", "soapbank": "xml", "globex": "json"}
 # Cases per operation in the fuzzing phase; the examples, coverage and stateful phases add their
@@ -73,26 +71,24 @@ class ApiStack(harness.Stack):
     """PostgreSQL, a private Redis and Paygate's processes, as `make run` starts them."""
 
     def __init__(self) -> None:
-        self.web_port = harness.free_port()
         self.redis_port = harness.free_port()
-        self.sandbox_ports = {code: harness.free_port() for code in SANDBOXES}
-        self.url = f"http://{HOST}:{self.web_port}"
+        # Free ports, found now: nothing else on the machine is disturbed, whatever runs there.
+        self.config = harness.StackConfig(
+            db_name=DB_NAME,
+            web_port=harness.free_port(),
+            sandboxes={code: (data_format, harness.free_port()) for code, data_format in SANDBOXES.items()},
+            redis_url=f"redis://{HOST}:{self.redis_port}/0",
+            data_dir=DATA_DIR,
+        )
+        self.url = self.config.web_url
         self.api_key = ""
         super().__init__(env=self._env(), log_dir=LOG_DIR)
 
     def _env(self) -> dict[str, str]:
-        return harness.isolated_env(
+        return self.config.env(
             {
                 # As bin/run: a development stack unless DEBUG says otherwise.
                 "DEBUG": os.environ.get("DEBUG", "True"),
-                "DATABASE_URL": DATABASE_URL,
-                "CELERY_BROKER_URL": f"redis://{HOST}:{self.redis_port}/0",
-                "PAYGATE_PUBLIC_URL": self.url,
-                "PAYGATE_DATA_DIR": str(DATA_DIR),
-                "PROMETHEUS_MULTIPROC_DIR": str(DATA_DIR / "metrics"),
-                "PAYGATE_DEMO_BASE_URLS": ",".join(
-                    f"{code}=http://{HOST}:{port}" for code, port in self.sandbox_ports.items()
-                ),
                 # Thousands of requests a minute from one address, many of them without a valid key
                 # on purpose: the rate limits would answer the rest with 429 (documented, but then
                 # the check no longer sees what the API does with them).
@@ -108,19 +104,19 @@ class ApiStack(harness.Stack):
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir(parents=True, exist_ok=True)
         (DATA_DIR / "metrics").mkdir()
-        harness.recreate_database(DB_NAME, admin_dsn=PG_ADMIN_DSN)
+        harness.recreate_database(DB_NAME)
         self.start_redis(port=self.redis_port)
         # The sandboxes need no database: they start while the migrations run.
-        for code, data_format in SANDBOXES.items():
-            self.start_sandbox(code, data_format=data_format, port=self.sandbox_ports[code], wait=False)
+        for code, (data_format, port) in self.config.sandboxes.items():
+            self.start_sandbox(code, data_format=data_format, port=port, wait=False)
         self.manage("migrate", "--noinput")
         self.manage("seed_demo", "--staff", "--demo")
         self.api_key = self.manage("create_api_key", "apicheck").strip().splitlines()[-1].strip()
         self.start_worker("worker", concurrency=1, queues=procfile_queues("worker"))
         self.start_beat(pidfile=WORK_DIR / "celerybeat.pid")
-        for code, port in self.sandbox_ports.items():
+        for code, (_, port) in self.config.sandboxes.items():
             self.wait_sandbox(code, port=port)
-        self.start_web(port=self.web_port)
+        self.start_web(port=self.config.web_port)
         wait_for(
             lambda: harness.http_get(f"{self.url}/readyz")[0] == 200,
             timeout=90,

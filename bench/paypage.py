@@ -29,7 +29,7 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import aiohttp
 import requests
 
-from bench import phases, stack
+from bench import measure, stack
 
 ACTION_SANDBOX = "globex"
 MERCHANT_RETURN_URL = "https://shop.example/bench/return"
@@ -64,12 +64,12 @@ def _deposit(
     return {"id": answer["id"], "url": url}
 
 
-def _wait_status(db: phases.BenchDb, ids: list[str], status: str, *, timeout: float, alive: Callable[[], None]) -> int:
+def _wait_status(db: measure.BenchDb, ids: list[str], status: str, *, timeout: float, alive: Callable[[], None]) -> int:
     deadline = time.monotonic() + timeout
     count = 0
     while time.monotonic() < deadline:
         alive()
-        count = phases.scalar(
+        count = measure.scalar(
             db, "SELECT count(*) FROM payments_transaction WHERE id::text = ANY(%s) AND status = %s", (ids, status)
         )
         if count == len(ids):
@@ -135,7 +135,7 @@ async def _hammer(url: str, *, requests_n: int, concurrency: int) -> dict[str, A
         "concurrency": concurrency,
         "statuses": dict(statuses),
         "requests_per_s": round(len(latencies) / max(wall, 1e-9), 1),
-        "latency_ms": phases.summary(latencies),
+        "latency_ms": measure.summary(latencies),
     }
 
 
@@ -150,7 +150,7 @@ def rps(url: str, *, requests_n: int, concurrency: int, expect: int) -> dict[str
 def run(
     web_url: str,
     api_key: str,
-    db: phases.BenchDb,
+    db: measure.BenchDb,
     *,
     n: int,
     rps_requests: int,
@@ -179,7 +179,7 @@ def run(
         waiting, returning = items[-1], items[:-1]
         journeys = [_return_once(session, item) for item in returning]
         outcomes = Counter(j["outcome"] for j in journeys)
-        out["return_to_merchant_ms"] = phases.summary([j["ms"] for j in journeys if "ms" in j])
+        out["return_to_merchant_ms"] = measure.summary([j["ms"] for j in journeys if "ms" in j])
         out["return_outcomes"] = dict(outcomes)
         final = returning[0]
         out["rps_final"] = rps(final["url"], requests_n=rps_requests, concurrency=concurrency, expect=303)

@@ -1,912 +1,671 @@
-"""The measured phases of one bench configuration, and what is read back from the database and sandboxes."""
+"""The phases of one bench configuration, in the order they run (see bench/run.py), on one stack.
+
+`run_config` starts the stack and hands it to a `ConfigRun`, whose methods are the phases: each
+drives load, reads back what happened (bench/measure.py) and adds its figures to the run's summary
+(`out`) and, for the charts, to its raw data (`raw`).
+"""
 
 from __future__ import annotations
 
-import base64
+import contextlib
+import dataclasses
 import json
-import os
-import re
-import statistics
-import subprocess
-import threading
+import shutil
 import time
-import urllib.request
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import psycopg
+import harness
+from bench import load, measure, paypage, stack
+from bench.stack import FLOOR_PORT, HOST, WEB_PORT, BenchStack
+from harness.receiver import Receiver
 
-from bench import stack
-
-if TYPE_CHECKING:
-    from bench import load
-from harness.receiver import Received
-
-FINAL = ("completed", "failed")
+# Paygate and the floor alternate in this many rounds.
+ROUNDS = 4
 
 
-# --- reading transactions back -----------------------------------------------------------------
-
-
-# The PostgreSQL backends serving the bench's own reads (polling for final states, sampling the
-# backlog): their CPU is the load generator's, not Paygate's or the floor's.
-BENCH_BACKENDS: set[int] = set()
-
-
-def _connect(dsn: str) -> psycopg.Connection[Any]:
-    conn = psycopg.connect(dsn, autocommit=True)
-    BENCH_BACKENDS.add(conn.info.backend_pid)
-    return conn
-
-
-class BenchDb:
-    """The bench database, read directly; reconnects if the server drops the connection, and says so.
-
-    PostgreSQL is shared with other work on the machine, which may restart it: the bench
-    then goes on (Paygate is expected to survive that too) and the report flags the run.
-    """
-
-    def __init__(self, dsn: str, *, reconnect_timeout: float = 120.0) -> None:
-        self.dsn = dsn
-        self.reconnect_timeout = reconnect_timeout
-        self.interruptions: list[dict[str, Any]] = []
-        self._conn: psycopg.Connection[Any] | None = _connect(dsn)
-
-    def execute(self, sql: str, params: Any = None) -> psycopg.Cursor[Any]:
-        try:
-            return self._connection().execute(sql, params)
-        except psycopg.OperationalError as exc:
-            self.interruptions.append({"at": time.time(), "error": f"{type(exc).__name__}: {exc}"[:300]})
-            self.close()
-            return self._connection().execute(sql, params)
-
-    def _connection(self) -> psycopg.Connection[Any]:
-        if self._conn is None or self._conn.closed:
-            self._conn = stack.wait_for(
-                self._try_connect,
-                timeout=self.reconnect_timeout,
-                interval=0.5,
-                what="the bench database to accept connections again",
-            )
-        return self._conn
-
-    def _try_connect(self) -> psycopg.Connection[Any] | None:
-        try:
-            return _connect(self.dsn)
-        except psycopg.OperationalError:
-            return None
-
-    def close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            finally:
-                self._conn = None
-
-
-@dataclass(frozen=True, slots=True)
-class TxnRow:
-    id: str
-    status: str
-    failure_reason: str | None
-    created_at: float
-    finished_at: float | None
-    gateway_ms: float  # sum of the attempts' latency_ms
-    attempts: int
-    first_attempt_at: float | None
-    last_attempt_at: float | None
-    callback_received_at: float | None
-    callback_processed_at: float | None
+@dataclass(frozen=True)
+class Config:
+    n: int
+    concurrency: int
+    web_workers: int
+    web_threads: int
+    worker_processes: int
+    worker_concurrency: int
+    low_load_n: int
+    final_timeout: float
+    micro_quick: bool
+    broker: str = "redis"
+    statements_n: int = 20
+    # Seconds for PostgreSQL's idle backends to flush their counters before pg_stat_database is read
+    # (0: not read, as in --smoke).
+    pg_settle_s: float = 11.0
+    # The `paypage` phase: customers returning one at a time, and requests per pay page URL.
+    paypage_n: int = 50
+    paypage_requests: int = 1000
 
     @property
-    def final(self) -> bool:
-        return self.status in FINAL
+    def slug(self) -> str:
+        web = f"web{self.web_workers}t{self.web_threads}"
+        return f"{web}-wp{self.worker_processes}x{self.worker_concurrency}-c{self.concurrency}"
 
     @property
-    def e2e_ms(self) -> float | None:
-        return None if self.finished_at is None else (self.finished_at - self.created_at) * 1000
-
-    @property
-    def overhead_ms(self) -> float | None:
-        e2e = self.e2e_ms
-        return None if e2e is None else e2e - self.gateway_ms
-
-
-_ROWS_SQL = """
-WITH a AS (
-    SELECT transaction_id, coalesce(sum(latency_ms), 0) AS gateway_ms, count(*) AS attempts,
-           extract(epoch FROM min(created_at)) AS first_at, extract(epoch FROM max(created_at)) AS last_at
-    FROM payments_attempt WHERE transaction_id = ANY(%(ids)s::uuid[]) GROUP BY transaction_id
-), e AS (
-    SELECT transaction_id, extract(epoch FROM min(received_at)) AS received_at,
-           extract(epoch FROM max(processed_at)) AS processed_at
-    FROM callbacks_callbackevent WHERE transaction_id = ANY(%(ids)s::uuid[]) AND result = 'applied'
-    GROUP BY transaction_id
-)
-SELECT t.id::text, t.status, t.failure_reason, extract(epoch FROM t.created_at), extract(epoch FROM t.finished_at),
-       coalesce(a.gateway_ms, 0), coalesce(a.attempts, 0), a.first_at, a.last_at, e.received_at, e.processed_at
-FROM payments_transaction t LEFT JOIN a ON a.transaction_id = t.id LEFT JOIN e ON e.transaction_id = t.id
-WHERE t.id = ANY(%(ids)s::uuid[])
-"""
-
-
-def _floats(row: Sequence[Any]) -> list[Any]:
-    return [float(value) if value is not None and not isinstance(value, str) else value for value in row]
-
-
-def fetch_rows(db: BenchDb, ids: Iterable[str]) -> dict[str, TxnRow]:
-    id_list = list(ids)
-    if not id_list:
-        return {}
-    rows = db.execute(_ROWS_SQL, {"ids": id_list}).fetchall()
-    out = {}
-    for raw in rows:
-        values = _floats(raw)
-        values[6] = int(values[6])
-        out[values[0]] = TxnRow(*values)
-    return out
-
-
-def scalar(db: BenchDb, sql: str, params: Sequence[Any] = ()) -> int:
-    row = db.execute(sql, params).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
-def count_final(db: BenchDb, ids: Sequence[str]) -> int:
-    return scalar(
-        db,
-        "SELECT count(*) FROM payments_transaction WHERE id = ANY(%s::uuid[]) AND status IN ('completed', 'failed')",
-        [list(ids)],
-    )
-
-
-def wait_all_final(
-    db: BenchDb, ids: Sequence[str], *, timeout: float, alive: Any = None, count: Any = None
-) -> tuple[bool, float]:
-    """Poll until every id is final (`count`: count_final, or floor_count_final on the floor's database);
-    (all final?, seconds waited). Never raises on the deadline."""
-    counter = count or count_final
-    started = time.monotonic()
-    try:
-        stack.wait_for(
-            lambda: counter(db, ids) >= len(ids),
-            timeout=timeout,
-            interval=0.25,
-            what=f"{len(ids)} transactions to be final",
-            alive=alive,
+    def label(self) -> str:
+        return (
+            f"granian (bin/web) {self.web_workers} processes x {self.web_threads} threads, "
+            f"celery {self.worker_processes} process(es) x {self.worker_concurrency}, {self.concurrency} in flight, "
+            f"broker {'RabbitMQ (quorum queues, publisher confirms)' if self.broker == 'amqp' else 'Redis'}"
         )
-        return True, time.monotonic() - started
-    except stack.BenchError as exc:
-        if "timed out" not in str(exc):
-            raise
-        return False, time.monotonic() - started
 
 
-# --- the floor's transactions (on its own database) ------------------------------------------------
+class Timer:
+    """Wall time and CPU use (ours, shared services, other work on the machine) of each phase."""
+
+    def __init__(self, ours: Callable[[], dict[int, str]]) -> None:
+        self.ours = ours  # the stack's process groups and their kinds, now
+        self.phases: dict[str, dict[str, float]] = {}
+
+    def phase(self, name: str) -> _PhaseTimer:
+        return _PhaseTimer(self, name)
 
 
-@dataclass(frozen=True, slots=True)
-class FloorRow:
-    id: str
-    status: str
-    created_at: float
-    finished_at: float | None
+class _PhaseTimer:
+    def __init__(self, timer: Timer, name: str) -> None:
+        self.timer, self.name = timer, name
 
-    @property
-    def final(self) -> bool:
-        return self.status in FINAL
-
-
-def floor_count_final(db: BenchDb, ids: Sequence[str]) -> int:
-    return scalar(
-        db,
-        "SELECT count(*) FROM floor_floortransaction WHERE id = ANY(%s::uuid[]) AND status IN ('completed', 'failed')",
-        [list(ids)],
-    )
-
-
-def floor_fetch_rows(db: BenchDb, ids: Iterable[str]) -> dict[str, FloorRow]:
-    id_list = list(ids)
-    if not id_list:
-        return {}
-    rows = db.execute(
-        "SELECT id::text, status, extract(epoch FROM created_at), extract(epoch FROM finished_at) "
-        "FROM floor_floortransaction WHERE id = ANY(%s::uuid[])",
-        [id_list],
-    ).fetchall()
-    return {r[0]: FloorRow(r[0], r[1], float(r[2]), None if r[3] is None else float(r[3])) for r in rows}
-
-
-def floor_e2e_summary(rows: dict[str, FloorRow], ids: Sequence[str]) -> dict[str, Any]:
-    """As e2e_summary, for the floor: finished/s and accept→final from its rows' timestamps."""
-    present = [rows[i] for i in ids if i in rows]
-    final = [row for row in present if row.final and row.finished_at is not None]
-    out: dict[str, Any] = {
-        "transactions": len(ids),
-        "final": len(final),
-        "statuses": dict(Counter(row.status for row in present)),
-    }
-    finished = [row.finished_at for row in final if row.finished_at is not None]
-    if final:
-        first, last = min(row.created_at for row in final), max(finished)
-        out["span_s"] = round(last - first, 3)
-        out["finished_per_s"] = round(len(final) / max(last - first, 1e-9), 2)
-    out["accept_to_final_ms"] = summary(
-        [(row.finished_at - row.created_at) * 1000 for row in final if row.finished_at is not None]
-    )
-    return out
-
-
-# --- PostgreSQL's own counters and statements ---------------------------------------------------------
-
-PG_COUNTERS = (
-    "xact_commit",
-    "xact_rollback",
-    "tup_returned",
-    "tup_fetched",
-    "tup_inserted",
-    "tup_updated",
-    "tup_deleted",
-    "blks_hit",
-    "blks_read",
-)
-
-
-def pg_counters(db: BenchDb, names: Sequence[str], *, settle: float) -> dict[str, dict[str, int]]:
-    """pg_stat_database's counters of each database, `settle` seconds from now.
-
-    A backend flushes its counters when it goes idle, but at most once a second, and what it
-    could not flush then waits for its idle timeout (10 s in PostgreSQL 15): read after that.
-    """
-    time.sleep(settle)  # PostgreSQL's own flush interval, not a synchronisation
-    columns = ", ".join(PG_COUNTERS)
-    rows = db.execute(
-        f"SELECT datname, {columns} FROM pg_stat_database WHERE datname = ANY(%s)",  # noqa: S608 - constants
-        [list(names)],
-    ).fetchall()
-    return {row[0]: dict(zip(PG_COUNTERS, (int(v) for v in row[1:]), strict=True)) for row in rows}
-
-
-def pg_counters_per_transaction(
-    before: Mapping[str, int], after: Mapping[str, int], transactions: int
-) -> dict[str, float]:
-    if transactions <= 0 or not before or not after:
-        return {}
-    return {name: round((after.get(name, 0) - before.get(name, 0)) / transactions, 2) for name in PG_COUNTERS}
-
-
-def pg_log_path() -> Path | None:
-    """The server log of the cluster on port 5432, where statement logging writes (Debian's layout)."""
-    try:
-        listing = subprocess.run(
-            ["pg_lsclusters", "--no-header"], capture_output=True, text=True, timeout=30, check=False
-        ).stdout
-    except OSError:
-        return None
-    for line in listing.splitlines():
-        fields = line.split()
-        if len(fields) >= 7 and fields[2] == "5432" and fields[6].startswith("/"):
-            path = Path(fields[6])
-            return path if path.exists() else None
-    return None
-
-
-_STATEMENT = re.compile(r"@(\S+) LOG:  (?:statement|execute [^:]*): +(\w+)")
-
-
-def count_statements(log: Path, start: int, end: int) -> dict[str, Counter[str]]:
-    """Statements logged (log_statement = all) between two offsets of the server log, by database and verb."""
-    with open(log, "rb") as handle:
-        handle.seek(start)
-        text = handle.read(max(end - start, 0)).decode(errors="replace")
-    counts: dict[str, Counter[str]] = defaultdict(Counter)
-    for match in _STATEMENT.finditer(text):
-        counts[match.group(1)][match.group(2).upper()] += 1
-    return counts
-
-
-class BacklogSampler:
-    """A background thread sampling, every `interval`, the Celery queue's depth and the transactions
-    created since `since` (wall clock) that are not final yet: shows a backlog building up, and whether the
-    queue holds more messages than there is work left (duplicates published by the sweeps)."""
-
-    def __init__(self, since: float, *, interval: float = 0.5) -> None:
-        self.since, self.interval = since, interval
-        self.origin = time.time()
-        self.samples: list[tuple[float, int, int, int]] = []  # (t, queue depth, pending, processing)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bench-backlog", daemon=True)
-
-    def __enter__(self) -> BacklogSampler:
-        self._thread.start()
-        return self
+    def __enter__(self) -> None:
+        print(f"  - {self.name} …", flush=True)
+        self.started, self.cpu = time.monotonic(), measure.cpu_sample(self.timer.ours())
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        db = BenchDb(stack.PSYCOPG_DSN)
-        try:
-            while not self._stop.wait(self.interval):
-                counts = dict(
-                    db.execute(
-                        "SELECT status, count(*) FROM payments_transaction WHERE created_at >= to_timestamp(%s) "
-                        "AND status IN ('pending', 'processing') GROUP BY status",
-                        [self.since],
-                    ).fetchall()
-                )
-                self.samples.append(
-                    (
-                        round(time.time() - self.origin, 2),
-                        stack.queue_length("celery"),
-                        int(counts.get("pending", 0)),
-                        int(counts.get("processing", 0)),
-                    )
-                )
-        except Exception as exc:  # a sampler must never break the run it watches
-            self.samples.append((round(time.time() - self.origin, 2), -1, -1, -1))
-            print(f"  ! backlog sampler stopped: {exc}", flush=True)
-        finally:
-            db.close()
-
-    def summary(self) -> dict[str, Any]:
-        valid = [s for s in self.samples if s[1] >= 0]
-        if not valid:
-            return {}
-        return {
-            "max_queue_depth": max(s[1] for s in valid),
-            "max_not_final": max(s[2] + s[3] for s in valid),
-            "max_queue_depth_over_not_final": max((s[1] - s[2] - s[3] for s in valid), default=0),
+        self.timer.phases[self.name] = {
+            "seconds": round(time.monotonic() - self.started, 2),
+            **measure.cpu_usage(self.cpu, measure.cpu_sample(self.timer.ours())),
         }
 
 
-def amplification(db: BenchDb, ids: Sequence[str]) -> dict[str, Any]:
-    """Work beyond one process task and one callback per transaction: look-ups, late or repeated callbacks."""
-    lookups = db.execute(
-        "SELECT coalesce(sum(lookup_count), 0), count(*) FILTER (WHERE lookup_count > 0) "
-        "FROM payments_transaction WHERE id = ANY(%s::uuid[])",
-        [list(ids)],
-    ).fetchone()
-    events = db.execute(
-        "SELECT e.result, count(*) FROM callbacks_callbackevent e JOIN payments_attempt a ON a.id::text = e.reference "
-        "WHERE a.transaction_id = ANY(%s::uuid[]) GROUP BY e.result",
-        [list(ids)],
-    ).fetchall()
-    assert lookups is not None
-    return {
-        "status_lookups": int(lookups[0]),
-        "transactions_looked_up": int(lookups[1]),
-        "callback_events_by_result": {result: int(count) for result, count in events},
-    }
-
-
-# --- the `webhooks` phase: one endpoint subscribed to every event (`*`) ----------------------------
-
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def webhook_endpoint_call(web_url: str, api_key: str, *, method: str, path: str = "", payload: Any = None) -> Any:
-    """`/api/v1/webhook-endpoints{path}` through the public API; the JSON answer (None if empty)."""
-    request = urllib.request.Request(
-        f"{web_url}/api/v1/webhook-endpoints{path}",
-        data=None if payload is None else json.dumps(payload).encode(),
-        headers={"Authorization": f"Api-Key {api_key}", "Content-Type": "application/json"},
-        method=method,
-    )
-    with _NO_PROXY.open(request, timeout=15) as response:
-        body = response.read()
-    return json.loads(body) if body else None
-
-
-def delivered_transactions(received: Sequence[Received]) -> set[str]:
-    """The transactions whose `transaction.completed` event the receiver got."""
-    return {item.json()["data"]["object"]["id"] for item in received if item.json()["type"] == "transaction.completed"}
-
-
-def deliveries_outstanding(db: BenchDb, ids: Sequence[str]) -> int:
-    """Deliveries of these transactions' events not yet ended (pending in the outbox)."""
-    row = db.execute(
-        "SELECT count(*) FROM webhooks_webhookdelivery d JOIN payments_event e ON e.id = d.event_id "
-        "WHERE e.transaction_id = ANY(%s::uuid[]) AND d.status = 'pending'",
-        [list(ids)],
-    ).fetchone()
-    return int(row[0]) if row else 0
-
-
-def finished_per_s_until(rows: Mapping[str, TxnRow], received: Sequence[Received]) -> float | None:
-    """Final transactions per second, from the first one created to the last delivery's arrival."""
-    final = [row for row in rows.values() if row.final]
-    if not final or not received:
-        return None
-    first = min(row.created_at for row in final)
-    last = max(max(item.at for item in received), max(row.finished_at or 0.0 for row in final))
-    return round(len(final) / max(last - first, 1e-9), 2)
-
-
-def webhook_summary(
-    received: Sequence[Received], rows: Mapping[str, TxnRow], *, secret: str, db: BenchDb
-) -> dict[str, Any]:
-    """What the receiver got for the transactions in `rows`, checked against the outbox's rows.
-
-    Every event is checked received once and signed both ways (Paygate-Signature and Standard
-    Webhooks). Lag: from the transaction's `finished_at` (the commit that wrote its completion
-    event) to that event's arrival; for every event, from the event's commit to its arrival.
-    """
-    from standardwebhooks import Webhook
-
-    # The secret in the form Standard Webhooks libraries read (secrets made before that signing
-    # were URL-safe base64: the same bytes, docs/contract.md §8).
-    key = base64.urlsafe_b64decode(secret.removeprefix("whsec_").replace("+", "-").replace("/", "_").rstrip("=") + "==")
-    verifier = Webhook("whsec_" + base64.b64encode(key).decode())
-    mine = [item for item in received if item.json()["data"]["object"]["id"] in rows]
-    first: dict[str, Received] = {}
-    for item in sorted(mine, key=lambda r: r.at):
-        first.setdefault(item.headers.get("Paygate-Event-Id", ""), item)
-    completed = {txn_id for txn_id, row in rows.items() if row.status == "completed"}
-    completions = [item for item in first.values() if item.json()["type"] == "transaction.completed"]
-    lags = [
-        (item.at - finished) * 1000
-        for item in completions
-        if (finished := rows[item.json()["data"]["object"]["id"]].finished_at) is not None
-    ]
-    created = {
-        f"evt_{uid.hex}": float(at)
-        for uid, at in db.execute(
-            "SELECT uid, extract(epoch FROM created_at) FROM payments_event WHERE transaction_id = ANY(%s::uuid[])",
-            [sorted(rows)],
-        ).fetchall()
-    }
-    event_lags = [(item.at - created[key]) * 1000 for key, item in first.items() if key in created]
-    statuses = dict(
-        db.execute(
-            "SELECT d.status, count(*) FROM webhooks_webhookdelivery d JOIN payments_event e ON e.id = d.event_id "
-            "WHERE e.transaction_id = ANY(%s::uuid[]) GROUP BY d.status",
-            [sorted(rows)],
-        ).fetchall()
-    )
-
-    def standard_valid(item: Received) -> bool:
-        try:
-            verifier.verify(item.body, item.headers)
-        except Exception:
-            return False
-        return True
-
-    return {
-        "completed_transactions": len(completed),
-        "events": len(created),
-        "events_delivered": len(set(first) & set(created)),
-        "delivered": len(delivered_transactions(completions)),
-        "not_delivered": len(completed - delivered_transactions(completions)),
-        "duplicates": len(mine) - len(first),
-        "bad_signatures": sum(1 for item in mine if not item.signature_valid(secret)),
-        "bad_standard_signatures": sum(1 for item in mine if not standard_valid(item)),
-        "outbox_rows_by_status": {str(k): int(v) for k, v in statuses.items()},
-        "lag_ms": summary(lags),
-        "event_lag_ms": summary(event_lags),
-    }
-
-
-# --- analysis ------------------------------------------------------------------------------------
-
-
-def summary(values: Sequence[float]) -> dict[str, float | int | None]:
-    """count, mean, min, max, p50, p95 and p99 (linear interpolation between closest ranks), in 3 decimals."""
-    if not values:
-        return {"count": 0, "mean": None, "min": None, "max": None, "p50": None, "p95": None, "p99": None}
-    cuts = statistics.quantiles(values, n=100, method="inclusive") if len(values) > 1 else [values[0]] * 99
-    return {
-        "count": len(values),
-        "mean": round(statistics.fmean(values), 3),
-        "min": round(min(values), 3),
-        "max": round(max(values), 3),
-        **{f"p{q}": round(cuts[q - 1], 3) for q in (50, 95, 99)},
-    }
-
-
-def per_second(times: Sequence[float], *, origin: float) -> list[int]:
-    """Counts per second of events at wall-clock `times`, from `origin` (for the charts)."""
-    if not times:
-        return []
-    bins = [0] * (int(max(max(times) - origin, 0)) + 1)
-    for t in times:
-        bins[max(int(t - origin), 0)] += 1
-    return bins
-
-
-def api_summary(result: load.LoadResult) -> dict[str, Any]:
-    accepted = result.accepted
-    latencies = [record.latency_s * 1000 for record in accepted]
-    errors = Counter(str(record.status) for record in result.records if record.status != 202)
-    samples = [f"{r.status}: {r.error}" for r in result.records if r.status != 202][:5]
-    return {
-        "requests": len(result.records),
-        "accepted": len(accepted),
-        "not_accepted_by_status": dict(errors),
-        "not_accepted_samples": samples,
-        "duration_s": round(result.duration_s, 3),
-        "accepted_per_s": round(len(accepted) / result.duration_s, 2),
-        "latency_ms": summary(latencies),
-    }
-
-
-def breakdown(rows: Iterable[TxnRow]) -> dict[str, Any]:
-    """Where the time between accept and final goes, per transaction (single-attempt ones)."""
-    pickup: list[float] = []
-    gateway: list[float] = []
-    to_callback: list[float] = []
-    apply: list[float] = []
-    overhead: list[float] = []
-    e2e: list[float] = []
-    for row in rows:
-        finished, started, received = row.finished_at, row.first_attempt_at, row.callback_received_at
-        if not row.final or finished is None:
-            continue
-        e2e.append((finished - row.created_at) * 1000)
-        overhead.append((finished - row.created_at) * 1000 - row.gateway_ms)
-        if row.attempts == 1 and started is not None and received is not None:
-            call_end = started + row.gateway_ms / 1000
-            pickup.append((started - row.created_at) * 1000)
-            gateway.append(row.gateway_ms)
-            to_callback.append((received - call_end) * 1000)
-            apply.append((finished - received) * 1000)
-    return {
-        "accept_to_final_ms": summary(e2e),
-        "overhead_ms": summary(overhead),
-        "parts_ms": {
-            "accept_to_attempt_row (publish, queue wait, pick-up, routing)": summary(pickup),
-            "gateway_call (attempt latency_ms)": summary(gateway),
-            "call_end_to_callback_stored (record result, gateway sends callback, web stores it)": summary(to_callback),
-            "callback_stored_to_final (answer, then apply in the web process)": summary(apply),
-        },
-    }
-
-
-def e2e_summary(rows: dict[str, TxnRow], ids: Sequence[str]) -> dict[str, Any]:
-    present = [rows[i] for i in ids if i in rows]
-    final = [row for row in present if row.final and row.finished_at is not None]
-    statuses = Counter(row.status if row.status != "failed" else f"failed:{row.failure_reason}" for row in present)
-    out: dict[str, Any] = {
-        "transactions": len(ids),
-        "final": len(final),
-        "statuses": dict(statuses),
-        "attempts_per_transaction": dict(Counter(row.attempts for row in present)),
-    }
-    finished = [row.finished_at for row in final if row.finished_at is not None]
-    if final:
-        first, last = min(row.created_at for row in final), max(finished)
-        out["span_s"] = round(last - first, 3)
-        out["finished_per_s"] = round(len(final) / max(last - first, 1e-9), 2)
-    out.update(breakdown(present))
-    return out
-
-
-def drain_summary(rows: dict[str, TxnRow], ids: Sequence[str]) -> dict[str, Any]:
-    """A backlog of pending transactions processed from the first attempt on (workers started late)."""
-    present = [rows[i] for i in ids if i in rows]
-    final = [row for row in present if row.final and row.finished_at is not None]
-    starts = [row.first_attempt_at for row in present if row.first_attempt_at is not None]
-    finished = [row.finished_at for row in final if row.finished_at is not None]
-    out: dict[str, Any] = {"transactions": len(ids), "final": len(final)}
-    if finished and starts:
-        first, last = min(starts), max(finished)
-        out["span_s"] = round(last - first, 3)
-        out["finished_per_s"] = round(len(final) / max(last - first, 1e-9), 2)
-        out["first_attempt_at"] = first
-    return out
-
-
-# --- correctness against the sandboxes' own records ----------------------------------------------
-
-
-def sandbox_payments() -> dict[str, list[dict[str, Any]]]:
-    out = {}
+def _reset_sandboxes() -> None:
     for code in stack.SANDBOXES:
-        status, body = stack.http_get(f"{stack.sandbox_url(code)}/_sandbox/payments", timeout=30)
-        if status != 200:
-            raise stack.BenchError(f"sandbox {code}: GET /_sandbox/payments answered {status}")
-        out[code] = json.loads(body)["payments"]
-    return out
+        stack.http_post_json(f"{stack.sandbox_url(code)}/_sandbox/reset", timeout=15.0)
 
 
-def correctness(
-    accepted_ids: Sequence[str], rows: dict[str, TxnRow], payments: dict[str, list[dict[str, Any]]], db: BenchDb
+def _wait_final_each(
+    db: measure.BenchDb, alive: Callable[[], None], *, count: Callable[..., int] = measure.count_final
+) -> Callable[[load.RequestRecord], None]:
+    """After each request, wait until its transaction is final (`count`: `measure.floor_count_final` for the floor)."""
+
+    def wait(record: load.RequestRecord) -> None:
+        txn_id = record.transaction_id
+        if txn_id is not None:
+            stack.wait_for(
+                lambda: count(db, [txn_id]) == 1,
+                timeout=30,
+                interval=0.002,
+                what=f"transaction {txn_id} to be final",
+                alive=alive,
+            )
+
+    return wait
+
+
+def _series(times: list[float], origin: float) -> list[int]:
+    return measure.per_second(times, origin=origin)
+
+
+def _micro(env: dict[str, str], *, quick: bool) -> dict[str, Any]:
+    """bench/micro.py under pytest-benchmark on the bench database; µs per call, best and median round."""
+    target = stack.WORK_DIR / "micro.json"
+    harness.run_checked(
+        [
+            harness.PYTHON,
+            "-m",
+            "pytest",
+            "bench/micro.py",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--benchmark-only",
+            f"--benchmark-max-time={0.2 if quick else 1.0}",
+            f"--benchmark-json={target}",
+        ],
+        env,
+        what="pytest bench/micro.py",
+        timeout=600,
+    )
+    benchmarks = json.loads(target.read_text())["benchmarks"]
+    return {
+        b["name"].removeprefix("test_"): {
+            "min_us": round(b["stats"]["min"] * 1e6, 2),
+            "median_us": round(b["stats"]["median"] * 1e6, 2),
+            "rounds": b["stats"]["rounds"],
+        }
+        for b in benchmarks
+    }
+
+
+def _side_cost(
+    window: measure.CpuWindow,
+    counters: tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]],
+    finished: int,
+    *,
+    floor: bool,
 ) -> dict[str, Any]:
-    """lost, sent to two gateways, paid twice; and the database's and the gateways' views compared."""
-    accepted = set(accepted_ids)
-    by_txn: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
-    for code, listing in payments.items():
-        for payment in listing:
-            by_txn[payment["transaction_id"]].append((code, payment))
-    missing = sorted(accepted - set(rows))
-    not_final = sorted(i for i in accepted if i in rows and not rows[i].final)
-    two_gateways = sorted(t for t, ps in by_txn.items() if len({code for code, _ in ps}) > 1)
-    paid_twice = sorted(
-        t for t, ps in by_txn.items() if sum(1 for _, p in ps if p["status"] in ("accepted", "completed")) > 1
-    )
-    completed_ids = {i for i in accepted if i in rows and rows[i].status == "completed"}
-    gateway_completed = {t for t, ps in by_txn.items() if any(p["status"] == "completed" for _, p in ps)}
-    flagged = db.execute(
-        "SELECT flag_reason, count(*) FROM callbacks_callbackevent WHERE flagged GROUP BY flag_reason"
-    ).fetchall()
-    unapplied = scalar(db, "SELECT count(*) FROM callbacks_callbackevent WHERE result = 'received'")
-    review = scalar(
-        db, "SELECT count(*) FROM payments_transaction WHERE needs_review AND id = ANY(%s::uuid[])", [list(accepted)]
-    )
+    """CPU ms per finished transaction by kind, and PostgreSQL's counters per transaction, of one side."""
+    database = stack.FLOOR_DB_NAME if floor else stack.DB_NAME
     return {
-        "accepted": len(accepted),
-        "lost": len(missing) + len(not_final),
-        "lost_missing_in_db": missing[:20],
-        "lost_not_final": not_final[:20],
-        "sent_to_two_gateways": len(two_gateways),
-        "sent_to_two_gateways_ids": two_gateways[:20],
-        "paid_twice": len(paid_twice),
-        "paid_twice_ids": paid_twice[:20],
-        "gateway_requests_repeated_same_reference": sum(
-            1 for ps in by_txn.values() for _, p in ps if int(p.get("requests", 1)) > 1
+        "cpu": measure.cpu_ms_per_transaction(window.by_kind(), finished, floor=floor),
+        "pg_stat_database": measure.pg_counters_per_transaction(
+            counters[0].get(database, {}), counters[1].get(database, {}), finished
         ),
-        "completed_in_db_but_not_at_gateway": len(completed_ids - gateway_completed),
-        "completed_at_gateway_but_not_in_db": len((gateway_completed & accepted) - completed_ids),
-        "gateway_payments_for_unknown_transactions": len(set(by_txn) - accepted),
-        "gateway_payments_by_sandbox": {code: len(listing) for code, listing in payments.items()},
-        "callbacks_flagged": {reason: count for reason, count in flagged},
-        "callbacks_unapplied": int(unapplied),
-        "transactions_needing_review": int(review),
     }
 
 
-# --- logs and machine --------------------------------------------------------------------------------
+def _webhooks(
+    cfg: Config,
+    db: measure.BenchDb,
+    *,
+    web_url: str,
+    api_key: str,
+    tag: str,
+    kinds: Callable[[], dict[int, str]],
+    alive: Callable[[], None],
+) -> tuple[dict[str, Any], list[str]]:
+    """The `mixed` phase with one endpoint subscribed to every event (`*`); (figures, transaction ids).
 
-# JSON log records (Paygate), celery's "[... WARNING/MainProcess]", gunicorn's "[pid] [ERROR]",
-# granian's "[ERROR] ...", tracebacks.
-_LOG_PROBLEM = re.compile(
-    r'"level": "(WARNING|ERROR|CRITICAL)"|\b(WARNING|ERROR|CRITICAL)/\w+\]|\] \[(WARNING|ERROR|CRITICAL)\]'
-    r"|^\[(WARNING|WARN|ERROR|CRITICAL)\]|^Traceback|Error: |Exception occurred"
-)
-
-
-def scan_logs(log_dir: Path) -> dict[str, Any]:
-    """Counts of warnings and errors per process log (LOG_LEVEL=WARNING: everything logged is one)."""
-    out: dict[str, Any] = {}
-    for path in sorted(log_dir.glob("*.log")):
-        lines = path.read_text(errors="replace").splitlines()
-        problems = [line for line in lines if _LOG_PROBLEM.search(line)]
-        if problems:
-            distinct: list[str] = []
-            for line in problems:
-                short = re.sub(r"^\S+ \S+ ", "", line)[:300]
-                if short not in distinct:
-                    distinct.append(short)
-            out[path.stem] = {"lines": len(problems), "distinct_samples": distinct[:8]}
-    return out
-
-
-_TICKS = os.sysconf("SC_CLK_TCK")
-
-# Kinds of process: what the per-transaction CPU table is made of. The floor's carry this prefix.
-FLOOR_PREFIX = "floor "
-SHARED_SUFFIX = " (shared)"  # servers that also serve other work on the machine
-LOADGEN = "load generator"
-
-
-@dataclass(frozen=True, slots=True)
-class CpuSample:
-    """Per-process CPU seconds (utime + stime) of every process now, with the kind of each one."""
-
-    at: float
-    machine_busy: float  # jiffies
-    machine_total: float
-    processes: dict[int, tuple[float, str]]  # pid -> (cpu seconds, kind)
-
-
-_PG_BACKEND = re.compile(r"\d+\.\d+\.\d+\.\d+\(\d+\)|\[local\]")
-
-
-def process_kind(name: str) -> str:
-    """The kind of a process the stack started, from its name (web, worker1, floor-worker1, sandbox-acmepay, ...)."""
-    floor = name.startswith("floor-") or name == f"sandbox-{stack.FLOOR_SANDBOX}"
-    base = name.removeprefix("floor-")
-    for kind in ("webhooks", "web", "worker", "beat", "sandbox"):
-        if base.startswith(kind):
-            return f"{FLOOR_PREFIX if floor else ''}{kind}"
-    return base
-
-
-def _kind(pid: int, pgrp: int, ours: dict[int, str]) -> str:
-    if pgrp in ours:
-        return ours[pgrp]
-    if pgrp == os.getpgrp() or pid == os.getpid() or pid in BENCH_BACKENDS:
-        return LOADGEN
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return "other"
-    if cmdline.startswith("postgres: "):
-        if f" {stack.DB_NAME} " in cmdline:
-            return "postgres"  # the backends serving Paygate's bench database
-        if f" {stack.FLOOR_DB_NAME} " in cmdline:
-            return f"{FLOOR_PREFIX}postgres"
-        if _PG_BACKEND.search(cmdline):
-            return "other"  # backends serving other databases
-        return f"postgres background{SHARED_SUFFIX}"  # WAL writer, checkpointer, ...: serve everyone
-    if cmdline.startswith("/usr/lib/postgresql"):
-        return f"postgres background{SHARED_SUFFIX}"
-    if "redis-server" in cmdline:
-        return f"redis{SHARED_SUFFIX}"
-    if "beam.smp" in cmdline or "erl_child_setup" in cmdline or "rabbitmq" in cmdline:
-        return f"rabbitmq{SHARED_SUFFIX}"
-    return "other"
-
-
-def owner_of(kind: str) -> str:
-    """bench / shared / other, for the per-phase table of who used the machine."""
-    if kind == "other":
-        return "other"
-    return "shared" if kind.endswith(SHARED_SUFFIX) else "bench"
-
-
-def cpu_sample(ours: Mapping[int, str]) -> CpuSample:
-    """`ours`: the stack's process groups, each with its kind (see `process_kind`)."""
-    with open("/proc/stat") as handle:
-        fields = [float(value) for value in handle.readline().split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)
-    processes: dict[int, tuple[float, str]] = {}
-    known = dict(ours)
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            raw = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        rest = raw[raw.rindex(")") + 2 :].split()
-        pid = int(entry.name)
-        # utime + stime, plus cutime + cstime: a child that ends and is reaped moves its CPU to its parent,
-        # so that the differences below still count it (see cpu_by_kind).
-        ticks = float(rest[11]) + float(rest[12]) + float(rest[13]) + float(rest[14])
-        processes[pid] = (ticks / _TICKS, _kind(pid, int(rest[2]), known))
-    return CpuSample(
-        at=time.monotonic(), machine_busy=sum(fields) - idle, machine_total=sum(fields), processes=processes
-    )
-
-
-# PostgreSQL backends: children of the postmaster, a shared process, not of anything the bench started.
-BACKEND_KINDS = frozenset({"postgres", f"{FLOOR_PREFIX}postgres"})
-POSTGRES_BACKGROUND = f"postgres background{SHARED_SUFFIX}"
-
-
-def cpu_by_kind(
-    before: CpuSample, after: CpuSample, *, seen: Mapping[int, tuple[float, str]] | None = None
-) -> dict[str, float]:
-    """CPU seconds by kind of process between two samples.
-
-    Each process counts its reaped children (cutime), so a process of the stack that ended
-    meanwhile is taken off at its earlier value and comes back in full in its parent's: the
-    difference is its CPU in the window. A PostgreSQL backend that ended (its connection closed
-    after DB_CONN_MAX_AGE) comes back in the postmaster's, a shared process, with all it ever
-    used: it counts up to `seen`, the last value sampled before it ended (`CpuWindow`), and that
-    value is taken off the postmaster's. (A process whose parent ended too is missed.)
+    The CPU window runs from the first request to the last delivery received, so the deliveries'
+    own work (outbox rows, claims, signed POSTs, their records) is in the cost per transaction.
     """
-    seen = seen or {}
-    seconds: dict[str, float] = defaultdict(float)
-    for pid, (cpu, kind) in after.processes.items():
-        earlier = before.processes.get(pid)
-        if earlier is None and kind.endswith(SHARED_SUFFIX):
-            continue  # a server someone else started meanwhile (a test's private Redis): not ours to count
-        seconds[kind] += cpu - (earlier[0] if earlier is not None else 0.0)
-    for pid, (cpu, kind) in before.processes.items():
-        if pid in after.processes or kind.endswith(SHARED_SUFFIX):
-            continue
-        if kind in BACKEND_KINDS:
-            last = seen.get(pid, (cpu, kind))[0]
-            seconds[kind] += last - cpu
-            seconds[POSTGRES_BACKGROUND] -= last
-        else:
-            seconds[kind] -= cpu
-    for pid, (last, kind) in seen.items():
-        if kind in BACKEND_KINDS and pid not in before.processes and pid not in after.processes:
-            seconds[kind] += last  # connected and gone within the window
-            seconds[POSTGRES_BACKGROUND] -= last
-    return dict(seconds)
+    receiver = Receiver().start()
+    endpoint = measure.webhook_endpoint_call(
+        web_url,
+        api_key,
+        method="POST",
+        payload={"url": receiver.url("/bench"), "events": ["*"]},
+    )
+    try:
+        specs = load.make_specs(cfg.n, run_tag=f"{tag}-webhooks")
+        with measure.CpuWindow(kinds) as window:
+            result = load.drive(web_url, specs, concurrency=cfg.concurrency, api_key=api_key)
+            ids = [r.transaction_id for r in result.accepted if r.transaction_id]
+            done, _ = measure.wait_all_final(db, ids, timeout=cfg.final_timeout, alive=alive)
+            rows = measure.fetch_rows(db, ids)
+            completed = {txn_id for txn_id, row in rows.items() if row.status == "completed"}
+            try:
+                stack.wait_for(
+                    lambda: (
+                        completed <= measure.delivered_transactions(receiver.at("/bench"))
+                        and measure.deliveries_outstanding(db, ids) == 0
+                    ),
+                    timeout=cfg.final_timeout,
+                    interval=0.25,
+                    what=f"{len(completed)} webhook deliveries",
+                    alive=alive,
+                )
+            except stack.BenchError as exc:
+                if "timed out" not in str(exc):
+                    raise
+        cpu = window.by_kind()
+        finished = sum(1 for row in rows.values() if row.final)
+        figures = {
+            "api": measure.api_summary(result),
+            "e2e": measure.e2e_summary(rows, ids),
+            "all_final_within_deadline": done,
+            "deliveries": measure.webhook_summary(receiver.at("/bench"), rows, secret=endpoint["secret"], db=db),
+            "finished_per_s_until_last_delivery": measure.finished_per_s_until(rows, receiver.at("/bench")),
+            "cost": {"cpu": measure.cpu_ms_per_transaction(cpu, finished, floor=False)},
+        }
+        return figures, ids
+    finally:
+        # The phases after this one measure Paygate with no endpoint again (on the way out after an
+        # error, the web may be gone already: the first error is the one to report).
+        with contextlib.suppress(OSError):
+            measure.webhook_endpoint_call(web_url, api_key, method="DELETE", path=f"/{endpoint['id']}")
+        receiver.stop()
 
 
-class CpuWindow:
-    """CPU by kind of process over a window (`by_kind()`), sampled every `interval` in between so
-    that PostgreSQL backends that end during it are counted up to their last sample."""
+def _statements(
+    bench: BenchStack,
+    cfg: Config,
+    db: measure.BenchDb,
+    floor_db: measure.BenchDb,
+    *,
+    api_key: str,
+    tag: str,
+    restart: Callable[[], None],
+) -> dict[str, Any]:
+    """SQL statements per transaction, from PostgreSQL's own statement log, Paygate's and the floor's.
 
-    def __init__(self, ours: Any, *, interval: float = 0.5) -> None:
-        self.ours = ours  # () -> the stack's process groups and their kinds, now
-        self.interval = interval
-        self.seen: dict[int, tuple[float, str]] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bench-cpu", daemon=True)
+    pg_stat_statements needs a server restart to load, so statement logging is switched on for the two
+    bench databases only (log_statement = all, bind parameters left out), the processes restarted to
+    take it, and K transactions sent one at a time on each side after a warm-up. Beat is stopped: the
+    periodic sweeps are not part of a transaction.
+    """
+    log = measure.pg_log_path()
+    if log is None:
+        return {"method": "not measured: the PostgreSQL server log was not found"}
+    web_url, floor_url = f"http://{HOST}:{WEB_PORT}", f"http://{HOST}:{FLOOR_PORT}"
+    names = (stack.DB_NAME, stack.FLOOR_DB_NAME)
+    for name in names:
+        db.execute(f"ALTER DATABASE \"{name}\" SET log_statement = 'all'")
+        db.execute(f'ALTER DATABASE "{name}" SET log_parameter_max_length = 0')
+    try:
+        restart()
+        paygate_each = _wait_final_each(db, bench.check_alive)
+        floor_each = _wait_final_each(floor_db, bench.check_alive, count=measure.floor_count_final)
 
-    def _note(self, sample: CpuSample) -> None:
-        self.seen.update({pid: value for pid, value in sample.processes.items() if value[1] in BACKEND_KINDS})
+        def paygate(specs: list[load.RequestSpec]) -> load.LoadResult:
+            return load.drive(web_url, specs, concurrency=1, api_key=api_key, after_each=paygate_each)
 
-    def __enter__(self) -> CpuWindow:
-        self.before = cpu_sample(self.ours())
-        self._note(self.before)
-        self._thread.start()
-        return self
+        def floor(specs: list[load.RequestSpec]) -> load.LoadResult:
+            return load.drive(floor_url, specs, concurrency=1, floor=True, after_each=floor_each)
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self._note(cpu_sample(self.ours()))
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-        self.after = cpu_sample(self.ours())
-
-    def by_kind(self) -> dict[str, float]:
-        return cpu_by_kind(self.before, self.after, seen=self.seen)
-
-
-def cpu_usage(before: CpuSample, after: CpuSample) -> dict[str, float]:
-    """Machine busy % and CPU seconds by owner (bench, shared, other) between two samples."""
-    seconds: dict[str, float] = defaultdict(float)
-    for kind, value in cpu_by_kind(before, after).items():
-        seconds[owner_of(kind)] += value
-    wall = max(after.at - before.at, 1e-9)
-    capacity = wall * (os.cpu_count() or 1)
-    total = after.machine_total - before.machine_total
-    return {
-        "machine_busy_percent": round(100.0 * (after.machine_busy - before.machine_busy) / total, 1) if total else 0.0,
-        **{f"{owner}_cpu_s": round(value, 2) for owner, value in sorted(seconds.items())},
-        "other_percent_of_machine": round(100.0 * seconds.get("other", 0.0) / capacity, 1),
-    }
-
-
-def cpu_ms_per_transaction(by_kind: Mapping[str, float], transactions: int, *, floor: bool) -> dict[str, Any]:
-    """One side's CPU ms per finished transaction by kind, its total, and the shared servers' beside it."""
-    if transactions <= 0:
-        return {}
-    own: dict[str, float] = {}
-    shared: dict[str, float] = {}
-    for kind, seconds in by_kind.items():
-        ms = round(1000.0 * seconds / transactions, 3)
-        if kind.endswith(SHARED_SUFFIX):
-            shared[kind.removesuffix(SHARED_SUFFIX)] = ms
-        elif kind == LOADGEN:
-            shared[LOADGEN] = ms
-        elif kind.startswith(FLOOR_PREFIX) == floor and kind != "other":
-            own[kind.removeprefix(FLOOR_PREFIX)] = ms
-    return {
-        "transactions": transactions,
-        "by_kind_ms": dict(sorted(own.items())),
-        "total_ms": round(sum(own.values()), 3),
-        "outside_ms": dict(sorted(shared.items())),
-    }
+        paygate(load.make_specs(5, run_tag=f"{tag}-stmtwarm"))  # connections, caches
+        floor(load.make_specs(5, run_tag=f"{tag}-stmtfloorwarm"))
+        results: dict[str, Any] = {}
+        for side, drive, database in (("paygate", paygate, stack.DB_NAME), ("floor", floor, stack.FLOOR_DB_NAME)):
+            start = log.stat().st_size
+            done = drive(load.make_specs(cfg.statements_n, run_tag=f"{tag}-stmt-{side}"))
+            time.sleep(0.5)  # a worker's last step may follow the final status by a moment: let it land
+            counts = measure.count_statements(log, start, log.stat().st_size).get(database, Counter())
+            n = len(done.accepted)
+            total = sum(counts.values())
+            control = sum(counts[verb] for verb in ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "SET"))
+            results[side] = {
+                "transactions": n,
+                "statements_per_transaction": round(total / n, 2) if n else None,
+                "excluding_transaction_control": round((total - control) / n, 2) if n else None,
+                "by_verb_per_transaction": {verb: round(c / n, 2) for verb, c in counts.most_common()} if n else {},
+            }
+        return {"method": "PostgreSQL statement log (log_statement = all on the bench databases)", **results}
+    finally:
+        for name in names:
+            db.execute(f'ALTER DATABASE "{name}" RESET log_statement')
+            db.execute(f'ALTER DATABASE "{name}" RESET log_parameter_max_length')
 
 
-def wait_quiet(*, timeout: float, threshold_percent: float = 15.0, window: float = 2.0) -> dict[str, Any]:
-    """Wait (up to `timeout`) for a `window` in which other work uses under `threshold_percent` of the machine."""
-    started = time.monotonic()
-    last: dict[str, float] = {}
-    while True:
-        before = cpu_sample({})
-        time.sleep(window)  # a measurement window, not a synchronisation
-        last = cpu_usage(before, cpu_sample({}))
-        quiet = last["other_percent_of_machine"] < threshold_percent
-        if quiet or time.monotonic() - started >= timeout:
-            return {"quiet": quiet, "waited_s": round(time.monotonic() - started, 1), "last_window": last}
+def run_config(
+    cfg: Config, wanted: frozenset[str], *, tag: str, quiet_timeout: float = 0.0
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run one configuration; (summary, raw data for charts)."""
+    print(f"== {cfg.label}", flush=True)
+    data_dir = stack.STACK.data_dir
+    log_dir = stack.WORK_DIR / "logs" / cfg.slug
+    shutil.rmtree(log_dir, ignore_errors=True)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env = stack.bench_env()
+    out: dict[str, Any] = {"config": dataclasses.asdict(cfg), "label": cfg.label}
+    if quiet_timeout > 0:
+        out["machine_quiet_check"] = quiet = measure.wait_quiet(timeout=quiet_timeout)
+        if not quiet["quiet"]:
+            print(
+                f"  ! other work keeps {quiet['last_window']['other_percent_of_machine']}% of the machine busy; "
+                "measuring anyway (see machine_quiet_check and the per-phase CPU figures)",
+                flush=True,
+            )
+    with BenchStack(env=env, log_dir=log_dir) as bench:
+        run = ConfigRun(cfg, bench, env=env, data_dir=data_dir, tag=tag, out=out)
+        run.setup(micro="micro" in wanted)
+        try:
+            for name in ("low_load", "mixed", "floor_e2e", "webhooks", "paypage", "api_only"):
+                if name in wanted:
+                    getattr(run, name)()
+            run.correctness()
+            if "statements" in wanted:
+                run.statements()
+        finally:
+            run.close()
+        bench.stop(["beat", *run.worker_names, *run.floor_worker_names])
+    out["logs"] = measure.scan_logs(log_dir)
+    out["log_dir"] = str(log_dir.relative_to(stack.ROOT))
+    out["phases"] = run.timer.phases
+    return out, run.raw
 
 
-def machine_snapshot() -> dict[str, Any]:
-    """Load and the busiest processes at this moment, to flag a machine shared with other work."""
-    with open("/proc/loadavg") as handle:
-        load1, load5, load15 = handle.read().split()[:3]
-    top = subprocess.run(
-        ["ps", "-eo", "pid,pcpu,etime,comm", "--sort=-pcpu"], capture_output=True, text=True, check=False
-    ).stdout.splitlines()[1:6]  # command names only: full command lines carry local paths
-    return {
-        "loadavg": [float(load1), float(load5), float(load15)],
-        "cpus": os.cpu_count(),
-        "busiest_processes": [line.strip()[:160] for line in top],
-    }
+class ConfigRun:
+    """One configuration's stack, databases and results so far; each phase is a method, run in order."""
+
+    def __init__(
+        self, cfg: Config, bench: BenchStack, *, env: dict[str, str], data_dir: Path, tag: str, out: dict[str, Any]
+    ) -> None:
+        self.cfg, self.bench, self.env, self.data_dir, self.tag = cfg, bench, env, data_dir, tag
+        self.floor_env = stack.floor_env(env)
+        self.web_url, self.floor_url = f"http://{HOST}:{WEB_PORT}", f"http://{HOST}:{FLOOR_PORT}"
+        self.out = out
+        self.raw: dict[str, Any] = {}
+        self.timer = Timer(self.kinds)
+        self.api_key = ""
+        # The webhook dispatcher runs beside Paygate's workers, as the Procfile and compose run it.
+        self.worker_names = [f"worker{i}" for i in range(1, cfg.worker_processes + 1)] + ["webhooks1"]
+        self.floor_worker_names = [f"floor-worker{i}" for i in range(1, cfg.worker_processes + 1)]
+        self.db: measure.BenchDb | None = None
+        self.floor_db: measure.BenchDb | None = None
+        # Every transaction accepted by any phase, judged together at the end.
+        self.all_ids: list[str] = []
+        self.floor_ids: list[str] = []
+        # PostgreSQL's counters as last read: the next phase starts from them instead of reading again.
+        self.counters: dict[str, dict[str, int]] = {}
+
+    # --- the stack ---
+
+    def kinds(self) -> dict[int, str]:
+        """The stack's process groups and their kinds, now (for the CPU accounting)."""
+        return {
+            process.pid: measure.process_kind(name)
+            for name, process in self.bench.processes.items()
+            if process.popen is not None
+        }
+
+    def setup(self, *, micro: bool) -> None:
+        """Databases, sandboxes and both web servers; `micro` before anything else runs; then beat and workers."""
+        cfg, bench = self.cfg, self.bench
+        with self.timer.phase("setup"):
+            self.api_key = bench.prepare(floor_env=self.floor_env)
+            bench.start_sandboxes()
+            self.start_webs()
+        if micro:
+            with self.timer.phase("micro"):
+                self.out["micro"] = _micro(self.env, quick=cfg.micro_quick)
+        _reset_sandboxes()
+        bench.start_beat(pidfile=self.data_dir / "celerybeat.pid", loglevel="WARNING")
+        self.start_workers()
+        self.db = measure.BenchDb(stack.PSYCOPG_DSN)
+        self.floor_db = measure.BenchDb(stack.FLOOR_PSYCOPG_DSN)
+
+    def start_webs(self) -> None:
+        cfg = self.cfg
+        self.bench.start_web(port=WEB_PORT, workers=cfg.web_workers, threads=cfg.web_threads)
+        self.bench.start_web(
+            name="floor-web", port=FLOOR_PORT, workers=cfg.web_workers, threads=cfg.web_threads, env=self.floor_env
+        )
+
+    def start_workers(self, *, paygate: bool = True, floor: bool = True, wait: bool = True) -> None:
+        cfg, bench = self.cfg, self.bench
+        if paygate:
+            bench.start_workers(
+                prefix="worker", processes=cfg.worker_processes, concurrency=cfg.worker_concurrency, wait=wait
+            )
+            bench.start("webhooks1", harness.dispatcher_argv())
+        if floor:
+            bench.start_workers(
+                prefix="floor-worker",
+                processes=cfg.worker_processes,
+                concurrency=cfg.worker_concurrency,
+                queues=stack.FLOOR_QUEUE,
+                env=self.floor_env,
+                wait=wait,
+            )
+
+    def restart(self) -> None:
+        """Every process but the sandboxes stopped and started again (to take new database settings)."""
+        self.bench.stop(["beat", *self.worker_names, *self.floor_worker_names, "web", "floor-web"])
+        self.start_webs()
+        self.start_workers()
+
+    def close(self) -> None:
+        interruptions: list[dict[str, Any]] = []
+        for db in (self.db, self.floor_db):
+            if db is not None:
+                db.close()
+                interruptions += db.interruptions
+        self.out["database_interruptions"] = interruptions
+
+    @property
+    def dbs(self) -> tuple[measure.BenchDb, measure.BenchDb]:
+        """Paygate's database and the floor's (open from `setup` on)."""
+        if self.db is None or self.floor_db is None:
+            raise stack.BenchError("the databases are read only after setup")
+        return self.db, self.floor_db
+
+    def read_counters(self) -> dict[str, dict[str, int]]:
+        if self.cfg.pg_settle_s <= 0:
+            return {}
+        return measure.pg_counters(self.dbs[0], (stack.DB_NAME, stack.FLOOR_DB_NAME), settle=self.cfg.pg_settle_s)
+
+    # --- the phases ---
+
+    def low_load(self) -> None:
+        cfg, tag, (db, floor_db), alive = self.cfg, self.tag, self.dbs, self.bench.check_alive
+        with self.timer.phase("low_load"):
+            # Interleaved in rounds, each transaction waited for until final, so both meet the same machine.
+            results = load.interleave(
+                {
+                    "paygate": lambda part: load.drive(
+                        self.web_url, part, concurrency=1, api_key=self.api_key, after_each=_wait_final_each(db, alive)
+                    ),
+                    "floor": lambda part: load.drive(
+                        self.floor_url,
+                        part,
+                        concurrency=1,
+                        floor=True,
+                        after_each=_wait_final_each(floor_db, alive, count=measure.floor_count_final),
+                    ),
+                },
+                {
+                    "paygate": load.make_specs(cfg.low_load_n, run_tag=f"{tag}-low"),
+                    "floor": load.make_specs(cfg.low_load_n, run_tag=f"{tag}-floorlow"),
+                },
+                rounds=ROUNDS,
+            )
+            ids = [r.transaction_id for r in results["paygate"].accepted if r.transaction_id]
+            fids = [r.transaction_id for r in results["floor"].accepted if r.transaction_id]
+            self.all_ids += ids
+            self.floor_ids += fids
+            rows = measure.fetch_rows(db, ids)
+            self.out["low_load"] = {
+                "api": measure.api_summary(results["paygate"]),
+                "e2e": measure.e2e_summary(rows, ids),
+            }
+            self.out.setdefault("floor", {})["low_load"] = {
+                "api": measure.api_summary(results["floor"]),
+                "e2e": measure.floor_e2e_summary(measure.floor_fetch_rows(floor_db, fids), fids),
+            }
+            self.raw["low_load_e2e_ms"] = [row.e2e_ms for row in rows.values() if row.e2e_ms is not None]
+
+    def mixed(self) -> None:
+        cfg, db = self.cfg, self.dbs[0]
+        with self.timer.phase("mixed"):
+            specs = load.make_specs(cfg.n, run_tag=f"{self.tag}-mixed")
+            counters_before = self.counters or self.read_counters()
+            with measure.CpuWindow(self.kinds) as cpu, measure.BacklogSampler(time.time()) as backlog:
+                result = load.drive(self.web_url, specs, concurrency=cfg.concurrency, api_key=self.api_key)
+                ids = [r.transaction_id for r in result.accepted if r.transaction_id]
+                self.all_ids += ids
+                done, waited = measure.wait_all_final(db, ids, timeout=cfg.final_timeout, alive=self.bench.check_alive)
+            self.counters = counters_after = self.read_counters()
+            rows = measure.fetch_rows(db, ids)
+            finished = sum(1 for row in rows.values() if row.final)
+            self.out["mixed"] = {
+                "api": measure.api_summary(result),
+                "e2e": measure.e2e_summary(rows, ids),
+                "all_final_within_deadline": done,
+                "waited_for_final_s": round(waited, 2),
+                "backlog": backlog.summary(),
+                "extra_work": measure.amplification(db, ids),
+                "cost": _side_cost(cpu, (counters_before, counters_after), finished, floor=False),
+            }
+            origin = result.started_at
+            self.raw["mixed"] = {
+                "accepted_per_s": _series([r.started_at + r.latency_s for r in result.accepted], origin),
+                "finished_per_s": _series(
+                    [row.finished_at for row in rows.values() if row.finished_at is not None], origin
+                ),
+                "api_latency_ms": [r.latency_s * 1000 for r in result.accepted],
+                "e2e_ms": [row.e2e_ms for row in rows.values() if row.e2e_ms is not None],
+                "requests": [dataclasses.asdict(r) for r in result.records],
+                "backlog": backlog.samples,
+            }
+
+    def floor_e2e(self) -> None:
+        cfg, floor_db = self.cfg, self.dbs[1]
+        with self.timer.phase("floor_e2e"):
+            specs = load.make_specs(cfg.n, run_tag=f"{self.tag}-floormixed")
+            counters_before = self.counters or self.read_counters()
+            with measure.CpuWindow(self.kinds) as cpu:
+                result = load.drive(self.floor_url, specs, concurrency=cfg.concurrency, floor=True)
+                fids = [r.transaction_id for r in result.accepted if r.transaction_id]
+                self.floor_ids += fids
+                done, waited = measure.wait_all_final(
+                    floor_db,
+                    fids,
+                    timeout=cfg.final_timeout,
+                    alive=self.bench.check_alive,
+                    count=measure.floor_count_final,
+                )
+            self.counters = counters_after = self.read_counters()
+            frows = measure.floor_fetch_rows(floor_db, fids)
+            finished = sum(1 for row in frows.values() if row.final)
+            self.out.setdefault("floor", {})["e2e"] = {
+                "api": measure.api_summary(result),
+                "e2e": measure.floor_e2e_summary(frows, fids),
+                "all_final_within_deadline": done,
+                "waited_for_final_s": round(waited, 2),
+                "cost": _side_cost(cpu, (counters_before, counters_after), finished, floor=True),
+            }
+            origin = result.started_at
+            self.raw["floor_e2e"] = {
+                "finished_per_s": _series(
+                    [row.finished_at for row in frows.values() if row.finished_at is not None], origin
+                ),
+                "api_latency_ms": [r.latency_s * 1000 for r in result.accepted],
+                "e2e_ms": [
+                    (row.finished_at - row.created_at) * 1000 for row in frows.values() if row.finished_at is not None
+                ],
+            }
+
+    def webhooks(self) -> None:
+        with self.timer.phase("webhooks"):
+            counters_before = self.counters or self.read_counters()
+            webhooks, ids = _webhooks(
+                self.cfg,
+                self.dbs[0],
+                web_url=self.web_url,
+                api_key=self.api_key,
+                tag=self.tag,
+                kinds=self.kinds,
+                alive=self.bench.check_alive,
+            )
+            self.all_ids += ids
+            self.counters = counters_after = self.read_counters()
+            webhooks["cost"]["pg_stat_database"] = measure.pg_counters_per_transaction(
+                counters_before.get(stack.DB_NAME, {}),
+                counters_after.get(stack.DB_NAME, {}),
+                webhooks["cost"]["cpu"].get("transactions", 0),
+            )
+            self.out["webhooks"] = webhooks
+
+    def paypage(self) -> None:
+        cfg, bench = self.cfg, self.bench
+        with self.timer.phase("paypage"):
+
+            def stop_paygate_workers() -> None:
+                bench.stop([name for name in self.worker_names if name.startswith("worker")])
+
+            def start_paygate_workers() -> None:
+                bench.start_workers(prefix="worker", processes=cfg.worker_processes, concurrency=cfg.worker_concurrency)
+
+            self.out["paypage"], ids = paypage.run(
+                self.web_url,
+                self.api_key,
+                self.dbs[0],
+                n=cfg.paypage_n,
+                rps_requests=cfg.paypage_requests,
+                concurrency=cfg.concurrency,
+                tag=self.tag,
+                stop_workers=stop_paygate_workers,
+                start_workers=start_paygate_workers,
+                alive=bench.check_alive,
+            )
+            self.all_ids += ids
+
+    def api_only(self) -> None:
+        """Both sides' API with nothing consuming their tasks, then each side's workers draining its backlog."""
+        cfg, tag, (db, floor_db), alive = self.cfg, self.tag, self.dbs, self.bench.check_alive
+        with self.timer.phase("api_only"):
+            self.bench.stop([*self.worker_names, *self.floor_worker_names])
+            # Paygate's API and the floor's, interleaved in rounds: both with nothing consuming
+            # their tasks, both meeting the same machine.
+            results = load.interleave(
+                {
+                    "paygate": lambda part: load.drive(
+                        self.web_url, part, concurrency=cfg.concurrency, api_key=self.api_key
+                    ),
+                    "floor": lambda part: load.drive(self.floor_url, part, concurrency=cfg.concurrency, floor=True),
+                },
+                {
+                    "paygate": load.make_specs(cfg.n, run_tag=f"{tag}-apionly"),
+                    "floor": load.make_specs(cfg.n, run_tag=f"{tag}-floor"),
+                },
+                rounds=ROUNDS,
+            )
+            result, floor_result = results["paygate"], results["floor"]
+            ids = [r.transaction_id for r in result.accepted if r.transaction_id]
+            fids = [r.transaction_id for r in floor_result.accepted if r.transaction_id]
+            self.all_ids += ids
+            self.floor_ids += fids
+            self.out["api_only"] = {"api": measure.api_summary(result), "rounds": ROUNDS}
+            self.out.setdefault("floor", {})["api"] = {**measure.api_summary(floor_result), "rounds": ROUNDS}
+            self.raw["api_only"] = {
+                "api_latency_ms": [r.latency_s * 1000 for r in result.accepted],
+                "requests": [dataclasses.asdict(r) for r in result.records],
+            }
+            self.raw["floor"] = {"api_latency_ms": [r.latency_s * 1000 for r in floor_result.accepted]}
+        with self.timer.phase("drain"):
+            with measure.BacklogSampler(result.started_at) as backlog:
+                self.start_workers(floor=False, wait=False)
+                done, waited = measure.wait_all_final(db, ids, timeout=cfg.final_timeout, alive=alive)
+            rows = measure.fetch_rows(db, ids)
+            drain = measure.drain_summary(rows, ids)
+            self.out["drain"] = {
+                **drain,
+                "all_final_within_deadline": done,
+                "backlog": backlog.summary(),
+                "extra_work": measure.amplification(db, ids),
+            }
+            first = drain.get("first_attempt_at") or time.time()
+            self.raw["drain_finished_per_s"] = _series(
+                [row.finished_at for row in rows.values() if row.finished_at is not None], first
+            )
+        with self.timer.phase("floor_drain"):
+            started = time.time()
+            self.start_workers(paygate=False, wait=False)
+            done, _ = measure.wait_all_final(
+                floor_db, fids, timeout=cfg.final_timeout, alive=alive, count=measure.floor_count_final
+            )
+            frows = measure.floor_fetch_rows(floor_db, fids)
+            finished_at = [row.finished_at for row in frows.values() if row.finished_at is not None]
+            self.out["floor"]["drain"] = {
+                "transactions": len(fids),
+                "final": sum(1 for row in frows.values() if row.final),
+                "all_final_within_deadline": done,
+                # From the workers' start (the floor records no pick-up time) to the last final.
+                "finished_per_s": round(len(finished_at) / max(max(finished_at) - started, 1e-9), 2)
+                if finished_at
+                else None,
+            }
+            self.raw["floor_drain_finished_per_s"] = _series(finished_at, started)
+
+    def correctness(self) -> None:
+        cfg, (db, floor_db), alive = self.cfg, self.dbs, self.bench.check_alive
+        with self.timer.phase("correctness"):
+            # Give late transactions of any phase the same deadline before judging them lost.
+            measure.wait_all_final(db, self.all_ids, timeout=cfg.final_timeout, alive=alive)
+            rows = measure.fetch_rows(db, self.all_ids)
+            self.out["correctness"] = measure.correctness(self.all_ids, rows, measure.sandbox_payments(), db)
+            measure.wait_all_final(
+                floor_db, self.floor_ids, timeout=cfg.final_timeout, alive=alive, count=measure.floor_count_final
+            )
+            frows = measure.floor_fetch_rows(floor_db, self.floor_ids)
+            self.out.setdefault("floor", {})["correctness"] = {
+                "accepted": len(self.floor_ids),
+                "not_final": sum(1 for i in self.floor_ids if i not in frows or not frows[i].final),
+            }
+
+    def statements(self) -> None:
+        db, floor_db = self.dbs
+        with self.timer.phase("statements"):
+            self.out["statements"] = _statements(
+                self.bench, self.cfg, db, floor_db, api_key=self.api_key, tag=self.tag, restart=self.restart
+            )

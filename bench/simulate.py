@@ -49,7 +49,7 @@ from typing import Any
 
 import harness
 from bench import load
-from bench.phases import BenchDb
+from bench.measure import BenchDb
 from bench.scenarios import (
     ROUTES,
     SCENARIOS,
@@ -67,15 +67,22 @@ ROOT = harness.ROOT
 BENCH_DIR = ROOT / "bench"
 WORK_DIR = BENCH_DIR / ".work" / "simulate"
 RESULTS_DIR = BENCH_DIR / "results"
-HOST = "127.0.0.1"
-DB_NAME = os.environ.get("SIM_DB_NAME", "paygate_simulate")
-DATABASE_URL = f"postgres://postgres@{HOST}:5432/{DB_NAME}"
-PSYCOPG_DSN = f"postgresql://postgres@{HOST}:5432/{DB_NAME}"
+HOST = harness.HOST
 REDIS_DB = int(os.environ.get("SIM_REDIS_DB", "13"))
-BROKER_URL = f"redis://{HOST}:6379/{REDIS_DB}"
-_PORT_OFFSET = int(os.environ.get("SIM_PORT_OFFSET", "0"))
-WEB_PORT = 8400 + _PORT_OFFSET
-SANDBOXES = {"acmepay": ("json", 8411 + _PORT_OFFSET), "soapbank": ("xml", 8412 + _PORT_OFFSET)}
+_PORT_OFFSET = harness.port_offset("SIM")
+STACK = harness.StackConfig(
+    db_name=harness.db_name("SIM", "paygate_simulate"),
+    web_port=8400 + _PORT_OFFSET,
+    sandboxes={"acmepay": ("json", 8411 + _PORT_OFFSET), "soapbank": ("xml", 8412 + _PORT_OFFSET)},
+    redis_url=f"redis://{HOST}:6379/{REDIS_DB}",
+    data_dir=WORK_DIR / "data",
+)
+DB_NAME = STACK.db_name
+PSYCOPG_DSN = STACK.psycopg_dsn
+BROKER_URL = STACK.redis_url
+WEB_PORT = STACK.web_port
+SANDBOXES = STACK.sandboxes
+sandbox_url = STACK.sandbox_url
 CALLBACK_DELAY_S = 0.2
 
 # Deposits per second sent to each of the twin countries (so twice this in all).
@@ -96,24 +103,9 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def sandbox_url(code: str) -> str:
-    return f"http://{HOST}:{SANDBOXES[code][1]}"
-
-
-def simulate_env(data_dir: Path) -> dict[str, str]:
+def simulate_env() -> dict[str, str]:
     """Production settings (DEBUG off, fresh secrets) on the simulation's database, Redis db and ports."""
-    return harness.isolated_env(
-        {
-            "DATABASE_URL": DATABASE_URL,
-            "CELERY_BROKER_URL": BROKER_URL,
-            "PAYGATE_PUBLIC_URL": f"http://{HOST}:{WEB_PORT}",
-            "PAYGATE_DATA_DIR": str(data_dir),
-            "PAYGATE_DEMO_BASE_URLS": ",".join(f"{code}={sandbox_url(code)}" for code in SANDBOXES),
-            "PROMETHEUS_MULTIPROC_DIR": str(data_dir / "metrics"),
-            "LOG_LEVEL": "WARNING",
-            "PAYGATE_RATE_LIMIT": "1000000/second",
-        }
-    )
+    return STACK.env({"LOG_LEVEL": "WARNING", "PAYGATE_RATE_LIMIT": "1000000/second"})
 
 
 # --- the stack ------------------------------------------------------------------------------------
@@ -716,10 +708,10 @@ def main(argv: list[str] | None = None) -> int:
         scenarios = [s.scaled(1 / 3) for s in scenarios]
         options["--window-seconds"] = str(round(int(options["--window-seconds"]) / 3))
     shutil.rmtree(WORK_DIR, ignore_errors=True)
-    data_dir = WORK_DIR / "data"
+    data_dir = STACK.data_dir
     data_dir.mkdir(parents=True)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    env = simulate_env(data_dir)
+    env = simulate_env()
     wall = time.monotonic()
     results: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

@@ -26,38 +26,43 @@ BENCH_DIR = ROOT / "bench"
 WORK_DIR = BENCH_DIR / ".work"
 RESULTS_DIR = BENCH_DIR / "results"
 
-HOST = "127.0.0.1"
-DB_NAME = os.environ.get("BENCH_DB_NAME", "paygate_bench")
-DATABASE_URL = f"postgres://postgres@{HOST}:5432/{DB_NAME}"
-PSYCOPG_DSN = f"postgresql://postgres@{HOST}:5432/{DB_NAME}"
+HOST = harness.HOST
+DB_NAME = harness.db_name("BENCH", "paygate_bench")
 # The floor's own database: its backends, statements and counters are told apart from Paygate's.
 FLOOR_DB_NAME = f"{DB_NAME}_floor"
-FLOOR_DATABASE_URL = f"postgres://postgres@{HOST}:5432/{FLOOR_DB_NAME}"
-FLOOR_PSYCOPG_DSN = f"postgresql://postgres@{HOST}:5432/{FLOOR_DB_NAME}"
+FLOOR_DATABASE_URL = f"postgres://postgres@{harness.POSTGRES}/{FLOOR_DB_NAME}"
+FLOOR_PSYCOPG_DSN = f"postgresql://postgres@{harness.POSTGRES}/{FLOOR_DB_NAME}"
 REDIS_DB = int(os.environ.get("BENCH_REDIS_DB", "14"))
-REDIS_URL = f"redis://{HOST}:6379/{REDIS_DB}"
 RABBITMQ_VHOST = DB_NAME
-AMQP_URL = f"amqp://guest:guest@{HOST}:5672/{RABBITMQ_VHOST}"
 BROKERS = harness.BROKERS
-_PORT_OFFSET = int(os.environ.get("BENCH_PORT_OFFSET", "0"))
-WEB_PORT = 8200 + _PORT_OFFSET
+_PORT_OFFSET = harness.port_offset("BENCH")
 FLOOR_PORT = 8201 + _PORT_OFFSET
-# code -> (data format, port); the same gateways as the demo (CONTRACT §5), on bench ports.
-SANDBOXES: dict[str, tuple[str, int]] = {
-    "acmepay": ("json", 8211 + _PORT_OFFSET),
-    "soapbank": ("xml", 8212 + _PORT_OFFSET),
-    "globex": ("json", 8213 + _PORT_OFFSET),
-}
 # The floor's gateway: the same sandbox server, its own process and records.
 FLOOR_SANDBOX = "floorpay"
 FLOOR_SANDBOX_PORT = 8214 + _PORT_OFFSET
 FLOOR_QUEUE = "bench_floor"
 FLOOR_SETTINGS = "bench.floor_settings"
 
-
-# The broker this run uses: Redis by default (`use_broker("amqp")`: RabbitMQ).
-BROKER = harness.Broker(redis_url=REDIS_URL, amqp_url=AMQP_URL)
+# The same gateways as the demo (CONTRACT §5), on bench ports; the broker is Redis by default
+# (`use_broker("amqp")`: RabbitMQ), the cache Redis whichever the broker.
+STACK = harness.StackConfig(
+    db_name=DB_NAME,
+    web_port=8200 + _PORT_OFFSET,
+    sandboxes={
+        "acmepay": ("json", 8211 + _PORT_OFFSET),
+        "soapbank": ("xml", 8212 + _PORT_OFFSET),
+        "globex": ("json", 8213 + _PORT_OFFSET),
+    },
+    redis_url=f"redis://{HOST}:6379/{REDIS_DB}",
+    data_dir=WORK_DIR / "data",
+    amqp_url=f"amqp://guest:guest@{HOST}:5672/{RABBITMQ_VHOST}",
+)
+BROKER = STACK.broker
 use_broker = BROKER.use
+PSYCOPG_DSN = STACK.psycopg_dsn
+WEB_PORT = STACK.web_port
+SANDBOXES = STACK.sandboxes
+sandbox_url = STACK.sandbox_url
 
 
 BenchError = HarnessError
@@ -66,22 +71,10 @@ http_get = harness.http_get
 http_post_json = harness.http_post_json
 
 
-def sandbox_url(code: str) -> str:
-    return f"http://{HOST}:{SANDBOXES[code][1]}"
-
-
-def bench_env(data_dir: Path) -> dict[str, str]:
+def bench_env() -> dict[str, str]:
     """Production settings (DEBUG off, fresh secrets) on the bench database and broker."""
-    return harness.isolated_env(
+    return STACK.env(
         {
-            "DATABASE_URL": DATABASE_URL,
-            "CELERY_BROKER_URL": BROKER.url,
-            # The cache (breaker, rate limits) is Redis whichever the broker.
-            "PAYGATE_CACHE_URL": REDIS_URL,
-            "PAYGATE_PUBLIC_URL": f"http://{HOST}:{WEB_PORT}",
-            "PAYGATE_DATA_DIR": str(data_dir),
-            "PAYGATE_DEMO_BASE_URLS": ",".join(f"{code}={sandbox_url(code)}" for code in SANDBOXES),
-            "PROMETHEUS_MULTIPROC_DIR": str(data_dir / "metrics"),
             "LOG_LEVEL": "WARNING",
             # The per-key limit still runs (one cache increment per request) but never trips: one
             # bench key sends more than a merchant's default 6000/minute on purpose.

@@ -34,33 +34,38 @@ SANDBOX_STATE_DIR = WORK_DIR / "sandboxes"
 DATA_DIR = WORK_DIR / "data"
 RESULTS_DIR = CHAOS_DIR / "results"
 
-HOST = "127.0.0.1"
-DB_NAME = os.environ.get("CHAOS_DB_NAME", "paygate_chaos")
-_PORT_OFFSET = int(os.environ.get("CHAOS_PORT_OFFSET", "0"))
-PG_ADMIN_DSN = f"postgresql://postgres@{HOST}:5432/postgres"
-DATABASE_URL = f"postgres://postgres@{HOST}:5432/{DB_NAME}"
-PSYCOPG_DSN = f"postgresql://postgres@{HOST}:5432/{DB_NAME}"
+HOST = harness.HOST
+DB_NAME = harness.db_name("CHAOS", "paygate_chaos")
+_PORT_OFFSET = harness.port_offset("CHAOS")
+PG_ADMIN_DSN = harness.PG_ADMIN_DSN
 REDIS_PORT = 6391 + _PORT_OFFSET
-REDIS_URL = f"redis://{HOST}:{REDIS_PORT}/0"
 RABBITMQ_PORT = 5672
 RABBITMQ_VHOST = DB_NAME
 AMQP_URL = f"amqp://guest:guest@{HOST}:{RABBITMQ_PORT}/{RABBITMQ_VHOST}"
 BROKERS = harness.BROKERS
 
-
-# The broker this run uses: the private Redis by default (`use_broker("amqp")`: RabbitMQ).
-BROKER = harness.Broker(redis_url=REDIS_URL, amqp_url=AMQP_URL)
+# The demo gateways (CONTRACT §5) on the chaos ports; the broker is the private Redis by default
+# (`use_broker("amqp")`: RabbitMQ), the cache the private Redis whichever the broker.
+STACK = harness.StackConfig(
+    db_name=DB_NAME,
+    web_port=8300 + _PORT_OFFSET,
+    sandboxes={
+        "acmepay": ("json", 8311 + _PORT_OFFSET),
+        "soapbank": ("xml", 8312 + _PORT_OFFSET),
+        "globex": ("json", 8313 + _PORT_OFFSET),
+    },
+    redis_url=f"redis://{HOST}:{REDIS_PORT}/0",
+    data_dir=DATA_DIR,
+    amqp_url=AMQP_URL,
+)
+BROKER = STACK.broker
 use_broker = BROKER.use
+PSYCOPG_DSN = STACK.psycopg_dsn
+WEB_PORT = STACK.web_port
+WEB_URL = STACK.web_url
+SANDBOXES = STACK.sandboxes
+sandbox_url = STACK.sandbox_url
 
-
-WEB_PORT = 8300 + _PORT_OFFSET
-WEB_URL = f"http://{HOST}:{WEB_PORT}"
-# code -> (data format, port): the demo gateways (CONTRACT §5) on the chaos ports.
-SANDBOXES: dict[str, tuple[str, int]] = {
-    "acmepay": ("json", 8311 + _PORT_OFFSET),
-    "soapbank": ("xml", 8312 + _PORT_OFFSET),
-    "globex": ("json", 8313 + _PORT_OFFSET),
-}
 # A sandbox in `timeout` mode holds its answer this long; the gateways' read timeout is set below it.
 SANDBOX_TIMEOUT_DELAY = 5.0
 GATEWAY_CONNECT_TIMEOUT = 2.0
@@ -68,6 +73,8 @@ GATEWAY_READ_TIMEOUT = 3.0
 
 # The API client the run's merchant requests, refunds and webhook endpoint belong to.
 CLIENT_NAME = "chaos"
+# The path of the run's webhook endpoint on its receiver (harness.Receiver).
+WEBHOOK_PATH = "/hooks/chaos"
 # The queues of the Procfile's `worker:` line; webhook deliveries have their own worker (`webhooks:`).
 PAYMENT_QUEUES = "celery,celery.urgent"
 WEBHOOK_WORKER = "webhooks"
@@ -75,10 +82,6 @@ WEBHOOK_WORKER = "webhooks"
 ChaosError = HarnessError
 http_get = harness.http_get
 http_post_json = harness.http_post_json
-
-
-def sandbox_url(code: str) -> str:
-    return f"http://{HOST}:{SANDBOXES[code][1]}"
 
 
 def redis_ping() -> bool:
@@ -205,16 +208,8 @@ class Timings:
 
 def chaos_env(timings: Timings) -> dict[str, str]:
     """Production settings (DEBUG off, real secrets) on the chaos database, Redis and ports."""
-    return harness.isolated_env(
+    return STACK.env(
         {
-            "DATABASE_URL": DATABASE_URL,
-            "CELERY_BROKER_URL": BROKER.url,
-            # The breaker and the rate limits: the private Redis, whichever the broker.
-            "PAYGATE_CACHE_URL": REDIS_URL,
-            "PAYGATE_PUBLIC_URL": WEB_URL,
-            "PAYGATE_DATA_DIR": str(DATA_DIR),
-            "PROMETHEUS_MULTIPROC_DIR": str(DATA_DIR / "metrics"),
-            "PAYGATE_DEMO_BASE_URLS": ",".join(f"{code}={sandbox_url(code)}" for code in SANDBOXES),
             "PAYGATE_RATE_LIMIT": "",
             # Every simulated customer comes from 127.0.0.1: no per-address limit on the pay page.
             "PAYGATE_PAY_PAGE_RATE_PER_MINUTE": "0",
@@ -273,9 +268,7 @@ class ChaosStack(harness.Stack):
             steps[name] = round(time.monotonic() - started, 1)
             started = time.monotonic()
 
-        busy = [
-            port for port in [WEB_PORT, REDIS_PORT, *(p for _, p in SANDBOXES.values())] if harness.port_in_use(port)
-        ]
+        busy = [port for port in [*STACK.ports, REDIS_PORT] if harness.port_in_use(port)]
         if busy:
             raise ChaosError(
                 f"ports {busy} on {HOST} are in use (an earlier chaos run still running?); free them first"

@@ -1,8 +1,8 @@
 """One process harness for the test suite, the benchmark and the fault-injection run.
 
 It starts Paygate's processes the way production runs them — the web server through
-`bin/web` (granian), Celery workers and beat, the sandbox gateways (`manage.py
-run_sandbox_gateway`) and, where a run needs its own broker, a private redis-server — waits
+`bin/web` (granian), Celery workers and beat, the sandbox gateways (`python -m
+sandbox`) and, where a run needs its own broker, a private redis-server — waits
 until each answers, and stops them: every child leads its own process group and logs to its
 own file; stopping sends SIGTERM to the group and SIGKILL to what is left after a deadline.
 
@@ -12,6 +12,7 @@ can all use it before Django is set up.
 
 from harness.commands import (
     BROKERS,
+    HOST,
     PYTHON,
     ROOT,
     Broker,
@@ -29,12 +30,19 @@ from harness.commands import (
     web_argv,
     worker_argv,
 )
+from harness.config import PG_ADMIN_DSN, POSTGRES, StackConfig, db_name, port_offset
 from harness.process import HarnessError, Process, http_get, http_post_json, run_checked, stop_all, wait_for
 from harness.receiver import Receiver
 from harness.stack import Stack
 
 __all__ = [
     "BROKERS",
+    "HOST",
+    "PG_ADMIN_DSN",
+    "POSTGRES",
+    "StackConfig",
+    "db_name",
+    "port_offset",
     "PYTHON",
     "Broker",
     "ROOT",

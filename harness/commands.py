@@ -55,7 +55,7 @@ def sandbox_argv(
     timeout_delay: float | None = None,
     state_file: Path | None = None,
 ) -> list[str]:
-    argv = [PYTHON, "manage.py", "run_sandbox_gateway", "--code", code, "--format", data_format]
+    argv = [PYTHON, "-m", "sandbox", "--code", code, "--format", data_format]
     argv += ["--port", str(port), "--callback-delay", str(callback_delay)]
     if timeout_delay is not None:
         argv += ["--timeout-delay", str(timeout_delay)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Self
 
 from harness.commands import (
     HOST,
@@ -37,7 +38,7 @@ class Stack:
         # Every process group ever started here (each child leads its own), for CPU accounting.
         self.pgids: set[int] = set()
 
-    def __enter__(self) -> Stack:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -144,7 +145,7 @@ class Stack:
         state_file: Path | None = None,
         wait: bool = True,
     ) -> Process:
-        """`manage.py run_sandbox_gateway` named `sandbox-<code>`; with `wait`, returns once it answers."""
+        """`python -m sandbox` named `sandbox-<code>`; with `wait`, returns once it answers."""
         argv = sandbox_argv(
             code=code,
             data_format=data_format,

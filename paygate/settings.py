@@ -17,6 +17,8 @@ from typing import overload
 import dj_database_url
 from csp.constants import NONCE
 
+from paygate import secrets
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("PAYGATE_DATA_DIR", BASE_DIR / ".data"))
 
@@ -70,32 +72,24 @@ def _env_list(name: str, default: list[str]) -> list[str]:
 # `make run`, the test suite and the documented commands set DEBUG=True explicitly.
 DEBUG = _env_bool("DEBUG", False)
 
-# Development-only defaults, refused (ImproperlyConfigured) when DEBUG is off.
-_DEV_SECRET_KEY = "dev-insecure-secret-key-change-me-3f9a1c7e5b2d4f6a8c0e1b3d5f7a9c1e"  # nosec B105
-_DEV_FERNET_KEY = "dev-insecure-fernet-key-change-me-0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d"  # nosec B105
-_DEV_FINGERPRINT_KEY = "dev-insecure-fingerprint-key-change-me-5e7a9c1b3d5f7a9c1e3b5d7f"  # nosec B105
-_DEV_VAULT_KEY = "dev-insecure-vault-key-change-me-7d9f1b3e5a7c9e1f3a5c7e9b1d3f5a"  # nosec B105
-# A fingerprint key shorter than this, or with fewer distinct characters, is refused with DEBUG off.
-_FINGERPRINT_KEY_MIN_LENGTH = 32
-_FINGERPRINT_KEY_MIN_UNIQUE = 10
-
-SECRET_KEY = _env("SECRET_KEY", _DEV_SECRET_KEY, warn=True)
+# Development-only defaults (paygate/secrets.py), refused when DEBUG is off.
+SECRET_KEY = _env("SECRET_KEY", secrets.DEV_SECRET_KEY, warn=True)
 # Newest first: values are encrypted with the first key and decrypted with any of them.
 FERNET_KEYS = _env_list("FERNET_KEYS", [])
 if not FERNET_KEYS:
     _warn_default("FERNET_KEYS")
-    FERNET_KEYS = [_DEV_FERNET_KEY]
+    FERNET_KEYS = [secrets.DEV_FERNET_KEY]
 # Keys of the idempotency fingerprints (HMAC-SHA256), newest first: new fingerprints use the
 # first, replays are verified against all of them. Separate from SECRET_KEY and FERNET_KEYS.
 PAYGATE_FINGERPRINT_KEYS = _env_list("PAYGATE_FINGERPRINT_KEYS", [])
 if not PAYGATE_FINGERPRINT_KEYS:
     _warn_default("PAYGATE_FINGERPRINT_KEYS")
-    PAYGATE_FINGERPRINT_KEYS = [_DEV_FINGERPRINT_KEY]
+    PAYGATE_FINGERPRINT_KEYS = [secrets.DEV_FINGERPRINT_KEY]
 # Keys of the saved payment methods (vault), newest first, like FERNET_KEYS but apart from them.
 PAYGATE_VAULT_KEYS = _env_list("PAYGATE_VAULT_KEYS", [])
 if not PAYGATE_VAULT_KEYS:
     _warn_default("PAYGATE_VAULT_KEYS")
-    PAYGATE_VAULT_KEYS = [_DEV_VAULT_KEY]
+    PAYGATE_VAULT_KEYS = [secrets.DEV_VAULT_KEY]
 
 
 def _check_formats() -> None:
@@ -141,91 +135,21 @@ def _check_formats() -> None:
         )
 
 
-# FERNET_KEYS entries are stretched with HKDF (django-fernet-fields), so any string "works":
-# refuse the ones that cannot be a key someone generated on purpose.
-FERNET_KEY_MIN_LENGTH = 32
-
-
-def _fernet_keys_problem(raw: str | None, keys: list[str]) -> str | None:
-    """Why FERNET_KEYS is malformed, or None: empty entries, whitespace, short or repeated keys."""
-    if raw is not None and any(not item.strip() for item in raw.split(",")):
-        return "an empty entry (stray comma)"
-    for key in keys:
-        if any(char.isspace() for char in key):
-            return "a key containing whitespace"
-        if len(key) < FERNET_KEY_MIN_LENGTH:
-            return f"a key shorter than {FERNET_KEY_MIN_LENGTH} characters"
-        if key == _DEV_FERNET_KEY:
-            return "the development key"
-    if len(set(keys)) != len(keys):
-        return "the same key twice"
-    return None
-
-
-def _secret_key_is_weak(value: str) -> bool:
-    """Django's own rule (check security.W009), enforced at start instead of only by `check --deploy`."""
-    from django.core.checks.security.base import (
-        SECRET_KEY_INSECURE_PREFIX,
-        SECRET_KEY_MIN_LENGTH,
-        SECRET_KEY_MIN_UNIQUE_CHARACTERS,
-    )
-
-    return (
-        len(value) < SECRET_KEY_MIN_LENGTH
-        or len(set(value)) < SECRET_KEY_MIN_UNIQUE_CHARACTERS
-        or value.startswith(SECRET_KEY_INSECURE_PREFIX)
-    )
-
-
 if not DEBUG:
-    # Production refuses to start on development or weak secrets rather than run insecurely.
-    from django.core.exceptions import ImproperlyConfigured
-
-    if SECRET_KEY == _DEV_SECRET_KEY:
-        raise ImproperlyConfigured(
-            "DEBUG is off: set SECRET_KEY (or SECRET_KEY_FILE). "
-            "On a development machine, ask for the development defaults with DEBUG=True, as `make run` does."
-        )
-    if _secret_key_is_weak(SECRET_KEY):
-        raise ImproperlyConfigured(
-            "DEBUG is off: SECRET_KEY is weak (Django's check security.W009): use at least 50 random "
-            "characters, e.g. python -c 'import secrets; print(secrets.token_urlsafe(50))'."
-        )
-    if FERNET_KEYS == [_DEV_FERNET_KEY]:
-        raise ImproperlyConfigured("DEBUG is off: set FERNET_KEYS (or FERNET_KEYS_FILE), newest key first.")
-    _fernet_problem = _fernet_keys_problem(_env("FERNET_KEYS"), FERNET_KEYS)
-    if _fernet_problem:
-        raise ImproperlyConfigured(
-            f"DEBUG is off: FERNET_KEYS is malformed ({_fernet_problem}); it is a comma-separated list, "
-            "newest first, of keys such as python -c 'from cryptography.fernet import Fernet; "
-            "print(Fernet.generate_key().decode())'."
-        )
-    if _DEV_VAULT_KEY in PAYGATE_VAULT_KEYS:
-        raise ImproperlyConfigured(
-            "DEBUG is off: set PAYGATE_VAULT_KEYS (or PAYGATE_VAULT_KEYS_FILE), newest key first."
-        )
-    _vault_problem = _fernet_keys_problem(_env("PAYGATE_VAULT_KEYS"), PAYGATE_VAULT_KEYS)
-    if _vault_problem or set(PAYGATE_VAULT_KEYS) & set(FERNET_KEYS):
-        raise ImproperlyConfigured(
-            f"DEBUG is off: PAYGATE_VAULT_KEYS is malformed ({_vault_problem or 'a key of FERNET_KEYS'}); it is a "
-            "comma-separated list, newest first, of keys of their own, such as FERNET_KEYS has."
-        )
-    if _DEV_FINGERPRINT_KEY in PAYGATE_FINGERPRINT_KEYS:
-        raise ImproperlyConfigured(
-            "DEBUG is off: set PAYGATE_FINGERPRINT_KEYS (or PAYGATE_FINGERPRINT_KEYS_FILE), newest key first."
-        )
-    if any(
-        len(key) < _FINGERPRINT_KEY_MIN_LENGTH or len(set(key)) < _FINGERPRINT_KEY_MIN_UNIQUE
-        for key in PAYGATE_FINGERPRINT_KEYS
-    ):
-        raise ImproperlyConfigured(
-            f"DEBUG is off: every key in PAYGATE_FINGERPRINT_KEYS needs at least {_FINGERPRINT_KEY_MIN_LENGTH} "
-            f"characters, {_FINGERPRINT_KEY_MIN_UNIQUE} of them distinct (e.g. secrets.token_urlsafe(32))."
-        )
+    secrets.refuse_unsafe_secrets(
+        secret_key=SECRET_KEY,
+        fernet_keys=FERNET_KEYS,
+        fernet_keys_raw=_env("FERNET_KEYS"),
+        vault_keys=PAYGATE_VAULT_KEYS,
+        vault_keys_raw=_env("PAYGATE_VAULT_KEYS"),
+        fingerprint_keys=PAYGATE_FINGERPRINT_KEYS,
+    )
 
 ALLOWED_HOSTS = _env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 
+# The folders named here are created when Django starts (paygate/apps.py), not at import.
 INSTALLED_APPS = [
+    "paygate.apps.PaygateConfig",
     # The admin site answers 403 to staff without any permission and asks operators for a second
     # factor (paygate/adminsite.py).
     "paygate.adminconfig.PaygateAdminConfig",
@@ -251,7 +175,6 @@ INSTALLED_APPS = [
     "webhooks",
     "checkout",
     "ops",
-    "sandbox",
 ]
 
 MIDDLEWARE = [
@@ -303,7 +226,6 @@ TEMPLATES = [
 # The embedded default is a SQLite file in WAL mode with immediate transactions and a busy
 # timeout: web, worker and beat are separate processes writing to one file, and SQLite's
 # default journal mode fails concurrent writers with "database is locked".
-DATA_DIR.mkdir(parents=True, exist_ok=True)
 DATABASE_URL = _env("DATABASE_URL")
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=_env_int("DB_CONN_MAX_AGE", 60))}
@@ -352,7 +274,6 @@ STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
 # WhiteNoise serves static files under gunicorn too; finders make collectstatic optional.
 WHITENOISE_USE_FINDERS = True
-STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
 # --- Metrics ------------------------------------------------------------------------------
 # prometheus_client's multiprocess mode: every process writes here, /metrics adds them up.
@@ -361,7 +282,6 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 # /metrics merges every subfolder of the (shared) root.
 PROMETHEUS_METRICS_ROOT = Path(_env("PROMETHEUS_METRICS_ROOT") or DATA_DIR / "metrics")
 PROMETHEUS_MULTIPROC_DIR = PROMETHEUS_METRICS_ROOT / socket.gethostname()
-PROMETHEUS_MULTIPROC_DIR.mkdir(parents=True, exist_ok=True)
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(PROMETHEUS_MULTIPROC_DIR)
 
 # --- Request limits -----------------------------------------------------------------------
@@ -465,8 +385,6 @@ BROKER_SCHEME = CELERY_BROKER_URL.partition("://")[0].lower()
 BROKER_IS_AMQP = BROKER_SCHEME in {"amqp", "amqps", "pyamqp"}
 BROKER_DIR = Path(_env("PAYGATE_BROKER_DIR") or DATA_DIR / "broker")
 if CELERY_BROKER_URL.startswith("filesystem"):
-    for sub in ("queue", "processed", "control"):
-        (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),

@@ -1,8 +1,4 @@
-"""The command line shared by `python -m sandbox` and `manage.py run_sandbox_gateway`.
-
-Both take the same options and run the same code; the management command only adds
-Django's own options and turns `UsageError` into Django's `CommandError`.
-"""
+"""The command line of `python -m sandbox` (and of `manage.py run_sandbox_gateway`, which hands over to it)."""
 
 from __future__ import annotations
 
@@ -73,8 +69,8 @@ def run(options: Mapping[str, Any], announce: Callable[[str], None]) -> SandboxC
     return config
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sandbox", description=DESCRIPTION)
+def main(argv: Sequence[str] | None = None, *, prog: str = "python -m sandbox") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
     add_arguments(parser)
     options = vars(parser.parse_args(argv))
     # Without Django nothing else configures logging: one line per request and per callback.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.phases import POSTGRES_BACKGROUND, CpuSample, cpu_by_kind
+from bench.measure import POSTGRES_BACKGROUND, CpuSample, cpu_by_kind
 
 
 def sample(**processes: tuple[float, str]) -> CpuSample:

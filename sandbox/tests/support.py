@@ -34,7 +34,7 @@ XSD = "http://www.w3.org/2001/XMLSchema"
 STARTUP_DEADLINE = 60.0
 QUIET_PERIOD = 0.5  # how long "no further callback" is watched for (callback delay is 0.05 s)
 SIGNATURE_TOLERANCE_SECONDS = 300
-# The two ways to start a sandbox: the public command, and the package on its own (no Django).
+# The two ways to start a sandbox: the contract's command (manage.py hands it over), and the package itself.
 MANAGE_PY = ("manage.py", "run_sandbox_gateway")
 PYTHON_M = ("-m", "sandbox")
 

@@ -2,7 +2,7 @@
 
 A shared module would let one bug hide on both sides of the protocol, so every file under
 sandbox/ (its tests too) is checked for imports of Paygate's packages, and the sandbox's
-own modules (all but `management/` and `tests/`) for anything beyond the standard library,
+own modules (all but `tests/`) for anything beyond the standard library,
 requests and defusedxml.
 """
 
@@ -22,8 +22,8 @@ SANDBOX = Path(__file__).resolve().parents[1]
 PROJECT_ROOT = SANDBOX.parent
 PAYGATE_PACKAGES = frozenset({"payments", "callbacks", "gateways", "paygate", "core", "ops", "bench", "chaos"})
 ALLOWED_THIRD_PARTY = frozenset({"requests", "defusedxml"})
-# Only these may use Django (the management command) or test tools.
-NOT_THE_SANDBOX_ITSELF = ("management", "tests")
+# Only the tests may use test tools.
+NOT_THE_SANDBOX_ITSELF = ("tests",)
 
 ALL_FILES = sorted(SANDBOX.rglob("*.py"))
 OWN_FILES = [path for path in ALL_FILES if path.relative_to(SANDBOX).parts[0] not in NOT_THE_SANDBOX_ITSELF]

@@ -1,5 +1,5 @@
-"""The sandbox gateway, run as a real process (`manage.py run_sandbox_gateway` or
-`python -m sandbox`), over HTTP.
+"""The sandbox gateway, run as a real process (`python -m sandbox` or `manage.py
+run_sandbox_gateway`, which hands over to it), over HTTP.
 
 No database: each sandbox is a subprocess on a free port, and callbacks land on a small
 HTTP server running in a thread of the test process. Nothing here imports Paygate: these
