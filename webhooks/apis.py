@@ -48,15 +48,13 @@ _EVENTS_SCHEMA = {
 }
 
 
+# The answers' shapes, for the schema only: `endpoint_representation` and `attempt_representation` write them.
 class EndpointOutput(serializers.Serializer):
     id = serializers.UUIDField()
     url = serializers.URLField()
     events = serializers.ListField(child=serializers.CharField())
     active = serializers.BooleanField()
     created_at = serializers.DateTimeField()
-
-    def to_representation(self, endpoint: WebhookEndpoint) -> dict[str, Any]:
-        return endpoint_representation(endpoint)
 
 
 def endpoint_representation(endpoint: WebhookEndpoint) -> dict[str, Any]:
