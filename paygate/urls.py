@@ -9,16 +9,10 @@ from gateways.apis import GatewayListApi
 from ops import probes
 from ops.dashboard import dashboard_view
 from ops.metrics import metrics_view
-from payments.apis import (
-    DepositCreateApi,
-    EventDetailApi,
-    EventListApi,
-    RefundCreateApi,
-    RefundDetailApi,
-    TransactionDetailApi,
-    TransactionListApi,
-    WithdrawalCreateApi,
-)
+from payments.apis.events import EventDetailApi, EventListApi
+from payments.apis.refunds import RefundCreateApi, RefundDetailApi
+from payments.apis.transactions import TransactionCreateApi, TransactionDetailApi, TransactionListApi
+from payments.models import TransactionType
 from vault.apis import CustomerPaymentMethodListApi, PaymentMethodDetailApi
 from webhooks.apis import (
     EventDeliveryListApi,
@@ -28,8 +22,12 @@ from webhooks.apis import (
 )
 
 api_v1 = [
-    re_path(r"^api/v1/deposits/?$", DepositCreateApi.as_view(), name="deposit-create"),
-    re_path(r"^api/v1/withdrawals/?$", WithdrawalCreateApi.as_view(), name="withdrawal-create"),
+    re_path(r"^api/v1/deposits/?$", TransactionCreateApi.as_view(kind=TransactionType.DEPOSIT), name="deposit-create"),
+    re_path(
+        r"^api/v1/withdrawals/?$",
+        TransactionCreateApi.as_view(kind=TransactionType.WITHDRAWAL),
+        name="withdrawal-create",
+    ),
     re_path(r"^api/v1/transactions/?$", TransactionListApi.as_view(), name="transaction-list"),
     re_path(
         r"^api/v1/transactions/(?P<transaction_id>[^/]+)/?$", TransactionDetailApi.as_view(), name="transaction-detail"

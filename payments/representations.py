@@ -1,8 +1,8 @@
 """The merchant-facing form of a transaction: what the API answers and what its events carry.
 
 Written out by hand rather than through DRF serializers: it is built for every response and
-every event (the serializers in `apis.py` keep the fields for the OpenAPI schema; a test keeps
-the two in agreement).
+every event (the output serializers in `apis/` declare its fields for the OpenAPI schema; a test
+keeps the two in agreement).
 """
 
 from __future__ import annotations

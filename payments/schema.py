@@ -1,6 +1,6 @@
 """The body of POST /deposits and /withdrawals, described for OpenAPI exactly as validation reads it.
 
-Each field's rule is one definition used twice: by the serializer in `apis.py` that validates it
+Each field's rule is one definition used twice: by the serializer in `apis/transactions.py` that validates it
 and by the schema below. What no single field can say is written out here: the decimals an
 amount may have depend on its currency (JPY 0, EUR 2, BHD 3, ...) and the maximum is a setting,
 so the schema lists the currencies by minor units, each with its amount pattern; and the XML
@@ -82,10 +82,10 @@ def amount_schema(*, places: int, xml: bool = False) -> dict[str, Any]:
 
 
 class _AmountFieldSchema(OpenApiSerializerFieldExtension):
-    """apis.AmountField alone, where the currency is not in the same body: the most decimals any
+    """apis.inputs.AmountField alone, where the currency is not in the same body: the most decimals any
     currency has. The transaction body states each currency's (`transaction_create_schema`)."""
 
-    target_class = "payments.apis.AmountField"
+    target_class = "payments.apis.inputs.AmountField"
 
     def map_serializer_field(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
         return {**amount_schema(places=max(map(minor_units, ISO_4217))), "example": "25.00"}
@@ -357,18 +357,6 @@ def transaction_create_schema(*, xml: bool, deposit: bool = False, withdrawal: b
             "surrounding XML white space (space, tab, CR, LF)."
         )
     return schema
-
-
-class TransactionCreate(DescribedBody):
-    @classmethod
-    def openapi_schema(cls) -> dict[str, Any]:
-        return transaction_create_schema(xml=False)
-
-
-class TransactionCreateXml(DescribedBody):
-    @classmethod
-    def openapi_schema(cls) -> dict[str, Any]:
-        return transaction_create_schema(xml=True)
 
 
 class DepositCreate(DescribedBody):

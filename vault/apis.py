@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -18,6 +16,7 @@ from .selectors import payment_method_list, payment_method_representation
 from .services import payment_method_delete
 
 
+# The answer's shape, for the schema only: `payment_method_representation` writes it.
 class PaymentMethodOutput(serializers.Serializer):
     """A saved method, masked: never more than its last four characters."""
 
@@ -28,9 +27,6 @@ class PaymentMethodOutput(serializers.Serializer):
     exp_month = serializers.CharField(allow_null=True, help_text="Cards only; null otherwise.")
     exp_year = serializers.CharField(allow_null=True, help_text="Cards only; null otherwise.")
     created_at = serializers.DateTimeField()
-
-    def to_representation(self, instance: Any) -> dict[str, Any]:
-        return payment_method_representation(instance)
 
 
 class CustomerPaymentMethodListApi(APIView):

@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from core.errors import NotFound
 from core.parsers import StrictJSONParser
 from core.schema import AUTHENTICATED_ERRORS, ERROR_RESPONSE, DescribedBody
+from core.serializers import StrictInput
 from core.throttling import ActionLimit
 from payments.auth import client_of
 from payments.representations import iso
@@ -47,15 +48,13 @@ _EVENTS_SCHEMA = {
 }
 
 
+# The answers' shapes, for the schema only: `endpoint_representation` and `attempt_representation` write them.
 class EndpointOutput(serializers.Serializer):
     id = serializers.UUIDField()
     url = serializers.URLField()
     events = serializers.ListField(child=serializers.CharField())
     active = serializers.BooleanField()
     created_at = serializers.DateTimeField()
-
-    def to_representation(self, endpoint: WebhookEndpoint) -> dict[str, Any]:
-        return endpoint_representation(endpoint)
 
 
 def endpoint_representation(endpoint: WebhookEndpoint) -> dict[str, Any]:
@@ -72,22 +71,18 @@ class EndpointCreatedOutput(EndpointOutput):
     secret = serializers.CharField(help_text="`whsec_…`: signs every delivery. Shown in this answer only.")
 
 
-class EndpointInput(serializers.Serializer):
+class EndpointInput(StrictInput):
     url = serializers.CharField(max_length=MAX_URL_LENGTH, help_text="https:// (with DEBUG off), a public address.")
     events = serializers.JSONField()
     active = serializers.BooleanField(required=False, default=True)
 
-    def to_internal_value(self, data: Any) -> Any:
-        if not isinstance(data, dict):
-            raise serializers.ValidationError({"non_field_errors": ["The body must be an object."]})
-        unknown = sorted(set(data) - set(self.fields))
-        if unknown:
-            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
-        if "active" in data and not isinstance(data["active"], bool):
+    def strict_body(self, data: Any) -> dict[str, Any]:
+        body = super().strict_body(data)
+        if "active" in body and not isinstance(body["active"], bool):
             raise serializers.ValidationError({"active": ["Must be true or false."]})
-        if "url" in data and not isinstance(data["url"], str):
+        if "url" in body and not isinstance(body["url"], str):
             raise serializers.ValidationError({"url": ["Must be a string."]})
-        return super().to_internal_value(data)
+        return body
 
 
 class EndpointPatchInput(EndpointInput):

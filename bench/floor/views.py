@@ -18,7 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from payments.apis import TransactionCreateInput
+from payments.apis.transactions import TransactionCreateInput
 
 from .models import FloorTransaction
 from .tasks import publish

@@ -12,7 +12,7 @@ import pytest
 from django.test import override_settings
 
 from checkout.scripts import PAY_PAGE_SCRIPTS, script_integrity
-from payments.apis import DepositCreateInput
+from payments.apis.transactions import DepositCreateInput
 from payments.schema import transaction_create_schema
 
 BASE = {"customer_id": "c", "country": "DE", "amount": "1.00", "currency": "EUR"}

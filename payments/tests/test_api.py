@@ -483,15 +483,39 @@ def test_unknown_accept_falls_back_to_json(api: Any) -> None:
     assert response.status_code == 200 and response["Content-Type"].startswith("application/json")
 
 
-def test_written_out_representation_matches_the_declared_fields(api: Any) -> None:
-    """The output serializers write their dicts by hand (speed); the declared fields document them."""
+def _json_schema(schema: Any) -> Any:
+    """OpenAPI 3.0's `nullable: true` as JSON Schema says it, for a validator of the latter."""
+    if isinstance(schema, list):
+        return [_json_schema(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    converted = {key: _json_schema(value) for key, value in schema.items() if key != "nullable"}
+    return {"anyOf": [converted, {"type": "null"}]} if schema.get("nullable") else converted
+
+
+def _declared_names(output: Any, body: dict[str, Any]) -> None:
+    """`body` has exactly the fields `output` declares, and so has each object in a nested list."""
+    fields = output.fields
+    assert set(body) == set(fields)
+    for name, field in fields.items():
+        child = getattr(field, "child", None)
+        if hasattr(child, "fields"):
+            for item in body[name]:
+                _declared_names(child, item)
+
+
+def test_written_out_representation_matches_the_declared_shape(api: Any) -> None:
+    """payments.representations writes the answers by hand (speed); the output serializers declare their
+    shape for the schema: an answer has exactly the declared fields, and the served schema takes it."""
     from datetime import timedelta
 
-    from rest_framework import serializers
+    import jsonschema_rs
+    import yaml
 
     from gateways.models import Gateway
-    from payments.apis import AttemptOutput, RefundOutput, TransactionOutput
+    from payments.apis.transactions import TransactionOutput
     from payments.models import Attempt
+    from payments.representations import transaction_representation
 
     first = post(api, "/api/v1/deposits", DEPOSIT).json()
     second = post(api, "/api/v1/withdrawals", {**DEPOSIT, "metadata": {"n": [1, {"x": None}]}}).json()
@@ -511,13 +535,14 @@ def test_written_out_representation_matches_the_declared_fields(api: Any) -> Non
             client=txn.client, transaction=txn, gateway=soapbank, amount=amount, currency=txn.currency,
             status=status, failure_reason="declined" if status == "failed" else None, reason=f"r{amount}",
         )  # fmt: skip
+    components = _json_schema(yaml.safe_load(api.get("/api/schema/").content)["components"])
+    validator = jsonschema_rs.Draft4Validator(
+        {"$ref": "#/components/schemas/TransactionOutput", "components": components}
+    )
     for txn_id in (first["id"], second["id"]):
         txn = Transaction.objects.select_related("customer", "gateway").get(pk=txn_id)
-        fast = TransactionOutput(txn).data
-        declared = serializers.Serializer.to_representation(TransactionOutput(), txn)
-        base = serializers.Serializer.to_representation
-        declared["attempts"] = [base(AttemptOutput(), attempt) for attempt in txn.attempts.all()]
-        refunds = txn.refunds.order_by("-created_at", "-id")
-        declared["refunds"] = [base(RefundOutput(), refund) for refund in refunds]
-        assert json.loads(json.dumps(fast)) == json.loads(json.dumps(declared))
-        assert fast == api.get(f"/api/v1/transactions/{txn_id}").json()
+        body = json.loads(json.dumps(transaction_representation(txn)))
+        _declared_names(TransactionOutput(), body)
+        validator.validate(body)
+        assert body == api.get(f"/api/v1/transactions/{txn_id}").json()
+    assert [len(body["attempts"]), len(body["refunds"])] == [2, 3]

@@ -135,7 +135,7 @@ def test_an_unhandled_error_under_api_is_a_json_500_with_debug_on(api: Any, monk
     def broken(**kwargs: Any) -> Any:
         raise RuntimeError("card 4111111111111111 in a local variable")
 
-    monkeypatch.setattr("payments.apis.transaction_get", broken)
+    monkeypatch.setattr("payments.apis.transactions.transaction_get", broken)
     client = Client(raise_request_exception=False, HTTP_AUTHORIZATION=api._credentials["HTTP_AUTHORIZATION"])
 
     response = client.get("/api/v1/transactions/00000000-0000-0000-0000-000000000000")

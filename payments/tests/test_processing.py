@@ -145,7 +145,7 @@ def test_database_outage_answers_503(api: Any, monkeypatch: Any) -> None:
     def unreachable(**kwargs: Any) -> None:
         raise OperationalError("connection refused")
 
-    monkeypatch.setattr("payments.apis.transaction_list", unreachable)
+    monkeypatch.setattr("payments.apis.transactions.transaction_list", unreachable)
     response = api.get("/api/v1/transactions")
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "service_unavailable"

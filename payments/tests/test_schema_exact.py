@@ -27,7 +27,8 @@ from core.errors import ValidationFailed
 from core.parsers import XMLParser, loads_strict_json
 from core.text import first_unstorable
 from gateways.services import demo_seed
-from payments.apis import _IDEMPOTENCY_HEADER, TransactionCreateInput, _idempotency_key
+from payments.apis.inputs import IDEMPOTENCY_HEADER, idempotency_key
+from payments.apis.transactions import TransactionCreateInput
 from payments.methods import BEYOND_PATTERNS
 from payments.money import AmountError, amount_pattern, parse_amount
 from payments.schema import transaction_create_schema
@@ -82,11 +83,11 @@ HEADER_TEXT = st.text(st.sampled_from(list("\x00\t\x1f \x7f\x85\xa0\u2003\u3000a
 @example(key="k" * 256)
 def test_idempotency_key_schema_is_its_validation(key: str) -> None:
     try:
-        _idempotency_key(SimpleNamespace(headers={"Idempotency-Key": key}))  # type: ignore[arg-type]
+        idempotency_key(SimpleNamespace(headers={"Idempotency-Key": key}))  # type: ignore[arg-type]
         accepted = True
     except ValidationFailed:
         accepted = False
-    assert jsonschema_rs.is_valid(_IDEMPOTENCY_HEADER.type, key) == accepted
+    assert jsonschema_rs.is_valid(IDEMPOTENCY_HEADER.type, key) == accepted
 
 
 # --- Bodies drawn from the schema are accepted by the serializer --------------------------------

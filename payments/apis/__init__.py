@@ -1,0 +1,1 @@
+"""The merchant API of payments, a module per resource: transactions (deposits and withdrawals), refunds, events."""
