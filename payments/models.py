@@ -270,7 +270,7 @@ class RefundFailureReason(models.TextChoices):
 
 REFUND_FINAL_STATUSES = frozenset({RefundStatus.SUCCEEDED, RefundStatus.FAILED})
 
-# Every change goes through `payments.refunds.refund_transition`. A refund always goes to the
+# Every change goes through `payments.refunds.services.refund_transition`. A refund always goes to the
 # same gateway with the same reference, so it never needs to go back to pending.
 REFUND_TRANSITIONS: dict[str, frozenset[str]] = {
     RefundStatus.PENDING: frozenset({RefundStatus.PROCESSING, RefundStatus.SUCCEEDED, RefundStatus.FAILED}),
