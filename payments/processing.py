@@ -46,16 +46,7 @@ from .models import (
     TransactionType,
 )
 from .money import format_amount
-from .pipeline import (
-    NOT_SENT_IN_TIME,
-    Continue,
-    Done,
-    RetryLater,
-    backoff,
-    call_window,
-    callback_url,
-    sent_too_late,
-)
+from .pipeline import NOT_SENT_IN_TIME, Continue, Done, RetryLater, backoff, call_window, callback_url, sent_too_late
 from .services import transaction_lock, transaction_save, transaction_transition
 
 logger = logging.getLogger(__name__)
@@ -223,6 +214,22 @@ def _next_step(transaction_id: str) -> Step:
         )
 
 
+def transaction_route_score(
+    txn: Transaction, attempt: Attempt, *, success: bool | None, latency_ms: float | None = None
+) -> None:
+    """What an attempt told about its route, for the success-rate strategy (None: not known yet)."""
+    route_score_record(
+        gateway_id=attempt.gateway_id,
+        country=txn.country_id,
+        currency=txn.currency,
+        transaction_type=txn.type,
+        payment_method=txn.payment_method,
+        client_id=txn.client_id,
+        success=success,
+        latency_ms=latency_ms,
+    )
+
+
 def attempts_if_first(attempt: Attempt) -> list[Attempt] | None:
     """The transaction's attempts when this one is its first and only (most are): no need to read them."""
     return [attempt] if attempt.number == 1 else None
@@ -310,13 +317,9 @@ def _record_result(transaction_id: str, attempt_id: str, result: PaymentResult, 
         GATEWAY_LATENCY.labels(gateway=attempt.gateway.code, operation="payment").observe(result.latency_ms / 1000)
         GATEWAY_PAYMENTS.labels(attempt.gateway.code, txn.country_id, result.outcome).observe(result.latency_ms / 1000)
     # For the success-rate strategy: a decline or a fault is a failure; an accept waits for the payment's end.
-    route_score_record(
-        gateway_id=attempt.gateway_id,
-        country=txn.country_id,
-        currency=txn.currency,
-        transaction_type=txn.type,
-        payment_method=txn.payment_method,
-        client_id=txn.client_id,
+    transaction_route_score(
+        txn,
+        attempt,
         success=None if attempt.outcome == AttemptOutcome.ACCEPTED or result.error == NOT_SENT_IN_TIME else False,
         latency_ms=result.latency_ms,
     )
@@ -407,15 +410,7 @@ def _record_lookup(
         transaction_save(txn, attempts=attempts_if_first(attempt))
     if known == Outcome.ACCEPTED and not attempt.error and decision in _SCORED_ENDS:
         # How an accepted payment ended (a call that faulted was scored as a failure already).
-        route_score_record(
-            gateway_id=attempt.gateway_id,
-            country=txn.country_id,
-            currency=txn.currency,
-            transaction_type=txn.type,
-            payment_method=txn.payment_method,
-            client_id=txn.client_id,
-            success=decision == NextStep.COMPLETED,
-        )
+        transaction_route_score(txn, attempt, success=decision == NextStep.COMPLETED)
     logger.info("look-up answered %s", result.status)
     return step
 

@@ -15,7 +15,6 @@ import uuid
 from dataclasses import dataclass
 
 from core.logs import bind
-from gateways.services import route_score_record
 
 from .models import (
     ATTEMPT_RESULT_FIELDS,
@@ -27,7 +26,12 @@ from .models import (
     RefundStatus,
     TransactionStatus,
 )
-from .processing import attempts_if_first, transaction_attempt_current, transaction_failure_reason
+from .processing import (
+    attempts_if_first,
+    transaction_attempt_current,
+    transaction_failure_reason,
+    transaction_route_score,
+)
 from .refunds.processing import refund_attempt_last
 from .refunds.services import refund_lock, refund_save, refund_transition
 from .services import transaction_lock_by_attempt, transaction_save, transaction_transition
@@ -92,15 +96,7 @@ def transaction_settle_from_callback(
             return Settlement(SettlementResult.IGNORED, transaction_id=txn.pk, attempt_id=attempt.pk)
         return flagged("final_state_conflict")
     if not attempt.error:  # a call that faulted was scored as a failure then (`processing._record_result`)
-        route_score_record(
-            gateway_id=attempt.gateway_id,
-            country=txn.country_id,
-            currency=txn.currency,
-            transaction_type=txn.type,
-            payment_method=txn.payment_method,
-            client_id=txn.client_id,
-            success=target == TransactionStatus.COMPLETED,
-        )
+        transaction_route_score(txn, attempt, success=target == TransactionStatus.COMPLETED)
     payment_id = payment_id or attempt.gateway_payment_id
     if attempt.outcome != AttemptOutcome.ACCEPTED or attempt.gateway_payment_id != payment_id:
         attempt.outcome = AttemptOutcome.ACCEPTED

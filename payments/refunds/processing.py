@@ -38,16 +38,7 @@ from ..models import (
     RefundStatus,
 )
 from ..money import format_amount
-from ..pipeline import (
-    NOT_SENT_IN_TIME,
-    Continue,
-    Done,
-    RetryLater,
-    backoff,
-    call_window,
-    callback_url,
-    sent_too_late,
-)
+from ..pipeline import NOT_SENT_IN_TIME, Continue, Done, RetryLater, backoff, call_window, callback_url, sent_too_late
 from .services import refund_lock, refund_save, refund_transition
 
 logger = logging.getLogger(__name__)
