@@ -22,8 +22,7 @@ from gateways.adapters import ADAPTERS
 from gateways.models import Gateway
 from gateways.selectors import gateway_by_code, gateway_get
 from gateways.types import CallbackParseError, RefundNotification
-from payments.processing import SettlementResult, transaction_settle_from_callback
-from payments.refunds import refund_settle_from_callback
+from payments.settlement import SettlementResult, refund_settle_from_callback, transaction_settle_from_callback
 
 from .errors import InvalidSignature
 from .models import CallbackEvent
@@ -166,11 +165,9 @@ def _store(
 def _apply(event: CallbackEvent) -> None:
     """Hand the event's facts to payments, which owns transactions' and refunds' states; keep what came of it."""
     if event.kind == CallbackEvent.Kind.REFUND:
-        refund = refund_settle_from_callback(
+        settlement = refund_settle_from_callback(
             reference=event.reference, gateway_id=event.gateway_id, status=event.status, refund_id=event.payment_id
         )
-        result, flag_reason = refund.result, refund.flag_reason
-        event.transaction_id, event.refund_id = refund.transaction_id, refund.refund_id
     else:
         settlement = transaction_settle_from_callback(
             reference=event.reference,
@@ -179,11 +176,14 @@ def _apply(event: CallbackEvent) -> None:
             payment_id=event.payment_id,
             reason=event.reason or None,
         )
-        result, flag_reason = settlement.result, settlement.flag_reason
-        event.transaction_id, event.attempt_id = settlement.transaction_id, settlement.attempt_id
-    event.result = result
-    event.flagged = result == SettlementResult.FLAGGED
-    event.flag_reason = flag_reason
+    event.transaction_id, event.attempt_id, event.refund_id = (
+        settlement.transaction_id,
+        settlement.attempt_id,
+        settlement.refund_id,
+    )
+    event.result = settlement.result
+    event.flagged = settlement.result == SettlementResult.FLAGGED
+    event.flag_reason = settlement.flag_reason
 
 
 def callback_apply(*, event_pk: int, event: CallbackEvent | None = None) -> None:

@@ -126,8 +126,42 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 
-class Transaction(models.Model):
+class MoneyMovement(models.Model):
+    """What a transaction and a refund share: money moved through a gateway at a client's request,
+    once, whatever the retries (an idempotency key), and driven by a pipeline the recovery sweep
+    watches (`next_check_at`) until it is final."""
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    amount = models.DecimalField(max_digits=24, decimal_places=4)
+    currency = models.CharField(max_length=3)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    # HMAC-SHA256 of the canonical request under PAYGATE_FINGERPRINT_KEYS: decides replay vs 409.
+    request_hash = models.CharField(max_length=64, blank=True, default="")
+    # When the recovery sweep should look at this row again if nothing else has.
+    next_check_at = models.DateTimeField(null=True, blank=True)
+    lookup_count = models.PositiveIntegerField(default=0)
+    needs_review = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["client", "idempotency_key"],
+                condition=models.Q(idempotency_key__isnull=False),
+                name="%(class)s_client_idempotency_key_unique",
+            ),
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="%(class)s_amount_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return str(self.id)
+
+
+class Transaction(MoneyMovement):
     # Every status change rewrites each of the row's index entries (the status is indexed, so no
     # update is HOT): only the indexes some query needs. A client's rows are found through
     # `txn_client_created`; a country's only when an operator deletes it.
@@ -135,8 +169,6 @@ class Transaction(models.Model):
     type = models.CharField(max_length=10, choices=TransactionType.choices)
     status = models.CharField(max_length=20, choices=TransactionStatus.choices, default=TransactionStatus.PENDING)
     failure_reason = models.CharField(max_length=32, choices=FailureReason.choices, null=True, blank=True)
-    amount = models.DecimalField(max_digits=24, decimal_places=4)
-    currency = models.CharField(max_length=3)
     country = models.ForeignKey(Country, on_delete=models.PROTECT, to_field="code", related_name="+", db_index=False)
     # CONTRACT §11: where the customer's browser goes when the payment is over (deposits only).
     return_url = models.CharField(max_length=2000, blank=True, default="")
@@ -155,40 +187,19 @@ class Transaction(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     gateway = models.ForeignKey(Gateway, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     gateway_reference = models.CharField(max_length=255, blank=True, default="")
-    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
-    # HMAC-SHA256 of the canonical request under PAYGATE_FINGERPRINT_KEYS: decides replay vs 409.
-    request_hash = models.CharField(max_length=64, blank=True, default="")
     # Failover rounds: all routes did not act in round N → wait, then round N+1.
     route_round = models.PositiveIntegerField(default=0)
-    # When the recovery sweep should look at this transaction again if nothing else has.
-    next_check_at = models.DateTimeField(null=True, blank=True)
-    lookup_count = models.PositiveIntegerField(default=0)
     needs_review = models.BooleanField(
         default=False, help_text="Expired without an answer from the gateway: an operator should look."
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
     # Set when the retention purge replaced `payment_details` by its masked form.
     details_purged_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-created_at"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["client", "idempotency_key"],
-                condition=models.Q(idempotency_key__isnull=False),
-                name="transaction_client_idempotency_key_unique",
-            ),
-            models.CheckConstraint(condition=models.Q(amount__gt=0), name="transaction_amount_positive"),
-        ]
+    class Meta(MoneyMovement.Meta):
         indexes = [
             models.Index(fields=["client", "-created_at"], name="txn_client_created"),
             models.Index(fields=["status", "next_check_at"], name="txn_status_next_check"),
         ]
-
-    def __str__(self) -> str:
-        return str(self.id)
 
     @property
     def is_final(self) -> bool:
@@ -270,7 +281,7 @@ class RefundFailureReason(models.TextChoices):
 
 REFUND_FINAL_STATUSES = frozenset({RefundStatus.SUCCEEDED, RefundStatus.FAILED})
 
-# Every change goes through `payments.refunds.refund_transition`. A refund always goes to the
+# Every change goes through `payments.refunds.services.refund_transition`. A refund always goes to the
 # same gateway with the same reference, so it never needs to go back to pending.
 REFUND_TRANSITIONS: dict[str, frozenset[str]] = {
     RefundStatus.PENDING: frozenset({RefundStatus.PROCESSING, RefundStatus.SUCCEEDED, RefundStatus.FAILED}),
@@ -280,48 +291,25 @@ REFUND_TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 
-class Refund(models.Model):
+class Refund(MoneyMovement):
     """Money given back on a completed deposit, through the gateway that took it. Its id is the
     reference (and idempotency key) sent to that gateway, on every try."""
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     client = models.ForeignKey(ApiClient, on_delete=models.PROTECT, related_name="refunds")
     transaction = models.ForeignKey(Transaction, on_delete=models.PROTECT, related_name="refunds")
     gateway = models.ForeignKey(Gateway, on_delete=models.PROTECT, related_name="refunds")
-    amount = models.DecimalField(max_digits=24, decimal_places=4)
-    currency = models.CharField(max_length=3)
     status = models.CharField(max_length=10, choices=RefundStatus.choices, default=RefundStatus.PENDING)
     failure_reason = models.CharField(max_length=32, choices=RefundFailureReason.choices, null=True, blank=True)
     reason = models.CharField(max_length=255, blank=True, default="", help_text="The merchant's reason.")
     gateway_refund_id = models.CharField(max_length=255, blank=True, default="")
-    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
-    request_hash = models.CharField(max_length=64, blank=True, default="")
     # Rounds of "the gateway did not act": the same gateway is tried again after a backoff.
     retry_round = models.PositiveIntegerField(default=0)
-    next_check_at = models.DateTimeField(null=True, blank=True)
-    lookup_count = models.PositiveIntegerField(default=0)
-    needs_review = models.BooleanField(default=False)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-created_at"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["client", "idempotency_key"],
-                condition=models.Q(idempotency_key__isnull=False),
-                name="refund_client_idempotency_key_unique",
-            ),
-            models.CheckConstraint(condition=models.Q(amount__gt=0), name="refund_amount_positive"),
-        ]
+    class Meta(MoneyMovement.Meta):
         indexes = [
             models.Index(fields=["transaction", "-created_at"], name="refund_transaction"),
             models.Index(fields=["status", "next_check_at"], name="refund_status_next_check"),
         ]
-
-    def __str__(self) -> str:
-        return str(self.id)
 
     @property
     def is_final(self) -> bool:

@@ -14,7 +14,6 @@ gathers the facts for them and applies their answers under the lock.
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -47,30 +46,15 @@ from .models import (
     TransactionType,
 )
 from .money import format_amount
-from .services import transaction_lock, transaction_lock_by_attempt, transaction_save, transaction_transition
+from .pipeline import NOT_SENT_IN_TIME, Continue, Done, RetryLater, backoff, call_window, callback_url, sent_too_late
+from .services import transaction_lock, transaction_save, transaction_transition
 
 logger = logging.getLogger(__name__)
 
 # A run never loops forever, even against a misbehaving gateway.
 _MAX_STEPS = 20
-# Slack added to a gateway's timeouts before an unanswered attempt is presumed abandoned.
-_CALL_GRACE_SECONDS = 5.0
-# A call not started within the grace period after its attempt was committed is not sent at
-# all: by the end of the call window another run may treat the attempt as abandoned, look
-# it up, find nothing and fail over, and a late send would then pay a second time.
-NOT_SENT_IN_TIME = "not_sent_in_time"
 # How an accepted payment can end, as its route's score counts it.
 _SCORED_ENDS = frozenset({NextStep.COMPLETED, NextStep.FAILED, NextStep.EXPIRE})
-
-
-@dataclass(frozen=True, slots=True)
-class Done:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class RetryLater:
-    countdown: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,24 +72,11 @@ class Lookup:
     gateway: Gateway
 
 
-@dataclass(frozen=True, slots=True)
-class Continue:
-    pass
-
-
 Step = Done | RetryLater | Call | Lookup | Continue
 
 
-def _call_window(gateway: Gateway) -> float:
-    return gateway.connect_timeout + gateway.read_timeout + _CALL_GRACE_SECONDS
-
-
-def _backoff(route_round: int) -> float:
-    base = settings.PAYGATE_RETRY_BACKOFF_BASE_SECONDS
-    return min(base * (2.0 ** max(route_round - 1, 0)), settings.PAYGATE_RETRY_BACKOFF_MAX_SECONDS)
-
-
-def _current_attempt(txn: Transaction) -> Attempt | None:
+def transaction_attempt_current(txn: Transaction) -> Attempt | None:
+    """The transaction's latest attempt (the one a callback or a look-up may settle), if any."""
     attempt = Attempt.objects.filter(transaction_id=txn.pk).order_by("-number").first()
     if attempt is not None:
         # From the process's gateway cache rather than a join: the row, credentials decrypted.
@@ -113,10 +84,6 @@ def _current_attempt(txn: Transaction) -> Attempt | None:
         if gateway is not None:
             attempt.gateway = gateway
     return attempt
-
-
-def _callback_url(gateway: Gateway) -> str:
-    return f"{settings.PAYGATE_PUBLIC_URL}/api/v1/callbacks/{gateway.code}"
 
 
 def _payment_request(txn: Transaction, attempt: Attempt) -> PaymentRequest:
@@ -128,7 +95,7 @@ def _payment_request(txn: Transaction, attempt: Attempt) -> PaymentRequest:
         currency=txn.currency,
         country=txn.country_id,
         customer_id=txn.customer.reference,
-        callback_url=_callback_url(attempt.gateway),
+        callback_url=callback_url(attempt.gateway),
         return_url=pay_return_url(txn) if txn.type == TransactionType.DEPOSIT else None,
         **gateway_payment_method(txn),
     )
@@ -152,7 +119,7 @@ def _require_action(txn: Transaction, action: CustomerAction | None) -> None:
     txn.next_check_at = max(datetime.fromtimestamp(deadline, tz=now.tzinfo), now)
 
 
-def _failure_reason(txn: Transaction, reason: str | None) -> str:
+def transaction_failure_reason(txn: Transaction, reason: str | None) -> str:
     """A failed payment's reason: the customer cancelled, or failed authentication while asked to act."""
     if reason == FailureReason.CANCELLED:
         return FailureReason.CANCELLED
@@ -193,10 +160,10 @@ def _next_step(transaction_id: str) -> Step:
         now = timezone.now()
         if collect_expire_if_due(txn, now=now):
             return Done()  # the customer types the details on the pay page first (CONTRACT §12)
-        last = _current_attempt(txn)
+        last = transaction_attempt_current(txn)
         if last is not None and last.outcome == AttemptOutcome.PENDING:
             age = (now - last.created_at).total_seconds()
-            window = _call_window(last.gateway)
+            window = call_window(last.gateway)
             if age < window:
                 # Another run may be mid-call on this attempt: let it finish.
                 return RetryLater(countdown=window - age)
@@ -219,7 +186,7 @@ def _next_step(transaction_id: str) -> Step:
             # Every usable route did not act, or none is usable now: wait longer each time
             # (a new round also forgets which gateways were tried).
             txn.route_round += 1
-            countdown = min(_backoff(txn.route_round), max((deadline - now).total_seconds(), 0.0))
+            countdown = min(backoff(txn.route_round), max((deadline - now).total_seconds(), 0.0))
             txn.next_check_at = now + timedelta(seconds=countdown + settings.PAYGATE_SWEEP_GRACE_SECONDS)
             transaction_save(txn, fields=["route_round", "next_check_at", "updated_at"])
             logger.info(
@@ -236,7 +203,7 @@ def _next_step(transaction_id: str) -> Step:
             gateway=gateway,
             routing=routing,
         )
-        txn.next_check_at = now + timedelta(seconds=_call_window(gateway) + settings.PAYGATE_SWEEP_GRACE_SECONDS)
+        txn.next_check_at = now + timedelta(seconds=call_window(gateway) + settings.PAYGATE_SWEEP_GRACE_SECONDS)
         transaction_save(txn, fields=["next_check_at", "updated_at"])
         return Call(
             attempt_id=str(attempt.pk),
@@ -247,7 +214,23 @@ def _next_step(transaction_id: str) -> Step:
         )
 
 
-def _all_attempts(attempt: Attempt) -> list[Attempt] | None:
+def transaction_route_score(
+    txn: Transaction, attempt: Attempt, *, success: bool | None, latency_ms: float | None = None
+) -> None:
+    """What an attempt told about its route, for the success-rate strategy (None: not known yet)."""
+    route_score_record(
+        gateway_id=attempt.gateway_id,
+        country=txn.country_id,
+        currency=txn.currency,
+        transaction_type=txn.type,
+        payment_method=txn.payment_method,
+        client_id=txn.client_id,
+        success=success,
+        latency_ms=latency_ms,
+    )
+
+
+def attempts_if_first(attempt: Attempt) -> list[Attempt] | None:
     """The transaction's attempts when this one is its first and only (most are): no need to read them."""
     return [attempt] if attempt.number == 1 else None
 
@@ -255,7 +238,7 @@ def _all_attempts(attempt: Attempt) -> list[Attempt] | None:
 def _lock_attempt(transaction_id: str, attempt_id: str) -> tuple[Transaction, Attempt, bool]:
     """Lock the transaction, then read one of its attempts; also say whether it is the current one."""
     txn = transaction_lock(transaction_id)
-    current = _current_attempt(txn)
+    current = transaction_attempt_current(txn)
     if current is not None and str(current.pk) == str(attempt_id):
         return txn, current, True
     attempt = Attempt.objects.select_related("gateway").get(pk=attempt_id, transaction_id=txn.pk)
@@ -283,7 +266,7 @@ def _accept(
             transaction_transition(txn, to=to, save=False)
         txn.next_check_at = timezone.now() + timedelta(seconds=settings.PAYGATE_LOOKUP_FIRST_DELAY_SECONDS)
     elif to == TransactionStatus.FAILED:
-        transaction_transition(txn, to=to, failure_reason=_failure_reason(txn, reason), save=False)
+        transaction_transition(txn, to=to, failure_reason=transaction_failure_reason(txn, reason), save=False)
     else:
         transaction_transition(txn, to=to, save=False)
 
@@ -328,19 +311,15 @@ def _record_result(transaction_id: str, attempt_id: str, result: PaymentResult, 
         else:
             raise AssertionError(f"a gateway call cannot lead to {decision}")
         attempt.save(update_fields=ATTEMPT_RESULT_FIELDS)
-        transaction_save(txn, attempts=_all_attempts(attempt))
+        transaction_save(txn, attempts=attempts_if_first(attempt))
     ATTEMPTS.labels(gateway=attempt.gateway.code, outcome=result.outcome).inc()
     if result.latency_ms is not None:
         GATEWAY_LATENCY.labels(gateway=attempt.gateway.code, operation="payment").observe(result.latency_ms / 1000)
         GATEWAY_PAYMENTS.labels(attempt.gateway.code, txn.country_id, result.outcome).observe(result.latency_ms / 1000)
     # For the success-rate strategy: a decline or a fault is a failure; an accept waits for the payment's end.
-    route_score_record(
-        gateway_id=attempt.gateway_id,
-        country=txn.country_id,
-        currency=txn.currency,
-        transaction_type=txn.type,
-        payment_method=txn.payment_method,
-        client_id=txn.client_id,
+    transaction_route_score(
+        txn,
+        attempt,
         success=None if attempt.outcome == AttemptOutcome.ACCEPTED or result.error == NOT_SENT_IN_TIME else False,
         latency_ms=result.latency_ms,
     )
@@ -428,18 +407,10 @@ def _record_lookup(
         else:
             raise AssertionError(f"a look-up cannot lead to {decision}")
         attempt.save(update_fields=ATTEMPT_RESULT_FIELDS)
-        transaction_save(txn, attempts=_all_attempts(attempt))
+        transaction_save(txn, attempts=attempts_if_first(attempt))
     if known == Outcome.ACCEPTED and not attempt.error and decision in _SCORED_ENDS:
         # How an accepted payment ended (a call that faulted was scored as a failure already).
-        route_score_record(
-            gateway_id=attempt.gateway_id,
-            country=txn.country_id,
-            currency=txn.currency,
-            transaction_type=txn.type,
-            payment_method=txn.payment_method,
-            client_id=txn.client_id,
-            success=decision == NextStep.COMPLETED,
-        )
+        transaction_route_score(txn, attempt, success=decision == NextStep.COMPLETED)
     logger.info("look-up answered %s", result.status)
     return step
 
@@ -453,8 +424,7 @@ def _lookup(step: Lookup) -> LookupResult:
 
 
 def _send(step: Call) -> PaymentResult:
-    late = (timezone.now() - step.attempt_created_at).total_seconds() > _CALL_GRACE_SECONDS
-    if late:  # this process stalled (paused, swapped out) between committing and sending
+    if sent_too_late(step.attempt_created_at):
         logger.warning("attempt not sent: too late after it was committed")
         return PaymentResult(outcome=Outcome.NOT_SUBMITTED, error=NOT_SENT_IN_TIME)
     return get_adapter(step.gateway.data_format, gateway_credentials(step.gateway)).create_payment(step.request)
@@ -479,7 +449,7 @@ def transaction_process(*, transaction_id: str) -> RetryLater | None:
         if isinstance(step, RetryLater):
             return step
         # Continue: decide again under the lock.
-    return RetryLater(countdown=_backoff(1))
+    return RetryLater(countdown=backoff(1))
 
 
 def transaction_reconcile(*, transaction_id: str) -> RetryLater | None:
@@ -493,7 +463,7 @@ def transaction_reconcile(*, transaction_id: str) -> RetryLater | None:
         txn = transaction_lock(transaction_id)
         if txn.status not in (TransactionStatus.PROCESSING, TransactionStatus.REQUIRES_ACTION):
             return None
-        attempt = _current_attempt(txn)
+        attempt = transaction_attempt_current(txn)
         if attempt is None:
             return None
         # Claim this look-up so that a concurrent sweep does not repeat it straight away.
@@ -512,93 +482,6 @@ def transaction_reconcile(*, transaction_id: str) -> RetryLater | None:
     return None
 
 
-class SettlementResult:
-    APPLIED = "applied"
-    IGNORED = "ignored"  # already in the final state the callback names
-    FLAGGED = "flagged"  # not applied: an operator should look (see `flag_reason`)
-
-
-@dataclass(frozen=True, slots=True)
-class Settlement:
-    result: str
-    flag_reason: str = ""
-    transaction_id: uuid.UUID | None = None
-    attempt_id: uuid.UUID | None = None
-
-
-def transaction_settle_from_callback(
-    *, reference: str, gateway_id: int, status: str, payment_id: str, reason: str | None = None
-) -> Settlement:
-    """Apply a gateway's signed final word on one of our attempts (CONTRACT §2).
-
-    Runs inside the caller's atomic block, which also records what came of the callback:
-    if the caller rolls back, so does the change. The callback may arrive before the worker
-    recorded the gateway's accept: it still applies. One for an attempt that is not the
-    current one, from another gateway, naming another payment, or contradicting a final
-    status is not applied and comes back flagged.
-    """
-    try:
-        attempt_id = uuid.UUID(reference)
-    except ValueError:
-        return Settlement(SettlementResult.FLAGGED, "unknown_reference")
-    txn = transaction_lock_by_attempt(attempt_id)
-    if txn is None:
-        return Settlement(SettlementResult.FLAGGED, "unknown_reference")
-    bind(transaction_id=txn.pk)
-    current = _current_attempt(txn)
-    attempt = current if current is not None and current.pk == attempt_id else Attempt.objects.get(pk=attempt_id)
-
-    def flagged(reason: str) -> Settlement:
-        return Settlement(SettlementResult.FLAGGED, reason, transaction_id=txn.pk, attempt_id=attempt.pk)
-
-    if attempt.gateway_id != gateway_id:
-        return flagged("gateway_mismatch")
-    if attempt is not current:
-        return flagged("stale_attempt")
-    if (
-        attempt.outcome == AttemptOutcome.ACCEPTED
-        and attempt.gateway_payment_id
-        and payment_id
-        and payment_id != attempt.gateway_payment_id
-    ):
-        # The gateway told us which payment it made; a callback naming another one is not
-        # evidence about ours (a mix-up at the gateway, or a signed message reused).
-        return flagged("payment_id_mismatch")
-    target = TransactionStatus.COMPLETED if status == "completed" else TransactionStatus.FAILED
-    if txn.is_final:
-        if txn.status == target and (
-            target == TransactionStatus.COMPLETED
-            or txn.failure_reason in (FailureReason.GATEWAY_FAILED, FailureReason.CANCELLED, FailureReason.DECLINED)
-        ):
-            return Settlement(SettlementResult.IGNORED, transaction_id=txn.pk, attempt_id=attempt.pk)
-        return flagged("final_state_conflict")
-    if not attempt.error:  # a call that faulted was scored as a failure then (`_record_result`)
-        route_score_record(
-            gateway_id=attempt.gateway_id,
-            country=txn.country_id,
-            currency=txn.currency,
-            transaction_type=txn.type,
-            payment_method=txn.payment_method,
-            client_id=txn.client_id,
-            success=target == TransactionStatus.COMPLETED,
-        )
-    payment_id = payment_id or attempt.gateway_payment_id
-    if attempt.outcome != AttemptOutcome.ACCEPTED or attempt.gateway_payment_id != payment_id:
-        attempt.outcome = AttemptOutcome.ACCEPTED
-        attempt.gateway_payment_id = payment_id
-        attempt.save(update_fields=ATTEMPT_RESULT_FIELDS)
-    txn.gateway = attempt.gateway
-    txn.gateway_reference = attempt.gateway_payment_id
-    transaction_transition(
-        txn,
-        to=target,
-        failure_reason=_failure_reason(txn, reason) if target == TransactionStatus.FAILED else None,
-        save=False,
-    )
-    transaction_save(txn, attempts=_all_attempts(attempt) if attempt is current else None)
-    return Settlement(SettlementResult.APPLIED, transaction_id=txn.pk, attempt_id=attempt.pk)
-
-
 def transaction_return_lookup(*, transaction_id: str, timeout: float) -> None:
     """The customer is back from the gateway (CONTRACT §11): look the current attempt up now.
 
@@ -609,7 +492,7 @@ def transaction_return_lookup(*, transaction_id: str, timeout: float) -> None:
     txn = Transaction.objects.filter(pk=transaction_id).only("pk", "status").first()
     if txn is None or txn.status not in (TransactionStatus.REQUIRES_ACTION, TransactionStatus.PROCESSING):
         return
-    attempt = _current_attempt(txn)
+    attempt = transaction_attempt_current(txn)
     if attempt is None or attempt.outcome != AttemptOutcome.ACCEPTED:
         return
     bind(transaction_id=transaction_id, attempt=attempt.pk, gateway=attempt.gateway.code)

@@ -16,9 +16,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from celery import current_app
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from core.db import CurrentTransactionId
@@ -50,6 +49,8 @@ from .models import (
     Transaction,
     TransactionStatus,
 )
+from .pipeline import STATUS_AT_LOCK as _STATUS_AT_LOCK
+from .pipeline import insert_or_replay, status_lock_note, task_publish
 from .representations import transaction_representation
 from .signals import event_recorded
 
@@ -133,21 +134,15 @@ PROCESS_TRANSACTION_TASK = "payments.process_transaction"
 
 
 def transaction_publish(transaction_id: object, *, countdown: float | None = None) -> None:
-    """Queue a transaction's processing. A failed publish is logged, not raised: the sweep republishes.
-
-    The task is found by its name in Celery's registry, so services never import the tasks
-    module that calls them.
-    """
-    try:
-        task = current_app.tasks[PROCESS_TRANSACTION_TASK]
-        if countdown is None:
-            task.apply_async(args=(str(transaction_id),))
-        else:
-            task.apply_async(args=(str(transaction_id),), countdown=countdown)
-    except Exception:
-        logger.exception(
-            "could not publish processing; the recovery sweep will retry", extra={"transaction_id": str(transaction_id)}
-        )
+    """Queue a transaction's processing. A failed publish is logged, not raised: the sweep republishes."""
+    task_publish(
+        PROCESS_TRANSACTION_TASK,
+        transaction_id,
+        countdown=countdown,
+        log=logger,
+        failure="could not publish processing; the recovery sweep will retry",
+        key="transaction_id",
+    )
 
 
 def transaction_create(
@@ -193,59 +188,60 @@ def transaction_create(
                 **({"payment_method": data.payment_method} if data.payment_method else {}),
             },
         )
+    return insert_or_replay(
+        lambda: _insert(client=client, data=data, idempotency_key=idempotency_key, request_hash=request_hash),
+        idempotency_key=idempotency_key,
+        replay=lambda key: _replay(client=client, idempotency_key=key, data=requested),
+    )
 
+
+def _insert(
+    *, client: ApiClient, data: TransactionInput, idempotency_key: str | None, request_hash: str
+) -> CreateResult:
+    """The new transaction, its `transaction.created` event, and a new customer, committed together."""
     customer_key = (client.pk, data.customer_id)
     customer = _customers.peek(customer_key)
-    try:
-        # The transaction, its `transaction.created` event, and a new customer commit together.
-        with transaction.atomic():
-            if customer is None:
-                # The routes above exist, so the country does: its code is the foreign key.
-                customer, _ = Customer.objects.get_or_create(
-                    client=client, reference=data.customer_id, defaults={"country_id": data.country}
-                )
-                # Kept once committed: a row rolled back with this block is never cached.
-                committed = customer
-                transaction.on_commit(lambda: _customers.put(customer_key, committed))
-            txn = Transaction.objects.create(
-                client=client,
-                type=data.type,
-                amount=data.amount,
-                currency=data.currency,
-                country_id=data.country,
-                customer=customer,
-                payment_details=data.payment_details,
-                payment_method=data.payment_method,
-                save_payment_method=data.save_payment_method,
-                saved_method_id=data.payment_method_id,
-                metadata=data.metadata,
-                return_url=data.return_url,
-                locale=data.locale,
-                idempotency_key=idempotency_key,
-                request_hash=request_hash,
-                # If the publish below is lost, the recovery sweep picks it up from here.
-                **{
-                    "next_check_at": timezone.now() + timedelta(seconds=settings.PAYGATE_SWEEP_GRACE_SECONDS),
-                    **_collect_fields(data),
-                },
+    with transaction.atomic():
+        if customer is None:
+            # `transaction_create` found routes to the country, so it exists: its code is the foreign key.
+            customer, _ = Customer.objects.get_or_create(
+                client=client, reference=data.customer_id, defaults={"country_id": data.country}
             )
-            # A new transaction has no attempts yet: spare the response a query for them (through
-            # Django's own prefetch cache, which its stubs do not declare).
-            txn._prefetched_objects_cache = {  # type: ignore[attr-defined]
-                "attempts": Attempt.objects.none(),
-                "refunds": Refund.objects.none(),
-            }
-            shown = transaction_representation(txn, attempts=(), refunds=())
-            event_append(client_id=client.pk, type=EventType.TRANSACTION_CREATED, transaction=txn, obj=shown)
-            txn_id = txn.pk
-            transaction.on_commit(lambda: transaction_publish(txn_id), robust=True)
-    except IntegrityError:
-        if idempotency_key is None:
-            raise
-        replay = _replay(client=client, idempotency_key=idempotency_key, data=requested)
-        if replay is None:
-            raise
-        return replay
+            # Kept once committed: a row rolled back with this block is never cached.
+            committed = customer
+            transaction.on_commit(lambda: _customers.put(customer_key, committed))
+        txn = Transaction.objects.create(
+            client=client,
+            type=data.type,
+            amount=data.amount,
+            currency=data.currency,
+            country_id=data.country,
+            customer=customer,
+            payment_details=data.payment_details,
+            payment_method=data.payment_method,
+            save_payment_method=data.save_payment_method,
+            saved_method_id=data.payment_method_id,
+            metadata=data.metadata,
+            return_url=data.return_url,
+            locale=data.locale,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+            # If the publish below is lost, the recovery sweep picks it up from here.
+            **{
+                "next_check_at": timezone.now() + timedelta(seconds=settings.PAYGATE_SWEEP_GRACE_SECONDS),
+                **_collect_fields(data),
+            },
+        )
+        # A new transaction has no attempts yet: spare the response a query for them (through
+        # Django's own prefetch cache, which its stubs do not declare).
+        txn._prefetched_objects_cache = {  # type: ignore[attr-defined]
+            "attempts": Attempt.objects.none(),
+            "refunds": Refund.objects.none(),
+        }
+        shown = transaction_representation(txn, attempts=(), refunds=())
+        event_append(client_id=client.pk, type=EventType.TRANSACTION_CREATED, transaction=txn, obj=shown)
+        txn_id = txn.pk
+        transaction.on_commit(lambda: transaction_publish(txn_id), robust=True)
     bind(transaction_id=txn.pk)
     TRANSACTIONS_CREATED.labels(type=txn.type, country=txn.country_id).inc()
     logger.info("transaction created", extra={"type": txn.type})
@@ -331,9 +327,6 @@ def customer_action_count(txn: Transaction, *, stage: str) -> None:
         gateway=txn.gateway.code if txn.gateway else "none", country=txn.country_id, stage=stage
     ).inc()
 
-
-# The status a locked row had when it was read (or last saved): what `transaction_save` compares with.
-_STATUS_AT_LOCK = "_paygate_status_at_lock"
 
 _EVENT_OF_STATUS = {
     TransactionStatus.PENDING: EventType.TRANSACTION_PENDING,
@@ -461,7 +454,7 @@ def transaction_lock(transaction_id: Any) -> Transaction:
     shows the customer's reference.
     """
     txn = Transaction.objects.select_for_update(of=("self",)).select_related("customer").get(pk=transaction_id)
-    setattr(txn, _STATUS_AT_LOCK, txn.status)
+    status_lock_note(txn)
     return txn
 
 
@@ -474,7 +467,7 @@ def transaction_lock_by_attempt(attempt_id: Any) -> Transaction | None:
         .first()
     )
     if txn is not None:
-        setattr(txn, _STATUS_AT_LOCK, txn.status)
+        status_lock_note(txn)
     return txn
 
 

@@ -15,7 +15,8 @@ from core.queues import PIPELINE_TASK, sweep_cutoff
 
 from .models import Refund, RefundStatus, Transaction, TransactionStatus
 from .processing import transaction_process, transaction_reconcile
-from .refunds import PROCESS_REFUND_TASK, RECONCILE_REFUND_TASK, refund_process, refund_publish, refund_reconcile
+from .refunds.processing import refund_process, refund_reconcile
+from .refunds.services import PROCESS_REFUND_TASK, RECONCILE_REFUND_TASK, refund_publish
 from .services import PROCESS_TRANSACTION_TASK, payment_details_purge
 from .services import transaction_publish as publish_process_transaction
 

@@ -21,7 +21,8 @@ from gateways.scores import ScoreKey, Window, score_record, scores_forget, score
 from gateways.selectors import country_routing, route_ranking
 from gateways.services import country_routing_set, demo_seed
 from payments.models import Attempt, Transaction
-from payments.processing import transaction_process, transaction_settle_from_callback
+from payments.processing import transaction_process
+from payments.settlement import transaction_settle_from_callback
 
 DEPOSIT = {
     "customer_id": "cus_sr",

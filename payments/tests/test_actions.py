@@ -13,8 +13,9 @@ from django.utils import timezone
 from conftest import Sandbox
 from core.paytoken import pay_token_valid
 from payments.models import Attempt, Event, Transaction
-from payments.processing import transaction_process, transaction_reconcile, transaction_settle_from_callback
+from payments.processing import transaction_process, transaction_reconcile
 from payments.services import transaction_lock
+from payments.settlement import transaction_settle_from_callback
 
 pytestmark = pytest.mark.django_db
 

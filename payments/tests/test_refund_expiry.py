@@ -28,9 +28,11 @@ from payments.models import (
     RefundStatus,
     Transaction,
 )
-from payments.refunds import refund_create, refund_reconcile, refund_settle_from_callback
+from payments.refunds.processing import refund_reconcile
+from payments.refunds.services import refund_create
 from payments.selectors import refund_review_count
 from payments.services import api_key_create
+from payments.settlement import refund_settle_from_callback
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 

@@ -12,7 +12,7 @@ from django.db import connection, connections
 
 from conftest import Sandbox, wait_for
 from payments.models import ApiClient, Event, Refund, RefundAttempt, Transaction
-from payments.refunds import refund_create
+from payments.refunds.services import refund_create
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

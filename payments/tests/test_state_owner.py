@@ -23,8 +23,8 @@ ORM_WRITES = {"update", "create", "bulk_create", "get_or_create", "update_or_cre
 WRITERS = {
     ("payments/services.py", "transaction_transition"): "Transaction.status (in memory, checked)",
     ("payments/services.py", "transaction_save"): "Transaction.status (stored with its event)",
-    ("payments/refunds.py", "refund_transition"): "Refund.status (in memory, checked)",
-    ("payments/refunds.py", "refund_save"): "Refund.status (stored with its event)",
+    ("payments/refunds/services.py", "refund_transition"): "Refund.status (in memory, checked)",
+    ("payments/refunds/services.py", "refund_save"): "Refund.status (stored with its event)",
     ("webhooks/dispatcher.py", "_results_write"): "WebhookDelivery.status (raw SQL: _RECORD_SQL)",
 }
 # SQL that sets a status (`SET status = …`), in a string constant of the module that runs it.
