@@ -55,7 +55,7 @@ def callback_receive(*, gateway_code: str, body: bytes, headers: Mapping[str, st
         matched, signature_ts = verify_signature(
             header=headers.get("X-Signature"),
             body=body,
-            secrets=[gateway.webhook_secret, gateway.previous_webhook_secret],
+            secrets=[gateway.callback_secret, gateway.previous_callback_secret],
             tolerance=settings.PAYGATE_CALLBACK_TOLERANCE_SECONDS,
         )
     except SignatureError as exc:

@@ -34,7 +34,7 @@ def completed_callback(attempt: Any, *, event_id: str) -> tuple[bytes, str]:
             "reason": None,
         }
     ).encode()
-    return body, signature_header(secret=attempt.gateway.webhook_secret, body=body)
+    return body, signature_header(secret=attempt.gateway.callback_secret, body=body)
 
 
 def test_a_callback_costs_one_insert_to_store_and_seven_to_apply(

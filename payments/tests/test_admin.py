@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils.html import escape as html_escape
 
 from callbacks.models import CallbackEvent
-from gateways.demo import demo_api_key, demo_webhook_secret
+from gateways.demo import demo_api_key, demo_callback_secret
 from gateways.models import Gateway
 from gateways.services import demo_seed
 from payments.models import Attempt, Transaction
@@ -96,7 +96,7 @@ def test_transactions_are_read_only(objects: Transaction, staff_client: Any) -> 
 def test_gateway_credentials_are_never_shown(objects: Transaction, staff_client: Any) -> None:
     gateway = Gateway.objects.get(code="acmepay")
     page = staff_client.get(reverse("admin:gateways_gateway_change", args=[gateway.pk])).content.decode()
-    assert demo_api_key("acmepay") not in page and demo_webhook_secret("acmepay") not in page
+    assert demo_api_key("acmepay") not in page and demo_callback_secret("acmepay") not in page
 
 
 def test_route_priority_edit_in_place(objects: Transaction, staff_client: Any) -> None:
