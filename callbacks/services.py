@@ -17,6 +17,7 @@ from core.db import single_statement
 from core.errors import NotFound, ValidationFailed
 from core.logs import bind
 from core.metrics import CALLBACKS
+from core.signing import SignatureError, verify_signature
 from core.text import escape_unstorable, is_storable
 from gateways.adapters import ADAPTERS
 from gateways.models import Gateway
@@ -27,7 +28,6 @@ from payments.refunds import refund_settle_from_callback
 
 from .errors import InvalidSignature
 from .models import CallbackEvent
-from .signing import SignatureError, verify_signature
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import pytest
 from django.test import Client
 
 from callbacks.models import CallbackEvent
-from callbacks.signing import signature_header
+from core.signing import signature_header
 from gateways.demo import demo_callback_secret
 from gateways.models import Gateway
 from payments.models import Attempt, Transaction, TransactionStatus

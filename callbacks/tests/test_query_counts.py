@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from callbacks.models import CallbackEvent
-from callbacks.signing import signature_header
+from core.signing import signature_header
 from payments.models import Transaction
 from payments.tests.test_query_counts import processed
 

@@ -15,7 +15,7 @@ from django.core.management import call_command
 from django.test import Client, override_settings
 from rest_framework.test import APIClient
 
-from callbacks.signing import signature_header
+from core.signing import signature_header
 from gateways.models import Gateway
 from gateways.services import demo_seed
 from payments.tests.test_api import assert_error

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from callbacks.models import CallbackEvent
-from callbacks.signing import signature_header
+from core.signing import signature_header
 from gateways.demo import demo_callback_secret
 from gateways.models import Gateway
 from gateways.services import demo_seed

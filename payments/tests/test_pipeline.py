@@ -14,8 +14,8 @@ from django.conf import settings
 from django.db import connection
 
 from callbacks.models import CallbackEvent
-from callbacks.signing import signature_header
 from conftest import Sandbox, free_port, wait_for
+from core.signing import signature_header
 from gateways.demo import demo_callback_secret
 from gateways.models import Gateway
 from payments.models import Attempt, Transaction

@@ -24,8 +24,8 @@ import requests
 from django.db import transaction
 
 from callbacks.models import CallbackEvent
-from callbacks.signing import signature_header
 from conftest import ROOT, Process, Sandbox, free_port, wait_for, worker_env
+from core.signing import signature_header
 from gateways.demo import demo_callback_secret
 from payments.models import Attempt, Transaction
 
