@@ -16,7 +16,6 @@ from django.utils import timezone
 from core.db import single_statement
 from core.errors import NotFound, ValidationFailed
 from core.logs import bind
-from core.metrics import CALLBACKS
 from core.signing import SignatureError, verify_signature
 from core.text import escape_unstorable, is_storable
 from gateways.adapters import ADAPTERS
@@ -27,6 +26,7 @@ from payments.processing import SettlementResult, transaction_settle_from_callba
 from payments.refunds import refund_settle_from_callback
 
 from .errors import InvalidSignature
+from .metrics import CALLBACKS
 from .models import CallbackEvent
 
 logger = logging.getLogger(__name__)

@@ -33,14 +33,15 @@ from core.currencies import ISO_4217, minor_units
 from core.errors import ValidationFailed
 from core.fingerprint import fingerprint, fingerprint_matches
 from core.logs import bind, masked_reason
-from core.metrics import GATEWAY_LATENCY, REFUNDS_FINISHED
 from gateways.adapters import get_adapter
 from gateways.breaker import breaker_permit, breaker_record_fault, breaker_record_success
+from gateways.metrics import GATEWAY_LATENCY
 from gateways.models import Gateway
 from gateways.selectors import gateway_credentials, gateway_get
 from gateways.types import Outcome, RefundLookupResult, RefundLookupStatus, RefundRequest, RefundResult
 
 from .errors import AmountExceedsRefundable, IdempotencyConflict, InvalidRefundAmount, NotRefundable
+from .metrics import REFUNDS_FINISHED
 from .models import (
     REFUND_ATTEMPT_RESULT_FIELDS,
     REFUND_PIPELINE_FIELDS,

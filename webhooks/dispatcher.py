@@ -39,10 +39,10 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from core.http import HttpClient, TransportError
-from core.metrics import WEBHOOK_DELIVERIES
 from payments.models import Event
 from payments.representations import event_representation
 
+from .metrics import WEBHOOK_DELIVERIES
 from .models import WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint
 from .signing import delivery_headers, secret_key
 
