@@ -20,9 +20,8 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from core.logs import redact
-from core.masking import is_sensitive_auth_key, mask_text
 from gateways.services import demo_seed
-from payments.masking import mask_details
+from payments.masking import is_sensitive_auth_key, mask_details, mask_text
 from payments.models import Transaction, TransactionStatus
 from payments.services import (
     TransactionInput,
