@@ -28,7 +28,7 @@ import pytest
 pytestmark = pytest.mark.django_db
 
 DETAILS = {"iban": "DE89370400440532013000", "holder_name": "Jane Roe"}
-CREDENTIALS = {"api_key", "webhook_secret", "previous_webhook_secret"}
+CREDENTIALS = {"api_key", "callback_secret", "previous_callback_secret"}
 
 
 @pytest.fixture

@@ -560,7 +560,7 @@ def _micro_section(micro: dict[str, Any] | None) -> list[str]:
         *lines,
         "",
         "- API keys are hashed with SHA-512: one hash per candidate key with the prefix.",
-        "- Loading a Gateway row decrypts api_key, webhook_secret and previous_webhook_secret, wanted or not.",
+        "- Loading a Gateway row decrypts api_key, callback_secret and previous_callback_secret, wanted or not.",
         "- SQL statements per transaction are asserted by the test suite (`django_assert_max_num_queries` in "
         "payments/tests/test_query_counts.py and callbacks/tests/test_query_counts.py), not measured here.",
         "",

@@ -16,7 +16,7 @@ from django.utils import timezone
 from core.db import single_statement
 from core.errors import NotFound, ValidationFailed
 from core.logs import bind
-from core.metrics import CALLBACKS
+from core.signing import SignatureError, verify_signature
 from core.text import escape_unstorable, is_storable
 from gateways.adapters import ADAPTERS
 from gateways.models import Gateway
@@ -25,8 +25,8 @@ from gateways.types import CallbackParseError, RefundNotification
 from payments.settlement import SettlementResult, refund_settle_from_callback, transaction_settle_from_callback
 
 from .errors import InvalidSignature
+from .metrics import CALLBACKS
 from .models import CallbackEvent
-from .signing import SignatureError, verify_signature
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def callback_receive(*, gateway_code: str, body: bytes, headers: Mapping[str, st
         matched, signature_ts = verify_signature(
             header=headers.get("X-Signature"),
             body=body,
-            secrets=[gateway.webhook_secret, gateway.previous_webhook_secret],
+            secrets=[gateway.callback_secret, gateway.previous_callback_secret],
             tolerance=settings.PAYGATE_CALLBACK_TOLERANCE_SECONDS,
         )
     except SignatureError as exc:

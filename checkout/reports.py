@@ -15,8 +15,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.views.decorators.csrf import csrf_exempt
 
-from core.metrics import CSP_VIOLATIONS
-
+from .metrics import CSP_VIOLATIONS
 from .ratelimit import pay_page_allowed
 
 logger = logging.getLogger(__name__)

@@ -3,8 +3,9 @@
 The ids travel in context variables: the API binds the request id, the pipeline binds the
 transaction, attempt and gateway as it learns them, and Celery tasks inherit the request
 id through a message header. A redacting filter is the safety net under all of it:
-card-number-like (Luhn-valid, 13–19 digits) and IBAN-like strings never reach a handler, values
-under card, bank and security-code keys are masked as everywhere else (core.masking).
+card-number-like (Luhn-valid, 13–19 digits) and IBAN-like strings never reach a handler, and
+values under the keys the apps register as sensitive (core.masking) are masked as everywhere
+else, or dropped.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 
-from .masking import is_account_key, is_sensitive_auth_key, mask_text
+from .masking import is_hidden_key, is_masked_key, mask_text
 
 CONTEXT_FIELDS = ("request_id", "transaction_id", "attempt", "refund", "gateway")
 _context: dict[str, contextvars.ContextVar[str | None]] = {
@@ -86,8 +87,8 @@ _KEY_VALUE = re.compile(
 
 def _redact_key_value(match: re.Match[str]) -> str:
     name = match.group("name")
-    sensitive_auth = is_sensitive_auth_key(name)
-    if not sensitive_auth and not is_account_key(name):
+    sensitive_auth = is_hidden_key(name)
+    if not sensitive_auth and not is_masked_key(name):
         return match.group(0)
     quote, value = next(
         (mark, match.group(group))

@@ -1,59 +1,28 @@
-"""The one masking rule, and which keys hold sensitive authentication data.
+"""The one masking rule, and which keys' values the log redactor hides or masks.
 
-Shared by the API, the admin, error bodies and the log redactor, so that a value is never
-shown in one place with more characters than in another.
+The rule is shared by the API, the admin, error bodies and the log redactor, so that a value
+is never shown in one place with more characters than in another. Which keys are sensitive
+is the business of the app that owns the data: it registers its tests of a key's name
+(`log_keys_register`, from its AppConfig.ready) and this module applies them.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Callable
 
-# Long enough to be a card number or an IBAN: the first four and last four are shown, which
+# Long enough to be a card or account number: the first four and last four are shown, which
 # PCI DSS allows for a PAN, and the middle has a fixed width so the length is not told either.
 MASK_LONG_FROM = 13
 # Below this nothing is shown at all: a third of six characters would already be two.
 MASK_NOTHING_BELOW = 7
 _FILL = "*" * 8
 
-# Sensitive authentication data (PCI DSS 3.3.1): card security codes, PINs and track data.
-# A key matches when it is one of these, or when one of its words is (`card_cvv`, `cardCvc`,
-# `pin_block`, `Track2`); compared case-insensitively.
-_SAD_WORDS = frozenset(
-    {
-        "cvv",
-        "cvv2",
-        "cvc",
-        "cvc2",
-        "cid",
-        "cav2",
-        "csc",
-        "cvn",
-        "cvd",
-        "pin",
-        "pinblock",
-        "track",
-        "track1",
-        "track2",
-        "track3",
-        "trackdata",
-        "magstripe",
-    }
-)
-_SAD_JOINED = frozenset(
-    {
-        "securitycode",
-        "cardsecuritycode",
-        "verificationcode",
-        "cardverificationcode",
-        "cardverificationvalue",
-        "pinblock",
-        "trackdata",
-        "magneticstripe",
-        "magstripe",
-    }
-)
 _WORDS = re.compile(r"[A-Z]?[a-z]+\d*|[A-Z]+\d*(?![a-z])|\d+")
+
+KeyTest = Callable[[str], bool]
+_hidden: list[KeyTest] = []
+_masked: list[KeyTest] = []
 
 
 def mask_text(value: str) -> str:
@@ -69,40 +38,30 @@ def mask_text(value: str) -> str:
     return _FILL + value[-(len(value) // 3) :]
 
 
-def is_sensitive_auth_key(key: object) -> bool:
-    """Whether a payment-details key names a security code, a PIN or track data."""
-    if not isinstance(key, str):
-        return False
-    joined = re.sub(r"[^a-z0-9]", "", key.lower())
-    if joined in _SAD_WORDS or joined in _SAD_JOINED:
-        return True
-    return any(word.lower() in _SAD_WORDS for word in _WORDS.findall(key))
+def key_words(key: str) -> list[str]:
+    """A key's words, lower-cased, whether it is written snake_case, camelCase or kebab-case:
+    `user_name`, `userName` and `User-Name` all give ["user", "name"]; digits stay on their word."""
+    return [word.lower() for word in _WORDS.findall(key)]
 
 
-# Keys whose values are card or bank numbers, by word: `account_number`, `routingNumber`, `iban`.
-_ACCOUNT_WORDS = frozenset({"account", "acct", "iban", "pan", "card", "routing", "aba", "bsb", "clabe", "cbu"})
-_ACCOUNT_JOINED = frozenset({"sortcode", "cardnumber", "accountnumber", "routingnumber"})
+def key_joined(key: str) -> str:
+    """A key lower-cased with everything but letters and digits left out (`Security-Code` → `securitycode`)."""
+    return re.sub(r"[^a-z0-9]", "", key.lower())
 
 
-def is_account_key(key: str) -> bool:
-    """Whether a key names a card or bank number (the log redactor masks its value)."""
-    if re.sub(r"[^a-z0-9]", "", key.lower()) in _ACCOUNT_JOINED:
-        return True
-    return any(re.sub(r"\d+$", "", word.lower()) in _ACCOUNT_WORDS for word in _WORDS.findall(key))
+def log_keys_register(*, hidden: KeyTest | None = None, masked: KeyTest | None = None) -> None:
+    """Have the log redactor drop the values of keys `hidden` accepts, and mask those `masked` accepts."""
+    if hidden is not None and hidden not in _hidden:
+        _hidden.append(hidden)
+    if masked is not None and masked not in _masked:
+        _masked.append(masked)
 
 
-def without_sensitive_auth(details: Any) -> Any:
-    """`details` without any entry whose key is sensitive authentication data, at any depth."""
-    if isinstance(details, dict):
-        return {key: without_sensitive_auth(value) for key, value in details.items() if not is_sensitive_auth_key(key)}
-    if isinstance(details, list):
-        return [without_sensitive_auth(item) for item in details]
-    return details
+def is_hidden_key(key: str) -> bool:
+    """Whether a registered test says that a value under `key` must not be logged at all."""
+    return any(test(key) for test in _hidden)
 
 
-def has_sensitive_auth(details: Any) -> bool:
-    if isinstance(details, dict):
-        return any(is_sensitive_auth_key(key) or has_sensitive_auth(value) for key, value in details.items())
-    if isinstance(details, list):
-        return any(has_sensitive_auth(item) for item in details)
-    return False
+def is_masked_key(key: str) -> bool:
+    """Whether a registered test says that a value under `key` is logged only masked."""
+    return any(test(key) for test in _masked)

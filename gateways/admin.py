@@ -157,7 +157,7 @@ class CountryAdmin(admin.ModelAdmin):
 class GatewayForm(forms.ModelForm):
     """Credentials are write-only: the form never shows the stored values.
 
-    A changed base URL needs a new API key and webhook secret in the same save: the stored
+    A changed base URL needs a new API key and callback secret in the same save: the stored
     ones are never sent to, nor accepted from, another address (gateways.services.gateway_save).
     """
 
@@ -166,7 +166,7 @@ class GatewayForm(forms.ModelForm):
     base_url = forms.URLField(
         assume_scheme="https",
         max_length=500,
-        help_text="Changing it requires the API key and webhook secret again. "
+        help_text="Changing it requires the API key and callback secret again. "
         "With DEBUG off: https:// to a public address, unless the host is in PAYGATE_GATEWAY_ALLOWED_HOSTS.",
     )
     api_key = forms.CharField(
@@ -174,7 +174,7 @@ class GatewayForm(forms.ModelForm):
         required=False,
         help_text="Leave empty to keep the current key (not when the base URL changes).",
     )
-    webhook_secret = forms.CharField(
+    callback_secret = forms.CharField(
         widget=forms.PasswordInput(render_value=False),
         required=False,
         help_text="Leave empty to keep the current secret (not when the base URL changes).",
@@ -182,7 +182,7 @@ class GatewayForm(forms.ModelForm):
 
     class Meta:
         model = Gateway
-        exclude = ("previous_webhook_secret",)
+        exclude = ("previous_callback_secret",)
 
     def clean_base_url(self) -> str:
         base_url: str = self.cleaned_data["base_url"]
@@ -217,14 +217,14 @@ class GatewayForm(forms.ModelForm):
         if (
             self.instance.pk
             and not self.base_url_changed
-            and "webhook_secret" in self.changed_data
-            and self.cleaned_data.get("webhook_secret")
+            and "callback_secret" in self.changed_data
+            and self.cleaned_data.get("callback_secret")
         ):
             # A new secret starts a changeover: callbacks signed with the old one keep
-            # working until "Finish webhook secret rotation" forgets it.
-            previous = Gateway.objects.get(pk=self.instance.pk).webhook_secret
-            if previous != gateway.webhook_secret:
-                gateway.previous_webhook_secret = previous
+            # working until "Finish callback secret rotation" forgets it.
+            previous = Gateway.objects.get(pk=self.instance.pk).callback_secret
+            if previous != gateway.callback_secret:
+                gateway.previous_callback_secret = previous
         if commit:
             gateway_save(gateway=gateway, credentials_replaced=self.credentials_replaced)
         return gateway
@@ -307,13 +307,13 @@ class GatewayAdmin(admin.ModelAdmin):
         self.message_user(request, f"Closed the breaker of {queryset.count()} gateway(s).")
 
     @admin.action(
-        permissions=["change"], description="Finish webhook secret rotation (stop accepting the previous secret)"
+        permissions=["change"], description="Finish callback secret rotation (stop accepting the previous secret)"
     )
     def finish_secret_rotation(self, request: HttpRequest, queryset: Any) -> None:
         for gateway in queryset:
-            gateway.previous_webhook_secret = ""  # nosec B105  # forgets the retired secret; not a credential
-            gateway.save(update_fields=["previous_webhook_secret", "updated_at"])
-        self.message_user(request, f"Only the current webhook secret is accepted now ({queryset.count()}).")
+            gateway.previous_callback_secret = ""  # nosec B105  # forgets the retired secret; not a credential
+            gateway.save(update_fields=["previous_callback_secret", "updated_at"])
+        self.message_user(request, f"Only the current callback secret is accepted now ({queryset.count()}).")
 
     @admin.action(permissions=["change"], description="Disable the selected gateways (no more traffic)")
     def disable_gateways(self, request: HttpRequest, queryset: Any) -> None:

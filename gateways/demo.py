@@ -10,8 +10,8 @@ def demo_api_key(code: str) -> str:
     return f"demo-{code}-api-key"
 
 
-def demo_webhook_secret(code: str) -> str:
-    """The demo-only webhook secret of gateway `code`."""
+def demo_callback_secret(code: str) -> str:
+    """The demo-only callback secret of gateway `code`."""
     return f"demo-{code}-webhook-secret"
 
 
@@ -27,8 +27,8 @@ class DemoGateway:
         return demo_api_key(self.code)
 
     @property
-    def webhook_secret(self) -> str:
-        return demo_webhook_secret(self.code)
+    def callback_secret(self) -> str:
+        return demo_callback_secret(self.code)
 
 
 DEMO_GATEWAYS = (

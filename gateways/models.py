@@ -196,9 +196,11 @@ class Gateway(models.Model):
     data_format = models.CharField(max_length=8, choices=DataFormat.choices)
     base_url = models.URLField(max_length=500)
     api_key = EncryptedTextField()
-    webhook_secret = EncryptedTextField()
-    # Accepted besides the current secret while a gateway rotates its webhook secret.
-    previous_webhook_secret = EncryptedTextField(blank=True, default="")
+    # Signs the callbacks this gateway sends us (CONTRACT §2's `webhook_secret`); the webhooks we send
+    # merchants are signed with their endpoint's own secret (webhooks.WebhookEndpoint.secret).
+    callback_secret = EncryptedTextField()
+    # Accepted besides the current secret while a gateway rotates its callback secret.
+    previous_callback_secret = EncryptedTextField(blank=True, default="")
     connect_timeout = models.FloatField(default=3.0, help_text="Seconds to establish a connection.")
     read_timeout = models.FloatField(default=10.0, help_text="Seconds to wait for the answer once sent.")
     is_active = models.BooleanField(default=True, help_text="A disabled gateway gets no traffic.")

@@ -185,7 +185,7 @@ def _load_routes(*, country_code: str, currency: str, transaction_type: str, pay
         GatewayRoute.objects.filter(country__code=country_code, is_active=True, gateway__is_active=True)
         .select_related("gateway", "country")
         # Credentials are decrypted on load: routing does not need them.
-        .defer("gateway__api_key", "gateway__webhook_secret", "gateway__previous_webhook_secret")
+        .defer("gateway__api_key", "gateway__callback_secret", "gateway__previous_callback_secret")
         .order_by("priority", "id")
     )
     return [

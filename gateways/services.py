@@ -42,7 +42,7 @@ def demo_seed(
                     "data_format": demo.data_format,
                     "base_url": base_urls.get(demo.code, f"http://{host}:{port}"),
                     "api_key": demo.api_key,
-                    "webhook_secret": demo.webhook_secret,
+                    "callback_secret": demo.callback_secret,
                     "is_active": True,
                 },
             )
@@ -57,7 +57,7 @@ def demo_seed(
                 )
 
 
-CREDENTIAL_FIELDS = ("api_key", "webhook_secret")
+CREDENTIAL_FIELDS = ("api_key", "callback_secret")
 
 
 def gateway_base_url_check(*, base_url: str) -> None:
@@ -76,7 +76,7 @@ def gateway_save(*, gateway: Gateway, credentials_replaced: Iterable[str] = ()) 
     """Store a new or edited gateway. A changed base URL drops every credential not replaced with it.
 
     Credentials belong to the address they were issued for: kept across a change of base
-    URL, the API key would be sent to whatever host was typed, and the old webhook secret
+    URL, the API key would be sent to whatever host was typed, and the old callback secret
     would keep signing callbacks for it. `credentials_replaced` names the credential fields
     the caller set anew in this same change. A gateway left without credentials is disabled.
     """
@@ -88,7 +88,7 @@ def gateway_save(*, gateway: Gateway, credentials_replaced: Iterable[str] = ()) 
             for name in CREDENTIAL_FIELDS:
                 if name not in replaced:
                     setattr(gateway, name, "")
-            gateway.previous_webhook_secret = ""  # nosec B105  # forgets the old address's secret
+            gateway.previous_callback_secret = ""  # nosec B105  # forgets the old address's secret
             if not all(getattr(gateway, name) for name in CREDENTIAL_FIELDS):
                 gateway.is_active = False
             logger.warning(

@@ -1,6 +1,6 @@
-"""`/metrics`: the counters of every process (`core.metrics`), and gauges read at scrape time.
+"""`/metrics`: the counters of every process (each app's `metrics`), and gauges read at scrape time.
 
-Counters and histograms are defined in `core.metrics`, where the apps count them, in
+Counters and histograms are defined in each app's `metrics` module and `core.metrics`, in
 prometheus_client's multiprocess mode; `/metrics` adds up every process's files. Gauges
 that describe the present — health, breaker state, routes available per country, what
 waits and for how long, queue lengths, when queues and periodic tasks last moved — are read

@@ -18,10 +18,9 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from core.masking import is_sensitive_auth_key
 from gateways.methods import PaymentMethod
 
-from .masking import mask_name, mask_text
+from .masking import is_sensitive_auth_key, mask_name, mask_text
 
 # A payout needs a destination.
 WITHDRAWAL_METHODS = frozenset({PaymentMethod.CARD, PaymentMethod.BANK_ACCOUNT, PaymentMethod.WALLET})

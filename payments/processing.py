@@ -24,9 +24,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.logs import bind, masked_reason
-from core.metrics import ATTEMPTS, GATEWAY_LATENCY, GATEWAY_PAYMENTS
 from gateways.adapters import get_adapter
 from gateways.breaker import BreakerState, breaker_permit, breaker_record_fault, breaker_record_success
+from gateways.metrics import ATTEMPTS, GATEWAY_LATENCY, GATEWAY_PAYMENTS
 from gateways.models import Gateway
 from gateways.selectors import gateway_credentials, gateway_get, route_ranking
 from gateways.services import route_score_record

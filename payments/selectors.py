@@ -9,10 +9,9 @@ from typing import Any
 from django.db.models import Count, Prefetch, Q, QuerySet
 
 from core.db import CompletedHorizon, OwnTransactionId
-from core.masking import without_sensitive_auth
 
 from .actions import ACTION_COLLECT
-from .masking import mask_details
+from .masking import mask_details, without_sensitive_auth
 from .methods import mask_method_details
 from .models import EVENT_PREFIX, ApiClient, Attempt, Event, Refund, RefundStatus, Transaction, TransactionStatus
 

@@ -26,14 +26,14 @@ from core.fingerprint import fingerprint as keyed_fingerprint
 from core.fingerprint import fingerprint_matches
 from core.localcache import LocalCache
 from core.logs import bind
-from core.masking import has_sensitive_auth, without_sensitive_auth
-from core.metrics import CUSTOMER_ACTIONS, PAYMENT_DETAILS_PURGED, TRANSACTIONS_CREATED, TRANSACTIONS_FINISHED
 from gateways.errors import NoRoute
 from gateways.selectors import route_list
 
 from .actions import ACTION_COLLECT, collect_action_new, collects_details
 from .errors import IdempotencyConflict
+from .masking import has_sensitive_auth, without_sensitive_auth
 from .methods import WITHDRAWAL_METHODS, saved_method_find
+from .metrics import CUSTOMER_ACTIONS, PAYMENT_DETAILS_PURGED, TRANSACTIONS_CREATED, TRANSACTIONS_FINISHED
 from .models import (
     ALLOWED_TRANSITIONS,
     CUSTOMERS_CACHE,

@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.errors import NotFound
-from core.masking import without_sensitive_auth
+from payments.masking import without_sensitive_auth
 from payments.methods import SAVABLE_METHODS, details_last4
 from payments.models import ApiClient, Event, EventType, Transaction, TransactionType
 from payments.services import event_append

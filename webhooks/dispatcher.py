@@ -38,11 +38,11 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from core.metrics import WEBHOOK_DELIVERIES
-from gateways.adapters.http import GatewayTransportError, HttpClient
+from core.http import HttpClient, TransportError
 from payments.models import Event
 from payments.representations import event_representation
 
+from .metrics import WEBHOOK_DELIVERIES
 from .models import WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint
 from .signing import delivery_headers, secret_key
 
@@ -204,6 +204,7 @@ def _client() -> HttpClient:
                     pool_connections=256,
                     max_reply_bytes=64 * 1024,
                     address_policy=webhook_address_policy,
+                    peer_kind="webhook_endpoint",
                 )
     return _http
 
@@ -242,12 +243,12 @@ def delivery_send(item: Try) -> Result:
             connect_timeout=min(timeout, 5.0),
             read_timeout=timeout,
             deadline=timeout,
-            gateway_code="webhook",
+            peer=str(endpoint.pk),
         )
         status_code = reply.status
         if not 200 <= status_code < 300:
             error = f"http_{status_code}"
-    except GatewayTransportError as exc:
+    except TransportError as exc:
         error = exc.code
     except Exception:  # a fault of ours must not lose the claim's result
         logger.exception("webhook delivery failed unexpectedly", extra={"delivery": item.delivery_id})

@@ -177,7 +177,10 @@ def webhook_secret_rotate(*, endpoint: WebhookEndpoint) -> str:
 
 
 def _active_endpoints(client_id: int) -> tuple[WebhookEndpoint, ...]:
-    return _endpoints.get(client_id, lambda: tuple(WebhookEndpoint.objects.filter(client_id=client_id, active=True)))
+    def load() -> tuple[WebhookEndpoint, ...]:
+        return tuple(WebhookEndpoint.objects.filter(client_id=client_id, active=True))
+
+    return _endpoints.get(client_id, load)
 
 
 # --- deliveries --------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import hashlib
 import hmac
 import secrets
 
-from callbacks.signing import signature_header
+from core.signing import signature_header
 
 SECRET_PREFIX = "whsec_"
 _SECRET_BYTES = 32

@@ -11,8 +11,8 @@ import pytest
 from django.test import Client
 
 from callbacks.models import CallbackEvent
-from callbacks.signing import signature_header
-from gateways.demo import demo_webhook_secret
+from core.signing import signature_header
+from gateways.demo import demo_callback_secret
 from gateways.models import Gateway
 from payments.models import Attempt, Transaction, TransactionStatus
 
@@ -26,7 +26,7 @@ def attempt(make_transaction: Callable[..., Transaction]) -> Attempt:
 
 
 def signed(client: Client, body: bytes, *, gateway: str = "acmepay", content_type: str = "application/json") -> Any:
-    header = signature_header(secret=demo_webhook_secret(gateway), body=body)
+    header = signature_header(secret=demo_callback_secret(gateway), body=body)
     return client.post(f"/api/v1/callbacks/{gateway}", data=body, content_type=content_type, HTTP_X_SIGNATURE=header)
 
 
@@ -92,7 +92,7 @@ def test_a_malformed_soap_callback_is_stored_as_text(client: Client, attempt: At
 
 def test_a_stored_header_with_a_nul_is_kept_escaped(client: Client, attempt: Attempt) -> None:
     body = notification(attempt)
-    header = signature_header(secret=demo_webhook_secret("acmepay"), body=body)
+    header = signature_header(secret=demo_callback_secret("acmepay"), body=body)
 
     response = client.post(
         "/api/v1/callbacks/acmepay",

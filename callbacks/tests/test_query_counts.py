@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from callbacks.models import CallbackEvent
-from callbacks.signing import signature_header
+from core.signing import signature_header
 from payments.models import Transaction
 from payments.tests.test_query_counts import processed
 
@@ -34,7 +34,7 @@ def completed_callback(attempt: Any, *, event_id: str) -> tuple[bytes, str]:
             "reason": None,
         }
     ).encode()
-    return body, signature_header(secret=attempt.gateway.webhook_secret, body=body)
+    return body, signature_header(secret=attempt.gateway.callback_secret, body=body)
 
 
 def test_a_callback_costs_one_insert_to_store_and_seven_to_apply(

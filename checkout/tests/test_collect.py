@@ -14,7 +14,7 @@ from django.test import Client
 from django.utils import timezone
 
 from checkout.collect import CSRF_COOKIE
-from core.metrics import CSP_VIOLATIONS
+from checkout.metrics import CSP_VIOLATIONS
 from gateways.services import demo_seed
 from payments.collect import transaction_details_collect
 from payments.models import Transaction
@@ -394,7 +394,7 @@ def test_a_deposit_waiting_for_its_details_is_not_a_stuck_pending_one(api: Any) 
 def test_an_expired_collection_is_not_a_gateway_action_in_the_funnel(
     api: Any, settings: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
-    from core.metrics import CUSTOMER_ACTIONS
+    from payments.metrics import CUSTOMER_ACTIONS
 
     settings.PAYGATE_ACTION_DEADLINE_SECONDS = 0
     before = CUSTOMER_ACTIONS.labels(gateway="none", country="DE", stage="expired")._value.get()

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from core.http import AddressBlocked, ConnectFailed, HttpClient, TransportError
 from core.netguard import AddressPolicy, BlockedAddress, address_is_public
-from gateways.adapters.http import AddressBlocked, ConnectFailed, GatewayTransportError, HttpClient
 
 PUBLIC_V4 = "93.184.215.14"
 PUBLIC_V6 = "2606:4700:4700::1111"
@@ -146,8 +146,12 @@ def local_server() -> Iterator[tuple[int, list[str]]]:
     server.server_close()
 
 
+def client_for(policy: AddressPolicy) -> HttpClient:
+    return HttpClient(address_policy=lambda: policy, peer_kind="peer")
+
+
 def send(client: HttpClient, url: str) -> int:
-    return client.send("GET", url, connect_timeout=2, read_timeout=2, gateway_code="test").status
+    return client.send("GET", url, connect_timeout=2, read_timeout=2, peer="test").status
 
 
 def test_dns_rebinding_after_the_check_reaches_nothing(local_server: tuple[int, list[str]]) -> None:
@@ -158,7 +162,7 @@ def test_dns_rebinding_after_the_check_reaches_nothing(local_server: tuple[int, 
     url = f"http://rebind.example.com:{port}/health"
     policy.check_url(url)  # save time: public
     with pytest.raises(AddressBlocked) as blocked:
-        send(HttpClient(address_policy=lambda: policy), url)
+        send(client_for(policy), url)
     assert blocked.value.submitted is False
     assert hits == []
 
@@ -167,7 +171,7 @@ def test_plain_http_is_refused_at_connect_time(local_server: tuple[int, list[str
     port, hits = local_server
     policy = AddressPolicy(resolver=lambda host, port: ["127.0.0.1"], permitted=lambda address: True)
     with pytest.raises(AddressBlocked):
-        send(HttpClient(address_policy=lambda: policy), f"http://gw.example.com:{port}/health")
+        send(client_for(policy), f"http://gw.example.com:{port}/health")
     assert hits == []
 
 
@@ -183,7 +187,7 @@ def test_the_connection_goes_to_the_checked_address_with_the_host_name_kept(
         return ["127.0.0.1"]
 
     policy = AddressPolicy(resolver=resolver, permitted=lambda a: a.is_loopback, require_https=False)
-    assert send(HttpClient(address_policy=lambda: policy), f"http://gateway.invalid:{port}/health") == 200
+    assert send(client_for(policy), f"http://gateway.invalid:{port}/health") == 200
     assert hits == [f"gateway.invalid:{port}"]
     assert resolved == ["gateway.invalid"]
 
@@ -231,8 +235,8 @@ def test_tls_names_the_host_not_the_checked_address(tmp_path: Path) -> None:
     thread = threading.Thread(target=accept_one, daemon=True)
     thread.start()
     policy = AddressPolicy(resolver=lambda host, port: ["127.0.0.1"], permitted=lambda a: a.is_loopback)
-    with pytest.raises(GatewayTransportError) as failed:
-        send(HttpClient(address_policy=lambda: policy), f"https://gateway.invalid:{port}/health")
+    with pytest.raises(TransportError) as failed:
+        send(client_for(policy), f"https://gateway.invalid:{port}/health")
     thread.join(5)
     listener.close()
     assert not isinstance(failed.value, ConnectFailed)  # connected; the certificate was what failed

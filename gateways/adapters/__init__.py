@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from core.http import HttpClient
 from gateways.adapters.base import GatewayAdapter
-from gateways.adapters.http import HttpClient
 from gateways.adapters.json_gateway import JsonGatewayAdapter
 from gateways.adapters.soap_gateway import SoapGatewayAdapter
 from gateways.types import GatewayCredentials

@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import ClassVar, TypeVar
 
-from gateways.adapters.http import GatewayTransportError, HttpClient, HttpReply, default_client
+from core.http import HttpClient, HttpReply, TransportError
+from gateways.adapters.http import default_client
 from gateways.types import (
     CallbackNotification,
     CustomerAction,
@@ -36,7 +37,7 @@ from gateways.types import (
 
 logger = logging.getLogger(__name__)
 
-# Error codes adapters add to the transport ones (`GatewayTransportError.code`).
+# Error codes adapters add to the transport ones (`TransportError.code`).
 MALFORMED_REPLY = "malformed_reply"
 SERVICE_UNAVAILABLE = "service_unavailable"
 SERVER_ERROR = "server_error"
@@ -182,7 +183,7 @@ class GatewayAdapter(ABC):
     ) -> _Submitted:
         try:
             reply = self._send(wire)
-        except GatewayTransportError as exc:
+        except TransportError as exc:
             outcome = Outcome.UNKNOWN if exc.submitted else Outcome.NOT_SUBMITTED
             return result(outcome=outcome, error=exc.code, latency_ms=exc.latency_ms)
         interpreted = self._interpret(interpret, reply, result(outcome=Outcome.UNKNOWN))
@@ -193,7 +194,7 @@ class GatewayAdapter(ABC):
     ) -> _LookedUp:
         try:
             reply = self._send(wire)
-        except GatewayTransportError as exc:
+        except TransportError as exc:
             return replace(unavailable, error=exc.code, latency_ms=exc.latency_ms)
         result = self._interpret(interpret, reply, unavailable)
         return replace(result, latency_ms=reply.latency_ms)
@@ -204,7 +205,7 @@ class GatewayAdapter(ABC):
         read_timeout = min(self.credentials.read_timeout, HEALTH_READ_TIMEOUT)
         try:
             reply = self._send(self.build_health_request(), connect_timeout=connect_timeout, read_timeout=read_timeout)
-        except GatewayTransportError as exc:
+        except TransportError as exc:
             return HealthResult.DOWN, exc.latency_ms or 0.0
         return (HealthResult.UP if reply.status == 200 else HealthResult.DOWN), reply.latency_ms
 
@@ -219,7 +220,7 @@ class GatewayAdapter(ABC):
             data=wire.body,
             connect_timeout=creds.connect_timeout if connect_timeout is None else connect_timeout,
             read_timeout=creds.read_timeout if read_timeout is None else read_timeout,
-            gateway_code=creds.code,
+            peer=creds.code,
         )
 
     def _interpret(self, interpret: Callable[[HttpReply], _R], reply: HttpReply, unknown: _R) -> _R:

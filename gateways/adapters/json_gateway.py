@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 from urllib.parse import quote
 
+from core.http import HttpReply
 from gateways.adapters import json_transformers as wire
 from gateways.adapters.base import (
     GatewayAdapter,
@@ -15,7 +16,6 @@ from gateways.adapters.base import (
     refund_lookup_result_for_status,
     refund_result_for_status,
 )
-from gateways.adapters.http import HttpReply
 from gateways.types import (
     CallbackNotification,
     LookupResult,

@@ -7,6 +7,7 @@ import re
 from typing import ClassVar
 from xml.etree.ElementTree import Element
 
+from core.http import HttpReply
 from gateways.adapters import soap_transformers as wire
 from gateways.adapters.base import (
     REJECTED_PREFIX,
@@ -21,7 +22,6 @@ from gateways.adapters.base import (
     refund_lookup_result_for_status,
     refund_result_for_status,
 )
-from gateways.adapters.http import HttpReply
 from gateways.adapters.soap_transformers import SoapFault
 from gateways.types import (
     CallbackNotification,

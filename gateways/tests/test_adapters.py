@@ -22,9 +22,10 @@ from typing import Any
 import pytest
 import requests
 
+from core import http as core_http
+from core.http import HttpClient, classify
 from gateways.adapters import ADAPTERS, GatewayAdapter, JsonGatewayAdapter, SoapGatewayAdapter, get_adapter
 from gateways.adapters import http as gateway_http
-from gateways.adapters.http import HttpClient, classify
 from gateways.adapters.soap_transformers import SANDBOX_NS, SOAP_ENV_NS
 from gateways.types import (
     CallbackNotification,
@@ -152,7 +153,7 @@ def gateway(stub_server: StubGateway) -> Iterator[StubGateway]:
 
 @pytest.fixture(scope="module")
 def http_client() -> Iterator[HttpClient]:
-    client = HttpClient()
+    client = gateway_http.gateway_http_client()
     yield client
     client.close()
 
@@ -750,9 +751,9 @@ def test_one_log_line_per_call_without_secrets(
     gateway: StubGateway, json_adapter: JsonGatewayAdapter, caplog: pytest.LogCaptureFixture
 ) -> None:
     gateway.answer("POST", "/payments", json_canned(202, "json/create_accepted.json"))
-    with caplog.at_level(logging.INFO, logger="gateways.adapters.http"):
+    with caplog.at_level(logging.INFO, logger="core.http"):
         json_adapter.create_payment(make_request())
-    lines = [record.getMessage() for record in caplog.records if record.name == "gateways.adapters.http"]
+    lines = [record.getMessage() for record in caplog.records if record.name == "core.http"]
     assert len(lines) == 1
     assert "sandbox-json" in lines[0] and "POST /payments" in lines[0] and "status=202" in lines[0]
     assert "latency_ms=" in lines[0]
@@ -763,7 +764,7 @@ def test_one_log_line_per_call_without_secrets(
 def test_failed_call_is_logged_with_its_error(
     http_client: HttpClient, closed_port: int, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="gateways.adapters.http"):
+    with caplog.at_level(logging.INFO, logger="core.http"):
         SoapGatewayAdapter(credentials(f"http://127.0.0.1:{closed_port}"), http_client).create_payment(make_request())
     assert "error=connection_refused" in caplog.text
     assert API_KEY not in caplog.text
@@ -772,19 +773,19 @@ def test_failed_call_is_logged_with_its_error(
 def test_http_client_typed_errors_and_reply(gateway: StubGateway, http_client: HttpClient, closed_port: int) -> None:
     gateway.answer("GET", "/health", Canned(200, b"ok", "text/plain"))
     timeouts = {"connect_timeout": 0.5, "read_timeout": 0.5}
-    reply = http_client.send("GET", gateway.base_url + "/health", **timeouts, gateway_code="g")
+    reply = http_client.send("GET", gateway.base_url + "/health", **timeouts, peer="g")
     assert (reply.status, reply.body, reply.headers["content-type"]) == (200, b"ok", "text/plain")
-    with pytest.raises(gateway_http.ConnectionRefused) as refused:
-        http_client.send("GET", f"http://127.0.0.1:{closed_port}/", **timeouts, gateway_code="g")
+    with pytest.raises(core_http.ConnectionRefused) as refused:
+        http_client.send("GET", f"http://127.0.0.1:{closed_port}/", **timeouts, peer="g")
     assert (refused.value.code, refused.value.submitted) == ("connection_refused", False)
-    assert isinstance(refused.value, gateway_http.GatewayTransportError)
-    with pytest.raises(gateway_http.InvalidRequest):
-        http_client.send("GET", "not a url", **timeouts, gateway_code="g")
+    assert isinstance(refused.value, core_http.TransportError)
+    with pytest.raises(core_http.InvalidRequest):
+        http_client.send("GET", "not a url", **timeouts, peer="g")
 
 
 def test_http_client_refuses_oversized_replies(gateway: StubGateway) -> None:
     gateway.answer("POST", "/payments", Canned(202, b'{"payment_id": "' + b"x" * 500 + b'", "status": "accepted"}'))
-    client = HttpClient(max_reply_bytes=100)
+    client = gateway_http.gateway_http_client(max_reply_bytes=100)
     try:
         result = JsonGatewayAdapter(credentials(gateway.base_url), client).create_payment(make_request())
     finally:
@@ -806,7 +807,7 @@ def test_default_client_is_shared_and_fork_safe(monkeypatch: pytest.MonkeyPatch)
     assert gateway_http.default_client() is client
     session = client.session
     assert client.session is session
-    monkeypatch.setattr(gateway_http.os, "getpid", lambda: -1)
+    monkeypatch.setattr(core_http.os, "getpid", lambda: -1)
     assert client.session is not session  # a forked child gets its own pool
 
 
@@ -1278,9 +1279,9 @@ def test_refund_calls_are_logged_without_secrets(
     gateway: StubGateway, json_adapter: JsonGatewayAdapter, caplog: pytest.LogCaptureFixture
 ) -> None:
     gateway.answer("POST", "/refunds", json_canned(202, "json/refund_accepted.json"))
-    with caplog.at_level(logging.INFO, logger="gateways.adapters.http"):
+    with caplog.at_level(logging.INFO, logger="core.http"):
         json_adapter.create_refund(make_refund())
-    lines = [record.getMessage() for record in caplog.records if record.name == "gateways.adapters.http"]
+    lines = [record.getMessage() for record in caplog.records if record.name == "core.http"]
     assert len(lines) == 1
     assert "sandbox-json POST /refunds status=202" in lines[0]
     for secret in (API_KEY, "Bearer", "pay_7f3a91c2", "rfd_5c2e81a0"):

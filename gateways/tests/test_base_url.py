@@ -31,8 +31,8 @@ def gateway() -> Gateway:
         data_format="json",
         base_url="http://127.0.0.1:8101",
         api_key=OLD_KEY,
-        webhook_secret=OLD_SECRET,
-        previous_webhook_secret="retired-secret",
+        callback_secret=OLD_SECRET,
+        previous_callback_secret="retired-secret",
     )
 
 
@@ -43,7 +43,7 @@ def form_data(gateway: Gateway, **changes: Any) -> dict[str, Any]:
         "data_format": gateway.data_format,
         "base_url": gateway.base_url,
         "api_key": "",
-        "webhook_secret": "",
+        "callback_secret": "",
         "connect_timeout": gateway.connect_timeout,
         "read_timeout": gateway.read_timeout,
         "is_active": "on",
@@ -58,7 +58,7 @@ def form_data(gateway: Gateway, **changes: Any) -> dict[str, Any]:
 def test_form_requires_new_credentials_when_the_base_url_changes(gateway: Gateway) -> None:
     form = GatewayForm(data=form_data(gateway, base_url="http://localhost:9999"), instance=gateway)
     assert not form.is_valid()
-    assert "api_key" in form.errors and "webhook_secret" in form.errors
+    assert "api_key" in form.errors and "callback_secret" in form.errors
 
 
 def test_form_keeps_credentials_when_the_base_url_stays(gateway: Gateway) -> None:
@@ -66,7 +66,7 @@ def test_form_keeps_credentials_when_the_base_url_stays(gateway: Gateway) -> Non
     assert form.is_valid(), form.errors
     form.save()
     gateway.refresh_from_db()
-    assert (gateway.name, gateway.api_key, gateway.webhook_secret) == ("Acme Pay", OLD_KEY, OLD_SECRET)
+    assert (gateway.name, gateway.api_key, gateway.callback_secret) == ("Acme Pay", OLD_KEY, OLD_SECRET)
 
 
 def test_admin_change_of_base_url_stores_only_the_new_credentials(gateway: Gateway, client: Any) -> None:
@@ -79,17 +79,17 @@ def test_admin_change_of_base_url_stores_only_the_new_credentials(gateway: Gatew
     assert (gateway.base_url, gateway.api_key) == ("http://127.0.0.1:8101", OLD_KEY)
 
     saved = client.post(
-        url, form_data(gateway, base_url="http://localhost:9999", api_key="new-key", webhook_secret="new-secret")
+        url, form_data(gateway, base_url="http://localhost:9999", api_key="new-key", callback_secret="new-secret")
     )
     assert saved.status_code == 302
     gateway.refresh_from_db()
-    assert (gateway.base_url, gateway.api_key, gateway.webhook_secret) == (
+    assert (gateway.base_url, gateway.api_key, gateway.callback_secret) == (
         "http://localhost:9999",
         "new-key",
         "new-secret",
     )
     # The old address's secret is not accepted as a "previous" one either.
-    assert gateway.previous_webhook_secret == ""
+    assert gateway.previous_callback_secret == ""
 
 
 def test_service_clears_credentials_not_given_with_a_new_base_url(gateway: Gateway) -> None:
@@ -98,7 +98,7 @@ def test_service_clears_credentials_not_given_with_a_new_base_url(gateway: Gatew
     gateway_save(gateway=gateway, credentials_replaced=["api_key"])
     gateway.refresh_from_db()
     assert gateway.api_key == "new-key"
-    assert gateway.webhook_secret == "" and gateway.previous_webhook_secret == ""
+    assert gateway.callback_secret == "" and gateway.previous_callback_secret == ""
     assert gateway.is_active is False  # no traffic without a full set of credentials
 
     gateway.base_url = "http://localhost:9998"
@@ -122,20 +122,20 @@ def test_service_clears_credentials_not_given_with_a_new_base_url(gateway: Gatew
 )
 def test_form_refuses_unsafe_base_urls_with_debug_off(gateway: Gateway, base_url: str) -> None:
     form = GatewayForm(
-        data=form_data(gateway, base_url=base_url, api_key="k", webhook_secret="s"),
+        data=form_data(gateway, base_url=base_url, api_key="k", callback_secret="s"),
         instance=gateway,
     )
     assert not form.is_valid()
     assert "base_url" in form.errors
     with pytest.raises(ValidationFailed):
         gateway.base_url = base_url
-        gateway_save(gateway=gateway, credentials_replaced=["api_key", "webhook_secret"])
+        gateway_save(gateway=gateway, credentials_replaced=["api_key", "callback_secret"])
 
 
 @override_settings(DEBUG=False, PAYGATE_GATEWAY_ALLOWED_HOSTS=["acmepay.internal"])
 def test_allow_listed_host_is_accepted_with_debug_off(gateway: Gateway) -> None:
     form = GatewayForm(
-        data=form_data(gateway, base_url="http://acmepay.internal:8101", api_key="k", webhook_secret="s"),
+        data=form_data(gateway, base_url="http://acmepay.internal:8101", api_key="k", callback_secret="s"),
         instance=gateway,
     )
     assert form.is_valid(), form.errors
@@ -144,7 +144,7 @@ def test_allow_listed_host_is_accepted_with_debug_off(gateway: Gateway) -> None:
 @override_settings(DEBUG=True, PAYGATE_GATEWAY_ALLOWED_HOSTS=[])
 def test_debug_on_accepts_loopback_for_the_sandboxes(gateway: Gateway) -> None:
     form = GatewayForm(
-        data=form_data(gateway, base_url="http://127.0.0.1:9999", api_key="k", webhook_secret="s"), instance=gateway
+        data=form_data(gateway, base_url="http://127.0.0.1:9999", api_key="k", callback_secret="s"), instance=gateway
     )
     assert form.is_valid(), form.errors
 

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from conftest import wait_for
+from core.http import DeadlineExceeded, HttpClient
 from core.netguard import AddressPolicy
-from gateways.adapters.http import DeadlineExceeded, HttpClient
 from harness import Receiver
 from harness.receiver import DRIBBLE
 
@@ -26,14 +26,14 @@ def dribbler() -> Iterator[Receiver]:
 
 
 def client() -> HttpClient:
-    return HttpClient(address_policy=lambda: AddressPolicy(enforce=False))
+    return HttpClient(address_policy=lambda: AddressPolicy(enforce=False), peer_kind="peer")
 
 
 def test_a_peer_that_trickles_its_answer_is_cut_off_at_the_deadline(dribbler: Receiver) -> None:
     url = dribbler.on("/slow", DRIBBLE)
     started = time.monotonic()
     with pytest.raises(DeadlineExceeded) as caught:
-        client().send("POST", url, data=b"{}", connect_timeout=1, read_timeout=1, deadline=1.5, gateway_code="t")
+        client().send("POST", url, data=b"{}", connect_timeout=1, read_timeout=1, deadline=1.5, peer="t")
     elapsed = time.monotonic() - started
     assert 1.4 < elapsed < 2.5
     assert caught.value.code == "timeout" and caught.value.submitted
@@ -46,23 +46,23 @@ def test_the_default_deadline_is_the_connect_and_read_timeouts_together(dribbler
     url = dribbler.on("/slow", DRIBBLE)
     started = time.monotonic()
     with pytest.raises(DeadlineExceeded):
-        client().send("POST", url, connect_timeout=0.5, read_timeout=1, gateway_code="t")
+        client().send("POST", url, connect_timeout=0.5, read_timeout=1, peer="t")
     assert time.monotonic() - started < 2.5
 
 
 def test_a_pooled_connection_reused_after_a_deadline_still_works(dribbler: Receiver) -> None:
     http = client()
     fast = dribbler.on("/fast", 200)
-    assert http.send("POST", fast, data=b"{}", connect_timeout=1, read_timeout=1, gateway_code="t").status == 200
+    assert http.send("POST", fast, data=b"{}", connect_timeout=1, read_timeout=1, peer="t").status == 200
     slow = dribbler.on("/slow", DRIBBLE)
     with pytest.raises(DeadlineExceeded):
-        http.send("POST", slow, data=b"{}", connect_timeout=1, read_timeout=1, deadline=0.8, gateway_code="t")
+        http.send("POST", slow, data=b"{}", connect_timeout=1, read_timeout=1, deadline=0.8, peer="t")
     # Many quick exchanges on the pooled connection, past the earlier deadlines: none is cut.
     for _ in range(20):
-        reply = http.send("POST", fast, data=b"{}", connect_timeout=1, read_timeout=1, deadline=0.5, gateway_code="t")
+        reply = http.send("POST", fast, data=b"{}", connect_timeout=1, read_timeout=1, deadline=0.5, peer="t")
         assert reply.status == 200
     time.sleep(0.6)  # past the last deadlines: a late watchdog must not shut the pooled socket
-    assert http.send("POST", fast, data=b"{}", connect_timeout=1, read_timeout=1, gateway_code="t").status == 200
+    assert http.send("POST", fast, data=b"{}", connect_timeout=1, read_timeout=1, peer="t").status == 200
 
 
 @pytest.mark.parametrize("data_format", ["json", "xml"])

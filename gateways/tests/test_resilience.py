@@ -184,7 +184,7 @@ def test_a_disabled_route_is_skipped_at_once(api: Any, stack: dict[str, Sandbox]
 def test_processing_without_callback_is_resolved_by_look_up(api: Any, stack: dict[str, Sandbox]) -> None:
     # Our side refuses the gateway's callbacks (wrong secret), so only a look-up can finish it.
     acmepay = gateway("acmepay")
-    acmepay.webhook_secret = "rotated-without-telling-the-gateway"
+    acmepay.callback_secret = "rotated-without-telling-the-gateway"
     acmepay.save()
     txn = create(api)
     wait_final(api, txn["id"], {"processing"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 from typing import Any
@@ -84,9 +85,10 @@ def test_every_series_a_query_or_rule_reads_exists(client: Any, settings: Any) -
     settings.PAYGATE_METRICS_TOKEN = "t"
     text = client.get("/metrics", HTTP_AUTHORIZATION="Bearer t").content.decode()
     exported = {family.name for family in text_string_to_metric_families(text)}
-    from core import metrics  # the counters and histograms, exported once something happened
-
-    exported |= {m._name for m in vars(metrics).values() if hasattr(m, "_name") and hasattr(m, "_type")}
+    # The counters and histograms of every app, exported once something happened.
+    for app in ("core", "gateways", "payments", "callbacks", "webhooks", "checkout"):
+        metrics = importlib.import_module(f"{app}.metrics")
+        exported |= {m._name for m in vars(metrics).values() if hasattr(m, "_name") and hasattr(m, "_type")}
     exported |= {f"{name}_total" for name in exported}
     recorded = {
         rule["record"]

@@ -17,7 +17,7 @@ import json
 from django.db import migrations
 
 from core.fingerprint import fingerprint
-from core.masking import has_sensitive_auth, without_sensitive_auth
+from payments.masking import has_sensitive_auth, without_sensitive_auth
 
 _FINAL = ("completed", "failed")
 

@@ -21,9 +21,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.logs import bind, masked_reason
-from core.metrics import GATEWAY_LATENCY
 from gateways.adapters import get_adapter
 from gateways.breaker import breaker_permit, breaker_record_fault, breaker_record_success
+from gateways.metrics import GATEWAY_LATENCY
 from gateways.models import Gateway
 from gateways.selectors import gateway_credentials
 from gateways.types import Outcome, RefundLookupResult, RefundRequest, RefundResult

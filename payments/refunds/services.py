@@ -28,10 +28,10 @@ from core.currencies import ISO_4217, minor_units
 from core.errors import ValidationFailed
 from core.fingerprint import fingerprint, fingerprint_matches
 from core.logs import bind
-from core.metrics import REFUNDS_FINISHED
 from gateways.selectors import gateway_get
 
 from ..errors import AmountExceedsRefundable, IdempotencyConflict, InvalidRefundAmount, NotRefundable
+from ..metrics import REFUNDS_FINISHED
 from ..models import (
     REFUND_PIPELINE_FIELDS,
     REFUND_TRANSITIONS,

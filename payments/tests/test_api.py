@@ -448,7 +448,7 @@ def test_create_query_count_does_not_grow_with_gateways_or_routes(api: Any) -> N
             data_format="json",
             base_url="http://127.0.0.1:9",
             api_key="k",
-            webhook_secret="s",
+            callback_secret="s",
         )
         GatewayRoute.objects.create(country=country, gateway=gateway, priority=1)
         GatewayRoute.objects.create(country=germany, gateway=gateway, priority=10 + n, is_active=n % 2 == 0)

@@ -20,9 +20,8 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from core.logs import redact
-from core.masking import is_sensitive_auth_key, mask_text
 from gateways.services import demo_seed
-from payments.masking import mask_details
+from payments.masking import is_sensitive_auth_key, mask_details, mask_text
 from payments.models import Transaction, TransactionStatus
 from payments.services import (
     TransactionInput,
@@ -288,7 +287,7 @@ def test_security_codes_are_dropped_from_storage_when_the_transaction_becomes_fi
 def test_the_purge_keeps_only_the_masked_details_of_final_transactions_past_the_retention(
     make_transaction: Callable[..., Transaction], settings: Any
 ) -> None:
-    from core.metrics import PAYMENT_DETAILS_PURGED
+    from payments.metrics import PAYMENT_DETAILS_PURGED
 
     settings.PAYGATE_PAYMENT_DETAILS_RETENTION_DAYS = 30
     now = timezone.now()

@@ -50,7 +50,7 @@ def test_every_sensitive_column_is_encrypted() -> None:
     assert {
         "payments.Transaction.payment_details",
         "gateways.Gateway.api_key",
-        "gateways.Gateway.webhook_secret",
+        "gateways.Gateway.callback_secret",
     } <= names
 
 

@@ -15,9 +15,9 @@ from typing import Any, ClassVar
 import pytest
 from django.utils import timezone
 
+from core.http import HttpReply
 from gateways.adapters import ADAPTERS
 from gateways.adapters.base import GatewayAdapter, WireRequest
-from gateways.adapters.http import HttpReply
 from gateways.breaker import BreakerState, breaker_close, breaker_state
 from gateways.models import Gateway
 from gateways.types import (

@@ -15,7 +15,7 @@ from django.core.management import call_command
 from django.test import Client, override_settings
 from rest_framework.test import APIClient
 
-from callbacks.signing import signature_header
+from core.signing import signature_header
 from gateways.models import Gateway
 from gateways.services import demo_seed
 from payments.tests.test_api import assert_error
@@ -132,7 +132,7 @@ def callback(client: APIClient, code: str, secret: str, address: str) -> Any:
 @override_settings(PAYGATE_CALLBACK_FAILURE_LIMIT="2/minute")
 def test_bad_callback_signatures_are_limited_per_gateway_and_address() -> None:
     demo_seed()
-    good = Gateway.objects.get(code="acmepay").webhook_secret
+    good = Gateway.objects.get(code="acmepay").callback_secret
     client, attacker, other = APIClient(), fresh_address(), fresh_address()
     for _ in range(2):
         assert_error(callback(client, "acmepay", "forged", attacker), 401, "signature_invalid")

@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from callbacks.models import CallbackEvent
-from callbacks.signing import signature_header
-from gateways.demo import demo_webhook_secret
+from core.signing import signature_header
+from gateways.demo import demo_callback_secret
 from gateways.models import Gateway
 from gateways.services import demo_seed
 from payments.models import Transaction
@@ -143,7 +143,7 @@ SOAP_TAGS = [("EventId", "event_id"), ("PaymentId", "payment_id"), ("Reference",
 
 
 def _post_signed(client: Any, gateway: str, body: bytes, content_type: str) -> Any:
-    header = signature_header(secret=demo_webhook_secret(gateway), body=body)
+    header = signature_header(secret=demo_callback_secret(gateway), body=body)
     return client.post(f"/api/v1/callbacks/{gateway}", data=body, content_type=content_type, HTTP_X_SIGNATURE=header)
 
 

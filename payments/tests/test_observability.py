@@ -170,7 +170,7 @@ def test_a_deposit_shows_in_metrics_and_every_log_line_carries_its_ids(
         lambda: (ls := worker_lines()) and any("gateway answered" in x["message"] for x in ls) and ls,
         message="the worker's log lines",
     )
-    ours = [line for line in lines if line["logger"].split(".")[0] in {"payments", "gateways", "callbacks"}]
+    ours = [line for line in lines if line["logger"].split(".")[0] in {"payments", "gateways", "callbacks", "core"}]
     messages = " | ".join(line["message"] for line in ours)
     assert "gateway answered accepted" in messages and "POST /payments" in messages, messages
     for line in ours:

@@ -14,9 +14,9 @@ from django.conf import settings
 from django.db import connection
 
 from callbacks.models import CallbackEvent
-from callbacks.signing import signature_header
 from conftest import Sandbox, free_port, wait_for
-from gateways.demo import demo_webhook_secret
+from core.signing import signature_header
+from gateways.demo import demo_callback_secret
 from gateways.models import Gateway
 from payments.models import Attempt, Transaction
 
@@ -185,7 +185,7 @@ def _signed_post(
     timestamp: int | None = None,
     content_type: str = "application/json",
 ) -> requests.Response:
-    header = signature_header(secret=secret or demo_webhook_secret(gateway), body=body, timestamp=timestamp)
+    header = signature_header(secret=secret or demo_callback_secret(gateway), body=body, timestamp=timestamp)
     return requests.post(
         f"{live_server.url}/api/v1/callbacks/{gateway}",
         data=body,

@@ -64,7 +64,7 @@ def add_irrelevant_gateways() -> None:
             data_format="json",
             base_url="http://127.0.0.1:9/",
             api_key=f"extra-{index}-key",
-            webhook_secret=f"extra-{index}-secret",
+            callback_secret=f"extra-{index}-secret",
             is_active=index >= 4,
         )
         if index < 4:
@@ -89,7 +89,7 @@ def add_other_currency_gateways() -> None:
             data_format="json",
             base_url="http://127.0.0.1:9/",
             api_key=f"extra-{index}-key",
-            webhook_secret=f"extra-{index}-secret",
+            callback_secret=f"extra-{index}-secret",
         )
         for code, _ in DEMO:
             GatewayRoute.objects.create(

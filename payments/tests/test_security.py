@@ -1,4 +1,4 @@
-"""Nothing sensitive at rest, in the broker or in the logs; rotated webhook secrets; hostile callbacks."""
+"""Nothing sensitive at rest, in the broker or in the logs; rotated callback secrets; hostile callbacks."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ from django.conf import settings
 from django.db import connection
 
 from callbacks.models import CallbackEvent
-from callbacks.signing import signature_header
 from conftest import LOG_DIR, Sandbox, wait_for
-from gateways.demo import DEMO_GATEWAYS, demo_webhook_secret
+from core.signing import signature_header
+from gateways.demo import DEMO_GATEWAYS, demo_callback_secret
 from gateways.models import Gateway
 
 IBAN = "GB82WEST12345698765432"
 PAN = "4012888888881881"
-SECRETS = tuple(secret for demo in DEMO_GATEWAYS for secret in (demo.api_key, demo.webhook_secret))
+SECRETS = tuple(secret for demo in DEMO_GATEWAYS for secret in (demo.api_key, demo.callback_secret))
 DEPOSIT = {
     "customer_id": "cus_sec",
     "country": "GB",
@@ -108,8 +108,8 @@ def test_callbacks_signed_with_the_previous_secret_work_during_a_changeover(
 ) -> None:
     # The gateway still signs with the demo secret; we already have a new one.
     acmepay = Gateway.objects.get(code="acmepay")
-    acmepay.previous_webhook_secret = acmepay.webhook_secret
-    acmepay.webhook_secret = "the-new-secret"
+    acmepay.previous_callback_secret = acmepay.callback_secret
+    acmepay.callback_secret = "the-new-secret"
     acmepay.save()
     txn_id = api.post(
         "/api/v1/deposits",
@@ -119,10 +119,10 @@ def test_callbacks_signed_with_the_previous_secret_work_during_a_changeover(
     wait_for(lambda: api.get(f"/api/v1/transactions/{txn_id}").json()["status"] == "completed")
     assert CallbackEvent.objects.get().signature == CallbackEvent.Signature.PREVIOUS
     # Once the changeover is finished, the old secret is refused.
-    acmepay.previous_webhook_secret = ""
+    acmepay.previous_callback_secret = ""
     acmepay.save()
     body = json.dumps({"event_id": "evt_x", "payment_id": "p", "reference": "r", "status": "completed"}).encode()
-    old = signature_header(secret=demo_webhook_secret("acmepay"), body=body)
+    old = signature_header(secret=demo_callback_secret("acmepay"), body=body)
     response = requests.post(
         f"{live_server.url}/api/v1/callbacks/acmepay",
         data=body,
@@ -176,7 +176,7 @@ def test_malformed_signed_callbacks_are_400_and_kept_flagged_as_evidence(client:
     from gateways.services import demo_seed
 
     demo_seed()
-    header = signature_header(secret=demo_webhook_secret("acmepay"), body=body)
+    header = signature_header(secret=demo_callback_secret("acmepay"), body=body)
     response = client.post(
         "/api/v1/callbacks/acmepay", data=body, content_type="application/json", HTTP_X_SIGNATURE=header
     )
@@ -208,7 +208,7 @@ def test_signature_fields_in_any_order(client: Any) -> None:
 
     demo_seed()
     body = b'{"event_id": "evt_order", "payment_id": "p", "reference": "not-ours", "status": "completed"}'
-    t, v1 = signature_header(secret=demo_webhook_secret("acmepay"), body=body).split(",")
+    t, v1 = signature_header(secret=demo_callback_secret("acmepay"), body=body).split(",")
     response = client.post(
         "/api/v1/callbacks/acmepay", data=body, content_type="application/json", HTTP_X_SIGNATURE=f"{v1},{t}"
     )

@@ -24,9 +24,9 @@ import requests
 from django.db import transaction
 
 from callbacks.models import CallbackEvent
-from callbacks.signing import signature_header
 from conftest import ROOT, Process, Sandbox, free_port, wait_for, worker_env
-from gateways.demo import demo_webhook_secret
+from core.signing import signature_header
+from gateways.demo import demo_callback_secret
 from payments.models import Attempt, Transaction
 
 SLOW_CLIENTS = 40
@@ -164,7 +164,7 @@ def test_the_web_server_answers_a_callback_before_it_applies_it(
         }
     ).encode()
     headers = {
-        "X-Signature": signature_header(secret=demo_webhook_secret("acmepay"), body=body),
+        "X-Signature": signature_header(secret=demo_callback_secret("acmepay"), body=body),
         "Content-Type": "application/json",
     }
     with procfile_web("web-callbacks", worker_env(live_server.url)) as port:

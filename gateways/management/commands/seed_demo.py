@@ -58,10 +58,5 @@ class Command(BaseCommand):
         if user is None:
             user = User.objects.create_user(username=username, email="", password=password, is_staff=True)
             self.stdout.write(f"Demo staff login created: {username} / {password} ({DEMO_STAFF_GROUP})")
-        elif user.check_password(password) and user.is_superuser:
-            # An earlier demo made this login a superuser; with its published password it must not be one.
-            user.is_superuser = False
-            user.save(update_fields=["is_superuser"])
-            self.stdout.write(f"Demo staff login {username} is no longer a superuser ({DEMO_STAFF_GROUP}).")
         if user.check_password(password):
             user.groups.add(group)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from callbacks.signing import SignatureError, compute_signature, verify_signature
+from core.signing import SignatureError, compute_signature, verify_signature
 from sandbox.signing import sign_callback
 
 SECRET = "whsec_known_answer"

@@ -1,4 +1,9 @@
-"""Callback signatures: `X-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>`."""
+"""Timestamped body signatures: `t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>`.
+
+Gateways sign their callbacks this way (the `X-Signature` header, checked here); Paygate signs
+the webhooks it sends the same way (`Paygate-Signature`). The timestamp inside the signed text
+lets a receiver refuse a replayed old body.
+"""
 
 from __future__ import annotations
 
@@ -54,7 +59,7 @@ def verify_signature(
     """Check the header against each secret in order; return (index of the secret that matched, timestamp).
 
     Every candidate is compared in constant time, and the timestamp must be within
-    `tolerance` seconds of now in either direction (a replayed old callback is refused).
+    `tolerance` seconds of now in either direction (a replayed old body is refused).
     """
     timestamp, signatures = parse_signature_header(header)
     current = time.time() if now is None else now
