@@ -6,6 +6,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The suite's own data folder (the embedded database and broker, metrics, logs).
+TEST_DATA_DIR ?= $(CURDIR)/.data/test
 
 .PHONY: run monitor dashboards test install schema bench simulate chaos apicheck lint typecheck clean help
 
@@ -41,7 +43,7 @@ dashboards: install
 	@$(VPY) -m ops.grafana.generate
 
 test: install
-	@PAYGATE_DATA_DIR=$(CURDIR)/.data/test $(VPY) -m pytest $(PYTEST_ARGS)
+	@PAYGATE_DATA_DIR=$(TEST_DATA_DIR) $(VPY) -m pytest $(PYTEST_ARGS)
 
 bench: install
 	@$(VPY) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
