@@ -11,11 +11,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from conftest import wait_for
 from core.netguard import AddressPolicy
 from gateways.adapters.http import DeadlineExceeded, HttpClient
 from harness import Receiver
 from harness.receiver import DRIBBLE
+from testing.stack import wait_for
 
 
 @pytest.fixture

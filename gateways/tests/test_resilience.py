@@ -14,12 +14,13 @@ from django.urls import reverse
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from conftest import LOG_DIR, ROOT, Process, Sandbox, celery_beat, celery_worker, free_port, wait_for, worker_env
 from gateways.breaker import BreakerState, breaker_state
 from gateways.models import Country, Gateway, GatewayRoute
-from gateways.tests.test_admin import routing_fields
+from harness import free_port
 from payments.models import Transaction
 from payments.tasks import sweep_due
+from testing.factories import routing_fields
+from testing.stack import LOG_DIR, ROOT, Process, Sandbox, celery_beat, celery_worker, wait_for, worker_env
 
 DEPOSIT = {
     "customer_id": "cus_7",

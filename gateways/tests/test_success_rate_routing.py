@@ -13,7 +13,6 @@ from django.core.management import CommandError, call_command
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 
-from conftest import Sandbox, wait_for
 from gateways import selectors
 from gateways.models import Country, Gateway
 from gateways.routing import Strategy
@@ -22,6 +21,7 @@ from gateways.selectors import country_routing, route_ranking
 from gateways.services import country_routing_set, demo_seed
 from payments.models import Attempt, Transaction
 from payments.processing import transaction_process, transaction_settle_from_callback
+from testing.stack import Sandbox, wait_for
 
 DEPOSIT = {
     "customer_id": "cus_sr",
@@ -130,7 +130,7 @@ def test_the_database_refuses_settings_out_of_range(changes: dict[str, Any]) -> 
 def test_the_country_page_edits_the_routing(client: Any) -> None:
     from django.contrib.auth import get_user_model
 
-    from gateways.tests.test_admin import route_form, routing_fields
+    from testing.factories import route_form, routing_fields
 
     demo_seed()
     client.force_login(get_user_model().objects.create_superuser("ops", "", "pw-for-tests-only"))

@@ -7,29 +7,9 @@ import time
 from typing import Any
 
 import pytest
-from django.test import override_settings
-from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import Sandbox, wait_for
-
-TOKEN = "scrape-token-for-tests"
-Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def scrape(client: Any) -> Series:
-    """Every sample of /metrics, by name and exact label set, fetched as Prometheus does."""
-    with override_settings(PAYGATE_METRICS_TOKEN=TOKEN):
-        response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
-    assert response.status_code == 200
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(response.content.decode())
-        for sample in family.samples
-    }
-
-
-def sample(series: Series, name: str, **labels: str) -> float | None:
-    return series.get((name, frozenset(labels.items())))
+from testing.metrics import Series, sample, scrape
+from testing.stack import Sandbox, wait_for
 
 
 @pytest.mark.django_db

@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 import harness
-from conftest import Process, Sandbox, wait_for
 from harness.monitoring import prometheus_argv, prometheus_config
+from testing.stack import Process, Sandbox, wait_for
 
 from .monitoring_tools import RULE_FILES, require_tool
 

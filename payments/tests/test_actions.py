@@ -10,11 +10,11 @@ import pytest
 from defusedxml.ElementTree import fromstring
 from django.utils import timezone
 
-from conftest import Sandbox
 from core.paytoken import pay_token_valid
 from payments.models import Attempt, Event, Transaction
 from payments.processing import transaction_process, transaction_reconcile, transaction_settle_from_callback
 from payments.services import transaction_lock
+from testing.stack import Sandbox
 
 pytestmark = pytest.mark.django_db
 

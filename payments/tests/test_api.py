@@ -11,6 +11,7 @@ from django.test.utils import CaptureQueriesContext
 
 from gateways.services import demo_seed
 from payments.models import ClientAPIKey, Transaction
+from testing.api import assert_error
 
 DEPOSIT = {
     "customer_id": "cus_42",
@@ -29,16 +30,6 @@ def demo(db: Any) -> None:
 
 def post(api: Any, path: str, body: Any, **headers: str) -> Any:
     return api.post(path, data=json.dumps(body), content_type="application/json", **headers)
-
-
-def assert_error(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"code", "message", "fields"}
-    if code:
-        assert body["error"]["code"] == code
-    return body["error"]
 
 
 def test_deposit_is_accepted_pending_with_details_masked(api: Any) -> None:

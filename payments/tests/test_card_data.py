@@ -341,8 +341,8 @@ def test_beat_purges_expired_details_on_the_worker_and_counts_them_in_metrics(
 ) -> None:
     from django_celery_beat.models import IntervalSchedule
 
-    from conftest import celery_beat, wait_for, worker_env
-    from payments.tests.test_observability import scrape, value
+    from testing.metrics import scrape, total
+    from testing.stack import celery_beat, wait_for, worker_env
 
     # The worker runs with the default retention (90 days).
     old = make_transaction(
@@ -356,7 +356,7 @@ def test_beat_purges_expired_details_on_the_worker_and_counts_them_in_metrics(
         name="Purge expired payment details",
         defaults={"task": "payments.purge_payment_details", "interval": every_second, "enabled": True},
     )
-    before = value(scrape(client), "paygate_payment_details_purged_total")
+    before = total(scrape(client), "paygate_payment_details_purged_total")
     beat = celery_beat(worker_env(live_server.url)).start()
     try:
         wait_for(
@@ -368,6 +368,6 @@ def test_beat_purges_expired_details_on_the_worker_and_counts_them_in_metrics(
         beat.stop()
     assert Transaction.objects.get(pk=old.pk).payment_details == {"account_number": "********890"}
     wait_for(
-        lambda: value(scrape(client), "paygate_payment_details_purged_total") - before >= 1,
+        lambda: total(scrape(client), "paygate_payment_details_purged_total") - before >= 1,
         message="the purge in /metrics",
     )

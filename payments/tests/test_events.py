@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from django.db import connection, connections, transaction
 
-from conftest import wait_for
 from payments.models import ApiClient, Event, EventType, Transaction
 from payments.processing import transaction_process
 from payments.selectors import event_feed
 from payments.services import api_key_create, event_append
+from testing.stack import wait_for
 
 pytestmark = pytest.mark.django_db
 

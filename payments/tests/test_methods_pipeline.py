@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from conftest import Sandbox, wait_for
 from gateways.models import GatewayRoute
+from testing.stack import Sandbox, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

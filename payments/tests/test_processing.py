@@ -162,7 +162,7 @@ def test_the_processing_task_is_registered_wherever_django_runs() -> None:
     import subprocess
     import sys
 
-    from conftest import ROOT
+    from testing.stack import ROOT
 
     code = (
         "import django; django.setup(); from celery import current_app; "

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from django.db import connection, connections
 
-from conftest import Sandbox, wait_for
 from payments.models import ApiClient, Event, Refund, RefundAttempt, Transaction
 from payments.refunds import refund_create
+from testing.stack import Sandbox, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -15,9 +15,9 @@ from django.db import connection
 
 from callbacks.models import CallbackEvent
 from callbacks.signing import signature_header
-from conftest import LOG_DIR, Sandbox, wait_for
 from gateways.demo import DEMO_GATEWAYS, demo_webhook_secret
 from gateways.models import Gateway
+from testing.stack import LOG_DIR, Sandbox, wait_for
 
 IBAN = "GB82WEST12345698765432"
 PAN = "4012888888881881"

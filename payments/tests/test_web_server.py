@@ -25,9 +25,10 @@ from django.db import transaction
 
 from callbacks.models import CallbackEvent
 from callbacks.signing import signature_header
-from conftest import ROOT, Process, Sandbox, free_port, wait_for, worker_env
 from gateways.demo import demo_webhook_secret
+from harness import free_port
 from payments.models import Attempt, Transaction
+from testing.stack import ROOT, Process, Sandbox, wait_for, worker_env
 
 SLOW_CLIENTS = 40
 HEADER_LINE_EVERY = 0.5  # seconds between two header lines of one slow client

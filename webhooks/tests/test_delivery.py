@@ -15,10 +15,10 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from conftest import WEBHOOK_RETRY_SCHEDULE, WEBHOOK_TIMEOUT_SECONDS, wait_for
 from harness import Receiver
 from harness.receiver import DRIBBLE, HANG
 from payments.models import Transaction
+from testing.stack import WEBHOOK_RETRY_SCHEDULE, WEBHOOK_TIMEOUT_SECONDS, wait_for
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.signing import standard_secret
 
