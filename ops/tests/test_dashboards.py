@@ -11,8 +11,7 @@ import yaml
 
 from harness import ROOT
 from ops.grafana.generate import DASHBOARDS_DIR, dashboards, panel_queries, render
-
-from .monitoring_tools import RULE_FILES, require_tool, run_tool
+from testing.monitoring import RULE_FILES, require_tool, run_tool
 
 # Exported by the webhooks and refunds apps; every other name must be exported here.
 EXTERNAL_SERIES = {

@@ -18,9 +18,8 @@ import yaml
 
 import harness
 from harness.monitoring import prometheus_argv, prometheus_config
+from testing.monitoring import RULE_FILES, require_tool
 from testing.stack import Process, Sandbox, wait_for
-
-from .monitoring_tools import RULE_FILES, require_tool
 
 TOKEN = "prometheus-scrape-token"
 
