@@ -31,9 +31,8 @@ PAY_PAGE_DEPOSIT: dict[str, Any] = {"customer_id": "cus_7", "country": "DE", "am
 
 
 def deposit_body(**changes: Any) -> dict[str, Any]:
-    """DEPOSIT with `changes`; a change to None takes the field out."""
-    body = {**DEPOSIT, **changes}
-    return {name: value for name, value in body.items() if value is not None}
+    """DEPOSIT with `changes`; a field changed to None is left out."""
+    return {name: value for name, value in {**DEPOSIT, **changes}.items() if value is not None}
 
 
 def api_key(client_name: str) -> str:

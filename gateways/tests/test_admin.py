@@ -10,13 +10,11 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from gateways.models import Country, GatewayRoute
-from gateways.services import demo_seed
 from testing.factories import route_form
 
 
 @pytest.fixture
-def staff_client(client: Any, db: Any) -> Any:
-    demo_seed()
+def staff_client(client: Any, demo: None) -> Any:
     client.force_login(get_user_model().objects.create_superuser("ops", "", "pw-for-tests-only"))
     return client
 

@@ -19,16 +19,10 @@ from gateways.models import Country, Gateway, GatewayRoute
 from harness import free_port
 from payments.models import Transaction
 from payments.tasks import sweep_due
-from testing.factories import routing_fields
+from testing.factories import IBAN, deposit_body, routing_fields
 from testing.stack import LOG_DIR, ROOT, Process, Sandbox, celery_beat, celery_worker, wait_for, worker_env
 
-DEPOSIT = {
-    "customer_id": "cus_7",
-    "country": "DE",
-    "amount": "12.00",
-    "currency": "EUR",
-    "payment_details": {"iban": "DE89370400440532013000"},
-}
+DEPOSIT = deposit_body(customer_id="cus_7", amount="12.00", payment_details={"iban": IBAN}, metadata=None)
 FINAL = {"completed", "failed"}
 
 
@@ -275,10 +269,8 @@ def test_transaction_committed_while_the_broker_is_down_is_processed_once_it_is_
 
 
 @pytest.mark.django_db
-def test_gateway_list_shows_health_breaker_and_routes(api: Any) -> None:
-    from gateways.services import demo_seed
+def test_gateway_list_shows_health_breaker_and_routes(demo: None, api: Any) -> None:
 
-    demo_seed()
     body = api.get("/api/v1/gateways").json()
     by_code = {g["code"]: g for g in body["gateways"]}
     assert set(by_code) == {"acmepay", "soapbank", "globex"}

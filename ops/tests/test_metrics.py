@@ -13,12 +13,10 @@ from testing.stack import Sandbox, wait_for
 
 
 @pytest.mark.django_db
-def test_routes_available_per_country_follow_health_and_breakers(client: Any) -> None:
+def test_routes_available_per_country_follow_health_and_breakers(demo: None, client: Any) -> None:
     from gateways.breaker import breaker_close, breaker_force_open
     from gateways.models import Gateway
-    from gateways.services import demo_seed
 
-    demo_seed()
     series = scrape(client)
     assert sample(series, "paygate_country_routes", country="DE", type="deposit") == 2
     assert sample(series, "paygate_country_available_routes", country="DE", type="withdrawal") == 2
@@ -70,11 +68,9 @@ def test_periodic_tasks_export_their_interval(client: Any, settings: Any) -> Non
     assert sample(series, "paygate_periodic_task_interval_seconds", task="callbacks.sweep_unapplied") == 30
 
 
-def test_the_admin_dashboard_needs_no_prometheus(admin_client: Any) -> None:
+def test_the_admin_dashboard_needs_no_prometheus(demo: None, admin_client: Any) -> None:
     """The embedded default's view: the Gateway dashboard reads the database, not Prometheus."""
-    from gateways.services import demo_seed
 
-    demo_seed()
     response = admin_client.get("/admin/dashboard/")
     assert response.status_code == 200
     assert b"acmepay" in response.content

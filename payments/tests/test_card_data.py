@@ -21,7 +21,6 @@ from django_celery_beat.models import PeriodicTask
 
 from core.logs import redact
 from core.masking import is_sensitive_auth_key, mask_text
-from gateways.services import demo_seed
 from payments.masking import mask_details
 from payments.models import Transaction, TransactionStatus
 from payments.services import (
@@ -32,6 +31,7 @@ from payments.services import (
     transaction_transition,
 )
 from payments.tasks import purge_payment_details
+from testing.factories import IBAN
 
 PAN = "4111111111111111"
 DETAILS = {
@@ -51,11 +51,6 @@ DEPOSIT = {
 }
 KEY_A = "fingerprint-key-a-0123456789abcdefghijklmnop"
 KEY_B = "fingerprint-key-b-qrstuvwxyz9876543210ABCDEF"
-
-
-@pytest.fixture
-def demo(db: Any) -> None:
-    demo_seed()
 
 
 def post(api: Any, body: dict[str, Any], **headers: str) -> Any:
@@ -138,7 +133,7 @@ def test_the_migration_leaves_no_unkeyed_fingerprint_and_no_security_code(
     )
     txn.customer.reference = "cus_42"
     txn.customer.save()
-    other = make_transaction(idempotency_key="mig-2", payment_details={"iban": "DE89370400440532013000"})
+    other = make_transaction(idempotency_key="mig-2", payment_details={"iban": IBAN})
     pending = make_transaction(idempotency_key="mig-3", payment_details={"cvv": "999"})
     executor = MigrationExecutor(connection)
     executor.migrate([("payments", "0003_transaction_details_purged_at")])

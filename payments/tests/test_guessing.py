@@ -17,7 +17,6 @@ from rest_framework.test import APIClient
 
 from callbacks.signing import signature_header
 from gateways.models import Gateway
-from gateways.services import demo_seed
 from testing.api import assert_error
 
 pytestmark = pytest.mark.django_db
@@ -130,8 +129,7 @@ def callback(client: APIClient, code: str, secret: str, address: str) -> Any:
 
 
 @override_settings(PAYGATE_CALLBACK_FAILURE_LIMIT="2/minute")
-def test_bad_callback_signatures_are_limited_per_gateway_and_address() -> None:
-    demo_seed()
+def test_bad_callback_signatures_are_limited_per_gateway_and_address(demo: None) -> None:
     good = Gateway.objects.get(code="acmepay").webhook_secret
     client, attacker, other = APIClient(), fresh_address(), fresh_address()
     for _ in range(2):

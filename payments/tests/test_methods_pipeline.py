@@ -12,14 +12,13 @@ import pytest
 from django.db import connection
 
 from gateways.models import GatewayRoute
+from testing.factories import CARD, IBAN, deposit_body
 from testing.stack import Sandbox, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-CARD = {"number": "4242424242424242", "exp_month": "12", "exp_year": "2030", "cvc": "123", "holder_name": "Jane Roe"}
-IBAN = "DE89370400440532013000"
 BANK = {"iban": IBAN, "holder_name": "Jo"}
-DEPOSIT = {"customer_id": "cus_42", "country": "DE", "amount": "25.00", "currency": "EUR"}
+DEPOSIT = deposit_body(payment_details=None, metadata=None)
 FINAL = {"completed", "failed"}
 
 

@@ -28,6 +28,7 @@ from callbacks.signing import signature_header
 from gateways.demo import demo_webhook_secret
 from harness import free_port
 from payments.models import Attempt, Transaction
+from testing.factories import IBAN
 from testing.stack import ROOT, Process, Sandbox, wait_for, worker_env
 
 SLOW_CLIENTS = 40
@@ -150,7 +151,7 @@ def test_the_web_server_answers_a_callback_before_it_applies_it(
     deposit = {"customer_id": "cus_web", "country": "DE", "amount": "5.00", "currency": "EUR"}
     created = api.post(
         "/api/v1/deposits",
-        data=json.dumps({**deposit, "payment_details": {"iban": "DE89370400440532013000", "holder_name": "J R"}}),
+        data=json.dumps({**deposit, "payment_details": {"iban": IBAN, "holder_name": "J R"}}),
         content_type="application/json",
     )
     txn_id = created.json()["id"]

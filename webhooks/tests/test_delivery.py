@@ -18,13 +18,14 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from harness import Receiver
 from harness.receiver import DRIBBLE, HANG
 from payments.models import Transaction
+from testing.factories import deposit_body
 from testing.stack import WEBHOOK_RETRY_SCHEDULE, WEBHOOK_TIMEOUT_SECONDS, wait_for
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.signing import standard_secret
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-DEPOSIT = {"customer_id": "cus_wh", "country": "DE", "amount": "25.00", "currency": "EUR"}
+DEPOSIT = deposit_body(customer_id="cus_wh", payment_details=None, metadata=None)
 
 
 @pytest.fixture
