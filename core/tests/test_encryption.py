@@ -55,7 +55,7 @@ def test_every_sensitive_column_is_encrypted() -> None:
 
 
 def test_rotation_re_encrypts_everything_and_the_old_key_can_go(
-    demo: None, api: Any, settings: Any, old_key: None
+    api: Any, settings: Any, old_key: None, demo: None
 ) -> None:
     for n in range(7):
         body = {
@@ -85,7 +85,7 @@ def test_rotation_re_encrypts_everything_and_the_old_key_can_go(
     assert set(raw_values()).isdisjoint(before)
 
 
-def test_rotation_refuses_values_no_key_can_read(demo: None, settings: Any, old_key: None) -> None:
+def test_rotation_refuses_values_no_key_can_read(settings: Any, old_key: None, demo: None) -> None:
     use_keys(settings, [NEW])
     with pytest.raises(Exception, match="decrypt with no key"):
         call_command("rotate_encryption_keys", stdout=StringIO())

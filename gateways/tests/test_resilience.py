@@ -269,7 +269,7 @@ def test_transaction_committed_while_the_broker_is_down_is_processed_once_it_is_
 
 
 @pytest.mark.django_db
-def test_gateway_list_shows_health_breaker_and_routes(demo: None, api: Any) -> None:
+def test_gateway_list_shows_health_breaker_and_routes(api: Any, demo: None) -> None:
 
     body = api.get("/api/v1/gateways").json()
     by_code = {g["code"]: g for g in body["gateways"]}

@@ -59,7 +59,7 @@ def seed_outcomes(code: str, *, successes: int, failures: int) -> None:
 
 
 @pytest.mark.django_db
-def test_set_routing_changes_a_countrys_strategy_for_its_next_transaction(demo: None, capsys: Any) -> None:
+def test_set_routing_changes_a_countrys_strategy_for_its_next_transaction(capsys: Any, demo: None) -> None:
     assert country_routing("DE").strategy == Strategy.PRIORITY  # read and kept by this process
     call_command(
         "set_routing", "DE", "--strategy", "success_rate", "--exploration", "0.1", "--latency-threshold-ms", "300"
@@ -89,7 +89,7 @@ def test_set_routing_changes_a_countrys_strategy_for_its_next_transaction(demo: 
         pytest.param(["DE", "--strategy", "priority", "--default-score", "1.5"], "routing_default_score", id="score"),
     ],
 )
-def test_set_routing_refuses_what_the_admin_refuses(demo: None, args: list[str], message: str) -> None:
+def test_set_routing_refuses_what_the_admin_refuses(args: list[str], message: str, demo: None) -> None:
     with pytest.raises(CommandError, match=message):
         call_command("set_routing", *args)
     germany = Country.objects.get(code="DE")
@@ -112,13 +112,13 @@ def test_set_routing_refuses_what_the_admin_refuses(demo: None, args: list[str],
     ],
     ids=lambda changes: ",".join(f"{k}={v}" for k, v in changes.items()),
 )
-def test_the_database_refuses_settings_out_of_range(demo: None, changes: dict[str, Any]) -> None:
+def test_the_database_refuses_settings_out_of_range(changes: dict[str, Any], demo: None) -> None:
     with pytest.raises(IntegrityError), transaction.atomic():
         Country.objects.filter(code="DE").update(**changes)
 
 
 @pytest.mark.django_db
-def test_the_country_page_edits_the_routing(demo: None, client: Any) -> None:
+def test_the_country_page_edits_the_routing(client: Any, demo: None) -> None:
     from django.contrib.auth import get_user_model
 
     from testing.factories import route_form, routing_fields

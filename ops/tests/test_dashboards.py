@@ -73,7 +73,7 @@ def test_every_panel_query_is_valid_promql(tmp_path: Path) -> None:
 
 
 @pytest.mark.django_db
-def test_every_series_a_query_or_rule_reads_exists(demo: None, client: Any, settings: Any) -> None:
+def test_every_series_a_query_or_rule_reads_exists(client: Any, settings: Any, demo: None) -> None:
     """A misspelt metric name is valid PromQL too: each one read must be exported or recorded."""
     from prometheus_client.parser import text_string_to_metric_families
 

@@ -13,7 +13,7 @@ from testing.stack import Sandbox, wait_for
 
 
 @pytest.mark.django_db
-def test_routes_available_per_country_follow_health_and_breakers(demo: None, client: Any) -> None:
+def test_routes_available_per_country_follow_health_and_breakers(client: Any, demo: None) -> None:
     from gateways.breaker import breaker_close, breaker_force_open
     from gateways.models import Gateway
 
@@ -68,7 +68,7 @@ def test_periodic_tasks_export_their_interval(client: Any, settings: Any) -> Non
     assert sample(series, "paygate_periodic_task_interval_seconds", task="callbacks.sweep_unapplied") == 30
 
 
-def test_the_admin_dashboard_needs_no_prometheus(demo: None, admin_client: Any) -> None:
+def test_the_admin_dashboard_needs_no_prometheus(admin_client: Any, demo: None) -> None:
     """The embedded default's view: the Gateway dashboard reads the database, not Prometheus."""
 
     response = admin_client.get("/admin/dashboard/")

@@ -77,7 +77,7 @@ def test_a_streamed_body_over_the_limit_is_413_and_read_no_further(settings: Any
 
 @pytest.mark.django_db
 def test_a_streamed_api_body_within_the_limit_is_processed_and_over_it_is_413(
-    demo: None, api: Any, settings: Any
+    api: Any, settings: Any, demo: None
 ) -> None:
     body = json.dumps(DEPOSIT).encode()
     chunked = {"CONTENT_LENGTH": "", "HTTP_TRANSFER_ENCODING": "chunked"}
@@ -96,7 +96,7 @@ def test_a_streamed_api_body_within_the_limit_is_processed_and_over_it_is_413(
 
 
 @pytest.mark.django_db
-def test_api_responses_are_never_stored(demo: None, api: Any) -> None:
+def test_api_responses_are_never_stored(api: Any, demo: None) -> None:
     created = api.post("/api/v1/deposits", data=json.dumps(DEPOSIT), content_type="application/json")
     responses = [
         created,
@@ -173,7 +173,7 @@ INLINE_STYLE = re.compile(r"<style|\sstyle=\"", re.IGNORECASE)
     ],
     ids=str,
 )
-def test_admin_and_docs_pages_send_a_strict_csp_they_comply_with(demo: None, path: str, staff: Any) -> None:
+def test_admin_and_docs_pages_send_a_strict_csp_they_comply_with(path: str, staff: Any, demo: None) -> None:
     response = (Client() if path == "/admin/login/" else staff).get(path)
     assert response.status_code == 200
     policy = dict(part.strip().split(" ", 1) for part in response["Content-Security-Policy"].split(";"))

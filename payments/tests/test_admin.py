@@ -22,7 +22,7 @@ DEPOSIT = deposit_body(customer_id="cus_1", metadata=None)
 
 
 @pytest.fixture
-def objects(demo: None, api: Any) -> Transaction:
+def objects(api: Any, demo: None) -> Transaction:
     txn_id = api.post("/api/v1/deposits", data=json.dumps(DEPOSIT), content_type="application/json").json()["id"]
     txn = Transaction.objects.get(pk=txn_id)
     attempt = Attempt.objects.create(transaction=txn, number=1, gateway=Gateway.objects.get(code="acmepay"))

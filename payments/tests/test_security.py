@@ -146,7 +146,7 @@ def test_callbacks_signed_with_the_previous_secret_work_during_a_changeover(
     ids=["missing", "garbage", "bad-timestamp", "old", "future", "wrong"],
 )
 def test_unsigned_or_badly_signed_callbacks_are_401_and_store_nothing(
-    demo: None, client: Any, header: str | None, code: str
+    client: Any, header: str | None, code: str, demo: None
 ) -> None:
     extra = {"HTTP_X_SIGNATURE": header} if header else {}
     response = client.post(
@@ -169,7 +169,7 @@ def test_unsigned_or_badly_signed_callbacks_are_401_and_store_nothing(
     ],
     ids=["garbage", "list", "int-event-id", "unknown-status", "deep"],
 )
-def test_malformed_signed_callbacks_are_400_and_kept_flagged_as_evidence(demo: None, client: Any, body: bytes) -> None:
+def test_malformed_signed_callbacks_are_400_and_kept_flagged_as_evidence(client: Any, body: bytes, demo: None) -> None:
     header = signature_header(secret=demo_webhook_secret("acmepay"), body=body)
     response = client.post(
         "/api/v1/callbacks/acmepay", data=body, content_type="application/json", HTTP_X_SIGNATURE=header
@@ -197,7 +197,7 @@ def test_celery_messages_carry_ids_only() -> None:
 
 
 @pytest.mark.django_db
-def test_signature_fields_in_any_order(demo: None, client: Any) -> None:
+def test_signature_fields_in_any_order(client: Any, demo: None) -> None:
     body = b'{"event_id": "evt_order", "payment_id": "p", "reference": "not-ours", "status": "completed"}'
     t, v1 = signature_header(secret=demo_webhook_secret("acmepay"), body=body).split(",")
     response = client.post(

@@ -153,7 +153,7 @@ def test_json_only(api: Any) -> None:
     assert response.status_code == 415
 
 
-def test_redeliver_is_limited_per_event_and_per_client(demo: None, api: Any, settings: Any) -> None:
+def test_redeliver_is_limited_per_event_and_per_client(api: Any, settings: Any, demo: None) -> None:
     from django.core.cache import cache
 
     cache.clear()
