@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from datetime import timedelta
@@ -14,6 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
+import testing.api
 from gateways.breaker import BreakerState, breaker_state
 from gateways.models import Country, Gateway, GatewayRoute
 from harness import free_port
@@ -26,10 +28,7 @@ DEPOSIT = deposit_body(customer_id="cus_7", amount="12.00", payment_details={"ib
 FINAL = {"completed", "failed"}
 
 
-def create(api: Any, **changes: Any) -> dict[str, Any]:
-    response = api.post("/api/v1/deposits", data=json.dumps({**DEPOSIT, **changes}), content_type="application/json")
-    assert response.status_code == 202, response.content
-    return response.json()
+create = functools.partial(testing.api.create, body=DEPOSIT)
 
 
 def wait_final(api: Any, txn_id: str, statuses: set[str] = FINAL, timeout: float = 30) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import functools
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -13,6 +13,7 @@ from django.core.management import CommandError, call_command
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 
+import testing.api
 from gateways import selectors
 from gateways.models import Country, Gateway
 from gateways.routing import Strategy
@@ -44,10 +45,7 @@ def fresh_scores(demo: None) -> Iterator[None]:
     scores_forget(keys)
 
 
-def create(api: Any, **changes: Any) -> dict[str, Any]:
-    response = api.post("/api/v1/deposits", data=json.dumps({**DEPOSIT, **changes}), content_type="application/json")
-    assert response.status_code == 202, response.content
-    return response.json()
+create = functools.partial(testing.api.create, body=DEPOSIT)
 
 
 def seed_outcomes(code: str, *, successes: int, failures: int) -> None:

@@ -3,6 +3,7 @@ payout reaches its IBAN, routes serve their methods, and nothing stores a card n
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 from django.db import connection
 
+import testing.api
 from gateways.models import GatewayRoute
 from testing.factories import CARD, IBAN, deposit_body
 from testing.stack import Sandbox, wait_for
@@ -22,10 +24,7 @@ DEPOSIT = deposit_body(payment_details=None, metadata=None)
 FINAL = {"completed", "failed"}
 
 
-def create(api: Any, path: str = "/api/v1/deposits", **changes: Any) -> dict[str, Any]:
-    response = api.post(path, data=json.dumps({**DEPOSIT, **changes}), content_type="application/json")
-    assert response.status_code == 202, response.content
-    return dict(response.json())
+create = functools.partial(testing.api.create, body=DEPOSIT)
 
 
 def wait_final(api: Any, txn_id: str) -> dict[str, Any]:
