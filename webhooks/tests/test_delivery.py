@@ -1,7 +1,7 @@
 """Webhook delivery over real HTTP: the stack's worker, the webhook queue's own worker, a real receiver.
 
 The receiver (harness.Receiver) is a local HTTP server whose answers each test scripts.
-The webhook dispatcher runs with a retry schedule of 0.5 s and 1 s, and a 2 s timeout (conftest).
+The webhook dispatcher runs with a retry schedule of 0.5 s and 1 s, and a 2 s timeout (testing/stack.py).
 """
 
 from __future__ import annotations
