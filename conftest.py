@@ -1,34 +1,34 @@
-"""Shared fixtures: the real stack for integration tests.
+"""Fixtures and hooks of the whole suite; what they build on lives in the `testing` package.
 
 Integration tests run a Celery worker in its own process and the three sandbox gateways
 as their own processes over HTTP on loopback; callbacks reach this process through
-pytest-django's live server. The database is the test database of whatever backend is
-configured (SQLite file by default, PostgreSQL with DATABASE_URL), and the broker is the
-configured one (the filesystem transport by default, Redis or RabbitMQ with CELERY_BROKER_URL).
+pytest-django's live server (testing/stack.py).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 import harness
 from harness import free_port
-
-ROOT = Path(__file__).resolve().parent
-LOG_DIR = ROOT / ".data" / "test-logs"
-
-# Gateways in tests give up quickly, so that timeouts do not slow the suite down.
-TEST_READ_TIMEOUT = 1.5
-SANDBOX_TIMEOUT_DELAY = 4.0
+from testing import factories
+from testing.stack import (
+    TEST_READ_TIMEOUT,
+    WEBHOOK_RETRY_SCHEDULE,
+    WEBHOOK_TIMEOUT_SECONDS,
+    Process,
+    Sandbox,
+    celery_worker,
+    purge_broker,
+    services_configured,
+    worker_env,
+)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -73,13 +73,6 @@ def _flush_survives_deadlocks() -> None:
     BaseDatabaseOperations.execute_sql_flush = execute_sql_flush  # type: ignore[method-assign]
 
 
-def services_configured() -> bool:
-    """PostgreSQL, and Redis as the broker, or RabbitMQ as the broker with Redis as the cache."""
-    broker = os.environ.get("CELERY_BROKER_URL") or ""
-    cache = os.environ.get("PAYGATE_CACHE_URL") or broker
-    return bool(os.environ.get("DATABASE_URL")) and broker.startswith(("redis", "amqp")) and cache.startswith("redis")
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """`services` tests need PostgreSQL and Redis; CI sets PAYGATE_REQUIRE_SERVICES=1 so they never skip."""
     if services_configured():
@@ -103,75 +96,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     if report.skipped and "services" in item.keywords and os.environ.get("PAYGATE_REQUIRE_SERVICES") == "1":
         report.outcome = "failed"
         report.longrepr = f"a test needing PostgreSQL and Redis was skipped: {report.longrepr}"
-
-
-def wait_for(predicate: Callable[[], Any], *, timeout: float = 20.0, interval: float = 0.05, message: str = "") -> Any:
-    """Poll until `predicate()` is truthy and return its value; fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {message or predicate}")
-        time.sleep(interval)
-
-
-class Process(harness.Process):
-    """A child process of the test stack (worker, beat, web, a private Redis) in its own process group,
-    logging to .data/test-logs/<name>.log."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
-        super().__init__(name, argv, env, LOG_DIR / f"{name}.log")
-
-
-class Sandbox:
-    def __init__(self, code: str, data_format: str, port: int) -> None:
-        self.code = code
-        self.data_format = data_format
-        self.port = port
-        self.base_url = f"http://127.0.0.1:{port}"
-        self.process = Process(
-            f"sandbox-{code}",
-            harness.sandbox_argv(
-                code=code,
-                data_format=data_format,
-                port=port,
-                callback_delay=0.1,
-                timeout_delay=SANDBOX_TIMEOUT_DELAY,
-            ),
-            dict(os.environ),
-        )
-
-    def start(self) -> None:
-        self.process.start()
-        harness.wait_for(
-            lambda: harness.http_get(f"{self.base_url}/_sandbox/mode", timeout=1)[0] == 200,
-            timeout=30,
-            what=f"sandbox {self.code} to start",
-            alive=self.process.check_alive,
-        )
-
-    def stop(self) -> None:
-        self.process.stop(timeout=10)
-
-    def mode(self, mode: str = "ok", **options: Any) -> None:
-        response = requests.post(f"{self.base_url}/_sandbox/mode", json={"mode": mode, **options}, timeout=5)
-        response.raise_for_status()
-
-    def reset(self) -> None:
-        # The sandbox answers once no callback is in flight any more (it waits up to 6 s).
-        requests.post(f"{self.base_url}/_sandbox/reset", timeout=15).raise_for_status()
-
-    def payments(self) -> list[dict[str, Any]]:
-        response = requests.get(f"{self.base_url}/_sandbox/payments", timeout=5)
-        response.raise_for_status()
-        return response.json()["payments"]
-
-    def refunds(self) -> list[dict[str, Any]]:
-        response = requests.get(f"{self.base_url}/_sandbox/payments", timeout=5)
-        response.raise_for_status()
-        return response.json()["refunds"]
 
 
 @pytest.fixture(autouse=True)
@@ -218,61 +142,6 @@ def sandboxes() -> Iterator[dict[str, Sandbox]]:
             box.stop()
 
 
-def _purge_broker() -> None:
-    from django.conf import settings
-
-    from paygate.celery import app
-
-    if settings.CELERY_BROKER_URL.startswith("filesystem"):
-        for sub in ("queue", "processed"):
-            folder = settings.BROKER_DIR / sub
-            shutil.rmtree(folder, ignore_errors=True)
-            folder.mkdir(parents=True, exist_ok=True)
-    else:
-        with app.connection_for_write() as conn:
-            for queue in {*app.amqp.queues, "webhooks"}:
-                # A queue never declared yet: on RabbitMQ an error that closes its channel.
-                with conn.channel() as channel, contextlib.suppress(Exception):
-                    channel.queue_purge(queue)
-
-
-def celery_worker(env: dict[str, str], *, name: str = "worker", concurrency: int = 2) -> Process:
-    return Process(name, harness.worker_argv(hostname=f"{name}-{os.getpid()}@%h", concurrency=concurrency), env)
-
-
-def celery_beat(env: dict[str, str], *, name: str = "beat") -> Process:
-    return Process(name, harness.beat_argv(pidfile=LOG_DIR / f"{name}.pid"), env)
-
-
-def worker_env(live_server_url: str) -> dict[str, str]:
-    from django.conf import settings
-    from django.db import connection
-
-    env = dict(os.environ)
-    env["PAYGATE_PUBLIC_URL"] = live_server_url
-    env["PYTHONUNBUFFERED"] = "1"
-    name = str(connection.settings_dict["NAME"])
-    if settings.USING_SQLITE:
-        env["PAYGATE_SQLITE_PATH"] = name
-    else:
-        url = os.environ["DATABASE_URL"]
-        env["DATABASE_URL"] = url.rsplit("/", 1)[0] + "/" + name
-    env["PAYGATE_BROKER_DIR"] = str(settings.BROKER_DIR)
-    # Tests wait for transactions; the production backoff would make them wait long.
-    env.setdefault("PAYGATE_RETRY_BACKOFF_BASE_SECONDS", "0.5")
-    env.setdefault("PAYGATE_RETRY_BACKOFF_MAX_SECONDS", "1")
-    env.setdefault("PAYGATE_BREAKER_FAILURE_THRESHOLD", "3")
-    # Checks at most every second (half of this), so health changes within a few seconds.
-    env.setdefault("PAYGATE_HEALTH_CHECK_INTERVAL_SECONDS", "2")
-    # The sandboxes are plain http on loopback (see loopback_gateways_allowed).
-    env.setdefault("PAYGATE_GATEWAY_ALLOWED_HOSTS", "127.0.0.1,localhost")
-    return env
-
-
-WEBHOOK_RETRY_SCHEDULE = "0.5,1"
-WEBHOOK_TIMEOUT_SECONDS = "2"
-
-
 @pytest.fixture(scope="session")
 def webhook_worker(django_db_setup: Any, django_db_blocker: Any, live_server: Any) -> Iterator[Process]:
     """The webhook dispatcher, as in production; short retries and timeout for the tests."""
@@ -303,7 +172,7 @@ def receiver(settings: Any) -> Iterator[harness.Receiver]:
 @pytest.fixture(scope="session")
 def worker_process(django_db_setup: Any, django_db_blocker: Any, live_server: Any) -> Iterator[Process]:
     with django_db_blocker.unblock():
-        _purge_broker()
+        purge_broker()
         worker = celery_worker(worker_env(live_server.url))
     worker.start()
     yield worker
@@ -352,47 +221,29 @@ def quiet_sandboxes(db: Any, sandboxes: dict[str, Sandbox]) -> Iterator[dict[str
 
 
 @pytest.fixture
-def api_key(db: Any) -> str:
-    from payments.services import api_key_create
+def demo(db: Any) -> None:
+    """The demo gateways, countries and routes (gateways/demo.py), not pointed at any sandbox."""
+    from gateways.services import demo_seed
 
-    return api_key_create(client_name="merchant-a")[1]
+    demo_seed()
+
+
+@pytest.fixture
+def api_key(db: Any) -> str:
+    return factories.api_key("merchant-a")
 
 
 @pytest.fixture
 def api(api_key: str) -> Any:
-    from rest_framework.test import APIClient
-
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {api_key}")
-    return client
+    return factories.api_client(api_key)
 
 
 @pytest.fixture
 def other_api(db: Any) -> Any:
-    from rest_framework.test import APIClient
-
-    from payments.services import api_key_create
-
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {api_key_create(client_name='merchant-b')[1]}")
-    return client
+    return factories.api_client(factories.api_key("merchant-b"))
 
 
 @pytest.fixture
-def make_transaction(db: Any) -> Callable[..., Any]:
+def make_transaction(demo: None) -> Callable[..., Any]:
     """Deposits of one client and customer in DE, written straight to the database (demo routes seeded)."""
-    from decimal import Decimal
-
-    from gateways.services import demo_seed
-    from payments.models import Customer, Transaction
-    from payments.services import api_key_create
-
-    demo_seed()
-    client, _ = api_key_create(client_name="unit")
-    customer = Customer.objects.create(client=client, reference="c1", country_id="DE")
-
-    def make(**fields: Any) -> Transaction:
-        defaults = {"type": "deposit", "amount": Decimal("5"), "currency": "EUR", "country_id": "DE"}
-        return Transaction.objects.create(client=client, customer=customer, **{**defaults, **fields})
-
-    return make
+    return factories.transaction_maker()

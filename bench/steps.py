@@ -35,11 +35,10 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from callbacks.tests.test_query_counts import completed_callback
 from core.localcache import begin_unit, end_unit
 from payments.models import Attempt
 from payments.processing import transaction_process
-from payments.tests.test_query_counts import deposit
+from testing.steps import completed_callback, deposit
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

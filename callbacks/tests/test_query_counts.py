@@ -7,34 +7,18 @@ counted together here; the bound is today's count.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 
 from callbacks.models import CallbackEvent
-from core.signing import signature_header
 from payments.models import Transaction
-from payments.tests.test_query_counts import processed
+from testing.steps import completed_callback, processed
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 # Applying writes the transaction's event too: one INSERT.
 RECEIVE_AND_APPLY_STATEMENTS = 8
-
-
-def completed_callback(attempt: Any, *, event_id: str) -> tuple[bytes, str]:
-    """A signed `completed` notification for a JSON gateway's accepted attempt, as the gateway sends it."""
-    body = json.dumps(
-        {
-            "event_id": event_id,
-            "payment_id": attempt.gateway_payment_id,
-            "reference": str(attempt.pk),
-            "status": "completed",
-            "reason": None,
-        }
-    ).encode()
-    return body, signature_header(secret=attempt.gateway.callback_secret, body=body)
 
 
 def test_a_callback_costs_one_insert_to_store_and_seven_to_apply(

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 import requests
 
-from checkout.tests.browser import PHONE, launched, screenshot
-from checkout.tests.support import MerchantPage, deposit, fetch, wait_status
-from conftest import Sandbox, wait_for
+from testing.api import MerchantPage, fetch, wait_status
+from testing.api import pay_page_deposit as deposit
+from testing.browser import PHONE, launched, screenshot
+from testing.stack import Sandbox, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

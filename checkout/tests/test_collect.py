@@ -15,28 +15,22 @@ from django.utils import timezone
 
 from checkout.collect import CSRF_COOKIE
 from checkout.metrics import CSP_VIOLATIONS
-from gateways.services import demo_seed
 from payments.collect import transaction_details_collect
 from payments.models import Transaction
 from payments.processing import transaction_process
+from testing.factories import IBAN, deposit_body
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo")]
 
 NEXT_YEAR = str(timezone.now().year + 1)
 VISA = "4111111111111111"
-BODY = {
-    "customer_id": "cus_9",
-    "country": "DE",
-    "amount": "25.00",
-    "currency": "EUR",
-    "payment_method": "card",
-    "return_url": "https://shop.example/back",
-}
-
-
-@pytest.fixture(autouse=True)
-def demo(db: Any) -> None:
-    demo_seed()
+BODY = deposit_body(
+    customer_id="cus_9",
+    payment_method="card",
+    return_url="https://shop.example/back",
+    payment_details=None,
+    metadata=None,
+)
 
 
 def create(api: Any, **changes: Any) -> Any:
@@ -195,7 +189,7 @@ def test_a_bank_account_by_iban_or_by_account_number_and_bank_code(api: Any, cli
     assert bad.status_code == 400 and "This IBAN is not valid" in bad.content.decode()
     good = client.post(page_path(first), {"csrf": csrf, "iban": "de89 3704 0044 0532 0130 00", "holder_name": "Ada"})
     assert good.status_code == 303
-    assert stored(first).payment_details == {"iban": "DE89370400440532013000", "holder_name": "Ada"}
+    assert stored(first).payment_details == {"iban": IBAN, "holder_name": "Ada"}
     second = collected(api, payment_method="bank_account")
     _, csrf = open_form(client, second)
     form = {"csrf": csrf, "account_number": "12345678", "bank_code": "021000021", "holder_name": "Ada"}

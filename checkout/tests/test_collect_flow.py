@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 import requests
 
-from checkout.tests.support import MerchantPage, deposit, fetch, wait_status
-from conftest import Sandbox, wait_for
+from testing.api import MerchantPage, fetch, wait_status
+from testing.api import pay_page_deposit as deposit
+from testing.stack import Sandbox, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

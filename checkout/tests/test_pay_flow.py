@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 import requests
 
-from checkout.tests.support import MerchantPage, deposit, fetch, get, wait_status
-from conftest import Sandbox, wait_for
+from testing.api import MerchantPage, fetch, get, wait_status
+from testing.api import pay_page_deposit as deposit
+from testing.stack import Sandbox, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -95,7 +96,7 @@ def test_redirect_challenge_and_return(
 def test_the_conversion_funnel_counts_each_stage(
     api: Any, stack: dict[str, Sandbox], merchant: MerchantPage, client: Any
 ) -> None:
-    from ops.tests.test_metrics import sample, scrape
+    from testing.metrics import sample, scrape
 
     def stage(name: str) -> float:
         # Presented and ended are counted by the worker, forwarded and returned by the web process.

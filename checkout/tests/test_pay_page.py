@@ -12,6 +12,7 @@ from django.test import Client
 
 from payments.actions import pay_page_url, pay_return_url
 from payments.models import Transaction
+from testing.factories import IBAN
 
 pytestmark = pytest.mark.django_db
 
@@ -26,7 +27,7 @@ def deposit(make_transaction: Callable[..., Transaction]) -> Callable[..., Trans
         defaults: dict[str, Any] = {
             "amount": Decimal("1234.5"),
             "return_url": "https://shop.example/back?order=A-1",
-            "payment_details": {"iban": "DE89370400440532013000"},
+            "payment_details": {"iban": IBAN},
         }
         return make_transaction(**{**defaults, **fields})
 

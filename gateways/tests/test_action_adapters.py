@@ -1,4 +1,3 @@
-# ruff: noqa: F811 (the stub gateway's fixtures, imported from test_adapters, are parameters here)
 """The adapters' side of customer actions (CONTRACT §11), against the recorded-payload stub gateway."""
 
 from __future__ import annotations
@@ -9,20 +8,8 @@ import pytest
 from django.test import override_settings
 
 from gateways.adapters import JsonGatewayAdapter, SoapGatewayAdapter
-from gateways.tests.test_adapters import (  # noqa: F401 (fixtures)
-    SANDBOX,
-    SOAP_ENV,
-    Canned,
-    StubGateway,
-    gateway,
-    http_client,
-    json_adapter,
-    make_request,
-    payload,
-    soap_adapter,
-    stub_server,
-)
 from gateways.types import CustomerAction, LookupStatus, Outcome
+from testing.fakegateway import SANDBOX, SOAP_ENV, Canned, StubGateway, make_request, payload
 
 RETURN = "https://paygate.example/pay/txn_42/return?t=abc:def"
 

@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
-import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,213 +22,86 @@ from core import http as core_http
 from core.http import HttpClient, classify
 from gateways.adapters import ADAPTERS, GatewayAdapter, JsonGatewayAdapter, SoapGatewayAdapter, get_adapter
 from gateways.adapters import http as gateway_http
-from gateways.adapters.soap_transformers import SANDBOX_NS, SOAP_ENV_NS
+from gateways.adapters.soap_transformers import SANDBOX_NS
 from gateways.types import (
     CallbackNotification,
     CallbackParseError,
-    GatewayCredentials,
     HealthResult,
     LookupStatus,
     Outcome,
-    PaymentRequest,
     RefundLookupStatus,
     RefundNotification,
-    RefundRequest,
+)
+from testing.fakegateway import (
+    API_KEY,
+    READ_TIMEOUT,
+    SANDBOX,
+    SOAP_ENV,
+    Canned,
+    StubGateway,
+    credentials,
+    json_canned,
+    make_refund,
+    make_request,
+    payload,
+    soap_fault,
+    xml_canned,
 )
 
-PAYLOADS = Path(__file__).parent / "payloads"
-API_KEY = "sk_test_9f8e7d6c5b4a"
-# Paygate's one definition of the namespaces; the recorded payloads and the sandbox spell them independently.
-SOAP_ENV = f"{{{SOAP_ENV_NS}}}"
-SANDBOX = f"{{{SANDBOX_NS}}}"
-# A test about a timeout: the stub holds its answer until the test ends (`release`), and the client
-# gives up after this. Every other test: a read timeout no loaded machine comes near, so that a
-# slow answer is never taken for a timeout.
-READ_TIMEOUT = 0.3
-PATIENT_READ_TIMEOUT = 10.0
-
-
-def payload(name: str) -> bytes:
-    return (PAYLOADS / name).read_bytes()
-
-
-# --- the stub gateway ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Canned:
-    status: int
-    body: bytes = b""
-    content_type: str = "application/json"
-    hang: bool = False  # wait for the test's release event before answering
-
-
-@dataclass(frozen=True)
-class Seen:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class StubGateway:
-    server: ThreadingHTTPServer
-    routes: dict[tuple[str, str], Canned] = field(default_factory=dict)
-    seen: list[Seen] = field(default_factory=list)
-    release: threading.Event = field(default_factory=threading.Event)
-
-    @property
-    def base_url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def answer(self, method: str, path: str, canned: Canned) -> None:
-        self.routes[(method, path)] = canned
-
-    def reset(self) -> None:
-        self.release.set()  # frees any handler still hanging from the previous test
-        self.release = threading.Event()
-        self.routes.clear()
-        self.seen.clear()
-
-    @property
-    def last(self) -> Seen:
-        assert self.seen, "the gateway received no request"
-        return self.seen[-1]
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, so the client's pool is exercised
-    disable_nagle_algorithm = True  # headers and body go out in two writes
-    server: ThreadingHTTPServer
-
-    def _serve(self) -> None:
-        stub: StubGateway = self.server.stub  # type: ignore[attr-defined]
-        release = stub.release
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        stub.seen.append(Seen(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body))
-        canned = stub.routes.get((self.command, self.path), Canned(404, b'{"error": "no route"}'))
-        if canned.hang:
-            release.wait(timeout=5)
-        try:
-            self.send_response(canned.status)
-            self.send_header("Content-Type", canned.content_type)
-            self.send_header("Content-Length", str(len(canned.body)))
-            self.end_headers()
-            self.wfile.write(canned.body)
-        except OSError:
-            self.close_connection = True  # the client gave up waiting
-
-    do_GET = do_POST = _serve
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-@pytest.fixture(scope="module")
-def stub_server() -> Iterator[StubGateway]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    stub = StubGateway(server=server)
-    server.stub = stub  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield stub
-    stub.release.set()
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture
-def gateway(stub_server: StubGateway) -> Iterator[StubGateway]:
-    stub_server.reset()
-    yield stub_server
-    stub_server.reset()
-
-
-@pytest.fixture(scope="module")
-def http_client() -> Iterator[HttpClient]:
-    client = gateway_http.gateway_http_client()
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def credentials(
-    base_url: str, code: str = "sandbox", *, read_timeout: float = PATIENT_READ_TIMEOUT
-) -> GatewayCredentials:
-    return GatewayCredentials(
-        code=code, base_url=base_url, api_key=API_KEY, connect_timeout=0.5, read_timeout=read_timeout
-    )
-
-
-def _read_timeout_for(request: pytest.FixtureRequest) -> float:
-    """Short only for a test about a timeout: one named so, or one given a stub answer that hangs."""
-    callspec = getattr(request.node, "callspec", None)
-    params = callspec.params.values() if callspec else ()
-    hangs = any(isinstance(value, Canned) and value.hang for value in _flatten(params))
-    return READ_TIMEOUT if hangs or "timeout" in request.node.name else PATIENT_READ_TIMEOUT
-
-
-def _flatten(values: Any) -> Iterator[Any]:
-    for value in values:
-        if isinstance(value, (tuple, list)):
-            yield from _flatten(value)
-        else:
-            yield value
-
-
-@pytest.fixture
-def json_adapter(gateway: StubGateway, http_client: HttpClient, request: pytest.FixtureRequest) -> JsonGatewayAdapter:
-    creds = credentials(gateway.base_url + "/", code="sandbox-json", read_timeout=_read_timeout_for(request))
-    return JsonGatewayAdapter(creds, http_client)
-
-
-@pytest.fixture
-def soap_adapter(gateway: StubGateway, http_client: HttpClient, request: pytest.FixtureRequest) -> SoapGatewayAdapter:
-    creds = credentials(gateway.base_url, code="sandbox-soap", read_timeout=_read_timeout_for(request))
-    return SoapGatewayAdapter(creds, http_client)
-
-
-def make_request(**overrides: object) -> PaymentRequest:
-    values: dict[str, object] = {
-        "reference": "att_0001",
-        "transaction_id": "txn_42",
-        "type": "deposit",
-        "amount": Decimal("25.00"),
-        "currency": "EUR",
-        "country": "DE",
-        "customer_id": "cust_<7>&'\"",
-        "callback_url": "https://paygate.example/callbacks/sandbox?x=1&y=2",
-    }
-    values.update(overrides)
-    return PaymentRequest(**values)  # type: ignore[arg-type]
-
-
-def soap_fault(code: str, message: str = "boom") -> bytes:
-    return (
-        f'<?xml version="1.0"?><soap:Envelope xmlns:soap="{SOAP_ENV_NS}">'
-        f"<soap:Body><soap:Fault><faultcode>{code}</faultcode><faultstring>{message}</faultstring>"
-        "</soap:Fault></soap:Body></soap:Envelope>"
-    ).encode()
-
-
-def xml_canned(status: int, name: str) -> Canned:
-    return Canned(status, payload(name), "text/xml; charset=utf-8")
-
-
-def json_canned(status: int, name: str) -> Canned:
-    return Canned(status, payload(name))
-
-
 GARBAGE = Canned(200, b"\x00\xffnot a reply at all<<<", "text/plain")
+
+
+@dataclass(frozen=True)
+class Side:
+    """A payment's or a refund's calls on an adapter: the same outcome rules, other paths and operations."""
+
+    name: str
+    path: str  # where the JSON adapter creates one; its look-up is at path/<reference>
+    reference: str
+    make: Callable[..., Any]
+    json_accepted: str
+    xml_accepted: str
+    not_found: LookupStatus | RefundLookupStatus
+    unavailable: LookupStatus | RefundLookupStatus
+
+    def create(self, adapter: GatewayAdapter, **changes: object) -> Any:
+        request = self.make(**changes)
+        return adapter.create_payment(request) if self.name == "payment" else adapter.create_refund(request)
+
+    def lookup(self, adapter: GatewayAdapter, reference: str) -> Any:
+        return adapter.lookup_payment(reference) if self.name == "payment" else adapter.lookup_refund(reference)
+
+
+PAYMENT = Side(
+    "payment",
+    "/payments",
+    "att_0001",
+    make_request,
+    "json/create_accepted.json",
+    "xml/create_accepted.xml",
+    LookupStatus.NOT_FOUND,
+    LookupStatus.UNAVAILABLE,
+)
+REFUND = Side(
+    "refund",
+    "/refunds",
+    "rf_0001",
+    make_refund,
+    "json/refund_accepted.json",
+    "xml/refund_accepted.xml",
+    RefundLookupStatus.NOT_FOUND,
+    RefundLookupStatus.UNAVAILABLE,
+)
+# A test of both sides: a payment's and a refund's calls meet the same rules.
+SIDES = pytest.mark.parametrize("side", [PAYMENT, REFUND], ids=["payment", "refund"])
+
+
+def sides_with(names: tuple[str, ...], cases: dict[str, tuple[Any, ...]]) -> pytest.MarkDecorator:
+    """Both sides, each with its own values of `names`."""
+    sides = {"payment": PAYMENT, "refund": REFUND}
+    return pytest.mark.parametrize(
+        ("side", *names), [pytest.param(sides[name], *values, id=name) for name, values in cases.items()]
+    )
 
 
 # --- JSON: create_payment --------------------------------------------------------------------
@@ -284,12 +153,19 @@ def test_json_declined(gateway: StubGateway, json_adapter: JsonGatewayAdapter) -
     assert result.error is None
 
 
+@sides_with(
+    ("reply", "reason"),
+    {
+        "payment": (b'{"status": "declined", "reason": "no\\u0000funds\\udfff"}', "no\\x00funds\\udfff"),
+        "refund": (b'{"status": "declined", "reason": "no\\u0000way\\ud800"}', "no\\x00way\\ud800"),
+    },
+)
 def test_json_decline_reason_is_kept_with_unstorable_text_escaped(
-    gateway: StubGateway, json_adapter: JsonGatewayAdapter
+    gateway: StubGateway, json_adapter: JsonGatewayAdapter, side: Side, reply: bytes, reason: str
 ) -> None:
-    gateway.answer("POST", "/payments", Canned(200, b'{"status": "declined", "reason": "no\\u0000funds\\udfff"}'))
-    result = json_adapter.create_payment(make_request())
-    assert (result.outcome, result.reason) == (Outcome.DECLINED, "no\\x00funds\\udfff")
+    gateway.answer("POST", side.path, Canned(200, reply))
+    result = side.create(json_adapter)
+    assert (result.outcome, result.reason) == (Outcome.DECLINED, reason)
 
 
 @pytest.mark.parametrize(
@@ -303,11 +179,18 @@ def test_json_decline_reason_is_kept_with_unstorable_text_escaped(
         (409, "json/error_500.json", Outcome.UNKNOWN, "idempotency_conflict"),
     ],
 )
+@SIDES
 def test_json_error_statuses(
-    gateway: StubGateway, json_adapter: JsonGatewayAdapter, status: int, name: str, outcome: Outcome, error: str
+    gateway: StubGateway,
+    json_adapter: JsonGatewayAdapter,
+    side: Side,
+    status: int,
+    name: str,
+    outcome: Outcome,
+    error: str,
 ) -> None:
-    gateway.answer("POST", "/payments", json_canned(status, name))
-    result = json_adapter.create_payment(make_request())
+    gateway.answer("POST", side.path, json_canned(status, name))
+    result = side.create(json_adapter)
     assert (result.outcome, result.error, result.http_status) == (outcome, error, status)
 
 
@@ -350,28 +233,42 @@ def test_json_malformed_reply_is_unknown(
     assert (result.outcome, result.error) == (Outcome.UNKNOWN, "malformed_reply")
 
 
-def test_json_timeout_is_unknown(gateway: StubGateway, json_adapter: JsonGatewayAdapter) -> None:
-    gateway.answer("POST", "/payments", Canned(202, payload("json/create_accepted.json"), hang=True))
+@SIDES
+def test_json_timeout_is_unknown(gateway: StubGateway, json_adapter: JsonGatewayAdapter, side: Side) -> None:
+    gateway.answer("POST", side.path, Canned(202, payload(side.json_accepted), hang=True))
     started = time.monotonic()
-    result = json_adapter.create_payment(make_request())
+    result = side.create(json_adapter)
     assert (result.outcome, result.error) == (Outcome.UNKNOWN, "timeout")
     assert result.http_status is None
     assert time.monotonic() - started < 2
-    assert gateway.last.path == "/payments"  # it was sent: that is why the outcome is unknown
+    assert gateway.last.path == side.path  # it was sent: that is why the outcome is unknown
 
 
-def test_json_connection_refused_is_not_submitted(http_client: HttpClient, closed_port: int) -> None:
-    adapter = JsonGatewayAdapter(credentials(f"http://127.0.0.1:{closed_port}"), http_client)
-    result = adapter.create_payment(make_request())
+@SIDES
+def test_json_connection_refused_is_not_submitted(http_client: HttpClient, closed_port: int, side: Side) -> None:
+    result = side.create(JsonGatewayAdapter(credentials(f"http://127.0.0.1:{closed_port}"), http_client))
     assert (result.outcome, result.error) == (Outcome.NOT_SUBMITTED, "connection_refused")
     assert result.latency_ms is not None
 
 
-def test_invalid_amount_is_a_caller_error(json_adapter: JsonGatewayAdapter, soap_adapter: SoapGatewayAdapter) -> None:
+@sides_with(
+    ("json_changes", "soap_changes"),
+    {
+        "payment": ({"amount": Decimal("NaN")}, {"customer_id": "bad\x00id"}),
+        "refund": ({"amount": Decimal("Infinity")}, {"payment_id": "bad\x00id"}),
+    },
+)
+def test_invalid_amount_is_a_caller_error(
+    json_adapter: JsonGatewayAdapter,
+    soap_adapter: SoapGatewayAdapter,
+    side: Side,
+    json_changes: dict[str, object],
+    soap_changes: dict[str, object],
+) -> None:
     with pytest.raises(ValueError):
-        json_adapter.create_payment(make_request(amount=Decimal("NaN")))
+        side.create(json_adapter, **json_changes)
     with pytest.raises(ValueError):
-        soap_adapter.create_payment(make_request(customer_id="bad\x00id"))
+        side.create(soap_adapter, **soap_changes)
 
 
 # --- JSON: lookup_payment --------------------------------------------------------------------
@@ -395,9 +292,10 @@ def test_json_lookup_found(
     assert gateway.last.headers["authorization"] == f"Bearer {API_KEY}"
 
 
-def test_json_lookup_not_found(gateway: StubGateway, json_adapter: JsonGatewayAdapter) -> None:
-    gateway.answer("GET", "/payments/att_0001", json_canned(404, "json/error_404.json"))
-    assert json_adapter.lookup_payment("att_0001").status is LookupStatus.NOT_FOUND
+@SIDES
+def test_json_lookup_not_found(gateway: StubGateway, json_adapter: JsonGatewayAdapter, side: Side) -> None:
+    gateway.answer("GET", f"{side.path}/{side.reference}", json_canned(404, "json/error_404.json"))
+    assert side.lookup(json_adapter, side.reference).status is side.not_found
 
 
 @pytest.mark.parametrize(
@@ -421,9 +319,10 @@ def test_json_lookup_unavailable(
     assert (result.status, result.error) == (LookupStatus.UNAVAILABLE, error)
 
 
-def test_json_lookup_connection_refused(http_client: HttpClient, closed_port: int) -> None:
-    result = JsonGatewayAdapter(credentials(f"http://127.0.0.1:{closed_port}"), http_client).lookup_payment("a")
-    assert (result.status, result.error) == (LookupStatus.UNAVAILABLE, "connection_refused")
+@SIDES
+def test_json_lookup_connection_refused(http_client: HttpClient, closed_port: int, side: Side) -> None:
+    result = side.lookup(JsonGatewayAdapter(credentials(f"http://127.0.0.1:{closed_port}"), http_client), "a")
+    assert (result.status, result.error) == (side.unavailable, "connection_refused")
 
 
 # --- JSON: callbacks -------------------------------------------------------------------------
@@ -531,6 +430,7 @@ def test_soap_declined(gateway: StubGateway, soap_adapter: SoapGatewayAdapter) -
         (Canned(500, soap_fault("env:Server.Unavailable"), "text/xml"), Outcome.NOT_SUBMITTED, "service_unavailable"),
         (xml_canned(500, "xml/fault_server.xml"), Outcome.UNKNOWN, "soap_fault"),
         (Canned(500, soap_fault("soap:Server.Timeout"), "text/xml"), Outcome.UNKNOWN, "soap_fault"),
+        (Canned(500, soap_fault("Server.Error"), "text/xml"), Outcome.UNKNOWN, "soap_fault"),
         (
             xml_canned(500, "xml/fault_client_authentication.xml"),
             Outcome.NOT_SUBMITTED,
@@ -552,6 +452,7 @@ def test_soap_declined(gateway: StubGateway, soap_adapter: SoapGatewayAdapter) -
         "other-prefix",
         "server-fault",
         "other-server-fault",
+        "server-error-fault",
         "client-auth",
         "client-other",
         "plain-503",
@@ -559,11 +460,12 @@ def test_soap_declined(gateway: StubGateway, soap_adapter: SoapGatewayAdapter) -
         "plain-502",
     ],
 )
+@SIDES
 def test_soap_faults_and_error_statuses(
-    gateway: StubGateway, soap_adapter: SoapGatewayAdapter, canned: Canned, outcome: Outcome, error: str
+    gateway: StubGateway, soap_adapter: SoapGatewayAdapter, side: Side, canned: Canned, outcome: Outcome, error: str
 ) -> None:
     gateway.answer("POST", "/soap", canned)
-    result = soap_adapter.create_payment(make_request())
+    result = side.create(soap_adapter)
     assert (result.outcome, result.error, result.http_status) == (outcome, error, canned.status)
     assert result.reason is None
 
@@ -589,15 +491,16 @@ def test_soap_malformed_reply_is_unknown(
     assert (result.outcome, result.error) == (Outcome.UNKNOWN, "malformed_reply")
 
 
-def test_soap_timeout_is_unknown(gateway: StubGateway, soap_adapter: SoapGatewayAdapter) -> None:
-    gateway.answer("POST", "/soap", Canned(200, payload("xml/create_accepted.xml"), "text/xml", hang=True))
-    result = soap_adapter.create_payment(make_request())
+@SIDES
+def test_soap_timeout_is_unknown(gateway: StubGateway, soap_adapter: SoapGatewayAdapter, side: Side) -> None:
+    gateway.answer("POST", "/soap", Canned(200, payload(side.xml_accepted), "text/xml", hang=True))
+    result = side.create(soap_adapter)
     assert (result.outcome, result.error) == (Outcome.UNKNOWN, "timeout")
 
 
-def test_soap_connection_refused_is_not_submitted(http_client: HttpClient, closed_port: int) -> None:
-    adapter = SoapGatewayAdapter(credentials(f"http://127.0.0.1:{closed_port}"), http_client)
-    result = adapter.create_payment(make_request())
+@SIDES
+def test_soap_connection_refused_is_not_submitted(http_client: HttpClient, closed_port: int, side: Side) -> None:
+    result = side.create(SoapGatewayAdapter(credentials(f"http://127.0.0.1:{closed_port}"), http_client))
     assert (result.outcome, result.error) == (Outcome.NOT_SUBMITTED, "connection_refused")
 
 
@@ -628,9 +531,10 @@ def test_soap_lookup_found(
     }
 
 
-def test_soap_lookup_not_found(gateway: StubGateway, soap_adapter: SoapGatewayAdapter) -> None:
+@SIDES
+def test_soap_lookup_not_found(gateway: StubGateway, soap_adapter: SoapGatewayAdapter, side: Side) -> None:
     gateway.answer("POST", "/soap", xml_canned(500, "xml/fault_client_not_found.xml"))
-    assert soap_adapter.lookup_payment("att_0001").status is LookupStatus.NOT_FOUND
+    assert side.lookup(soap_adapter, side.reference).status is side.not_found
 
 
 @pytest.mark.parametrize(
@@ -814,18 +718,6 @@ def test_default_client_is_shared_and_fork_safe(monkeypatch: pytest.MonkeyPatch)
 # --- refunds: the same outcome rules as payments --------------------------------------------
 
 
-def make_refund(**overrides: object) -> RefundRequest:
-    values: dict[str, object] = {
-        "reference": "rf_0001",
-        "payment_id": "pay_7f3a91c2",
-        "amount": Decimal("10.00"),
-        "currency": "EUR",
-        "callback_url": "https://paygate.example/callbacks/sandbox?x=1&y=2",
-    }
-    values.update(overrides)
-    return RefundRequest(**values)  # type: ignore[arg-type]
-
-
 def test_json_refund_accepted_and_the_request_on_the_wire(
     gateway: StubGateway, json_adapter: JsonGatewayAdapter
 ) -> None:
@@ -864,24 +756,6 @@ def test_json_refund_declined(gateway: StubGateway, json_adapter: JsonGatewayAda
         None,
         None,
     )
-
-
-@pytest.mark.parametrize(
-    ("status", "name", "outcome", "error"),
-    [
-        (503, "json/error_503.json", Outcome.NOT_SUBMITTED, "service_unavailable"),
-        (500, "json/error_500.json", Outcome.UNKNOWN, "server_error"),
-        (502, "json/error_500.json", Outcome.UNKNOWN, "server_error"),
-        (401, "json/error_401.json", Outcome.NOT_SUBMITTED, "rejected_401"),
-        (409, "json/error_500.json", Outcome.UNKNOWN, "idempotency_conflict"),
-    ],
-)
-def test_json_refund_error_statuses(
-    gateway: StubGateway, json_adapter: JsonGatewayAdapter, status: int, name: str, outcome: Outcome, error: str
-) -> None:
-    gateway.answer("POST", "/refunds", json_canned(status, name))
-    result = json_adapter.create_refund(make_refund())
-    assert (result.outcome, result.error, result.http_status) == (outcome, error, status)
 
 
 @pytest.mark.parametrize(
@@ -925,37 +799,6 @@ def test_json_refund_malformed_reply_is_unknown(
     assert (result.outcome, result.error, result.refund_id) == (Outcome.UNKNOWN, "malformed_reply", None)
 
 
-def test_json_refund_decline_reason_is_kept_with_unstorable_text_escaped(
-    gateway: StubGateway, json_adapter: JsonGatewayAdapter
-) -> None:
-    gateway.answer("POST", "/refunds", Canned(200, b'{"status": "declined", "reason": "no\\u0000way\\ud800"}'))
-    result = json_adapter.create_refund(make_refund())
-    assert (result.outcome, result.reason) == (Outcome.DECLINED, "no\\x00way\\ud800")
-
-
-def test_json_refund_timeout_and_connection_refused(
-    gateway: StubGateway, json_adapter: JsonGatewayAdapter, http_client: HttpClient, closed_port: int
-) -> None:
-    gateway.answer("POST", "/refunds", Canned(202, payload("json/refund_accepted.json"), hang=True))
-    result = json_adapter.create_refund(make_refund())
-    assert (result.outcome, result.error, result.http_status) == (Outcome.UNKNOWN, "timeout", None)
-    assert gateway.last.path == "/refunds"
-    refused = JsonGatewayAdapter(credentials(f"http://127.0.0.1:{closed_port}"), http_client).create_refund(
-        make_refund()
-    )
-    assert (refused.outcome, refused.error) == (Outcome.NOT_SUBMITTED, "connection_refused")
-    assert refused.latency_ms is not None
-
-
-def test_refund_invalid_amount_is_a_caller_error(
-    json_adapter: JsonGatewayAdapter, soap_adapter: SoapGatewayAdapter
-) -> None:
-    with pytest.raises(ValueError):
-        json_adapter.create_refund(make_refund(amount=Decimal("Infinity")))
-    with pytest.raises(ValueError):
-        soap_adapter.create_refund(make_refund(payment_id="bad\x00id"))
-
-
 @pytest.mark.parametrize(
     ("name", "status"),
     [
@@ -972,11 +815,6 @@ def test_json_refund_lookup_found(
     assert (result.status, result.refund_id, result.error) == (status, "rfd_5c2e81a0", None)
     assert result.latency_ms is not None
     assert gateway.last.headers["authorization"] == f"Bearer {API_KEY}"
-
-
-def test_json_refund_lookup_not_found(gateway: StubGateway, json_adapter: JsonGatewayAdapter) -> None:
-    gateway.answer("GET", "/refunds/rf_0001", json_canned(404, "json/error_404.json"))
-    assert json_adapter.lookup_refund("rf_0001").status is RefundLookupStatus.NOT_FOUND
 
 
 @pytest.mark.parametrize(
@@ -999,11 +837,6 @@ def test_json_refund_lookup_unavailable(
     gateway.answer("GET", "/refunds/rf_0001", canned)
     result = json_adapter.lookup_refund("rf_0001")
     assert (result.status, result.error) == (RefundLookupStatus.UNAVAILABLE, error)
-
-
-def test_json_refund_lookup_connection_refused(http_client: HttpClient, closed_port: int) -> None:
-    result = JsonGatewayAdapter(credentials(f"http://127.0.0.1:{closed_port}"), http_client).lookup_refund("r")
-    assert (result.status, result.error) == (RefundLookupStatus.UNAVAILABLE, "connection_refused")
 
 
 def test_json_refund_callbacks() -> None:
@@ -1090,44 +923,6 @@ def test_soap_refund_declined(gateway: StubGateway, soap_adapter: SoapGatewayAda
 
 
 @pytest.mark.parametrize(
-    ("canned", "outcome", "error"),
-    [
-        (xml_canned(500, "xml/fault_server_unavailable.xml"), Outcome.NOT_SUBMITTED, "service_unavailable"),
-        (xml_canned(503, "xml/fault_server_unavailable.xml"), Outcome.NOT_SUBMITTED, "service_unavailable"),
-        (Canned(500, soap_fault("Server.Unavailable"), "text/xml"), Outcome.NOT_SUBMITTED, "service_unavailable"),
-        (xml_canned(500, "xml/fault_server.xml"), Outcome.UNKNOWN, "soap_fault"),
-        (Canned(500, soap_fault("Server.Error"), "text/xml"), Outcome.UNKNOWN, "soap_fault"),
-        (
-            xml_canned(500, "xml/fault_client_authentication.xml"),
-            Outcome.NOT_SUBMITTED,
-            "rejected_client_authentication",
-        ),
-        (Canned(503, b"<html>down</html>", "text/html"), Outcome.NOT_SUBMITTED, "service_unavailable"),
-        (Canned(500, b"Internal Server Error", "text/plain"), Outcome.UNKNOWN, "server_error"),
-        (Canned(502, b"", "text/plain"), Outcome.UNKNOWN, "server_error"),
-    ],
-    ids=[
-        "unavailable-500",
-        "unavailable-503",
-        "unprefixed",
-        "server-fault",
-        "server-error-fault",
-        "client-auth",
-        "plain-503",
-        "plain-500",
-        "plain-502",
-    ],
-)
-def test_soap_refund_faults_and_error_statuses(
-    gateway: StubGateway, soap_adapter: SoapGatewayAdapter, canned: Canned, outcome: Outcome, error: str
-) -> None:
-    gateway.answer("POST", "/soap", canned)
-    result = soap_adapter.create_refund(make_refund())
-    assert (result.outcome, result.error, result.http_status) == (outcome, error, canned.status)
-    assert result.reason is None
-
-
-@pytest.mark.parametrize(
     "canned",
     [
         GARBAGE,
@@ -1158,18 +953,6 @@ def test_soap_refund_malformed_reply_is_unknown(
     assert (result.outcome, result.error) == (Outcome.UNKNOWN, "malformed_reply")
 
 
-def test_soap_refund_timeout_and_connection_refused(
-    gateway: StubGateway, soap_adapter: SoapGatewayAdapter, http_client: HttpClient, closed_port: int
-) -> None:
-    gateway.answer("POST", "/soap", Canned(200, payload("xml/refund_accepted.xml"), "text/xml", hang=True))
-    result = soap_adapter.create_refund(make_refund())
-    assert (result.outcome, result.error) == (Outcome.UNKNOWN, "timeout")
-    refused = SoapGatewayAdapter(credentials(f"http://127.0.0.1:{closed_port}"), http_client).create_refund(
-        make_refund()
-    )
-    assert (refused.outcome, refused.error) == (Outcome.NOT_SUBMITTED, "connection_refused")
-
-
 @pytest.mark.parametrize(
     ("name", "status"),
     [
@@ -1192,11 +975,6 @@ def test_soap_refund_lookup_found(
         "ApiKey": API_KEY,
         "Reference": "rf_0001",
     }
-
-
-def test_soap_refund_lookup_not_found(gateway: StubGateway, soap_adapter: SoapGatewayAdapter) -> None:
-    gateway.answer("POST", "/soap", xml_canned(500, "xml/fault_client_not_found.xml"))
-    assert soap_adapter.lookup_refund("rf_0001").status is RefundLookupStatus.NOT_FOUND
 
 
 @pytest.mark.parametrize(

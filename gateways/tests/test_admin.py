@@ -10,61 +10,17 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from gateways.models import Country, GatewayRoute
-from gateways.services import demo_seed
+from testing.factories import route_form
 
 
 @pytest.fixture
-def staff_client(client: Any, db: Any) -> Any:
-    demo_seed()
+def staff_client(client: Any, demo: None) -> Any:
     client.force_login(get_user_model().objects.create_superuser("ops", "", "pw-for-tests-only"))
     return client
 
 
 def country_url(code: str) -> str:
     return reverse("admin:gateways_country_change", args=[Country.objects.get(code=code).pk])
-
-
-def routing_fields(country: Country, **changes: Any) -> dict[str, Any]:
-    """The country's routing settings as its page sends them."""
-    fields = {
-        "routing_strategy": country.routing_strategy,
-        "routing_exploration": str(country.routing_exploration),
-        "routing_latency_threshold_ms": str(country.routing_latency_threshold_ms or ""),
-        "routing_window": str(country.routing_window),
-        "routing_window_seconds": str(country.routing_window_seconds),
-        "routing_min_samples": str(country.routing_min_samples),
-        "routing_default_score": str(country.routing_default_score),
-    }
-    return {**fields, **changes}
-
-
-def route_form(country: Country, **changes: dict[str, Any]) -> dict[str, Any]:
-    """The country page's form as a browser sends it, with `changes` per gateway code."""
-    routes = list(GatewayRoute.objects.filter(country=country).order_by("priority", "id"))
-    form: dict[str, Any] = {
-        "code": country.code,
-        "name": country.name,
-        "currency": country.currency,
-        **routing_fields(country),
-        "routes-TOTAL_FORMS": str(len(routes)),
-        "routes-INITIAL_FORMS": str(len(routes)),
-        "routes-MIN_NUM_FORMS": "0",
-        "routes-MAX_NUM_FORMS": "1000",
-    }
-    for i, route in enumerate(routes):
-        row: dict[str, Any] = {
-            "id": str(route.pk),
-            "country": str(country.pk),
-            "gateway": str(route.gateway_id),
-            "priority": str(route.priority),
-            # A browser sends each ticked box or chosen option once under the same name.
-            "currencies": list(route.currencies),
-            "transaction_types": list(route.transaction_types),
-            "is_active": "on" if route.is_active else "",
-        }
-        row.update(changes.get(route.gateway.code, {}))
-        form.update({f"routes-{i}-{name}": value for name, value in row.items() if value != ""})
-    return form
 
 
 def test_the_route_inline_picks_currencies_and_types_from_lists(staff_client: Any) -> None:

@@ -11,14 +11,13 @@ import pytest
 
 from gateways.models import Gateway
 from gateways.scores import ScoreKey, scores_forget, scores_read
-from gateways.services import country_routing_set, demo_seed, route_score_record
+from gateways.services import country_routing_set, route_score_record
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def key(db: Any) -> Iterator[ScoreKey]:
-    demo_seed()
+def key(demo: None) -> Iterator[ScoreKey]:
     country_routing_set(country_code="DE", strategy="success_rate", window=20, min_samples=5)
     score_key = ScoreKey(
         gateway_id=Gateway.objects.get(code="acmepay").pk, country="DE", currency="EUR", transaction_type="deposit"

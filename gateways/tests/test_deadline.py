@@ -11,11 +11,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from conftest import wait_for
 from core.http import DeadlineExceeded, HttpClient
 from core.netguard import AddressPolicy
 from harness import Receiver
 from harness.receiver import DRIBBLE
+from testing.stack import wait_for
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import pytest
 import yaml
 from django.core.management import CommandError, call_command
 
-from conftest import ROOT
 from gateways.models import Gateway
+from testing.stack import ROOT
 
 
 def test_seed_demo_refuses_with_debug_off_unless_told_it_is_a_demo(db: Any, settings: Any) -> None:

@@ -12,15 +12,9 @@ from gateways.methods import validate_payment_methods
 from gateways.models import GatewayRoute
 from gateways.scores import ScoreKey
 from gateways.selectors import route_list, route_ranking
-from gateways.services import demo_seed
+from testing.factories import CARD, deposit_body
 
-CARD = {"number": "4242424242424242", "exp_month": "12", "exp_year": "2030", "cvc": "123", "holder_name": "Jane Roe"}
-DEPOSIT = {"customer_id": "cus_42", "country": "DE", "amount": "25.00", "currency": "EUR"}
-
-
-@pytest.fixture
-def demo(db: Any) -> None:
-    demo_seed()
+DEPOSIT = deposit_body(payment_details=None, metadata=None)
 
 
 def _methods(code: str, methods: list[str]) -> None:

@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 import requests
 
-from conftest import Sandbox, wait_for
 from gateways.adapters import GatewayAdapter, get_adapter
 from gateways.demo import DEMO_GATEWAYS
 from gateways.types import (
@@ -29,6 +28,7 @@ from gateways.types import (
     RefundNotification,
     RefundRequest,
 )
+from testing.stack import Sandbox, wait_for
 
 pytestmark = pytest.mark.integration
 

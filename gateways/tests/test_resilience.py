@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from datetime import timedelta
@@ -14,27 +15,20 @@ from django.urls import reverse
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from conftest import LOG_DIR, ROOT, Process, Sandbox, celery_beat, celery_worker, free_port, wait_for, worker_env
+import testing.api
 from gateways.breaker import BreakerState, breaker_state
 from gateways.models import Country, Gateway, GatewayRoute
-from gateways.tests.test_admin import routing_fields
+from harness import free_port
 from payments.models import Transaction
 from payments.tasks import sweep_due
+from testing.factories import IBAN, deposit_body, routing_fields
+from testing.stack import LOG_DIR, ROOT, Process, Sandbox, celery_beat, celery_worker, wait_for, worker_env
 
-DEPOSIT = {
-    "customer_id": "cus_7",
-    "country": "DE",
-    "amount": "12.00",
-    "currency": "EUR",
-    "payment_details": {"iban": "DE89370400440532013000"},
-}
+DEPOSIT = deposit_body(customer_id="cus_7", amount="12.00", payment_details={"iban": IBAN}, metadata=None)
 FINAL = {"completed", "failed"}
 
 
-def create(api: Any, **changes: Any) -> dict[str, Any]:
-    response = api.post("/api/v1/deposits", data=json.dumps({**DEPOSIT, **changes}), content_type="application/json")
-    assert response.status_code == 202, response.content
-    return response.json()
+create = functools.partial(testing.api.create, body=DEPOSIT)
 
 
 def wait_final(api: Any, txn_id: str, statuses: set[str] = FINAL, timeout: float = 30) -> dict[str, Any]:
@@ -274,10 +268,8 @@ def test_transaction_committed_while_the_broker_is_down_is_processed_once_it_is_
 
 
 @pytest.mark.django_db
-def test_gateway_list_shows_health_breaker_and_routes(api: Any) -> None:
-    from gateways.services import demo_seed
+def test_gateway_list_shows_health_breaker_and_routes(api: Any, demo: None) -> None:
 
-    demo_seed()
     body = api.get("/api/v1/gateways").json()
     by_code = {g["code"]: g for g in body["gateways"]}
     assert set(by_code) == {"acmepay", "soapbank", "globex"}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import functools
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -13,24 +13,20 @@ from django.core.management import CommandError, call_command
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 
-from conftest import Sandbox, wait_for
+import testing.api
 from gateways import selectors
 from gateways.models import Country, Gateway
 from gateways.routing import Strategy
 from gateways.scores import ScoreKey, Window, score_record, scores_forget, scores_read
 from gateways.selectors import country_routing, route_ranking
-from gateways.services import country_routing_set, demo_seed
+from gateways.services import country_routing_set
 from payments.models import Attempt, Transaction
 from payments.processing import transaction_process
 from payments.settlement import transaction_settle_from_callback
+from testing.factories import deposit_body
+from testing.stack import Sandbox, wait_for
 
-DEPOSIT = {
-    "customer_id": "cus_sr",
-    "country": "DE",
-    "amount": "25.00",
-    "currency": "EUR",
-    "payment_details": {"iban": "DE89370400440532013000", "holder_name": "Jane Roe"},
-}
+DEPOSIT = deposit_body(customer_id="cus_sr", metadata=None)
 FINAL = {"completed", "failed"}
 WINDOW = Window(size=200, seconds=600)
 
@@ -42,19 +38,15 @@ def key(code: str, transaction_type: str = "deposit") -> ScoreKey:
 
 
 @pytest.fixture
-def fresh_scores(db: Any) -> Iterator[None]:
+def fresh_scores(demo: None) -> Iterator[None]:
     """DE's demo routes with empty windows (gateway ids repeat across tests on some databases)."""
-    demo_seed()
     keys = [key(code, kind) for code in ("acmepay", "soapbank") for kind in ("deposit", "withdrawal")]
     scores_forget(keys)
     yield
     scores_forget(keys)
 
 
-def create(api: Any, **changes: Any) -> dict[str, Any]:
-    response = api.post("/api/v1/deposits", data=json.dumps({**DEPOSIT, **changes}), content_type="application/json")
-    assert response.status_code == 202, response.content
-    return response.json()
+create = functools.partial(testing.api.create, body=DEPOSIT)
 
 
 def seed_outcomes(code: str, *, successes: int, failures: int) -> None:
@@ -66,8 +58,7 @@ def seed_outcomes(code: str, *, successes: int, failures: int) -> None:
 
 
 @pytest.mark.django_db
-def test_set_routing_changes_a_countrys_strategy_for_its_next_transaction(capsys: Any) -> None:
-    demo_seed()
+def test_set_routing_changes_a_countrys_strategy_for_its_next_transaction(capsys: Any, demo: None) -> None:
     assert country_routing("DE").strategy == Strategy.PRIORITY  # read and kept by this process
     call_command(
         "set_routing", "DE", "--strategy", "success_rate", "--exploration", "0.1", "--latency-threshold-ms", "300"
@@ -97,8 +88,7 @@ def test_set_routing_changes_a_countrys_strategy_for_its_next_transaction(capsys
         pytest.param(["DE", "--strategy", "priority", "--default-score", "1.5"], "routing_default_score", id="score"),
     ],
 )
-def test_set_routing_refuses_what_the_admin_refuses(args: list[str], message: str) -> None:
-    demo_seed()
+def test_set_routing_refuses_what_the_admin_refuses(args: list[str], message: str, demo: None) -> None:
     with pytest.raises(CommandError, match=message):
         call_command("set_routing", *args)
     germany = Country.objects.get(code="DE")
@@ -121,19 +111,17 @@ def test_set_routing_refuses_what_the_admin_refuses(args: list[str], message: st
     ],
     ids=lambda changes: ",".join(f"{k}={v}" for k, v in changes.items()),
 )
-def test_the_database_refuses_settings_out_of_range(changes: dict[str, Any]) -> None:
-    demo_seed()
+def test_the_database_refuses_settings_out_of_range(changes: dict[str, Any], demo: None) -> None:
     with pytest.raises(IntegrityError), transaction.atomic():
         Country.objects.filter(code="DE").update(**changes)
 
 
 @pytest.mark.django_db
-def test_the_country_page_edits_the_routing(client: Any) -> None:
+def test_the_country_page_edits_the_routing(client: Any, demo: None) -> None:
     from django.contrib.auth import get_user_model
 
-    from gateways.tests.test_admin import route_form, routing_fields
+    from testing.factories import route_form, routing_fields
 
-    demo_seed()
     client.force_login(get_user_model().objects.create_superuser("ops", "", "pw-for-tests-only"))
     germany = Country.objects.get(code="DE")
     url = reverse("admin:gateways_country_change", args=[germany.pk])

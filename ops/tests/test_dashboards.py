@@ -12,8 +12,7 @@ import yaml
 
 from harness import ROOT
 from ops.grafana.generate import DASHBOARDS_DIR, dashboards, panel_queries, render
-
-from .monitoring_tools import RULE_FILES, require_tool, run_tool
+from testing.monitoring import RULE_FILES, require_tool, run_tool
 
 # Exported by the webhooks and refunds apps; every other name must be exported here.
 EXTERNAL_SERIES = {
@@ -75,13 +74,10 @@ def test_every_panel_query_is_valid_promql(tmp_path: Path) -> None:
 
 
 @pytest.mark.django_db
-def test_every_series_a_query_or_rule_reads_exists(client: Any, settings: Any) -> None:
+def test_every_series_a_query_or_rule_reads_exists(client: Any, settings: Any, demo: None) -> None:
     """A misspelt metric name is valid PromQL too: each one read must be exported or recorded."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    from gateways.services import demo_seed
-
-    demo_seed()
     settings.PAYGATE_METRICS_TOKEN = "t"
     text = client.get("/metrics", HTTP_AUTHORIZATION="Bearer t").content.decode()
     exported = {family.name for family in text_string_to_metric_families(text)}

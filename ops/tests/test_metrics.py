@@ -7,38 +7,16 @@ import time
 from typing import Any
 
 import pytest
-from django.test import override_settings
-from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import Sandbox, wait_for
-
-TOKEN = "scrape-token-for-tests"
-Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def scrape(client: Any) -> Series:
-    """Every sample of /metrics, by name and exact label set, fetched as Prometheus does."""
-    with override_settings(PAYGATE_METRICS_TOKEN=TOKEN):
-        response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
-    assert response.status_code == 200
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(response.content.decode())
-        for sample in family.samples
-    }
-
-
-def sample(series: Series, name: str, **labels: str) -> float | None:
-    return series.get((name, frozenset(labels.items())))
+from testing.metrics import Series, sample, scrape
+from testing.stack import Sandbox, wait_for
 
 
 @pytest.mark.django_db
-def test_routes_available_per_country_follow_health_and_breakers(client: Any) -> None:
+def test_routes_available_per_country_follow_health_and_breakers(client: Any, demo: None) -> None:
     from gateways.breaker import breaker_close, breaker_force_open
     from gateways.models import Gateway
-    from gateways.services import demo_seed
 
-    demo_seed()
     series = scrape(client)
     assert sample(series, "paygate_country_routes", country="DE", type="deposit") == 2
     assert sample(series, "paygate_country_available_routes", country="DE", type="withdrawal") == 2
@@ -90,11 +68,9 @@ def test_periodic_tasks_export_their_interval(client: Any, settings: Any) -> Non
     assert sample(series, "paygate_periodic_task_interval_seconds", task="callbacks.sweep_unapplied") == 30
 
 
-def test_the_admin_dashboard_needs_no_prometheus(admin_client: Any) -> None:
+def test_the_admin_dashboard_needs_no_prometheus(admin_client: Any, demo: None) -> None:
     """The embedded default's view: the Gateway dashboard reads the database, not Prometheus."""
-    from gateways.services import demo_seed
 
-    demo_seed()
     response = admin_client.get("/admin/dashboard/")
     assert response.status_code == 200
     assert b"acmepay" in response.content

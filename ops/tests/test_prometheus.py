@@ -17,10 +17,9 @@ import pytest
 import yaml
 
 import harness
-from conftest import Process, Sandbox, wait_for
 from harness.monitoring import prometheus_argv, prometheus_config
-
-from .monitoring_tools import RULE_FILES, require_tool
+from testing.monitoring import RULE_FILES, require_tool
+from testing.stack import Process, Sandbox, wait_for
 
 TOKEN = "prometheus-scrape-token"
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .monitoring_tools import (
+from testing.monitoring import (
     ALERTMANAGER_CONFIG,
     RULE_FILES,
     RULE_TESTS,

@@ -14,16 +14,14 @@ from django.core.management import call_command
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from gateways.services import demo_seed
-
 pytestmark = pytest.mark.django_db
 
 PASSWORD = "pw-for-tests-only-9f2"
 
 
 @pytest.fixture(autouse=True)
-def groups(db: Any) -> None:
-    demo_seed()  # the operators and auditors groups
+def groups(demo: None) -> None:
+    """The demo seed's operators and auditors groups."""
 
 
 def _user(name: str, group: str | None = None, *, superuser: bool = False) -> Any:

@@ -4,6 +4,9 @@ Lowest first: core → gateways → payments → vault → callbacks → webhook
 A package imports only those below it (and itself); the sandbox, a stand-in third party, and the process harness
 import none of them. Imports inside functions count the same, and no module imports itself
 back through others: a lazy import that dodges a cycle is the cycle.
+
+The `testing` package, what tests and benchmarks build on, may import the apps; none of them imports it.
+Tests and benchmarks import neither `conftest` nor a test module: fixtures reach a test through pytest.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 LAYERS = ["core", "gateways", "payments", "vault", "callbacks", "webhooks", "checkout", "ops", "paygate"]
 INDEPENDENT = ["sandbox", "harness"]  # import no project package at all
 PROJECT = set(LAYERS) | set(INDEPENDENT)
+TEST_HELPERS = "testing"
 
 
 def source_files() -> Iterator[Path]:
@@ -54,7 +58,7 @@ def imported_modules(path: Path) -> Iterator[tuple[str, int]]:
         else:
             continue
         for name in names:
-            if name.split(".")[0] in PROJECT:
+            if name.split(".")[0] in PROJECT | {TEST_HELPERS}:
                 yield name, node.lineno
 
 
@@ -99,3 +103,37 @@ def test_no_module_imports_itself_back() -> None:
         if module not in state:
             visit(module, [module])
     assert cycles == []
+
+
+def test_no_product_code_imports_the_test_helpers() -> None:
+    wrong = [
+        f"{path.relative_to(ROOT)}:{line} imports {name}"
+        for path in source_files()
+        for name, line in imported_modules(path)
+        if name.split(".")[0] == TEST_HELPERS
+    ]
+    assert wrong == []
+
+
+def test_no_test_or_benchmark_imports_conftest_or_a_test_module() -> None:
+    """What two test modules share lives in `testing`, so that each test module stands on its own."""
+    wrong = []
+    folders = [folder for folder in sorted(ROOT.iterdir()) if folder.is_dir() and not folder.name.startswith(".")]
+    for path in (path for folder in folders for path in sorted(folder.rglob("*.py"))):
+        parts = path.relative_to(ROOT).parts
+        if not ("tests" in parts or parts[0] in (TEST_HELPERS, "bench")):
+            continue
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] if not node.level else [f".{node.module or ''}"]
+                names += [f"{names[0]}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            for name in names:
+                last = name.rsplit(".", 1)[-1]
+                if last == "conftest" or last.startswith("test_"):
+                    wrong.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {name}")
+    assert wrong == []

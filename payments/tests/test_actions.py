@@ -10,16 +10,17 @@ import pytest
 from defusedxml.ElementTree import fromstring
 from django.utils import timezone
 
-from conftest import Sandbox
 from core.paytoken import pay_token_valid
 from payments.models import Attempt, Event, Transaction
 from payments.processing import transaction_process, transaction_reconcile
 from payments.services import transaction_lock
 from payments.settlement import transaction_settle_from_callback
+from testing.factories import deposit_body
+from testing.stack import Sandbox
 
 pytestmark = pytest.mark.django_db
 
-DEPOSIT = {"customer_id": "cus_1", "country": "DE", "amount": "25.00", "currency": "EUR"}
+DEPOSIT = deposit_body(customer_id="cus_1", payment_details=None, metadata=None)
 RETURN = "https://shop.example/orders/A-1?step=done"
 
 
@@ -27,14 +28,7 @@ def post(api: Any, path: str = "/api/v1/deposits", **changes: Any) -> Any:
     return api.post(path, data=json.dumps({**DEPOSIT, **changes}), content_type="application/json")
 
 
-@pytest.fixture
-def routes(db: Any) -> None:
-    from gateways.services import demo_seed
-
-    demo_seed()
-
-
-def test_a_deposit_with_return_url_carries_the_pay_page_from_the_first_answer(api: Any, routes: None) -> None:
+def test_a_deposit_with_return_url_carries_the_pay_page_from_the_first_answer(api: Any, demo: None) -> None:
     response = post(api, return_url=RETURN, locale="de-DE")
     assert response.status_code == 202, response.content
     body = response.json()
@@ -52,13 +46,13 @@ def test_a_deposit_with_return_url_carries_the_pay_page_from_the_first_answer(ap
     assert (txn.return_url, txn.locale) == (RETURN, "de-DE")
 
 
-def test_without_return_url_next_action_is_null(api: Any, routes: None) -> None:
+def test_without_return_url_next_action_is_null(api: Any, demo: None) -> None:
     body = post(api).json()
     assert body["next_action"] is None
     assert api.get(f"/api/v1/transactions/{body['id']}").json()["next_action"] is None
 
 
-def test_next_action_in_xml(api: Any, routes: None) -> None:
+def test_next_action_in_xml(api: Any, demo: None) -> None:
     xml = (
         "<transaction><customer_id>c</customer_id><country>DE</country><amount>5</amount>"
         f"<currency>EUR</currency><return_url>{RETURN.replace('&', '&amp;')}</return_url></transaction>"
@@ -87,13 +81,13 @@ def test_next_action_in_xml(api: Any, routes: None) -> None:
         pytest.param(42, id="number"),
     ],
 )
-def test_a_bad_return_url_is_a_400(api: Any, routes: None, value: Any) -> None:
+def test_a_bad_return_url_is_a_400(api: Any, demo: None, value: Any) -> None:
     response = post(api, return_url=value)
     assert response.status_code == 400
     assert "return_url" in response.json()["error"]["fields"]
 
 
-def test_plain_http_return_url_only_with_debug(api: Any, routes: None, settings: Any) -> None:
+def test_plain_http_return_url_only_with_debug(api: Any, demo: None, settings: Any) -> None:
     settings.DEBUG = False
     assert post(api, return_url="http://shop.example/back").status_code == 400
     assert post(api, return_url="https://shop.example/back").status_code == 202
@@ -101,7 +95,7 @@ def test_plain_http_return_url_only_with_debug(api: Any, routes: None, settings:
     assert post(api, return_url="http://127.0.0.1:9000/back").status_code == 202
 
 
-def test_a_withdrawal_with_return_url_is_an_unknown_field(api: Any, routes: None) -> None:
+def test_a_withdrawal_with_return_url_is_an_unknown_field(api: Any, demo: None) -> None:
     response = post(api, "/api/v1/withdrawals", return_url=RETURN)
     assert response.status_code == 400
     assert response.json()["error"]["fields"] == {"return_url": ["Unknown field."]}
@@ -110,11 +104,11 @@ def test_a_withdrawal_with_return_url_is_an_unknown_field(api: Any, routes: None
 
 
 @pytest.mark.parametrize("value", ["german", "d", "de_DE", "de-", "", 7, "de\n", "de-a-b-c-d"])
-def test_a_bad_locale_is_a_400(api: Any, routes: None, value: Any) -> None:
+def test_a_bad_locale_is_a_400(api: Any, demo: None, value: Any) -> None:
     assert post(api, locale=value).status_code == 400
 
 
-def test_the_return_url_is_part_of_the_idempotent_request(api: Any, routes: None) -> None:
+def test_the_return_url_is_part_of_the_idempotent_request(api: Any, demo: None) -> None:
     first = api.post(
         "/api/v1/deposits",
         data=json.dumps({**DEPOSIT, "return_url": RETURN}),

@@ -15,21 +15,14 @@ from django.utils.html import escape as html_escape
 from callbacks.models import CallbackEvent
 from gateways.demo import demo_api_key, demo_callback_secret
 from gateways.models import Gateway
-from gateways.services import demo_seed
 from payments.models import Attempt, Transaction
+from testing.factories import IBAN, deposit_body
 
-DEPOSIT = {
-    "customer_id": "cus_1",
-    "country": "DE",
-    "amount": "25.00",
-    "currency": "EUR",
-    "payment_details": {"iban": "DE89370400440532013000", "holder_name": "Jane Roe"},
-}
+DEPOSIT = deposit_body(customer_id="cus_1", metadata=None)
 
 
 @pytest.fixture
-def objects(api: Any) -> Transaction:
-    demo_seed()
+def objects(api: Any, demo: None) -> Transaction:
     txn_id = api.post("/api/v1/deposits", data=json.dumps(DEPOSIT), content_type="application/json").json()["id"]
     txn = Transaction.objects.get(pk=txn_id)
     attempt = Attempt.objects.create(transaction=txn, number=1, gateway=Gateway.objects.get(code="acmepay"))
@@ -81,7 +74,7 @@ def test_admin_needs_a_staff_login(objects: Transaction, client: Any) -> None:
 
 def test_transaction_page_masks_payment_details(objects: Transaction, staff_client: Any) -> None:
     page = staff_client.get(reverse("admin:payments_transaction_change", args=[objects.pk])).content.decode()
-    assert "DE89370400440532013000" not in page
+    assert IBAN not in page
     assert "DE89************3000" in page
 
 

@@ -9,36 +9,15 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from gateways.services import demo_seed
 from payments.models import ClientAPIKey, Transaction
+from testing.api import assert_error
+from testing.factories import DEPOSIT, IBAN
 
-DEPOSIT = {
-    "customer_id": "cus_42",
-    "country": "DE",
-    "amount": "25.00",
-    "currency": "EUR",
-    "payment_details": {"iban": "DE89370400440532013000", "holder_name": "Jane Roe"},
-    "metadata": {"order": "A-1001"},
-}
-
-
-@pytest.fixture(autouse=True)
-def demo(db: Any) -> None:
-    demo_seed()
+pytestmark = pytest.mark.usefixtures("demo")
 
 
 def post(api: Any, path: str, body: Any, **headers: str) -> Any:
     return api.post(path, data=json.dumps(body), content_type="application/json", **headers)
-
-
-def assert_error(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"code", "message", "fields"}
-    if code:
-        assert body["error"]["code"] == code
-    return body["error"]
 
 
 def test_deposit_is_accepted_pending_with_details_masked(api: Any) -> None:
@@ -53,9 +32,9 @@ def test_deposit_is_accepted_pending_with_details_masked(api: Any) -> None:
     assert body["metadata"] == {"order": "A-1001"}
     assert body["gateway"] is None and body["failure_reason"] is None and body["attempts"] == []
     assert response["Location"] == f"/api/v1/transactions/{body['id']}"
-    assert "DE89370400440532013000" not in response.content.decode()
+    assert IBAN not in response.content.decode()
     txn = Transaction.objects.get(pk=body["id"])
-    assert txn.payment_details["iban"] == "DE89370400440532013000"
+    assert txn.payment_details["iban"] == IBAN
 
 
 def test_payment_details_are_encrypted_in_the_database(api: Any) -> None:
@@ -66,7 +45,7 @@ def test_payment_details_are_encrypted_in_the_database(api: Any) -> None:
             [txn_id if connection.vendor == "postgresql" else txn_id.replace("-", "")],
         )
         raw = bytes(cursor.fetchone()[0])
-    assert b"DE89370400440532013000" not in raw
+    assert IBAN.encode() not in raw
     assert b"Jane" not in raw
 
 

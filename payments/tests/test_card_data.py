@@ -20,8 +20,8 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from core.logs import redact
-from gateways.services import demo_seed
-from payments.masking import is_sensitive_auth_key, mask_details, mask_text
+from core.masking import mask_text
+from payments.masking import is_sensitive_auth_key, mask_details
 from payments.models import Transaction, TransactionStatus
 from payments.services import (
     TransactionInput,
@@ -31,6 +31,7 @@ from payments.services import (
     transaction_transition,
 )
 from payments.tasks import purge_payment_details
+from testing.factories import IBAN
 
 PAN = "4111111111111111"
 DETAILS = {
@@ -50,11 +51,6 @@ DEPOSIT = {
 }
 KEY_A = "fingerprint-key-a-0123456789abcdefghijklmnop"
 KEY_B = "fingerprint-key-b-qrstuvwxyz9876543210ABCDEF"
-
-
-@pytest.fixture
-def demo(db: Any) -> None:
-    demo_seed()
 
 
 def post(api: Any, body: dict[str, Any], **headers: str) -> Any:
@@ -137,7 +133,7 @@ def test_the_migration_leaves_no_unkeyed_fingerprint_and_no_security_code(
     )
     txn.customer.reference = "cus_42"
     txn.customer.save()
-    other = make_transaction(idempotency_key="mig-2", payment_details={"iban": "DE89370400440532013000"})
+    other = make_transaction(idempotency_key="mig-2", payment_details={"iban": IBAN})
     pending = make_transaction(idempotency_key="mig-3", payment_details={"cvv": "999"})
     executor = MigrationExecutor(connection)
     executor.migrate([("payments", "0003_transaction_details_purged_at")])
@@ -340,8 +336,8 @@ def test_beat_purges_expired_details_on_the_worker_and_counts_them_in_metrics(
 ) -> None:
     from django_celery_beat.models import IntervalSchedule
 
-    from conftest import celery_beat, wait_for, worker_env
-    from payments.tests.test_observability import scrape, value
+    from testing.metrics import scrape, total
+    from testing.stack import celery_beat, wait_for, worker_env
 
     # The worker runs with the default retention (90 days).
     old = make_transaction(
@@ -355,7 +351,7 @@ def test_beat_purges_expired_details_on_the_worker_and_counts_them_in_metrics(
         name="Purge expired payment details",
         defaults={"task": "payments.purge_payment_details", "interval": every_second, "enabled": True},
     )
-    before = value(scrape(client), "paygate_payment_details_purged_total")
+    before = total(scrape(client), "paygate_payment_details_purged_total")
     beat = celery_beat(worker_env(live_server.url)).start()
     try:
         wait_for(
@@ -367,6 +363,6 @@ def test_beat_purges_expired_details_on_the_worker_and_counts_them_in_metrics(
         beat.stop()
     assert Transaction.objects.get(pk=old.pk).payment_details == {"account_number": "********890"}
     wait_for(
-        lambda: value(scrape(client), "paygate_payment_details_purged_total") - before >= 1,
+        lambda: total(scrape(client), "paygate_payment_details_purged_total") - before >= 1,
         message="the purge in /metrics",
     )

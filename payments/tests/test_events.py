@@ -10,15 +10,16 @@ from typing import Any
 import pytest
 from django.db import connection, connections, transaction
 
-from conftest import wait_for
 from payments.models import ApiClient, Event, EventType, Transaction
 from payments.processing import transaction_process
 from payments.selectors import event_feed
 from payments.services import api_key_create, event_append
+from testing.factories import deposit_body
+from testing.stack import wait_for
 
 pytestmark = pytest.mark.django_db
 
-DEPOSIT = {"customer_id": "cus_ev", "country": "DE", "amount": "25.00", "currency": "EUR"}
+DEPOSIT = deposit_body(customer_id="cus_ev", payment_details=None, metadata=None)
 
 
 def deposit(api: Any) -> dict[str, Any]:

@@ -17,8 +17,7 @@ from rest_framework.test import APIClient
 
 from core.signing import signature_header
 from gateways.models import Gateway
-from gateways.services import demo_seed
-from payments.tests.test_api import assert_error
+from testing.api import assert_error
 
 pytestmark = pytest.mark.django_db
 
@@ -130,8 +129,7 @@ def callback(client: APIClient, code: str, secret: str, address: str) -> Any:
 
 
 @override_settings(PAYGATE_CALLBACK_FAILURE_LIMIT="2/minute")
-def test_bad_callback_signatures_are_limited_per_gateway_and_address() -> None:
-    demo_seed()
+def test_bad_callback_signatures_are_limited_per_gateway_and_address(demo: None) -> None:
     good = Gateway.objects.get(code="acmepay").callback_secret
     client, attacker, other = APIClient(), fresh_address(), fresh_address()
     for _ in range(2):
@@ -211,7 +209,7 @@ def test_failure_counts_live_in_redis_shared_by_every_web_process(api_key: str) 
 
 
 def test_weak_lockout_and_malformed_proxy_settings_refuse_to_start() -> None:
-    from payments.tests.test_settings import manage
+    from testing.stack import manage
 
     for env, message in [
         ({"PAYGATE_ADMIN_LOGIN_FAILURE_LIMIT": "11"}, "between 1 and 10"),

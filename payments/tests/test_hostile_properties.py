@@ -21,7 +21,6 @@ from callbacks.models import CallbackEvent
 from core.signing import signature_header
 from gateways.demo import demo_callback_secret
 from gateways.models import Gateway
-from gateways.services import demo_seed
 from payments.models import Transaction
 
 pytestmark = pytest.mark.django_db
@@ -43,11 +42,6 @@ JSON_VALUE = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3),
     max_leaves=6,
 )
-
-
-@pytest.fixture
-def demo(db: Any) -> None:
-    demo_seed()
 
 
 def _deposit(customer_id: str, details: dict[str, str], metadata: dict[str, Any]) -> dict[str, Any]:

@@ -14,15 +14,12 @@ from django.core.exceptions import ValidationError
 from django.test import Client, override_settings
 
 from gateways.models import Country, Gateway, GatewayRoute
-from gateways.services import demo_seed
 from payments.models import Transaction
+from testing.factories import deposit_body
 
-DEPOSIT = {"customer_id": "cus_1", "country": "DE", "amount": "10.00", "currency": "EUR"}
+pytestmark = pytest.mark.usefixtures("demo")
 
-
-@pytest.fixture(autouse=True)
-def demo(db: Any) -> None:
-    demo_seed()
+DEPOSIT = deposit_body(customer_id="cus_1", amount="10.00", payment_details=None, metadata=None)
 
 
 def post_json(api: Any, raw: str, **headers: str) -> Any:

@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
 from gateways.models import Gateway
-from gateways.services import demo_seed
 from payments.models import Customer, Refund, Transaction
 from payments.money import AmountError, parse_amount
 from payments.services import api_key_create
@@ -50,8 +49,7 @@ TOKEN = EXPONENT_TOKEN | LONG_TOKEN
 
 
 @pytest.fixture
-def api_and_deposit(db: Any) -> tuple[APIClient, Transaction]:
-    demo_seed()
+def api_and_deposit(demo: None) -> tuple[APIClient, Transaction]:
     client_row, key = api_key_create(client_name="numbers")
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")

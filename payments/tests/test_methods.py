@@ -10,7 +10,6 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from gateways.services import demo_seed
 from payments.methods import (
     IBAN_LENGTHS,
     PaymentMethod,
@@ -21,6 +20,7 @@ from payments.methods import (
 )
 from payments.models import Transaction
 from payments.services import transaction_lock, transaction_transition
+from testing.factories import BANK, CARD, IBAN, deposit_body
 
 PROPERTY = settings(max_examples=200, derandomize=True, deadline=None)
 TODAY = date(2026, 6, 15)
@@ -55,10 +55,8 @@ TEST_IBANS = [
     "MT84MALT011000012345MTLCAST001S",
     "BR1800360305000010009795493C1",
 ]
-CARD = {"number": "4242424242424242", "exp_month": "12", "exp_year": "2030", "cvc": "123", "holder_name": "Jane Roe"}
-BANK = {"iban": "DE89370400440532013000", "holder_name": "Jane Roe"}
 WALLET = {"provider": "paypal", "account": "jane@example.com"}
-DEPOSIT = {"customer_id": "cus_42", "country": "DE", "amount": "25.00", "currency": "EUR"}
+DEPOSIT = deposit_body(payment_details=None, metadata=None)
 
 
 @pytest.mark.parametrize("number", TEST_CARDS)
@@ -208,11 +206,6 @@ def test_masking_shows_at_most_what_each_field_allows() -> None:
 # --- Through the API ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def demo(db: Any) -> None:
-    demo_seed()
-
-
 def post(api: Any, body: dict[str, Any], path: str = "/api/v1/deposits") -> Any:
     return api.post(path, data=json.dumps(body), content_type="application/json")
 
@@ -278,7 +271,7 @@ def test_a_withdrawal_needs_a_destination(demo: None, api: Any, change: dict[str
 
 
 def test_free_form_details_are_unchanged(demo: None, api: Any) -> None:
-    body = post(api, {**DEPOSIT, "payment_details": {"iban": "DE89370400440532013000", "holder_name": "Jane Roe"}})
+    body = post(api, {**DEPOSIT, "payment_details": {"iban": IBAN, "holder_name": "Jane Roe"}})
     assert body.status_code == 202
     assert body.json()["payment_method"] is None
     assert body.json()["payment_details"] == {"iban": "DE89************3000", "holder_name": "J*** R**"}

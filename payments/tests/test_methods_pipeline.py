@@ -3,6 +3,7 @@ payout reaches its IBAN, routes serve their methods, and nothing stores a card n
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -11,22 +12,19 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from conftest import Sandbox, wait_for
+import testing.api
 from gateways.models import GatewayRoute
+from testing.factories import CARD, IBAN, deposit_body
+from testing.stack import Sandbox, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-CARD = {"number": "4242424242424242", "exp_month": "12", "exp_year": "2030", "cvc": "123", "holder_name": "Jane Roe"}
-IBAN = "DE89370400440532013000"
 BANK = {"iban": IBAN, "holder_name": "Jo"}
-DEPOSIT = {"customer_id": "cus_42", "country": "DE", "amount": "25.00", "currency": "EUR"}
+DEPOSIT = deposit_body(payment_details=None, metadata=None)
 FINAL = {"completed", "failed"}
 
 
-def create(api: Any, path: str = "/api/v1/deposits", **changes: Any) -> dict[str, Any]:
-    response = api.post(path, data=json.dumps({**DEPOSIT, **changes}), content_type="application/json")
-    assert response.status_code == 202, response.content
-    return dict(response.json())
+create = functools.partial(testing.api.create, body=DEPOSIT)
 
 
 def wait_final(api: Any, txn_id: str) -> dict[str, Any]:

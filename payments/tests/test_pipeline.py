@@ -14,43 +14,18 @@ from django.conf import settings
 from django.db import connection
 
 from callbacks.models import CallbackEvent
-from conftest import Sandbox, free_port, wait_for
 from core.signing import signature_header
 from gateways.demo import demo_callback_secret
 from gateways.models import Gateway
+from harness import free_port
 from payments.models import Attempt, Transaction
+from testing.api import create, fetch, wait_status
+from testing.factories import DEPOSIT
+from testing.stack import Sandbox, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-DEPOSIT = {
-    "customer_id": "cus_42",
-    "country": "DE",
-    "amount": "25.00",
-    "currency": "EUR",
-    "payment_details": {"iban": "DE89370400440532013000", "holder_name": "Jane Roe"},
-    "metadata": {"order": "A-1001"},
-}
 FINAL = {"completed", "failed"}
-
-
-def create(api: Any, path: str = "/api/v1/deposits", **changes: Any) -> dict[str, Any]:
-    response = api.post(path, data=json.dumps({**DEPOSIT, **changes}), content_type="application/json")
-    assert response.status_code == 202, response.content
-    return response.json()
-
-
-def fetch(api: Any, txn_id: str) -> dict[str, Any]:
-    response = api.get(f"/api/v1/transactions/{txn_id}")
-    assert response.status_code == 200
-    return response.json()
-
-
-def wait_status(api: Any, txn_id: str, statuses: set[str], timeout: float = 30) -> dict[str, Any]:
-    return wait_for(
-        lambda: (body := fetch(api, txn_id))["status"] in statuses and body,
-        timeout=timeout,
-        message=f"transaction {txn_id} to reach {statuses}",
-    )
 
 
 def payments_for(box: Sandbox, txn_id: str) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""The state machine, route selection and the waiting logic, without a worker."""
+"""The state machine and the waiting logic, without a worker."""
 
 from __future__ import annotations
 
@@ -9,9 +9,7 @@ import pytest
 from django.core.management import call_command
 from django.db import OperationalError, transaction
 
-from gateways.models import Gateway, GatewayRoute
-from gateways.selectors import route_list
-from gateways.services import demo_seed
+from gateways.models import Gateway
 from payments.models import Event, FailureReason, Transaction, TransactionStatus
 from payments.processing import RetryLater, _next_step
 from payments.services import InvalidTransition, transaction_lock, transaction_transition
@@ -80,46 +78,6 @@ def test_failed_needs_a_known_reason(txn: Transaction) -> None:
         transaction_transition(txn, to=TransactionStatus.FAILED)
 
 
-def codes(**kwargs: str) -> list[str]:
-    return [route.gateway_code for route in route_list(**kwargs)]  # type: ignore[arg-type]
-
-
-def test_routes_in_priority_order_by_country(db: Any) -> None:
-    demo_seed()
-    assert codes(country_code="DE", currency="EUR", transaction_type="deposit") == ["acmepay", "soapbank"]
-    assert codes(country_code="GB", currency="GBP", transaction_type="withdrawal") == ["soapbank", "globex"]
-    assert codes(country_code="US", currency="USD", transaction_type="deposit") == ["globex", "acmepay"]
-    assert codes(country_code="BR", currency="BRL", transaction_type="deposit") == ["soapbank"]
-    assert codes(country_code="DE", currency="USD", transaction_type="deposit") == []
-    assert codes(country_code="FR", currency="EUR", transaction_type="deposit") == []
-
-
-def test_routes_follow_edits(db: Any) -> None:
-    demo_seed()
-    GatewayRoute.objects.filter(country__code="DE", gateway__code="soapbank").update(priority=0)
-    assert codes(country_code="DE", currency="EUR", transaction_type="deposit") == ["soapbank", "acmepay"]
-    GatewayRoute.objects.filter(country__code="DE", gateway__code="soapbank").update(is_active=False)
-    assert codes(country_code="DE", currency="EUR", transaction_type="deposit") == ["acmepay"]
-    Gateway.objects.filter(code="acmepay").update(is_active=False)
-    assert codes(country_code="DE", currency="EUR", transaction_type="deposit") == []
-
-
-def test_routes_filter_by_type_and_currency(db: Any) -> None:
-    demo_seed()
-    GatewayRoute.objects.filter(country__code="DE", gateway__code="acmepay").update(
-        transaction_types=["withdrawal"], currencies=["EUR", "USD"]
-    )
-    assert codes(country_code="DE", currency="EUR", transaction_type="deposit") == ["soapbank"]
-    assert codes(country_code="DE", currency="USD", transaction_type="withdrawal") == ["acmepay"]
-
-
-def test_unhealthy_routes_are_listed_but_marked(db: Any) -> None:
-    demo_seed()
-    Gateway.objects.filter(code="acmepay").update(health_status=Gateway.Health.UNHEALTHY)
-    routes = route_list(country_code="DE", currency="EUR", transaction_type="deposit")
-    assert [(r.gateway_code, r.healthy) for r in routes] == [("acmepay", False), ("soapbank", True)]
-
-
 def test_waiting_for_a_usable_route_backs_off(txn: Transaction, settings: Any) -> None:
     settings.PAYGATE_RETRY_BACKOFF_BASE_SECONDS = 1
     settings.PAYGATE_RETRY_BACKOFF_MAX_SECONDS = 8
@@ -162,7 +120,7 @@ def test_the_processing_task_is_registered_wherever_django_runs() -> None:
     import subprocess
     import sys
 
-    from conftest import ROOT
+    from testing.stack import ROOT
 
     code = (
         "import django; django.setup(); from celery import current_app; "

@@ -8,15 +8,14 @@ sandbox gateway over HTTP, with its callbacks off so that nothing else touches t
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from gateways.models import Country, Gateway, GatewayRoute
-from payments.models import Attempt
 from payments.processing import transaction_process
+from testing.steps import deposit, processed
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
@@ -25,30 +24,6 @@ CREATE_STATEMENTS = 4
 # A status change adds its event (an INSERT; the attempts it shows are at hand for a first attempt).
 PROCESS_STATEMENTS = 13
 DEMO = (("DE", "EUR"), ("GB", "GBP"), ("US", "USD"), ("BR", "BRL"))
-
-
-def deposit(api: Any, *, country: str = "DE", currency: str = "EUR", key: str) -> str:
-    body = {
-        "customer_id": f"cus_q_{country}",
-        "country": country,
-        "amount": "25.00",
-        "currency": currency,
-        "payment_details": {"iban": "DE89370400440532013000", "holder_name": "Jane Roe"},
-    }
-    response = api.post(
-        "/api/v1/deposits", data=json.dumps(body), content_type="application/json", HTTP_IDEMPOTENCY_KEY=key
-    )
-    assert response.status_code == 202, response.content
-    return str(response.json()["id"])
-
-
-def processed(api: Any, *, country: str = "DE", currency: str = "EUR", key: str) -> Attempt:
-    """A deposit created and processed in this process; its accepted attempt."""
-    txn_id = deposit(api, country=country, currency=currency, key=key)
-    assert transaction_process(transaction_id=txn_id) is None
-    attempt = Attempt.objects.select_related("gateway").filter(transaction_id=txn_id).latest("number")
-    assert attempt.outcome == "accepted"
-    return attempt
 
 
 def add_irrelevant_gateways() -> None:

@@ -16,7 +16,6 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from conftest import Sandbox
 from gateways.models import Gateway
 from payments.errors import AmountExceedsRefundable
 from payments.models import (
@@ -33,6 +32,7 @@ from payments.refunds.services import refund_create
 from payments.selectors import refund_review_count
 from payments.services import api_key_create
 from payments.settlement import refund_settle_from_callback
+from testing.stack import Sandbox
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 

@@ -10,13 +10,14 @@ from typing import Any
 import pytest
 from django.db import connection, connections
 
-from conftest import Sandbox, wait_for
 from payments.models import ApiClient, Event, Refund, RefundAttempt, Transaction
 from payments.refunds.services import refund_create
+from testing.factories import deposit_body
+from testing.stack import Sandbox, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-DEPOSIT = {"customer_id": "cus_rf", "country": "DE", "amount": "25.00", "currency": "EUR"}
+DEPOSIT = deposit_body(customer_id="cus_rf", payment_details=None, metadata=None)
 
 
 def completed_deposit(api: Any, **changes: Any) -> dict[str, Any]:

@@ -26,12 +26,12 @@ from schemathesis.transport.serialization import _sanitize_xml_name, serialize_x
 from core.errors import ValidationFailed
 from core.parsers import XMLParser, loads_strict_json
 from core.text import first_unstorable
-from gateways.services import demo_seed
 from payments.apis.inputs import IDEMPOTENCY_HEADER, idempotency_key
 from payments.apis.transactions import TransactionCreateInput
 from payments.methods import BEYOND_PATTERNS
 from payments.money import AmountError, amount_pattern, parse_amount
 from payments.schema import transaction_create_schema
+from testing.factories import deposit_body
 
 PROPERTY = settings(
     max_examples=150, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -176,12 +176,7 @@ def test_xml_bodies_the_schema_allows_are_valid(transaction_type: str) -> None:
 
 # --- The edges the schema draws, through the API ------------------------------------------------
 
-DEPOSIT = {"customer_id": "cus_42", "country": "DE", "amount": "25.00", "currency": "EUR"}
-
-
-@pytest.fixture
-def demo(db: Any) -> None:
-    demo_seed()
+DEPOSIT = deposit_body(payment_details=None, metadata=None)
 
 
 def post(api: Any, body: Any) -> Any:

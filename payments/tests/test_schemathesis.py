@@ -48,6 +48,7 @@ from schemathesis.specs.openapi.checks import (
 
 from gateways.demo import DEMO_COUNTRIES, DEMO_GATEWAYS
 from paygate.wsgi import application
+from testing.factories import DEPOSIT as VALID_DEPOSIT
 
 # Cases per operation in the fuzzing phase; the examples and coverage phases add their
 # own deterministic cases (about 30-200 per operation). The module runs in ~40 s.
@@ -65,15 +66,6 @@ ALL_OPERATIONS = (DEPOSITS, WITHDRAWALS, TRANSACTION, TRANSACTIONS, GATEWAYS, CA
 
 GATEWAY_CODES = [demo.code for demo in DEMO_GATEWAYS]
 COUNTRIES = [(code, currency) for code, _name, currency, _routes in DEMO_COUNTRIES]
-
-VALID_DEPOSIT = {
-    "customer_id": "cus_42",
-    "country": "DE",
-    "amount": "25.00",
-    "currency": "EUR",
-    "payment_details": {"iban": "DE89370400440532013000", "holder_name": "Jane Roe"},
-    "metadata": {"order": "A-1001"},
-}
 
 
 def operation(label: str) -> Any:

@@ -14,10 +14,10 @@ from django.conf import settings
 from django.db import connection
 
 from callbacks.models import CallbackEvent
-from conftest import LOG_DIR, Sandbox, wait_for
 from core.signing import signature_header
 from gateways.demo import DEMO_GATEWAYS, demo_callback_secret
 from gateways.models import Gateway
+from testing.stack import LOG_DIR, Sandbox, wait_for
 
 IBAN = "GB82WEST12345698765432"
 PAN = "4012888888881881"
@@ -146,11 +146,8 @@ def test_callbacks_signed_with_the_previous_secret_work_during_a_changeover(
     ids=["missing", "garbage", "bad-timestamp", "old", "future", "wrong"],
 )
 def test_unsigned_or_badly_signed_callbacks_are_401_and_store_nothing(
-    client: Any, header: str | None, code: str
+    client: Any, header: str | None, code: str, demo: None
 ) -> None:
-    from gateways.services import demo_seed
-
-    demo_seed()
     extra = {"HTTP_X_SIGNATURE": header} if header else {}
     response = client.post(
         "/api/v1/callbacks/acmepay", data=b'{"event_id": "e"}', content_type="application/json", **extra
@@ -172,10 +169,7 @@ def test_unsigned_or_badly_signed_callbacks_are_401_and_store_nothing(
     ],
     ids=["garbage", "list", "int-event-id", "unknown-status", "deep"],
 )
-def test_malformed_signed_callbacks_are_400_and_kept_flagged_as_evidence(client: Any, body: bytes) -> None:
-    from gateways.services import demo_seed
-
-    demo_seed()
+def test_malformed_signed_callbacks_are_400_and_kept_flagged_as_evidence(client: Any, body: bytes, demo: None) -> None:
     header = signature_header(secret=demo_callback_secret("acmepay"), body=body)
     response = client.post(
         "/api/v1/callbacks/acmepay", data=body, content_type="application/json", HTTP_X_SIGNATURE=header
@@ -203,10 +197,7 @@ def test_celery_messages_carry_ids_only() -> None:
 
 
 @pytest.mark.django_db
-def test_signature_fields_in_any_order(client: Any) -> None:
-    from gateways.services import demo_seed
-
-    demo_seed()
+def test_signature_fields_in_any_order(client: Any, demo: None) -> None:
     body = b'{"event_id": "evt_order", "payment_id": "p", "reference": "not-ours", "status": "completed"}'
     t, v1 = signature_header(secret=demo_callback_secret("acmepay"), body=body).split(",")
     response = client.post(

@@ -24,10 +24,12 @@ import requests
 from django.db import transaction
 
 from callbacks.models import CallbackEvent
-from conftest import ROOT, Process, Sandbox, free_port, wait_for, worker_env
 from core.signing import signature_header
 from gateways.demo import demo_callback_secret
+from harness import free_port
 from payments.models import Attempt, Transaction
+from testing.factories import IBAN
+from testing.stack import ROOT, Process, Sandbox, wait_for, worker_env
 
 SLOW_CLIENTS = 40
 HEADER_LINE_EVERY = 0.5  # seconds between two header lines of one slow client
@@ -149,7 +151,7 @@ def test_the_web_server_answers_a_callback_before_it_applies_it(
     deposit = {"customer_id": "cus_web", "country": "DE", "amount": "5.00", "currency": "EUR"}
     created = api.post(
         "/api/v1/deposits",
-        data=json.dumps({**deposit, "payment_details": {"iban": "DE89370400440532013000", "holder_name": "J R"}}),
+        data=json.dumps({**deposit, "payment_details": {"iban": IBAN, "holder_name": "J R"}}),
         content_type="application/json",
     )
     txn_id = created.json()["id"]

@@ -14,19 +14,13 @@ from django.urls import reverse
 from django.utils import timezone
 
 from core.encryption import encryption_keys_rotate
-from gateways.services import demo_seed
 from payments.models import Event, Transaction
 from payments.services import api_key_create, payment_details_purge, transaction_lock, transaction_transition
+from testing.factories import BANK as IBAN
+from testing.factories import CARD, deposit_body
 from vault.models import PaymentMethod
 
-CARD = {"number": "4242424242424242", "exp_month": "12", "exp_year": "2030", "cvc": "123", "holder_name": "Jane Roe"}
-IBAN = {"iban": "DE89370400440532013000", "holder_name": "Jane Roe"}
-DEPOSIT = {"customer_id": "cus_42", "country": "DE", "amount": "25.00", "currency": "EUR"}
-
-
-@pytest.fixture
-def demo(db: Any) -> None:
-    demo_seed()
+DEPOSIT = deposit_body(payment_details=None, metadata=None)
 
 
 def post(api: Any, body: dict[str, Any], path: str = "/api/v1/deposits") -> Any:

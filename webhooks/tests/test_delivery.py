@@ -1,7 +1,7 @@
 """Webhook delivery over real HTTP: the stack's worker, the webhook queue's own worker, a real receiver.
 
 The receiver (harness.Receiver) is a local HTTP server whose answers each test scripts.
-The webhook dispatcher runs with a retry schedule of 0.5 s and 1 s, and a 2 s timeout (conftest).
+The webhook dispatcher runs with a retry schedule of 0.5 s and 1 s, and a 2 s timeout (testing/stack.py).
 """
 
 from __future__ import annotations
@@ -15,16 +15,17 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from conftest import WEBHOOK_RETRY_SCHEDULE, WEBHOOK_TIMEOUT_SECONDS, wait_for
 from harness import Receiver
 from harness.receiver import DRIBBLE, HANG
 from payments.models import Transaction
+from testing.factories import deposit_body
+from testing.stack import WEBHOOK_RETRY_SCHEDULE, WEBHOOK_TIMEOUT_SECONDS, wait_for
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.signing import standard_secret
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-DEPOSIT = {"customer_id": "cus_wh", "country": "DE", "amount": "25.00", "currency": "EUR"}
+DEPOSIT = deposit_body(customer_id="cus_wh", payment_details=None, metadata=None)
 
 
 @pytest.fixture

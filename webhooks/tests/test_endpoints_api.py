@@ -153,12 +153,9 @@ def test_json_only(api: Any) -> None:
     assert response.status_code == 415
 
 
-def test_redeliver_is_limited_per_event_and_per_client(api: Any, settings: Any) -> None:
+def test_redeliver_is_limited_per_event_and_per_client(api: Any, settings: Any, demo: None) -> None:
     from django.core.cache import cache
 
-    from gateways.services import demo_seed
-
-    demo_seed()
     cache.clear()
     settings.PAYGATE_REDELIVER_RATE_PER_EVENT = "2/hour"
     settings.PAYGATE_REDELIVER_RATE_PER_CLIENT = "3/hour"

@@ -15,8 +15,8 @@ from django.db import connection
 from core.encryption import encrypted_columns
 from gateways.demo import demo_api_key
 from gateways.models import Gateway
-from gateways.services import demo_seed
 from payments.models import Transaction
+from testing.factories import IBAN
 
 OLD, NEW = "old-key-for-tests", "new-key-for-tests"
 
@@ -55,16 +55,15 @@ def test_every_sensitive_column_is_encrypted() -> None:
 
 
 def test_rotation_re_encrypts_everything_and_the_old_key_can_go(
-    db: Any, api: Any, settings: Any, old_key: None
+    api: Any, settings: Any, old_key: None, demo: None
 ) -> None:
-    demo_seed()
     for n in range(7):
         body = {
             "customer_id": f"c{n}",
             "country": "DE",
             "amount": "1.00",
             "currency": "EUR",
-            "payment_details": {"iban": "DE89370400440532013000", "n": str(n)},
+            "payment_details": {"iban": IBAN, "n": str(n)},
         }
         assert api.post("/api/v1/deposits", data=json.dumps(body), content_type="application/json").status_code == 202
     before = raw_values()
@@ -86,8 +85,7 @@ def test_rotation_re_encrypts_everything_and_the_old_key_can_go(
     assert set(raw_values()).isdisjoint(before)
 
 
-def test_rotation_refuses_values_no_key_can_read(db: Any, settings: Any, old_key: None) -> None:
-    demo_seed()
+def test_rotation_refuses_values_no_key_can_read(settings: Any, old_key: None, demo: None) -> None:
     use_keys(settings, [NEW])
     with pytest.raises(Exception, match="decrypt with no key"):
         call_command("rotate_encryption_keys", stdout=StringIO())

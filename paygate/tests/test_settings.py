@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import secrets
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
-
-
-def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    secret_names = {"SECRET_KEY", "FERNET_KEYS", "PAYGATE_FINGERPRINT_KEYS", "PAYGATE_VAULT_KEYS", "DEBUG"}
-    clean = {k: v for k, v in os.environ.items() if k not in secret_names}
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from testing.stack import manage
 
 
 def production_env() -> dict[str, str]:

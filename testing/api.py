@@ -1,4 +1,5 @@
-"""Support for the pay page's tests: the merchant's return page, a deposit with a return_url, polling."""
+"""The merchant's side of the API in tests: creating a transaction, reading it, waiting for a status,
+and the merchant's return page on loopback."""
 
 from __future__ import annotations
 
@@ -10,9 +11,47 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 
-from conftest import wait_for
+from testing.factories import DEPOSIT, PAY_PAGE_DEPOSIT
+from testing.stack import wait_for
 
-DEPOSIT = {"customer_id": "cus_7", "country": "DE", "amount": "1234.50", "currency": "EUR"}
+
+def create(
+    api: Any, path: str = "/api/v1/deposits", *, body: dict[str, Any] = DEPOSIT, **changes: Any
+) -> dict[str, Any]:
+    """A transaction of `body` with `changes`, accepted (202)."""
+    response = api.post(path, data=json.dumps({**body, **changes}), content_type="application/json")
+    assert response.status_code == 202, response.content
+    return dict(response.json())
+
+
+def pay_page_deposit(api: Any, **changes: Any) -> dict[str, Any]:
+    """A deposit whose payment details the customer gives on the pay page."""
+    return create(api, body=PAY_PAGE_DEPOSIT, **changes)
+
+
+def fetch(api: Any, txn_id: str) -> dict[str, Any]:
+    response = api.get(f"/api/v1/transactions/{txn_id}")
+    assert response.status_code == 200
+    return dict(response.json())
+
+
+def wait_status(api: Any, txn_id: str, statuses: set[str], timeout: float = 30) -> dict[str, Any]:
+    return wait_for(
+        lambda: (body := fetch(api, txn_id))["status"] in statuses and body,
+        timeout=timeout,
+        message=f"transaction {txn_id} to reach {statuses}",
+    )
+
+
+def assert_error(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
+    """The API's one error shape, with this status (and code); its `error` object."""
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message", "fields"}
+    if code:
+        assert body["error"]["code"] == code
+    return dict(body["error"])
 
 
 class MerchantPage:
@@ -51,25 +90,6 @@ class MerchantPage:
         self.server.server_close()
 
 
-def deposit(api: Any, **changes: Any) -> dict[str, Any]:
-    response = api.post("/api/v1/deposits", data=json.dumps({**DEPOSIT, **changes}), content_type="application/json")
-    assert response.status_code == 202, response.content
-    return response.json()
-
-
-def fetch(api: Any, txn_id: str) -> dict[str, Any]:
-    response = api.get(f"/api/v1/transactions/{txn_id}")
-    assert response.status_code == 200
-    return response.json()
-
-
-def wait_status(api: Any, txn_id: str, statuses: set[str], timeout: float = 30) -> dict[str, Any]:
-    return wait_for(
-        lambda: (body := fetch(api, txn_id))["status"] in statuses and body,
-        timeout=timeout,
-        message=f"transaction {txn_id} to reach {statuses}",
-    )
-
-
 def get(url: str, **kwargs: Any) -> requests.Response:
+    """A GET as a browser's first request: no redirect followed."""
     return requests.get(url, allow_redirects=False, timeout=10, **kwargs)

@@ -10,7 +10,8 @@ import pytest
 from django.test import RequestFactory
 from django.views.debug import ExceptionReporter, technical_500_response
 
-IBAN = "DE89370400440532013000"
+from testing.factories import IBAN
+
 PAN = "4111111111111111"
 DB_PASSWORD = "db-password-in-the-url"
 BROKER_PASSWORD = "broker-password-in-the-url"

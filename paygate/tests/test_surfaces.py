@@ -13,15 +13,9 @@ from django.contrib.sessions.models import Session
 from django.test import Client
 from django.utils import timezone
 
-from gateways.services import demo_seed
+from testing.factories import deposit_body
 
-DEPOSIT = {
-    "customer_id": "cus_42",
-    "country": "DE",
-    "amount": "25.00",
-    "currency": "EUR",
-    "payment_details": {"iban": "DE89370400440532013000", "holder_name": "Jane Roe"},
-}
+DEPOSIT = deposit_body(metadata=None)
 
 
 class UnreadableStream(io.RawIOBase):
@@ -82,8 +76,9 @@ def test_a_streamed_body_over_the_limit_is_413_and_read_no_further(settings: Any
 
 
 @pytest.mark.django_db
-def test_a_streamed_api_body_within_the_limit_is_processed_and_over_it_is_413(api: Any, settings: Any) -> None:
-    demo_seed()
+def test_a_streamed_api_body_within_the_limit_is_processed_and_over_it_is_413(
+    api: Any, settings: Any, demo: None
+) -> None:
     body = json.dumps(DEPOSIT).encode()
     chunked = {"CONTENT_LENGTH": "", "HTTP_TRANSFER_ENCODING": "chunked"}
     accepted = api.post(
@@ -101,8 +96,7 @@ def test_a_streamed_api_body_within_the_limit_is_processed_and_over_it_is_413(ap
 
 
 @pytest.mark.django_db
-def test_api_responses_are_never_stored(api: Any) -> None:
-    demo_seed()
+def test_api_responses_are_never_stored(api: Any, demo: None) -> None:
     created = api.post("/api/v1/deposits", data=json.dumps(DEPOSIT), content_type="application/json")
     responses = [
         created,
@@ -179,8 +173,7 @@ INLINE_STYLE = re.compile(r"<style|\sstyle=\"", re.IGNORECASE)
     ],
     ids=str,
 )
-def test_admin_and_docs_pages_send_a_strict_csp_they_comply_with(path: str, staff: Any) -> None:
-    demo_seed()
+def test_admin_and_docs_pages_send_a_strict_csp_they_comply_with(path: str, staff: Any, demo: None) -> None:
     response = (Client() if path == "/admin/login/" else staff).get(path)
     assert response.status_code == 200
     policy = dict(part.strip().split(" ", 1) for part in response["Content-Security-Policy"].split(";"))
