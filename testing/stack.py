@@ -24,7 +24,9 @@ import requests
 import harness
 
 ROOT = Path(__file__).resolve().parent.parent
-LOG_DIR = ROOT / ".data" / "test-logs"
+# In the suite's data folder (`make test TEST_DATA_DIR=...`), so that two runs side by side keep
+# their logs and pid files apart.
+LOG_DIR = Path(os.environ.get("PAYGATE_DATA_DIR", ROOT / ".data" / "test")) / "logs"
 
 # Gateways in tests give up quickly, so that timeouts do not slow the suite down.
 TEST_READ_TIMEOUT = 1.5
@@ -55,7 +57,7 @@ def wait_for(predicate: Callable[[], Any], *, timeout: float = 20.0, interval: f
 
 class Process(harness.Process):
     """A child process of the test stack (worker, beat, web, a private Redis) in its own process group,
-    logging to .data/test-logs/<name>.log."""
+    logging to <data folder>/logs/<name>.log."""
 
     def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         super().__init__(name, argv, env, LOG_DIR / f"{name}.log")
