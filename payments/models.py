@@ -160,6 +160,9 @@ class Transaction(models.Model):
     request_hash = models.CharField(max_length=64, blank=True, default="")
     # Failover rounds: all routes did not act in round N → wait, then round N+1.
     route_round = models.PositiveIntegerField(default=0)
+    # The number of its latest attempt, written with it: the row lock's read says which attempt is
+    # current without a query of its own, and tells when a holder of the lock added one.
+    attempt_count = models.PositiveIntegerField(default=0)
     # When the recovery sweep should look at this transaction again if nothing else has.
     next_check_at = models.DateTimeField(null=True, blank=True)
     lookup_count = models.PositiveIntegerField(default=0)

@@ -47,7 +47,13 @@ from .models import (
     TransactionType,
 )
 from .money import format_amount
-from .services import transaction_lock, transaction_lock_by_attempt, transaction_save, transaction_transition
+from .services import (
+    transaction_current_attempt,
+    transaction_lock,
+    transaction_lock_by_attempt,
+    transaction_save,
+    transaction_transition,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -106,13 +112,7 @@ def _backoff(route_round: int) -> float:
 
 
 def _current_attempt(txn: Transaction) -> Attempt | None:
-    attempt = Attempt.objects.filter(transaction_id=txn.pk).order_by("-number").first()
-    if attempt is not None:
-        # From the process's gateway cache rather than a join: the row, credentials decrypted.
-        gateway = gateway_get(attempt.gateway_id)
-        if gateway is not None:
-            attempt.gateway = gateway
-    return attempt
+    return transaction_current_attempt(txn)
 
 
 def _callback_url(gateway: Gateway) -> str:
@@ -203,7 +203,7 @@ def _next_step(transaction_id: str) -> Step:
             # That run died mid-call; the gateway may or may not have the payment.
             last.outcome = AttemptOutcome.UNKNOWN
             last.error = "interrupted"
-            last.save(update_fields=["outcome", "error", "updated_at"])
+            transaction_save(txn, fields=["updated_at"], attempt=last)
             return Lookup(attempt_id=str(last.pk), gateway=last.gateway)
         if last is not None and last.outcome == AttemptOutcome.UNKNOWN:
             return Lookup(attempt_id=str(last.pk), gateway=last.gateway)
@@ -229,15 +229,16 @@ def _next_step(transaction_id: str) -> Step:
             )
             return RetryLater(countdown=countdown)
 
-        attempt = Attempt.objects.create(
+        attempt = Attempt(
             transaction=txn,
-            number=(last.number + 1) if last is not None else 1,
+            number=max(last.number if last is not None else 0, txn.attempt_count) + 1,
             route_round=txn.route_round,
             gateway=gateway,
             routing=routing,
         )
+        txn.attempt_count = attempt.number
         txn.next_check_at = now + timedelta(seconds=_call_window(gateway) + settings.PAYGATE_SWEEP_GRACE_SECONDS)
-        transaction_save(txn, fields=["next_check_at", "updated_at"])
+        transaction_save(txn, fields=["attempt_count", "next_check_at", "updated_at"], attempt=attempt)
         return Call(
             attempt_id=str(attempt.pk),
             attempt_created_at=attempt.created_at,
@@ -327,8 +328,7 @@ def _record_result(transaction_id: str, attempt_id: str, result: PaymentResult, 
             step = Lookup(attempt_id=str(attempt.pk), gateway=attempt.gateway) if open_ else Done()
         else:
             raise AssertionError(f"a gateway call cannot lead to {decision}")
-        attempt.save(update_fields=ATTEMPT_RESULT_FIELDS)
-        transaction_save(txn, attempts=_all_attempts(attempt))
+        transaction_save(txn, attempts=_all_attempts(attempt), attempt=attempt)
     ATTEMPTS.labels(gateway=attempt.gateway.code, outcome=result.outcome).inc()
     if result.latency_ms is not None:
         GATEWAY_LATENCY.labels(gateway=attempt.gateway.code, operation="payment").observe(result.latency_ms / 1000)
@@ -427,8 +427,7 @@ def _record_lookup(
                 txn.next_check_at = timezone.now() + timedelta(seconds=delay)
         else:
             raise AssertionError(f"a look-up cannot lead to {decision}")
-        attempt.save(update_fields=ATTEMPT_RESULT_FIELDS)
-        transaction_save(txn, attempts=_all_attempts(attempt))
+        transaction_save(txn, attempts=_all_attempts(attempt), attempt=attempt)
     if known == Outcome.ACCEPTED and not attempt.error and decision in _SCORED_ENDS:
         # How an accepted payment ended (a call that faulted was scored as a failure already).
         route_score_record(
