@@ -214,7 +214,7 @@ def transaction_create(
                 # Kept once committed: a row rolled back with this block is never cached.
                 committed = customer
                 transaction.on_commit(lambda: _customers.put(customer_key, committed))
-            txn = Transaction.objects.create(
+            txn = Transaction(
                 client=client,
                 type=data.type,
                 amount=data.amount,
@@ -242,8 +242,12 @@ def transaction_create(
                 "attempts": Attempt.objects.none(),
                 "refunds": Refund.objects.none(),
             }
-            shown = transaction_representation(txn, attempts=(), refunds=())
-            event_append(client_id=client.pk, type=EventType.TRANSACTION_CREATED, transaction=txn, obj=shown)
+            if connection.vendor == "postgresql":
+                shown = _create_in_one_statement(txn)
+            else:
+                txn.save(force_insert=True)
+                shown = transaction_representation(txn, attempts=(), refunds=())
+                event_append(client_id=client.pk, type=EventType.TRANSACTION_CREATED, transaction=txn, obj=shown)
             txn_id = txn.pk
             transaction.on_commit(lambda: transaction_publish(txn_id), robust=True)
     except IntegrityError:
@@ -257,6 +261,36 @@ def transaction_create(
     TRANSACTIONS_CREATED.labels(type=txn.type, country=txn.country_id).inc()
     logger.info("transaction created", extra={"type": txn.type})
     return CreateResult(transaction=txn, replayed=False, shown=shown)
+
+
+# A new transaction and its `transaction.created` event, in one statement (PostgreSQL).
+_CREATE_SQL = "WITH created AS (INSERT INTO {transaction} ({columns}) VALUES ({values}) RETURNING id) {event}"
+_create_sql: list[str] = []
+
+
+def _create_in_one_statement(txn: Transaction) -> dict[str, Any]:
+    """Insert a new transaction with its event; return the transaction as the event shows it."""
+    if not _create_sql:
+        quote = connection.ops.quote_name
+        fields = Transaction._meta.concrete_fields
+        _create_sql.append(
+            _CREATE_SQL.format(
+                transaction=quote(Transaction._meta.db_table),
+                columns=", ".join(quote(field.column) for field in fields),
+                values=", ".join(["%s"] * len(fields)),
+                event=_EVENT_INSERT_SQL.format(event=quote(Event._meta.db_table), row="created"),
+            )
+        )
+    params = column_values(txn, Transaction._meta.concrete_fields, connection)  # sets created_at too
+    shown = transaction_representation(txn, attempts=(), refunds=())
+    event = _event_new(txn, EventType.TRANSACTION_CREATED, shown)
+    with connection.cursor() as cursor:
+        cursor.execute(_create_sql[0], [*params, *_event_params(event)])
+        row = cursor.fetchone()
+    txn._state.adding = False
+    txn._state.db = connection.alias
+    _event_written(event, row)
+    return shown
 
 
 def _collect_fields(data: TransactionInput) -> dict[str, Any]:
@@ -414,7 +448,7 @@ _ATTEMPT_INSERT_SQL = "written AS (INSERT INTO {attempt} ({columns}) VALUES ({va
 _ATTEMPT_UPDATE_SQL = "written AS (UPDATE {attempt} SET {columns} WHERE id = %s), "
 _EVENT_INSERT_SQL = (
     "INSERT INTO {event} (uid, client_id, type, transaction_id, data, txid, created_at)"
-    " SELECT %s, %s, %s, changed.id, %s, pg_current_xact_id()::text::bigint, %s FROM changed RETURNING id, txid"
+    " SELECT %s, %s, %s, {row}.id, %s, pg_current_xact_id()::text::bigint, %s FROM {row} RETURNING id, txid"
 )
 
 # The statuses that may become each status: the guard of the write that makes it.
@@ -467,7 +501,7 @@ def _save_statement(fields: tuple[str, ...], attempt_write: str, with_event: boo
             attempt=attempt_sql,
             transaction=quote(Transaction._meta.db_table),
             columns="".join(f", {quote(f.column)} = %s" for f in columns),
-            then=_EVENT_INSERT_SQL.format(event=quote(Event._meta.db_table))
+            then=_EVENT_INSERT_SQL.format(event=quote(Event._meta.db_table), row="changed")
             if with_event
             else "SELECT id, NULL FROM changed",
         ),
@@ -502,20 +536,8 @@ def _save_in_one_statement(
     event: Event | None = None
     if changed:
         obj = _shown_after_change(txn, attempts=attempts, attempt=attempt)
-        event = Event(
-            client_id=txn.client_id,
-            type=_EVENT_OF_STATUS[TransactionStatus(txn.status)],
-            transaction=txn,
-            data={"object": obj},
-            created_at=timezone.now(),
-        )
-        params += (
-            event.uid,
-            event.client_id,
-            event.type,
-            Event._meta.get_field("data").get_db_prep_save(event.data, connection),
-            event.created_at,
-        )
+        event = _event_new(txn, _EVENT_OF_STATUS[TransactionStatus(txn.status)], obj)
+        params += _event_params(event)
     with connection.cursor() as cursor:
         cursor.execute(statement.sql, params)
         row = cursor.fetchone()
@@ -525,10 +547,26 @@ def _save_in_one_statement(
         attempt._state.adding = False
         attempt._state.db = connection.alias
     if event is not None:
-        event.pk, event.txid = row
-        event._state.adding = False
-        event._state.db = connection.alias
-        event_recorded.send(sender=Event, event=event)
+        _event_written(event, row)
+
+
+def _event_new(txn: Transaction, type: str, obj: dict[str, Any]) -> Event:
+    """A transaction's event, to be written by the statement that writes the change."""
+    return Event(client_id=txn.client_id, type=type, transaction=txn, data={"object": obj}, created_at=timezone.now())
+
+
+def _event_params(event: Event) -> list[Any]:
+    """The parameters of `_EVENT_INSERT_SQL`."""
+    data = Event._meta.get_field("data").get_db_prep_save(event.data, connection)
+    return [event.uid, event.client_id, event.type, data, event.created_at]
+
+
+def _event_written(event: Event, row: tuple[Any, ...]) -> None:
+    """The event as the statement wrote it (its id and txid returned), told to the apps above payments."""
+    event.pk, event.txid = row
+    event._state.adding = False
+    event._state.db = connection.alias
+    event_recorded.send(sender=Event, event=event)
 
 
 def event_append(
