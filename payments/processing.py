@@ -48,9 +48,11 @@ from .models import (
 )
 from .money import format_amount
 from .services import (
+    TransactionChanged,
     transaction_current_attempt,
     transaction_lock,
     transaction_lock_by_attempt,
+    transaction_resume,
     transaction_save,
     transaction_transition,
 )
@@ -86,6 +88,7 @@ class Call:
     gateway: Gateway
     request: PaymentRequest
     probe: bool = False  # the half-open breaker's single probe: its success closes the breaker
+    written: Transaction | None = None  # the row as the attempt's step wrote it (`transaction_resume`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +248,7 @@ def _next_step(transaction_id: str) -> Step:
             gateway=gateway,
             request=_payment_request(txn, attempt),
             probe=permit == BreakerState.HALF_OPEN,
+            written=txn,
         )
 
 
@@ -289,9 +293,23 @@ def _accept(
         transaction_transition(txn, to=to, save=False)
 
 
-def _record_result(transaction_id: str, attempt_id: str, result: PaymentResult, *, probe: bool = False) -> Step:
+def _record_result(
+    transaction_id: str,
+    attempt_id: str,
+    result: PaymentResult,
+    *,
+    probe: bool = False,
+    resumed: Transaction | None = None,
+) -> Step:
+    """Record a call's answer: on the row as the attempt's step left it (`resumed`), if nobody wrote
+    it since (else `TransactionChanged`), or under the row lock."""
     with transaction.atomic():
-        txn, attempt, is_current = _lock_attempt(transaction_id, attempt_id)
+        if resumed is not None:
+            txn, attempt, is_current = resumed, _current_attempt(resumed), True
+            if attempt is None or str(attempt.pk) != attempt_id:
+                raise TransactionChanged("not the attempt this run added")
+        else:
+            txn, attempt, is_current = _lock_attempt(transaction_id, attempt_id)
         attempt.latency_ms = result.latency_ms
         attempt.http_status = result.http_status
         # A callback may have got here first and already recorded the accept.
@@ -468,7 +486,13 @@ def transaction_process(*, transaction_id: str) -> RetryLater | None:
             if isinstance(step, (Call, Lookup)):
                 bind(attempt=step.attempt_id, gateway=step.gateway.code)
             if isinstance(step, Call):
-                step = _record_result(transaction_id, step.attempt_id, _send(step), probe=step.probe)
+                call, result = step, _send(step)
+                # The common case: nobody touched the row during the call, which spares the lock's read.
+                resumed = transaction_resume(call.written) if call.written is not None else None
+                try:
+                    step = _record_result(transaction_id, call.attempt_id, result, probe=call.probe, resumed=resumed)
+                except TransactionChanged:
+                    step = _record_result(transaction_id, call.attempt_id, result, probe=call.probe)
             elif isinstance(step, Lookup):
                 step = _record_lookup(transaction_id, step.attempt_id, _lookup(step))
             else:

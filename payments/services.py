@@ -442,7 +442,7 @@ def _shown_after_change(txn: Transaction, *, attempts: list[Attempt] | None, att
 # hold writes no event and raises, which rolls the whole step back.
 _SAVE_SQL = (
     "WITH {attempt}changed AS (UPDATE {transaction} SET status = %s{columns}"
-    " WHERE id = %s AND status = ANY(%s) RETURNING id) {then}"
+    " WHERE id = %s AND status = ANY(%s){unchanged} RETURNING id, xmin::text AS version) {then}"
 )
 _ATTEMPT_INSERT_SQL = "written AS (INSERT INTO {attempt} ({columns}) VALUES ({values})), "
 _ATTEMPT_UPDATE_SQL = "written AS (UPDATE {attempt} SET {columns} WHERE id = %s), "
@@ -464,7 +464,7 @@ class _SaveStatement:
     attempt_columns: tuple[Any, ...]
 
 
-_save_statements: dict[tuple[tuple[str, ...], str, bool], _SaveStatement] = {}
+_save_statements: dict[tuple[tuple[str, ...], str, bool, bool], _SaveStatement] = {}
 
 
 def _concrete_field(model: type[Any], name: str) -> Any:
@@ -474,9 +474,9 @@ def _concrete_field(model: type[Any], name: str) -> Any:
     return field
 
 
-def _save_statement(fields: tuple[str, ...], attempt_write: str, with_event: bool) -> _SaveStatement:
+def _save_statement(fields: tuple[str, ...], attempt_write: str, with_event: bool, resumed: bool) -> _SaveStatement:
     """The text of one shape of the write, built on first use in the process."""
-    key = (fields, attempt_write, with_event)
+    key = (fields, attempt_write, with_event, resumed)
     statement = _save_statements.get(key)
     if statement is not None:
         return statement
@@ -501,9 +501,12 @@ def _save_statement(fields: tuple[str, ...], attempt_write: str, with_event: boo
             attempt=attempt_sql,
             transaction=quote(Transaction._meta.db_table),
             columns="".join(f", {quote(f.column)} = %s" for f in columns),
-            then=_EVENT_INSERT_SQL.format(event=quote(Event._meta.db_table), row="changed")
+            unchanged=" AND xmin::text = %s" if resumed else "",
+            then=", event AS ({}) SELECT event.id, event.txid, changed.version FROM changed, event".format(
+                _EVENT_INSERT_SQL.format(event=quote(Event._meta.db_table), row="changed")
+            )
             if with_event
-            else "SELECT id, NULL FROM changed",
+            else "SELECT NULL, NULL, version FROM changed",
         ),
         columns=columns,
         attempt_columns=attempt_columns,
@@ -524,7 +527,8 @@ def _save_in_one_statement(
         raise RuntimeError("A locked step writes inside the atomic block that holds its lock.")
     changed = txn.status != at_lock
     attempt_write = "" if attempt is None else "insert" if attempt._state.adding else "update"
-    statement = _save_statement(fields, attempt_write, changed)
+    resumed = getattr(txn, _RESUMED_AT, None)
+    statement = _save_statement(fields, attempt_write, changed, resumed is not None)
     params: list[Any] = []
     if attempt is not None:
         params += column_values(attempt, statement.attempt_columns, connection)
@@ -533,6 +537,8 @@ def _save_in_one_statement(
     params.append(txn.status)
     params += column_values(txn, statement.columns, connection)
     params += (txn.pk, _FROM_STATUSES[TransactionStatus(txn.status)] if changed else [at_lock])
+    if resumed is not None:
+        params.append(resumed)
     event: Event | None = None
     if changed:
         obj = _shown_after_change(txn, attempts=attempts, attempt=attempt)
@@ -542,12 +548,42 @@ def _save_in_one_statement(
         cursor.execute(statement.sql, params)
         row = cursor.fetchone()
     if row is None:
+        if resumed is not None:
+            raise TransactionChanged("The transaction was written since: take its lock and decide again.")
         raise InvalidTransition(f"The transaction is no longer {at_lock}: its lock was not held.")
+    setattr(txn, _VERSION, row[2])
+    if resumed is not None:
+        delattr(txn, _RESUMED_AT)
     if attempt is not None:
         attempt._state.adding = False
         attempt._state.db = connection.alias
     if event is not None:
         _event_written(event, row)
+
+
+# The row version (xmin) of this process's last write of a transaction, and the version a resumed
+# transaction's next write requires.
+_VERSION = "_paygate_version"
+_RESUMED_AT = "_paygate_resumed_at"
+
+
+class TransactionChanged(Exception):
+    """A resumed transaction's row was written by someone else since: its lock must be taken."""
+
+
+def transaction_resume(txn: Transaction) -> Transaction | None:
+    """A transaction as this process's last locked step wrote it, to change again without taking the lock.
+
+    Its next `transaction_save` writes only if nobody has written the row since (its xmin is
+    still that write's: every write of the row or of one of its attempts changes it), else
+    raises `TransactionChanged`, and the caller takes the lock and decides again. None where the
+    version is not known (SQLite, whose steps always take the lock).
+    """
+    version = getattr(txn, _VERSION, None)
+    if version is None:
+        return None
+    setattr(txn, _RESUMED_AT, version)
+    return txn
 
 
 def _event_new(txn: Transaction, type: str, obj: dict[str, Any]) -> Event:
@@ -563,7 +599,7 @@ def _event_params(event: Event) -> list[Any]:
 
 def _event_written(event: Event, row: tuple[Any, ...]) -> None:
     """The event as the statement wrote it (its id and txid returned), told to the apps above payments."""
-    event.pk, event.txid = row
+    event.pk, event.txid = row[0], row[1]
     event._state.adding = False
     event._state.db = connection.alias
     event_recorded.send(sender=Event, event=event)

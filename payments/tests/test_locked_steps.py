@@ -1,9 +1,10 @@
-"""The row lock's one read stays right under contention: what a holder of the lock wrote is seen.
+"""The locked steps' short forms stay right under contention.
 
 On PostgreSQL the lock statement reads the transaction, its customer and its current attempt
 together. A statement that waited for the lock gets the row as the holder left it but, left to
 itself, the attempt as it was before: the waiter must still see the attempt the holder changed
-or added.
+or added. And a call's answer is recorded without the lock only on the row exactly as the
+attempt's step left it.
 """
 
 from __future__ import annotations
@@ -17,8 +18,16 @@ from django.db import connection, connections, transaction
 
 from conftest import wait_for
 from gateways.models import Gateway
-from payments.models import Attempt, AttemptOutcome, Transaction
-from payments.services import transaction_current_attempt, transaction_lock, transaction_save
+from gateways.types import Outcome, PaymentResult
+from payments.models import Attempt, AttemptOutcome, Transaction, TransactionStatus
+from payments.processing import Call, _next_step, _record_result
+from payments.services import (
+    TransactionChanged,
+    transaction_current_attempt,
+    transaction_lock,
+    transaction_resume,
+    transaction_save,
+)
 
 
 def _add_attempt(txn: Transaction, gateway: Gateway) -> None:
@@ -80,3 +89,29 @@ def test_a_waiter_sees_the_attempt_the_holder_of_the_lock_wrote(
         else {"number": 2, "outcome": AttemptOutcome.PENDING}
     )
     assert seen == expected
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_an_answer_skips_the_lock_only_if_nobody_wrote_the_row_during_the_call(
+    make_transaction: Callable[..., Transaction],
+) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite's steps always take the lock")
+    accepted = PaymentResult(outcome=Outcome.ACCEPTED, payment_id="pay_1", http_status=202, latency_ms=1.0)
+    untouched, touched = str(make_transaction().pk), str(make_transaction().pk)
+    for txn_id in (untouched, touched):
+        call = _next_step(txn_id)
+        assert isinstance(call, Call) and call.written is not None
+        if txn_id == touched:
+            with transaction.atomic():  # another step, while the call was out
+                transaction_save(transaction_lock(txn_id), fields=["updated_at"])
+            with pytest.raises(TransactionChanged):
+                _record_result(txn_id, call.attempt_id, accepted, resumed=transaction_resume(call.written))
+            assert Transaction.objects.get(pk=txn_id).status == TransactionStatus.PENDING
+            assert Attempt.objects.get(pk=call.attempt_id).outcome == AttemptOutcome.PENDING
+            _record_result(txn_id, call.attempt_id, accepted)
+        else:
+            _record_result(txn_id, call.attempt_id, accepted, resumed=transaction_resume(call.written))
+        assert Transaction.objects.get(pk=txn_id).status == TransactionStatus.PROCESSING
+        assert Attempt.objects.get(pk=call.attempt_id).outcome == AttemptOutcome.ACCEPTED
