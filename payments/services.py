@@ -7,8 +7,10 @@ without its event (a test lists every writer of `Transaction.status`).
 
 On PostgreSQL each locked step costs two statements besides its BEGIN and COMMIT: the lock,
 which also reads the customer and the current attempt, and one write (the attempt, the row
-guarded by the state machine's "from" statuses, the event). Their text is written once per
-process; SQLite, whose writers are serial anyway, takes the ORM's statements one by one.
+guarded by the state machine's "from" statuses, the event). A step on a row exactly as this
+process last wrote it (`transaction_resume`) skips the lock's read. The statements' text is
+written once per process; SQLite, whose writers are serial anyway, takes the ORM's statements
+one by one.
 """
 
 from __future__ import annotations
