@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -60,3 +61,44 @@ class CompletedHorizon(_VendorSQL):
 
     postgresql_sql = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
     fallback_sql = "9223372036854775807"
+
+
+class ModelColumns:
+    """A model's columns under a table alias in hand-written SQL, and its instances built from them.
+
+    For the few statements whose text is written once per process (the hot path's): the select
+    list is the text, a row becomes an instance through the fields' own converters, as the ORM
+    builds it, without a query compiler per call.
+    """
+
+    def __init__(self, model: type[models.Model], alias: str, connection: Any) -> None:
+        fields = model._meta.concrete_fields
+        quote = connection.ops.quote_name
+        self.model = model
+        self.width = len(fields)
+        self.sql = ", ".join(f"{alias}.{quote(field.column)}" for field in fields)
+        self._db = connection.alias
+        self._names = [field.attname for field in fields]
+        self._converters = []
+        for index, field in enumerate(fields):
+            column = field.get_col(alias)
+            converters = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+            if converters:
+                self._converters.append((index, converters, column))
+        self._connection = connection
+
+    def build(self, row: Sequence[Any]) -> Any:
+        """The instance of the row's columns (`row` holds exactly this model's, in order)."""
+        values = list(row)
+        for index, converters, column in self._converters:
+            value = values[index]
+            for converter in converters:
+                value = converter(value, column, self._connection)
+            values[index] = value
+        return self.model.from_db(self._db, self._names, values)
+
+
+def column_values(obj: models.Model, fields: Sequence[models.Field[Any, Any]], connection: Any) -> list[Any]:
+    """The values the ORM's own save would send for these fields of `obj` (auto_now set, encrypted, adapted)."""
+    adding = obj._state.adding
+    return [field.get_db_prep_save(field.pre_save(obj, adding), connection) for field in fields]

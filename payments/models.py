@@ -189,6 +189,9 @@ class Transaction(MoneyMovement):
     gateway_reference = models.CharField(max_length=255, blank=True, default="")
     # Failover rounds: all routes did not act in round N → wait, then round N+1.
     route_round = models.PositiveIntegerField(default=0)
+    # The number of its latest attempt, written with it: the row lock's read says which attempt is
+    # current without a query of its own, and tells when a holder of the lock added one.
+    attempt_count = models.PositiveIntegerField(default=0)
     needs_review = models.BooleanField(
         default=False, help_text="Expired without an answer from the gateway: an operator should look."
     )

@@ -37,7 +37,6 @@ from .collect import collect_expire_if_due
 from .failover import NextStep, failover_next, failover_route
 from .methods import gateway_payment_method
 from .models import (
-    ATTEMPT_RESULT_FIELDS,
     Attempt,
     AttemptOutcome,
     FailureReason,
@@ -47,7 +46,14 @@ from .models import (
 )
 from .money import format_amount
 from .pipeline import NOT_SENT_IN_TIME, Continue, Done, RetryLater, backoff, call_window, callback_url, sent_too_late
-from .services import transaction_lock, transaction_save, transaction_transition
+from .services import (
+    TransactionChanged,
+    transaction_current_attempt,
+    transaction_lock,
+    transaction_resume,
+    transaction_save,
+    transaction_transition,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +70,7 @@ class Call:
     gateway: Gateway
     request: PaymentRequest
     probe: bool = False  # the half-open breaker's single probe: its success closes the breaker
+    written: Transaction | None = None  # the row as the attempt's step wrote it (`transaction_resume`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,13 +84,7 @@ Step = Done | RetryLater | Call | Lookup | Continue
 
 def transaction_attempt_current(txn: Transaction) -> Attempt | None:
     """The transaction's latest attempt (the one a callback or a look-up may settle), if any."""
-    attempt = Attempt.objects.filter(transaction_id=txn.pk).order_by("-number").first()
-    if attempt is not None:
-        # From the process's gateway cache rather than a join: the row, credentials decrypted.
-        gateway = gateway_get(attempt.gateway_id)
-        if gateway is not None:
-            attempt.gateway = gateway
-    return attempt
+    return transaction_current_attempt(txn)
 
 
 def _payment_request(txn: Transaction, attempt: Attempt) -> PaymentRequest:
@@ -170,7 +171,7 @@ def _next_step(transaction_id: str) -> Step:
             # That run died mid-call; the gateway may or may not have the payment.
             last.outcome = AttemptOutcome.UNKNOWN
             last.error = "interrupted"
-            last.save(update_fields=["outcome", "error", "updated_at"])
+            transaction_save(txn, fields=["updated_at"], attempt=last)
             return Lookup(attempt_id=str(last.pk), gateway=last.gateway)
         if last is not None and last.outcome == AttemptOutcome.UNKNOWN:
             return Lookup(attempt_id=str(last.pk), gateway=last.gateway)
@@ -196,21 +197,23 @@ def _next_step(transaction_id: str) -> Step:
             )
             return RetryLater(countdown=countdown)
 
-        attempt = Attempt.objects.create(
+        attempt = Attempt(
             transaction=txn,
-            number=(last.number + 1) if last is not None else 1,
+            number=max(last.number if last is not None else 0, txn.attempt_count) + 1,
             route_round=txn.route_round,
             gateway=gateway,
             routing=routing,
         )
+        txn.attempt_count = attempt.number
         txn.next_check_at = now + timedelta(seconds=call_window(gateway) + settings.PAYGATE_SWEEP_GRACE_SECONDS)
-        transaction_save(txn, fields=["next_check_at", "updated_at"])
+        transaction_save(txn, fields=["attempt_count", "next_check_at", "updated_at"], attempt=attempt)
         return Call(
             attempt_id=str(attempt.pk),
             attempt_created_at=attempt.created_at,
             gateway=gateway,
             request=_payment_request(txn, attempt),
             probe=permit == BreakerState.HALF_OPEN,
+            written=txn,
         )
 
 
@@ -271,9 +274,23 @@ def _accept(
         transaction_transition(txn, to=to, save=False)
 
 
-def _record_result(transaction_id: str, attempt_id: str, result: PaymentResult, *, probe: bool = False) -> Step:
+def _record_result(
+    transaction_id: str,
+    attempt_id: str,
+    result: PaymentResult,
+    *,
+    probe: bool = False,
+    resumed: Transaction | None = None,
+) -> Step:
+    """Record a call's answer: on the row as the attempt's step left it (`resumed`), if nobody wrote
+    it since (else `TransactionChanged`), or under the row lock."""
     with transaction.atomic():
-        txn, attempt, is_current = _lock_attempt(transaction_id, attempt_id)
+        if resumed is not None:
+            txn, attempt, is_current = resumed, transaction_attempt_current(resumed), True
+            if attempt is None or str(attempt.pk) != attempt_id:
+                raise TransactionChanged("not the attempt this run added")
+        else:
+            txn, attempt, is_current = _lock_attempt(transaction_id, attempt_id)
         attempt.latency_ms = result.latency_ms
         attempt.http_status = result.http_status
         # A callback may have got here first and already recorded the accept.
@@ -310,8 +327,7 @@ def _record_result(transaction_id: str, attempt_id: str, result: PaymentResult, 
             step = Lookup(attempt_id=str(attempt.pk), gateway=attempt.gateway) if open_ else Done()
         else:
             raise AssertionError(f"a gateway call cannot lead to {decision}")
-        attempt.save(update_fields=ATTEMPT_RESULT_FIELDS)
-        transaction_save(txn, attempts=attempts_if_first(attempt))
+        transaction_save(txn, attempts=attempts_if_first(attempt), attempt=attempt)
     ATTEMPTS.labels(gateway=attempt.gateway.code, outcome=result.outcome).inc()
     if result.latency_ms is not None:
         GATEWAY_LATENCY.labels(gateway=attempt.gateway.code, operation="payment").observe(result.latency_ms / 1000)
@@ -406,8 +422,7 @@ def _record_lookup(
                 txn.next_check_at = timezone.now() + timedelta(seconds=delay)
         else:
             raise AssertionError(f"a look-up cannot lead to {decision}")
-        attempt.save(update_fields=ATTEMPT_RESULT_FIELDS)
-        transaction_save(txn, attempts=attempts_if_first(attempt))
+        transaction_save(txn, attempts=attempts_if_first(attempt), attempt=attempt)
     if known == Outcome.ACCEPTED and not attempt.error and decision in _SCORED_ENDS:
         # How an accepted payment ended (a call that faulted was scored as a failure already).
         transaction_route_score(txn, attempt, success=decision == NextStep.COMPLETED)
@@ -439,7 +454,13 @@ def transaction_process(*, transaction_id: str) -> RetryLater | None:
             if isinstance(step, (Call, Lookup)):
                 bind(attempt=step.attempt_id, gateway=step.gateway.code)
             if isinstance(step, Call):
-                step = _record_result(transaction_id, step.attempt_id, _send(step), probe=step.probe)
+                call, result = step, _send(step)
+                # The common case: nobody touched the row during the call, which spares the lock's read.
+                resumed = transaction_resume(call.written) if call.written is not None else None
+                try:
+                    step = _record_result(transaction_id, call.attempt_id, result, probe=call.probe, resumed=resumed)
+                except TransactionChanged:
+                    step = _record_result(transaction_id, call.attempt_id, result, probe=call.probe)
             elif isinstance(step, Lookup):
                 step = _record_lookup(transaction_id, step.attempt_id, _lookup(step))
             else:

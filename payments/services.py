@@ -4,6 +4,13 @@ This module owns a transaction's status. A change happens only on a row locked b
 `transaction_lock`, is checked by `transaction_transition` and written by `transaction_save`,
 which appends the change's event in the same database transaction: no status ever changes
 without its event (a test lists every writer of `Transaction.status`).
+
+On PostgreSQL each locked step costs two statements besides its BEGIN and COMMIT: the lock,
+which also reads the customer and the current attempt, and one write (the attempt, the row
+guarded by the state machine's "from" statuses, the event). A step on a row exactly as this
+process last wrote it (`transaction_resume`) skips the lock's read. The statements' text is
+written once per process; SQLite, whose writers are serial anyway, takes the ORM's statements
+one by one.
 """
 
 from __future__ import annotations
@@ -17,17 +24,18 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
-from core.db import CurrentTransactionId
+from core.db import CurrentTransactionId, ModelColumns, column_values
 from core.errors import ApplicationError, ValidationFailed
 from core.fingerprint import fingerprint as keyed_fingerprint
 from core.fingerprint import fingerprint_matches
 from core.localcache import LocalCache
 from core.logs import bind
 from gateways.errors import NoRoute
-from gateways.selectors import route_list
+from gateways.selectors import gateway_get, route_list
 
 from .actions import ACTION_COLLECT, collect_action_new, collects_details
 from .errors import IdempotencyConflict
@@ -36,6 +44,7 @@ from .methods import WITHDRAWAL_METHODS, saved_method_find
 from .metrics import CUSTOMER_ACTIONS, PAYMENT_DETAILS_PURGED, TRANSACTIONS_CREATED, TRANSACTIONS_FINISHED
 from .models import (
     ALLOWED_TRANSITIONS,
+    ATTEMPT_RESULT_FIELDS,
     CUSTOMERS_CACHE,
     FINAL_STATUSES,
     TRANSACTION_PIPELINE_FIELDS,
@@ -201,16 +210,17 @@ def _insert(
     """The new transaction, its `transaction.created` event, and a new customer, committed together."""
     customer_key = (client.pk, data.customer_id)
     customer = _customers.peek(customer_key)
+    # The transaction, its `transaction.created` event, and a new customer commit together.
     with transaction.atomic():
         if customer is None:
-            # `transaction_create` found routes to the country, so it exists: its code is the foreign key.
+            # The routes above exist, so the country does: its code is the foreign key.
             customer, _ = Customer.objects.get_or_create(
                 client=client, reference=data.customer_id, defaults={"country_id": data.country}
             )
             # Kept once committed: a row rolled back with this block is never cached.
             committed = customer
             transaction.on_commit(lambda: _customers.put(customer_key, committed))
-        txn = Transaction.objects.create(
+        txn = Transaction(
             client=client,
             type=data.type,
             amount=data.amount,
@@ -238,14 +248,48 @@ def _insert(
             "attempts": Attempt.objects.none(),
             "refunds": Refund.objects.none(),
         }
-        shown = transaction_representation(txn, attempts=(), refunds=())
-        event_append(client_id=client.pk, type=EventType.TRANSACTION_CREATED, transaction=txn, obj=shown)
+        if connection.vendor == "postgresql":
+            shown = _create_in_one_statement(txn)
+        else:
+            txn.save(force_insert=True)
+            shown = transaction_representation(txn, attempts=(), refunds=())
+            event_append(client_id=client.pk, type=EventType.TRANSACTION_CREATED, transaction=txn, obj=shown)
         txn_id = txn.pk
         transaction.on_commit(lambda: transaction_publish(txn_id), robust=True)
     bind(transaction_id=txn.pk)
     TRANSACTIONS_CREATED.labels(type=txn.type, country=txn.country_id).inc()
     logger.info("transaction created", extra={"type": txn.type})
     return CreateResult(transaction=txn, replayed=False, shown=shown)
+
+
+# A new transaction and its `transaction.created` event, in one statement (PostgreSQL).
+_CREATE_SQL = "WITH created AS (INSERT INTO {transaction} ({columns}) VALUES ({values}) RETURNING id) {event}"
+_create_sql: list[str] = []
+
+
+def _create_in_one_statement(txn: Transaction) -> dict[str, Any]:
+    """Insert a new transaction with its event; return the transaction as the event shows it."""
+    if not _create_sql:
+        quote = connection.ops.quote_name
+        fields = Transaction._meta.concrete_fields
+        _create_sql.append(
+            _CREATE_SQL.format(
+                transaction=quote(Transaction._meta.db_table),
+                columns=", ".join(quote(field.column) for field in fields),
+                values=", ".join(["%s"] * len(fields)),
+                event=_EVENT_INSERT_SQL.format(event=quote(Event._meta.db_table), row="created"),
+            )
+        )
+    params = column_values(txn, Transaction._meta.concrete_fields, connection)  # sets created_at too
+    shown = transaction_representation(txn, attempts=(), refunds=())
+    event = _event_new(txn, EventType.TRANSACTION_CREATED, shown)
+    with connection.cursor() as cursor:
+        cursor.execute(_create_sql[0], [*params, *_event_params(event)])
+        row = cursor.fetchone()
+    txn._state.adding = False
+    txn._state.db = connection.alias
+    _event_written(event, row)
+    return shown
 
 
 def _collect_fields(data: TransactionInput) -> dict[str, Any]:
@@ -342,12 +386,14 @@ def transaction_save(
     *,
     fields: tuple[str, ...] | list[str] = TRANSACTION_PIPELINE_FIELDS,
     attempts: list[Attempt] | None = None,
+    attempt: Attempt | None = None,
 ) -> None:
     """Write a locked transaction's pipeline columns; a changed status appends its event with them.
 
-    The only writer of `Transaction.status` after creation. Save the attempts first: the
-    event shows the transaction with its attempts as they are now (`attempts`, when the
-    caller holds all of them, in order; read otherwise).
+    The only writer of `Transaction.status` after creation. `attempt`, if given, is written in
+    the same statement: inserted when new, else its result columns. The event shows the
+    transaction with its attempts as they are now (`attempts`, when the caller holds all of
+    them, in order; read otherwise).
     """
     at_lock = getattr(txn, _STATUS_AT_LOCK, None)
     if at_lock is None:
@@ -355,18 +401,204 @@ def transaction_save(
     changed = txn.status != at_lock
     if changed and "status" not in fields:
         raise RuntimeError("A status change must be saved with its status column.")
-    txn.save(update_fields=fields)
-    if changed:
-        if attempts is None:
-            attempts = list(Attempt.objects.filter(transaction_id=txn.pk).select_related("gateway").order_by("number"))
-        event_append(
-            client_id=txn.client_id,
-            type=_EVENT_OF_STATUS[TransactionStatus(txn.status)],
-            transaction=txn,
-            # Refunds exist only on a completed deposit, whose status never changes again.
-            obj=transaction_representation(txn, attempts=attempts, refunds=()),
+    added = attempt is not None and attempt._state.adding
+    if connection.vendor == "postgresql":
+        _save_in_one_statement(txn, fields=tuple(fields), attempt=attempt, attempts=attempts, at_lock=at_lock)
+    else:
+        if attempt is not None:
+            if added:
+                attempt.save(force_insert=True)
+            else:
+                attempt.save(update_fields=ATTEMPT_RESULT_FIELDS)
+        txn.save(update_fields=fields)
+        if changed:
+            event_append(
+                client_id=txn.client_id,
+                type=_EVENT_OF_STATUS[TransactionStatus(txn.status)],
+                transaction=txn,
+                obj=_shown_after_change(txn, attempts=attempts, attempt=attempt),
+            )
+    if added:
+        setattr(txn, _CURRENT_ATTEMPT, attempt)
+    setattr(txn, _STATUS_AT_LOCK, txn.status)
+
+
+def _shown_after_change(txn: Transaction, *, attempts: list[Attempt] | None, attempt: Attempt | None) -> dict[str, Any]:
+    """The transaction as its event shows it; `attempt` (being written) as it is in memory."""
+    if attempts is None:
+        attempts = list(Attempt.objects.filter(transaction_id=txn.pk).select_related("gateway").order_by("number"))
+        if attempt is not None:
+            attempts = [attempt if each.pk == attempt.pk else each for each in attempts]
+    # Refunds exist only on a completed deposit, whose status never changes again.
+    return transaction_representation(txn, attempts=attempts, refunds=())
+
+
+# The locked step's write on PostgreSQL: the attempt's, the row's (only from a status the state
+# machine allows to reach the new one), and the event's, in one statement. A guard that does not
+# hold writes no event and raises, which rolls the whole step back.
+_SAVE_SQL = (
+    "WITH {attempt}changed AS (UPDATE {transaction} SET status = %s{columns}"
+    " WHERE id = %s AND status = ANY(%s){unchanged} RETURNING id, xmin::text AS version) {then}"
+)
+_ATTEMPT_INSERT_SQL = "written AS (INSERT INTO {attempt} ({columns}) VALUES ({values})), "
+_ATTEMPT_UPDATE_SQL = "written AS (UPDATE {attempt} SET {columns} WHERE id = %s), "
+_EVENT_INSERT_SQL = (
+    "INSERT INTO {event} (uid, client_id, type, transaction_id, data, txid, created_at)"
+    " SELECT %s, %s, %s, {row}.id, %s, pg_current_xact_id()::text::bigint, %s FROM {row} RETURNING id, txid"
+)
+
+# The statuses that may become each status: the guard of the write that makes it.
+_FROM_STATUSES = {
+    to: [str(s) for s, allowed in ALLOWED_TRANSITIONS.items() if to in allowed] for to in TransactionStatus
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _SaveStatement:
+    sql: str
+    columns: tuple[Any, ...]  # the transaction's fields after its status, in the SET's order
+    attempt_columns: tuple[Any, ...]
+
+
+_save_statements: dict[tuple[tuple[str, ...], str, bool, bool], _SaveStatement] = {}
+
+
+def _concrete_field(model: type[Any], name: str) -> Any:
+    field = model._meta.get_field(name)
+    if not getattr(field, "concrete", False):
+        raise ValueError(f"{model.__name__}.{name} is not a column.")
+    return field
+
+
+def _save_statement(fields: tuple[str, ...], attempt_write: str, with_event: bool, resumed: bool) -> _SaveStatement:
+    """The text of one shape of the write, built on first use in the process."""
+    key = (fields, attempt_write, with_event, resumed)
+    statement = _save_statements.get(key)
+    if statement is not None:
+        return statement
+    quote = connection.ops.quote_name
+    columns = tuple(_concrete_field(Transaction, name) for name in fields if name != "status")
+    attempt_sql = ""
+    attempt_columns: tuple[Any, ...] = ()
+    if attempt_write == "insert":
+        attempt_columns = tuple(Attempt._meta.concrete_fields)
+        attempt_sql = _ATTEMPT_INSERT_SQL.format(
+            attempt=quote(Attempt._meta.db_table),
+            columns=", ".join(quote(f.column) for f in attempt_columns),
+            values=", ".join(["%s"] * len(attempt_columns)),
         )
-        setattr(txn, _STATUS_AT_LOCK, txn.status)
+    elif attempt_write == "update":
+        attempt_columns = tuple(_concrete_field(Attempt, name) for name in ATTEMPT_RESULT_FIELDS)
+        attempt_sql = _ATTEMPT_UPDATE_SQL.format(
+            attempt=quote(Attempt._meta.db_table), columns=", ".join(f"{quote(f.column)} = %s" for f in attempt_columns)
+        )
+    statement = _SaveStatement(
+        sql=_SAVE_SQL.format(
+            attempt=attempt_sql,
+            transaction=quote(Transaction._meta.db_table),
+            columns="".join(f", {quote(f.column)} = %s" for f in columns),
+            unchanged=" AND xmin::text = %s" if resumed else "",
+            then=", event AS ({}) SELECT event.id, event.txid, changed.version FROM changed, event".format(
+                _EVENT_INSERT_SQL.format(event=quote(Event._meta.db_table), row="changed")
+            )
+            if with_event
+            else "SELECT NULL, NULL, version FROM changed",
+        ),
+        columns=columns,
+        attempt_columns=attempt_columns,
+    )
+    _save_statements[key] = statement
+    return statement
+
+
+def _save_in_one_statement(
+    txn: Transaction,
+    *,
+    fields: tuple[str, ...],
+    attempt: Attempt | None,
+    attempts: list[Attempt] | None,
+    at_lock: str,
+) -> None:
+    if not _in_atomic_block():
+        raise RuntimeError("A locked step writes inside the atomic block that holds its lock.")
+    changed = txn.status != at_lock
+    attempt_write = "" if attempt is None else "insert" if attempt._state.adding else "update"
+    resumed = getattr(txn, _RESUMED_AT, None)
+    statement = _save_statement(fields, attempt_write, changed, resumed is not None)
+    params: list[Any] = []
+    if attempt is not None:
+        params += column_values(attempt, statement.attempt_columns, connection)
+        if attempt_write == "update":
+            params.append(attempt.pk)
+    params.append(txn.status)
+    params += column_values(txn, statement.columns, connection)
+    params += (txn.pk, _FROM_STATUSES[TransactionStatus(txn.status)] if changed else [at_lock])
+    if resumed is not None:
+        params.append(resumed)
+    event: Event | None = None
+    if changed:
+        obj = _shown_after_change(txn, attempts=attempts, attempt=attempt)
+        event = _event_new(txn, _EVENT_OF_STATUS[TransactionStatus(txn.status)], obj)
+        params += _event_params(event)
+    with connection.cursor() as cursor:
+        cursor.execute(statement.sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        if resumed is not None:
+            raise TransactionChanged("The transaction was written since: take its lock and decide again.")
+        raise InvalidTransition(f"The transaction is no longer {at_lock}: its lock was not held.")
+    setattr(txn, _VERSION, row[2])
+    if resumed is not None:
+        delattr(txn, _RESUMED_AT)
+    if attempt is not None:
+        attempt._state.adding = False
+        attempt._state.db = connection.alias
+    if event is not None:
+        _event_written(event, row)
+
+
+# The row version (xmin) of this process's last write of a transaction, and the version a resumed
+# transaction's next write requires.
+_VERSION = "_paygate_version"
+_RESUMED_AT = "_paygate_resumed_at"
+
+
+class TransactionChanged(Exception):
+    """A resumed transaction's row was written by someone else since: its lock must be taken."""
+
+
+def transaction_resume(txn: Transaction) -> Transaction | None:
+    """A transaction as this process's last locked step wrote it, to change again without taking the lock.
+
+    Its next `transaction_save` writes only if nobody has written the row since (its xmin is
+    still that write's: every write of the row or of one of its attempts changes it), else
+    raises `TransactionChanged`, and the caller takes the lock and decides again. None where the
+    version is not known (SQLite, whose steps always take the lock).
+    """
+    version = getattr(txn, _VERSION, None)
+    if version is None:
+        return None
+    setattr(txn, _RESUMED_AT, version)
+    return txn
+
+
+def _event_new(txn: Transaction, type: str, obj: dict[str, Any]) -> Event:
+    """A transaction's event, to be written by the statement that writes the change."""
+    return Event(client_id=txn.client_id, type=type, transaction=txn, data={"object": obj}, created_at=timezone.now())
+
+
+def _event_params(event: Event) -> list[Any]:
+    """The parameters of `_EVENT_INSERT_SQL`."""
+    data = Event._meta.get_field("data").get_db_prep_save(event.data, connection)
+    return [event.uid, event.client_id, event.type, data, event.created_at]
+
+
+def _event_written(event: Event, row: tuple[Any, ...]) -> None:
+    """The event as the statement wrote it (its id and txid returned), told to the apps above payments."""
+    event.pk, event.txid = row[0], row[1]
+    event._state.adding = False
+    event._state.db = connection.alias
+    event_recorded.send(sender=Event, event=event)
 
 
 def event_append(
@@ -451,8 +683,14 @@ def transaction_lock(transaction_id: Any) -> Transaction:
     """The transaction, its row locked until the end of the atomic block.
 
     Its customer comes in the same statement (its row is not locked): the event of a change
-    shows the customer's reference.
+    shows the customer's reference. On PostgreSQL so does its current attempt
+    (`transaction_current_attempt`).
     """
+    if connection.vendor == "postgresql":
+        txn = _lock_read(_hot_reads().by_id, Transaction._meta.pk.to_python(transaction_id))
+        if txn is None:
+            raise Transaction.DoesNotExist("Transaction matching query does not exist.")
+        return txn
     txn = Transaction.objects.select_for_update(of=("self",)).select_related("customer").get(pk=transaction_id)
     status_lock_note(txn)
     return txn
@@ -460,6 +698,8 @@ def transaction_lock(transaction_id: Any) -> Transaction:
 
 def transaction_lock_by_attempt(attempt_id: Any) -> Transaction | None:
     """The transaction an attempt belongs to, its row locked (one statement); None if no such attempt."""
+    if connection.vendor == "postgresql":
+        return _lock_read(_hot_reads().by_attempt, Attempt._meta.pk.to_python(attempt_id))
     txn = (
         Transaction.objects.select_for_update(of=("self",))
         .select_related("customer")
@@ -468,6 +708,105 @@ def transaction_lock_by_attempt(attempt_id: Any) -> Transaction | None:
     )
     if txn is not None:
         status_lock_note(txn)
+    return txn
+
+
+def transaction_current_attempt(txn: Transaction) -> Attempt | None:
+    """The transaction's latest attempt, its gateway from the process's cache (credentials decrypted).
+
+    As the lock read it, when that read is known to be current; read now otherwise.
+    """
+    attempt: Attempt | None
+    if hasattr(txn, _CURRENT_ATTEMPT):
+        attempt = getattr(txn, _CURRENT_ATTEMPT)
+    else:
+        attempt = Attempt.objects.filter(transaction_id=txn.pk).order_by("-number").first()
+    if attempt is not None:
+        gateway = gateway_get(attempt.gateway_id)
+        if gateway is not None:
+            attempt.gateway = gateway
+    return attempt
+
+
+# The attempt the row lock read with the row, when it is known to be the current one.
+_CURRENT_ATTEMPT = "_paygate_current_attempt"
+
+# The row, its customer and its latest attempt; then whether the row is the version this
+# statement's snapshot saw. It is not when a holder of the lock changed it while this waited:
+# PostgreSQL then returns the row's newest version but the attempt as the snapshot saw it, and
+# every write of an attempt also writes its transaction's row. The attempt is then read again,
+# as it is when a holder added one (`attempt_count` is above the attempt found).
+_LOCK_SQL = (
+    "SELECT {transaction_columns}, {customer_columns}, {attempt_columns},"
+    " t.xmin::text = (SELECT s.xmin::text FROM {transaction} s WHERE s.id = t.id)"
+    " FROM {transaction} t JOIN {customer} c ON c.id = t.customer_id"
+    " LEFT JOIN LATERAL (SELECT * FROM {attempt} WHERE transaction_id = t.id ORDER BY number DESC LIMIT 1) a ON true"
+    " WHERE {where} FOR UPDATE OF t"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _HotReads:
+    by_id: str
+    by_attempt: str
+    transaction: ModelColumns
+    customer: ModelColumns
+    attempt: ModelColumns
+
+
+_hot: list[_HotReads] = []
+
+
+def _hot_reads() -> _HotReads:
+    """The lock statements' text and columns, built on first use in the process."""
+    if _hot:
+        return _hot[0]
+    quote = connection.ops.quote_name
+    columns = {
+        "transaction": ModelColumns(Transaction, "t", connection),
+        "customer": ModelColumns(Customer, "c", connection),
+        "attempt": ModelColumns(Attempt, "a", connection),
+    }
+    tables = {
+        "transaction": quote(Transaction._meta.db_table),
+        "customer": quote(Customer._meta.db_table),
+        "attempt": quote(Attempt._meta.db_table),
+    }
+    text = {f"{name}_columns": each.sql for name, each in columns.items()}
+    _hot.append(
+        _HotReads(
+            by_id=_LOCK_SQL.format(**text, **tables, where="t.id = %s"),
+            by_attempt=_LOCK_SQL.format(
+                **text, **tables, where=f"t.id = (SELECT transaction_id FROM {tables['attempt']} WHERE id = %s)"
+            ),
+            **columns,
+        )
+    )
+    return _hot[0]
+
+
+def _lock_read(sql: str, key: Any) -> Transaction | None:
+    if not _in_atomic_block():
+        raise TransactionManagementError("A row lock is taken inside an atomic block.")
+    hot = _hot_reads()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [key])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    end = hot.transaction.width
+    txn: Transaction = hot.transaction.build(row[:end])
+    customer = hot.customer.build(row[end : end + hot.customer.width])
+    Transaction._meta.get_field("customer").set_cached_value(txn, customer)
+    end += hot.customer.width
+    attempt: Attempt | None = None
+    if row[end] is not None:
+        attempt = hot.attempt.build(row[end : end + hot.attempt.width])
+        Attempt._meta.get_field("transaction").set_cached_value(attempt, txn)
+    current = row[-1] and (attempt.number if attempt is not None else 0) >= txn.attempt_count
+    if current:
+        setattr(txn, _CURRENT_ATTEMPT, attempt)
+    setattr(txn, _STATUS_AT_LOCK, txn.status)
     return txn
 
 

@@ -19,10 +19,11 @@ PACKAGES = ("core", "gateways", "payments", "callbacks", "webhooks", "ops", "pay
 ORM_WRITES = {"update", "create", "bulk_create", "get_or_create", "update_or_create", "bulk_update"}
 
 # (file, function) → what it writes. Transaction.status: only transaction_transition sets it and
-# only transaction_save stores it (with its event).
+# only transaction_save stores it (with its event; on PostgreSQL by the statement _save_statement writes).
 WRITERS = {
     ("payments/services.py", "transaction_transition"): "Transaction.status (in memory, checked)",
     ("payments/services.py", "transaction_save"): "Transaction.status (stored with its event)",
+    ("payments/services.py", "_save_statement"): "Transaction.status (raw SQL: _SAVE_SQL, for transaction_save)",
     ("payments/refunds/services.py", "refund_transition"): "Refund.status (in memory, checked)",
     ("payments/refunds/services.py", "refund_save"): "Refund.status (stored with its event)",
     ("webhooks/dispatcher.py", "_results_write"): "WebhookDelivery.status (raw SQL: _RECORD_SQL)",
