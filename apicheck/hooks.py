@@ -70,7 +70,7 @@ def map_case(context: schemathesis.HookContext, case: schemathesis.Case) -> sche
         drawn = ("payment_method_id", "payment_method")
         body = {key: value for key, value in body.items() if key not in drawn}
     else:
-        body = _details_completed(body)
+        body = details_completed(body)
     if body != case.body:
         # Only a changed body is set: schemathesis checks a body a hook set against the schema again.
         case.body = body
@@ -100,7 +100,7 @@ def _replace_stripped(value: str, new: str) -> str:
     return value.replace(stripped, new, 1) if stripped else value
 
 
-def _details_completed(body: Any) -> Any:
+def details_completed(body: Any) -> Any:
     if not isinstance(body, dict) or not isinstance(body.get("payment_details"), dict):
         return body
     method = str(body.get("payment_method", "")).strip()

@@ -347,16 +347,6 @@ def test_the_sandbox_and_paygate_agree_on_published_ibans(iban: str) -> None:
     assert not details_valid("bank_account", {**BANK, "iban": broken}) and not iban_valid(broken)
 
 
-@PROPERTY
-@given(digits=st.text("0123456789", min_size=12, max_size=19))
-def test_the_apicheck_hook_completes_any_drawn_number_to_a_valid_card(digits: str) -> None:
-    from apicheck.hooks import map_body
-
-    body = {"payment_method": "card", "payment_details": {**CARD, "number": f" {digits} ", "exp_year": "1999"}}
-    details = map_body(None, body)["payment_details"]  # type: ignore[arg-type]
-    assert not method_details_errors("card", {k: v.strip() for k, v in details.items()}, today=TODAY)
-
-
 @pytest.mark.parametrize(
     "raw_name",
     ['"Jane\\u0000Roe"', '"Jane\\ud800Roe"', '"\\u202eeoR enaJ"', '"Jane \\u3000"'],
