@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("callbacks", "0003_staff_groups"),
+        ("callbacks", "0002_raw_body_base64"),
         ("payments", "0008_refunds"),
     ]
 

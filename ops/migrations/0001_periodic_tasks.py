@@ -1,7 +1,7 @@
 """The periodic tasks run by celery-beat, created here so they exist after `migrate`.
 
-Databases migrated before the tasks moved here already have them (payments 0002 and 0005
-created them then): `periodic_tasks_ensure` creates only what is missing.
+A database migrated by an earlier version may have some of them already: `periodic_tasks_ensure`
+creates only what is missing.
 """
 
 from django.db import migrations
@@ -23,8 +23,6 @@ def remove_periodic_tasks(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("payments", "0005_purge_periodic_task"),
-        ("callbacks", "0003_staff_groups"),
         ("gateways", "0002_route_list_validators"),
         ("django_celery_beat", "0019_alter_periodictasks_options"),
     ]

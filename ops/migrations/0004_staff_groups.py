@@ -1,7 +1,7 @@
 """The staff groups and their permissions, as `ops.staff` defines them all.
 
-Databases migrated earlier have the groups already (callbacks 0003, ops 0003 and vault 0001
-made and extended them then): `staff_groups_ensure` only adds what is missing.
+A database migrated by an earlier version may have the groups already, with grants an
+administrator added: `staff_groups_ensure` only adds what is missing.
 """
 
 from django.db import migrations
@@ -15,7 +15,7 @@ def create_staff_groups(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("ops", "0003_staff_permissions"),
+        ("ops", "0002_webhook_sweep"),
         ("gateways", "0006_rename_webhook_secret_callback_secret"),
         ("payments", "0011_transaction_payment_method"),
         ("callbacks", "0005_gateway_index"),

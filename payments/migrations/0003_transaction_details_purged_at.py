@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("payments", "0002_periodic_tasks"),
+        ("payments", "0001_initial"),
     ]
 
     operations = [

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("payments", "0005_purge_periodic_task"),
+        ("payments", "0004_keyed_fingerprints_and_sad"),
     ]
 
     operations = [
