@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from django.db import connection, connections, transaction
 
-from conftest import wait_for
 from gateways.models import Gateway
 from gateways.types import Outcome, PaymentResult
 from payments.models import Attempt, AttemptOutcome, Transaction, TransactionStatus
@@ -28,6 +27,7 @@ from payments.services import (
     transaction_resume,
     transaction_save,
 )
+from testing.stack import wait_for
 
 
 def _add_attempt(txn: Transaction, gateway: Gateway) -> None:
