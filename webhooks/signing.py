@@ -19,7 +19,7 @@ import secrets
 
 from core.signing import signature_header
 
-SECRET_PREFIX = "whsec_"
+SECRET_PREFIX = "whsec_"  # nosec B105  # the prefix every secret is shown with, not a secret
 _SECRET_BYTES = 32
 
 
