@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from core.logs import bind, masked_reason
@@ -508,15 +508,24 @@ def transaction_return_lookup(*, transaction_id: str, timeout: float) -> None:
 
     Applied exactly as any status look-up; nothing the browser brought is trusted. A short
     timeout: the customer waits for this. A failed look-up changes nothing, and never expires
-    or fails over anything.
+    or fails over anything. Either way, a status change another process is writing as the
+    customer arrives (the gateway's callback, sent as it sent the customer back) is waited for,
+    so that the page the customer sees next reads it rather than the status before it.
     """
     txn = Transaction.objects.filter(pk=transaction_id).only("pk", "status").first()
     if txn is None or txn.status not in (TransactionStatus.REQUIRES_ACTION, TransactionStatus.PROCESSING):
         return
+    try:
+        _look_up_on_return(txn, timeout=timeout)
+    finally:
+        _status_change_awaited(transaction_id, timeout=timeout)
+
+
+def _look_up_on_return(txn: Transaction, *, timeout: float) -> None:
     attempt = transaction_attempt_current(txn)
     if attempt is None or attempt.outcome != AttemptOutcome.ACCEPTED:
         return
-    bind(transaction_id=transaction_id, attempt=attempt.pk, gateway=attempt.gateway.code)
+    bind(transaction_id=str(txn.pk), attempt=attempt.pk, gateway=attempt.gateway.code)
     credentials = gateway_credentials(attempt.gateway)
     credentials = replace(
         credentials,
@@ -526,4 +535,23 @@ def transaction_return_lookup(*, transaction_id: str, timeout: float) -> None:
     result = get_adapter(attempt.gateway.data_format, credentials).lookup_payment(str(attempt.pk))
     if result.status == LookupStatus.UNAVAILABLE:
         return
-    _record_lookup(transaction_id, str(attempt.pk), result)
+    _record_lookup(str(txn.pk), str(attempt.pk), result)
+
+
+def _status_change_awaited(transaction_id: str, *, timeout: float) -> None:
+    """Wait, at most `timeout`, for whoever holds the transaction's row lock to commit.
+
+    Every status change is written under that lock (`transaction_lock`); taking it and letting
+    it go at once waits for one under way and changes nothing. SQLite's writers are serial, so
+    there is nothing to wait for there.
+    """
+    if connection.vendor != "postgresql":
+        return
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{max(int(timeout * 1000), 1)}ms"])
+            Transaction.objects.select_for_update().filter(pk=transaction_id).values_list("pk", flat=True).first()
+    except OperationalError:
+        # The holder took longer than the customer can wait: the page shows the status as it is.
+        return

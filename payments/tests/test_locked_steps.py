@@ -18,14 +18,15 @@ from django.db import connection, connections, transaction
 
 from gateways.models import Gateway
 from gateways.types import Outcome, PaymentResult
-from payments.models import Attempt, AttemptOutcome, Transaction, TransactionStatus
-from payments.processing import Call, _next_step, _record_result
+from payments.models import Attempt, AttemptOutcome, FailureReason, Transaction, TransactionStatus
+from payments.processing import Call, _next_step, _record_result, transaction_return_lookup
 from payments.services import (
     TransactionChanged,
     transaction_current_attempt,
     transaction_lock,
     transaction_resume,
     transaction_save,
+    transaction_transition,
 )
 from testing.stack import wait_for
 
@@ -115,3 +116,34 @@ def test_an_answer_skips_the_lock_only_if_nobody_wrote_the_row_during_the_call(
             _record_result(txn_id, call.attempt_id, accepted, resumed=transaction_resume(call.written))
         assert Transaction.objects.get(pk=txn_id).status == TransactionStatus.PROCESSING
         assert Attempt.objects.get(pk=call.attempt_id).outcome == AttemptOutcome.ACCEPTED
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_the_return_waits_for_a_status_change_under_way_and_then_sees_it(
+    make_transaction: Callable[..., Transaction],
+) -> None:
+    """The gateway sends its callback and the customer back at once: the return must not read
+    the status from before the callback's apply, which holds the row lock, commits."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite's writers are serial: nobody waits inside a statement")
+    txn_id = make_transaction(status=TransactionStatus.REQUIRES_ACTION).pk
+    seen: dict[str, Any] = {}
+
+    def customer_returns() -> None:
+        try:
+            transaction_return_lookup(transaction_id=str(txn_id), timeout=10)
+            seen["status"] = Transaction.objects.get(pk=txn_id).status
+        except BaseException as exc:  # reported to the test
+            seen["error"] = exc
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=customer_returns, daemon=True)
+    with transaction.atomic():
+        held = transaction_lock(txn_id)
+        thread.start()
+        wait_for(_waiting_for_a_lock, timeout=10, message="the return to wait on the row lock")
+        transaction_transition(held, to=TransactionStatus.FAILED, failure_reason=FailureReason.CANCELLED)
+    thread.join(10)
+    assert seen == {"status": TransactionStatus.FAILED}
