@@ -50,7 +50,7 @@ CONFIG_FILE = APICHECK_DIR / "schemathesis.toml"
 HOST = harness.HOST
 DB_NAME = harness.db_name("APICHECK", "paygate_apicheck")
 # The demo gateways (CONTRACT §5): code -> data format.
-SANDBOXES = {"acmepay": "json", "soapbank": "xml", "globex": "json"}
+SANDBOXES = harness.DEMO_SANDBOXES
 # Cases per operation in the fuzzing phase; the examples, coverage and stateful phases add their
 # own. About a minute of schemathesis for the operations of today.
 MAX_EXAMPLES = 20

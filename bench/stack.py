@@ -48,11 +48,7 @@ FLOOR_SETTINGS = "bench.floor_settings"
 STACK = harness.StackConfig(
     db_name=DB_NAME,
     web_port=8200 + _PORT_OFFSET,
-    sandboxes={
-        "acmepay": ("json", 8211 + _PORT_OFFSET),
-        "soapbank": ("xml", 8212 + _PORT_OFFSET),
-        "globex": ("json", 8213 + _PORT_OFFSET),
-    },
+    sandboxes=harness.demo_sandboxes(8211 + _PORT_OFFSET),
     redis_url=f"redis://{HOST}:6379/{REDIS_DB}",
     data_dir=WORK_DIR / "data",
     amqp_url=f"amqp://guest:guest@{HOST}:5672/{RABBITMQ_VHOST}",

@@ -49,11 +49,7 @@ BROKERS = harness.BROKERS
 STACK = harness.StackConfig(
     db_name=DB_NAME,
     web_port=8300 + _PORT_OFFSET,
-    sandboxes={
-        "acmepay": ("json", 8311 + _PORT_OFFSET),
-        "soapbank": ("xml", 8312 + _PORT_OFFSET),
-        "globex": ("json", 8313 + _PORT_OFFSET),
-    },
+    sandboxes=harness.demo_sandboxes(8311 + _PORT_OFFSET),
     redis_url=f"redis://{HOST}:{REDIS_PORT}/0",
     data_dir=DATA_DIR,
     amqp_url=AMQP_URL,

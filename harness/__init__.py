@@ -30,12 +30,14 @@ from harness.commands import (
     web_argv,
     worker_argv,
 )
-from harness.config import PG_ADMIN_DSN, POSTGRES, StackConfig, db_name, port_offset
+from harness.config import DEMO_SANDBOXES, PG_ADMIN_DSN, POSTGRES, StackConfig, db_name, demo_sandboxes, port_offset
 from harness.process import HarnessError, Process, http_get, http_post_json, run_checked, stop_all, wait_for
 from harness.receiver import Receiver
 from harness.stack import Stack
 
 __all__ = [
+    "DEMO_SANDBOXES",
+    "demo_sandboxes",
     "BROKERS",
     "HOST",
     "PG_ADMIN_DSN",

@@ -21,6 +21,15 @@ POSTGRES = f"{HOST}:5432"
 PG_ADMIN_DSN = f"postgresql://postgres@{POSTGRES}/postgres"
 
 
+# The demo's gateways (CONTRACT §5) and their wire formats: the sandboxes every tool's stack starts.
+DEMO_SANDBOXES = {"acmepay": "json", "soapbank": "xml", "globex": "json"}
+
+
+def demo_sandboxes(first_port: int) -> dict[str, tuple[str, int]]:
+    """The demo's gateways on consecutive ports from `first_port`: code -> (data format, port)."""
+    return {code: (data_format, first_port + n) for n, (code, data_format) in enumerate(DEMO_SANDBOXES.items())}
+
+
 def db_name(tool: str, default: str) -> str:
     """The database a tool's stack uses: `<TOOL>_DB_NAME`, or `default`."""
     return os.environ.get(f"{tool}_DB_NAME", default)

@@ -60,7 +60,7 @@ def _secret_page(
 ) -> HttpResponse:
     """The new secrets on a page of their own: never in the messages cookie (signed, not
     encrypted), never stored by a browser or a proxy."""
-    context = {**admin_site.each_context(request), "secrets": secrets, "title": "Signing secret"}
+    context = {**admin_site.each_context(request), "secrets": secrets, "title": "Signing secret, shown once"}
     response = TemplateResponse(request, SECRET_TEMPLATE, context)
     add_never_cache_headers(response)
     response["Cache-Control"] = "no-store, private"
